@@ -1,0 +1,101 @@
+# cryptvol: one entry point. `make` builds, `make check` installs what is
+# missing, builds and runs every test, `make demo` serves a demo volume.
+
+B        := build
+CC       ?= cc
+PKGS     := openssl jansson liburing libargon2 libcurl p11-kit-1
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
+            -fPIC -D_GNU_SOURCE -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -ldl
+NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null)
+DEPFLAGS  = -MMD -MP
+
+LIB_SRCS    := $(sort $(wildcard lib/*/*.c))
+PLUGIN_SRCS := $(sort $(wildcard plugin/*.c))
+KEYMGR_SRCS := $(sort $(wildcard keymgr/*.c))
+UNIT_SRCS   := $(sort $(wildcard tests/unit/test-*.c))
+TOOL_SRCS   := $(sort $(wildcard tests/tools/*.c))
+BENCH_SRCS  := $(sort $(wildcard bench/*.c))
+
+LIB      := $(B)/libcryptvol.a
+PLUGIN   := $(B)/nbdkit-cryptvol-plugin.so
+KEYMGR   := $(B)/cryptvol-keymgr
+UNITS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+TOOLS    := $(TOOL_SRCS:tests/tools/%.c=$(B)/tools/%)
+BENCH    := $(if $(BENCH_SRCS),$(B)/cryptvol-bench)
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+ifeq ($(V),)
+Q = @
+quiet = @printf '  %-7s %s\n' $(1) $(2);
+endif
+
+.PHONY: all deps check check-unit check-integration demo bench install \
+        format format-check clean
+all: $(LIB) $(PLUGIN) $(KEYMGR) $(UNITS) $(TOOLS) $(BENCH)
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+$(B)/obj/%.o: %.c
+	$(call quiet,CC,$<)mkdir -p $(@D) && $(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(LIB): $(call obj,$(LIB_SRCS))
+	$(call quiet,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(PLUGIN): $(call obj,$(PLUGIN_SRCS)) $(LIB)
+	$(call quiet,LD,$@)$(CC) -shared -Wl,--no-undefined -Wl,-z,defs \
+	  -Wl,--version-script=plugin/plugin.syms -o $@ $^ $(LDLIBS)
+
+$(KEYMGR): $(call obj,$(KEYMGR_SRCS)) $(LIB)
+	$(call quiet,LD,$@)$(CC) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB)
+	$(call quiet,LD,$@)mkdir -p $(@D) && $(CC) -o $@ $^ $(LDLIBS)
+
+$(B)/tools/%: $(B)/obj/tests/tools/%.o $(LIB)
+	$(call quiet,LD,$@)mkdir -p $(@D) && $(CC) -o $@ $^ $(NBD_LIBS) $(LDLIBS)
+
+$(B)/cryptvol-bench: $(call obj,$(BENCH_SRCS)) $(LIB)
+	$(call quiet,LD,$@)$(CC) -o $@ $^ $(NBD_LIBS) $(LDLIBS)
+
+# make check: install what is missing, build, run every test. The runner
+# prints "N passed, N failed, N skipped" and exits non-zero on any failure.
+check: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)tests/run
+
+check-unit: all
+	$(Q)tests/run unit
+
+check-integration: all
+	$(Q)tests/run integration
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)scripts/demo.sh
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bench/run-bench.sh
+
+PREFIX ?= /usr/local
+install: all
+	install -D -m 0755 $(KEYMGR) $(DESTDIR)$(PREFIX)/bin/cryptvol-keymgr
+	install -D -m 0755 $(PLUGIN) \
+	  $(DESTDIR)$$(nbdkit --dump-config | sed -n 's/^plugindir=//p')/nbdkit-cryptvol-plugin.so
+	install -D -m 0644 doc/nbdkit-cryptvol-plugin.1 $(DESTDIR)$(PREFIX)/share/man/man1/nbdkit-cryptvol-plugin.1
+	install -D -m 0644 doc/cryptvol-keymgr.8 $(DESTDIR)$(PREFIX)/share/man/man8/cryptvol-keymgr.8
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,28 @@
+/* Log sink: the code that detects a failure reports it once, through here.
+ * The plugin routes messages to nbdkit_error/nbdkit_debug, keymgr to stderr,
+ * unit tests to a capture buffer. */
+#ifndef CV_LOG_H
+#define CV_LOG_H
+
+#include <stdbool.h>
+
+enum cv_log_level { CV_LOG_ERROR, CV_LOG_WARN, CV_LOG_INFO, CV_LOG_DEBUG };
+
+/* A sink receives one formatted message (no trailing newline). */
+typedef void (*cv_log_sink) (enum cv_log_level level, const char *msg);
+
+/* Install sink (NULL restores the default: stderr, debug suppressed). */
+void cv_log_set_sink (cv_log_sink sink);
+/* Enable or disable CV_LOG_DEBUG messages for the default and custom sinks. */
+void cv_log_set_debug (bool on);
+bool cv_log_debug_enabled (void);
+
+void cv_log (enum cv_log_level level, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+#define cv_err(...) cv_log (CV_LOG_ERROR, __VA_ARGS__)
+#define cv_warn(...) cv_log (CV_LOG_WARN, __VA_ARGS__)
+#define cv_info(...) cv_log (CV_LOG_INFO, __VA_ARGS__)
+#define cv_debug(...) cv_log (CV_LOG_DEBUG, __VA_ARGS__)
+
+#endif

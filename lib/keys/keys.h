@@ -1,0 +1,122 @@
+/* Key providers behind one narrow interface, and the unlock loop over a
+ * volume's wraps.
+ *
+ * A wrap is a JSON object in the header's "wraps" array. Common members:
+ *   "id"      integer, unique within the volume, never reused
+ *   "type"    "file" | "passphrase" | "kms" | "pkcs11"
+ *   "ref"     what the KEK is: key file path, KMS key ARN, PKCS#11 URI
+ *             (absent for passphrase)
+ *   "created" RFC 3339 UTC
+ * plus members of the provider's own (algorithm, IV, blob, KDF parameters...).
+ * Every wrap is authenticated and bound to its volume through the binding
+ * string (AEAD additional data, KMS EncryptionContext, OAEP label).
+ *
+ * Error codes every provider uses, so callers can report precisely:
+ *   -ENOKEY        the credentials do not include what this wrap needs
+ *                  (no key file / passphrase / PIN given); try the next wrap
+ *   -EKEYREJECTED  the KEK given is not this wrap's KEK (wrong key file,
+ *                  wrong passphrase)
+ *   -EBADMSG       the wrap does not authenticate under the right KEK: it was
+ *                  altered or belongs to another volume
+ *   -EKEYREVOKED   the KEK exists but is disabled or pending deletion (KMS)
+ *   -EACCES        the credentials are not allowed to use the KEK
+ *   -ETIMEDOUT / -ECONNREFUSED / -EAGAIN  the key service could not be reached
+ *   -EINVAL        the wrap object is malformed
+ * The provider logs the detailed reason (naming the wrap id and the key
+ * reference, never a secret) before returning, except for -ENOKEY. */
+#ifndef CV_KEYS_H
+#define CV_KEYS_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct cv_key;
+struct cv_header;
+
+/* Passphrase KDF parameters for new passphrase wraps. */
+struct cv_pbkdf {
+  const char *type;  /* "argon2id" (default) or "scrypt" */
+  uint32_t t_cost;   /* argon2id iterations */
+  uint32_t m_kib;    /* argon2id memory, KiB */
+  uint32_t parallel; /* argon2id lanes */
+  uint64_t scrypt_n; /* scrypt N (r = 8, p = 1) */
+};
+#define CV_PBKDF_DEFAULT                                                       \
+  {                                                                            \
+    "argon2id", 4, 256 * 1024, 2, 1 << 17                                      \
+  }
+
+/* Everything an unlock or a new wrap may need, gathered from the command line
+ * or nbdkit parameters. Secrets are cv_keys; everything else is a reference. */
+struct cv_creds {
+  const char *keyfile;       /* path of a file holding a 32-byte KEK */
+  struct cv_key *passphrase; /* recovery passphrase (no NUL), or NULL */
+  struct cv_key *pin;        /* PKCS#11 user PIN, or NULL */
+  const char *pkcs11_module; /* module path if not in the URI */
+  const char *kms_endpoint;  /* https://... override, or NULL */
+  const char *kms_region;    /* region override, or NULL */
+  const char *ca_bundle;     /* CA file for the KMS endpoint, or NULL */
+  struct cv_pbkdf pbkdf;     /* for new passphrase wraps */
+};
+
+struct cv_provider {
+  const char *type;
+  /* Wrap dek under the KEK named by ref (NULL for passphrase); add the
+   * provider's members to w. */
+  int (*wrap) (const char *ref, const struct cv_creds *c,
+               const struct cv_key *dek, const char *binding, json_t *w);
+  /* Unwrap w into a new cv_key (*dek, caller frees). */
+  int (*unwrap) (const json_t *w, const struct cv_creds *c, const char *binding,
+                 struct cv_key **dek);
+  /* Optional: make a new DEK of len bytes inside the key service and wrap it
+   * in one step (KMS GenerateDataKey). NULL if the provider has none. */
+  int (*generate) (const char *ref, const struct cv_creds *c, size_t len,
+                   const char *binding, json_t *w, struct cv_key **dek);
+  /* Optional: re-wrap w under new_ref without the DEK leaving the key
+   * service (KMS ReEncrypt); fills nw. */
+  int (*rewrap) (const json_t *w, const char *new_ref, const struct cv_creds *c,
+                 const char *binding, json_t *nw);
+  /* Optional: a one-line description of the KEK's state ("Enabled",
+   * "Disabled", "PendingDeletion", token and object labels). *state is
+   * malloc'd. */
+  int (*describe) (const json_t *w, const struct cv_creds *c, char **state);
+};
+
+/* The provider for a type name, or NULL. */
+const struct cv_provider *cv_provider_find (const char *type);
+
+/* Parse a wrap spec as given on a command line: "file:PATH", "passphrase",
+ * "kms:REF", "pkcs11:URI". Sets *p and *ref (pointing into spec, or NULL).
+ * Returns 0 or -EINVAL (logged, with the forms accepted). */
+int cv_wrap_spec_parse (const char *spec, const struct cv_provider **p,
+                        const char **ref);
+
+/* Make a new wrap object of dek for spec and append it to h->wraps with the
+ * next free id. *id_out (may be NULL) gets its id. Returns 0 or -errno. */
+int cv_wrap_add (struct cv_header *h, const char *spec,
+                 const struct cv_creds *c, const struct cv_key *dek,
+                 int64_t *id_out);
+
+/* Unlock: try each wrap in order with whatever credentials c holds; the first
+ * whose DEK passes cv_hdr_authenticate wins. Each failure is reported with the
+ * wrap id, type and reference. Returns 0 with *dek (caller frees) and *wrap_id
+ * (may be NULL), or:
+ *   -ENOKEY        no credential given matches any wrap (message lists the
+ *                  wraps and what each needs)
+ *   -EKEYREJECTED  credentials were given but none unlocked a wrap
+ *   -EBADMSG       a DEK was recovered but the header MAC fails: tampered
+ *   other -errno from providers (network, revoked key) when nothing else
+ *                  succeeded. */
+int cv_unlock (const struct cv_header *h, const struct cv_creds *c,
+               struct cv_key **dek, int64_t *wrap_id);
+
+/* Read a 32-byte KEK file; refuses other sizes with a clear message. */
+int cv_keyfile_read (const char *path, struct cv_key **kek);
+/* Create a new KEK file (mode 0400, O_EXCL) with 32 random bytes. */
+int cv_keyfile_create (const char *path);
+
+/* Release what the providers hold (PKCS#11 modules, curl globals). */
+void cv_keys_cleanup (void);
+
+#endif

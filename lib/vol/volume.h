@@ -1,0 +1,47 @@
+/* An opened, unlocked volume and its data path: what the nbdkit plugin serves.
+ * Requests may come from many threads at once; each thread gets its own ring,
+ * XTS engine and bounce buffer on first use. */
+#ifndef CV_VOLUME_H
+#define CV_VOLUME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "keys/keys.h"
+
+struct cv_vol;
+
+struct cv_vol_opts {
+  const char *path;        /* data file or block device */
+  const char *header_path; /* detached header, or NULL */
+  bool readonly;
+  bool direct; /* O_DIRECT on the data file */
+  const struct cv_creds *creds;
+};
+
+/* Open the volume, read its header, unlock a DEK and authenticate the header.
+ * Every failure is reported once, naming the volume and the reason.
+ * Returns 0 or -errno. */
+int cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out);
+/* Free per-thread state of all threads and the volume; wipes the DEK. */
+void cv_vol_close (struct cv_vol *v);
+
+uint64_t cv_vol_size (const struct cv_vol *v);
+unsigned cv_vol_sector_size (const struct cv_vol *v);
+const char *cv_vol_uuid (const struct cv_vol *v);
+
+/* Data path. Offsets and counts are in bytes within the volume and need not
+ * be sector aligned (edge sectors are read-modified-written under per-sector
+ * locks). Requests beyond the end fail with -ENOSPC (writes) or -EIO (reads)
+ * and a message. Return 0 or -errno. */
+int cv_vol_pread (struct cv_vol *v, void *buf, uint32_t count, uint64_t off);
+int cv_vol_pwrite (struct cv_vol *v, const void *buf, uint32_t count,
+                   uint64_t off, bool fua);
+/* Write zeros that read back as zeros (encrypted zero sectors). */
+int cv_vol_zero (struct cv_vol *v, uint32_t count, uint64_t off, bool fua);
+int cv_vol_flush (struct cv_vol *v);
+
+/* Re-lock key pages after fork (memory locks are not inherited). */
+int cv_vol_after_fork (struct cv_vol *v);
+
+#endif

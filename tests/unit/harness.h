@@ -1,0 +1,78 @@
+/* A minimal unit-test harness: CHECK records a failure with its place and
+ * carries on; the test's exit status is the verdict. Library messages go to a
+ * capture buffer so tests can assert what a user would read. */
+#ifndef CV_HARNESS_H
+#define CV_HARNESS_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+static int harness_failures;
+static int harness_checks;
+static char harness_log[16384];
+
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    harness_checks++;                                                          \
+    if (!(cond)) {                                                             \
+      harness_failures++;                                                      \
+      fprintf (stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);         \
+      fprintf (stderr, __VA_ARGS__);                                           \
+      fputc ('\n', stderr);                                                    \
+    }                                                                          \
+  } while (0)
+
+/* The captured log since the last harness_log_clear(). */
+static inline const char *
+harness_logged (void)
+{
+  return harness_log;
+}
+
+static inline void
+harness_log_clear (void)
+{
+  harness_log[0] = '\0';
+}
+
+static void
+harness_sink (enum cv_log_level level, const char *msg)
+{
+  static const char *const prefix[] = { "error: ", "warning: ", "", "debug: " };
+  size_t used = strlen (harness_log);
+  snprintf (harness_log + used, sizeof harness_log - used, "%s%s\n",
+            prefix[level], msg);
+  if (getenv ("CV_TEST_VERBOSE"))
+    fprintf (stderr, "  log| %s%s\n", prefix[level], msg);
+}
+
+static inline void
+harness_init (void)
+{
+  cv_log_set_sink (harness_sink);
+}
+
+/* Print the summary for this test program and return its exit status. */
+static inline int
+harness_done (const char *name)
+{
+  printf ("%s: %d checks, %d failed\n", name, harness_checks, harness_failures);
+  return harness_failures ? 1 : 0;
+}
+
+/* Path of a file in ../shared or tests/data, from the environment the runner
+ * sets (CV_SRCDIR is the source tree). */
+static inline const char *
+harness_srcpath (const char *rel)
+{
+  static char buf[4096];
+  const char *src = getenv ("CV_SRCDIR");
+  snprintf (buf, sizeof buf, "%s/%s", src ? src : ".", rel);
+  return buf;
+}
+
+#endif
