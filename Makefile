@@ -46,7 +46,7 @@ $(LIB): $(call obj,$(LIB_SRCS))
 	$(call quiet,AR,$@)rm -f $@ && ar rcs $@ $^
 
 $(PLUGIN): $(call obj,$(PLUGIN_SRCS)) $(LIB)
-	$(call quiet,LD,$@)$(CC) -shared -Wl,--no-undefined -Wl,-z,defs \
+	$(call quiet,LD,$@)$(CC) -shared \
 	  -Wl,--version-script=plugin/plugin.syms -o $@ $^ $(LDLIBS)
 
 $(KEYMGR): $(call obj,$(KEYMGR_SRCS)) $(LIB)

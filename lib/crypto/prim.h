@@ -34,7 +34,8 @@ int cv_gcm_open (const uint8_t key[32], const uint8_t iv[CV_GCM_IV_LEN],
                  const uint8_t tag[CV_GCM_TAG_LEN], uint8_t *pt);
 
 /* AES key wrap with padding, RFC 5649 (kek of 16, 24 or 32 bytes). The wrapped
- * form is ((len + 7) / 8 + 1) * 8 bytes. cv_kwp_unwrap returns -EBADMSG if
+ * form is ((len + 7) / 8 + 1) * 8 bytes; an unwrap output buffer needs room
+ * for len bytes. cv_kwp_unwrap returns -EBADMSG if
  * the integrity check fails; *ptlen receives the unwrapped length. */
 int cv_kwp_wrap (const uint8_t *kek, size_t keklen, const uint8_t *pt,
                  size_t len, uint8_t *out, size_t *outlen);

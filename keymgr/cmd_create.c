@@ -1,0 +1,315 @@
+/* cryptvol-keymgr create: a new volume (a new file of --size), or format an
+ * existing file or block device, with one or more wraps of a fresh or
+ * imported DEK. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "crypto/secmem.h"
+#include "crypto/xts.h"
+#include "format/header.h"
+#include "keymgr.h"
+
+#define MAX_WRAPS 16
+
+static void
+create_usage (FILE *f)
+{
+  fprintf (f,
+           "usage: cryptvol-keymgr create VOLUME --wrap SPEC [--wrap SPEC]...\n"
+           "         [--size SIZE] [--sector-size 4096|512]\n"
+           "         [--detached-header FILE] [--data-offset BYTES]\n"
+           "         [--import-key FILE] [--yes] [--json]\n"
+           "         [--passphrase-file FILE | --passphrase-fd N]\n"
+           "         [--pbkdf argon2id|scrypt] [--pbkdf-memory SIZE]\n"
+           "         [--pbkdf-time N] [--pbkdf-parallel N]\n"
+           "SPEC is file:KEYFILE or passphrase.\n");
+}
+
+/* Size of a regular file or block device, -errno on failure. */
+static int
+target_size (int fd, uint64_t *size, bool *blockdev)
+{
+  struct stat st;
+
+  if (fstat (fd, &st) < 0)
+    return -errno;
+  *blockdev = S_ISBLK (st.st_mode);
+  if (*blockdev)
+    return ioctl (fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
+  *size = (uint64_t) st.st_size;
+  return 0;
+}
+
+/* True if the first len bytes at fd are all zero (or the file is shorter). */
+static bool
+area_is_blank (int fd, size_t len)
+{
+  CLEANUP_FREE uint8_t *buf = malloc (len);
+  ssize_t n = buf ? pread (fd, buf, len, 0) : -1;
+
+  if (n < 0)
+    return false;
+  for (ssize_t i = 0; i < n; i++)
+    if (buf[i])
+      return false;
+  return true;
+}
+
+/* Read a 64-byte raw master key (as cryptsetup --volume-key-file writes it). */
+static int
+import_key (const char *path, struct cv_key **dek)
+{
+  CLEANUP_CLOSE int fd = open (path, O_RDONLY | O_CLOEXEC);
+  struct cv_key *k = NULL;
+  uint8_t extra;
+  int rc;
+
+  if (fd < 0) {
+    cv_err ("--import-key: cannot open %s: %s", path, strerror (errno));
+    return -errno;
+  }
+  if ((rc = cv_key_new (CV_DEK_LEN, &k)) < 0)
+    return rc;
+  ssize_t n = read (fd, k->b, CV_DEK_LEN);
+  if (n != CV_DEK_LEN || read (fd, &extra, 1) != 0) {
+    cv_err ("--import-key: %s is not a 64-byte AES-256-XTS master key "
+            "(key1 || key2, raw bytes)",
+            path);
+    cv_key_free (k);
+    return -EINVAL;
+  }
+  *dek = k;
+  return 0;
+}
+
+int
+cmd_create (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "size", required_argument, 0, 's' },
+    { "sector-size", required_argument, 0, 'S' },
+    { "detached-header", required_argument, 0, 'H' },
+    { "data-offset", required_argument, 0, 'o' },
+    { "import-key", required_argument, 0, 'i' },
+    { "wrap", required_argument, 0, 'w' },
+    { "yes", no_argument, 0, 'y' },
+    { "help", no_argument, 0, 'h' },
+    COMMON_LONGOPTS,
+    { 0, 0, 0, 0 },
+  };
+  struct common_opts co;
+  const char *wraps[MAX_WRAPS], *import = NULL, *detached = NULL;
+  size_t nwraps = 0;
+  uint64_t size = 0, data_offset = UINT64_MAX, sector_size = 4096;
+  bool yes = false, want_pass = false;
+  int c, rc;
+
+  common_init (&co);
+  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    int r = common_opt (&co, c, optarg);
+    if (r < 0)
+      return EXIT_USAGE;
+    if (r > 0)
+      continue;
+    switch (c) {
+    case 's':
+      if (parse_size (optarg, &size) < 0 || size == 0) {
+        cv_err ("--size: '%s' is not a size (e.g. 10G, 512M)", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'S':
+      if (parse_size (optarg, &sector_size) < 0
+          || (sector_size != 512 && sector_size != 4096)) {
+        cv_err ("--sector-size must be 512 or 4096");
+        return EXIT_USAGE;
+      }
+      break;
+    case 'H':
+      detached = optarg;
+      break;
+    case 'o':
+      if (parse_size (optarg, &data_offset) < 0) {
+        cv_err ("--data-offset: '%s' is not a size", optarg);
+        return EXIT_USAGE;
+      }
+      break;
+    case 'i':
+      import = optarg;
+      break;
+    case 'w':
+      if (nwraps == MAX_WRAPS) {
+        cv_err ("at most %d --wrap options", MAX_WRAPS);
+        return EXIT_USAGE;
+      }
+      wraps[nwraps++] = optarg;
+      if (strcmp (optarg, "passphrase") == 0)
+        want_pass = true;
+      break;
+    case 'y':
+      yes = true;
+      break;
+    case 'h':
+      create_usage (stdout);
+      return EXIT_OK;
+    default:
+      create_usage (stderr);
+      return EXIT_USAGE;
+    }
+  }
+  if (optind != argc - 1) {
+    create_usage (stderr);
+    return EXIT_USAGE;
+  }
+  const char *path = argv[optind];
+  if (nwraps == 0) {
+    cv_err ("no --wrap given: a volume needs at least one way to unlock it "
+            "(e.g. --wrap file:KEYFILE)");
+    return EXIT_USAGE;
+  }
+  for (size_t i = 0; i < nwraps; i++) {
+    const struct cv_provider *p;
+    const char *ref;
+    if (cv_wrap_spec_parse (wraps[i], &p, &ref) < 0)
+      return EXIT_USAGE;
+  }
+  if (data_offset == UINT64_MAX)
+    data_offset = detached ? 0 : CV_DATA_OFFSET_DEFAULT;
+  if (data_offset % sector_size) {
+    cv_err ("--data-offset %llu is not a multiple of the sector size %llu",
+            (unsigned long long) data_offset, (unsigned long long) sector_size);
+    return EXIT_USAGE;
+  }
+  if (!detached && data_offset < CV_HDR_AREA_SIZE) {
+    cv_err ("--data-offset %llu leaves no room for the header (%d bytes); "
+            "use a larger offset or --detached-header",
+            (unsigned long long) data_offset, CV_HDR_AREA_SIZE);
+    return EXIT_USAGE;
+  }
+
+  /* Open or create the data file. */
+  bool created = false, blockdev = false;
+  CLEANUP_CLOSE int fd = open (path, O_RDWR | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    if (size == 0) {
+      cv_err ("%s does not exist; give --size to create it", path);
+      return EXIT_USAGE;
+    }
+    fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    created = fd >= 0;
+  }
+  if (fd < 0) {
+    cv_err ("cannot open %s: %s", path, strerror (errno));
+    return EXIT_IO;
+  }
+  uint64_t have;
+  if ((rc = target_size (fd, &have, &blockdev)) < 0) {
+    cv_err ("%s: %s", path, strerror (-rc));
+    return EXIT_IO;
+  }
+  if (!created) {
+    uint64_t room = have > data_offset ? have - data_offset : 0;
+    if (size == 0)
+      size = room / sector_size * sector_size;
+    if (size == 0 || size > room) {
+      cv_err ("%s is %llu bytes: no room for %llu bytes of data after the "
+              "data offset %llu",
+              path, (unsigned long long) have,
+              (unsigned long long) (size ? size : sector_size),
+              (unsigned long long) data_offset);
+      return EXIT_USAGE;
+    }
+    /* Formatting overwrites the start of the target: only with consent. */
+    if (!detached && !yes && !area_is_blank (fd, CV_HDR_AREA_SIZE)) {
+      cv_err ("%s is not blank: creating a volume overwrites its first %d "
+              "bytes; add --yes to do it",
+              path, CV_HDR_AREA_SIZE);
+      return EXIT_USAGE;
+    }
+  }
+  if (size % sector_size) {
+    cv_err ("--size %llu is not a multiple of the sector size %llu",
+            (unsigned long long) size, (unsigned long long) sector_size);
+    if (created)
+      unlink (path);
+    return EXIT_USAGE;
+  }
+
+  /* The header goes into the volume or into a new detached header file. */
+  CLEANUP_CLOSE int hfd = -1;
+  const char *hname = detached ? detached : path;
+  if (detached) {
+    hfd = open (detached, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (hfd < 0) {
+      cv_err ("cannot create detached header %s: %s%s", detached,
+              strerror (errno),
+              errno == EEXIST ? " (it exists: refusing to overwrite it)" : "");
+      if (created)
+        unlink (path);
+      return errno == EEXIST ? EXIT_USAGE : EXIT_IO;
+    }
+  }
+  int hdr_fd = detached ? hfd : fd;
+
+  struct cv_header *h = NULL;
+  CLEANUP_KEY struct cv_key *dek = NULL;
+  rc = cv_lock_header (hdr_fd, false);
+  if (rc == 0 && (!import || (rc = import_key (import, &dek)) == 0)
+      && (import || (rc = cv_dek_generate (&dek)) == 0)
+      && (rc = common_creds (&co, want_pass, true)) == 0
+      && (rc = cv_hdr_new ((uint32_t) sector_size, data_offset, size, &h))
+             == 0) {
+    /* The halves of an imported key must differ, as for a generated one. */
+    struct cv_xts *x = NULL;
+    rc = cv_xts_new (dek->b, (unsigned) sector_size, &x);
+    cv_xts_free (x);
+    if (rc == 0 && (rc = cv_hdr_seal (h, dek)) == 0)
+      for (size_t i = 0; i < nwraps && rc == 0; i++)
+        rc = cv_wrap_add (h, wraps[i], &co.creds, dek, NULL);
+    if (rc == 0 && created
+        && ftruncate (fd, (off_t) (data_offset + size)) < 0) {
+      rc = -errno;
+      cv_err ("cannot size %s: %s", path, strerror (errno));
+    }
+    if (rc == 0 && detached && ftruncate (hfd, CV_HDR_AREA_SIZE) < 0) {
+      rc = -errno;
+      cv_err ("cannot size %s: %s", detached, strerror (errno));
+    }
+    if (rc == 0)
+      rc = cv_hdr_commit (hdr_fd, hname, h);
+  } else if (rc == -EBUSY)
+    cv_err ("%s is locked by another cryptvol-keymgr", hname);
+  if (rc < 0) {
+    /* Leave nothing half-made behind; a pre-existing target was not yet
+     * written (the commit is the last step). */
+    if (created)
+      unlink (path);
+    if (detached)
+      unlink (detached);
+    cv_hdr_free (h);
+    common_free (&co);
+    return exit_code (rc);
+  }
+
+  if (co.json) {
+    json_t *j = cv_hdr_to_json (h);
+    print_json (j);
+    json_decref (j);
+  } else
+    printf ("created %s volume %s: %llu bytes, %u-byte sectors, %zu wrap%s\n",
+            blockdev ? "block-device" : "file", path, (unsigned long long) size,
+            h->sector_size, nwraps, nwraps == 1 ? "" : "s");
+  cv_hdr_free (h);
+  common_free (&co);
+  return EXIT_OK;
+}

@@ -1,0 +1,69 @@
+/* cryptvol-keymgr verify: unlock with the key given, check the key check
+ * value and the header MAC, and say which wrap unlocked. */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "crypto/secmem.h"
+#include "format/header.h"
+#include "keymgr.h"
+
+int
+cmd_verify (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "help", no_argument, 0, 'h' },
+    COMMON_LONGOPTS,
+    { 0, 0, 0, 0 },
+  };
+  static const char usage[]
+      = "usage: cryptvol-keymgr verify VOLUME [--header FILE]\n"
+        "         (--keyfile FILE | --passphrase-file FILE | "
+        "--passphrase-fd N | (prompt))\n";
+  struct common_opts co;
+  int c, rc;
+
+  common_init (&co);
+  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    int r = common_opt (&co, c, optarg);
+    if (r < 0)
+      return EXIT_USAGE;
+    if (r == 0) {
+      fputs (usage, c == 'h' ? stdout : stderr);
+      return c == 'h' ? EXIT_OK : EXIT_USAGE;
+    }
+  }
+  if (optind != argc - 1) {
+    fputs (usage, stderr);
+    return EXIT_USAGE;
+  }
+  const char *path = argv[optind];
+  CLEANUP_CLOSE int fd = -1;
+  struct cv_header *h = NULL;
+  unsigned valid;
+  if ((rc = open_header (path, co.header, &fd, &h, &valid)) < 0)
+    return exit_code (rc);
+
+  /* Ask for a passphrase only when no key file was given. */
+  CLEANUP_KEY struct cv_key *dek = NULL;
+  int64_t id = -1;
+  rc = common_creds (&co, !co.keyfile, false);
+  if (rc == 0)
+    rc = cv_unlock (h, &co.creds, &dek, &id);
+  if (rc == 0) {
+    if (co.json) {
+      json_t *j = json_pack ("{s:s, s:s, s:I, s:b, s:b}", "volume", path,
+                             "uuid", h->uuid, "unlocked_by_wrap",
+                             (json_int_t) id, "kcv_ok", 1, "mac_ok", 1);
+      print_json (j);
+      json_decref (j);
+    } else
+      printf ("%s: wrap %lld unlocks the volume; key check value and header "
+              "MAC verified\n",
+              path, (long long) id);
+  }
+  cv_hdr_free (h);
+  common_free (&co);
+  return exit_code (rc);
+}

@@ -1,0 +1,349 @@
+/* cryptvol-keymgr: command dispatch and the options all commands share. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "crypto/secmem.h"
+#include "format/header.h"
+#include "keymgr.h"
+
+static const struct {
+  const char *name;
+  int (*fn) (int, char **);
+  const char *summary;
+} commands[] = {
+  { "create", cmd_create,
+    "create a volume (new file, or format a file/device)" },
+  { "info", cmd_info, "show a volume's header (no key needed)" },
+  { "verify", cmd_verify, "unlock with a key and check the header MAC" },
+  { "genkey", cmd_genkey, "write a new random 32-byte key file" },
+};
+
+static void
+usage (FILE *f)
+{
+  fprintf (f, "usage: cryptvol-keymgr COMMAND [OPTIONS] VOLUME\n\ncommands:\n");
+  for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
+    fprintf (f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+  fprintf (f,
+           "\nSee cryptvol-keymgr(8) or 'cryptvol-keymgr COMMAND --help'.\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc < 2 || strcmp (argv[1], "--help") == 0
+      || strcmp (argv[1], "-h") == 0) {
+    usage (argc < 2 ? stderr : stdout);
+    return argc < 2 ? EXIT_USAGE : EXIT_OK;
+  }
+  for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
+    if (strcmp (argv[1], commands[i].name) == 0)
+      return commands[i].fn (argc - 1, argv + 1);
+  fprintf (stderr, "cryptvol-keymgr: unknown command '%s'\n\n", argv[1]);
+  usage (stderr);
+  return EXIT_USAGE;
+}
+
+void
+common_init (struct common_opts *o)
+{
+  *o = (struct common_opts){ .pass_fd = -1,
+                             .creds = { .pbkdf = CV_PBKDF_DEFAULT } };
+}
+
+/* Parse an unsigned 32-bit option value. */
+static int
+parse_u32 (const char *opt, const char *arg, uint32_t *out)
+{
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul (arg, &end, 10);
+  if (errno || *end || end == arg || v > UINT32_MAX) {
+    cv_err ("%s: '%s' is not a number", opt, arg);
+    return -1;
+  }
+  *out = (uint32_t) v;
+  return 0;
+}
+
+int
+common_opt (struct common_opts *o, int c, const char *arg)
+{
+  struct cv_pbkdf *k = &o->creds.pbkdf;
+  uint64_t mem;
+
+  switch (c) {
+  case 0x100:
+    o->header = arg;
+    return 1;
+  case 0x101:
+    o->keyfile = arg;
+    return 1;
+  case 0x102:
+    o->pass_file = arg;
+    return 1;
+  case 0x103: {
+    uint32_t fd;
+    if (parse_u32 ("--passphrase-fd", arg, &fd) < 0)
+      return -1;
+    o->pass_fd = (int) fd;
+    return 1;
+  }
+  case 0x104:
+    o->json = true;
+    return 1;
+  case 0x105:
+    if (strcmp (arg, "argon2id") != 0 && strcmp (arg, "scrypt") != 0) {
+      cv_err ("--pbkdf: '%s' is not argon2id or scrypt", arg);
+      return -1;
+    }
+    k->type = arg;
+    return 1;
+  case 0x106:
+    if (parse_size (arg, &mem) < 0 || mem < 1024 || mem > (4ULL << 30)) {
+      cv_err ("--pbkdf-memory: '%s' is not a size between 1K and 4G", arg);
+      return -1;
+    }
+    k->m_kib = (uint32_t) (mem / 1024);
+    return 1;
+  case 0x107:
+    return parse_u32 ("--pbkdf-time", arg, &k->t_cost) < 0 ? -1 : 1;
+  case 0x108:
+    return parse_u32 ("--pbkdf-parallel", arg, &k->parallel) < 0 ? -1 : 1;
+  case 0x109:
+    cv_log_set_debug (true);
+    return 1;
+  }
+  return 0;
+}
+
+/* Read a secret from fd up to EOF; strip one trailing newline. */
+static int
+read_secret_fd (int fd, const char *what, struct cv_key **out)
+{
+  struct cv_key *buf = NULL;
+  size_t len = 0;
+  int rc = cv_key_new (4096, &buf);
+
+  if (rc < 0)
+    return rc;
+  for (;;) {
+    ssize_t n = read (fd, buf->b + len, buf->len - len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      cv_err ("cannot read %s: %s", what, strerror (errno));
+      cv_key_free (buf);
+      return -errno;
+    }
+    if (n == 0)
+      break;
+    len += (size_t) n;
+    if (len == buf->len) {
+      cv_err ("%s is longer than %zu bytes", what, buf->len - 1);
+      cv_key_free (buf);
+      return -EINVAL;
+    }
+  }
+  if (len > 0 && buf->b[len - 1] == '\n')
+    len--;
+  if (len == 0) {
+    cv_err ("%s is empty", what);
+    cv_key_free (buf);
+    return -EINVAL;
+  }
+  rc = cv_key_from (buf->b, len, out);
+  cv_key_free (buf);
+  return rc;
+}
+
+/* Prompt on the terminal with echo off. */
+static int
+prompt_secret (const char *prompt, struct cv_key **out)
+{
+  CLEANUP_CLOSE int tty = open ("/dev/tty", O_RDWR | O_CLOEXEC);
+  struct termios old, quiet;
+  int rc;
+
+  if (tty < 0 || tcgetattr (tty, &old) < 0) {
+    cv_err ("no passphrase given and no terminal to ask on; use "
+            "--passphrase-file FILE or --passphrase-fd N");
+    return -ENOKEY;
+  }
+  quiet = old;
+  quiet.c_lflag &= ~(tcflag_t) ECHO;
+  quiet.c_lflag |= ICANON;
+  if (write (tty, prompt, strlen (prompt)) < 0)
+    return -errno;
+  tcsetattr (tty, TCSAFLUSH, &quiet);
+  /* One line: read_secret_fd stops at EOF, so read a line here instead. */
+  struct cv_key *line = NULL;
+  if ((rc = cv_key_new (1024, &line)) < 0)
+    goto restore;
+  size_t len = 0;
+  for (;;) {
+    char c;
+    ssize_t n = read (tty, &c, 1);
+    if (n <= 0 || c == '\n')
+      break;
+    if (len < line->len)
+      line->b[len++] = (uint8_t) c;
+  }
+  if (len == 0) {
+    cv_err ("empty passphrase");
+    rc = -EINVAL;
+  } else
+    rc = cv_key_from (line->b, len, out);
+  cv_key_free (line);
+restore:
+  tcsetattr (tty, TCSAFLUSH, &old);
+  if (write (tty, "\n", 1) < 0) {
+    /* nothing more to do */
+  }
+  return rc;
+}
+
+int
+common_creds (struct common_opts *o, bool want_passphrase, bool confirm)
+{
+  int rc = 0;
+
+  o->creds.keyfile = o->keyfile;
+  if (o->pass_file) {
+    CLEANUP_CLOSE int fd = open (o->pass_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      rc = -errno;
+      cv_err ("cannot open passphrase file %s: %s", o->pass_file,
+              strerror (errno));
+      return rc;
+    }
+    rc = read_secret_fd (fd, o->pass_file, &o->creds.passphrase);
+  } else if (o->pass_fd >= 0)
+    rc = read_secret_fd (o->pass_fd, "passphrase fd", &o->creds.passphrase);
+  else if (want_passphrase) {
+    rc = prompt_secret ("Passphrase: ", &o->creds.passphrase);
+    if (rc == 0 && confirm) {
+      CLEANUP_KEY struct cv_key *again = NULL;
+      rc = prompt_secret ("Passphrase again: ", &again);
+      if (rc == 0
+          && (again->len != o->creds.passphrase->len
+              || memcmp (again->b, o->creds.passphrase->b, again->len))) {
+        cv_err ("the passphrases differ");
+        rc = -EINVAL;
+      }
+    }
+  }
+  return rc;
+}
+
+void
+common_free (struct common_opts *o)
+{
+  cv_key_free (o->creds.passphrase);
+  cv_key_free (o->creds.pin);
+  o->creds.passphrase = o->creds.pin = NULL;
+  cv_keys_cleanup ();
+}
+
+int
+exit_code (int rc)
+{
+  switch (-rc) {
+  case 0:
+    return EXIT_OK;
+  case ENOKEY:
+  case EKEYREJECTED:
+  case EKEYREVOKED:
+  case EACCES:
+    return EXIT_NOKEY;
+  case EBADMSG:
+  case EPROTONOSUPPORT:
+    return EXIT_HEADER;
+  case EBUSY:
+  case EAGAIN:
+    return EXIT_BUSY;
+  case EINVAL:
+    return EXIT_USAGE;
+  default:
+    return EXIT_IO;
+  }
+}
+
+int
+parse_size (const char *s, uint64_t *out)
+{
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull (s, &end, 10);
+  unsigned shift = 0;
+
+  if (errno || end == s || s[0] == '-')
+    return -EINVAL;
+  switch (*end) {
+  case '\0':
+    break;
+  case 'k':
+  case 'K':
+    shift = 10;
+    break;
+  case 'm':
+  case 'M':
+    shift = 20;
+    break;
+  case 'g':
+  case 'G':
+    shift = 30;
+    break;
+  case 't':
+  case 'T':
+    shift = 40;
+    break;
+  default:
+    return -EINVAL;
+  }
+  if (*end && end[1] != '\0' && strcmp (end + 1, "iB") != 0)
+    return -EINVAL;
+  if (shift && v > (UINT64_MAX >> shift))
+    return -EINVAL;
+  *out = (uint64_t) v << shift;
+  return 0;
+}
+
+void
+print_json (json_t *j)
+{
+  json_dumpf (j, stdout, JSON_INDENT (2) | JSON_SORT_KEYS);
+  putchar ('\n');
+}
+
+/* Open the header of VOLUME (or --header) read-only and read it. */
+int
+open_header (const char *volume, const char *header, int *fd_out,
+             struct cv_header **h, unsigned *valid)
+{
+  const char *name = header ? header : volume;
+  int fd = open (name, O_RDONLY | O_CLOEXEC);
+  int rc;
+
+  if (fd < 0) {
+    rc = -errno;
+    cv_err ("cannot open %s: %s", name, strerror (errno));
+    return rc;
+  }
+  if ((rc = cv_hdr_read (fd, name, h, valid)) < 0) {
+    close (fd);
+    return rc;
+  }
+  *fd_out = fd;
+  return 0;
+}

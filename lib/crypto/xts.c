@@ -1,0 +1,212 @@
+/* The AES-256-XTS sector engine: two EVP contexts keyed once, per sector one
+ * IV set and one update. See xts.h for the tweak numbering. */
+#include <endian.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "crypto/prim.h"
+#include "crypto/secmem.h"
+#include "crypto/xts.h"
+
+#define HALF (CV_DEK_LEN / 2)
+
+struct cv_xts {
+  EVP_CIPHER_CTX *enc;
+  EVP_CIPHER_CTX *dec;
+  size_t sector_size;
+  unsigned shift; /* log2 (sector_size / 512): tweaks per sector */
+};
+
+/* Log an OpenSSL failure once, with the first queued reason, and clear the
+ * queue so it does not leak into a later, unrelated message. Returns -EIO. */
+static int __attribute__ ((format (printf, 1, 2)))
+ossl_fail (const char *fmt, ...)
+{
+  unsigned long e = ERR_get_error ();
+  char what[128], reason[256] = "unknown OpenSSL error";
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (what, sizeof what, fmt, ap);
+  va_end (ap);
+  if (e)
+    ERR_error_string_n (e, reason, sizeof reason);
+  ERR_clear_error ();
+  cv_err ("xts: %s: %s", what, reason);
+  return -EIO;
+}
+
+static void
+cipher_freep (EVP_CIPHER **c)
+{
+  EVP_CIPHER_free (*c);
+}
+
+static void
+xts_freep (struct cv_xts **x)
+{
+  cv_xts_free (*x);
+}
+
+/* A context for AES-256-XTS keyed with key in direction enc. */
+static int
+keyed_ctx (EVP_CIPHER *cipher, const uint8_t key[CV_DEK_LEN], int enc,
+           EVP_CIPHER_CTX **out)
+{
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new ();
+
+  if (!ctx) {
+    cv_err ("xts: cannot allocate a cipher context: out of memory");
+    return -ENOMEM;
+  }
+  if (!EVP_CipherInit_ex2 (ctx, cipher, key, NULL, enc, NULL)) {
+    EVP_CIPHER_CTX_free (ctx);
+    return ossl_fail ("keying AES-256-XTS failed");
+  }
+  *out = ctx;
+  return 0;
+}
+
+/* Key both directions once; refuse what XTS or our format forbids. 0,
+ * -EINVAL, -ENOMEM or -EIO, each logged here. */
+int
+cv_xts_new (const uint8_t key[CV_DEK_LEN], unsigned sector_size,
+            struct cv_xts **out)
+{
+  __attribute__ ((cleanup (cipher_freep))) EVP_CIPHER *cipher = NULL;
+  __attribute__ ((cleanup (xts_freep))) struct cv_xts *x = NULL;
+  int r;
+
+  if (sector_size != 512 && sector_size != 4096) {
+    cv_err ("xts: sector size %u is not supported; use 512 or 4096",
+            sector_size);
+    return -EINVAL;
+  }
+  if (CRYPTO_memcmp (key, key + HALF, HALF) == 0) {
+    cv_err ("xts: the two 32-byte halves of the 64-byte key are equal, which "
+            "XTS forbids; generate a new key");
+    return -EINVAL;
+  }
+
+  /* The contexts keep their own reference to the fetched cipher. */
+  cipher = EVP_CIPHER_fetch (NULL, "AES-256-XTS", NULL);
+  if (!cipher)
+    return ossl_fail ("fetching AES-256-XTS failed");
+  x = calloc (1, sizeof *x);
+  if (!x) {
+    cv_err ("xts: cannot allocate the engine: out of memory");
+    return -ENOMEM;
+  }
+  x->sector_size = sector_size;
+  x->shift = sector_size == 4096 ? 3 : 0;
+  r = keyed_ctx (cipher, key, 1, &x->enc);
+  if (r == 0)
+    r = keyed_ctx (cipher, key, 0, &x->dec);
+  if (r < 0)
+    return r;
+  *out = STEAL (x);
+  return 0;
+}
+
+/* Free x and its keyed contexts (OpenSSL wipes the key schedules). NULL is
+ * allowed. */
+void
+cv_xts_free (struct cv_xts *x)
+{
+  if (!x)
+    return;
+  EVP_CIPHER_CTX_free (x->enc);
+  EVP_CIPHER_CTX_free (x->dec);
+  free (x);
+}
+
+/* The hot path: nsect sectors, each one IV set and one update on ctx. The
+ * tweak is 128 bits wide so that 8 * index cannot wrap. */
+static int
+crypt_sectors (struct cv_xts *x, EVP_CIPHER_CTX *ctx, uint8_t *dst,
+               const uint8_t *src, uint64_t first, size_t nsect)
+{
+  const int len = (int) x->sector_size;
+  unsigned __int128 t = (unsigned __int128) first << x->shift;
+  const unsigned __int128 step = (unsigned __int128) 1 << x->shift;
+  uint64_t tweak[2];
+  int outl;
+
+  for (size_t i = 0; i < nsect; i++, t += step) {
+    tweak[0] = htole64 ((uint64_t) t);
+    tweak[1] = htole64 ((uint64_t) (t >> 64));
+    if (!EVP_CipherInit_ex2 (ctx, NULL, NULL, (const uint8_t *) tweak, -1, NULL)
+        || !EVP_CipherUpdate (ctx, dst + i * x->sector_size, &outl,
+                              src + i * x->sector_size, len))
+      return ossl_fail ("%s sector %llu failed",
+                        ctx == x->enc ? "encrypting" : "decrypting",
+                        (unsigned long long) (first + i));
+  }
+  return 0;
+}
+
+/* Encrypt nsect sectors src -> dst (may be equal). 0 or -EIO. */
+int
+cv_xts_encrypt (struct cv_xts *x, uint8_t *dst, const uint8_t *src,
+                uint64_t first, size_t nsect)
+{
+  return crypt_sectors (x, x->enc, dst, src, first, nsect);
+}
+
+/* Decrypt nsect sectors src -> dst (may be equal). 0 or -EIO. */
+int
+cv_xts_decrypt (struct cv_xts *x, uint8_t *dst, const uint8_t *src,
+                uint64_t first, size_t nsect)
+{
+  return crypt_sectors (x, x->dec, dst, src, first, nsect);
+}
+
+/* One data unit with an explicit tweak. 0, -EINVAL (len < 16 or > INT_MAX)
+ * or -EIO. */
+int
+cv_xts_unit (struct cv_xts *x, const uint8_t tweak[16], uint8_t *dst,
+             const uint8_t *src, size_t len, int enc)
+{
+  EVP_CIPHER_CTX *ctx = enc ? x->enc : x->dec;
+  int outl;
+
+  if (len < 16 || len > INT_MAX) {
+    cv_err ("xts: data unit of %zu bytes; XTS needs 16 to %d bytes", len,
+            INT_MAX);
+    return -EINVAL;
+  }
+  if (!EVP_CipherInit_ex2 (ctx, NULL, NULL, tweak, -1, NULL)
+      || !EVP_CipherUpdate (ctx, dst, &outl, src, (int) len))
+    return ossl_fail ("%s a data unit failed",
+                      enc ? "encrypting" : "decrypting");
+  return 0;
+}
+
+/* A fresh 64-byte DEK in secure memory with distinct halves; the caller
+ * frees it with cv_key_free. 0 or -errno (already logged). */
+int
+cv_dek_generate (struct cv_key **out)
+{
+  CLEANUP_KEY struct cv_key *k = NULL;
+  int r = cv_key_new (CV_DEK_LEN, &k);
+
+  if (r < 0)
+    return r;
+  do {
+    r = cv_random (k->b, CV_DEK_LEN);
+    if (r < 0)
+      return r;
+  } while (CRYPTO_memcmp (k->b, k->b + HALF, HALF) == 0);
+  *out = STEAL (k);
+  return 0;
+}

@@ -1,0 +1,575 @@
+/* The volume data path: sectors of the data area are AES-256-XTS encrypted;
+ * requests are split into chunks queued together on the calling thread's ring
+ * so that I/O and crypto overlap. Unaligned edges are read-modify-written
+ * under a striped per-sector lock. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "crypto/secmem.h"
+#include "crypto/xts.h"
+#include "format/header.h"
+#include "io/ring.h"
+#include "volume.h"
+
+#define CHUNK (256 * 1024) /* bytes per queued I/O */
+#define NSLOTS 4           /* bounce chunks per thread: 1 MiB */
+#define RING_DEPTH 32      /* requests in flight per thread */
+#define NSTRIPES 1024      /* per-sector RMW locks, hashed */
+#define ALIGN 4096         /* bounce alignment, enough for O_DIRECT */
+/* A ring tag carries the chunk index and the bounce slot it uses. */
+#define TAG_SLOT_SHIFT 40
+#define TAG_CHUNK_MASK ((1ULL << TAG_SLOT_SHIFT) - 1)
+
+/* What one thread needs for I/O on one volume, made on its first request. */
+struct cv_thr {
+  struct cv_thr *next;
+  struct cv_vol *v;
+  struct cv_ring *ring;
+  struct cv_xts *xts;
+  uint8_t *bounce; /* NSLOTS * CHUNK, aligned; allocated on first use */
+  uint8_t *edge;   /* one sector, aligned */
+};
+
+struct cv_vol {
+  char *path;
+  int fd;  /* data file */
+  int hfd; /* header file (the volume itself when attached); holds locks */
+  struct cv_header *hdr;
+  struct cv_key *dek;
+  uint64_t size;        /* bytes in the data area */
+  uint64_t data_offset; /* of the data area in the data file */
+  unsigned ss;          /* encryption sector size */
+  bool direct;
+  pthread_key_t tkey;
+  pthread_mutex_t thr_lock; /* guards thrs */
+  struct cv_thr *thrs;
+  pthread_mutex_t stripe[NSTRIPES];
+};
+
+/* Free one thread's state (the caller has unlinked it). */
+static void
+thr_free (struct cv_thr *t)
+{
+  cv_ring_free (t->ring);
+  cv_xts_free (t->xts);
+  free (t->bounce);
+  free (t->edge);
+  free (t);
+}
+
+/* pthread_key destructor: a worker thread exits (its connection closed). */
+static void
+thr_exit (void *p)
+{
+  struct cv_thr *t = p;
+  struct cv_vol *v = t->v;
+
+  pthread_mutex_lock (&v->thr_lock);
+  for (struct cv_thr **pp = &v->thrs; *pp; pp = &(*pp)->next)
+    if (*pp == t) {
+      *pp = t->next;
+      break;
+    }
+  pthread_mutex_unlock (&v->thr_lock);
+  thr_free (t);
+}
+
+/* The calling thread's state, made on first use. NULL on failure (logged). */
+static struct cv_thr *
+thr_get (struct cv_vol *v)
+{
+  struct cv_thr *t = pthread_getspecific (v->tkey);
+
+  if (t)
+    return t;
+  t = calloc (1, sizeof *t);
+  if (!t) {
+    cv_err ("%s: out of memory", v->path);
+    return NULL;
+  }
+  t->v = v;
+  if (cv_ring_new (RING_DEPTH, &t->ring) < 0
+      || cv_xts_new (v->dek->b, v->ss, &t->xts) < 0
+      || posix_memalign ((void **) &t->edge, ALIGN, v->ss) != 0) {
+    cv_err ("%s: cannot set up I/O for this thread", v->path);
+    thr_free (t);
+    return NULL;
+  }
+  pthread_setspecific (v->tkey, t);
+  pthread_mutex_lock (&v->thr_lock);
+  t->next = v->thrs;
+  v->thrs = t;
+  pthread_mutex_unlock (&v->thr_lock);
+  return t;
+}
+
+/* The bounce slots, allocated on first use (untouched pages cost no RSS). */
+static uint8_t *
+thr_bounce (struct cv_thr *t)
+{
+  if (!t->bounce
+      && posix_memalign ((void **) &t->bounce, ALIGN, (size_t) NSLOTS * CHUNK)
+             != 0) {
+    t->bounce = NULL;
+    cv_err ("%s: out of memory for the bounce buffer", t->v->path);
+  }
+  return t->bounce;
+}
+
+/* Report an I/O error once, with the file and the data-area offset. */
+static int
+io_fail (struct cv_vol *v, const char *op, uint64_t off, int rc)
+{
+  cv_err ("%s: %s at offset %llu: %s", v->path, op, (unsigned long long) off,
+          rc == -EIO ? "I/O error or end of file" : strerror (-rc));
+  return rc;
+}
+
+/* Read the sector-aligned range [off, off+len) of the data area into buf and
+ * decrypt it. Chunks are queued together and each is decrypted as soon as it
+ * arrives. With O_DIRECT (or an unaligned buf) the ciphertext lands in the
+ * bounce slots and is decrypted from there into buf: no extra copy. */
+static int
+read_aligned (struct cv_thr *t, uint8_t *buf, uint64_t off, uint64_t len)
+{
+  struct cv_vol *v = t->v;
+  bool bounce = v->direct && ((uintptr_t) buf % ALIGN || len % 512);
+  uint8_t *slots = bounce ? thr_bounce (t) : NULL;
+  uint64_t nchunks = (len + CHUNK - 1) / CHUNK, queued = 0, done = 0;
+  unsigned maxq = bounce ? NSLOTS : RING_DEPTH;
+  unsigned free_slots = NSLOTS, slotstack[NSLOTS];
+  int rc = 0;
+
+  if (bounce && !slots)
+    return -ENOMEM;
+  for (unsigned i = 0; i < NSLOTS; i++)
+    slotstack[i] = i;
+
+  while (done < queued || (rc == 0 && queued < nchunks)) {
+    /* Queue as many chunks as there is room for. */
+    while (rc == 0 && queued < nchunks && queued - done < maxq
+           && cv_ring_space (t->ring) > 0) {
+      uint64_t coff = queued * CHUNK;
+      size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
+      uint8_t *dst = buf + coff;
+      unsigned s = 0;
+      if (bounce) {
+        s = slotstack[--free_slots];
+        dst = slots + (size_t) s * CHUNK;
+      }
+      int r = cv_ring_queue_read (t->ring, v->fd, dst, clen,
+                                  v->data_offset + off + coff,
+                                  (uint64_t) s << TAG_SLOT_SHIFT | queued);
+      if (r < 0) {
+        rc = io_fail (v, "read", off + coff, r);
+        if (bounce)
+          slotstack[free_slots++] = s;
+        break;
+      }
+      queued++;
+    }
+    if (done == queued)
+      break;
+    int r = cv_ring_submit (t->ring);
+    if (r < 0 && rc == 0)
+      rc = io_fail (v, "read", off, r);
+
+    uint64_t tag;
+    r = cv_ring_reap (t->ring, &tag);
+    if (r == -ENOENT)
+      break; /* nothing in flight: submit failed */
+    done++;
+    uint64_t coff = (tag & TAG_CHUNK_MASK) * CHUNK;
+    size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
+    uint8_t *src = buf + coff;
+    if (bounce) {
+      unsigned s = (unsigned) (tag >> TAG_SLOT_SHIFT);
+      src = slots + (size_t) s * CHUNK;
+      slotstack[free_slots++] = s;
+    }
+    if (r < 0) {
+      if (rc == 0)
+        rc = io_fail (v, "read", off + coff, r);
+      continue;
+    }
+    if (rc == 0
+        && cv_xts_decrypt (t->xts, buf + coff, src, (off + coff) / v->ss,
+                           clen / v->ss)
+               < 0)
+      rc = -EIO;
+  }
+  return rc;
+}
+
+/* Encrypt the sector-aligned range from src (NULL: zeros) and write it at
+ * [off, off+len) of the data area. Each chunk is encrypted into a free bounce
+ * slot and written while the next one is encrypted. */
+static int
+write_aligned (struct cv_thr *t, const uint8_t *src, uint64_t off, uint64_t len,
+               bool fua)
+{
+  struct cv_vol *v = t->v;
+  uint8_t *slots = thr_bounce (t);
+  uint64_t nchunks = (len + CHUNK - 1) / CHUNK, queued = 0, done = 0;
+  unsigned free_slots = NSLOTS, slotstack[NSLOTS];
+  int rc = 0;
+
+  if (!slots)
+    return -ENOMEM;
+  for (unsigned i = 0; i < NSLOTS; i++)
+    slotstack[i] = i;
+
+  while (done < queued || (rc == 0 && queued < nchunks)) {
+    if (rc == 0 && queued < nchunks && free_slots > 0
+        && cv_ring_space (t->ring) > 0) {
+      uint64_t coff = queued * CHUNK;
+      size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
+      unsigned s = slotstack[--free_slots];
+      uint8_t *dst = slots + (size_t) s * CHUNK;
+      if (!src)
+        memset (dst, 0, clen);
+      int r = cv_xts_encrypt (t->xts, dst, src ? src + coff : dst,
+                              (off + coff) / v->ss, clen / v->ss);
+      if (r == 0)
+        r = cv_ring_queue_write (t->ring, v->fd, dst, clen,
+                                 v->data_offset + off + coff, fua,
+                                 (uint64_t) s << TAG_SLOT_SHIFT | queued);
+      if (r == 0)
+        r = cv_ring_submit (t->ring);
+      if (r < 0) {
+        rc = io_fail (v, "write", off + coff, r);
+        slotstack[free_slots++] = s;
+      } else
+        queued++;
+      /* Keep encrypting while slots are free; reap when they run out. */
+      if (rc == 0 && queued < nchunks && free_slots > 0)
+        continue;
+    }
+    if (done == queued)
+      break;
+    uint64_t tag;
+    int r = cv_ring_reap (t->ring, &tag);
+    if (r == -ENOENT)
+      break;
+    done++;
+    slotstack[free_slots++] = (unsigned) (tag >> TAG_SLOT_SHIFT);
+    if (r < 0 && rc == 0)
+      rc = io_fail (v, "write", off + (tag & TAG_CHUNK_MASK) * CHUNK, r);
+  }
+  return rc;
+}
+
+static pthread_mutex_t *
+stripe_of (struct cv_vol *v, uint64_t sector)
+{
+  return &v->stripe[(sector * 0x9E3779B97F4A7C15ULL) >> 54 & (NSTRIPES - 1)];
+}
+
+/* Read-modify-write part of one sector: put len bytes from src (NULL: zeros)
+ * at byte skip within sector sec, under that sector's stripe lock. */
+static int
+rmw_sector (struct cv_thr *t, uint64_t sec, size_t skip, const uint8_t *src,
+            size_t len, bool fua)
+{
+  struct cv_vol *v = t->v;
+  uint64_t off = sec * v->ss;
+  pthread_mutex_t *m = stripe_of (v, sec);
+  int rc;
+
+  pthread_mutex_lock (m);
+  rc = cv_ring_pread (t->ring, v->fd, t->edge, v->ss, v->data_offset + off);
+  if (rc < 0)
+    rc = io_fail (v, "read", off, rc);
+  else if ((rc = cv_xts_decrypt (t->xts, t->edge, t->edge, sec, 1)) == 0) {
+    if (src)
+      memcpy (t->edge + skip, src, len);
+    else
+      memset (t->edge + skip, 0, len);
+    rc = cv_xts_encrypt (t->xts, t->edge, t->edge, sec, 1);
+    if (rc == 0) {
+      rc = cv_ring_pwrite (t->ring, v->fd, t->edge, v->ss, v->data_offset + off,
+                           fua);
+      if (rc < 0)
+        rc = io_fail (v, "write", off, rc);
+    }
+  }
+  cv_wipe (t->edge, v->ss);
+  pthread_mutex_unlock (m);
+  return rc;
+}
+
+/* Check [off, off+count) lies in the volume. */
+static int
+check_range (struct cv_vol *v, const char *op, uint32_t count, uint64_t off,
+             int err)
+{
+  if (off > v->size || count > v->size - off) {
+    cv_err ("%s: %s of %u bytes at offset %llu is beyond the end of the "
+            "volume (%llu bytes)",
+            v->path, op, count, (unsigned long long) off,
+            (unsigned long long) v->size);
+    return err;
+  }
+  return 0;
+}
+
+int
+cv_vol_pread (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
+{
+  struct cv_thr *t;
+  uint8_t *p = buf;
+  int rc = check_range (v, "read", count, off, -EIO);
+
+  if (rc < 0)
+    return rc;
+  if (!(t = thr_get (v)))
+    return -ENOMEM;
+  while (count > 0) {
+    uint64_t sec = off / v->ss;
+    size_t skip = off % v->ss;
+    if (skip || count < v->ss) {
+      /* Partial sector: decrypt it whole, copy out the part asked for. */
+      size_t n = v->ss - skip < count ? v->ss - skip : count;
+      rc = cv_ring_pread (t->ring, v->fd, t->edge, v->ss,
+                          v->data_offset + sec * v->ss);
+      if (rc < 0)
+        return io_fail (v, "read", sec * v->ss, rc);
+      if ((rc = cv_xts_decrypt (t->xts, t->edge, t->edge, sec, 1)) < 0)
+        return rc;
+      memcpy (p, t->edge + skip, n);
+      cv_wipe (t->edge, v->ss);
+      p += n, off += n, count -= n;
+      continue;
+    }
+    uint64_t len = count / v->ss * v->ss;
+    if ((rc = read_aligned (t, p, off, len)) < 0)
+      return rc;
+    p += len, off += len, count -= len;
+  }
+  return 0;
+}
+
+/* Write (src) or zero (src == NULL) any byte range. */
+static int
+write_range (struct cv_vol *v, const uint8_t *src, uint32_t count, uint64_t off,
+             bool fua)
+{
+  struct cv_thr *t;
+  int rc = check_range (v, src ? "write" : "zero", count, off, -ENOSPC);
+
+  if (rc < 0)
+    return rc;
+  if (!(t = thr_get (v)))
+    return -ENOMEM;
+  while (count > 0) {
+    uint64_t sec = off / v->ss;
+    size_t skip = off % v->ss;
+    if (skip || count < v->ss) {
+      size_t n = v->ss - skip < count ? v->ss - skip : count;
+      if ((rc = rmw_sector (t, sec, skip, src, n, fua)) < 0)
+        return rc;
+      if (src)
+        src += n;
+      off += n, count -= n;
+      continue;
+    }
+    uint64_t len = count / v->ss * v->ss;
+    if ((rc = write_aligned (t, src, off, len, fua)) < 0)
+      return rc;
+    if (src)
+      src += len;
+    off += len, count -= len;
+  }
+  return 0;
+}
+
+int
+cv_vol_pwrite (struct cv_vol *v, const void *buf, uint32_t count, uint64_t off,
+               bool fua)
+{
+  return write_range (v, buf, count, off, fua);
+}
+
+int
+cv_vol_zero (struct cv_vol *v, uint32_t count, uint64_t off, bool fua)
+{
+  return write_range (v, NULL, count, off, fua);
+}
+
+int
+cv_vol_flush (struct cv_vol *v)
+{
+  struct cv_thr *t = thr_get (v);
+  int rc;
+
+  if (!t)
+    return -ENOMEM;
+  rc = cv_ring_fdatasync (t->ring, v->fd);
+  if (rc < 0)
+    cv_err ("%s: flush (fdatasync): %s", v->path, strerror (-rc));
+  return rc;
+}
+
+/* Size in bytes of a regular file or block device. */
+static int
+file_size (int fd, uint64_t *size)
+{
+  struct stat st;
+
+  if (fstat (fd, &st) < 0)
+    return -errno;
+  if (S_ISBLK (st.st_mode))
+    return ioctl (fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
+  if (!S_ISREG (st.st_mode))
+    return -EINVAL;
+  *size = (uint64_t) st.st_size;
+  return 0;
+}
+
+int
+cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
+{
+  const char *hname = o->header_path ? o->header_path : o->path;
+  int oflags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+  CLEANUP_CLOSE int fd = -1, hfd = -1;
+  struct cv_header *hdr = NULL;
+  struct cv_key *dek = NULL;
+  uint64_t fsize;
+  unsigned valid;
+  int rc;
+
+  fd = open (o->path, oflags | (o->direct ? O_DIRECT : 0));
+  if (fd < 0) {
+    rc = -errno;
+    cv_err ("cannot open volume %s: %s%s", o->path, strerror (errno),
+            errno == EINVAL && o->direct
+                ? " (the file system does not support O_DIRECT; "
+                  "use direct=false)"
+                : "");
+    return rc;
+  }
+  hfd = open (hname, oflags);
+  if (hfd < 0) {
+    rc = -errno;
+    cv_err ("cannot open header %s: %s", hname, strerror (errno));
+    return rc;
+  }
+  rc = cv_lock_in_use (hfd, false, false);
+  if (rc == -EBUSY) {
+    cv_err ("%s: cryptvol-keymgr is changing this volume offline "
+            "(rotate-dek, restore-header or shred); try again when it ends",
+            hname);
+    return rc;
+  }
+  if (rc < 0)
+    return rc;
+  if ((rc = cv_hdr_read (hfd, hname, &hdr, &valid)) < 0)
+    return rc;
+
+  rc = file_size (fd, &fsize);
+  if (rc < 0) {
+    cv_err ("%s: cannot find its size: %s", o->path,
+            rc == -EINVAL ? "not a regular file or block device"
+                          : strerror (-rc));
+    goto fail;
+  }
+  if (fsize < hdr->data_offset || fsize - hdr->data_offset < hdr->size) {
+    cv_err ("%s is %llu bytes, shorter than its header says (data offset "
+            "%llu + size %llu); is it the right file, or was it truncated?",
+            o->path, (unsigned long long) fsize,
+            (unsigned long long) hdr->data_offset,
+            (unsigned long long) hdr->size);
+    rc = -EINVAL;
+    goto fail;
+  }
+  if (o->direct && (hdr->data_offset % 4096 || hdr->sector_size < 4096))
+    cv_warn ("%s: direct=true with sector size %u and data offset %llu: "
+             "devices with 4096-byte logical blocks will refuse I/O",
+             o->path, hdr->sector_size, (unsigned long long) hdr->data_offset);
+
+  rc = cv_unlock (hdr, o->creds, &dek, NULL);
+  if (rc < 0) {
+    cv_err ("cannot unlock volume %s", hname);
+    goto fail;
+  }
+
+  struct cv_vol *v = calloc (1, sizeof *v);
+  if (!v || !(v->path = strdup (o->path))) {
+    free (v);
+    rc = -ENOMEM;
+    goto fail;
+  }
+  v->fd = STEAL_FD (fd);
+  v->hfd = STEAL_FD (hfd);
+  v->hdr = hdr;
+  v->dek = dek;
+  v->size = hdr->size;
+  v->data_offset = hdr->data_offset;
+  v->ss = hdr->sector_size;
+  v->direct = o->direct;
+  pthread_key_create (&v->tkey, thr_exit);
+  pthread_mutex_init (&v->thr_lock, NULL);
+  for (unsigned i = 0; i < NSTRIPES; i++)
+    pthread_mutex_init (&v->stripe[i], NULL);
+  *out = v;
+  return 0;
+
+fail:
+  cv_hdr_free (hdr);
+  cv_key_free (dek);
+  return rc;
+}
+
+void
+cv_vol_close (struct cv_vol *v)
+{
+  if (!v)
+    return;
+  pthread_key_delete (v->tkey);
+  while (v->thrs) {
+    struct cv_thr *t = v->thrs;
+    v->thrs = t->next;
+    thr_free (t);
+  }
+  for (unsigned i = 0; i < NSTRIPES; i++)
+    pthread_mutex_destroy (&v->stripe[i]);
+  pthread_mutex_destroy (&v->thr_lock);
+  close (v->fd);
+  close (v->hfd);
+  cv_hdr_free (v->hdr);
+  cv_key_free (v->dek);
+  free (v->path);
+  free (v);
+}
+
+uint64_t
+cv_vol_size (const struct cv_vol *v)
+{
+  return v->size;
+}
+
+unsigned
+cv_vol_sector_size (const struct cv_vol *v)
+{
+  return v->ss;
+}
+
+const char *
+cv_vol_uuid (const struct cv_vol *v)
+{
+  return v->hdr->uuid;
+}
+
+int
+cv_vol_after_fork (struct cv_vol *v)
+{
+  return cv_key_relock_all ();
+}

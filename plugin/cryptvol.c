@@ -1,0 +1,311 @@
+/* nbdkit-cryptvol-plugin: nbdkit glue only. The volume, its header, keys and
+ * data path live in libcryptvol (lib/); this file turns nbdkit parameters into
+ * cv_vol_opts, routes log messages to nbdkit, and maps callbacks to
+ * cv_vol_*. See doc/nbdkit-cryptvol-plugin.pod for every parameter. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "common/log.h"
+#include "crypto/secmem.h"
+#include "keys/keys.h"
+#include "vol/volume.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+#define MAX_REQUEST (32 * 1024 * 1024)
+
+static const char *volume_path;
+static const char *header_path;
+static bool direct;
+static bool readonly;
+static struct cv_creds creds = { .pbkdf = CV_PBKDF_DEFAULT };
+static struct cv_vol *vol;
+
+/* Library messages go to nbdkit: errors through nbdkit_error (so they reach
+ * syslog when nbdkit logs there), debug through nbdkit_debug (shown with -v).
+ */
+static void
+log_sink (enum cv_log_level level, const char *msg)
+{
+  switch (level) {
+  case CV_LOG_ERROR:
+    nbdkit_error ("%s", msg);
+    break;
+  case CV_LOG_WARN:
+    fprintf (stderr, "nbdkit: cryptvol: warning: %s\n", msg);
+    break;
+  case CV_LOG_INFO:
+  case CV_LOG_DEBUG:
+    nbdkit_debug ("%s", msg);
+    break;
+  }
+}
+
+static void
+cryptvol_load (void)
+{
+  cv_log_set_sink (log_sink);
+  cv_log_set_debug (true); /* nbdkit_debug itself prints only with -v */
+}
+
+static void
+cryptvol_unload (void)
+{
+  cv_vol_close (vol);
+  cv_key_free (creds.passphrase);
+  cv_key_free (creds.pin);
+  cv_keys_cleanup ();
+}
+
+/* Read a secret with nbdkit's password conventions (+FILE, -FD, -), refusing
+ * one written on the command line, where ps(1) and shell history would show
+ * it. */
+static int
+read_secret (const char *key, const char *value, struct cv_key **out)
+{
+  char *s = NULL;
+  int rc;
+
+  if (value[0] != '+' && value[0] != '-') {
+    nbdkit_error ("%s= must not be given on the command line; use %s=+FILE, "
+                  "%s=-FD or %s=- (prompt)",
+                  key, key, key, key);
+    return -1;
+  }
+  if (*out) {
+    nbdkit_error ("%s= given twice", key);
+    return -1;
+  }
+  if (nbdkit_read_password (value, &s) == -1)
+    return -1;
+  rc = cv_key_from (s, strlen (s), out);
+  cv_wipe (s, strlen (s));
+  free (s);
+  if (rc < 0) {
+    nbdkit_error ("%s: out of memory", key);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+cryptvol_config (const char *key, const char *value)
+{
+  int r;
+
+  if (strcmp (key, "volume") == 0)
+    volume_path = value;
+  else if (strcmp (key, "header") == 0)
+    header_path = value;
+  else if (strcmp (key, "keyfile") == 0)
+    creds.keyfile = value;
+  else if (strcmp (key, "passphrase") == 0)
+    return read_secret (key, value, &creds.passphrase);
+  else if (strcmp (key, "direct") == 0) {
+    if ((r = nbdkit_parse_bool (value)) == -1)
+      return -1;
+    direct = r;
+  } else if (strcmp (key, "readonly") == 0) {
+    if ((r = nbdkit_parse_bool (value)) == -1)
+      return -1;
+    readonly = r;
+  } else {
+    nbdkit_error ("unknown parameter '%s' (see nbdkit-cryptvol-plugin(1))",
+                  key);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+cryptvol_config_complete (void)
+{
+  if (!volume_path) {
+    nbdkit_error ("no volume given: nbdkit cryptvol VOLUME keyfile=FILE ...");
+    return -1;
+  }
+  if (!creds.keyfile && !creds.passphrase) {
+    nbdkit_error ("no key given for %s: add keyfile=FILE or "
+                  "passphrase=+FILE|-FD|-",
+                  volume_path);
+    return -1;
+  }
+  return 0;
+}
+
+#define cryptvol_config_help                                                   \
+  "[volume=]PATH        Volume: a file or block device (required).\n"          \
+  "header=PATH          Detached header file.\n"                               \
+  "keyfile=PATH         File holding a 32-byte key-encryption key.\n"          \
+  "passphrase=+FILE|-FD|-  Recovery passphrase (never on the command line).\n" \
+  "direct=true|false    Open the data with O_DIRECT (default false).\n"        \
+  "readonly=true|false  Open the volume read-only (default false)."
+
+/* Unlock once, before nbdkit listens: a missing or wrong key stops the server
+ * here with a message naming the volume and the reason. */
+static int
+cryptvol_get_ready (void)
+{
+  struct cv_vol_opts o = {
+    .path = volume_path,
+    .header_path = header_path,
+    .readonly = readonly,
+    .direct = direct,
+    .creds = &creds,
+  };
+
+  if (cv_vol_open (&o, &vol) < 0)
+    return -1;
+  /* The secrets are not needed any more: the volume holds its DEK. */
+  cv_key_free (creds.passphrase);
+  creds.passphrase = NULL;
+  nbdkit_debug ("volume %s (uuid %s) unlocked, %llu bytes, %u-byte sectors",
+                volume_path, cv_vol_uuid (vol),
+                (unsigned long long) cv_vol_size (vol),
+                cv_vol_sector_size (vol));
+  return 0;
+}
+
+static int
+cryptvol_after_fork (void)
+{
+  return cv_vol_after_fork (vol) < 0 ? -1 : 0;
+}
+
+static void *
+cryptvol_open (int conn_readonly)
+{
+  return vol; /* all connections share the volume; state is per thread */
+}
+
+static int64_t
+cryptvol_get_size (void *handle)
+{
+  return (int64_t) cv_vol_size (vol);
+}
+
+static int
+cryptvol_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
+                     uint32_t *maximum)
+{
+  /* Any request is served (edges are read-modify-written); whole encryption
+   * sectors avoid that cost. */
+  *minimum = 1;
+  *preferred
+      = cv_vol_sector_size (vol) > 4096 ? cv_vol_sector_size (vol) : 4096;
+  *maximum = MAX_REQUEST;
+  return 0;
+}
+
+static int
+cryptvol_can_write (void *handle)
+{
+  return !readonly;
+}
+
+static int
+cryptvol_can_flush (void *handle)
+{
+  return 1;
+}
+
+static int
+cryptvol_can_fua (void *handle)
+{
+  return NBDKIT_FUA_NATIVE;
+}
+
+/* One backing file: a flush on any connection flushes what all wrote. */
+static int
+cryptvol_can_multi_conn (void *handle)
+{
+  return 1;
+}
+
+static int
+cryptvol_can_zero (void *handle)
+{
+  return 1;
+}
+
+/* Advertised so that clients asking for a fast zero learn at once that it is
+ * not faster than writing (zeros must be encrypted like any data). */
+static int
+cryptvol_can_fast_zero (void *handle)
+{
+  return 1;
+}
+
+/* Turn a -errno from the library into nbdkit's convention. */
+static int
+fail (int rc)
+{
+  nbdkit_set_error (-rc);
+  return -1;
+}
+
+static int
+cryptvol_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+                uint32_t flags)
+{
+  int rc = cv_vol_pread (vol, buf, count, offset);
+  return rc < 0 ? fail (rc) : 0;
+}
+
+static int
+cryptvol_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
+                 uint32_t flags)
+{
+  int rc = cv_vol_pwrite (vol, buf, count, offset, flags & NBDKIT_FLAG_FUA);
+  return rc < 0 ? fail (rc) : 0;
+}
+
+static int
+cryptvol_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  if (flags & NBDKIT_FLAG_FAST_ZERO)
+    return fail (-ENOTSUP);
+  int rc = cv_vol_zero (vol, count, offset, flags & NBDKIT_FLAG_FUA);
+  return rc < 0 ? fail (rc) : 0;
+}
+
+static int
+cryptvol_flush (void *handle, uint32_t flags)
+{
+  int rc = cv_vol_flush (vol);
+  return rc < 0 ? fail (rc) : 0;
+}
+
+static struct nbdkit_plugin plugin = {
+  .name = "cryptvol",
+  .longname = "cryptvol AES-256-XTS encrypted volume",
+  .version = "0.1",
+  .load = cryptvol_load,
+  .unload = cryptvol_unload,
+  .config = cryptvol_config,
+  .config_complete = cryptvol_config_complete,
+  .config_help = cryptvol_config_help,
+  .magic_config_key = "volume",
+  .get_ready = cryptvol_get_ready,
+  .after_fork = cryptvol_after_fork,
+  .open = cryptvol_open,
+  .get_size = cryptvol_get_size,
+  .block_size = cryptvol_block_size,
+  .can_write = cryptvol_can_write,
+  .can_flush = cryptvol_can_flush,
+  .can_fua = cryptvol_can_fua,
+  .can_multi_conn = cryptvol_can_multi_conn,
+  .can_zero = cryptvol_can_zero,
+  .can_fast_zero = cryptvol_can_fast_zero,
+  .pread = cryptvol_pread,
+  .pwrite = cryptvol_pwrite,
+  .zero = cryptvol_zero,
+  .flush = cryptvol_flush,
+  .errno_is_preserved = 0,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)
