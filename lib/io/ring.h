@@ -4,7 +4,9 @@
  * completions one at a time with cv_ring_reap. The ring completes every
  * request in full: short transfers and -EAGAIN are requeued for the rest
  * internally, so a reaped request has either transferred all its bytes or
- * failed. A ring is used by one thread only. */
+ * failed. A ring is used by one thread only. fd must be seekable (a file or
+ * block device): the rest of a short transfer is asked for at the advanced
+ * offset, which pipes and sockets refuse with -ESPIPE. */
 #ifndef CV_RING_H
 #define CV_RING_H
 
@@ -36,10 +38,14 @@ int cv_ring_submit (struct cv_ring *r);
 
 /* Wait for the next request to complete in full. Sets *tag and returns 0 if
  * it succeeded, or the request's -errno (-EIO for a read that hit end of
- * file) with *tag set. Returns -ENOENT if nothing is in flight. */
+ * file) with *tag set. Returns -ENOENT if nothing is in flight. A -errno with
+ * *tag == CV_RING_BROKEN (logged) means the ring itself failed with nothing
+ * left in the kernel: free it (dropping what is queued) and make a new one. */
+#define CV_RING_BROKEN UINT64_MAX
 int cv_ring_reap (struct cv_ring *r, uint64_t *tag);
 
-/* Synchronous helpers: one request, queued, submitted and reaped. */
+/* Synchronous helpers: one request, queued, submitted and reaped. The ring
+ * must have nothing in flight (-EBUSY otherwise). */
 int cv_ring_pread (struct cv_ring *r, int fd, void *buf, size_t len,
                    uint64_t off);
 int cv_ring_pwrite (struct cv_ring *r, int fd, const void *buf, size_t len,

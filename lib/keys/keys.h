@@ -88,7 +88,8 @@ const struct cv_provider *cv_provider_find (const char *type);
 
 /* Parse a wrap spec as given on a command line: "file:PATH", "passphrase",
  * "kms:REF", "pkcs11:URI". Sets *p and *ref (pointing into spec, or NULL).
- * Returns 0 or -EINVAL (logged, with the forms accepted). */
+ * Returns 0, -EINVAL (logged, with the forms accepted) or -EPROTONOSUPPORT
+ * (a type this build does not have). */
 int cv_wrap_spec_parse (const char *spec, const struct cv_provider **p,
                         const char **ref);
 
@@ -100,16 +101,17 @@ int cv_wrap_add (struct cv_header *h, const char *spec,
 
 /* Unlock: try each wrap in order with whatever credentials c holds; the first
  * whose DEK passes cv_hdr_authenticate wins. Each failure is reported with the
- * wrap id, type and reference. Returns 0 with *dek (caller frees) and *wrap_id
- * (may be NULL), or:
- *   -ENOKEY        no credential given matches any wrap (message lists the
- *                  wraps and what each needs)
- *   -EKEYREJECTED  credentials were given but none unlocked a wrap
- *   -EBADMSG       a DEK was recovered but the header MAC fails: tampered
+ * wrap id, type and reference; the summary names the volume (name: its path).
+ * Returns 0 with *dek (caller frees) and *wrap_id (may be NULL), or: -ENOKEY no
+ * credential given matches any wrap (message lists the wraps and what each
+ * needs) -EKEYREJECTED  credentials were given but none unlocked a wrap
+ *   -EBADMSG       a DEK was recovered but the header MAC fails (tampered),
+ *                  or a wrap does not authenticate (altered, or copied from
+ *                  another volume)
  *   other -errno from providers (network, revoked key) when nothing else
  *                  succeeded. */
-int cv_unlock (const struct cv_header *h, const struct cv_creds *c,
-               struct cv_key **dek, int64_t *wrap_id);
+int cv_unlock (const struct cv_header *h, const char *name,
+               const struct cv_creds *c, struct cv_key **dek, int64_t *wrap_id);
 
 /* Read a 32-byte KEK file; refuses other sizes with a clear message. */
 int cv_keyfile_read (const char *path, struct cv_key **kek);

@@ -88,6 +88,8 @@ thr_get (struct cv_vol *v)
 {
   struct cv_thr *t = pthread_getspecific (v->tkey);
 
+  if (t && !t->ring && cv_ring_new (RING_DEPTH, &t->ring) < 0)
+    return NULL;
   if (t)
     return t;
   t = calloc (1, sizeof *t);
@@ -130,6 +132,16 @@ io_fail (struct cv_vol *v, const char *op, uint64_t off, int rc)
 {
   cv_err ("%s: %s at offset %llu: %s", v->path, op, (unsigned long long) off,
           rc == -EIO ? "I/O error or end of file" : strerror (-rc));
+  return rc;
+}
+
+/* The ring failed with nothing left in the kernel (logged by the ring):
+ * drop it; the thread's next request makes a new one. */
+static int
+ring_broken (struct cv_thr *t, int rc)
+{
+  cv_ring_free (t->ring);
+  t->ring = NULL;
   return rc;
 }
 
@@ -186,6 +198,8 @@ read_aligned (struct cv_thr *t, uint8_t *buf, uint64_t off, uint64_t len)
     r = cv_ring_reap (t->ring, &tag);
     if (r == -ENOENT)
       break; /* nothing in flight: submit failed */
+    if (tag == CV_RING_BROKEN)
+      return ring_broken (t, r);
     done++;
     uint64_t coff = (tag & TAG_CHUNK_MASK) * CHUNK;
     size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
@@ -259,6 +273,8 @@ write_aligned (struct cv_thr *t, const uint8_t *src, uint64_t off, uint64_t len,
     int r = cv_ring_reap (t->ring, &tag);
     if (r == -ENOENT)
       break;
+    if (tag == CV_RING_BROKEN)
+      return ring_broken (t, r);
     done++;
     slotstack[free_slots++] = (unsigned) (tag >> TAG_SLOT_SHIFT);
     if (r < 0 && rc == 0)
@@ -495,11 +511,8 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
              "devices with 4096-byte logical blocks will refuse I/O",
              o->path, hdr->sector_size, (unsigned long long) hdr->data_offset);
 
-  rc = cv_unlock (hdr, o->creds, &dek, NULL);
-  if (rc < 0) {
-    cv_err ("cannot unlock volume %s", hname);
+  if ((rc = cv_unlock (hdr, hname, o->creds, &dek, NULL)) < 0)
     goto fail;
-  }
 
   struct cv_vol *v = calloc (1, sizeof *v);
   if (!v || !(v->path = strdup (o->path))) {

@@ -1,0 +1,330 @@
+/* io_uring backend: a fixed table of request slots over one liburing ring.
+ * The user_data of every SQE is the index of its slot; a slot carries what is
+ * needed to requeue the rest of a short or interrupted transfer. */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include <liburing.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "io/ring.h"
+
+/* Bytes per SQE: below the kernel's per-call limit (INT_MAX rounded down to a
+ * page); longer requests continue as if the transfer were short. */
+#define CV_RING_MAX_IO (1u << 30)
+
+/* Consecutive -EAGAIN/-EINTR completions without progress after which a
+ * request fails with that error instead of spinning (an O_NONBLOCK fd with
+ * nothing to read gives -EAGAIN forever). */
+#define CV_RING_MAX_RETRIES 1000
+
+enum cv_ring_op { CV_OP_READ, CV_OP_WRITE, CV_OP_FDATASYNC };
+
+struct cv_ring_slot {
+  uint64_t tag;
+  uint64_t off;
+  uint8_t *buf;
+  size_t len;
+  size_t done;        /* bytes transferred so far */
+  unsigned retries;   /* -EAGAIN/-EINTR since the last progress */
+  unsigned next_free; /* free list link while the slot is unused */
+  int fd;
+  enum cv_ring_op op;
+  bool dsync;
+};
+
+struct cv_ring {
+  struct io_uring ring;
+  struct cv_ring_slot *slots;
+  unsigned depth;
+  unsigned nfree;
+  unsigned free_head;
+};
+
+/* Why io_uring_queue_init may have failed, for the message. */
+static const char *
+init_hint (int err)
+{
+  switch (err) {
+  case -EPERM:
+  case -ENOSYS:
+  case -EACCES:
+    return "; io_uring may be disabled (sysctl kernel.io_uring_disabled, or a "
+           "seccomp profile such as a container runtime's default)";
+  case -ENOMEM:
+    return "; the ring may not fit under RLIMIT_MEMLOCK (ulimit -l) on older "
+           "kernels";
+  case -EINVAL:
+    return "; depth must be between 1 and the kernel's limit (32768)";
+  default:
+    return "";
+  }
+}
+
+int
+cv_ring_new (unsigned depth, struct cv_ring **out)
+{
+  CLEANUP_FREE struct cv_ring *r = calloc (1, sizeof *r);
+  int err;
+
+  if (!r) {
+    cv_err ("io ring: out of memory");
+    return -ENOMEM;
+  }
+  err = io_uring_queue_init (depth, &r->ring, 0);
+  if (err < 0) {
+    cv_err ("io_uring_queue_init: depth %u: %s%s", depth, strerror (-err),
+            init_hint (err));
+    return err;
+  }
+  r->slots = calloc (depth, sizeof *r->slots);
+  if (!r->slots) {
+    io_uring_queue_exit (&r->ring);
+    cv_err ("io ring: out of memory for %u request slots", depth);
+    return -ENOMEM;
+  }
+  r->depth = depth;
+  r->nfree = depth;
+  for (unsigned i = 0; i < depth; i++)
+    r->slots[i].next_free = i + 1;
+  r->free_head = 0;
+  *out = STEAL (r);
+  return 0;
+}
+
+/* Frees the ring; requests still queued are dropped. */
+void
+cv_ring_free (struct cv_ring *r)
+{
+  if (!r)
+    return;
+  io_uring_queue_exit (&r->ring);
+  free (r->slots);
+  free (r);
+}
+
+unsigned
+cv_ring_space (const struct cv_ring *r)
+{
+  return r->nfree;
+}
+
+/* Requests the kernel holds: in use, minus those whose SQE it has not read. */
+static unsigned
+in_kernel (const struct cv_ring *r)
+{
+  return r->depth - r->nfree - io_uring_sq_ready (&r->ring);
+}
+
+/* Put an SQE for the rest of slot idx into the submission queue. Every slot
+ * has at most one SQE unsubmitted and the queue has at least depth entries,
+ * so there is always room. */
+static void
+prep_slot (struct cv_ring *r, unsigned idx)
+{
+  struct cv_ring_slot *s = &r->slots[idx];
+  struct io_uring_sqe *sqe = io_uring_get_sqe (&r->ring);
+  size_t rest = s->len - s->done;
+  unsigned n = rest > CV_RING_MAX_IO ? CV_RING_MAX_IO : (unsigned) rest;
+
+  assert (sqe != NULL);
+  switch (s->op) {
+  case CV_OP_READ:
+    io_uring_prep_read (sqe, s->fd, s->buf + s->done, n, s->off + s->done);
+    break;
+  case CV_OP_WRITE:
+    io_uring_prep_write (sqe, s->fd, s->buf + s->done, n, s->off + s->done);
+    if (s->dsync)
+      sqe->rw_flags = RWF_DSYNC;
+    break;
+  case CV_OP_FDATASYNC:
+    io_uring_prep_fsync (sqe, s->fd, IORING_FSYNC_DATASYNC);
+    break;
+  }
+  io_uring_sqe_set_data64 (sqe, idx);
+}
+
+/* Take a free slot, fill it and queue its SQE. -EBUSY if none is free. */
+static int
+queue (struct cv_ring *r, enum cv_ring_op op, int fd, void *buf, size_t len,
+       uint64_t off, bool dsync, uint64_t tag)
+{
+  unsigned idx;
+  struct cv_ring_slot *s;
+
+  if (r->nfree == 0)
+    return -EBUSY;
+  idx = r->free_head;
+  s = &r->slots[idx];
+  r->free_head = s->next_free;
+  r->nfree--;
+  *s = (struct cv_ring_slot){ .tag = tag,
+                              .off = off,
+                              .buf = buf,
+                              .len = len,
+                              .fd = fd,
+                              .op = op,
+                              .dsync = dsync };
+  prep_slot (r, idx);
+  return 0;
+}
+
+int
+cv_ring_queue_read (struct cv_ring *r, int fd, void *buf, size_t len,
+                    uint64_t off, uint64_t tag)
+{
+  return queue (r, CV_OP_READ, fd, buf, len, off, false, tag);
+}
+
+int
+cv_ring_queue_write (struct cv_ring *r, int fd, const void *buf, size_t len,
+                     uint64_t off, bool dsync, uint64_t tag)
+{
+  /* The slot's buffer is never written through for CV_OP_WRITE. */
+  return queue (r, CV_OP_WRITE, fd, (void *) buf, len, off, dsync, tag);
+}
+
+int
+cv_ring_queue_fdatasync (struct cv_ring *r, int fd, uint64_t tag)
+{
+  return queue (r, CV_OP_FDATASYNC, fd, NULL, 0, 0, false, tag);
+}
+
+/* Submit what is queued; what the kernel did not take stays queued and goes
+ * with the next submit or reap. A refusal (-EAGAIN, -ENOMEM...) while the
+ * kernel still holds requests is retried by cv_ring_reap; with none, nothing
+ * could ever complete: the ring has failed, and that is logged here. */
+int
+cv_ring_submit (struct cv_ring *r)
+{
+  int n;
+
+  if (io_uring_sq_ready (&r->ring) == 0)
+    return 0;
+  do
+    n = io_uring_submit (&r->ring);
+  while (n == -EINTR);
+  if (n < 0 && in_kernel (r) == 0) {
+    cv_err ("io_uring_submit: %s", strerror (-n));
+    return n;
+  }
+  return 0;
+}
+
+/* Account for the completion res of slot idx. Returns 1 if the slot was
+ * requeued (short transfer, -EAGAIN, -EINTR), otherwise frees the slot, sets
+ * *tag and returns the request's result: 0 or -errno. */
+static int
+complete (struct cv_ring *r, unsigned idx, int res, uint64_t *tag)
+{
+  struct cv_ring_slot *s = &r->slots[idx];
+  int ret = 0;
+
+  if ((res == -EAGAIN || res == -EINTR) && ++s->retries < CV_RING_MAX_RETRIES) {
+    prep_slot (r, idx);
+    return 1;
+  }
+  if (res < 0)
+    ret = res;
+  else if (s->op != CV_OP_FDATASYNC) {
+    assert ((size_t) res <= s->len - s->done);
+    if (res == 0 && s->done < s->len)
+      ret = -EIO; /* end of file, or a write that makes no progress */
+    else {
+      s->done += res;
+      if (s->done < s->len) {
+        s->retries = 0;
+        prep_slot (r, idx);
+        return 1;
+      }
+    }
+  }
+  *tag = s->tag;
+  s->next_free = r->free_head;
+  r->free_head = idx;
+  r->nfree++;
+  return ret;
+}
+
+/* Submit what is queued (requeues included) while waiting, so the wait never
+ * depends on an SQE the kernel has not seen. */
+int
+cv_ring_reap (struct cv_ring *r, uint64_t *tag)
+{
+  if (r->nfree == r->depth)
+    return -ENOENT;
+  *tag = CV_RING_BROKEN;
+  for (;;) {
+    struct io_uring_cqe *cqe = NULL;
+    unsigned idx;
+    int res, err;
+
+    if (io_uring_sq_ready (&r->ring) > 0) {
+      err = io_uring_submit_and_wait (&r->ring, 1);
+      if (err == -EINTR)
+        continue;
+      /* With requests in the kernel, wait for them and retry later. */
+      if (err < 0 && in_kernel (r) == 0) {
+        cv_err ("io_uring_enter: %s", strerror (-err));
+        return err;
+      }
+    }
+    err = io_uring_wait_cqe (&r->ring, &cqe);
+    if (err == -EINTR)
+      continue;
+    if (err < 0) {
+      cv_err ("io_uring_wait_cqe: %s", strerror (-err));
+      return err;
+    }
+    idx = (unsigned) io_uring_cqe_get_data64 (cqe);
+    res = cqe->res;
+    io_uring_cqe_seen (&r->ring, cqe);
+    assert (idx < r->depth);
+    err = complete (r, idx, res, tag);
+    if (err != 1)
+      return err;
+  }
+}
+
+/* Submit and reap the one request of an otherwise idle ring (the helpers
+ * refuse a busy ring with -EBUSY: reaping here would swallow the completions
+ * of other requests). Reap submits and waits in one system call. */
+static int
+run_one (struct cv_ring *r)
+{
+  uint64_t tag;
+
+  return cv_ring_reap (r, &tag);
+}
+
+int
+cv_ring_pread (struct cv_ring *r, int fd, void *buf, size_t len, uint64_t off)
+{
+  if (r->nfree != r->depth)
+    return -EBUSY;
+  int err = cv_ring_queue_read (r, fd, buf, len, off, 0);
+  return err < 0 ? err : run_one (r);
+}
+
+int
+cv_ring_pwrite (struct cv_ring *r, int fd, const void *buf, size_t len,
+                uint64_t off, bool dsync)
+{
+  if (r->nfree != r->depth)
+    return -EBUSY;
+  int err = cv_ring_queue_write (r, fd, buf, len, off, dsync, 0);
+  return err < 0 ? err : run_one (r);
+}
+
+int
+cv_ring_fdatasync (struct cv_ring *r, int fd)
+{
+  if (r->nfree != r->depth)
+    return -EBUSY;
+  int err = cv_ring_queue_fdatasync (r, fd, 0);
+  return err < 0 ? err : run_one (r);
+}

@@ -1,0 +1,249 @@
+/* Provider "passphrase": the KEK is derived from a recovery passphrase with
+ * Argon2id or scrypt; the parameters and salt are recorded in the wrap as
+ *   "kdf": {"type":"argon2id","t":T,"m":KIB,"p":P,"salt":b64}
+ *   "kdf": {"type":"scrypt","n":N,"r":8,"p":1,"salt":b64} */
+#include <errno.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/encode.h"
+#include "common/log.h"
+#include "crypto/prim.h"
+#include "crypto/secmem.h"
+#include "keys/aead_wrap.h"
+#include "keys/keys.h"
+#include "keys/providers.h"
+
+#define KEK_LEN 32
+#define SALT_LEN 32
+
+/* Bounds on KDF parameters, for new wraps and for wraps read from disk: the
+ * header is not authenticated before unlock, so its parameters must not make
+ * unlock allocate unbounded memory or run for days. */
+#define ARGON2_T_MAX 100
+#define ARGON2_M_MAX (4u * 1024 * 1024) /* KiB: 4 GiB */
+#define ARGON2_P_MAX 64
+#define SCRYPT_N_MAX (1u << 22) /* 128 * r * N = 4 GiB */
+#define SCRYPT_R 8
+#define SCRYPT_P 1
+
+struct kdf {
+  int scrypt; /* 0: argon2id */
+  uint32_t t, m_kib, p;
+  uint64_t n;
+  uint8_t salt[SALT_LEN];
+};
+
+/* Check k against the bounds; what names it in the message, logged as an
+ * error for a new wrap, as a warning for a wrap read from disk (unlock may go
+ * on to the next wrap). */
+static int
+kdf_check (const struct kdf *k, const char *what, enum cv_log_level level)
+{
+  if (!k->scrypt
+      && (k->t < 1 || k->t > ARGON2_T_MAX || k->p < 1 || k->p > ARGON2_P_MAX
+          || k->m_kib < 8 * k->p || k->m_kib > ARGON2_M_MAX)) {
+    cv_log (level,
+            "%s: argon2id parameters t=%u m=%u KiB p=%u are out of bounds "
+            "(t 1..%d, m 8*p..%u KiB, p 1..%d); refusing",
+            what, k->t, k->m_kib, k->p, ARGON2_T_MAX, ARGON2_M_MAX,
+            ARGON2_P_MAX);
+    return -EINVAL;
+  }
+  if (k->scrypt && (k->n < 2 || k->n > SCRYPT_N_MAX || (k->n & (k->n - 1)))) {
+    cv_log (level,
+            "%s: scrypt N=%llu is out of bounds (a power of two, 2..%u); "
+            "refusing",
+            what, (unsigned long long) k->n, SCRYPT_N_MAX);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* Derive the KEK from the passphrase under k into a new cv_key. */
+static int
+kdf_derive (const struct kdf *k, const struct cv_key *pass, struct cv_key **kek)
+{
+  CLEANUP_KEY struct cv_key *out = NULL;
+  int r = cv_key_new (KEK_LEN, &out);
+
+  if (r < 0)
+    return r;
+  if (k->scrypt)
+    r = cv_scrypt (pass->b, pass->len, k->salt, SALT_LEN, k->n, SCRYPT_R,
+                   SCRYPT_P, out->b, out->len);
+  else
+    r = cv_argon2id (pass->b, pass->len, k->salt, SALT_LEN, k->t, k->m_kib,
+                     k->p, out->b, out->len);
+  if (r < 0)
+    return r;
+  *kek = STEAL (out);
+  return 0;
+}
+
+/* k as the wrap's "kdf" object (new reference in *out). */
+static int
+kdf_to_json (const struct kdf *k, json_t **out)
+{
+  CLEANUP_FREE char *salt = NULL;
+  int r = cv_b64_encode (k->salt, SALT_LEN, &salt);
+
+  if (r < 0)
+    return r;
+  if (k->scrypt)
+    *out = json_pack ("{s:s, s:I, s:i, s:i, s:s}", "type", "scrypt", "n",
+                      (json_int_t) k->n, "r", SCRYPT_R, "p", SCRYPT_P, "salt",
+                      salt);
+  else
+    *out = json_pack ("{s:s, s:I, s:I, s:I, s:s}", "type", "argon2id", "t",
+                      (json_int_t) k->t, "m", (json_int_t) k->m_kib, "p",
+                      (json_int_t) k->p, "salt", salt);
+  return *out ? 0 : -ENOMEM;
+}
+
+/* The integer member key of o, in 0..max, into *v. */
+static int
+get_uint (const json_t *o, const char *key, uint64_t max, uint64_t *v,
+          const char *label)
+{
+  json_t *j = json_object_get (o, key);
+
+  if (!json_is_integer (j) || json_integer_value (j) < 0
+      || (uint64_t) json_integer_value (j) > max) {
+    cv_warn ("%s: kdf member \"%s\" is missing or out of range; the wrap is "
+             "malformed",
+             label, key);
+    return -EINVAL;
+  }
+  *v = json_integer_value (j);
+  return 0;
+}
+
+/* Read and check the wrap's "kdf" object into k. */
+static int
+kdf_from_json (const json_t *w, struct kdf *k, const char *label)
+{
+  json_t *o = json_object_get (w, "kdf");
+  const char *type = json_string_value (json_object_get (o, "type"));
+  const char *salt64 = json_string_value (json_object_get (o, "salt"));
+  CLEANUP_FREE uint8_t *salt = NULL;
+  size_t saltlen = 0;
+  uint64_t t = 0, m = 0, p = 0, r8 = 0;
+  int r;
+
+  if (!type || !salt64) {
+    cv_warn ("%s: no \"kdf\" with a type and a salt; the wrap is malformed",
+             label);
+    return -EINVAL;
+  }
+  r = cv_b64_decode (salt64, &salt, &saltlen);
+  if (r == -ENOMEM)
+    return r;
+  if (r < 0 || saltlen != SALT_LEN) {
+    cv_warn ("%s: the kdf salt is not base64 of %d bytes; the wrap is "
+             "malformed",
+             label, SALT_LEN);
+    return -EINVAL;
+  }
+  memcpy (k->salt, salt, SALT_LEN);
+  if (strcmp (type, "argon2id") == 0) {
+    k->scrypt = 0;
+    if ((r = get_uint (o, "t", UINT32_MAX, &t, label)) < 0
+        || (r = get_uint (o, "m", UINT32_MAX, &m, label)) < 0
+        || (r = get_uint (o, "p", UINT32_MAX, &p, label)) < 0)
+      return r;
+    k->t = t, k->m_kib = m, k->p = p;
+  } else if (strcmp (type, "scrypt") == 0) {
+    k->scrypt = 1;
+    if ((r = get_uint (o, "n", UINT64_MAX, &k->n, label)) < 0
+        || (r = get_uint (o, "r", UINT32_MAX, &r8, label)) < 0
+        || (r = get_uint (o, "p", UINT32_MAX, &p, label)) < 0)
+      return r;
+    if (r8 != SCRYPT_R || p != SCRYPT_P) {
+      cv_warn ("%s: scrypt r=%llu p=%llu are not supported (only r=%d p=%d)",
+               label, (unsigned long long) r8, (unsigned long long) p, SCRYPT_R,
+               SCRYPT_P);
+      return -EINVAL;
+    }
+  } else {
+    cv_warn ("%s: unknown kdf type; the wrap is malformed", label);
+    return -EINVAL;
+  }
+  return kdf_check (k, label, CV_LOG_WARN);
+}
+
+/* Wrap dek under a KEK derived from the credentials' passphrase with their
+ * pbkdf parameters and a fresh salt. */
+static int
+pass_wrap (const char *ref, const struct cv_creds *c, const struct cv_key *dek,
+           const char *binding, json_t *w)
+{
+  CLEANUP_KEY struct cv_key *kek = NULL;
+  struct kdf k = { 0 };
+  const char *type;
+  json_t *o = NULL;
+  int r;
+
+  if (!c || !c->passphrase)
+    return -ENOKEY;
+  type = c->pbkdf.type ? c->pbkdf.type : "argon2id";
+  if (strcmp (type, "argon2id") == 0) {
+    k.t = c->pbkdf.t_cost, k.m_kib = c->pbkdf.m_kib, k.p = c->pbkdf.parallel;
+  } else if (strcmp (type, "scrypt") == 0) {
+    k.scrypt = 1, k.n = c->pbkdf.scrypt_n;
+  } else {
+    cv_err ("passphrase KDF \"%s\" is not supported (argon2id or scrypt)",
+            type);
+    return -EINVAL;
+  }
+  r = kdf_check (&k, "new passphrase wrap", CV_LOG_ERROR);
+  if (r < 0)
+    return r;
+  r = cv_random (k.salt, SALT_LEN);
+  if (r < 0)
+    return r;
+  r = kdf_derive (&k, c->passphrase, &kek);
+  if (r < 0)
+    return r;
+  r = kdf_to_json (&k, &o);
+  if (r < 0)
+    return r;
+  if (json_object_set_new (w, "kdf", o) < 0)
+    return -ENOMEM;
+  return cv_aead_wrap_seal (kek, dek, binding, w);
+}
+
+/* Unwrap w with a KEK derived from the credentials' passphrase. */
+static int
+pass_unwrap (const json_t *w, const struct cv_creds *c, const char *binding,
+             struct cv_key **dek)
+{
+  char label[CV_WRAP_LABEL_MAX];
+  CLEANUP_KEY struct cv_key *kek = NULL;
+  struct kdf k = { 0 };
+  int r;
+
+  if (!c || !c->passphrase)
+    return -ENOKEY;
+  cv_wrap_label (w, label, sizeof label);
+  r = kdf_from_json (w, &k, label);
+  if (r < 0)
+    return r;
+  r = kdf_derive (&k, c->passphrase, &kek);
+  if (r < 0)
+    return r;
+  r = cv_aead_wrap_open (kek, w, binding, dek);
+  if (r == -EBADMSG) {
+    /* Under a derived key a wrong passphrase and an altered wrap look the
+     * same. */
+    cv_warn ("%s: wrong passphrase (or the wrap was altered)", label);
+    return -EKEYREJECTED;
+  }
+  return r;
+}
+
+const struct cv_provider cv_provider_passphrase = {
+  .type = "passphrase",
+  .wrap = pass_wrap,
+  .unwrap = pass_unwrap,
+};

@@ -1,0 +1,388 @@
+/* The provider table, wrap specs, adding a wrap, and the unlock loop. */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "crypto/secmem.h"
+#include "format/header.h"
+#include "keys/keys.h"
+#include "keys/providers.h"
+
+/* Every wrap type the format knows. A provider not built here has p = NULL;
+ * adding one is a change of its line (&cv_provider_<type>, its cleanup). */
+static const struct wrap_type {
+  const char *type;
+  const struct cv_provider *p;
+  const char *no_cred;  /* why -ENOKEY: what the credentials lack */
+  const char *rejected; /* why -EKEYREJECTED */
+  void (*cleanup) (void);
+} types[] = {
+  { "file", &cv_provider_file, "no key file given", "wrong key file", NULL },
+  { "passphrase", &cv_provider_passphrase, "no passphrase given",
+    "wrong passphrase (or the wrap was altered)", NULL },
+  { "kms", NULL, "no AWS credentials found", "not this wrap's KMS key", NULL },
+  { "pkcs11", NULL, "no PIN given", "not this wrap's token key", NULL },
+};
+
+#define SPEC_FORMS "file:PATH, passphrase, kms:KEY-ARN or pkcs11:URI"
+
+/* The table entry for the first len bytes of type, or NULL. */
+static const struct wrap_type *
+find_type (const char *type, size_t len)
+{
+  for (size_t i = 0; i < ARRAY_SIZE (types); i++)
+    if (strlen (types[i].type) == len && memcmp (types[i].type, type, len) == 0)
+      return &types[i];
+  return NULL;
+}
+
+const struct cv_provider *
+cv_provider_find (const char *type)
+{
+  const struct wrap_type *t = find_type (type, strlen (type));
+
+  return t ? t->p : NULL;
+}
+
+int64_t
+cv_wrap_id (const json_t *w)
+{
+  json_t *id = json_object_get (w, "id");
+
+  if (!json_is_integer (id) || json_integer_value (id) < 0)
+    return -1;
+  return json_integer_value (id);
+}
+
+/* Append at most max bytes of s to the string at buf (size len), replacing
+ * control characters and redacting a PKCS#11 pin-value. */
+static void
+append_clean (char *buf, size_t len, const char *s, size_t max)
+{
+  static const char pinattr[] = "pin-value=";
+  size_t used = strlen (buf), n = 0;
+
+  while (*s && n < max && used + 4 < len) {
+    if (strncasecmp (s, pinattr, sizeof pinattr - 1) == 0) {
+      used += snprintf (buf + used, len - used, "pin-value=REDACTED");
+      if (used >= len)
+        used = len - 1;
+      s += sizeof pinattr - 1;
+      while (*s && *s != '&' && *s != ';' && *s != '?')
+        s++;
+      continue;
+    }
+    unsigned char ch = *s++;
+    buf[used++] = ch < 0x20 || ch == 0x7f ? '?' : ch;
+    n++;
+  }
+  if (*s && used + 4 < len) {
+    memcpy (buf + used, "...", 3);
+    used += 3;
+  }
+  buf[used] = '\0';
+}
+
+const char *
+cv_wrap_label (const json_t *w, char *buf, size_t len)
+{
+  int64_t id = cv_wrap_id (w);
+  const char *type = json_string_value (json_object_get (w, "type"));
+  const char *ref = json_string_value (json_object_get (w, "ref"));
+
+  if (id >= 0)
+    snprintf (buf, len, "wrap %lld (", (long long) id);
+  else
+    snprintf (buf, len, "wrap ? (");
+  append_clean (buf, len, type ? type : "no type", 32);
+  if (ref) {
+    append_clean (buf, len, " ", 1);
+    append_clean (buf, len, ref, 256);
+  }
+  append_clean (buf, len, ")", 1);
+  return buf;
+}
+
+const char *
+cv_wrap_get_string (const json_t *w, const char *key, int *r)
+{
+  char label[CV_WRAP_LABEL_MAX];
+  const char *s = json_string_value (json_object_get (w, key));
+
+  if (!s) {
+    cv_warn ("%s: member \"%s\" is missing or not a string; the wrap is "
+             "malformed",
+             cv_wrap_label (w, label, sizeof label), key);
+    *r = -EINVAL;
+  }
+  return s;
+}
+
+int
+cv_wrap_spec_parse (const char *spec, const struct cv_provider **p,
+                    const char **ref)
+{
+  const char *colon = strchr (spec, ':');
+  size_t typelen = colon ? (size_t) (colon - spec) : strlen (spec);
+  const struct wrap_type *t = find_type (spec, typelen);
+
+  if (!t) {
+    cv_err ("unknown wrap type \"%.*s\": a wrap spec is one of " SPEC_FORMS,
+            (int) (typelen > 32 ? 32 : typelen), spec);
+    return -EINVAL;
+  }
+  if (!t->p) {
+    cv_err ("wrap type %s is not available in this build", t->type);
+    return -EPROTONOSUPPORT;
+  }
+  if (t->p == &cv_provider_passphrase) {
+    if (colon) {
+      cv_err ("wrap spec \"passphrase\" takes no reference: the passphrase is "
+              "read separately, never from the command line");
+      return -EINVAL;
+    }
+    *ref = NULL;
+  } else if (!colon || colon[1] == '\0') {
+    cv_err ("wrap spec %s needs a reference after \"%s:\" (forms: " SPEC_FORMS
+            ")",
+            t->type, t->type);
+    return -EINVAL;
+  } else if (strcmp (t->type, "pkcs11") == 0) {
+    /* The URI is stored in the header in clear: it must not hold the PIN. */
+    if (strcasestr (spec, "pin-value=")) {
+      cv_err ("the PKCS#11 URI of a wrap must not contain pin-value: it is "
+              "stored in the volume header in clear; give the PIN separately");
+      return -EINVAL;
+    }
+    *ref = spec;
+  } else
+    *ref = colon + 1;
+  *p = t->p;
+  return 0;
+}
+
+/* Now as RFC 3339 UTC into buf. */
+static void
+now_rfc3339 (char buf[32])
+{
+  time_t now = time (NULL);
+  struct tm tm;
+
+  gmtime_r (&now, &tm);
+  strftime (buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int
+cv_wrap_add (struct cv_header *h, const char *spec, const struct cv_creds *c,
+             const struct cv_key *dek, int64_t *id_out)
+{
+  const struct cv_provider *p = NULL;
+  const char *ref = NULL;
+  json_auto_t *w = NULL;
+  int64_t max = -1;
+  char created[32];
+  size_t i;
+  json_t *e;
+  int r = cv_wrap_spec_parse (spec, &p, &ref);
+
+  if (r < 0)
+    return r;
+  if (!h->wraps && !(h->wraps = json_array ()))
+    return -ENOMEM;
+  /* Ids are max + 1 over the wraps present: an id freed by removing the
+   * newest wrap comes back. */
+  json_array_foreach (h->wraps, i, e)
+  {
+    int64_t id = cv_wrap_id (e);
+    if (id > max)
+      max = id;
+  }
+  if (max == INT64_MAX) {
+    cv_err ("volume %s: no wrap id left", h->uuid);
+    return -EOVERFLOW;
+  }
+  now_rfc3339 (created);
+  w = json_object ();
+  if (!w || json_object_set_new (w, "id", json_integer (max + 1)) < 0
+      || json_object_set_new (w, "type", json_string (p->type)) < 0
+      || (ref && json_object_set_new (w, "ref", json_string (ref)) < 0)
+      || json_object_set_new (w, "created", json_string (created)) < 0)
+    return -ENOMEM;
+  r = p->wrap (ref, c, dek, cv_hdr_binding (h), w);
+  if (r == -ENOKEY)
+    cv_err ("cannot add a %s wrap: %s", p->type,
+            find_type (p->type, strlen (p->type))->no_cred);
+  if (r < 0)
+    return r;
+  if (json_array_append (h->wraps, w) < 0)
+    return -ENOMEM;
+  if (id_out)
+    *id_out = max + 1;
+  return 0;
+}
+
+/* How much a failure says about the volume, to choose what cv_unlock returns
+ * when no wrap opened: tampering first, then errors of the key services, then
+ * a key that was given but rejected, then missing credentials. */
+static int
+severity (int r)
+{
+  switch (r) {
+  case -EPROTONOSUPPORT:
+    return 1;
+  case -ENOKEY:
+    return 2;
+  case -EKEYREJECTED:
+    return 3;
+  case -EBADMSG:
+    return 5;
+  default:
+    return 4;
+  }
+}
+
+/* The short reason for r in the final unlock message. */
+static const char *
+reason (const struct wrap_type *t, int r, char *buf, size_t len)
+{
+  switch (r) {
+  case -ENOKEY:
+    return t->no_cred;
+  case -EKEYREJECTED:
+    return t->rejected;
+  case -EBADMSG:
+    return "the wrap does not authenticate (altered, or copied from another "
+           "volume)";
+  case -EKEYREVOKED:
+    return "the key is disabled or pending deletion";
+  case -EACCES:
+    return "access to the key denied";
+  case -EINVAL:
+    return "invalid wrap or credentials (see the message above)";
+  case -EPROTONOSUPPORT:
+    return "not supported by this build";
+  default:
+    snprintf (buf, len, "failed (%s)", strerrordesc_np (-r));
+    return buf;
+  }
+}
+
+/* Try one wrap: 0 with *dek when it unlocks the volume; otherwise -errno and
+ * *why (the short reason for the final message). -EBADMSG with *fatal set
+ * when the header itself fails its MAC. */
+static int
+try_wrap (const struct cv_header *h, const char *name, const json_t *w,
+          const struct cv_creds *c, struct cv_key **dek, const char **why,
+          char *buf, size_t len, int *fatal)
+{
+  char label[CV_WRAP_LABEL_MAX];
+  const char *type = json_string_value (json_object_get (w, "type"));
+  const struct wrap_type *t = type ? find_type (type, strlen (type)) : NULL;
+  CLEANUP_KEY struct cv_key *k = NULL;
+  int r;
+
+  cv_wrap_label (w, label, sizeof label);
+  if (!json_is_object (w) || cv_wrap_id (w) < 0 || !type) {
+    cv_warn ("%s: no \"id\" or \"type\"; the wrap is malformed", label);
+    *why = "malformed wrap (no id or type)";
+    return -EINVAL;
+  }
+  if (!t) {
+    *why = "unknown wrap type";
+    return -EPROTONOSUPPORT;
+  }
+  if (!t->p) {
+    snprintf (buf, len, "wrap type %s is not available in this build", t->type);
+    *why = buf;
+    return -EPROTONOSUPPORT;
+  }
+  r = t->p->unwrap (w, c, cv_hdr_binding (h), &k);
+  if (r < 0) {
+    *why = reason (t, r, buf, len);
+    return r;
+  }
+  r = cv_hdr_authenticate (h, k);
+  switch (r) {
+  case 0:
+    *dek = STEAL (k);
+    return 0;
+  case -EBADMSG:
+    cv_err ("header of volume %s fails its MAC: it was altered (tampered); "
+            "refusing (the key from %s is this volume's key); restore the "
+            "header from a backup",
+            name, label);
+    *fatal = 1;
+    return r;
+  case -EKEYREJECTED:
+    cv_warn ("%s: the key unwrapped but is not this volume's key (a wrap "
+             "left from before a DEK rotation, or the header's key check "
+             "value was altered)",
+             label);
+    *why = "the key unwrapped but is not this volume's key";
+    return r;
+  default:
+    *why = reason (t, r, buf, len);
+    return r;
+  }
+}
+
+int
+cv_unlock (const struct cv_header *h, const char *name,
+           const struct cv_creds *c, struct cv_key **dek, int64_t *wrap_id)
+{
+  CLEANUP_FREE char *sum = NULL;
+  size_t sumlen = 0, i;
+  FILE *f;
+  json_t *w;
+  int worst = 0;
+
+  if (!json_is_array (h->wraps) || json_array_size (h->wraps) == 0) {
+    cv_err ("volume %s has no wraps: nothing can unlock it", name);
+    return -ENOKEY;
+  }
+  f = open_memstream (&sum, &sumlen);
+  if (!f)
+    return -ENOMEM;
+  json_array_foreach (h->wraps, i, w)
+  {
+    char label[CV_WRAP_LABEL_MAX], buf[128];
+    const char *why = NULL;
+    int fatal = 0;
+    int r = try_wrap (h, name, w, c, dek, &why, buf, sizeof buf, &fatal);
+
+    if (r == 0) {
+      fclose (f);
+      if (wrap_id)
+        *wrap_id = cv_wrap_id (w);
+      cv_debug ("volume %s unlocked with %s", name,
+                cv_wrap_label (w, label, sizeof label));
+      return 0;
+    }
+    if (fatal) {
+      fclose (f);
+      return r;
+    }
+    fprintf (f, "%s%s: %s", i ? "; " : "",
+             cv_wrap_label (w, label, sizeof label), why);
+    if (worst == 0 || severity (r) > severity (worst))
+      worst = r;
+  }
+  if (fclose (f) != 0)
+    return -ENOMEM;
+  cv_err ("cannot unlock volume %s: no wrap could be unlocked: %s", name, sum);
+  assert (worst < 0);
+  return worst;
+}
+
+void
+cv_keys_cleanup (void)
+{
+  for (size_t i = 0; i < ARRAY_SIZE (types); i++)
+    if (types[i].cleanup)
+      types[i].cleanup ();
+}

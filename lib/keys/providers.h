@@ -1,0 +1,40 @@
+/* What the provider files of lib/keys share: the provider symbols that
+ * provider.c puts in its table, and helpers for wrap members and messages.
+ * Internal to lib/keys; the public interface is keys.h. */
+#ifndef CV_KEYS_PROVIDERS_H
+#define CV_KEYS_PROVIDERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "keys/keys.h"
+
+/* One per lib/keys/<type>.c. A provider not built here is declared but never
+ * referenced: its table entry in provider.c is NULL. */
+extern const struct cv_provider cv_provider_file;
+extern const struct cv_provider cv_provider_passphrase;
+extern const struct cv_provider cv_provider_kms;
+extern const struct cv_provider cv_provider_pkcs11;
+
+/* Optional per-provider teardown called by cv_keys_cleanup. */
+void cv_kms_cleanup (void);
+void cv_pkcs11_cleanup (void);
+
+#define CV_WRAP_LABEL_MAX 512
+
+/* "wrap ID (TYPE REF)" for messages, from w's common members, written into
+ * buf (CV_WRAP_LABEL_MAX bytes) and returned. Members read from disk are
+ * untrusted: control characters are replaced, long references shortened and
+ * a PKCS#11 "pin-value" attribute is redacted, so the label is safe to log. */
+const char *cv_wrap_label (const json_t *w, char *buf, size_t len);
+
+/* w's "id", or -1 if it has none. */
+int64_t cv_wrap_id (const json_t *w);
+
+/* The string member key of w, or NULL (logged with label, -EINVAL in *r) if it
+ * is missing or not a string. */
+const char *cv_wrap_get_string (const json_t *w, const char *key, int *r);
+
+#endif
