@@ -62,8 +62,8 @@ cmd_info (int argc, char **argv)
   CLEANUP_CLOSE int fd = -1;
   struct cv_header *h = NULL;
   unsigned valid;
-  if ((rc = open_header (path, co.header, &fd, &h, &valid)) < 0)
-    return exit_code (rc);
+  if ((rc = open_header (path, co.header, &fd, &h, &valid)) != 0)
+    return rc;
 
   json_t *j = cv_hdr_to_json (h);
   if (co.json) {

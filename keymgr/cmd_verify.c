@@ -42,8 +42,8 @@ cmd_verify (int argc, char **argv)
   CLEANUP_CLOSE int fd = -1;
   struct cv_header *h = NULL;
   unsigned valid;
-  if ((rc = open_header (path, co.header, &fd, &h, &valid)) < 0)
-    return exit_code (rc);
+  if ((rc = open_header (path, co.header, &fd, &h, &valid)) != 0)
+    return rc;
 
   /* Ask for a passphrase only when no key file was given. */
   CLEANUP_KEY struct cv_key *dek = NULL;

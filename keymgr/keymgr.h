@@ -62,7 +62,9 @@ int parse_size (const char *s, uint64_t *out);
 struct json_t;
 void print_json (struct json_t *j);
 
-/* Open the header of volume (or header, if given) read-only. */
+/* Open the header of volume (or header, if given) read-only. Returns 0, or
+ * the exit code for the failure (reported): EXIT_HEADER when it is not a
+ * usable cryptvol header. */
 struct cv_header;
 int open_header (const char *volume, const char *header, int *fd_out,
                  struct cv_header **h, unsigned *valid);

@@ -336,13 +336,12 @@ open_header (const char *volume, const char *header, int *fd_out,
   int rc;
 
   if (fd < 0) {
-    rc = -errno;
     cv_err ("cannot open %s: %s", name, strerror (errno));
-    return rc;
+    return errno == ENOENT ? EXIT_USAGE : EXIT_IO;
   }
   if ((rc = cv_hdr_read (fd, name, h, valid)) < 0) {
     close (fd);
-    return rc;
+    return rc == -EIO ? EXIT_IO : EXIT_HEADER;
   }
   *fd_out = fd;
   return 0;

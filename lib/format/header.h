@@ -24,11 +24,15 @@ struct cv_key;
 #define CV_FORMAT_VERSION 1
 #define CV_CIPHER "aes-xts-plain64"
 #define CV_UUID_LEN 36 /* text form, without the NUL */
+#define CV_BINDING_PREFIX "cryptvol:v1:volume:"
 
-/* The in-memory header. Only cv_hdr_read/cv_hdr_parse fill it from bytes. */
+/* The in-memory header. Only cv_hdr_read/cv_hdr_decode fill it from bytes. */
 struct cv_header {
   uint64_t seqid; /* of the copy it was read from; commit bumps it */
   char uuid[CV_UUID_LEN + 1];
+  /* CV_BINDING_PREFIX + uuid, set together with uuid by cv_hdr_new and the
+   * decoder (cv_hdr_binding returns it); never change uuid afterwards. */
+  char binding[sizeof CV_BINDING_PREFIX + CV_UUID_LEN];
   char cipher[32];      /* CV_CIPHER */
   uint32_t sector_size; /* 512 or 4096 */
   uint64_t data_offset; /* bytes, in the data file */
@@ -60,20 +64,25 @@ void cv_hdr_free (struct cv_header *h);
  * Returns 0, -EINVAL (not a cryptvol
  * header: no magic in either copy), -EBADMSG (both copies corrupt),
  * -EPROTONOSUPPORT (unknown format version, cipher or required feature),
- * -EIO (read failed or file too short). */
+ * -EIO (read failed or file too short), -ENOMEM. */
 int cv_hdr_read (int fd, const char *name, struct cv_header **out,
                  unsigned *valid);
 
 /* Encode h as one copy's bytes (buf of CV_HDR_COPY_SIZE, copy 0 or 1) with
- * its seqid. Exposed for tests and the corrupt-image generator. */
+ * its seqid. Exposed for tests and the corrupt-image generator. Returns 0,
+ * -EINVAL (h would not decode: bad uuid, geometry...), -E2BIG (the JSON does
+ * not fit in a copy) or -ENOMEM; logged. */
 int cv_hdr_encode (const struct cv_header *h, int copy, uint8_t *buf);
-/* Decode one copy's bytes (for tests and tools; cv_hdr_read uses this). */
+/* Decode one copy's bytes (for tests and tools; cv_hdr_read uses the same
+ * decoder). Returns 0, -EINVAL (no magic), -EBADMSG (corrupt or invalid),
+ * -EPROTONOSUPPORT or -ENOMEM; a failure is logged as an error. */
 int cv_hdr_decode (const uint8_t *buf, int copy, const char *name,
                    struct cv_header **out);
 
 /* Write h with seqid + 1: copy 0, fdatasync, copy 1, fdatasync, so that at
  * every instant at least one valid copy is on disk. The caller holds the
- * header write lock (cv_lock_header). Returns 0 or -errno (logged). */
+ * header write lock (cv_lock_header). h->seqid is bumped once copy 0 is on
+ * disk. Returns 0 or -errno (logged). */
 int cv_hdr_commit (int fd, const char *name, struct cv_header *h);
 
 /* Compute and store kcv and mac from the DEK. Call after any change to the
@@ -85,18 +94,22 @@ int cv_hdr_seal (struct cv_header *h, const struct cv_key *dek);
  * which wrap produced the DEK and say so. */
 int cv_hdr_authenticate (const struct cv_header *h, const struct cv_key *dek);
 
-/* The binding string every wrap is bound to ("cryptvol:v1:volume:<uuid>"). */
+/* The binding string every wrap is bound to ("cryptvol:v1:volume:<uuid>");
+ * points into h. */
 const char *cv_hdr_binding (const struct cv_header *h);
 
-/* The whole header as a JSON object, as `keymgr info --json` shows it.
- * Never contains secrets (wrap blobs are ciphertext). Caller decrefs. */
+/* The whole header as a JSON object, as `keymgr info --json` shows it: the
+ * stored JSON metadata plus "seqid". Never contains secrets (wrap blobs are
+ * ciphertext). Caller decrefs; NULL when out of memory. */
 json_t *cv_hdr_to_json (const struct cv_header *h);
 
 /* Locks (OFD byte-range locks on the header file, released on close).
  * The header write lock serialises header writers (keymgr vs keymgr, keymgr vs
  * plugin); the in-use lock is held shared by a serving plugin and taken
  * exclusive by offline operations (rotate-dek, shred, restore).
- * wait = false makes a busy lock fail at once with -EBUSY. */
+ * wait = false makes a busy lock fail at once with -EBUSY, which is not
+ * logged (the caller names the volume and who may hold it); other errors are
+ * (-EBADF: the header lock needs fd open for writing). */
 int cv_lock_header (int fd, bool wait);
 int cv_unlock_header (int fd);
 int cv_lock_in_use (int fd, bool exclusive, bool wait);

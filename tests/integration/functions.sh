@@ -42,13 +42,16 @@ new_volume () {
   "$KEYMGR" create "$name" --size "$size" --wrap "file:$name.kek" "$@" >/dev/null
 }
 
-# serve VOLUME [plugin params...] -- COMMAND: run COMMAND with $uri set while
-# nbdkit serves the volume on a private Unix socket.
+# serve VOLUME [plugin params...] -- COMMAND ARGS...: run the command while
+# nbdkit serves the volume on a private Unix socket; each argument keeps its
+# quoting, and the text $uri in an argument becomes the server's NBD URI.
 serve () {
-  local args=()
+  local args=() cmd
   while [ "$1" != "--" ]; do args+=("$1"); shift; done
   shift
-  nbdkit -U - "$PLUGIN" "${args[@]}" --run "$*"
+  cmd=$(printf '%q ' "$@")
+  cmd=${cmd//\\\$uri/\"\$uri\"}
+  nbdkit -U - "$PLUGIN" "${args[@]}" --run "$cmd"
 }
 
 # expect_fail WHAT PATTERN COMMAND...: COMMAND must fail and its stderr must

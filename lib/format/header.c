@@ -1,0 +1,911 @@
+/* The on-disk header: encoding and decoding of the two binary+JSON copies,
+ * reading (copy selection and recovery), committing, and the DEK-derived key
+ * check value and MAC. doc/format.md is the byte-exact spec; the offsets
+ * below are its table. */
+#include <assert.h>
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/cleanup.h"
+#include "common/encode.h"
+#include "common/log.h"
+#include "crypto/prim.h"
+#include "crypto/secmem.h"
+#include "crypto/xts.h"
+#include "format/header.h"
+
+/* Binary header of one copy: every integer big-endian. Bytes from
+ * BIN_USED to CV_HDR_BIN_SIZE are written as zero and covered by the checksum;
+ * readers ignore them. */
+#define OFF_MAGIC 0       /* 8 bytes, per copy */
+#define OFF_VERSION 8     /* u16, CV_FORMAT_VERSION */
+#define OFF_RESERVED 10   /* u16, zero */
+#define OFF_JSON_LEN 12   /* u32, bytes of JSON after the binary header */
+#define OFF_HDR_OFFSET 16 /* u64, this copy's offset in the header area */
+#define OFF_SEQID 24      /* u64, bumped by every commit */
+#define OFF_UUID 32       /* 16 bytes, the volume UUID (binary) */
+#define OFF_CSUM 48       /* 32 bytes, SHA-256, see copy_checksum */
+#define BIN_USED 80
+#define MAGIC_LEN 8
+#define CSUM_LEN 32
+#define UUID_BIN_LEN 16
+#define JSON_MIN 2 /* "{}" */
+#define DEK_LEN CV_DEK_LEN
+#define KCV_INFO "cryptvol v1 key check value"
+#define MAC_INFO "cryptvol v1 metadata mac"
+#define CANONICAL (JSON_COMPACT | JSON_SORT_KEYS)
+#define WHY_LEN 256
+
+static_assert (OFF_CSUM + CSUM_LEN == BIN_USED, "binary header table");
+static_assert (BIN_USED <= CV_HDR_BIN_SIZE, "binary header fits");
+static_assert (CV_HDR_JSON_MAX + CV_HDR_BIN_SIZE == CV_HDR_COPY_SIZE,
+               "JSON area fills the rest of a copy");
+static_assert (sizeof ((struct cv_header *) 0)->kcv == 16, "kcv size");
+static_assert (sizeof ((struct cv_header *) 0)->mac == 32, "mac size");
+
+static const uint8_t magic[2][MAGIC_LEN] = {
+  { 'C', 'R', 'Y', 'P', 'T', 'V', 'L', 0xba },
+  { 'L', 'V', 'T', 'P', 'Y', 'R', 'C', 0xba },
+};
+static const char *const copy_name[2] = { "primary", "secondary" };
+
+/* Members of "volume" this version interprets; all others go to h->extra. */
+static const char *const volume_known[] = {
+  "uuid", "cipher",  "key_bits", "sector_size",  "data_offset",
+  "size", "created", "kcv",      "requirements",
+};
+
+static void
+hdr_freep (struct cv_header **h)
+{
+  cv_hdr_free (*h);
+}
+#define CLEANUP_HDR __attribute__ ((cleanup (hdr_freep)))
+
+static inline uint16_t
+get16 (const uint8_t *p)
+{
+  uint16_t v;
+  memcpy (&v, p, sizeof v);
+  return be16toh (v);
+}
+
+static inline uint32_t
+get32 (const uint8_t *p)
+{
+  uint32_t v;
+  memcpy (&v, p, sizeof v);
+  return be32toh (v);
+}
+
+static inline uint64_t
+get64 (const uint8_t *p)
+{
+  uint64_t v;
+  memcpy (&v, p, sizeof v);
+  return be64toh (v);
+}
+
+static inline void
+put16 (uint8_t *p, uint16_t v)
+{
+  v = htobe16 (v);
+  memcpy (p, &v, sizeof v);
+}
+
+static inline void
+put32 (uint8_t *p, uint32_t v)
+{
+  v = htobe32 (v);
+  memcpy (p, &v, sizeof v);
+}
+
+static inline void
+put64 (uint8_t *p, uint64_t v)
+{
+  v = htobe64 (v);
+  memcpy (p, &v, sizeof v);
+}
+
+/* Format a reason into why and return r: the decoders describe what is wrong
+ * and their callers decide whether it is a warning or an error. */
+static int __attribute__ ((format (printf, 4, 5)))
+bad (char *why, size_t n, int r, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (why, n, fmt, ap);
+  va_end (ap);
+  return r;
+}
+
+/* Is s a UUID in the canonical lower-case 8-4-4-4-12 text form? */
+static bool
+uuid_text_ok (const char *s)
+{
+  if (strlen (s) != CV_UUID_LEN)
+    return false;
+  for (int i = 0; i < CV_UUID_LEN; i++) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-'
+             : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return false;
+  }
+  return true;
+}
+
+static void
+uuid_to_text (const uint8_t b[UUID_BIN_LEN], char out[CV_UUID_LEN + 1])
+{
+  snprintf (out, CV_UUID_LEN + 1,
+            "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+            "%02x%02x%02x%02x%02x%02x",
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+            b[11], b[12], b[13], b[14], b[15]);
+}
+
+/* Binary form of a UUID text already checked by uuid_text_ok. */
+static void
+uuid_from_text (const char *s, uint8_t b[UUID_BIN_LEN])
+{
+  char hex[2 * UUID_BIN_LEN + 1];
+  size_t j = 0;
+
+  for (size_t i = 0; s[i]; i++)
+    if (s[i] != '-')
+      hex[j++] = s[i];
+  hex[j] = '\0';
+  int r = cv_hex_decode (hex, b, UUID_BIN_LEN);
+  assert (r == 0);
+  (void) r;
+}
+
+static void
+set_uuid (struct cv_header *h, const char *uuid)
+{
+  snprintf (h->uuid, sizeof h->uuid, "%s", uuid);
+  snprintf (h->binding, sizeof h->binding, "%s%s", CV_BINDING_PREFIX, uuid);
+}
+
+/* The geometry rules shared by cv_hdr_new, the encoder and the decoder. */
+static bool
+geometry_ok (uint32_t sector_size, uint64_t data_offset, uint64_t size,
+             char *why, size_t n)
+{
+  if (sector_size != 512 && sector_size != 4096) {
+    bad (why, n, 0, "sector size %" PRIu32 " is not 512 or 4096", sector_size);
+    return false;
+  }
+  if (size == 0 || size % sector_size) {
+    bad (why, n, 0,
+         "size %" PRIu64 " is not a positive multiple of the sector size "
+         "%" PRIu32,
+         size, sector_size);
+    return false;
+  }
+  if (data_offset % sector_size) {
+    bad (why, n, 0,
+         "data offset %" PRIu64 " is not a multiple of the sector size "
+         "%" PRIu32,
+         data_offset, sector_size);
+    return false;
+  }
+  if (data_offset > INT64_MAX || size > INT64_MAX - data_offset) {
+    bad (why, n, 0,
+         "data offset %" PRIu64 " + size %" PRIu64 " exceeds 2^63 - 1",
+         data_offset, size);
+    return false;
+  }
+  return true;
+}
+
+/* SHA-256 over the first CV_HDR_BIN_SIZE + json_len bytes of a copy, with the
+ * checksum field taken as zero. */
+static int
+copy_checksum (const uint8_t *copy, uint32_t json_len, uint8_t out[CSUM_LEN])
+{
+  size_t len = CV_HDR_BIN_SIZE + (size_t) json_len;
+  CLEANUP_FREE uint8_t *tmp = malloc (len);
+
+  if (!tmp)
+    return -ENOMEM;
+  memcpy (tmp, copy, len);
+  memset (tmp + OFF_CSUM, 0, CSUM_LEN);
+  return cv_sha256 (tmp, len, out);
+}
+
+/* The "volume" object of h, as stored and MAC'd: h->extra's members plus the
+ * ones this version interprets. NULL when out of memory. */
+static json_t *
+volume_json (const struct cv_header *h)
+{
+  json_auto_t *v = json_object ();
+  CLEANUP_FREE char *kcv = NULL;
+  int e = 0;
+
+  if (!v || cv_hex_encode (h->kcv, sizeof h->kcv, &kcv) < 0)
+    return NULL;
+  if (h->extra)
+    e |= json_object_update (v, h->extra);
+  e |= json_object_set_new (v, "uuid", json_string (h->uuid));
+  e |= json_object_set_new (v, "cipher", json_string (h->cipher));
+  e |= json_object_set_new (v, "key_bits", json_integer (DEK_LEN * 8));
+  e |= json_object_set_new (v, "sector_size", json_integer (h->sector_size));
+  e |= json_object_set_new (v, "data_offset",
+                            json_integer ((json_int_t) h->data_offset));
+  e |= json_object_set_new (v, "size", json_integer ((json_int_t) h->size));
+  e |= json_object_set_new (v, "created", json_string (h->created));
+  e |= json_object_set_new (v, "kcv", json_string (kcv));
+  e |= json_object_set_new (v, "requirements", json_array ());
+  return e ? NULL : STEAL (v);
+}
+
+/* The whole JSON metadata of h (without seqid). NULL when out of memory. */
+static json_t *
+root_json (const struct cv_header *h)
+{
+  json_auto_t *root = json_object ();
+  CLEANUP_FREE char *mac = NULL;
+  int e = 0;
+
+  if (!root || cv_hex_encode (h->mac, sizeof h->mac, &mac) < 0)
+    return NULL;
+  e |= json_object_set_new (root, "version", json_integer (CV_FORMAT_VERSION));
+  e |= json_object_set_new (root, "volume", volume_json (h));
+  e |= json_object_set_new (root, "mac", json_string (mac));
+  e |= json_object_set_new (
+      root, "wraps", h->wraps ? json_deep_copy (h->wraps) : json_array ());
+  return e ? NULL : STEAL (root);
+}
+
+/* A member of obj (whose name in messages is path) of the given type. */
+static int
+member (json_t *obj, const char *path, const char *key, json_type type,
+        json_t **v, char *why, size_t n)
+{
+  static const char *const type_name[] = {
+    [JSON_OBJECT] = "an object", [JSON_ARRAY] = "an array",
+    [JSON_STRING] = "a string",  [JSON_INTEGER] = "an integer",
+    [JSON_REAL] = "a number",    [JSON_TRUE] = "a boolean",
+    [JSON_FALSE] = "a boolean",  [JSON_NULL] = "null",
+  };
+
+  *v = json_object_get (obj, key);
+  if (!*v)
+    return bad (why, n, -EBADMSG, "%s%s is missing", path, key);
+  if (json_typeof (*v) != type)
+    return bad (why, n, -EBADMSG, "%s%s is not %s", path, key, type_name[type]);
+  return 0;
+}
+
+static int
+member_u64 (json_t *obj, const char *path, const char *key, uint64_t *out,
+            char *why, size_t n)
+{
+  json_t *v;
+  int r = member (obj, path, key, JSON_INTEGER, &v, why, n);
+
+  if (r < 0)
+    return r;
+  if (json_integer_value (v) < 0)
+    return bad (why, n, -EBADMSG, "%s%s is negative", path, key);
+  *out = (uint64_t) json_integer_value (v);
+  return 0;
+}
+
+static int
+member_hex (json_t *obj, const char *path, const char *key, uint8_t *out,
+            size_t len, char *why, size_t n)
+{
+  json_t *v;
+  int r = member (obj, path, key, JSON_STRING, &v, why, n);
+
+  if (r < 0)
+    return r;
+  if (cv_hex_decode (json_string_value (v), out, len) < 0)
+    return bad (why, n, -EBADMSG, "%s%s is not %zu bytes of hex", path, key,
+                len);
+  return 0;
+}
+
+static bool
+is_known (const char *key)
+{
+  for (size_t i = 0; i < ARRAY_SIZE (volume_known); i++)
+    if (strcmp (key, volume_known[i]) == 0)
+      return true;
+  return false;
+}
+
+/* Fill h from the "volume" object; uuid is the binary header's. */
+static int
+parse_volume (json_t *vol, const char *uuid, struct cv_header *h, char *why,
+              size_t n)
+{
+  const char *key;
+  json_t *v;
+  uint64_t u;
+  int r;
+
+  /* What this version cannot handle first: it explains everything else. */
+  v = json_object_get (vol, "requirements");
+  if (v) {
+    if (!json_is_array (v))
+      return bad (why, n, -EBADMSG, "volume.requirements is not an array");
+    char list[WHY_LEN] = "";
+    size_t i;
+    json_t *req;
+    json_array_foreach (v, i, req)
+    {
+      if (!json_is_string (req))
+        return bad (why, n, -EBADMSG,
+                    "volume.requirements[%zu] is not a string", i);
+      size_t used = strlen (list);
+      snprintf (list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                json_string_value (req));
+    }
+    if (list[0])
+      return bad (why, n, -EPROTONOSUPPORT,
+                  "it requires features this cryptvol does not have: %s", list);
+  }
+  if ((r = member (vol, "volume.", "cipher", JSON_STRING, &v, why, n)) < 0)
+    return r;
+  if (strcmp (json_string_value (v), CV_CIPHER) != 0)
+    return bad (why, n, -EPROTONOSUPPORT, "unsupported cipher \"%s\"",
+                json_string_value (v));
+  snprintf (h->cipher, sizeof h->cipher, "%s", CV_CIPHER);
+  if ((r = member_u64 (vol, "volume.", "key_bits", &u, why, n)) < 0)
+    return r;
+  if (u != DEK_LEN * 8)
+    return bad (why, n, -EPROTONOSUPPORT,
+                "unsupported key size of %" PRIu64 " bits", u);
+
+  if ((r = member (vol, "volume.", "uuid", JSON_STRING, &v, why, n)) < 0)
+    return r;
+  if (strcmp (json_string_value (v), uuid) != 0)
+    return bad (why, n, -EBADMSG,
+                "volume.uuid \"%s\" does not match the binary header's %s",
+                json_string_value (v), uuid);
+  set_uuid (h, uuid);
+
+  if ((r = member_u64 (vol, "volume.", "sector_size", &u, why, n)) < 0)
+    return r;
+  if (u != 512 && u != 4096)
+    return bad (why, n, -EBADMSG, "sector size %" PRIu64 " is not 512 or 4096",
+                u);
+  h->sector_size = (uint32_t) u;
+  if ((r = member_u64 (vol, "volume.", "data_offset", &h->data_offset, why, n))
+          < 0
+      || (r = member_u64 (vol, "volume.", "size", &h->size, why, n)) < 0)
+    return r;
+  if (!geometry_ok (h->sector_size, h->data_offset, h->size, why, n))
+    return -EBADMSG;
+
+  if ((r = member (vol, "volume.", "created", JSON_STRING, &v, why, n)) < 0)
+    return r;
+  if (json_string_length (v) == 0
+      || json_string_length (v) >= sizeof h->created)
+    return bad (why, n, -EBADMSG, "volume.created is not a timestamp");
+  snprintf (h->created, sizeof h->created, "%s", json_string_value (v));
+  if ((r = member_hex (vol, "volume.", "kcv", h->kcv, sizeof h->kcv, why, n))
+      < 0)
+    return r;
+
+  json_object_foreach (vol, key, v)
+  {
+    if (is_known (key))
+      continue;
+    if (!h->extra && !(h->extra = json_object ()))
+      return bad (why, n, -ENOMEM, "out of memory");
+    if (json_object_set (h->extra, key, v) < 0)
+      return bad (why, n, -ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+/* Check the wraps array: objects with a unique integer id and a string type.
+ * The providers check their own members when they use a wrap. */
+static int
+parse_wraps (json_t *wraps, char *why, size_t n)
+{
+  size_t i, j;
+  json_t *w, *other;
+
+  json_array_foreach (wraps, i, w)
+  {
+    char path[32];
+    json_t *v;
+    int r;
+
+    snprintf (path, sizeof path, "wraps[%zu].", i);
+    if (!json_is_object (w))
+      return bad (why, n, -EBADMSG, "wraps[%zu] is not an object", i);
+    if ((r = member (w, path, "id", JSON_INTEGER, &v, why, n)) < 0
+        || (r = member (w, path, "type", JSON_STRING, &v, why, n)) < 0)
+      return r;
+    json_array_foreach (wraps, j, other)
+    {
+      if (j >= i)
+        break;
+      if (json_integer_value (json_object_get (other, "id"))
+          == json_integer_value (json_object_get (w, "id")))
+        return bad (why, n, -EBADMSG,
+                    "wraps[%zu] and wraps[%zu] have id %" PRId64, j, i,
+                    (int64_t) json_integer_value (json_object_get (w, "id")));
+    }
+  }
+  return 0;
+}
+
+/* Fill h from the JSON metadata. */
+static int
+parse_root (json_t *root, const char *uuid, struct cv_header *h, char *why,
+            size_t n)
+{
+  const char *key;
+  json_t *v, *vol, *wraps;
+  int r;
+
+  if (!json_is_object (root))
+    return bad (why, n, -EBADMSG, "the JSON metadata is not a JSON object");
+  json_object_foreach (root, key, v)
+  {
+    if (strcmp (key, "version") && strcmp (key, "volume") && strcmp (key, "mac")
+        && strcmp (key, "wraps"))
+      return bad (why, n, -EBADMSG, "unknown top-level member \"%s\"", key);
+  }
+  if ((r = member (root, "", "version", JSON_INTEGER, &v, why, n)) < 0)
+    return r;
+  if (json_integer_value (v) != CV_FORMAT_VERSION)
+    return bad (why, n, -EPROTONOSUPPORT,
+                "unsupported metadata version %" PRId64,
+                (int64_t) json_integer_value (v));
+  if ((r = member (root, "", "volume", JSON_OBJECT, &vol, why, n)) < 0
+      || (r = parse_volume (vol, uuid, h, why, n)) < 0)
+    return r;
+  if ((r = member_hex (root, "", "mac", h->mac, sizeof h->mac, why, n)) < 0)
+    return r;
+  if ((r = member (root, "", "wraps", JSON_ARRAY, &wraps, why, n)) < 0
+      || (r = parse_wraps (wraps, why, n)) < 0)
+    return r;
+  h->wraps = json_incref (wraps);
+  return 0;
+}
+
+/* The one function that turns a copy's bytes into a header. Returns 0,
+ * -EINVAL (no cryptvol magic at all), -EBADMSG (corrupt or invalid),
+ * -EPROTONOSUPPORT (authentic but needs what this version lacks) or -ENOMEM;
+ * on failure why says what is wrong. Logs nothing. */
+static int
+decode_copy (const uint8_t *buf, int copy, struct cv_header **out, char *why,
+             size_t n)
+{
+  uint8_t csum[CSUM_LEN];
+  char uuid[CV_UUID_LEN + 1];
+  json_error_t jerr;
+  int r;
+
+  if (memcmp (buf + OFF_MAGIC, magic[copy], MAGIC_LEN) != 0) {
+    if (memcmp (buf + OFF_MAGIC, magic[!copy], MAGIC_LEN) == 0)
+      return bad (why, n, -EBADMSG, "it holds the magic of the %s copy",
+                  copy_name[!copy]);
+    return bad (why, n, -EINVAL, "no header magic");
+  }
+  uint32_t json_len = get32 (buf + OFF_JSON_LEN);
+  if (json_len < JSON_MIN || json_len > CV_HDR_JSON_MAX)
+    return bad (why, n, -EBADMSG, "JSON length %" PRIu32 " out of range %d..%d",
+                json_len, JSON_MIN, CV_HDR_JSON_MAX);
+  if ((r = copy_checksum (buf, json_len, csum)) < 0)
+    return bad (why, n, r, "cannot compute the checksum: %s", strerror (-r));
+  if (memcmp (csum, buf + OFF_CSUM, CSUM_LEN) != 0)
+    return bad (why, n, -EBADMSG, "checksum mismatch");
+
+  /* From here on the bytes are as a writer wrote them. */
+  if (get16 (buf + OFF_VERSION) != CV_FORMAT_VERSION)
+    return bad (why, n, -EPROTONOSUPPORT, "unsupported format version %u",
+                get16 (buf + OFF_VERSION));
+  uint64_t off = get64 (buf + OFF_HDR_OFFSET);
+  if (off != (uint64_t) copy * CV_HDR_COPY_SIZE)
+    return bad (why, n, -EBADMSG,
+                "its stored offset %" PRIu64 " is not its position %d", off,
+                copy * CV_HDR_COPY_SIZE);
+  uint64_t seqid = get64 (buf + OFF_SEQID);
+  if (seqid > INT64_MAX)
+    return bad (why, n, -EBADMSG, "seqid %" PRIu64 " out of range", seqid);
+  uuid_to_text (buf + OFF_UUID, uuid);
+
+  json_auto_t *root = json_loadb ((const char *) buf + CV_HDR_BIN_SIZE,
+                                  json_len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!root)
+    return bad (why, n, -EBADMSG,
+                "its JSON metadata does not parse: %s at byte %d", jerr.text,
+                jerr.position);
+  CLEANUP_HDR struct cv_header *h = calloc (1, sizeof *h);
+  if (!h)
+    return bad (why, n, -ENOMEM, "out of memory");
+  h->seqid = seqid;
+  if ((r = parse_root (root, uuid, h, why, n)) < 0)
+    return r;
+  *out = STEAL (h);
+  return 0;
+}
+
+/* Encode h as copy `copy` with the given seqid into buf. Refuses (-EINVAL,
+ * logged) to produce bytes that decode_copy would not accept. */
+static int
+encode_copy (const struct cv_header *h, uint64_t seqid, int copy, uint8_t *buf)
+{
+  char why[WHY_LEN];
+  int r;
+
+  assert (copy == 0 || copy == 1);
+  if (!uuid_text_ok (h->uuid)) {
+    cv_err ("refusing to write a header with the malformed uuid \"%s\"",
+            h->uuid);
+    return -EINVAL;
+  }
+  json_auto_t *root = root_json (h);
+  if (!root)
+    return -ENOMEM;
+  CLEANUP_FREE char *text = json_dumps (root, CANONICAL);
+  if (!text)
+    return -ENOMEM;
+  size_t len = strlen (text);
+  if (len > CV_HDR_JSON_MAX) {
+    cv_err ("volume %s: the header metadata would be %zu bytes, more than the "
+            "%d that fit in a header copy; remove some wraps",
+            h->uuid, len, CV_HDR_JSON_MAX);
+    return -E2BIG;
+  }
+
+  memset (buf, 0, CV_HDR_COPY_SIZE);
+  memcpy (buf + OFF_MAGIC, magic[copy], MAGIC_LEN);
+  put16 (buf + OFF_VERSION, CV_FORMAT_VERSION);
+  put32 (buf + OFF_JSON_LEN, (uint32_t) len);
+  put64 (buf + OFF_HDR_OFFSET, (uint64_t) copy * CV_HDR_COPY_SIZE);
+  put64 (buf + OFF_SEQID, seqid);
+  uuid_from_text (h->uuid, buf + OFF_UUID);
+  memcpy (buf + CV_HDR_BIN_SIZE, text, len);
+  if ((r = copy_checksum (buf, (uint32_t) len, buf + OFF_CSUM)) < 0)
+    return r;
+
+  /* Never write what cannot be read back. */
+  CLEANUP_HDR struct cv_header *check = NULL;
+  r = decode_copy (buf, copy, &check, why, sizeof why);
+  if (r == -ENOMEM)
+    return r;
+  if (r < 0) {
+    cv_err ("volume %s: refusing to write a header that would not read back: "
+            "%s",
+            h->uuid, why);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+int
+cv_hdr_new (uint32_t sector_size, uint64_t data_offset, uint64_t size,
+            struct cv_header **out)
+{
+  uint8_t b[UUID_BIN_LEN];
+  char uuid[CV_UUID_LEN + 1], why[WHY_LEN];
+  struct tm tm;
+  time_t now = time (NULL);
+  int r;
+
+  if (!geometry_ok (sector_size, data_offset, size, why, sizeof why)) {
+    cv_err ("cannot create a volume header: %s", why);
+    return -EINVAL;
+  }
+  CLEANUP_HDR struct cv_header *h = calloc (1, sizeof *h);
+  if (!h || !(h->wraps = json_array ()))
+    return -ENOMEM;
+  if ((r = cv_random (b, sizeof b)) < 0)
+    return r;
+  b[6] = (b[6] & 0x0f) | 0x40; /* version 4 (random) */
+  b[8] = (b[8] & 0x3f) | 0x80; /* RFC 4122 variant */
+  uuid_to_text (b, uuid);
+  set_uuid (h, uuid);
+  snprintf (h->cipher, sizeof h->cipher, "%s", CV_CIPHER);
+  h->sector_size = sector_size;
+  h->data_offset = data_offset;
+  h->size = size;
+  strftime (h->created, sizeof h->created, "%Y-%m-%dT%H:%M:%SZ",
+            gmtime_r (&now, &tm));
+  *out = STEAL (h);
+  return 0;
+}
+
+void
+cv_hdr_free (struct cv_header *h)
+{
+  if (!h)
+    return;
+  json_decref (h->wraps);
+  json_decref (h->extra);
+  free (h);
+}
+
+int
+cv_hdr_encode (const struct cv_header *h, int copy, uint8_t *buf)
+{
+  return encode_copy (h, h->seqid, copy, buf);
+}
+
+int
+cv_hdr_decode (const uint8_t *buf, int copy, const char *name,
+               struct cv_header **out)
+{
+  char why[WHY_LEN];
+  int r = decode_copy (buf, copy, out, why, sizeof why);
+
+  if (r < 0)
+    cv_err ("%s header copy of %s: %s", copy_name[copy], name, why);
+  return r;
+}
+
+static void
+hdr_pair_free (struct cv_header *(*p)[2])
+{
+  cv_hdr_free ((*p)[0]);
+  cv_hdr_free ((*p)[1]);
+}
+
+int
+cv_hdr_read (int fd, const char *name, struct cv_header **out, unsigned *valid)
+{
+  __attribute__ ((cleanup (hdr_pair_free))) struct cv_header *hc[2] = { 0 };
+  char why[2][WHY_LEN];
+  int r[2];
+  CLEANUP_FREE uint8_t *buf = NULL;
+  size_t got = 0;
+
+  /* Aligned, so that an O_DIRECT descriptor works too. */
+  if (posix_memalign ((void **) &buf, 4096, CV_HDR_AREA_SIZE) != 0)
+    return -ENOMEM;
+  while (got < CV_HDR_AREA_SIZE) {
+    ssize_t n = pread (fd, buf + got, CV_HDR_AREA_SIZE - got, (off_t) got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int e = errno;
+      cv_err ("cannot read the header of %s: %s", name, strerror (e));
+      return -EIO;
+    }
+    if (n == 0) {
+      cv_err ("%s is %zu bytes, too short to hold a cryptvol header "
+              "(%d bytes)",
+              name, got, CV_HDR_AREA_SIZE);
+      return -EIO;
+    }
+    got += (size_t) n;
+  }
+
+  for (int i = 0; i < 2; i++)
+    r[i] = decode_copy (buf + (size_t) i * CV_HDR_COPY_SIZE, i, &hc[i], why[i],
+                        sizeof why[i]);
+  if (r[0] == -ENOMEM || r[1] == -ENOMEM)
+    return -ENOMEM;
+  if (r[0] == -EINVAL && r[1] == -EINVAL) {
+    cv_err ("%s is not a cryptvol volume (no header magic); if it has a "
+            "detached header, pass it with header=/--header",
+            name);
+    return -EINVAL;
+  }
+  /* A copy that authenticates but needs a newer cryptvol stops the open even
+   * if the other copy would do: using the other would silently roll back
+   * what the newer version wrote. */
+  for (int i = 0; i < 2; i++)
+    if (r[i] == -EPROTONOSUPPORT) {
+      cv_err ("%s header copy of %s: %s; open it with a newer cryptvol",
+              copy_name[i], name, why[i]);
+      return -EPROTONOSUPPORT;
+    }
+  if (r[0] < 0 && r[1] < 0) {
+    if (strcmp (why[0], why[1]) == 0)
+      cv_err ("both header copies of %s are corrupt (%s); restore the header "
+              "from a backup",
+              name, why[0]);
+    else
+      cv_err ("both header copies of %s are corrupt (primary: %s; secondary: "
+              "%s); restore the header from a backup",
+              name, why[0], why[1]);
+    return -EBADMSG;
+  }
+
+  int use;
+  if (r[0] == 0 && r[1] == 0) {
+    if (strcmp (hc[0]->uuid, hc[1]->uuid) != 0) {
+      cv_err ("the header copies of %s belong to different volumes "
+              "(primary %s, secondary %s); restore the header from a backup",
+              name, hc[0]->uuid, hc[1]->uuid);
+      return -EBADMSG;
+    }
+    use = hc[1]->seqid > hc[0]->seqid;
+    if (hc[0]->seqid != hc[1]->seqid)
+      cv_warn ("the header copies of %s differ (primary seqid %" PRIu64
+               ", secondary seqid %" PRIu64
+               "): a header update was interrupted; opened from the newer %s "
+               "copy; the next header update rewrites both",
+               name, hc[0]->seqid, hc[1]->seqid, copy_name[use]);
+  } else {
+    use = r[0] < 0;
+    cv_warn ("%s header copy of %s is corrupt (%s); opened from the %s copy; "
+             "the next header update rewrites it",
+             copy_name[!use], name, why[!use], copy_name[use]);
+  }
+  if (valid)
+    *valid = (r[0] == 0 ? CV_HDR_COPY0 : 0) | (r[1] == 0 ? CV_HDR_COPY1 : 0);
+  *out = STEAL (hc[use]);
+  return 0;
+}
+
+/* Write one whole copy and make it durable. */
+static int
+write_copy (int fd, const char *name, int copy, const uint8_t *buf)
+{
+  size_t done = 0;
+  off_t base = (off_t) copy * CV_HDR_COPY_SIZE;
+
+  while (done < CV_HDR_COPY_SIZE) {
+    ssize_t n
+        = pwrite (fd, buf + done, CV_HDR_COPY_SIZE - done, base + (off_t) done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      int e = n < 0 ? errno : EIO;
+      cv_err ("cannot write the %s header copy of %s: %s", copy_name[copy],
+              name, strerror (e));
+      return -e;
+    }
+    done += (size_t) n;
+  }
+  if (fdatasync (fd) < 0) {
+    int e = errno;
+    cv_err ("cannot sync the %s header copy of %s: %s", copy_name[copy], name,
+            strerror (e));
+    return -e;
+  }
+  return 0;
+}
+
+int
+cv_hdr_commit (int fd, const char *name, struct cv_header *h)
+{
+  CLEANUP_FREE uint8_t *buf = NULL;
+  int r;
+
+  if (h->seqid >= INT64_MAX) {
+    cv_err ("cannot update the header of %s: its seqid %" PRIu64
+            " is at the maximum; restore the header from a backup",
+            name, h->seqid);
+    return -EOVERFLOW;
+  }
+  uint64_t next = h->seqid + 1;
+  if (posix_memalign ((void **) &buf, 4096, CV_HDR_COPY_SIZE) != 0)
+    return -ENOMEM;
+
+  /* Both encodings first: a header that cannot be encoded writes nothing. */
+  if ((r = encode_copy (h, next, 0, buf)) < 0
+      || (r = write_copy (fd, name, 0, buf)) < 0)
+    return r;
+  h->seqid = next; /* copy 0 with this seqid is on disk */
+
+  /* Test knob for crash tests: with CV_FAULT_COMMIT_AFTER_COPY0 set in the
+   * environment, die here as a crash would, with only copy 0 updated. */
+  if (getenv ("CV_FAULT_COMMIT_AFTER_COPY0"))
+    _exit (99);
+
+  if ((r = encode_copy (h, next, 1, buf)) < 0
+      || (r = write_copy (fd, name, 1, buf)) < 0)
+    return r;
+  return 0;
+}
+
+/* kcv (16 bytes) and MAC key (32 bytes, in *mackey) from the DEK. */
+static int
+derive (const struct cv_header *h, const struct cv_key *dek, uint8_t kcv[16],
+        struct cv_key **mackey)
+{
+  CLEANUP_KEY struct cv_key *mk = NULL;
+  int r;
+
+  if ((r = cv_hkdf_sha256 (dek->b, dek->len, (const uint8_t *) h->uuid,
+                           strlen (h->uuid), KCV_INFO, kcv, 16))
+          < 0
+      || (r = cv_key_new (32, &mk)) < 0
+      || (r = cv_hkdf_sha256 (dek->b, dek->len, (const uint8_t *) h->uuid,
+                              strlen (h->uuid), MAC_INFO, mk->b, mk->len))
+             < 0)
+    return r;
+  *mackey = STEAL (mk);
+  return 0;
+}
+
+/* HMAC-SHA256 of the canonical "volume" object under mackey. */
+static int
+volume_mac (const struct cv_header *h, const struct cv_key *mackey,
+            uint8_t mac[32])
+{
+  json_auto_t *vol = volume_json (h);
+  if (!vol)
+    return -ENOMEM;
+  CLEANUP_FREE char *text = json_dumps (vol, CANONICAL);
+  if (!text)
+    return -ENOMEM;
+  return cv_hmac_sha256 (mackey->b, mackey->len, text, strlen (text), mac);
+}
+
+int
+cv_hdr_seal (struct cv_header *h, const struct cv_key *dek)
+{
+  CLEANUP_KEY struct cv_key *mk = NULL;
+  uint8_t kcv[16], mac[32];
+  int r;
+
+  if (dek->len != DEK_LEN) {
+    cv_err ("volume %s: a data key must be %d bytes, not %zu", h->uuid, DEK_LEN,
+            dek->len);
+    return -EINVAL;
+  }
+  if ((r = derive (h, dek, kcv, &mk)) < 0)
+    return r;
+  memcpy (h->kcv, kcv, sizeof kcv); /* the MAC covers the kcv */
+  if ((r = volume_mac (h, mk, mac)) < 0)
+    return r;
+  memcpy (h->mac, mac, sizeof mac);
+  return 0;
+}
+
+int
+cv_hdr_authenticate (const struct cv_header *h, const struct cv_key *dek)
+{
+  CLEANUP_KEY struct cv_key *mk = NULL;
+  uint8_t kcv[16], mac[32];
+  int r;
+
+  if (dek->len != DEK_LEN)
+    return -EKEYREJECTED;
+  if ((r = derive (h, dek, kcv, &mk)) < 0)
+    return r;
+  if (CRYPTO_memcmp (kcv, h->kcv, sizeof kcv) != 0)
+    return -EKEYREJECTED;
+  if ((r = volume_mac (h, mk, mac)) < 0)
+    return r;
+  if (CRYPTO_memcmp (mac, h->mac, sizeof mac) != 0)
+    return -EBADMSG;
+  return 0;
+}
+
+const char *
+cv_hdr_binding (const struct cv_header *h)
+{
+  /* Set with the uuid by cv_hdr_new and the decoder, the only constructors. */
+  assert (strncmp (h->binding, CV_BINDING_PREFIX, strlen (CV_BINDING_PREFIX))
+              == 0
+          && strcmp (h->binding + strlen (CV_BINDING_PREFIX), h->uuid) == 0);
+  return h->binding;
+}
+
+json_t *
+cv_hdr_to_json (const struct cv_header *h)
+{
+  json_auto_t *root = root_json (h);
+
+  if (!root
+      || json_object_set_new (root, "seqid",
+                              json_integer ((json_int_t) h->seqid))
+             < 0)
+    return NULL;
+  return STEAL (root);
+}
