@@ -24,25 +24,33 @@ struct common_opts {
   const char *keyfile;   /* --keyfile */
   const char *pass_file; /* --passphrase-file */
   int pass_fd;           /* --passphrase-fd, or -1 */
+  const char *pin_file;  /* --pin-file */
+  int pin_fd;            /* --pin-fd, or -1 */
   bool json;             /* --json */
   struct cv_creds creds;
 };
 
 /* Long options for common_opts, to append to a command's own table. Values
  * 0x100 and up are reserved for them. */
+/* clang-format off */
 #define COMMON_LONGOPTS                                                        \
   { "header", required_argument, 0, 0x100 },                                   \
-      { "keyfile", required_argument, 0, 0x101 },                              \
-      { "passphrase-file", required_argument, 0, 0x102 },                      \
-      { "passphrase-fd", required_argument, 0, 0x103 },                        \
-      { "json", no_argument, 0, 0x104 },                                       \
-      { "pbkdf", required_argument, 0, 0x105 },                                \
-      { "pbkdf-memory", required_argument, 0, 0x106 },                         \
-      { "pbkdf-time", required_argument, 0, 0x107 },                           \
-      { "pbkdf-parallel", required_argument, 0, 0x108 },                       \
-  {                                                                            \
-    "debug", no_argument, 0, 0x109                                             \
-  }
+  { "keyfile", required_argument, 0, 0x101 },                                  \
+  { "passphrase-file", required_argument, 0, 0x102 },                          \
+  { "passphrase-fd", required_argument, 0, 0x103 },                            \
+  { "json", no_argument, 0, 0x104 },                                           \
+  { "pbkdf", required_argument, 0, 0x105 },                                    \
+  { "pbkdf-memory", required_argument, 0, 0x106 },                             \
+  { "pbkdf-time", required_argument, 0, 0x107 },                               \
+  { "pbkdf-parallel", required_argument, 0, 0x108 },                           \
+  { "debug", no_argument, 0, 0x109 },                                          \
+  { "pin-file", required_argument, 0, 0x10a },                                 \
+  { "pin-fd", required_argument, 0, 0x10b },                                   \
+  { "pkcs11-module", required_argument, 0, 0x10c },                            \
+  { "kms-endpoint", required_argument, 0, 0x10d },                             \
+  { "kms-region", required_argument, 0, 0x10e },                               \
+  { "ca-bundle", required_argument, 0, 0x10f }
+/* clang-format on */
 
 void common_init (struct common_opts *o);
 /* Handle one common option; returns 1 if it was one, 0 if not, -1 on a bad

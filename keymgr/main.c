@@ -123,6 +123,28 @@ common_opt (struct common_opts *o, int c, const char *arg)
   case 0x109:
     cv_log_set_debug (true);
     return 1;
+  case 0x10a:
+    o->pin_file = arg;
+    return 1;
+  case 0x10b: {
+    uint32_t fd;
+    if (parse_u32 ("--pin-fd", arg, &fd) < 0)
+      return -1;
+    o->pin_fd = (int) fd;
+    return 1;
+  }
+  case 0x10c:
+    o->creds.pkcs11_module = arg;
+    return 1;
+  case 0x10d:
+    o->creds.kms_endpoint = arg;
+    return 1;
+  case 0x10e:
+    o->creds.kms_region = arg;
+    return 1;
+  case 0x10f:
+    o->creds.ca_bundle = arg;
+    return 1;
   }
   return 0;
 }
@@ -213,22 +235,36 @@ restore:
   return rc;
 }
 
+/* Read a secret from the file at path. */
+static int
+read_secret_file (const char *path, const char *what, struct cv_key **out)
+{
+  CLEANUP_CLOSE int fd = open (path, O_RDONLY | O_CLOEXEC);
+
+  if (fd < 0) {
+    int rc = -errno;
+    cv_err ("cannot open %s file %s: %s", what, path, strerror (errno));
+    return rc;
+  }
+  return read_secret_fd (fd, path, out);
+}
+
 int
 common_creds (struct common_opts *o, bool want_passphrase, bool confirm)
 {
   int rc = 0;
 
   o->creds.keyfile = o->keyfile;
-  if (o->pass_file) {
-    CLEANUP_CLOSE int fd = open (o->pass_file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      rc = -errno;
-      cv_err ("cannot open passphrase file %s: %s", o->pass_file,
-              strerror (errno));
-      return rc;
-    }
-    rc = read_secret_fd (fd, o->pass_file, &o->creds.passphrase);
-  } else if (o->pass_fd >= 0)
+  if (o->pin_file)
+    rc = read_secret_file (o->pin_file, "PIN", &o->creds.pin);
+  else if (o->pin_fd >= 0)
+    rc = read_secret_fd (o->pin_fd, "PIN fd", &o->creds.pin);
+  if (rc < 0)
+    return rc;
+
+  if (o->pass_file)
+    rc = read_secret_file (o->pass_file, "passphrase", &o->creds.passphrase);
+  else if (o->pass_fd >= 0)
     rc = read_secret_fd (o->pass_fd, "passphrase fd", &o->creds.passphrase);
   else if (want_passphrase) {
     rc = prompt_secret ("Passphrase: ", &o->creds.passphrase);

@@ -105,6 +105,16 @@ cryptvol_config (const char *key, const char *value)
     creds.keyfile = value;
   else if (strcmp (key, "passphrase") == 0)
     return read_secret (key, value, &creds.passphrase);
+  else if (strcmp (key, "pin") == 0)
+    return read_secret (key, value, &creds.pin);
+  else if (strcmp (key, "pkcs11-module") == 0)
+    creds.pkcs11_module = value;
+  else if (strcmp (key, "kms-endpoint") == 0)
+    creds.kms_endpoint = value;
+  else if (strcmp (key, "kms-region") == 0)
+    creds.kms_region = value;
+  else if (strcmp (key, "ca-bundle") == 0)
+    creds.ca_bundle = value;
   else if (strcmp (key, "direct") == 0) {
     if ((r = nbdkit_parse_bool (value)) == -1)
       return -1;
@@ -128,12 +138,6 @@ cryptvol_config_complete (void)
     nbdkit_error ("no volume given: nbdkit cryptvol VOLUME keyfile=FILE ...");
     return -1;
   }
-  if (!creds.keyfile && !creds.passphrase) {
-    nbdkit_error ("no key given for %s: add keyfile=FILE or "
-                  "passphrase=+FILE|-FD|-",
-                  volume_path);
-    return -1;
-  }
   return 0;
 }
 
@@ -142,6 +146,11 @@ cryptvol_config_complete (void)
   "header=PATH          Detached header file.\n"                               \
   "keyfile=PATH         File holding a 32-byte key-encryption key.\n"          \
   "passphrase=+FILE|-FD|-  Recovery passphrase (never on the command line).\n" \
+  "pin=+FILE|-FD|-      PKCS#11 user PIN (never on the command line).\n"       \
+  "pkcs11-module=PATH   PKCS#11 module, if the URI has no module-path.\n"      \
+  "kms-endpoint=URL     AWS KMS endpoint override (VPC, FIPS, test).\n"        \
+  "kms-region=REGION    AWS region for KMS wraps (default: from the key).\n"   \
+  "ca-bundle=FILE       CA certificates for the KMS endpoint.\n"               \
   "direct=true|false    Open the data with O_DIRECT (default false).\n"        \
   "readonly=true|false  Open the volume read-only (default false)."
 
@@ -162,7 +171,8 @@ cryptvol_get_ready (void)
     return -1;
   /* The secrets are not needed any more: the volume holds its DEK. */
   cv_key_free (creds.passphrase);
-  creds.passphrase = NULL;
+  cv_key_free (creds.pin);
+  creds.passphrase = creds.pin = NULL;
   nbdkit_debug ("volume %s (uuid %s) unlocked, %llu bytes, %u-byte sectors",
                 volume_path, cv_vol_uuid (vol),
                 (unsigned long long) cv_vol_size (vol),

@@ -27,7 +27,7 @@ refuses "key file of the wrong size" "32" vol keyfile=pass
 refuses "missing key file" "other-missing.kek.*(No such file|cannot)" vol keyfile=other-missing.kek
 refuses "wrong passphrase" "pvol.*wrong passphrase" pvol passphrase=+wrongpass
 refuses "passphrase on the command line" "must not be given on the command line" pvol passphrase=secret
-refuses "no key at all" "no key given" vol
+refuses "no key at all" "cannot unlock volume vol: .*no key file given" vol
 refuses "not a cryptvol volume" "random.img is not a cryptvol volume" random.img keyfile=vol.kek
 refuses "backing file missing" "cannot open volume nothere.img: No such file" nothere.img keyfile=vol.kek
 refuses "unknown parameter" "unknown parameter 'colour'" vol keyfile=vol.kek colour=blue
