@@ -58,6 +58,7 @@ void
 common_init (struct common_opts *o)
 {
   *o = (struct common_opts){ .pass_fd = -1,
+                             .pin_fd = -1,
                              .creds = { .pbkdf = CV_PBKDF_DEFAULT } };
 }
 
