@@ -24,6 +24,7 @@ KEYMGR   := $(B)/cryptvol-keymgr
 UNITS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 TOOLS    := $(TOOL_SRCS:tests/tools/%.c=$(B)/tools/%)
 BENCH    := $(if $(BENCH_SRCS),$(B)/cryptvol-bench)
+MANS     := $(B)/man/nbdkit-cryptvol-plugin.1 $(B)/man/cryptvol-keymgr.8
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -34,7 +35,7 @@ endif
 
 .PHONY: all deps check check-unit check-integration demo bench install \
         format format-check clean
-all: $(LIB) $(PLUGIN) $(KEYMGR) $(UNITS) $(TOOLS) $(BENCH)
+all: $(LIB) $(PLUGIN) $(KEYMGR) $(UNITS) $(TOOLS) $(BENCH) $(MANS)
 
 deps:
 	$(Q)scripts/install-deps.sh
@@ -61,6 +62,11 @@ $(B)/tools/%: $(B)/obj/tests/tools/%.o $(LIB)
 $(B)/cryptvol-bench: $(call obj,$(BENCH_SRCS)) $(LIB)
 	$(call quiet,LD,$@)$(CC) -o $@ $^ $(NBD_LIBS) $(LDLIBS)
 
+$(B)/man/%.1 $(B)/man/%.8: doc/%.pod
+	$(call quiet,POD2MAN,$@)mkdir -p $(@D) && podchecker -nowarnings $< 2>/dev/null && \
+	  pod2man --center=cryptvol --release=cryptvol --section=$(subst .,,$(suffix $@)) \
+	    --name=$(basename $(@F)) $< $@
+
 # make check: install what is missing, build, run every test. The runner
 # prints "N passed, N failed, N skipped" and exits non-zero on any failure.
 check: deps
@@ -86,8 +92,8 @@ install: all
 	install -D -m 0755 $(KEYMGR) $(DESTDIR)$(PREFIX)/bin/cryptvol-keymgr
 	install -D -m 0755 $(PLUGIN) \
 	  $(DESTDIR)$$(nbdkit --dump-config | sed -n 's/^plugindir=//p')/nbdkit-cryptvol-plugin.so
-	install -D -m 0644 doc/nbdkit-cryptvol-plugin.1 $(DESTDIR)$(PREFIX)/share/man/man1/nbdkit-cryptvol-plugin.1
-	install -D -m 0644 doc/cryptvol-keymgr.8 $(DESTDIR)$(PREFIX)/share/man/man8/cryptvol-keymgr.8
+	install -D -m 0644 $(B)/man/nbdkit-cryptvol-plugin.1 $(DESTDIR)$(PREFIX)/share/man/man1/nbdkit-cryptvol-plugin.1
+	install -D -m 0644 $(B)/man/cryptvol-keymgr.8 $(DESTDIR)$(PREFIX)/share/man/man8/cryptvol-keymgr.8
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:

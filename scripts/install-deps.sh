@@ -7,7 +7,7 @@ pkgs="build-essential pkg-config
   nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin python3-libnbd
   liburing-dev libjansson-dev libssl-dev libargon2-dev
   libcurl4-openssl-dev libp11-kit-dev
-  cryptsetup-bin qemu-utils openssl"
+  cryptsetup-bin qemu-utils openssl perl"
 
 missing=""
 for p in $pkgs; do
