@@ -7,7 +7,8 @@ pkgs="build-essential pkg-config
   nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin python3-libnbd
   liburing-dev libjansson-dev libssl-dev libargon2-dev
   libcurl4-openssl-dev libp11-kit-dev
-  cryptsetup-bin qemu-utils openssl perl"
+  cryptsetup-bin qemu-utils openssl perl
+  awscli curl"
 
 missing=""
 for p in $pkgs; do
