@@ -289,6 +289,20 @@ stripe_of (struct cv_vol *v, uint64_t sector)
   return &v->stripe[(sector * 0x9E3779B97F4A7C15ULL) >> 54 & (NSTRIPES - 1)];
 }
 
+/* Read sector sec and decrypt it into the thread's edge buffer (which the
+ * caller wipes when done). */
+static int
+read_sector (struct cv_thr *t, uint64_t sec)
+{
+  struct cv_vol *v = t->v;
+  int rc = cv_ring_pread (t->ring, v->fd, t->edge, v->ss,
+                          v->data_offset + sec * v->ss);
+
+  if (rc < 0)
+    return io_fail (v, "read", sec * v->ss, rc);
+  return cv_xts_decrypt (t->xts, t->edge, t->edge, sec, 1);
+}
+
 /* Read-modify-write part of one sector: put len bytes from src (NULL: zeros)
  * at byte skip within sector sec, under that sector's stripe lock. */
 static int
@@ -301,10 +315,7 @@ rmw_sector (struct cv_thr *t, uint64_t sec, size_t skip, const uint8_t *src,
   int rc;
 
   pthread_mutex_lock (m);
-  rc = cv_ring_pread (t->ring, v->fd, t->edge, v->ss, v->data_offset + off);
-  if (rc < 0)
-    rc = io_fail (v, "read", off, rc);
-  else if ((rc = cv_xts_decrypt (t->xts, t->edge, t->edge, sec, 1)) == 0) {
+  if ((rc = read_sector (t, sec)) == 0) {
     if (src)
       memcpy (t->edge + skip, src, len);
     else
@@ -354,11 +365,7 @@ cv_vol_pread (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
     if (skip || count < v->ss) {
       /* Partial sector: decrypt it whole, copy out the part asked for. */
       size_t n = v->ss - skip < count ? v->ss - skip : count;
-      rc = cv_ring_pread (t->ring, v->fd, t->edge, v->ss,
-                          v->data_offset + sec * v->ss);
-      if (rc < 0)
-        return io_fail (v, "read", sec * v->ss, rc);
-      if ((rc = cv_xts_decrypt (t->xts, t->edge, t->edge, sec, 1)) < 0)
+      if ((rc = read_sector (t, sec)) < 0)
         return rc;
       memcpy (p, t->edge + skip, n);
       cv_wipe (t->edge, v->ss);
