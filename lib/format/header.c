@@ -17,6 +17,7 @@
 
 #include "common/cleanup.h"
 #include "common/encode.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "crypto/prim.h"
 #include "crypto/secmem.h"
@@ -250,6 +251,22 @@ volume_json (const struct cv_header *h)
   return e ? NULL : STEAL (v);
 }
 
+/* The id for the next new wrap: next, or one past the largest id present. */
+static int64_t
+next_wrap_id (const struct cv_header *h, int64_t next)
+{
+  size_t i;
+  json_t *w;
+
+  json_array_foreach (h->wraps, i, w)
+  {
+    json_int_t id = json_integer_value (json_object_get (w, "id"));
+    if (id >= next)
+      next = id + 1;
+  }
+  return next;
+}
+
 /* The whole JSON metadata of h (without seqid). NULL when out of memory. */
 static json_t *
 root_json (const struct cv_header *h)
@@ -265,6 +282,9 @@ root_json (const struct cv_header *h)
   e |= json_object_set_new (root, "mac", json_string (mac));
   e |= json_object_set_new (
       root, "wraps", h->wraps ? json_deep_copy (h->wraps) : json_array ());
+  e |= json_object_set_new (
+      root, "next_wrap_id",
+      json_integer ((json_int_t) next_wrap_id (h, h->next_wrap_id)));
   return e ? NULL : STEAL (root);
 }
 
@@ -461,7 +481,7 @@ parse_root (json_t *root, const char *uuid, struct cv_header *h, char *why,
   json_object_foreach (root, key, v)
   {
     if (strcmp (key, "version") && strcmp (key, "volume") && strcmp (key, "mac")
-        && strcmp (key, "wraps"))
+        && strcmp (key, "wraps") && strcmp (key, "next_wrap_id"))
       return bad (why, n, -EBADMSG, "unknown top-level member \"%s\"", key);
   }
   if ((r = member (root, "", "version", JSON_INTEGER, &v, why, n)) < 0)
@@ -478,7 +498,11 @@ parse_root (json_t *root, const char *uuid, struct cv_header *h, char *why,
   if ((r = member (root, "", "wraps", JSON_ARRAY, &wraps, why, n)) < 0
       || (r = parse_wraps (wraps, why, n)) < 0)
     return r;
+  v = json_object_get (root, "next_wrap_id");
+  if (v && (!json_is_integer (v) || json_integer_value (v) < 0))
+    return bad (why, n, -EBADMSG, "next_wrap_id is not a non-negative integer");
   h->wraps = json_incref (wraps);
+  h->next_wrap_id = next_wrap_id (h, v ? json_integer_value (v) : 0);
   return 0;
 }
 
@@ -801,10 +825,7 @@ cv_hdr_commit (int fd, const char *name, struct cv_header *h)
     return r;
   h->seqid = next; /* copy 0 with this seqid is on disk */
 
-  /* Test knob for crash tests: with CV_FAULT_COMMIT_AFTER_COPY0 set in the
-   * environment, die here as a crash would, with only copy 0 updated. */
-  if (getenv ("CV_FAULT_COMMIT_AFTER_COPY0"))
-    _exit (99);
+  cv_fault_point ("header commit: copy 0 written, copy 1 not");
 
   if ((r = encode_copy (h, next, 1, buf)) < 0
       || (r = write_copy (fd, name, 1, buf)) < 0)

@@ -41,9 +41,12 @@ struct cv_header {
   uint8_t kcv[16];      /* key check value, HKDF from the DEK */
   uint8_t mac[32];      /* HMAC-SHA256 over the canonical "volume" object */
   json_t *wraps;        /* JSON array of wrap objects; owned */
-  json_t *extra;        /* MAC-covered "volume" members this version keeps
-                           but does not interpret (e.g. rotation state);
-                           owned, may be NULL */
+  /* The id the next new wrap gets, so that ids are never reused. Not
+   * MAC-covered: a KMS re-wrap, which never sees the DEK, must bump it. */
+  int64_t next_wrap_id;
+  json_t *extra; /* MAC-covered "volume" members this version keeps
+                    but does not interpret (e.g. rotation state);
+                    owned, may be NULL */
 };
 
 /* Which copies were found valid by cv_hdr_read. */

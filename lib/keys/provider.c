@@ -184,7 +184,6 @@ cv_wrap_add (struct cv_header *h, const char *spec, const struct cv_creds *c,
   const struct cv_provider *p = NULL;
   const char *ref = NULL;
   json_auto_t *w = NULL;
-  int64_t max = -1;
   char created[32];
   size_t i;
   json_t *e;
@@ -194,21 +193,20 @@ cv_wrap_add (struct cv_header *h, const char *spec, const struct cv_creds *c,
     return r;
   if (!h->wraps && !(h->wraps = json_array ()))
     return -ENOMEM;
-  /* Ids are max + 1 over the wraps present: an id freed by removing the
-   * newest wrap comes back. */
+  /* Ids are never reused: the header counts them. */
+  int64_t id = h->next_wrap_id;
   json_array_foreach (h->wraps, i, e)
   {
-    int64_t id = cv_wrap_id (e);
-    if (id > max)
-      max = id;
+    if (cv_wrap_id (e) >= id)
+      id = cv_wrap_id (e) + 1;
   }
-  if (max == INT64_MAX) {
+  if (id == INT64_MAX) {
     cv_err ("volume %s: no wrap id left", h->uuid);
     return -EOVERFLOW;
   }
   now_rfc3339 (created);
   w = json_object ();
-  if (!w || json_object_set_new (w, "id", json_integer (max + 1)) < 0
+  if (!w || json_object_set_new (w, "id", json_integer (id)) < 0
       || json_object_set_new (w, "type", json_string (p->type)) < 0
       || (ref && json_object_set_new (w, "ref", json_string (ref)) < 0)
       || json_object_set_new (w, "created", json_string (created)) < 0)
@@ -221,8 +219,9 @@ cv_wrap_add (struct cv_header *h, const char *spec, const struct cv_creds *c,
     return r;
   if (json_array_append (h->wraps, w) < 0)
     return -ENOMEM;
+  h->next_wrap_id = id + 1;
   if (id_out)
-    *id_out = max + 1;
+    *id_out = id;
   return 0;
 }
 
