@@ -17,12 +17,12 @@
 #include "crypto/xts.h"
 #include "format/header.h"
 #include "io/ring.h"
+#include "vol-internal.h"
 #include "volume.h"
 
 #define CHUNK (256 * 1024) /* bytes per queued I/O */
 #define NSLOTS 4           /* bounce chunks per thread: 1 MiB */
 #define RING_DEPTH 32      /* requests in flight per thread */
-#define NSTRIPES 1024      /* per-sector RMW locks, hashed */
 #define ALIGN 4096         /* bounce alignment, enough for O_DIRECT */
 /* A ring tag carries the chunk index and the bounce slot it uses. */
 #define TAG_SLOT_SHIFT 40
@@ -33,25 +33,10 @@ struct cv_thr {
   struct cv_thr *next;
   struct cv_vol *v;
   struct cv_ring *ring;
-  struct cv_xts *xts;
-  uint8_t *bounce; /* NSLOTS * CHUNK, aligned; allocated on first use */
-  uint8_t *edge;   /* one sector, aligned */
-};
-
-struct cv_vol {
-  char *path;
-  int fd;  /* data file */
-  int hfd; /* header file (the volume itself when attached); holds locks */
-  struct cv_header *hdr;
-  struct cv_key *dek;
-  uint64_t size;        /* bytes in the data area */
-  uint64_t data_offset; /* of the data area in the data file */
-  unsigned ss;          /* encryption sector size */
-  bool direct;
-  pthread_key_t tkey;
-  pthread_mutex_t thr_lock; /* guards thrs */
-  struct cv_thr *thrs;
-  pthread_mutex_t stripe[NSTRIPES];
+  struct cv_xts *xts;     /* keyed with v->dek */
+  struct cv_xts *xts_old; /* keyed with v->odek, during a DEK rotation */
+  uint8_t *bounce;        /* NSLOTS * CHUNK, aligned; allocated on first use */
+  uint8_t *edge;          /* one sector, aligned */
 };
 
 /* Free one thread's state (the caller has unlinked it). */
@@ -60,6 +45,7 @@ thr_free (struct cv_thr *t)
 {
   cv_ring_free (t->ring);
   cv_xts_free (t->xts);
+  cv_xts_free (t->xts_old);
   free (t->bounce);
   free (t->edge);
   free (t);
@@ -100,6 +86,7 @@ thr_get (struct cv_vol *v)
   t->v = v;
   if (cv_ring_new (RING_DEPTH, &t->ring) < 0
       || cv_xts_new (v->dek->b, v->ss, &t->xts) < 0
+      || (v->odek && cv_xts_new (v->odek->b, v->ss, &t->xts_old) < 0)
       || posix_memalign ((void **) &t->edge, ALIGN, v->ss) != 0) {
     cv_err ("%s: cannot set up I/O for this thread", v->path);
     thr_free (t);
@@ -150,7 +137,8 @@ ring_broken (struct cv_thr *t, int rc)
  * arrives. With O_DIRECT (or an unaligned buf) the ciphertext lands in the
  * bounce slots and is decrypted from there into buf: no extra copy. */
 static int
-read_aligned (struct cv_thr *t, uint8_t *buf, uint64_t off, uint64_t len)
+read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
+              uint64_t len)
 {
   struct cv_vol *v = t->v;
   bool bounce = v->direct && ((uintptr_t) buf % ALIGN || len % 512);
@@ -215,7 +203,7 @@ read_aligned (struct cv_thr *t, uint8_t *buf, uint64_t off, uint64_t len)
       continue;
     }
     if (rc == 0
-        && cv_xts_decrypt (t->xts, buf + coff, src, (off + coff) / v->ss,
+        && cv_xts_decrypt (x, buf + coff, src, (off + coff) / v->ss,
                            clen / v->ss)
                < 0)
       rc = -EIO;
@@ -227,8 +215,8 @@ read_aligned (struct cv_thr *t, uint8_t *buf, uint64_t off, uint64_t len)
  * [off, off+len) of the data area. Each chunk is encrypted into a free bounce
  * slot and written while the next one is encrypted. */
 static int
-write_aligned (struct cv_thr *t, const uint8_t *src, uint64_t off, uint64_t len,
-               bool fua)
+write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
+               uint64_t off, uint64_t len, bool fua)
 {
   struct cv_vol *v = t->v;
   uint8_t *slots = thr_bounce (t);
@@ -250,7 +238,7 @@ write_aligned (struct cv_thr *t, const uint8_t *src, uint64_t off, uint64_t len,
       uint8_t *dst = slots + (size_t) s * CHUNK;
       if (!src)
         memset (dst, 0, clen);
-      int r = cv_xts_encrypt (t->xts, dst, src ? src + coff : dst,
+      int r = cv_xts_encrypt (x, dst, src ? src + coff : dst,
                               (off + coff) / v->ss, clen / v->ss);
       if (r == 0)
         r = cv_ring_queue_write (t->ring, v->fd, dst, clen,
@@ -283,6 +271,26 @@ write_aligned (struct cv_thr *t, const uint8_t *src, uint64_t off, uint64_t len,
   return rc;
 }
 
+/* The engine for the sector at data-area offset off: during a DEK rotation,
+ * sectors from the boundary on are still under the old DEK. */
+static struct cv_xts *
+engine (struct cv_thr *t, uint64_t off)
+{
+  return off < t->v->boundary ? t->xts : t->xts_old;
+}
+
+/* Bytes of whole sectors from off (sector aligned) within count that are under
+ * one DEK: a run never crosses the rotation boundary. */
+static uint64_t
+aligned_run (struct cv_vol *v, uint64_t off, uint32_t count)
+{
+  uint64_t len = count / v->ss * v->ss;
+
+  if (off < v->boundary && v->boundary - off < len)
+    len = v->boundary - off;
+  return len;
+}
+
 static pthread_mutex_t *
 stripe_of (struct cv_vol *v, uint64_t sector)
 {
@@ -292,7 +300,7 @@ stripe_of (struct cv_vol *v, uint64_t sector)
 /* Read sector sec and decrypt it into the thread's edge buffer (which the
  * caller wipes when done). */
 static int
-read_sector (struct cv_thr *t, uint64_t sec)
+read_sector (struct cv_thr *t, struct cv_xts *x, uint64_t sec)
 {
   struct cv_vol *v = t->v;
   int rc = cv_ring_pread (t->ring, v->fd, t->edge, v->ss,
@@ -300,14 +308,14 @@ read_sector (struct cv_thr *t, uint64_t sec)
 
   if (rc < 0)
     return io_fail (v, "read", sec * v->ss, rc);
-  return cv_xts_decrypt (t->xts, t->edge, t->edge, sec, 1);
+  return cv_xts_decrypt (x, t->edge, t->edge, sec, 1);
 }
 
 /* Read-modify-write part of one sector: put len bytes from src (NULL: zeros)
  * at byte skip within sector sec, under that sector's stripe lock. */
 static int
-rmw_sector (struct cv_thr *t, uint64_t sec, size_t skip, const uint8_t *src,
-            size_t len, bool fua)
+rmw_sector (struct cv_thr *t, struct cv_xts *x, uint64_t sec, size_t skip,
+            const uint8_t *src, size_t len, bool fua)
 {
   struct cv_vol *v = t->v;
   uint64_t off = sec * v->ss;
@@ -315,12 +323,12 @@ rmw_sector (struct cv_thr *t, uint64_t sec, size_t skip, const uint8_t *src,
   int rc;
 
   pthread_mutex_lock (m);
-  if ((rc = read_sector (t, sec)) == 0) {
+  if ((rc = read_sector (t, x, sec)) == 0) {
     if (src)
       memcpy (t->edge + skip, src, len);
     else
       memset (t->edge + skip, 0, len);
-    rc = cv_xts_encrypt (t->xts, t->edge, t->edge, sec, 1);
+    rc = cv_xts_encrypt (x, t->edge, t->edge, sec, 1);
     if (rc == 0) {
       rc = cv_ring_pwrite (t->ring, v->fd, t->edge, v->ss, v->data_offset + off,
                            fua);
@@ -365,15 +373,15 @@ cv_vol_pread (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
     if (skip || count < v->ss) {
       /* Partial sector: decrypt it whole, copy out the part asked for. */
       size_t n = v->ss - skip < count ? v->ss - skip : count;
-      if ((rc = read_sector (t, sec)) < 0)
+      if ((rc = read_sector (t, engine (t, off), sec)) < 0)
         return rc;
       memcpy (p, t->edge + skip, n);
       cv_wipe (t->edge, v->ss);
       p += n, off += n, count -= n;
       continue;
     }
-    uint64_t len = count / v->ss * v->ss;
-    if ((rc = read_aligned (t, p, off, len)) < 0)
+    uint64_t len = aligned_run (v, off, count);
+    if ((rc = read_aligned (t, engine (t, off), p, off, len)) < 0)
       return rc;
     p += len, off += len, count -= len;
   }
@@ -397,15 +405,15 @@ write_range (struct cv_vol *v, const uint8_t *src, uint32_t count, uint64_t off,
     size_t skip = off % v->ss;
     if (skip || count < v->ss) {
       size_t n = v->ss - skip < count ? v->ss - skip : count;
-      if ((rc = rmw_sector (t, sec, skip, src, n, fua)) < 0)
+      if ((rc = rmw_sector (t, engine (t, off), sec, skip, src, n, fua)) < 0)
         return rc;
       if (src)
         src += n;
       off += n, count -= n;
       continue;
     }
-    uint64_t len = count / v->ss * v->ss;
-    if ((rc = write_aligned (t, src, off, len, fua)) < 0)
+    uint64_t len = aligned_run (v, off, count);
+    if ((rc = write_aligned (t, engine (t, off), src, off, len, fua)) < 0)
       return rc;
     if (src)
       src += len;
@@ -485,11 +493,16 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
     cv_err ("cannot open header %s: %s", hname, strerror (errno));
     return rc;
   }
-  rc = cv_lock_in_use (hfd, false, false);
+  rc = cv_lock_in_use (hfd, o->exclusive, false);
   if (rc == -EBUSY) {
-    cv_err ("%s: cryptvol-keymgr is changing this volume offline "
-            "(rotate-dek, restore-header or shred); try again when it ends",
-            hname);
+    if (o->exclusive)
+      cv_err ("%s is in use (being served, or changed by another "
+              "cryptvol-keymgr); stop the server first",
+              hname);
+    else
+      cv_err ("%s: cryptvol-keymgr is changing this volume offline "
+              "(rotate-dek, restore-header or shred); try again when it ends",
+              hname);
     return rc;
   }
   if (rc < 0)
@@ -522,16 +535,19 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
     goto fail;
 
   struct cv_vol *v = calloc (1, sizeof *v);
-  if (!v || !(v->path = strdup (o->path))) {
+  if (!v || !(v->path = strdup (o->path)) || !(v->hname = strdup (hname))) {
+    if (v)
+      free (v->path);
     free (v);
     rc = -ENOMEM;
     goto fail;
   }
   v->fd = STEAL_FD (fd);
   v->hfd = STEAL_FD (hfd);
+  v->readonly = o->readonly;
   v->hdr = hdr;
   v->dek = dek;
-  v->size = hdr->size;
+  v->size = v->boundary = hdr->size;
   v->data_offset = hdr->data_offset;
   v->ss = hdr->sector_size;
   v->direct = o->direct;
@@ -539,6 +555,10 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   pthread_mutex_init (&v->thr_lock, NULL);
   for (unsigned i = 0; i < NSTRIPES; i++)
     pthread_mutex_init (&v->stripe[i], NULL);
+  if ((rc = cv_rot_open (v)) < 0) {
+    cv_vol_close (v);
+    return rc;
+  }
   *out = v;
   return 0;
 
@@ -554,11 +574,7 @@ cv_vol_close (struct cv_vol *v)
   if (!v)
     return;
   pthread_key_delete (v->tkey);
-  while (v->thrs) {
-    struct cv_thr *t = v->thrs;
-    v->thrs = t->next;
-    thr_free (t);
-  }
+  cv_vol_drop_threads (v);
   for (unsigned i = 0; i < NSTRIPES; i++)
     pthread_mutex_destroy (&v->stripe[i]);
   pthread_mutex_destroy (&v->thr_lock);
@@ -566,8 +582,37 @@ cv_vol_close (struct cv_vol *v)
   close (v->hfd);
   cv_hdr_free (v->hdr);
   cv_key_free (v->dek);
+  cv_key_free (v->odek);
   free (v->path);
+  free (v->hname);
   free (v);
+}
+
+void
+cv_vol_drop_threads (struct cv_vol *v)
+{
+  pthread_mutex_lock (&v->thr_lock);
+  while (v->thrs) {
+    struct cv_thr *t = v->thrs;
+    v->thrs = t->next;
+    thr_free (t);
+  }
+  pthread_mutex_unlock (&v->thr_lock);
+  /* Only the calling thread's key can be cleared; cv_vol_drop_threads is
+   * used single-threaded (close, and keymgr between rotation phases). */
+  pthread_setspecific (v->tkey, NULL);
+}
+
+const struct cv_header *
+cv_vol_header (const struct cv_vol *v)
+{
+  return v->hdr;
+}
+
+const struct cv_key *
+cv_vol_dek (const struct cv_vol *v)
+{
+  return v->dek;
 }
 
 uint64_t

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "keys/keys.h"
 
 struct cv_vol;
@@ -16,6 +18,9 @@ struct cv_vol_opts {
   const char *header_path; /* detached header, or NULL */
   bool readonly;
   bool direct; /* O_DIRECT on the data file */
+  /* Offline maintenance: no server may have the volume open (keymgr
+   * rotate-dek, restore-header, shred). */
+  bool exclusive;
   const struct cv_creds *creds;
 };
 
@@ -43,5 +48,29 @@ int cv_vol_flush (struct cv_vol *v);
 
 /* Re-lock key pages after fork (memory locks are not inherited). */
 int cv_vol_after_fork (struct cv_vol *v);
+
+/* The volume's header and its DEK (during a DEK rotation: the new one). */
+const struct cv_header *cv_vol_header (const struct cv_vol *v);
+const struct cv_key *cv_vol_dek (const struct cv_vol *v);
+
+/* DEK rotation (re-encryption) of a volume opened with exclusive = true.
+ * cv_vol_rotate_begin: new_dek (taken) becomes the volume's DEK: the header
+ * gets new_wraps (taken: wraps of new_dek, made by the caller) and the
+ * rotation state, with the old DEK sealed under the new one; from then on
+ * every wrap opens the volume, and data below the boundary is under the new
+ * DEK. step is the bytes re-encrypted per crash-safe step (0: default).
+ * cv_vol_rotate_run: re-encrypt the rest, one step at a time (each journalled
+ * so that a crash anywhere is recovered by the next open), calling progress
+ * after each; at the end the old DEK is forgotten. Both return 0 or -errno
+ * (logged). A rotation interrupted at any point is continued by opening the
+ * volume and calling cv_vol_rotate_run. */
+int cv_vol_rotate_begin (struct cv_vol *v, struct cv_key *new_dek,
+                         json_t *new_wraps, uint64_t step);
+int cv_vol_rotate_run (struct cv_vol *v,
+                       void (*progress) (uint64_t done, uint64_t total,
+                                         void *arg),
+                       void *arg);
+/* True if a DEK rotation is in progress; *done gets its boundary. */
+bool cv_vol_rotating (const struct cv_vol *v, uint64_t *done);
 
 #endif

@@ -1,0 +1,574 @@
+/* DEK rotation: re-encrypt the data area from the old DEK to a new one, one
+ * step (a "hotzone") at a time, so that a crash at any instant leaves a
+ * volume that opens and reads correctly, and the next run continues.
+ *
+ * State, in the MAC-covered "volume" object of the header (sealed with the
+ * NEW DEK, whose wraps replace the old ones when the rotation begins):
+ *   "rotation": {"id": 16 hex, "boundary": bytes done, "step": bytes,
+ *                "started": RFC 3339, "old_dek": {"iv","ct","tag"} (b64)}
+ * The old DEK is AES-256-GCM sealed under HKDF(new DEK) with AAD
+ * "<binding>:rotation:<id>". Data below the boundary is under the new DEK,
+ * from the boundary on under the old one.
+ *
+ * Each step is journalled, as LUKS2's "checksum" resilience mode does: before
+ * the hotzone [boundary, boundary + len) is rewritten, a record naming it and
+ * the SHA-256 of every sector's old and new ciphertext is written and synced
+ * to the journal area (after the two header copies, in the header file). A
+ * crash during the rewrite leaves each sector old or new (sector writes are
+ * atomic); on the next open, each is identified by its hash and the step is
+ * finished. A sector that matches neither (a torn write) is reported, never
+ * guessed. The record is authenticated with HMAC under HKDF(new DEK). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/cleanup.h"
+#include "common/encode.h"
+#include "common/fault.h"
+#include "common/log.h"
+#include "crypto/prim.h"
+#include "crypto/secmem.h"
+#include "crypto/xts.h"
+#include "format/header.h"
+#include "vol-internal.h"
+#include "volume.h"
+
+#define STEP_DEFAULT (16 * 1024 * 1024)
+#define JOFF CV_HDR_AREA_SIZE /* journal offset in the header file */
+#define JHDR 4096             /* journal record; sector hashes follow */
+#define JMAGIC "CVROTJ01"
+#define HASH 32
+#define PIECE (1024 * 1024) /* data written between fault points */
+
+/* Journal record layout (big-endian integers). */
+enum {
+  J_MAGIC = 0,  /* 8 bytes */
+  J_ID = 8,     /* 8 bytes: the rotation id */
+  J_START = 16, /* u64: hotzone start, bytes in the data area */
+  J_LEN = 24,   /* u64: hotzone length */
+  J_MAC = 32,   /* 32 bytes: HMAC-SHA256 of [0, 32) || hashes */
+  J_USED = 64,
+};
+
+static void
+put64 (uint8_t *p, uint64_t v)
+{
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    p[i] = (uint8_t) v;
+}
+
+static uint64_t
+get64 (const uint8_t *p)
+{
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = v << 8 | p[i];
+  return v;
+}
+
+/* pread/pwrite all of len bytes, or -errno (-EIO at end of file). */
+static int
+pread_full (int fd, void *buf, size_t len, uint64_t off)
+{
+  for (size_t done = 0; done < len;) {
+    ssize_t n
+        = pread (fd, (char *) buf + done, len - done, (off_t) (off + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return n < 0 ? -errno : -EIO;
+    done += (size_t) n;
+  }
+  return 0;
+}
+
+static int
+pwrite_full (int fd, const void *buf, size_t len, uint64_t off)
+{
+  for (size_t done = 0; done < len;) {
+    ssize_t n = pwrite (fd, (const char *) buf + done, len - done,
+                        (off_t) (off + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return n < 0 ? -errno : -EIO;
+    done += (size_t) n;
+  }
+  return 0;
+}
+
+/* A 32-byte key derived from the new DEK for one purpose. */
+static int
+derive (const struct cv_vol *v, const struct cv_key *dek, const char *info,
+        struct cv_key **out)
+{
+  int rc = cv_key_new (32, out);
+
+  if (rc == 0)
+    rc = cv_hkdf_sha256 (dek->b, dek->len, (const uint8_t *) v->hdr->uuid,
+                         strlen (v->hdr->uuid), info, (*out)->b, 32);
+  if (rc < 0) {
+    cv_key_free (*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+/* The additional data binding the sealed old DEK to volume and rotation. */
+static void
+rot_aad (const struct cv_vol *v, const char *id, char *buf, size_t len)
+{
+  snprintf (buf, len, "%s:rotation:%s", cv_hdr_binding (v->hdr), id);
+}
+
+static json_t *
+rot_json (const struct cv_header *h)
+{
+  return h->extra ? json_object_get (h->extra, "rotation") : NULL;
+}
+
+/* Lock the header for writing and take what is on disk now (a wrap may have
+ * been added since the volume was opened), checked against the DEK key. On
+ * success the caller holds the header lock. */
+static int
+lock_fresh (struct cv_vol *v, const struct cv_key *key)
+{
+  struct cv_header *h = NULL;
+  unsigned valid;
+  int rc = cv_lock_header (v->hfd, true);
+
+  if (rc < 0)
+    return rc;
+  if ((rc = cv_hdr_read (v->hfd, v->hname, &h, &valid)) == 0
+      && (rc = cv_hdr_authenticate (h, key)) < 0)
+    cv_err ("%s: the header on disk changed and no longer matches the "
+            "volume's key; refusing to write it",
+            v->hname);
+  if (rc < 0) {
+    cv_hdr_free (h);
+    cv_unlock_header (v->hfd);
+    return rc;
+  }
+  cv_hdr_free (v->hdr);
+  v->hdr = h;
+  return 0;
+}
+
+/* Seal the header with the DEK, commit it and drop the header lock. */
+static int
+seal_commit_unlock (struct cv_vol *v)
+{
+  int rc = cv_hdr_seal (v->hdr, v->dek);
+
+  if (rc == 0)
+    rc = cv_hdr_commit (v->hfd, v->hname, v->hdr);
+  cv_unlock_header (v->hfd);
+  return rc;
+}
+
+/* Record a new boundary in the header. */
+static int
+commit_boundary (struct cv_vol *v, uint64_t boundary)
+{
+  int rc = lock_fresh (v, v->dek);
+  json_t *r;
+
+  if (rc < 0)
+    return rc;
+  if (!(r = rot_json (v->hdr))) {
+    cv_err ("%s: the rotation state vanished from the header", v->hname);
+    cv_unlock_header (v->hfd);
+    return -EBADMSG;
+  }
+  json_object_set_new (r, "boundary", json_integer ((json_int_t) boundary));
+  if ((rc = seal_commit_unlock (v)) == 0)
+    v->boundary = boundary;
+  return rc;
+}
+
+/* Room for the journal: the gap between the header copies and the data in an
+ * attached header; unbounded in a detached header file. */
+static uint64_t
+journal_room (const struct cv_vol *v)
+{
+  if (strcmp (v->hname, v->path) != 0)
+    return UINT64_MAX;
+  return v->data_offset > JOFF ? v->data_offset - JOFF : 0;
+}
+
+/* HMAC of a journal record and its hashes. */
+static int
+journal_mac (const struct cv_vol *v, const uint8_t *rec, const uint8_t *hashes,
+             size_t nhash, uint8_t mac[32])
+{
+  CLEANUP_KEY struct cv_key *k = NULL;
+  CLEANUP_FREE uint8_t *msg = malloc (J_MAC + nhash);
+  int rc;
+
+  if (!msg)
+    return -ENOMEM;
+  if ((rc = derive (v, v->dek, "cryptvol v1 rotation journal", &k)) < 0)
+    return rc;
+  memcpy (msg, rec, J_MAC);
+  memcpy (msg + J_MAC, hashes, nhash);
+  return cv_hmac_sha256 (k->b, k->len, msg, J_MAC + nhash, mac);
+}
+
+/* SHA-256 of each of nsect sectors of buf into out[i * 2 * HASH + which]. */
+static int
+hash_sectors (const struct cv_vol *v, const uint8_t *buf, size_t nsect,
+              uint8_t *out, int which)
+{
+  for (size_t i = 0; i < nsect; i++) {
+    int rc = cv_sha256 (buf + i * v->ss, v->ss, out + (i * 2 + which) * HASH);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* Re-encrypt nsect sectors of buf in place from the old DEK to the new one;
+ * first is the index of buf's first sector. */
+static int
+reencrypt (const struct cv_vol *v, uint8_t *buf, uint64_t first, size_t nsect)
+{
+  struct cv_xts *old = NULL, *new = NULL;
+  int rc = cv_xts_new (v->odek->b, v->ss, &old);
+
+  if (rc == 0)
+    rc = cv_xts_new (v->dek->b, v->ss, &new);
+  if (rc == 0)
+    rc = cv_xts_decrypt (old, buf, buf, first, nsect);
+  if (rc == 0)
+    rc = cv_xts_encrypt (new, buf, buf, first, nsect);
+  cv_xts_free (old);
+  cv_xts_free (new);
+  return rc;
+}
+
+static int
+io_fail (const struct cv_vol *v, const char *what, const char *file,
+         uint64_t off, int rc)
+{
+  cv_err ("%s: rotation: %s %s at offset %llu: %s", v->hname, what, file,
+          (unsigned long long) off, strerror (-rc));
+  return rc;
+}
+
+/* Finish the interrupted step the journal describes: every sector of the
+ * hotzone is identified as new (done), old (re-encrypted now) or neither
+ * (refused). Then the boundary moves past it. */
+static int
+recover (struct cv_vol *v, uint64_t start, uint64_t len, const uint8_t *hashes)
+{
+  size_t nsect = len / v->ss;
+  CLEANUP_FREE uint8_t *buf = malloc (len);
+  uint8_t h[HASH];
+  int rc;
+
+  if (!buf)
+    return -ENOMEM;
+  if ((rc = pread_full (v->fd, buf, len, v->data_offset + start)) < 0)
+    return io_fail (v, "reading", v->path, start, rc);
+  size_t redo = 0;
+  for (size_t i = 0; i < nsect; i++) {
+    uint8_t *s = buf + i * v->ss;
+    if ((rc = cv_sha256 (s, v->ss, h)) < 0)
+      return rc;
+    if (CRYPTO_memcmp (h, hashes + (i * 2 + 1) * HASH, HASH) == 0)
+      continue; /* already new */
+    if (CRYPTO_memcmp (h, hashes + i * 2 * HASH, HASH) != 0) {
+      cv_err ("%s: sector %llu of the interrupted rotation step holds "
+              "neither its old nor its new ciphertext (a torn write?); "
+              "refusing to guess: restore that sector from a backup",
+              v->path, (unsigned long long) (start / v->ss + i));
+      return -EIO;
+    }
+    if ((rc = reencrypt (v, s, start / v->ss + i, 1)) < 0)
+      return rc;
+    redo++;
+  }
+  cv_info ("%s: finishing an interrupted rotation step at %llu: %zu of %zu "
+           "sectors were still under the old key",
+           v->path, (unsigned long long) start, redo, nsect);
+  if (redo
+      && ((rc = pwrite_full (v->fd, buf, len, v->data_offset + start)) < 0
+          || (rc = fdatasync (v->fd) < 0 ? -errno : 0) < 0))
+    return io_fail (v, "writing", v->path, start, rc);
+  return commit_boundary (v, start + len);
+}
+
+/* Read the journal record; if it is this rotation's and describes the step at
+ * the boundary, finish that step. */
+static int
+check_journal (struct cv_vol *v, const char *id)
+{
+  uint8_t rec[J_USED], mac[32], idbin[8];
+  int rc;
+
+  if (journal_room (v) < JHDR)
+    return 0;
+  rc = pread_full (v->hfd, rec, sizeof rec, JOFF);
+  if (rc == -EIO)
+    return 0; /* a detached header that never had a journal */
+  if (rc < 0)
+    return io_fail (v, "reading the journal of", v->hname, JOFF, rc);
+  if (memcmp (rec + J_MAGIC, JMAGIC, 8) != 0 || cv_hex_decode (id, idbin, 8) < 0
+      || memcmp (rec + J_ID, idbin, 8) != 0)
+    return 0; /* no record, or one of an earlier rotation */
+  uint64_t start = get64 (rec + J_START), len = get64 (rec + J_LEN);
+  if (start != v->boundary)
+    return 0; /* a step already committed */
+  if (len == 0 || len % v->ss || len > v->size - start
+      || len / v->ss * 2 * HASH > journal_room (v) - JHDR) {
+    cv_err ("%s: the rotation journal is malformed (hotzone %llu+%llu)",
+            v->hname, (unsigned long long) start, (unsigned long long) len);
+    return -EBADMSG;
+  }
+  size_t nhash = len / v->ss * 2 * HASH;
+  CLEANUP_FREE uint8_t *hashes = malloc (nhash);
+  if (!hashes)
+    return -ENOMEM;
+  if ((rc = pread_full (v->hfd, hashes, nhash, JOFF + JHDR)) < 0)
+    return io_fail (v, "reading the journal of", v->hname, JOFF + JHDR, rc);
+  if ((rc = journal_mac (v, rec, hashes, nhash, mac)) < 0)
+    return rc;
+  if (CRYPTO_memcmp (mac, rec + J_MAC, 32) != 0)
+    return 0; /* torn record: written before any data of its step */
+  if (v->readonly) {
+    cv_err ("%s: a DEK rotation step was interrupted; open the volume "
+            "read-write once (or run cryptvol-keymgr rotate-dek) to finish it",
+            v->path);
+    return -EROFS;
+  }
+  return recover (v, start, len, hashes);
+}
+
+int
+cv_rot_open (struct cv_vol *v)
+{
+  json_t *r = rot_json (v->hdr);
+  const char *id, *iv_b64, *ct_b64, *tag_b64;
+  json_int_t boundary;
+  CLEANUP_FREE uint8_t *iv = NULL, *ct = NULL, *tag = NULL;
+  size_t ivlen = 0, ctlen = 0, taglen = 0;
+  CLEANUP_KEY struct cv_key *k = NULL;
+  char aad[256];
+  int rc;
+
+  if (!r)
+    return 0;
+  if (json_unpack (r, "{s:s, s:I, s:{s:s, s:s, s:s}}", "id", &id, "boundary",
+                   &boundary, "old_dek", "iv", &iv_b64, "ct", &ct_b64, "tag",
+                   &tag_b64)
+          < 0
+      || strlen (id) != 16 || boundary < 0 || (uint64_t) boundary > v->size
+      || boundary % v->ss || cv_b64_decode (iv_b64, &iv, &ivlen) < 0
+      || cv_b64_decode (ct_b64, &ct, &ctlen) < 0
+      || cv_b64_decode (tag_b64, &tag, &taglen) < 0 || ivlen != CV_GCM_IV_LEN
+      || ctlen != CV_DEK_LEN || taglen != CV_GCM_TAG_LEN) {
+    cv_err ("%s: the DEK rotation state in the header is malformed", v->hname);
+    return -EBADMSG;
+  }
+  if ((rc = derive (v, v->dek, "cryptvol v1 rotation old dek", &k)) < 0
+      || (rc = cv_key_new (CV_DEK_LEN, &v->odek)) < 0)
+    return rc;
+  rot_aad (v, id, aad, sizeof aad);
+  rc = cv_gcm_open (k->b, iv, aad, strlen (aad), ct, ctlen, tag, v->odek->b);
+  if (rc < 0) {
+    cv_err ("%s: the old DEK of the rotation in progress does not "
+            "authenticate; the header was altered",
+            v->hname);
+    return -EBADMSG;
+  }
+  v->boundary = (uint64_t) boundary;
+  cv_info ("%s: a DEK rotation is in progress: %llu of %llu bytes "
+           "re-encrypted; run cryptvol-keymgr rotate-dek to continue it",
+           v->path, (unsigned long long) v->boundary,
+           (unsigned long long) v->size);
+  return check_journal (v, id);
+}
+
+bool
+cv_vol_rotating (const struct cv_vol *v, uint64_t *done)
+{
+  if (done)
+    *done = v->boundary;
+  return v->odek != NULL;
+}
+
+int
+cv_vol_rotate_begin (struct cv_vol *v, struct cv_key *new_dek,
+                     json_t *new_wraps, uint64_t step)
+{
+  CLEANUP_KEY struct cv_key *dek1 = new_dek, *k = NULL;
+  json_auto_t *wraps = new_wraps;
+  uint8_t idbin[8], iv[CV_GCM_IV_LEN], ct[CV_DEK_LEN], tag[CV_GCM_TAG_LEN];
+  CLEANUP_FREE char *id = NULL, *iv_b64 = NULL, *ct_b64 = NULL, *tag_b64 = NULL;
+  char aad[256], started[32];
+  time_t now = time (NULL);
+  int rc;
+
+  if (v->odek) {
+    cv_err ("%s: a DEK rotation is already in progress; run rotate-dek "
+            "again to continue it",
+            v->path);
+    return -EALREADY;
+  }
+  if (v->readonly)
+    return -EROFS;
+  uint64_t room = journal_room (v);
+  if (room < JHDR + 2 * HASH) {
+    cv_err ("%s: no room for the rotation journal between the header and "
+            "the data (data offset %llu); use a detached header",
+            v->path, (unsigned long long) v->data_offset);
+    return -ENOSPC;
+  }
+  if (step == 0)
+    step = STEP_DEFAULT;
+  if (room != UINT64_MAX && (room - JHDR) / (2 * HASH) * v->ss < step)
+    step = (room - JHDR) / (2 * HASH) * v->ss;
+  step = step / v->ss * v->ss;
+  if (step == 0)
+    step = v->ss;
+
+  strftime (started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", gmtime (&now));
+  if ((rc = cv_random (idbin, sizeof idbin)) < 0
+      || (rc = cv_random (iv, sizeof iv)) < 0
+      || (rc = cv_hex_encode (idbin, sizeof idbin, &id)) < 0
+      || (rc = derive (v, dek1, "cryptvol v1 rotation old dek", &k)) < 0)
+    return rc;
+  rot_aad (v, id, aad, sizeof aad);
+  if ((rc = cv_gcm_seal (k->b, iv, aad, strlen (aad), v->dek->b, CV_DEK_LEN, ct,
+                         tag))
+          < 0
+      || (rc = cv_b64_encode (iv, sizeof iv, &iv_b64)) < 0
+      || (rc = cv_b64_encode (ct, sizeof ct, &ct_b64)) < 0
+      || (rc = cv_b64_encode (tag, sizeof tag, &tag_b64)) < 0)
+    return rc;
+  cv_wipe (ct, sizeof ct);
+
+  if ((rc = lock_fresh (v, v->dek)) < 0)
+    return rc;
+  json_t *state = json_pack ("{s:s, s:I, s:I, s:s, s:{s:s, s:s, s:s}}", "id",
+                             id, "boundary", (json_int_t) 0, "step",
+                             (json_int_t) step, "started", started, "old_dek",
+                             "iv", iv_b64, "ct", ct_b64, "tag", tag_b64);
+  if (!v->hdr->extra)
+    v->hdr->extra = json_object ();
+  if (!state || !v->hdr->extra
+      || json_object_set_new (v->hdr->extra, "rotation", state) < 0) {
+    cv_unlock_header (v->hfd);
+    return -ENOMEM;
+  }
+  json_decref (v->hdr->wraps);
+  v->hdr->wraps = STEAL (wraps);
+  /* From this commit on, every wrap opens the new DEK. */
+  v->odek = v->dek;
+  v->dek = STEAL (dek1);
+  v->boundary = 0;
+  cv_vol_drop_threads (v);
+  if ((rc = seal_commit_unlock (v)) < 0) {
+    cv_err ("%s: could not start the rotation; nothing was changed", v->hname);
+    return rc;
+  }
+  cv_fault_point ("rotate: begun");
+  return 0;
+}
+
+/* One step: journal the hotzone at the boundary, rewrite it, commit. */
+static int
+step_once (struct cv_vol *v, uint8_t *buf, uint8_t *jbuf, uint64_t len)
+{
+  uint64_t start = v->boundary;
+  size_t nsect = len / v->ss, nhash = nsect * 2 * HASH;
+  uint8_t *hashes = jbuf + JHDR;
+  int rc;
+
+  if ((rc = pread_full (v->fd, buf, len, v->data_offset + start)) < 0)
+    return io_fail (v, "reading", v->path, start, rc);
+  if ((rc = hash_sectors (v, buf, nsect, hashes, 0)) < 0
+      || (rc = reencrypt (v, buf, start / v->ss, nsect)) < 0
+      || (rc = hash_sectors (v, buf, nsect, hashes, 1)) < 0)
+    return rc;
+
+  memset (jbuf, 0, JHDR);
+  memcpy (jbuf + J_MAGIC, JMAGIC, 8);
+  json_t *r = rot_json (v->hdr);
+  cv_hex_decode (json_string_value (json_object_get (r, "id")), jbuf + J_ID, 8);
+  put64 (jbuf + J_START, start);
+  put64 (jbuf + J_LEN, len);
+  if ((rc = journal_mac (v, jbuf, hashes, nhash, jbuf + J_MAC)) < 0)
+    return rc;
+  if ((rc = pwrite_full (v->hfd, jbuf, JHDR + nhash, JOFF)) < 0
+      || (rc = fdatasync (v->hfd) < 0 ? -errno : 0) < 0)
+    return io_fail (v, "writing the journal of", v->hname, JOFF, rc);
+  cv_fault_point ("rotate: journal written");
+
+  for (uint64_t off = 0; off < len; off += PIECE) {
+    size_t n = len - off < PIECE ? len - off : PIECE;
+    if ((rc = pwrite_full (v->fd, buf + off, n, v->data_offset + start + off))
+        < 0)
+      return io_fail (v, "writing", v->path, start + off, rc);
+    cv_fault_point ("rotate: hotzone piece written");
+  }
+  if (fdatasync (v->fd) < 0)
+    return io_fail (v, "syncing", v->path, start, -errno);
+  cv_fault_point ("rotate: hotzone synced");
+  if ((rc = commit_boundary (v, start + len)) < 0)
+    return rc;
+  cv_fault_point ("rotate: step committed");
+  return 0;
+}
+
+int
+cv_vol_rotate_run (struct cv_vol *v,
+                   void (*progress) (uint64_t done, uint64_t total, void *arg),
+                   void *arg)
+{
+  json_t *r = rot_json (v->hdr);
+  uint64_t step = (uint64_t) json_integer_value (json_object_get (r, "step"));
+  int rc;
+
+  if (!v->odek) {
+    cv_err ("%s: no DEK rotation in progress", v->path);
+    return -EINVAL;
+  }
+  if (step == 0 || step % v->ss)
+    step = v->ss;
+  if (step > v->size)
+    step = v->size;
+  CLEANUP_FREE uint8_t *buf = malloc (step);
+  CLEANUP_FREE uint8_t *jbuf = malloc (JHDR + step / v->ss * 2 * HASH);
+  if (!buf || !jbuf)
+    return -ENOMEM;
+  while (v->boundary < v->size) {
+    uint64_t len = v->size - v->boundary < step ? v->size - v->boundary : step;
+    rc = step_once (v, buf, jbuf, len);
+    cv_wipe (buf, step);
+    if (rc < 0)
+      return rc;
+    if (progress)
+      progress (v->boundary, v->size, arg);
+  }
+
+  /* Done: forget the old DEK. */
+  if ((rc = lock_fresh (v, v->dek)) < 0)
+    return rc;
+  json_object_del (v->hdr->extra, "rotation");
+  if ((rc = seal_commit_unlock (v)) < 0)
+    return rc;
+  cv_fault_point ("rotate: finished");
+  static const uint8_t zero[8];
+  if (pwrite_full (v->hfd, zero, sizeof zero, JOFF) == 0)
+    fdatasync (v->hfd);
+  cv_key_free (v->odek);
+  v->odek = NULL;
+  v->boundary = v->size;
+  cv_vol_drop_threads (v);
+  return 0;
+}
