@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -32,7 +33,8 @@ create_usage (FILE *f)
            "         [--passphrase-file FILE | --passphrase-fd N]\n"
            "         [--pbkdf argon2id|scrypt] [--pbkdf-memory SIZE]\n"
            "         [--pbkdf-time N] [--pbkdf-parallel N]\n"
-           "SPEC is file:KEYFILE or passphrase.\n");
+           "SPEC is file:KEYFILE, passphrase or kms:KEY-REF (a first kms:\n"
+           "wrap makes the DEK in AWS KMS with GenerateDataKey).\n");
 }
 
 /* Size of a regular file or block device, -errno on failure. */
@@ -89,6 +91,44 @@ import_key (const char *path, struct cv_key **dek)
     return -EINVAL;
   }
   *dek = k;
+  return 0;
+}
+
+/* A fresh DEK for h. When the provider of the first wrap makes data keys
+ * itself (kms: GenerateDataKey), the DEK comes from the key service and that
+ * wrap is made in the same call (*made = 1); otherwise the DEK is generated
+ * here (*made = 0). */
+static int
+new_dek (struct cv_header *h, const char *spec, const struct cv_creds *c,
+         struct cv_key **dek, size_t *made)
+{
+  const struct cv_provider *p = NULL;
+  const char *ref = NULL;
+  json_auto_t *w = NULL;
+  char created[32];
+  time_t now = time (NULL);
+  struct tm tm;
+  int rc = cv_wrap_spec_parse (spec, &p, &ref);
+
+  *made = 0;
+  if (rc < 0)
+    return rc;
+  if (!p->generate)
+    return cv_dek_generate (dek);
+  gmtime_r (&now, &tm);
+  strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if ((!h->wraps && !(h->wraps = json_array ()))
+      || !(w = json_pack ("{s:i, s:s, s:s*, s:s}", "id", 0, "type", p->type,
+                          "ref", ref, "created", created)))
+    return -ENOMEM;
+  rc = p->generate (ref, c, CV_DEK_LEN, cv_hdr_binding (h), w, dek);
+  if (rc == -ENOKEY)
+    cv_err ("cannot add a %s wrap: no credentials for it were found", p->type);
+  if (rc < 0)
+    return rc;
+  if (json_array_append (h->wraps, w) < 0)
+    return -ENOMEM;
+  *made = 1;
   return 0;
 }
 
@@ -263,18 +303,20 @@ cmd_create (int argc, char **argv)
 
   struct cv_header *h = NULL;
   CLEANUP_KEY struct cv_key *dek = NULL;
+  size_t made = 0; /* wraps already made with the DEK (GenerateDataKey) */
   rc = cv_lock_header (hdr_fd, false);
   if (rc == 0 && (!import || (rc = import_key (import, &dek)) == 0)
-      && (import || (rc = cv_dek_generate (&dek)) == 0)
       && (rc = common_creds (&co, want_pass, true)) == 0
-      && (rc = cv_hdr_new ((uint32_t) sector_size, data_offset, size, &h))
-             == 0) {
-    /* The halves of an imported key must differ, as for a generated one. */
+      && (rc = cv_hdr_new ((uint32_t) sector_size, data_offset, size, &h)) == 0
+      && (import
+          || (rc = new_dek (h, wraps[0], &co.creds, &dek, &made)) == 0)) {
+    /* The halves of an imported key, or of one from a key service, must
+     * differ, as for a generated one: refuse it otherwise. */
     struct cv_xts *x = NULL;
     rc = cv_xts_new (dek->b, (unsigned) sector_size, &x);
     cv_xts_free (x);
     if (rc == 0 && (rc = cv_hdr_seal (h, dek)) == 0)
-      for (size_t i = 0; i < nwraps && rc == 0; i++)
+      for (size_t i = made; i < nwraps && rc == 0; i++)
         rc = cv_wrap_add (h, wraps[i], &co.creds, dek, NULL);
     if (rc == 0 && created
         && ftruncate (fd, (off_t) (data_offset + size)) < 0) {

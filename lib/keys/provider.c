@@ -25,8 +25,10 @@ static const struct wrap_type {
   { "file", &cv_provider_file, "no key file given", "wrong key file", NULL },
   { "passphrase", &cv_provider_passphrase, "no passphrase given",
     "wrong passphrase (or the wrap was altered)", NULL },
-  { "kms", NULL, "no AWS credentials found", "not this wrap's KMS key", NULL },
-  { "pkcs11", NULL, "no PIN given", "not this wrap's token key", NULL },
+  { "kms", &cv_provider_kms, "no AWS credentials found",
+    "not this wrap's KMS key", cv_kms_cleanup },
+  { "pkcs11", &cv_provider_pkcs11, "no PIN given",
+    "wrong PIN, or not this wrap's token key", cv_pkcs11_cleanup },
 };
 
 #define SPEC_FORMS "file:PATH, passphrase, kms:KEY-ARN or pkcs11:URI"

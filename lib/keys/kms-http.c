@@ -1,0 +1,693 @@
+/* Signed HTTPS calls to AWS KMS (AWS JSON 1.1 over libcurl) with the AWS
+ * SDKs' standard retry mode: at most 3 attempts, full-jitter exponential
+ * backoff capped at 20 s, a process-wide retry quota. TLS is always
+ * verified. Response bodies (which carry the plaintext DEK) are collected in
+ * buffers wiped before they are freed, and jansson frees through a wiping
+ * free. curl's own receive buffer and OpenSSL's record buffers are outside
+ * our reach (doc/kms.md says so). */
+#include <ctype.h>
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/reqlog.h"
+#include "crypto/prim.h"
+#include "crypto/secmem.h"
+#include "keys/kms.h"
+#include "keys/providers.h"
+#include "keys/sigv4.h"
+
+#define JSON_CT "application/x-amz-json-1.1"
+#define RESPONSE_MAX (1 << 20)
+#define CONNECT_TIMEOUT_MS 5000
+#define TIMEOUT_MS 20000
+#define RETRY_BASE_MS 1000
+#define USER_AGENT "cryptvol/0.1"
+
+/* --- jansson: wipe every block on free --------------------------------- */
+
+static void
+wiping_free (void *p)
+{
+  if (p) {
+    cv_wipe (p, malloc_usable_size (p));
+    free (p);
+  }
+}
+
+static void
+install_wiping_free (void)
+{
+  json_set_alloc_funcs (malloc, wiping_free);
+}
+
+void
+cv_kms_json_wipe_init (void)
+{
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+  pthread_once (&once, install_wiping_free);
+}
+
+/* --- curl global state -------------------------------------------------- */
+
+static pthread_mutex_t curl_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool curl_ready;
+
+/* curl_global_init once; 0 or -EIO (logged). */
+static int
+curl_init (void)
+{
+  int r = 0;
+
+  pthread_mutex_lock (&curl_lock);
+  if (!curl_ready) {
+    if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+      cv_err ("kms: libcurl initialisation failed");
+      r = -EIO;
+    } else
+      curl_ready = true;
+  }
+  pthread_mutex_unlock (&curl_lock);
+  return r;
+}
+
+void
+cv_kms_cleanup (void)
+{
+  pthread_mutex_lock (&curl_lock);
+  if (curl_ready)
+    curl_global_cleanup ();
+  curl_ready = false;
+  pthread_mutex_unlock (&curl_lock);
+}
+
+/* --- endpoint ------------------------------------------------------------ */
+
+/* True if s is a plausible region name: [a-z0-9-], 1..31 bytes. */
+static bool
+region_ok (const char *s)
+{
+  size_t n = strspn (s, "abcdefghijklmnopqrstuvwxyz0123456789-");
+
+  return n > 0 && n < 32 && s[n] == '\0';
+}
+
+int
+cv_kms_endpoint (const char *override, const char *region, char **url,
+                 char **host)
+{
+  CLEANUP_FREE char *u = NULL, *h = NULL;
+  char *scheme = NULL, *hostname = NULL, *port = NULL, *path = NULL;
+  char *query = NULL, *user = NULL, *frag = NULL;
+  CURLU *cu = NULL;
+  int r = 0;
+
+  if (!override) {
+    if (!region_ok (region)) {
+      cv_err ("kms: \"%.40s\" is not an AWS region name", region);
+      return -EINVAL;
+    }
+    const char *dns = strncmp (region, "cn-", 3) == 0 ? "amazonaws.com.cn"
+                                                      : "amazonaws.com";
+    if (asprintf (&h, "kms.%s.%s", region, dns) < 0
+        || asprintf (&u, "https://%s/", h) < 0)
+      return -ENOMEM;
+    *url = STEAL (u);
+    *host = STEAL (h);
+    return 0;
+  }
+  if (!(cu = curl_url ()))
+    return -ENOMEM;
+  if (strncasecmp (override, "https://", 8) != 0
+      || curl_url_set (cu, CURLUPART_URL, override, 0) != CURLUE_OK
+      || curl_url_get (cu, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK
+      || curl_url_get (cu, CURLUPART_HOST, &hostname, 0) != CURLUE_OK) {
+    cv_err ("kms: endpoint \"%.200s\" is not an https:// URL (the KMS "
+            "endpoint is always TLS)",
+            override);
+    r = -EINVAL;
+    goto out;
+  }
+  curl_url_get (cu, CURLUPART_PORT, &port, 0);
+  curl_url_get (cu, CURLUPART_PATH, &path, 0);
+  curl_url_get (cu, CURLUPART_QUERY, &query, 0);
+  curl_url_get (cu, CURLUPART_USER, &user, 0);
+  curl_url_get (cu, CURLUPART_FRAGMENT, &frag, 0);
+  if ((path && strcmp (path, "/") != 0) || query || user || frag) {
+    cv_err ("kms: endpoint \"%.200s\" must be https://HOST[:PORT] with no "
+            "path, query or user name",
+            override);
+    r = -EINVAL;
+    goto out;
+  }
+  for (char *c = hostname; *c; c++)
+    *c = (char) tolower ((unsigned char) *c);
+  if (asprintf (&h, "%s%s%s", hostname, port && strcmp (port, "443") ? ":" : "",
+                port && strcmp (port, "443") ? port : "")
+          < 0
+      || asprintf (&u, "https://%s/", h) < 0) {
+    r = -ENOMEM;
+    goto out;
+  }
+  *url = STEAL (u);
+  *host = STEAL (h);
+out:
+  curl_free (scheme);
+  curl_free (hostname);
+  curl_free (port);
+  curl_free (path);
+  curl_free (query);
+  curl_free (user);
+  curl_free (frag);
+  curl_url_cleanup (cu);
+  return r;
+}
+
+/* --- signed request headers ----------------------------------------------
+ */
+
+void
+cv_kms_headers_free (struct curl_slist *l)
+{
+  for (struct curl_slist *i = l; i; i = i->next)
+    cv_wipe (i->data, strlen (i->data));
+  curl_slist_free_all (l);
+}
+
+/* Append "name: value" to *l; false when out of memory (*l is kept). */
+static bool
+add_header (struct curl_slist **l, const char *name, const char *value)
+{
+  CLEANUP_FREE char *line = NULL;
+  struct curl_slist *n;
+  int len
+      = asprintf (&line, "%s:%s%s", name, value ? " " : "", value ? value : "");
+
+  if (len < 0) {
+    line = NULL;
+    return false;
+  }
+  n = curl_slist_append (*l, line);
+  cv_wipe (line, (size_t) len);
+  if (!n)
+    return false;
+  *l = n;
+  return true;
+}
+
+int
+cv_kms_sign_request (const char *host, const char *region, const char *op,
+                     const void *body, size_t len,
+                     const struct cv_aws_creds *cr, time_t now,
+                     struct curl_slist **headers)
+{
+  char date[CV_SIGV4_DATE_LEN + 1], target[96];
+  const char *token = cr->token ? (const char *) cr->token->b : NULL;
+  struct cv_sigv4_header h[5] = {
+    { "Content-Type", JSON_CT },
+    { "Host", host },
+    { "X-Amz-Date", date },
+  };
+  size_t n = 3;
+  CLEANUP_FREE char *authz = NULL;
+  struct curl_slist *l = NULL;
+  int r;
+
+  cv_sigv4_date (now, date);
+  if ((size_t) snprintf (target, sizeof target, "TrentService.%s", op)
+      >= sizeof target)
+    return -EINVAL;
+  if (token)
+    h[n++] = (struct cv_sigv4_header){ "X-Amz-Security-Token", token };
+  h[n++] = (struct cv_sigv4_header){ "X-Amz-Target", target };
+  struct cv_sigv4_request req = {
+    .method = "POST",
+    .path = "/",
+    .headers = h,
+    .nheaders = n,
+    .body = body,
+    .body_len = len,
+  };
+  struct cv_sigv4_scope scope = {
+    .access_key_id = cr->access_key_id,
+    .secret = cr->secret,
+    .region = region,
+    .service = "kms",
+    .amz_date = date,
+  };
+  if ((r = cv_sigv4_sign (&req, &scope, &authz, NULL, NULL)) < 0)
+    return r;
+  bool ok = true;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = add_header (&l, h[i].name, h[i].value);
+  ok = ok && add_header (&l, "Authorization", authz)
+       && add_header (&l, "Accept", NULL) && add_header (&l, "Expect", NULL);
+  if (!ok) {
+    cv_kms_headers_free (l);
+    return -ENOMEM;
+  }
+  *headers = l;
+  return 0;
+}
+
+/* --- retry policy --------------------------------------------------------
+ */
+
+/* Error types never retried, whatever the status says. */
+static const char *const never_retry[] = {
+  "AccessDeniedException",
+  "DisabledException",
+  "KMSInvalidStateException",
+  "NotFoundException",
+  "InvalidCiphertextException",
+  "IncorrectKeyException",
+  "InvalidKeyUsageException",
+  "InvalidSignatureException",
+  "UnrecognizedClientException",
+  "IncompleteSignatureException",
+  "MissingAuthenticationTokenException",
+  "ExpiredTokenException",
+  "ValidationException",
+  "SerializationException",
+};
+
+/* Transient error types, as the SDKs list them for standard mode (plus the
+ * KMS ones the issue names). */
+static const char *const transient[] = {
+  "ThrottlingException",      "Throttling",
+  "ThrottledException",       "RequestThrottledException",
+  "TooManyRequestsException", "RequestLimitExceeded",
+  "KMSInternalException",     "DependencyTimeoutException",
+  "KeyUnavailableException",  "RequestTimeout",
+  "RequestTimeoutException",  "PriorRequestNotComplete",
+  "InternalFailure",          "ServiceUnavailable",
+};
+
+static bool
+listed (const char *const *list, size_t n, const char *type)
+{
+  for (size_t i = 0; i < n; i++)
+    if (strcmp (list[i], type) == 0)
+      return true;
+  return false;
+}
+
+enum cv_kms_retry
+cv_kms_classify (int curl_code, long status, const char *type)
+{
+  switch (curl_code) {
+  case CURLE_OK:
+    break;
+  case CURLE_OPERATION_TIMEDOUT:
+    return CV_KMS_RETRY_TIMEOUT;
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_PARTIAL_FILE:
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+    return CV_KMS_RETRY; /* the connection failed or was dropped */
+  default:
+    return CV_KMS_NO_RETRY; /* TLS trust, bad URL, our own abort... */
+  }
+  if (status >= 200 && status < 300)
+    return CV_KMS_NO_RETRY;
+  if (type && *type) {
+    if (listed (never_retry, ARRAY_SIZE (never_retry), type))
+      return CV_KMS_NO_RETRY;
+    if (listed (transient, ARRAY_SIZE (transient), type))
+      return CV_KMS_RETRY;
+  }
+  return status >= 500 || status == 429 ? CV_KMS_RETRY : CV_KMS_NO_RETRY;
+}
+
+long
+cv_kms_backoff_ms (int attempt, long base_ms, double r)
+{
+  double cap = (double) base_ms;
+
+  for (int i = 1; i < attempt && cap < CV_KMS_MAX_BACKOFF_MS; i++)
+    cap *= 2;
+  if (cap > CV_KMS_MAX_BACKOFF_MS)
+    cap = CV_KMS_MAX_BACKOFF_MS;
+  return (long) (r * cap);
+}
+
+static pthread_mutex_t quota_lock = PTHREAD_MUTEX_INITIALIZER;
+static int quota = CV_KMS_QUOTA_CAPACITY;
+
+bool
+cv_kms_quota_acquire (int cost)
+{
+  bool ok;
+
+  pthread_mutex_lock (&quota_lock);
+  ok = quota >= cost;
+  if (ok)
+    quota -= cost;
+  pthread_mutex_unlock (&quota_lock);
+  return ok;
+}
+
+void
+cv_kms_quota_release (int acquired)
+{
+  pthread_mutex_lock (&quota_lock);
+  quota += acquired > 0 ? acquired : 1;
+  if (quota > CV_KMS_QUOTA_CAPACITY)
+    quota = CV_KMS_QUOTA_CAPACITY;
+  pthread_mutex_unlock (&quota_lock);
+}
+
+int
+cv_kms_quota_available (void)
+{
+  int q;
+
+  pthread_mutex_lock (&quota_lock);
+  q = quota;
+  pthread_mutex_unlock (&quota_lock);
+  return q;
+}
+
+void
+cv_kms_quota_reset (void)
+{
+  pthread_mutex_lock (&quota_lock);
+  quota = CV_KMS_QUOTA_CAPACITY;
+  pthread_mutex_unlock (&quota_lock);
+}
+
+/* A number of milliseconds from the environment variable name (a tuning
+ * and test knob, doc/kms.md), else def; -1 if it is set but not a number in
+ * 1..600000 (logged). */
+static long
+env_ms (const char *name, long def)
+{
+  const char *s = getenv (name);
+  char *end;
+  long v;
+
+  if (!s || !*s)
+    return def;
+  errno = 0;
+  v = strtol (s, &end, 10);
+  if (errno || *end || v < 1 || v > 600000) {
+    cv_err ("kms: %s=%.20s is not a number of milliseconds in 1..600000", name,
+            s);
+    return -1;
+  }
+  return v;
+}
+
+/* A uniform random number in [0, 1). */
+static double
+jitter (void)
+{
+  uint32_t u = 0;
+
+  if (cv_random (&u, sizeof u) < 0)
+    u = (uint32_t) rand ();
+  return u / 4294967296.0;
+}
+
+static void
+sleep_ms (long ms)
+{
+  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+  while (nanosleep (&ts, &ts) < 0 && errno == EINTR)
+    ;
+}
+
+/* --- one call ------------------------------------------------------------ */
+
+/* A growing response buffer; every buffer it drops is wiped first. */
+struct wbuf {
+  char *p;
+  size_t len, cap;
+};
+
+static void
+wbuf_wipe (struct wbuf *b)
+{
+  if (b->p) {
+    cv_wipe (b->p, b->cap);
+    free (b->p);
+  }
+  *b = (struct wbuf){ 0 };
+}
+
+static size_t
+on_body (char *data, size_t size, size_t nmemb, void *opaque)
+{
+  struct wbuf *b = opaque;
+  size_t n = size * nmemb;
+
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    if (cap > RESPONSE_MAX)
+      return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
+    char *p = malloc (cap);
+    if (!p)
+      return 0;
+    if (b->p) {
+      memcpy (p, b->p, b->len);
+      cv_wipe (b->p, b->cap);
+      free (b->p);
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy (b->p + b->len, data, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+  return n;
+}
+
+/* Copy s (len bytes) into out (size outlen) keeping printable ASCII only,
+ * so a message from the network is safe to log. */
+static void
+sanitise (char *out, size_t outlen, const char *s, size_t len)
+{
+  size_t o = 0;
+
+  for (size_t i = 0; i < len && o + 1 < outlen; i++) {
+    unsigned char c = (unsigned char) s[i];
+    out[o++] = c >= 0x20 && c < 0x7f ? (char) c : '?';
+  }
+  out[o] = '\0';
+}
+
+/* Take the request id and the error type from response headers. */
+static size_t
+on_header (char *data, size_t size, size_t nmemb, void *opaque)
+{
+  struct cv_kms_result *res = opaque;
+  size_t n = size * nmemb, len = n;
+  static const char rid[] = "x-amzn-requestid:", etype[] = "x-amzn-errortype:";
+
+  while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+    len--;
+  if (len > sizeof rid - 1 && strncasecmp (data, rid, sizeof rid - 1) == 0) {
+    const char *v = data + sizeof rid - 1;
+    while (*v == ' ' && v < data + len)
+      v++;
+    sanitise (res->request_id, sizeof res->request_id, v,
+              len - (size_t) (v - data));
+  } else if (len > sizeof etype - 1
+             && strncasecmp (data, etype, sizeof etype - 1) == 0
+             && !res->type[0]) {
+    const char *v = data + sizeof etype - 1;
+    while (*v == ' ' && v < data + len)
+      v++;
+    size_t tl = strcspn (v, ":\r\n"); /* "Type:http://..." */
+    sanitise (res->type, sizeof res->type, v,
+              tl < len - (size_t) (v - data) ? tl : len - (size_t) (v - data));
+  }
+  return n;
+}
+
+/* Fill res->type and res->message from an error body. The type may come as
+ * "namespace#Type"; only Type is kept. */
+static void
+parse_error (const struct wbuf *b, struct cv_kms_result *res)
+{
+  json_auto_t *j = b->len ? json_loadb (b->p, b->len, 0, NULL) : NULL;
+  const char *type = json_string_value (json_object_get (j, "__type"));
+  const char *msg = json_string_value (json_object_get (j, "message"));
+
+  if (!msg)
+    msg = json_string_value (json_object_get (j, "Message"));
+  if (type) {
+    const char *hash = strrchr (type, '#');
+    type = hash ? hash + 1 : type;
+    sanitise (res->type, sizeof res->type, type, strcspn (type, ":"));
+  }
+  if (msg)
+    sanitise (res->message, sizeof res->message, msg, strlen (msg));
+  if (!res->type[0])
+    snprintf (res->type, sizeof res->type, "HTTP %ld", res->status);
+}
+
+/* One attempt on handle e (already set up for the call). Returns the retry
+ * class of its outcome; res->body is set on success. */
+static enum cv_kms_retry
+attempt_once (CURL *e, const struct cv_kms_call *c, struct cv_kms_result *res,
+              int *rc)
+{
+  struct curl_slist *hdrs = NULL;
+  struct wbuf b = { 0 };
+  char errbuf[CURL_ERROR_SIZE] = "";
+  enum cv_kms_retry how;
+
+  res->status = 0;
+  res->type[0] = res->message[0] = res->request_id[0] = '\0';
+  *rc = cv_kms_sign_request (c->host, c->region, c->op, c->body, c->body_len,
+                             c->creds, time (NULL), &hdrs);
+  if (*rc < 0)
+    return CV_KMS_NO_RETRY;
+  curl_easy_setopt (e, CURLOPT_HTTPHEADER, hdrs);
+  curl_easy_setopt (e, CURLOPT_WRITEDATA, &b);
+  curl_easy_setopt (e, CURLOPT_HEADERDATA, res);
+  curl_easy_setopt (e, CURLOPT_ERRORBUFFER, errbuf);
+  res->curl_code = (int) curl_easy_perform (e);
+  curl_easy_setopt (e, CURLOPT_HTTPHEADER, NULL);
+  cv_kms_headers_free (hdrs);
+  *rc = -EIO;
+  if (res->curl_code != CURLE_OK) {
+    const char *m = errbuf[0] ? errbuf : curl_easy_strerror (res->curl_code);
+    sanitise (res->message, sizeof res->message, m, strlen (m));
+    res->type[0] = '\0';
+  } else {
+    curl_easy_getinfo (e, CURLINFO_RESPONSE_CODE, &res->status);
+    if (res->status >= 200 && res->status < 300) {
+      json_error_t err;
+      res->type[0] = '\0';
+      res->body
+          = json_loadb (b.p ? b.p : "", b.len, JSON_REJECT_DUPLICATES, &err);
+      if (json_is_object (res->body))
+        *rc = 0;
+      else {
+        json_decref (res->body);
+        res->body = NULL;
+        snprintf (res->message, sizeof res->message,
+                  "the answer (HTTP %ld) is not a JSON object", res->status);
+      }
+    } else
+      parse_error (&b, res);
+  }
+  wbuf_wipe (&b);
+  how = cv_kms_classify (res->curl_code, res->status, res->type);
+  return *rc == 0 ? CV_KMS_NO_RETRY : how;
+}
+
+/* What failed, for the debug line of an attempt. */
+static const char *
+attempt_error (const struct cv_kms_result *res)
+{
+  return res->type[0] ? res->type : res->message;
+}
+
+int
+cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
+{
+  long base = env_ms ("CV_KMS_RETRY_BASE_MS", RETRY_BASE_MS);
+  long connect_ms = env_ms ("CV_KMS_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT_MS);
+  long total_ms = env_ms ("CV_KMS_TIMEOUT_MS", TIMEOUT_MS);
+  const char *ca = c->ca_bundle ? c->ca_bundle : getenv ("AWS_CA_BUNDLE");
+  int acquired = 0, rc = -EIO;
+  CURL *e;
+
+  *res = (struct cv_kms_result){ 0 };
+  if (base < 0 || connect_ms < 0 || total_ms < 0)
+    return -EINVAL;
+  cv_kms_json_wipe_init ();
+  if ((rc = curl_init ()) < 0)
+    return rc;
+  if (!(e = curl_easy_init ()))
+    return -ENOMEM;
+  curl_easy_setopt (e, CURLOPT_URL, c->url);
+  curl_easy_setopt (e, CURLOPT_PROTOCOLS_STR, "https");
+  curl_easy_setopt (e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt (e, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt (e, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+  if (ca && *ca)
+    curl_easy_setopt (e, CURLOPT_CAINFO, ca);
+  curl_easy_setopt (e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt (e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+  curl_easy_setopt (e, CURLOPT_TIMEOUT_MS, total_ms);
+  curl_easy_setopt (e, CURLOPT_USERAGENT, USER_AGENT);
+  curl_easy_setopt (e, CURLOPT_POST, 1L);
+  curl_easy_setopt (e, CURLOPT_POSTFIELDS, c->body);
+  curl_easy_setopt (e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) c->body_len);
+  curl_easy_setopt (e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt (e, CURLOPT_HEADERFUNCTION, on_header);
+
+  for (int n = 1; n <= CV_KMS_MAX_ATTEMPTS; n++) {
+    enum cv_kms_retry how = attempt_once (e, c, res, &rc);
+    if (res->request_id[0])
+      cv_reqlog_add ("kms", c->op, res->request_id);
+    int cost = how == CV_KMS_RETRY_TIMEOUT ? CV_KMS_TIMEOUT_RETRY_COST
+                                           : CV_KMS_RETRY_COST;
+    res->attempts = n;
+    if (rc == 0) {
+      cv_kms_quota_release (acquired);
+      cv_debug ("kms: %s succeeded on attempt %d of %d (request id %s)", c->op,
+                n, CV_KMS_MAX_ATTEMPTS,
+                res->request_id[0] ? res->request_id : "none");
+      break;
+    }
+    if (rc != -EIO) /* a local failure: nothing was sent */
+      break;
+    const char *why = NULL;
+    if (how == CV_KMS_NO_RETRY)
+      why = "not a retryable error";
+    else if (n == CV_KMS_MAX_ATTEMPTS)
+      why = "no attempts left";
+    else if (!cv_kms_quota_acquire (cost)) {
+      why = "the retry quota is exhausted";
+      res->quota_exhausted = true;
+    }
+    if (why) {
+      cv_debug ("kms: %s attempt %d of %d failed: %s (HTTP %ld, request id "
+                "%s); %s",
+                c->op, n, CV_KMS_MAX_ATTEMPTS, attempt_error (res), res->status,
+                res->request_id[0] ? res->request_id : "none", why);
+      break;
+    }
+    acquired = cost;
+    long ms = cv_kms_backoff_ms (n, base, jitter ());
+    cv_debug ("kms: %s attempt %d of %d failed: %s (HTTP %ld, request id "
+              "%s); retrying in %ld ms",
+              c->op, n, CV_KMS_MAX_ATTEMPTS, attempt_error (res), res->status,
+              res->request_id[0] ? res->request_id : "none", ms);
+    sleep_ms (ms);
+  }
+  curl_easy_cleanup (e);
+  return rc;
+}
+
+void
+cv_kms_result_free (struct cv_kms_result *res)
+{
+  json_decref (res->body);
+  res->body = NULL;
+}

@@ -1,0 +1,652 @@
+/* Provider "kms": the DEK wrapped by a customer's AWS KMS key (bring your
+ * own key), bound to the volume by the encryption context
+ * {"cryptvol:volume": "<uuid>"}. Operations: Encrypt (wrap an existing DEK),
+ * GenerateDataKey (a new DEK and its wrap in one call), Decrypt (always
+ * naming the key), ReEncrypt (rewrap without the DEK leaving KMS),
+ * DescribeKey (key state). doc/kms.md is the operator's side.
+ *
+ * Wrap members: "ref" (as given), "key_arn" (as KMS returned it), "region",
+ * "ctx" (the encryption context, for operators and the AWS CLI), "blob"
+ * (base64 CiphertextBlob). Unlock always sends the context derived from the
+ * volume's own UUID, never the stored "ctx", so a wrap copied from another
+ * volume is refused by KMS (InvalidCiphertextException). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "common/cleanup.h"
+#include "common/encode.h"
+#include "common/log.h"
+#include "crypto/secmem.h"
+#include "crypto/xts.h"
+#include "format/header.h"
+#include "keys/keys.h"
+#include "keys/kms.h"
+#include "keys/providers.h"
+
+#define CTX_KEY "cryptvol:volume"
+#define REF_FORMS                                                              \
+  "a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), an alias ARN, alias/NAME "   \
+  "or a key id (the last two with kms-region= or AWS_REGION)"
+
+/* --- key references ----------------------------------------------------- */
+
+/* True if the n bytes at s are all in set. */
+static bool
+all_in (const char *s, size_t n, const char *set)
+{
+  return strspn (s, set) >= n;
+}
+
+#define ID_CHARS                                                               \
+  "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
+#define ALIAS_CHARS ID_CHARS ":/_"
+
+/* Check a key id or alias/NAME and store it in out->id. */
+static int
+set_id (const char *ref, const char *id, struct cv_kms_ref *out)
+{
+  size_t n = strlen (id);
+
+  if (n == 0 || n >= sizeof out->id)
+    goto bad;
+  if (strncmp (id, "alias/", 6) == 0) {
+    if (n == 6 || !all_in (id, n, ALIAS_CHARS))
+      goto bad;
+    out->alias = true;
+  } else {
+    if (!all_in (id, n, ID_CHARS))
+      goto bad;
+    out->mrk = strncmp (id, "mrk-", 4) == 0;
+  }
+  memcpy (out->id, id, n + 1);
+  return 0;
+bad:
+  cv_err ("kms: \"%.200s\" is not a KMS key reference: give %s", ref,
+          REF_FORMS);
+  return -EINVAL;
+}
+
+int
+cv_kms_ref_parse (const char *ref, struct cv_kms_ref *out)
+{
+  *out = (struct cv_kms_ref){ 0 };
+  if (strncmp (ref, "arn:", 4) != 0)
+    return set_id (ref, ref, out);
+
+  /* arn:PARTITION:kms:REGION:ACCOUNT:key/ID or ...:alias/NAME */
+  const char *f[6];
+  size_t len[6];
+  const char *p = ref;
+  for (int i = 0; i < 6; i++) {
+    const char *colon = i < 5 ? strchr (p, ':') : p + strlen (p);
+    if (!colon)
+      goto bad;
+    f[i] = p;
+    len[i] = (size_t) (colon - p);
+    p = colon + 1;
+  }
+  if (len[1] == 0 || len[1] >= sizeof out->partition
+      || !all_in (f[1], len[1], "abcdefghijklmnopqrstuvwxyz-") || len[2] != 3
+      || memcmp (f[2], "kms", 3) != 0 || len[3] == 0
+      || len[3] >= sizeof out->region
+      || !all_in (f[3], len[3], "abcdefghijklmnopqrstuvwxyz0123456789-")
+      || len[4] != 12 || !all_in (f[4], 12, "0123456789"))
+    goto bad;
+  out->arn = true;
+  memcpy (out->partition, f[1], len[1]);
+  memcpy (out->region, f[3], len[3]);
+  memcpy (out->account, f[4], len[4]);
+  if (strncmp (f[5], "key/", 4) == 0 && strncmp (f[5] + 4, "alias/", 6) != 0)
+    return set_id (ref, f[5] + 4, out);
+  if (strncmp (f[5], "alias/", 6) == 0)
+    return set_id (ref, f[5], out);
+bad:
+  cv_err ("kms: \"%.200s\" is not a KMS key ARN or alias ARN (want "
+          "arn:aws:kms:REGION:ACCOUNT:key/ID or ...:alias/NAME)",
+          ref);
+  return -EINVAL;
+}
+
+int
+cv_kms_ref_region (const struct cv_kms_ref *r, const struct cv_creds *c,
+                   const char *ref, char *region, size_t len)
+{
+  const char *want = c ? c->kms_region : NULL;
+  const char *from = "kms-region";
+
+  if (r->arn && (!r->mrk || !want)) {
+    if (want && strcmp (want, r->region) != 0)
+      cv_debug ("kms: %s is a single-Region key in %s: kms-region=%s does "
+                "not apply to it",
+                ref, r->region, want);
+    want = r->region;
+    from = "the ARN";
+  }
+  if (!want && (want = getenv ("AWS_REGION")) && *want)
+    from = "AWS_REGION";
+  else if (!want || !*want) {
+    want = getenv ("AWS_DEFAULT_REGION");
+    from = "AWS_DEFAULT_REGION";
+  }
+  if (!want || !*want) {
+    cv_err ("kms: no AWS region for key %.200s: give kms-region= (plugin) or "
+            "--kms-region (keymgr), set AWS_REGION, or use the key ARN",
+            ref);
+    return -EINVAL;
+  }
+  if (strlen (want) >= len || strlen (want) >= 32
+      || !all_in (want, strlen (want),
+                  "abcdefghijklmnopqrstuvwxyz0123456789-")) {
+    cv_err ("kms: region \"%.40s\" (from %s) is not an AWS region name", want,
+            from);
+    return -EINVAL;
+  }
+  strcpy (region, want);
+  return 0;
+}
+
+int
+cv_kms_ref_key_id (const char *ref, const struct cv_kms_ref *r,
+                   const char *region, char **out)
+{
+  if (r->arn && r->mrk && !r->alias && strcmp (r->region, region) != 0) {
+    if (asprintf (out, "arn:%s:kms:%s:%s:key/%s", r->partition, region,
+                  r->account, r->id)
+        < 0)
+      return -ENOMEM;
+    return 0;
+  }
+  return (*out = strdup (ref)) ? 0 : -ENOMEM;
+}
+
+/* --- where a call goes --------------------------------------------------- */
+
+struct target {
+  char region[32];
+  char *key_id; /* KeyId to send */
+  char *url, *host;
+  struct cv_aws_creds cr;
+};
+
+static void
+target_free (struct target *t)
+{
+  free (t->key_id);
+  free (t->url);
+  free (t->host);
+  cv_aws_creds_free (&t->cr);
+}
+
+/* Resolve ref (a reference or a stored key ARN) into a target. Returns 0,
+ * -ENOKEY (no credentials; not logged) or -EINVAL (logged). */
+static int
+target_open (const char *ref, const struct cv_creds *c, struct target *t)
+{
+  struct cv_kms_ref r;
+  int rc;
+
+  *t = (struct target){ 0 };
+  if ((rc = cv_kms_ref_parse (ref, &r)) < 0
+      || (rc = cv_kms_ref_region (&r, c, ref, t->region, sizeof t->region)) < 0
+      || (rc = cv_kms_ref_key_id (ref, &r, t->region, &t->key_id)) < 0
+      || (rc = cv_kms_endpoint (c ? c->kms_endpoint : NULL, t->region, &t->url,
+                                &t->host))
+             < 0
+      || (rc = cv_aws_creds_load (&t->cr)) < 0) {
+    target_free (t);
+    return rc;
+  }
+  return 0;
+}
+
+/* --- errors ------------------------------------------------------------- */
+
+/* What a KMS error type means for a wrap and what the operator can do. */
+static const struct kms_error {
+  const char *type;
+  int err;
+  bool credentials; /* about the caller, not the key */
+  const char *what; /* "key ARN <what>" */
+  const char *todo;
+} kms_errors[] = {
+  { "DisabledException", -EKEYREVOKED, false, "is disabled",
+    "enable it (aws kms enable-key), or unlock with another wrap" },
+  { "KMSInvalidStateException", -EKEYREVOKED, false,
+    "is pending deletion or otherwise not usable",
+    "if it is pending deletion, cancel that (aws kms cancel-key-deletion) "
+    "and enable it; or unlock with another wrap" },
+  { "NotFoundException", -ENOENT, false, "was not found",
+    "check the key and its region; a deleted key cannot be used again: "
+    "unlock with another wrap; for a multi-Region key give kms-region= (and "
+    "kms-endpoint=) of a region that holds a replica" },
+  { "AccessDeniedException", -EACCES, false,
+    "may not be used with these credentials",
+    "allow the operation for this caller in the key policy, with the "
+    "kms:EncryptionContext:" CTX_KEY " condition (doc/kms.md)" },
+  { "InvalidCiphertextException", -EBADMSG, false,
+    "refused the wrap for this volume's encryption context",
+    "the wrap was altered or copied from another volume; restore the header "
+    "from a backup or unlock with another wrap" },
+  { "IncorrectKeyException", -EKEYREJECTED, false,
+    "is not the key this wrap was made with",
+    "the wrap's key_arn does not match its blob (the header was edited)" },
+  { "InvalidKeyUsageException", -EINVAL, false,
+    "cannot encrypt and decrypt (not a symmetric ENCRYPT_DECRYPT key)",
+    "use a symmetric encryption key" },
+  { "KeyUnavailableException", -EAGAIN, false, "is unavailable",
+    "try again later, or unlock with another wrap" },
+  { "InvalidSignatureException", -EACCES, true, NULL,
+    "check the secret access key, the system clock, and that kms-region= "
+    "matches the region of kms-endpoint=" },
+  { "UnrecognizedClientException", -EACCES, true, NULL,
+    "check the access key id and the session token" },
+  { "IncompleteSignatureException", -EACCES, true, NULL,
+    "check the credentials" },
+  { "MissingAuthenticationTokenException", -EACCES, true, NULL,
+    "check the credentials" },
+  { "ExpiredTokenException", -EACCES, true, NULL,
+    "refresh the temporary credentials" },
+};
+
+/* The provider's view of a failed call: log it once and return -errno.
+ * label says what the call was for ("wrap 0 (kms alias/x)"), key is the key
+ * it named. */
+static int
+call_failed (const char *op, const char *label, const char *key,
+             const struct target *t, const struct cv_kms_result *res)
+{
+  char extra[64] = "";
+
+  if (res->attempts > 1)
+    snprintf (extra, sizeof extra, ", %d attempts%s", res->attempts,
+              res->quota_exhausted ? ", retry quota exhausted" : "");
+  if (res->status == 0) { /* no answer */
+    bool tls = res->curl_code == CURLE_PEER_FAILED_VERIFICATION
+               || res->curl_code == CURLE_SSL_CACERT_BADFILE;
+    if (tls) {
+      cv_err ("kms %s for %s: the TLS certificate of %s is not trusted (%s); "
+              "give its CA with ca-bundle= (plugin), --ca-bundle (keymgr) or "
+              "AWS_CA_BUNDLE (verification is never turned off)",
+              op, label, t->url, res->message);
+      return -ECONNREFUSED;
+    }
+    cv_err ("kms %s for %s: cannot reach AWS KMS at %s (region %s): %s%s; "
+            "check the network, kms-endpoint= and kms-region=, or unlock "
+            "with another wrap",
+            op, label, t->url, t->region, res->message, extra);
+    return res->curl_code == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
+                                                      : -ECONNREFUSED;
+  }
+  const char *rid = res->request_id[0] ? res->request_id : "none";
+  const char *sep = res->message[0] ? ": " : "";
+  for (size_t i = 0; i < ARRAY_SIZE (kms_errors); i++) {
+    const struct kms_error *k = &kms_errors[i];
+    if (strcmp (k->type, res->type) != 0)
+      continue;
+    if (k->credentials)
+      cv_err ("kms %s for %s: AWS did not accept the credentials from %s "
+              "(%s%s%s; request id %s%s); %s",
+              op, label, t->cr.source, res->type, sep, res->message, rid, extra,
+              k->todo);
+    else
+      cv_err ("kms %s for %s: key %s %s (%s%s%s; request id %s%s); %s", op,
+              label, key, k->what, res->type, sep, res->message, rid, extra,
+              k->todo);
+    return k->err;
+  }
+  if (res->status >= 500 || res->status == 429 || strstr (res->type, "Throttl")
+      || strstr (res->type, "Internal") || strstr (res->type, "Timeout")) {
+    cv_err ("kms %s for %s: AWS KMS failed for key %s (%s%s%s; HTTP %ld, "
+            "request id %s%s); it is unavailable or throttling: try again "
+            "later, or unlock with another wrap",
+            op, label, key, res->type, sep, res->message, res->status, rid,
+            extra);
+    return -EAGAIN;
+  }
+  if (res->status >= 200 && res->status < 300) {
+    cv_err ("kms %s for %s: unexpected answer from %s: %s", op, label, t->url,
+            res->message);
+    return -EPROTO;
+  }
+  cv_err ("kms %s for %s: key %s: %s%s%s (HTTP %ld, request id %s%s)", op,
+          label, key, res->type, sep, res->message, res->status, rid, extra);
+  return strcmp (res->type, "ValidationException") == 0 ? -EINVAL : -EIO;
+}
+
+/* Make call op with request req to t. Returns 0 with *resp (the answer,
+ * caller decrefs) or -errno (logged). */
+static int
+kms_op (const char *op, const char *label, const char *key,
+        const struct target *t, const struct cv_creds *c, json_t *req,
+        json_t **resp)
+{
+  struct cv_kms_result res;
+  char *body;
+  int r;
+
+  cv_kms_json_wipe_init ();
+  body = json_dumps (req, JSON_COMPACT);
+  if (!body)
+    return -ENOMEM;
+  struct cv_kms_call call = {
+    .op = op,
+    .url = t->url,
+    .host = t->host,
+    .region = t->region,
+    .ca_bundle = c ? c->ca_bundle : NULL,
+    .creds = &t->cr,
+    .body = body,
+    .body_len = strlen (body),
+  };
+  r = cv_kms_call (&call, &res);
+  cv_wipe (body, call.body_len);
+  free (body);
+  if (r == -EIO)
+    return call_failed (op, label, key, t, &res);
+  if (r < 0)
+    return r;
+  *resp = STEAL (res.body);
+  return 0;
+}
+
+/* --- wrap members -------------------------------------------------------- */
+
+/* The encryption context for binding ("cryptvol:v1:volume:<uuid>"). */
+static int
+binding_ctx (const char *binding, json_t **ctx)
+{
+  size_t n = strlen (CV_BINDING_PREFIX);
+
+  if (!binding || strncmp (binding, CV_BINDING_PREFIX, n) != 0
+      || strlen (binding + n) != CV_UUID_LEN) {
+    cv_err ("kms: binding \"%.80s\" is not a cryptvol volume binding",
+            binding ? binding : "");
+    return -EINVAL;
+  }
+  *ctx = json_pack ("{s:s}", CTX_KEY, binding + n);
+  return *ctx ? 0 : -ENOMEM;
+}
+
+/* A string member of a KMS answer, or NULL (logged, *r = -EPROTO). */
+static const char *
+answer_string (const json_t *resp, const char *key, const char *op, int *r)
+{
+  const char *s = json_string_value (json_object_get (resp, key));
+
+  if (!s || !*s) {
+    cv_err ("kms %s: the answer has no %s; is the endpoint AWS KMS?", op, key);
+    *r = -EPROTO;
+  }
+  return s;
+}
+
+/* Record the answer of Encrypt, GenerateDataKey or ReEncrypt in w. */
+static int
+store_wrap (json_t *w, const json_t *resp, const char *op,
+            const struct target *t, const json_t *ctx)
+{
+  int r = 0;
+  const char *blob = answer_string (resp, "CiphertextBlob", op, &r);
+  const char *arn = answer_string (resp, "KeyId", op, &r);
+
+  if (r < 0)
+    return r;
+  if (json_object_set_new (w, "key_arn", json_string (arn)) < 0
+      || json_object_set_new (w, "region", json_string (t->region)) < 0
+      || json_object_set_new (w, "ctx", json_deep_copy (ctx)) < 0
+      || json_object_set_new (w, "blob", json_string (blob)) < 0)
+    return -ENOMEM;
+  return 0;
+}
+
+/* The plaintext of a KMS answer decoded into a new cv_key of want bytes. */
+static int
+answer_key (const json_t *resp, const char *op, size_t want,
+            struct cv_key **out)
+{
+  CLEANUP_KEY struct cv_key *tmp = NULL;
+  int r = 0;
+  const char *b64 = answer_string (resp, "Plaintext", op, &r);
+  size_t n = b64 ? strlen (b64) : 0;
+
+  if (r < 0)
+    return r;
+  if (n % 4 || n > 8192 || (r = cv_key_new (n / 4 * 3 + 1, &tmp)) < 0) {
+    cv_err ("kms %s: the answer's Plaintext is not base64", op);
+    return r < 0 ? r : -EPROTO;
+  }
+  int len = EVP_DecodeBlock (tmp->b, (const unsigned char *) b64, (int) n);
+  if (len >= 0 && n && b64[n - 1] == '=')
+    len--;
+  if (len >= 0 && n > 1 && b64[n - 2] == '=')
+    len--;
+  if (len < 0 || (size_t) len != want) {
+    cv_err ("kms %s: the key from KMS is %d bytes, expected %zu", op, len,
+            want);
+    return -EPROTO;
+  }
+  return cv_key_from (tmp->b, want, out);
+}
+
+/* --- operations ---------------------------------------------------------- */
+
+/* A label for messages about a new wrap of ref. */
+static const char *
+new_label (const char *ref, char *buf, size_t len)
+{
+  snprintf (buf, len, "a new wrap (kms %.200s)", ref ? ref : "?");
+  return buf;
+}
+
+static int
+kms_wrap (const char *ref, const struct cv_creds *c, const struct cv_key *dek,
+          const char *binding, json_t *w)
+{
+  char label[CV_WRAP_LABEL_MAX];
+  json_auto_t *ctx = NULL, *req = NULL, *resp = NULL;
+  CLEANUP_FREE char *b64 = NULL;
+  struct target t;
+  int r;
+
+  if (!ref) {
+    cv_err ("a kms wrap needs a key reference: %s", REF_FORMS);
+    return -EINVAL;
+  }
+  if ((r = binding_ctx (binding, &ctx)) < 0
+      || (r = target_open (ref, c, &t)) < 0)
+    return r;
+  if ((r = cv_b64_encode (dek->b, dek->len, &b64)) == 0) {
+    req = json_pack ("{s:s, s:s, s:O}", "KeyId", t.key_id, "Plaintext", b64,
+                     "EncryptionContext", ctx);
+    cv_wipe (b64, strlen (b64));
+    r = req ? kms_op ("Encrypt", new_label (ref, label, sizeof label), ref, &t,
+                      c, req, &resp)
+            : -ENOMEM;
+  }
+  if (r == 0)
+    r = store_wrap (w, resp, "Encrypt", &t, ctx);
+  target_free (&t);
+  return r;
+}
+
+static int
+kms_generate (const char *ref, const struct cv_creds *c, size_t len,
+              const char *binding, json_t *w, struct cv_key **dek)
+{
+  char label[CV_WRAP_LABEL_MAX];
+  json_auto_t *ctx = NULL, *req = NULL, *resp = NULL;
+  CLEANUP_KEY struct cv_key *k = NULL;
+  struct target t;
+  int r;
+
+  if (!ref) {
+    cv_err ("a kms wrap needs a key reference: %s", REF_FORMS);
+    return -EINVAL;
+  }
+  if ((r = binding_ctx (binding, &ctx)) < 0
+      || (r = target_open (ref, c, &t)) < 0)
+    return r;
+  req = json_pack ("{s:s, s:I, s:O}", "KeyId", t.key_id, "NumberOfBytes",
+                   (json_int_t) len, "EncryptionContext", ctx);
+  r = req ? kms_op ("GenerateDataKey", new_label (ref, label, sizeof label),
+                    ref, &t, c, req, &resp)
+          : -ENOMEM;
+  if (r == 0 && (r = answer_key (resp, "GenerateDataKey", len, &k)) == 0)
+    r = store_wrap (w, resp, "GenerateDataKey", &t, ctx);
+  target_free (&t);
+  if (r == 0)
+    *dek = STEAL (k);
+  return r;
+}
+
+/* The stored key ARN and blob of w, or -EINVAL (logged). */
+static int
+wrap_members (const json_t *w, const char **arn, const char **blob)
+{
+  int r = 0;
+
+  *arn = cv_wrap_get_string (w, "key_arn", &r);
+  *blob = cv_wrap_get_string (w, "blob", &r);
+  return r;
+}
+
+static int
+kms_unwrap (const json_t *w, const struct cv_creds *c, const char *binding,
+            struct cv_key **dek)
+{
+  char label[CV_WRAP_LABEL_MAX];
+  json_auto_t *ctx = NULL, *req = NULL, *resp = NULL;
+  const char *arn, *blob;
+  struct target t;
+  int r;
+
+  cv_wrap_label (w, label, sizeof label);
+  if ((r = wrap_members (w, &arn, &blob)) < 0
+      || (r = binding_ctx (binding, &ctx)) < 0
+      || (r = target_open (arn, c, &t)) < 0)
+    return r;
+  req = json_pack ("{s:s, s:s, s:O}", "CiphertextBlob", blob, "KeyId", t.key_id,
+                   "EncryptionContext", ctx);
+  r = req ? kms_op ("Decrypt", label, t.key_id, &t, c, req, &resp) : -ENOMEM;
+  if (r == 0)
+    r = answer_key (resp, "Decrypt", CV_DEK_LEN, dek);
+  target_free (&t);
+  return r;
+}
+
+static int
+kms_rewrap (const json_t *w, const char *new_ref, const struct cv_creds *c,
+            const char *binding, json_t *nw)
+{
+  char label[CV_WRAP_LABEL_MAX], region[32], created[32], key[700];
+  json_auto_t *ctx = NULL, *req = NULL, *resp = NULL;
+  CLEANUP_FREE char *dest = NULL;
+  const char *arn, *blob;
+  struct cv_kms_ref nr;
+  struct target t;
+  int r;
+
+  cv_wrap_label (w, label, sizeof label);
+  if (!new_ref) {
+    cv_err ("%s: rewrap needs the new key's reference: %s", label, REF_FORMS);
+    return -EINVAL;
+  }
+  if ((r = wrap_members (w, &arn, &blob)) < 0
+      || (r = binding_ctx (binding, &ctx)) < 0
+      || (r = cv_kms_ref_parse (new_ref, &nr)) < 0)
+    return r;
+  if ((r = target_open (arn, c, &t)) < 0)
+    return r;
+  /* ReEncrypt runs in one region: the new key must be there too. */
+  r = cv_kms_ref_region (&nr, c, new_ref, region, sizeof region);
+  if (r == 0 && strcmp (region, t.region) != 0) {
+    cv_err ("%s: cannot rewrap to %.200s: ReEncrypt runs in one region, and "
+            "the wrap's key is in %s, the new key in %s; add a wrap with the "
+            "new key instead (it needs the DEK)",
+            label, new_ref, t.region, region);
+    r = -EINVAL;
+  }
+  if (r == 0)
+    r = cv_kms_ref_key_id (new_ref, &nr, region, &dest);
+  if (r == 0) {
+    req = json_pack ("{s:s, s:s, s:O, s:s, s:O}", "CiphertextBlob", blob,
+                     "SourceKeyId", t.key_id, "SourceEncryptionContext", ctx,
+                     "DestinationKeyId", dest, "DestinationEncryptionContext",
+                     ctx);
+    snprintf (key, sizeof key, "%.300s (or the new key %.300s)", t.key_id,
+              dest);
+    r = req ? kms_op ("ReEncrypt", label, key, &t, c, req, &resp) : -ENOMEM;
+  }
+  if (r == 0) {
+    time_t now = time (NULL);
+    struct tm tm;
+    gmtime_r (&now, &tm);
+    strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if ((!json_object_get (nw, "type")
+         && json_object_set_new (nw, "type", json_string ("kms")) < 0)
+        || json_object_set_new (nw, "ref", json_string (new_ref)) < 0
+        || (!json_object_get (nw, "created")
+            && json_object_set_new (nw, "created", json_string (created)) < 0))
+      r = -ENOMEM;
+  }
+  if (r == 0)
+    r = store_wrap (nw, resp, "ReEncrypt", &t, ctx);
+  target_free (&t);
+  return r;
+}
+
+static int
+kms_describe (const json_t *w, const struct cv_creds *c, char **state)
+{
+  char label[CV_WRAP_LABEL_MAX], when[64] = "";
+  json_auto_t *req = NULL, *resp = NULL;
+  const char *arn, *blob;
+  struct target t;
+  int r;
+
+  cv_wrap_label (w, label, sizeof label);
+  if ((r = wrap_members (w, &arn, &blob)) < 0
+      || (r = target_open (arn, c, &t)) < 0)
+    return r;
+  req = json_pack ("{s:s}", "KeyId", t.key_id);
+  r = req ? kms_op ("DescribeKey", label, t.key_id, &t, c, req, &resp)
+          : -ENOMEM;
+  if (r == 0) {
+    json_t *md = json_object_get (resp, "KeyMetadata");
+    const char *st = json_string_value (json_object_get (md, "KeyState"));
+    const char *karn = json_string_value (json_object_get (md, "Arn"));
+    const char *mr = json_string_value (
+        json_object_get (json_object_get (md, "MultiRegionConfiguration"),
+                         "MultiRegionKeyType"));
+    json_t *del = json_object_get (md, "DeletionDate");
+    if (json_is_number (del)) {
+      time_t d = (time_t) json_number_value (del);
+      struct tm tm;
+      gmtime_r (&d, &tm);
+      strftime (when, sizeof when, ", deletion on %Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    if (!st)
+      answer_string (md, "KeyState", "DescribeKey", &r);
+    else if (asprintf (state, "%s%s%s%s (%s in %s)", st, when,
+                       mr ? ", multi-Region " : "", mr ? mr : "",
+                       karn ? karn : t.key_id, t.region)
+             < 0)
+      r = -ENOMEM;
+  }
+  target_free (&t);
+  return r;
+}
+
+const struct cv_provider cv_provider_kms = {
+  .type = "kms",
+  .wrap = kms_wrap,
+  .unwrap = kms_unwrap,
+  .generate = kms_generate,
+  .rewrap = kms_rewrap,
+  .describe = kms_describe,
+};

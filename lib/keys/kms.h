@@ -1,0 +1,160 @@
+/* The pieces of the AWS KMS provider, internal to lib/keys and exposed for
+ * the unit tests:
+ *   kms.c        the provider's operations, key references, error messages
+ *   kms-creds.c  the AWS credential chain (environment, shared credentials
+ *                file)
+ *   kms-http.c   signed HTTPS calls (AWS JSON 1.1) with the AWS SDKs'
+ *                standard retry mode, and the wiping JSON allocator
+ *   sigv4.c      the request signer (sigv4.h)
+ * doc/kms.md describes the behaviour for operators. */
+#ifndef CV_KMS_H
+#define CV_KMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+struct cv_key;
+struct cv_creds;
+
+/* --- Credentials (kms-creds.c) ------------------------------------------ */
+
+struct cv_aws_creds {
+  char *access_key_id;
+  struct cv_key *secret; /* secret access key (no NUL) */
+  struct cv_key *token;  /* session token followed by a NUL (len counts it),
+                            or NULL */
+  char *source;          /* where they came from, for messages */
+};
+
+/* The credentials of the chain: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY
+ * (+ AWS_SESSION_TOKEN) from the environment, else the profile AWS_PROFILE
+ * (or "default") of the shared credentials file (AWS_SHARED_CREDENTIALS_FILE
+ * or ~/.aws/credentials). Returns 0 (free with cv_aws_creds_free), -ENOKEY
+ * when there are none (where it looked is a debug message), -EINVAL for a
+ * malformed file or a profile that is named but missing (logged), -ENOMEM. */
+int cv_aws_creds_load (struct cv_aws_creds *out);
+/* Read profile from the text of a shared credentials file (len bytes; path
+ * is for messages). Returns 0, -ENOKEY (no such profile), -EINVAL (the
+ * profile lacks a key id or secret; logged), -ENOMEM. */
+int cv_aws_creds_parse (const char *text, size_t len, const char *profile,
+                        const char *path, struct cv_aws_creds *out);
+void cv_aws_creds_free (struct cv_aws_creds *c);
+
+/* --- Key references (kms.c) --------------------------------------------- */
+
+#define CV_KMS_ID_MAX 300
+
+/* A key reference: key ARN, alias ARN, alias/NAME, key id, or mrk- id. */
+struct cv_kms_ref {
+  bool arn;   /* an ARN (of a key or an alias) */
+  bool alias; /* alias/NAME or an alias ARN */
+  bool mrk;   /* a multi-Region key id (mrk-...) */
+  char partition[32], region[32], account[16]; /* from an ARN */
+  char id[CV_KMS_ID_MAX];                      /* key id, or alias/NAME */
+};
+
+/* Parse ref. Returns 0 or -EINVAL (logged, with the forms accepted). */
+int cv_kms_ref_parse (const char *ref, struct cv_kms_ref *out);
+/* The region of calls about r: an ARN's region, except that a multi-Region
+ * key goes to kms_region when given (its replica there); without an ARN,
+ * kms_region, else AWS_REGION, else AWS_DEFAULT_REGION. Returns 0 or -EINVAL
+ * (no region, or not a region name; logged). */
+int cv_kms_ref_region (const struct cv_kms_ref *r, const struct cv_creds *c,
+                       const char *ref, char *region, size_t len);
+/* The KeyId to send for ref in region: ref itself, or for a multi-Region key
+ * ARN the ARN of its replica in region. *out is malloc'd. 0 or -ENOMEM. */
+int cv_kms_ref_key_id (const char *ref, const struct cv_kms_ref *r,
+                       const char *region, char **out);
+
+/* --- HTTPS calls (kms-http.c) ------------------------------------------- */
+
+#define CV_KMS_MAX_ATTEMPTS 3
+#define CV_KMS_MAX_BACKOFF_MS 20000
+#define CV_KMS_QUOTA_CAPACITY 500
+#define CV_KMS_RETRY_COST 5
+#define CV_KMS_TIMEOUT_RETRY_COST 10
+
+/* The endpoint for region: override (https only, no path, query or user) or
+ * https://kms.REGION.amazonaws.com[.cn]. *url and *host (the Host header:
+ * host[:port]) are malloc'd. Returns 0 or -EINVAL (logged) or -ENOMEM. */
+int cv_kms_endpoint (const char *override, const char *region, char **url,
+                     char **host);
+
+/* The headers of one KMS request, signed at time now: Content-Type, Host,
+ * X-Amz-Date, [X-Amz-Security-Token,] X-Amz-Target, Authorization (in that
+ * order), then lines that stop curl adding Accept and Expect. Free with
+ * cv_kms_headers_free (it wipes: the list holds the session token). Returns
+ * 0, -EINVAL or -ENOMEM; logs nothing. */
+int cv_kms_sign_request (const char *host, const char *region, const char *op,
+                         const void *body, size_t len,
+                         const struct cv_aws_creds *cr, time_t now,
+                         struct curl_slist **headers);
+void cv_kms_headers_free (struct curl_slist *l);
+
+/* Whether an attempt's outcome is retried, and at what quota cost. */
+enum cv_kms_retry {
+  CV_KMS_NO_RETRY,
+  CV_KMS_RETRY,         /* throttling, 5xx, transient service errors */
+  CV_KMS_RETRY_TIMEOUT, /* timeouts: cost CV_KMS_TIMEOUT_RETRY_COST */
+};
+/* Classify an attempt: curl_code (CURLE_OK when a response came), the HTTP
+ * status and the error type (short name, "" if none). */
+enum cv_kms_retry cv_kms_classify (int curl_code, long status,
+                                   const char *type);
+/* Full-jitter backoff before retry number attempt (1 = after the first
+ * attempt): r * min(base_ms * 2^(attempt-1), CV_KMS_MAX_BACKOFF_MS), with r
+ * in [0, 1). */
+long cv_kms_backoff_ms (int attempt, long base_ms, double r);
+
+/* The retry quota (a token bucket shared by all calls of the process, as in
+ * the SDKs): a retry takes cost tokens or is not made; a success gives back
+ * what its last retry took, or 1 if it needed no retry. */
+bool cv_kms_quota_acquire (int cost);
+void cv_kms_quota_release (int acquired);
+int cv_kms_quota_available (void);
+void cv_kms_quota_reset (void);
+
+/* One KMS operation. */
+struct cv_kms_call {
+  const char *op;                  /* "Decrypt": X-Amz-Target TrentService.op */
+  const char *url, *host, *region; /* from cv_kms_endpoint */
+  const char *ca_bundle;           /* CA file, or NULL (AWS_CA_BUNDLE, or the
+                                      system's) */
+  const struct cv_aws_creds *creds;
+  const char *body; /* the JSON request, body_len bytes */
+  size_t body_len;
+};
+
+/* What the last attempt of a call got. */
+struct cv_kms_result {
+  long status;          /* HTTP status, 0 when no response came */
+  int curl_code;        /* CURLE_OK when a response came */
+  char type[96];        /* error type, e.g. "DisabledException", or "" */
+  char message[256];    /* the service's or curl's message (sanitised) */
+  char request_id[96];  /* x-amzn-RequestId, or "" */
+  int attempts;         /* attempts made */
+  bool quota_exhausted; /* a retry was refused by the retry quota */
+  json_t *body;         /* the JSON object answered, on success */
+};
+
+/* Make the call, with up to CV_KMS_MAX_ATTEMPTS attempts as the SDKs'
+ * standard retry mode does; every failed attempt is a debug message (op,
+ * attempt, error, backoff, request id). Returns 0 with res->body (release
+ * with cv_kms_result_free), or -EIO when the call failed (res says how;
+ * nothing but debug logged: the caller knows the key and reports), -ENOMEM,
+ * or -EINVAL (bad timeout knob; logged). */
+int cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res);
+void cv_kms_result_free (struct cv_kms_result *res);
+
+/* Install jansson allocation functions that wipe every block on free, so the
+ * plaintext DEK in request and response JSON (and in jansson's parse
+ * buffers) does not outlive its use. Safe to call at any time and more than
+ * once: the wiping free sizes blocks with malloc_usable_size, so blocks
+ * allocated before it was installed are freed correctly too. */
+void cv_kms_json_wipe_init (void);
+
+#endif
