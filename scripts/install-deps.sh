@@ -8,7 +8,8 @@ pkgs="build-essential pkg-config
   liburing-dev libjansson-dev libssl-dev libargon2-dev
   libcurl4-openssl-dev libp11-kit-dev
   cryptsetup-bin qemu-utils openssl perl
-  awscli curl"
+  awscli curl softhsm2 opensc
+  qemu-system-x86 fio gnutls-bin cpio"
 
 missing=""
 for p in $pkgs; do
