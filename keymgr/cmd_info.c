@@ -1,5 +1,6 @@
 /* cryptvol-keymgr info: show a volume's header. Needs no key; prints no
  * secret (wrap blobs are ciphertext and are not shown in the human form). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,38 @@
 #include "common/log.h"
 #include "format/header.h"
 #include "keymgr.h"
+
+/* s from the header (untrusted), control characters replaced, or "?". */
+static void
+print_clean (const char *s)
+{
+  for (s = s ? s : "?"; *s; s++)
+    putchar ((unsigned char) *s < 0x20 || *s == 0x7f ? '?' : *s);
+}
+
+/* A second line for a pkcs11 wrap: where its key is and the mechanism. */
+static void
+print_pkcs11 (json_t *w)
+{
+  const char *p11 = json_string_value (json_object_get (w, "p11_mech"));
+
+  printf ("      token '");
+  print_clean (json_string_value (json_object_get (w, "token_label")));
+  printf ("' (serial ");
+  print_clean (json_string_value (json_object_get (w, "token_serial")));
+  printf ("), object '");
+  print_clean (json_string_value (json_object_get (w, "object_label")));
+  printf ("' id ");
+  print_clean (json_string_value (json_object_get (w, "object_id")));
+  printf (", mechanism ");
+  print_clean (json_string_value (json_object_get (w, "mech")));
+  if (p11) {
+    printf (" (");
+    print_clean (p11);
+    printf (")");
+  }
+  printf ("\n");
+}
 
 /* One line describing a wrap, from its common members. */
 static void
@@ -28,6 +61,38 @@ print_wrap (json_t *w)
                       ? json_string_value (json_object_get (kdf, "type"))
                       : "?");
   printf ("  created %s\n", created ? created : "?");
+  if (type && strcmp (type, "pkcs11") == 0)
+    print_pkcs11 (w);
+}
+
+/* --check: the state of w's key from its provider (KMS DescribeKey), as one
+ * more line, or into the array out in JSON mode. Returns false when the key
+ * cannot be described or a KMS key is not Enabled. */
+static bool
+check_wrap (json_t *w, const struct cv_creds *c, json_t *out)
+{
+  const char *type = json_string_value (json_object_get (w, "type"));
+  const struct cv_provider *p = type ? cv_provider_find (type) : NULL;
+  CLEANUP_FREE char *state = NULL;
+  int r;
+
+  if (!p || !p->describe)
+    return true;
+  r = p->describe (w, c, &state);
+  bool ok
+      = r == 0
+        && (strcmp (type, "kms") != 0 || strncmp (state, "Enabled", 7) == 0);
+  const char *shown = r == 0         ? state
+                      : r == -ENOKEY ? "unknown: no credentials for it"
+                                     : "unknown: see the error above";
+  if (out)
+    json_array_append_new (
+        out, json_pack ("{s:I, s:s, s:b}", "id",
+                        json_integer_value (json_object_get (w, "id")), "state",
+                        shown, "usable", ok));
+  else
+    printf ("      key state: %s\n", shown);
+  return ok;
 }
 
 int
@@ -35,10 +100,12 @@ cmd_info (int argc, char **argv)
 {
   static const struct option longopts[] = {
     { "help", no_argument, 0, 'h' },
+    { "check", no_argument, 0, 'c' },
     COMMON_LONGOPTS,
     { 0, 0, 0, 0 },
   };
   struct common_opts co;
+  bool check = false, unusable = false;
   int c, rc;
 
   common_init (&co);
@@ -46,10 +113,14 @@ cmd_info (int argc, char **argv)
     int r = common_opt (&co, c, optarg);
     if (r < 0)
       return EXIT_USAGE;
-    if (r == 0) {
+    if (r == 0 && c == 'c')
+      check = true;
+    else if (r == 0) {
       fprintf (c == 'h' ? stdout : stderr,
                "usage: cryptvol-keymgr info VOLUME [--header FILE] "
-               "[--json]\n");
+               "[--json]\n"
+               "         [--check [--kms-region R] [--kms-endpoint URL] "
+               "[--ca-bundle FILE]]\n");
       return c == 'h' ? EXIT_OK : EXIT_USAGE;
     }
   }
@@ -68,6 +139,16 @@ cmd_info (int argc, char **argv)
   json_t *j = cv_hdr_to_json (h);
   if (co.json) {
     json_object_set_new (j, "volume_path", json_string (path));
+    if (check) {
+      json_t *states = json_array ();
+      size_t i;
+      json_t *w;
+      json_array_foreach (h->wraps, i, w)
+      {
+        unusable |= !check_wrap (w, &co.creds, states);
+      }
+      json_object_set_new (j, "key_states", states);
+    }
     json_object_set_new (j, "header_copies_valid",
                          json_pack ("[bb]", (valid & CV_HDR_COPY0) != 0,
                                     (valid & CV_HDR_COPY1) != 0));
@@ -90,9 +171,14 @@ cmd_info (int argc, char **argv)
     printf ("wraps:        %zu\n", json_array_size (h->wraps));
     size_t i;
     json_t *w;
-    json_array_foreach (h->wraps, i, w) print_wrap (w);
+    json_array_foreach (h->wraps, i, w)
+    {
+      print_wrap (w);
+      if (check)
+        unusable |= !check_wrap (w, &co.creds, NULL);
+    }
   }
   json_decref (j);
   cv_hdr_free (h);
-  return EXIT_OK;
+  return unusable ? EXIT_NOKEY : EXIT_OK;
 }

@@ -48,7 +48,7 @@ cmd_verify (int argc, char **argv)
   /* Ask for a passphrase only when no key file was given. */
   CLEANUP_KEY struct cv_key *dek = NULL;
   int64_t id = -1;
-  rc = common_creds (&co, !co.keyfile, false);
+  rc = unlock_creds (&co, h);
   if (rc == 0)
     rc = cv_unlock (h, path, &co.creds, &dek, &id);
   if (rc == 0) {

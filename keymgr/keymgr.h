@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "keys/keys.h"
 
 /* Exit codes (documented in cryptvol-keymgr(8)). */
@@ -49,8 +51,18 @@ struct common_opts {
   { "pkcs11-module", required_argument, 0, 0x10c },                            \
   { "kms-endpoint", required_argument, 0, 0x10d },                             \
   { "kms-region", required_argument, 0, 0x10e },                               \
-  { "ca-bundle", required_argument, 0, 0x10f }
+  { "ca-bundle", required_argument, 0, 0x10f },                                \
+  { "audit-log", required_argument, 0, 0x110 }
 /* clang-format on */
+
+/* Parse a command line: own options (may be NULL) go to handle (returning 0,
+ * or -1 after reporting a bad value), common ones into o (initialised here);
+ * exactly nargs operands must follow, at argv[optind]. Returns 0, -1 after
+ * printing --help (exit 0), or an exit code after a usage error. */
+struct option;
+int parse_args (int argc, char **argv, const struct option *own,
+                int (*handle) (int c, const char *arg, void *ctx), void *ctx,
+                struct common_opts *o, const char *usage, int nargs);
 
 void common_init (struct common_opts *o);
 /* Handle one common option; returns 1 if it was one, 0 if not, -1 on a bad
@@ -61,15 +73,22 @@ int common_opt (struct common_opts *o, int c, const char *arg);
  * Returns 0 or -errno (reported). */
 int common_creds (struct common_opts *o, bool want_passphrase, bool confirm);
 void common_free (struct common_opts *o);
+/* A passphrase from file, else fd (>= 0), else (if prompt) the terminal,
+ * asked twice if confirm; label names it in the prompt. Leaves *out NULL if
+ * none was asked for. Returns 0 or -errno (reported). */
+int read_passphrase (const char *file, int fd, bool prompt, bool confirm,
+                     const char *label, struct cv_key **out);
+/* True if h has a wrap of the given type. */
+bool has_wrap_type (const struct cv_header *h, const char *type);
 
 /* The exit code for a -errno from the library. */
 int exit_code (int rc);
 /* Parse a size with an optional K/M/G/T (binary) suffix. */
 int parse_size (const char *s, uint64_t *out);
 /* Print a JSON value to stdout, indented, with a newline. */
-struct json_t;
-void print_json (struct json_t *j);
+void print_json (json_t *j);
 
+struct cv_header;
 /* Open the header of volume (or header, if given) read-only. Returns 0, or
  * the exit code for the failure (reported): EXIT_HEADER when it is not a
  * usable cryptvol header. */
@@ -77,9 +96,56 @@ struct cv_header;
 int open_header (const char *volume, const char *header, int *fd_out,
                  struct cv_header **h, unsigned *valid);
 
+/* A volume header opened for a change (session.c): the in-use lock shared,
+ * the header write lock held until session_close. */
+struct session {
+  const char *volume, *name; /* volume path; header file (name) */
+  int fd;
+  struct cv_header *h;
+  struct cv_key *dek;  /* after session_unlock */
+  int64_t unlocked_by; /* id of the wrap that unlocked */
+};
+/* Each returns 0 or an exit code (session_open, reported) or -errno. */
+int session_open (struct session *s, const char *volume, const char *header);
+void session_close (struct session *s);
+/* Unlock with any wrap; with wrap id alone (into *dek); with any but id. */
+int session_unlock (struct session *s, const struct cv_creds *c);
+int session_unlock_only (struct session *s, int64_t id,
+                         const struct cv_creds *c, struct cv_key **dek);
+int session_unlock_except (struct session *s, int64_t id,
+                           const struct cv_creds *c);
+int session_commit (struct session *s);
+/* The wrap with that id (and its index), or NULL. */
+json_t *wrap_by_id (const struct cv_header *h, int64_t id, size_t *index);
+/* Record that wrap id was just seen to unlock the volume ("verified"). */
+void mark_verified (struct session *s, int64_t id);
+
+/* The audit log (audit.c). audit_init installs the log sink that remembers
+ * the last error; audit_end writes the record if --audit-log was given and
+ * returns code (or EXIT_IO if the log cannot be written). */
+void audit_init (const char *command);
+void audit_set_path (const char *path);
+void audit_volume (const char *path, const char *uuid);
+void audit_wrap (const json_t *w, const char *action);
+int audit_end (int code);
+
+/* Shared by the wrap commands (cmd_wraps.c). */
+struct new_wrap_opts;
+int unlock_creds (struct common_opts *co, const struct cv_header *h);
+json_t *same_key_wrap (const struct cv_header *h, const char *spec,
+                       int64_t except);
+
 int cmd_create (int argc, char **argv);
 int cmd_info (int argc, char **argv);
 int cmd_verify (int argc, char **argv);
 int cmd_genkey (int argc, char **argv);
+int cmd_add_wrap (int argc, char **argv);
+int cmd_remove_wrap (int argc, char **argv);
+int cmd_list_wraps (int argc, char **argv);
+int cmd_rewrap (int argc, char **argv);
+int cmd_rotate_dek (int argc, char **argv);
+int cmd_backup_header (int argc, char **argv);
+int cmd_restore_header (int argc, char **argv);
+int cmd_shred (int argc, char **argv);
 
 #endif

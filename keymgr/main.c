@@ -26,6 +26,16 @@ static const struct {
   { "info", cmd_info, "show a volume's header (no key needed)" },
   { "verify", cmd_verify, "unlock with a key and check the header MAC" },
   { "genkey", cmd_genkey, "write a new random 32-byte key file" },
+  { "add-wrap", cmd_add_wrap, "add a way to unlock the volume" },
+  { "remove-wrap", cmd_remove_wrap,
+    "remove a wrap (never the last working one)" },
+  { "list-wraps", cmd_list_wraps, "list the wraps" },
+  { "rewrap", cmd_rewrap, "KEK rotation: move a wrap to another key" },
+  { "rotate-dek", cmd_rotate_dek,
+    "DEK rotation: re-encrypt the data (offline)" },
+  { "backup-header", cmd_backup_header, "save the header to a file" },
+  { "restore-header", cmd_restore_header, "put a saved header back (offline)" },
+  { "shred", cmd_shred, "crypto-erase: destroy the header and every wrap" },
 };
 
 static void
@@ -33,7 +43,7 @@ usage (FILE *f)
 {
   fprintf (f, "usage: cryptvol-keymgr COMMAND [OPTIONS] VOLUME\n\ncommands:\n");
   for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
-    fprintf (f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf (f, "  %-15s %s\n", commands[i].name, commands[i].summary);
   fprintf (f,
            "\nSee cryptvol-keymgr(8) or 'cryptvol-keymgr COMMAND --help'.\n");
 }
@@ -47,8 +57,10 @@ main (int argc, char **argv)
     return argc < 2 ? EXIT_USAGE : EXIT_OK;
   }
   for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
-    if (strcmp (argv[1], commands[i].name) == 0)
-      return commands[i].fn (argc - 1, argv + 1);
+    if (strcmp (argv[1], commands[i].name) == 0) {
+      audit_init (commands[i].name);
+      return audit_end (commands[i].fn (argc - 1, argv + 1));
+    }
   fprintf (stderr, "cryptvol-keymgr: unknown command '%s'\n\n", argv[1]);
   usage (stderr);
   return EXIT_USAGE;
@@ -145,6 +157,9 @@ common_opt (struct common_opts *o, int c, const char *arg)
     return 1;
   case 0x10f:
     o->creds.ca_bundle = arg;
+    return 1;
+  case 0x110:
+    audit_set_path (arg);
     return 1;
   }
   return 0;
@@ -263,21 +278,36 @@ common_creds (struct common_opts *o, bool want_passphrase, bool confirm)
   if (rc < 0)
     return rc;
 
-  if (o->pass_file)
-    rc = read_secret_file (o->pass_file, "passphrase", &o->creds.passphrase);
-  else if (o->pass_fd >= 0)
-    rc = read_secret_fd (o->pass_fd, "passphrase fd", &o->creds.passphrase);
-  else if (want_passphrase) {
-    rc = prompt_secret ("Passphrase: ", &o->creds.passphrase);
-    if (rc == 0 && confirm) {
-      CLEANUP_KEY struct cv_key *again = NULL;
-      rc = prompt_secret ("Passphrase again: ", &again);
-      if (rc == 0
-          && (again->len != o->creds.passphrase->len
-              || memcmp (again->b, o->creds.passphrase->b, again->len))) {
-        cv_err ("the passphrases differ");
-        rc = -EINVAL;
-      }
+  return read_passphrase (o->pass_file, o->pass_fd, want_passphrase, confirm,
+                          "Passphrase", &o->creds.passphrase);
+}
+
+int
+read_passphrase (const char *file, int fd, bool prompt, bool confirm,
+                 const char *label, struct cv_key **out)
+{
+  char p1[64], p2[64];
+  int rc = 0;
+
+  if (file)
+    return read_secret_file (file, "passphrase", out);
+  if (fd >= 0)
+    return read_secret_fd (fd, "passphrase fd", out);
+  if (!prompt)
+    return 0;
+  snprintf (p1, sizeof p1, "%s: ", label);
+  snprintf (p2, sizeof p2, "%s again: ", label);
+  rc = prompt_secret (p1, out);
+  if (rc == 0 && confirm) {
+    CLEANUP_KEY struct cv_key *again = NULL;
+    rc = prompt_secret (p2, &again);
+    if (rc == 0
+        && (again->len != (*out)->len
+            || memcmp (again->b, (*out)->b, again->len))) {
+      cv_err ("the passphrases differ");
+      cv_key_free (*out);
+      *out = NULL;
+      rc = -EINVAL;
     }
   }
   return rc;
@@ -304,6 +334,7 @@ exit_code (int rc)
   case EACCES:
     return EXIT_NOKEY;
   case EBADMSG:
+  case ESTALE:
   case EPROTONOSUPPORT:
     return EXIT_HEADER;
   case EBUSY:
@@ -382,4 +413,61 @@ open_header (const char *volume, const char *header, int *fd_out,
   }
   *fd_out = fd;
   return 0;
+}
+
+int
+parse_args (int argc, char **argv, const struct option *own,
+            int (*handle) (int c, const char *arg, void *ctx), void *ctx,
+            struct common_opts *o, const char *usage, int nargs)
+{
+  static const struct option common[] = { COMMON_LONGOPTS };
+  struct option all[64];
+  size_t n = 0;
+  int c;
+
+  for (; own && own[n].name; n++)
+    all[n] = own[n];
+  all[n++] = (struct option){ "help", no_argument, 0, 'h' };
+  for (size_t i = 0; i < ARRAY_SIZE (common); i++)
+    all[n++] = common[i];
+  all[n] = (struct option){ 0, 0, 0, 0 };
+
+  common_init (o);
+  optind = 1;
+  while ((c = getopt_long (argc, argv, "h", all, NULL)) != -1) {
+    int r = common_opt (o, c, optarg);
+    if (r < 0)
+      return EXIT_USAGE;
+    if (r > 0)
+      continue;
+    if (c == 'h') {
+      fputs (usage, stdout);
+      return -1;
+    }
+    if (c == '?' || !handle || handle (c, optarg, ctx) < 0) {
+      if (c == '?')
+        fputs (usage, stderr);
+      return EXIT_USAGE;
+    }
+  }
+  if (argc - optind != nargs) {
+    fputs (usage, stderr);
+    return EXIT_USAGE;
+  }
+  return 0;
+}
+
+bool
+has_wrap_type (const struct cv_header *h, const char *type)
+{
+  size_t i;
+  json_t *w;
+
+  json_array_foreach (h->wraps, i, w)
+  {
+    if (json_is_string (json_object_get (w, "type"))
+        && strcmp (json_string_value (json_object_get (w, "type")), type) == 0)
+      return true;
+  }
+  return false;
 }

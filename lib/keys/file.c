@@ -205,12 +205,12 @@ file_unwrap (const json_t *w, const struct cv_creds *c, const char *binding,
     return r;
   cv_wrap_label (w, label, sizeof label);
   if (strcmp (id, want) != 0) {
-    cv_warn ("%s: key file %s is not this wrap's key (key id %s, wrap wants "
-             "%.16s)",
-             label, c->keyfile, id,
-             strspn (want, "0123456789abcdef") == 2 * KEK_ID_LEN
-                 ? want
-                 : "a malformed id");
+    cv_debug ("%s: key file %s is not this wrap's key (key id %s, wrap wants "
+              "%.16s)",
+              label, c->keyfile, id,
+              strspn (want, "0123456789abcdef") == 2 * KEK_ID_LEN
+                  ? want
+                  : "a malformed id");
     return -EKEYREJECTED;
   }
   r = cv_aead_wrap_open (kek, w, binding, dek);

@@ -236,7 +236,7 @@ pass_unwrap (const json_t *w, const struct cv_creds *c, const char *binding,
   if (r == -EBADMSG) {
     /* Under a derived key a wrong passphrase and an altered wrap look the
      * same. */
-    cv_warn ("%s: wrong passphrase (or the wrap was altered)", label);
+    cv_debug ("%s: wrong passphrase (or the wrap was altered)", label);
     return -EKEYREJECTED;
   }
   return r;

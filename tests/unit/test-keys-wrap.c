@@ -421,6 +421,7 @@ int
 main (void)
 {
   harness_init ();
+  cv_log_set_debug (true); /* per-wrap reasons are debug messages */
   if (!mkdtemp (dir)) {
     perror ("mkdtemp");
     return 1;

@@ -1,0 +1,154 @@
+/* cryptvol-keymgr backup-header and restore-header. A backup is itself a
+ * detached header file (both copies), usable with --header / header= in an
+ * emergency. Restore refuses a backup of another volume, one whose MAC fails,
+ * and one made before a rotate-dek (its DEK is gone). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "crypto/secmem.h"
+#include "format/header.h"
+#include "keymgr.h"
+
+static bool
+rotating (const struct cv_header *h)
+{
+  return h->extra && json_object_get (h->extra, "rotation");
+}
+
+int
+cmd_backup_header (int argc, char **argv)
+{
+  static const char usage[]
+      = "usage: cryptvol-keymgr backup-header VOLUME FILE [--header HDR]\n"
+        "FILE is created (never overwritten); keep it as safe as the keys:\n"
+        "it holds the wraps.\n";
+  struct common_opts co;
+  CLEANUP_CLOSE int fd = -1, out = -1;
+  struct cv_header *h = NULL;
+  unsigned valid;
+  int rc = parse_args (argc, argv, NULL, NULL, NULL, &co, usage, 2);
+
+  if (rc)
+    return rc < 0 ? EXIT_OK : rc;
+  const char *path = argv[optind], *file = argv[optind + 1];
+  if ((rc = open_header (path, co.header, &fd, &h, &valid)) != 0)
+    return rc;
+  audit_volume (path, h->uuid);
+  if (rotating (h)) {
+    cv_err ("%s: a DEK rotation is in progress; finish it (rotate-dek) before "
+            "taking a backup",
+            path);
+    cv_hdr_free (h);
+    return EXIT_BUSY;
+  }
+  out = open (file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (out < 0) {
+    cv_err ("cannot create %s: %s%s", file, strerror (errno),
+            errno == EEXIST ? " (refusing to overwrite it)" : "");
+    cv_hdr_free (h);
+    return errno == EEXIST ? EXIT_USAGE : EXIT_IO;
+  }
+  if (ftruncate (out, CV_HDR_AREA_SIZE) < 0)
+    rc = -errno;
+  else
+    rc = cv_hdr_commit (out, file, h);
+  if (rc < 0)
+    unlink (file);
+  else
+    printf ("%s: header (seqid %llu, %zu wraps) saved to %s\n", path,
+            (unsigned long long) h->seqid, json_array_size (h->wraps), file);
+  cv_hdr_free (h);
+  return exit_code (rc);
+}
+
+int
+cmd_restore_header (int argc, char **argv)
+{
+  static const char usage[]
+      = "usage: cryptvol-keymgr restore-header VOLUME FILE [--header HDR]\n"
+        "         (--keyfile FILE | --passphrase-file FILE | ...)\n"
+        "Offline: stop the server first. The key proves the backup belongs\n"
+        "to the volume and is not older than its last rotate-dek.\n";
+  struct common_opts co;
+  CLEANUP_CLOSE int bfd = -1, fd = -1;
+  struct cv_header *bh = NULL, *cur = NULL;
+  CLEANUP_KEY struct cv_key *dek = NULL;
+  unsigned valid;
+  int rc = parse_args (argc, argv, NULL, NULL, NULL, &co, usage, 2);
+
+  if (rc)
+    return rc < 0 ? EXIT_OK : rc;
+  const char *path = argv[optind], *file = argv[optind + 1];
+  const char *name = co.header ? co.header : path;
+  if ((rc = open_header (file, NULL, &bfd, &bh, &valid)) != 0)
+    return rc;
+  audit_volume (path, bh->uuid);
+  fd = open (name, O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    cv_err ("cannot open %s: %s", name, strerror (errno));
+    rc = -errno;
+    goto out;
+  }
+  if ((rc = cv_lock_in_use (fd, true, false)) == 0)
+    rc = cv_lock_header (fd, false);
+  if (rc == -EBUSY)
+    cv_err ("%s is in use (served, or changed by another cryptvol-keymgr); "
+            "stop the server first",
+            name);
+  if (rc < 0)
+    goto out;
+  if ((rc = common_creds (&co, has_wrap_type (bh, "passphrase") && isatty (0),
+                          false))
+      < 0)
+    goto out;
+
+  rc = cv_hdr_read (fd, name, &cur, &valid);
+  if (rc == 0) {
+    /* The current header decides: same volume, not mid-rotation, and the
+     * backup authenticates under the volume's current DEK. */
+    if (strcmp (cur->uuid, bh->uuid) != 0) {
+      cv_err ("%s is a header of volume %s, not of %s (volume %s); refusing",
+              file, bh->uuid, name, cur->uuid);
+      rc = -EBADMSG;
+    } else if (rotating (cur)) {
+      cv_err ("%s: a DEK rotation is in progress; finish it with rotate-dek "
+              "instead of restoring",
+              name);
+      rc = -EBUSY;
+    } else if ((rc = cv_unlock (cur, name, &co.creds, &dek, NULL)) == 0) {
+      rc = cv_hdr_authenticate (bh, dek);
+      if (rc == -EKEYREJECTED) {
+        cv_err ("%s holds a data key that %s no longer uses (it was replaced "
+                "by rotate-dek): restoring it would make all data "
+                "unreadable; refusing",
+                file, name);
+        rc = -ESTALE;
+      } else if (rc == -EBADMSG)
+        cv_err ("%s fails its MAC: it was altered; refusing", file);
+    }
+    if (rc == 0 && cur->seqid >= bh->seqid)
+      bh->seqid = cur->seqid;
+  } else {
+    /* No usable header to compare with: the backup must at least unlock. */
+    cv_warn ("%s has no readable header: the backup cannot be checked "
+             "against a later rotate-dek",
+             name);
+    rc = cv_unlock (bh, file, &co.creds, &dek, NULL);
+  }
+  if (rc == 0)
+    rc = cv_hdr_commit (fd, name, bh);
+  if (rc == 0)
+    printf ("%s: header restored from %s (%zu wraps)\n", name, file,
+            json_array_size (bh->wraps));
+out:
+  cv_hdr_free (bh);
+  cv_hdr_free (cur);
+  common_free (&co);
+  return exit_code (rc);
+}

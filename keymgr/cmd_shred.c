@@ -1,0 +1,176 @@
+/* cryptvol-keymgr shred: crypto-erase. Both header copies, every wrap and the
+ * rotation journal are overwritten with random bytes; without a wrap the data
+ * can never be decrypted again. What shred cannot reach (header backups, the
+ * KEKs in KMS, HSMs and key files) is printed as the steps left to do. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "crypto/prim.h"
+#include "format/header.h"
+#include "keymgr.h"
+
+struct shred_opts {
+  bool yes;
+};
+
+static int
+shred_opt (int c, const char *arg, void *ctx)
+{
+  ((struct shred_opts *) ctx)->yes = true;
+  return 0;
+}
+
+/* Ask on the terminal; true only if the answer is exactly "shred". */
+static bool
+confirm (const char *name, const char *uuid)
+{
+  char line[64];
+
+  if (!isatty (0))
+    return false;
+  fprintf (stderr,
+           "This destroys every way to unlock %s (volume %s); its data "
+           "becomes unreadable for good.\nType 'shred' to continue: ",
+           name, uuid ? uuid : "unknown");
+  if (!fgets (line, sizeof line, stdin))
+    return false;
+  return strcmp (line, "shred\n") == 0;
+}
+
+/* Overwrite [0, len) of fd with random bytes and sync. */
+static int
+overwrite (int fd, const char *name, uint64_t len)
+{
+  uint8_t buf[65536];
+
+  for (uint64_t off = 0; off < len; off += sizeof buf) {
+    size_t n = len - off < sizeof buf ? len - off : sizeof buf;
+    int rc = cv_random (buf, n);
+    if (rc < 0)
+      return rc;
+    if (pwrite (fd, buf, n, (off_t) off) != (ssize_t) n) {
+      cv_err ("%s: overwriting at %llu: %s", name, (unsigned long long) off,
+              strerror (errno));
+      return -EIO;
+    }
+  }
+  if (fdatasync (fd) < 0) {
+    cv_err ("%s: sync: %s", name, strerror (errno));
+    return -errno;
+  }
+  return 0;
+}
+
+/* What is left to do for each wrap's key, which shred cannot destroy. */
+static void
+print_left (const struct cv_header *h)
+{
+  size_t i;
+  json_t *w;
+
+  printf ("Left to do (shred cannot reach these):\n"
+          "  - header backups made with backup-header still hold the wraps: "
+          "destroy them\n");
+  json_array_foreach (h->wraps, i, w)
+  {
+    const char *t = json_string_value (json_object_get (w, "type"));
+    const char *r = json_string_value (json_object_get (w, "ref"));
+    const char *arn = json_string_value (json_object_get (w, "key_arn"));
+    if (!t)
+      continue;
+    if (strcmp (t, "kms") == 0)
+      printf ("  - KMS key %s still exists; if no other volume uses it:\n"
+              "      aws kms schedule-key-deletion --key-id %s "
+              "--pending-window-in-days 7\n",
+              arn ? arn : r, arn ? arn : r);
+    else if (strcmp (t, "pkcs11") == 0)
+      printf ("  - the token key %s still exists; delete it on the HSM if no "
+              "other volume uses it\n",
+              r);
+    else if (strcmp (t, "file") == 0)
+      printf ("  - key file %s still exists; delete it (shred -u) if no other "
+              "volume uses it\n",
+              r);
+  }
+}
+
+int
+cmd_shred (int argc, char **argv)
+{
+  static const struct option own[] = {
+    { "yes", no_argument, 0, 'y' },
+    { 0, 0, 0, 0 },
+  };
+  static const char usage[]
+      = "usage: cryptvol-keymgr shred VOLUME [--header FILE] [--yes]\n"
+        "Crypto-erase: destroys the header and every wrap (offline). Asks "
+        "for\nconfirmation on a terminal; --yes for scripts.\n";
+  struct shred_opts so = { false };
+  struct common_opts co;
+  CLEANUP_CLOSE int fd = -1;
+  struct cv_header *h = NULL;
+  unsigned valid;
+  struct stat st;
+  int rc = parse_args (argc, argv, own, shred_opt, &so, &co, usage, 1);
+
+  if (rc)
+    return rc < 0 ? EXIT_OK : rc;
+  const char *path = argv[optind], *name = co.header ? co.header : path;
+  fd = open (name, O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    cv_err ("cannot open %s: %s", name, strerror (errno));
+    return errno == ENOENT ? EXIT_USAGE : EXIT_IO;
+  }
+  if ((rc = cv_lock_in_use (fd, true, false)) == 0)
+    rc = cv_lock_header (fd, false);
+  if (rc == -EBUSY) {
+    cv_err ("%s is in use (served, or changed by another cryptvol-keymgr); "
+            "stop the server first",
+            name);
+    return EXIT_BUSY;
+  }
+  if (rc < 0)
+    return exit_code (rc);
+  rc = cv_hdr_read (fd, name, &h, &valid);
+  if (rc == -EINVAL)
+    return EXIT_HEADER; /* not a cryptvol volume: nothing to shred */
+  if (h)
+    audit_volume (path, h->uuid);
+  if (!so.yes && !confirm (name, h ? h->uuid : NULL)) {
+    cv_err ("not confirmed: nothing was destroyed (type 'shred' at the "
+            "prompt, or pass --yes in scripts)");
+    cv_hdr_free (h);
+    return EXIT_USAGE;
+  }
+
+  /* The header copies and the journal: up to the data in an attached header
+   * (the data offset is known only from a readable header), the whole file
+   * when detached. */
+  uint64_t len = CV_HDR_AREA_SIZE;
+  if (co.header && fstat (fd, &st) == 0 && (uint64_t) st.st_size > len)
+    len = (uint64_t) st.st_size;
+  else if (!co.header && h && h->data_offset > len)
+    len = h->data_offset;
+  if ((rc = overwrite (fd, name, len)) == 0) {
+    size_t n = h ? json_array_size (h->wraps) : 0;
+    if (h) {
+      size_t i;
+      json_t *w;
+      json_array_foreach (h->wraps, i, w) audit_wrap (w, "destroyed");
+    }
+    printf ("%s: crypto-erased: both header copies and all %zu wraps "
+            "overwritten; the data can no longer be decrypted\n",
+            name, n);
+    if (h)
+      print_left (h);
+  }
+  cv_hdr_free (h);
+  return exit_code (rc);
+}
