@@ -9,14 +9,13 @@
 # bounded time; timeouts; wrong credentials and access denied not retried;
 # a wrap copied from another volume refused (InvalidCiphertext); rotation;
 # multi-Region unlock through a replica's endpoint; ReEncrypt to another key
-# (the provider's rewrap, via tests/tools/cv-kms) after which the old key can
-# be disabled; info --check; TLS always verified; and a blob wrapped by
+# (keymgr rewrap: the DEK never leaves KMS; the audit log names the KMS
+# request ids) after which the old key can be disabled; info --check; TLS always verified; and a blob wrapped by
 # cryptvol decrypts with the real AWS CLI given the same context.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit nbdsh nbdinfo curl jq openssl
 PY=/usr/bin/python3
 [ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
-CVKMS=$CV_BUILD/tools/cv-kms
 TAMPER=$CV_BUILD/tools/cv-tamper
 AWS=/usr/bin/aws
 
@@ -272,13 +271,25 @@ pass "a volume wrapped in us-east-1 unlocks through the us-west-2 replica's endp
 refuses "replica endpoint without its region" "InvalidSignatureException.*kms-region= matches" \
   -- mvol kms-endpoint="$EP_WEST" ca-bundle="$CA"
 
-# --- ReEncrypt to a second key (the provider's rewrap) ----------------------------
+# --- keymgr rewrap to a second key: ReEncrypt -------------------------------------
 kms UpdateAlias "{\"AliasName\": \"alias/cryptvol-test\", \"TargetKeyId\": \"$key1\"}" >/dev/null
 "$KEYMGR" create rvol --size 16M --wrap "kms:$arn1" "${KM[@]}" >/dev/null
 serve rvol "${KP[@]}" -- nbdsh -u '$uri' -c "h.pwrite($DATA, 8192)"
 clear_calls
-newid=$("$CVKMS" rvol rewrap 0 "$arn2" --remove-old "${KM[@]}") || fail "cv-kms rewrap"
-[ "$(calls)" = "ReEncrypt:ok Decrypt:ok" ] || fail "rewrap calls: $(calls)"
+"$KEYMGR" rewrap rvol --id 0 --to "kms:$arn2" "${KM[@]}" --audit-log audit.jsonl >rw.out ||
+  fail "keymgr rewrap"
+newid=$(sed -n 's/.* as wrap \([0-9]*\) (re-wrapped inside the key service).*/\1/p' rw.out)
+[ -n "$newid" ] || { cat rw.out; fail "rewrap did not re-wrap inside KMS"; }
+# ReEncrypt to the new key, then ReEncrypt of the new wrap to its own key as
+# the check that it opens: no Decrypt, so the DEK never left KMS.
+[ "$(calls)" = "ReEncrypt:ok ReEncrypt:ok" ] || fail "rewrap calls: $(calls)"
+python3 - <<'EOS' || fail "audit log of the rewrap"
+import json
+r = [json.loads(l) for l in open("audit.jsonl")][-1]
+assert r["command"] == "rewrap" and r["result"] == "ok", r
+ops = [q["op"] for q in r["requests"] if q["service"] == "kms" and q["request_id"]]
+assert ops == ["ReEncrypt", "ReEncrypt"], r["requests"]
+EOS
 [ "$("$KEYMGR" info rvol --json | jq -r '.wraps | map("\(.id) \(.key_arn)") | join(",")')" = "$newid $arn2" ] ||
   fail "after the rewrap the volume should have only wrap $newid under $arn2"
 kms DisableKey "{\"KeyId\": \"$key1\"}" >/dev/null
@@ -287,7 +298,7 @@ nbdkit -v -U - "$PLUGIN" rvol "${KP[@]}" --run "nbdsh -u \"\$uri\" -c 'assert h.
 cat err >>all.err
 grep -q "unlocked with wrap $newid (kms $arn2)" err || fail "not unlocked with the new wrap"
 kms EnableKey "{\"KeyId\": \"$key1\"}" >/dev/null
-pass "ReEncrypt to a second key: opens with it, and with the first key disabled"
+pass "keymgr rewrap KMS to KMS (ReEncrypt only, request ids audited): opens with the new key, and with the first key disabled"
 
 # --- the AWS CLI decrypts what cryptvol wrapped -----------------------------------
 if [ -x "$AWS" ]; then
