@@ -104,4 +104,7 @@ format-check:
 clean:
 	rm -rf $(B)
 
+# Keep objects of test programs (intermediate files to make).
+.SECONDARY:
+
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
