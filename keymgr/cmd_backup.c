@@ -61,7 +61,11 @@ cmd_backup_header (int argc, char **argv)
   if (rc < 0)
     unlink (file);
   else
-    printf ("%s: header (seqid %llu, %zu wraps) saved to %s\n", path,
+    report (co.json,
+            json_pack ("{s:s, s:s, s:I, s:I}", "volume", path, "backup", file,
+                       "seqid", (json_int_t) h->seqid, "wraps",
+                       (json_int_t) json_array_size (h->wraps)),
+            "%s: header (seqid %llu, %zu wraps) saved to %s\n", path,
             (unsigned long long) h->seqid, json_array_size (h->wraps), file);
   cv_hdr_free (h);
   return exit_code (rc);
@@ -144,7 +148,10 @@ cmd_restore_header (int argc, char **argv)
   if (rc == 0)
     rc = cv_hdr_commit (fd, name, bh);
   if (rc == 0)
-    printf ("%s: header restored from %s (%zu wraps)\n", name, file,
+    report (co.json,
+            json_pack ("{s:s, s:s, s:I}", "volume", name, "restored_from", file,
+                       "wraps", (json_int_t) json_array_size (bh->wraps)),
+            "%s: header restored from %s (%zu wraps)\n", name, file,
             json_array_size (bh->wraps));
 out:
   cv_hdr_free (bh);

@@ -68,37 +68,46 @@ overwrite (int fd, const char *name, uint64_t len)
   return 0;
 }
 
-/* What is left to do for each wrap's key, which shred cannot destroy. */
-static void
-print_left (const struct cv_header *h)
+/* What is left to do for each wrap's key, which shred cannot destroy: one
+ * string each, in a new JSON array. */
+static json_t *
+left_to_do (const struct cv_header *h)
 {
+  json_t *left = json_array ();
   size_t i;
   json_t *w;
+  char buf[1024];
 
-  printf ("Left to do (shred cannot reach these):\n"
-          "  - header backups made with backup-header still hold the wraps: "
-          "destroy them\n");
+  json_array_append_new (left, json_string ("header backups made with "
+                                            "backup-header still hold the "
+                                            "wraps: destroy them"));
   json_array_foreach (h->wraps, i, w)
   {
     const char *t = json_string_value (json_object_get (w, "type"));
     const char *r = json_string_value (json_object_get (w, "ref"));
     const char *arn = json_string_value (json_object_get (w, "key_arn"));
+    buf[0] = '\0';
     if (!t)
       continue;
     if (strcmp (t, "kms") == 0)
-      printf ("  - KMS key %s still exists; if no other volume uses it:\n"
-              "      aws kms schedule-key-deletion --key-id %s "
-              "--pending-window-in-days 7\n",
-              arn ? arn : r, arn ? arn : r);
+      snprintf (buf, sizeof buf,
+                "KMS key %s still exists; if no other volume uses it: aws kms "
+                "schedule-key-deletion --key-id %s --pending-window-in-days 7",
+                arn ? arn : r, arn ? arn : r);
     else if (strcmp (t, "pkcs11") == 0)
-      printf ("  - the token key %s still exists; delete it on the HSM if no "
-              "other volume uses it\n",
-              r);
+      snprintf (buf, sizeof buf,
+                "the token key %s still exists; delete it on the HSM if no "
+                "other volume uses it",
+                r);
     else if (strcmp (t, "file") == 0)
-      printf ("  - key file %s still exists; delete it (shred -u) if no other "
-              "volume uses it\n",
-              r);
+      snprintf (buf, sizeof buf,
+                "key file %s still exists; delete it (shred -u) if no other "
+                "volume uses it",
+                r);
+    if (buf[0])
+      json_array_append_new (left, json_string (buf));
   }
+  return left;
 }
 
 int
@@ -165,11 +174,24 @@ cmd_shred (int argc, char **argv)
       json_t *w;
       json_array_foreach (h->wraps, i, w) audit_wrap (w, "destroyed");
     }
-    printf ("%s: crypto-erased: both header copies and all %zu wraps "
-            "overwritten; the data can no longer be decrypted\n",
-            name, n);
-    if (h)
-      print_left (h);
+    json_t *left = h ? left_to_do (h) : json_array ();
+    if (co.json) {
+      json_t *j
+          = json_pack ("{s:s, s:I, s:o}", "crypto_erased", name,
+                       "wraps_destroyed", (json_int_t) n, "left_to_do", left);
+      print_json (j);
+      json_decref (j);
+    } else {
+      printf ("%s: crypto-erased: both header copies and all %zu wraps "
+              "overwritten; the data can no longer be decrypted\n",
+              name, n);
+      printf ("Left to do (shred cannot reach these):\n");
+      size_t i;
+      json_t *l;
+      json_array_foreach (left, i, l)
+          printf ("  - %s\n", json_string_value (l));
+      json_decref (left);
+    }
   }
   cv_hdr_free (h);
   return exit_code (rc);

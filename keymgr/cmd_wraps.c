@@ -175,11 +175,8 @@ cmd_add_wrap (int argc, char **argv)
   if (rc == 0) {
     json_t *w = wrap_by_id (s.h, id, NULL);
     audit_wrap (w, "added");
-    if (co.json)
-      print_json (w);
-    else
-      printf ("%s: added wrap %lld (%s), verified\n", s.volume, (long long) id,
-              n.spec);
+    report (co.json, json_incref (w), "%s: added wrap %lld (%s), verified\n",
+            s.volume, (long long) id, n.spec);
   }
   cv_key_free (nc.passphrase);
   session_close (&s);
@@ -234,7 +231,11 @@ cmd_remove_wrap (int argc, char **argv)
     rc = session_commit (&s);
   }
   if (rc == 0)
-    printf ("%s: removed wrap %lld; wrap %lld still unlocks it\n", s.volume,
+    report (co.json,
+            json_pack ("{s:s, s:I, s:I}", "volume", s.volume, "removed",
+                       (json_int_t) n.id, "still_unlocked_by",
+                       (json_int_t) s.unlocked_by),
+            "%s: removed wrap %lld; wrap %lld still unlocks it\n", s.volume,
             (long long) n.id, (long long) s.unlocked_by);
   session_close (&s);
   common_free (&co);
@@ -431,7 +432,11 @@ cmd_rewrap (int argc, char **argv)
     rc = session_commit (&s);
   }
   if (rc == 0)
-    printf ("%s: wrap %lld moved to %s as wrap %lld (%s), verified\n", s.volume,
+    report (co.json,
+            json_pack ("{s:s, s:I, s:I, s:s, s:b}", "volume", s.volume,
+                       "removed", (json_int_t) n.id, "added", (json_int_t) id,
+                       "to", n.spec, "server_side", server_side),
+            "%s: wrap %lld moved to %s as wrap %lld (%s), verified\n", s.volume,
             (long long) n.id, n.spec, (long long) id,
             server_side ? "re-wrapped inside the key service"
                         : "unwrapped and wrapped again in locked memory");

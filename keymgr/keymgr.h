@@ -87,6 +87,9 @@ int exit_code (int rc);
 int parse_size (const char *s, uint64_t *out);
 /* Print a JSON value to stdout, indented, with a newline. */
 void print_json (json_t *j);
+/* A command's result: j (taken) with --json, else the printf-style line. */
+void report (bool json, json_t *j, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 struct cv_header;
 /* Open the header of volume (or header, if given) read-only. Returns 0, or

@@ -1,5 +1,6 @@
 /* cryptvol-keymgr: command dispatch and the options all commands share. */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -470,4 +471,19 @@ has_wrap_type (const struct cv_header *h, const char *type)
       return true;
   }
   return false;
+}
+
+void
+report (bool json, json_t *j, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (json && j)
+    print_json (j);
+  else {
+    va_start (ap, fmt);
+    vprintf (fmt, ap);
+    va_end (ap);
+  }
+  json_decref (j);
 }

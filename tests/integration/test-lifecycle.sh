@@ -103,6 +103,21 @@ expect_fail "volume with both copies corrupt" "both header copies" \
 [ "$(readsum keyfile=b.kek)" = "$sum" ] || fail "data after restore"
 pass "restore-header brings back a volume whose header was destroyed"
 
+# --json on the commands that change wraps and headers.
+"$KEYMGR" add-wrap vol --wrap file:c.kek --keyfile b.kek --json > j1
+"$KEYMGR" rewrap vol --id 5 --to file:a.kek --keyfile c.kek --json > j2
+"$KEYMGR" remove-wrap vol --id 6 --keyfile b.kek --json > j3
+"$KEYMGR" backup-header vol j.hdr --json > j4
+python3 - <<'EOS'
+import json
+j1, j2, j3, j4 = (json.load(open(f)) for f in ("j1", "j2", "j3", "j4"))
+assert j1["id"] == 5 and j1["type"] == "file", j1
+assert j2["removed"] == 5 and j2["added"] == 6 and not j2["server_side"], j2
+assert j3["removed"] == 6 and j3["still_unlocked_by"] == 2, j3
+assert j4["backup"] == "j.hdr" and j4["wraps"] == 2, j4
+EOS
+pass "add-wrap, rewrap, remove-wrap and backup-header --json"
+
 # A backup of another volume is refused.
 "$KEYMGR" create other --size 8M --wrap file:b.kek >/dev/null
 "$KEYMGR" backup-header other other.hdr >/dev/null
@@ -113,9 +128,14 @@ expect_fail "restore of another volume's header" "is a header of volume .*not of
 before=$(sha256sum < vol)
 expect_fail "shred without confirmation" "not confirmed" "$KEYMGR" shred vol < /dev/null
 [ "$(sha256sum < vol)" = "$before" ] || fail "unconfirmed shred changed the volume"
-"$KEYMGR" shred vol --yes "${AUDIT[@]}" > shred.out
-grep -q "key file b.kek still exists" shred.out && grep -q "header backups" shred.out ||
-  { cat shred.out; fail "shred does not say what is left to do"; }
+"$KEYMGR" shred vol --yes --json "${AUDIT[@]}" > shred.json
+python3 - <<'EOS' || fail "shred does not say what is left to do"
+import json
+j = json.load(open("shred.json"))
+assert j["crypto_erased"] == "vol" and j["wraps_destroyed"] == 2, j
+left = " ".join(j["left_to_do"])
+assert "key file b.kek still exists" in left and "header backups" in left, left
+EOS
 expect_fail "opening a shredded volume" "not a cryptvol volume" \
   nbdkit -U - "$PLUGIN" vol keyfile=b.kek --run true
 pass "shred: confirmation required; afterwards no key opens the volume"
