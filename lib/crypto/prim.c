@@ -1,6 +1,7 @@
 /* Cryptographic primitives over OpenSSL 3 and libargon2. */
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <argon2.h>
@@ -140,6 +141,51 @@ cv_gcm_open (const uint8_t key[32], const uint8_t iv[CV_GCM_IV_LEN],
              const uint8_t tag[CV_GCM_TAG_LEN], uint8_t *pt)
 {
   return gcm (0, key, iv, aad, aadlen, ct, len, pt, (uint8_t *) tag);
+}
+
+struct cv_gmac {
+  EVP_CIPHER_CTX *ctx;
+};
+
+int
+cv_gmac_new (const uint8_t key[32], struct cv_gmac **out)
+{
+  struct cv_gmac *g = calloc (1, sizeof *g);
+
+  if (!g || !(g->ctx = EVP_CIPHER_CTX_new ())) {
+    free (g);
+    return -ENOMEM;
+  }
+  if (!EVP_EncryptInit_ex2 (g->ctx, EVP_aes_256_gcm (), key, NULL, NULL)) {
+    cv_gmac_free (g);
+    return ossl_fail ("GMAC setup");
+  }
+  *out = g;
+  return 0;
+}
+
+int
+cv_gmac (struct cv_gmac *g, const uint8_t iv[CV_GCM_IV_LEN], const void *msg,
+         size_t len, uint8_t tag[CV_GCM_TAG_LEN])
+{
+  int n;
+
+  if (len > INT_MAX || !EVP_EncryptInit_ex2 (g->ctx, NULL, NULL, iv, NULL)
+      || (len && !EVP_EncryptUpdate (g->ctx, NULL, &n, msg, (int) len))
+      || !EVP_EncryptFinal_ex (g->ctx, NULL, &n)
+      || !EVP_CIPHER_CTX_ctrl (g->ctx, EVP_CTRL_GCM_GET_TAG, CV_GCM_TAG_LEN,
+                               tag))
+    return ossl_fail ("GMAC");
+  return 0;
+}
+
+void
+cv_gmac_free (struct cv_gmac *g)
+{
+  if (g) {
+    EVP_CIPHER_CTX_free (g->ctx);
+    free (g);
+  }
 }
 
 /* AES key wrap (pad = 0: RFC 3394, 1: RFC 5649) through OpenSSL's wrap

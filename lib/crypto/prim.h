@@ -33,6 +33,15 @@ int cv_gcm_open (const uint8_t key[32], const uint8_t iv[CV_GCM_IV_LEN],
                  const void *aad, size_t aadlen, const uint8_t *ct, size_t len,
                  const uint8_t tag[CV_GCM_TAG_LEN], uint8_t *pt);
 
+/* GMAC (AES-256-GCM authenticating msg only), keyed once, one tag per call
+ * with a 12-byte IV that must not repeat for different messages under the
+ * key. For many short messages: no allocation or keying per call. */
+struct cv_gmac;
+int cv_gmac_new (const uint8_t key[32], struct cv_gmac **out);
+int cv_gmac (struct cv_gmac *g, const uint8_t iv[CV_GCM_IV_LEN],
+             const void *msg, size_t len, uint8_t tag[CV_GCM_TAG_LEN]);
+void cv_gmac_free (struct cv_gmac *g);
+
 /* AES key wrap with padding, RFC 5649 (kek of 16, 24 or 32 bytes). The wrapped
  * form is ((len + 7) / 8 + 1) * 8 bytes; an unwrap output buffer needs room
  * for len bytes. cv_kwp_unwrap returns -EBADMSG if

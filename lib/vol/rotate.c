@@ -12,8 +12,11 @@
  *
  * Each step is journalled, as LUKS2's "checksum" resilience mode does: before
  * the hotzone [boundary, boundary + len) is rewritten, a record naming it and
- * the SHA-256 of every sector's old and new ciphertext is written and synced
- * to the journal area (after the two header copies, in the header file). A
+ * a tag of every sector's old and new ciphertext is written and synced to the
+ * journal area (after the two header copies, in the header file). The tags
+ * are GMAC (AES-256-GCM over the sector as additional data) under a key from
+ * the new DEK, with IV = sector index || old/new: keyed, and several times
+ * faster than SHA-256 where AES and carry-less multiply are in hardware. A
  * crash during the rewrite leaves each sector old or new (sector writes are
  * atomic); on the next open, each is identified by its hash and the step is
  * finished. A sector that matches neither (a torn write) is reported, never
@@ -37,12 +40,13 @@
 #include "vol-internal.h"
 #include "volume.h"
 
-#define STEP_DEFAULT (16 * 1024 * 1024)
+#define STEP_DEFAULT (64 * 1024 * 1024)
 #define JOFF CV_HDR_AREA_SIZE /* journal offset in the header file */
 #define JHDR 4096             /* journal record; sector hashes follow */
 #define JMAGIC "CVROTJ01"
-#define HASH 32
+#define TAG CV_GCM_TAG_LEN
 #define PIECE (1024 * 1024) /* data written between fault points */
+#define PASS (256 * 1024)   /* data tagged and re-encrypted in one pass */
 
 /* Journal record layout (big-endian integers). */
 enum {
@@ -218,36 +222,79 @@ journal_mac (const struct cv_vol *v, const uint8_t *rec, const uint8_t *hashes,
   return cv_hmac_sha256 (k->b, k->len, msg, J_MAC + nhash, mac);
 }
 
-/* SHA-256 of each of nsect sectors of buf into out[i * 2 * HASH + which]. */
-static int
-hash_sectors (const struct cv_vol *v, const uint8_t *buf, size_t nsect,
-              uint8_t *out, int which)
+/* The IV of the tag of sector sec's old (which = 0) or new (1) ciphertext. */
+static void
+tag_iv (uint64_t sec, int which, uint8_t iv[CV_GCM_IV_LEN])
 {
+  memset (iv, 0, CV_GCM_IV_LEN);
+  put64 (iv, sec);
+  iv[8] = (uint8_t) which;
+}
+
+/* A GMAC context keyed for this volume's sector tags. */
+static int
+tag_key (const struct cv_vol *v, struct cv_gmac **g)
+{
+  CLEANUP_KEY struct cv_key *k = NULL;
+  int rc = derive (v, v->dek, "cryptvol v1 rotation sector tags", &k);
+
+  return rc < 0 ? rc : cv_gmac_new (k->b, g);
+}
+
+/* Tags of nsect sectors of buf, the first being sector first, into
+ * out[(i * 2 + which) * TAG]. */
+static int
+tag_sectors (const struct cv_vol *v, struct cv_gmac *g, const uint8_t *buf,
+             uint64_t first, size_t nsect, uint8_t *out, int which)
+{
+  uint8_t iv[CV_GCM_IV_LEN];
+
   for (size_t i = 0; i < nsect; i++) {
-    int rc = cv_sha256 (buf + i * v->ss, v->ss, out + (i * 2 + which) * HASH);
+    tag_iv (first + i, which, iv);
+    int rc
+        = cv_gmac (g, iv, buf + i * v->ss, v->ss, out + (i * 2 + which) * TAG);
     if (rc < 0)
       return rc;
   }
   return 0;
 }
 
+/* What re-encrypting needs, made once per run: the tag context and an XTS
+ * engine for each DEK. */
+struct rot_ctx {
+  struct cv_gmac *g;
+  struct cv_xts *old, *new;
+};
+
+static void
+rot_ctx_free (struct rot_ctx *c)
+{
+  cv_gmac_free (c->g);
+  cv_xts_free (c->old);
+  cv_xts_free (c->new);
+}
+
+static int
+rot_ctx_new (const struct cv_vol *v, struct rot_ctx *c)
+{
+  int rc;
+
+  *c = (struct rot_ctx){ NULL };
+  if ((rc = tag_key (v, &c->g)) < 0
+      || (rc = cv_xts_new (v->odek->b, v->ss, &c->old)) < 0
+      || (rc = cv_xts_new (v->dek->b, v->ss, &c->new)) < 0)
+    rot_ctx_free (c);
+  return rc;
+}
+
 /* Re-encrypt nsect sectors of buf in place from the old DEK to the new one;
  * first is the index of buf's first sector. */
 static int
-reencrypt (const struct cv_vol *v, uint8_t *buf, uint64_t first, size_t nsect)
+reencrypt (const struct rot_ctx *c, uint8_t *buf, uint64_t first, size_t nsect)
 {
-  struct cv_xts *old = NULL, *new = NULL;
-  int rc = cv_xts_new (v->odek->b, v->ss, &old);
+  int rc = cv_xts_decrypt (c->old, buf, buf, first, nsect);
 
-  if (rc == 0)
-    rc = cv_xts_new (v->dek->b, v->ss, &new);
-  if (rc == 0)
-    rc = cv_xts_decrypt (old, buf, buf, first, nsect);
-  if (rc == 0)
-    rc = cv_xts_encrypt (new, buf, buf, first, nsect);
-  cv_xts_free (old);
-  cv_xts_free (new);
-  return rc;
+  return rc < 0 ? rc : cv_xts_encrypt (c->new, buf, buf, first, nsect);
 }
 
 static int
@@ -261,34 +308,37 @@ io_fail (const struct cv_vol *v, const char *what, const char *file,
 
 /* Finish the interrupted step the journal describes: every sector of the
  * hotzone is identified as new (done), old (re-encrypted now) or neither
- * (refused). Then the boundary moves past it. */
+ * (refused). Then the boundary moves past it. buf holds len bytes. */
 static int
-recover (struct cv_vol *v, uint64_t start, uint64_t len, const uint8_t *hashes)
+recover_sectors (struct cv_vol *v, const struct rot_ctx *c, uint64_t start,
+                 uint64_t len, const uint8_t *hashes, uint8_t *buf)
 {
   size_t nsect = len / v->ss;
-  CLEANUP_FREE uint8_t *buf = malloc (len);
-  uint8_t h[HASH];
+  uint8_t h[TAG], iv[CV_GCM_IV_LEN];
   int rc;
 
-  if (!buf)
-    return -ENOMEM;
   if ((rc = pread_full (v->fd, buf, len, v->data_offset + start)) < 0)
     return io_fail (v, "reading", v->path, start, rc);
   size_t redo = 0;
   for (size_t i = 0; i < nsect; i++) {
     uint8_t *s = buf + i * v->ss;
-    if ((rc = cv_sha256 (s, v->ss, h)) < 0)
+    uint64_t sec = start / v->ss + i;
+    tag_iv (sec, 1, iv);
+    if ((rc = cv_gmac (c->g, iv, s, v->ss, h)) < 0)
       return rc;
-    if (CRYPTO_memcmp (h, hashes + (i * 2 + 1) * HASH, HASH) == 0)
+    if (CRYPTO_memcmp (h, hashes + (i * 2 + 1) * TAG, TAG) == 0)
       continue; /* already new */
-    if (CRYPTO_memcmp (h, hashes + i * 2 * HASH, HASH) != 0) {
+    tag_iv (sec, 0, iv);
+    if ((rc = cv_gmac (c->g, iv, s, v->ss, h)) < 0)
+      return rc;
+    if (CRYPTO_memcmp (h, hashes + i * 2 * TAG, TAG) != 0) {
       cv_err ("%s: sector %llu of the interrupted rotation step holds "
               "neither its old nor its new ciphertext (a torn write?); "
               "refusing to guess: restore that sector from a backup",
               v->path, (unsigned long long) (start / v->ss + i));
       return -EIO;
     }
-    if ((rc = reencrypt (v, s, start / v->ss + i, 1)) < 0)
+    if ((rc = reencrypt (c, s, start / v->ss + i, 1)) < 0)
       return rc;
     redo++;
   }
@@ -300,6 +350,22 @@ recover (struct cv_vol *v, uint64_t start, uint64_t len, const uint8_t *hashes)
           || (rc = fdatasync (v->fd) < 0 ? -errno : 0) < 0))
     return io_fail (v, "writing", v->path, start, rc);
   return commit_boundary (v, start + len);
+}
+
+/* Recover the interrupted step at start (recover_sectors) with its own
+ * buffer and tag context. */
+static int
+recover (struct cv_vol *v, uint64_t start, uint64_t len, const uint8_t *hashes)
+{
+  CLEANUP_FREE uint8_t *buf = malloc (len);
+  struct rot_ctx c;
+  int rc;
+
+  if (!buf || (rc = rot_ctx_new (v, &c)) < 0)
+    return buf ? rc : -ENOMEM;
+  rc = recover_sectors (v, &c, start, len, hashes, buf);
+  rot_ctx_free (&c);
+  return rc;
 }
 
 /* Read the journal record; if it is this rotation's and describes the step at
@@ -324,12 +390,12 @@ check_journal (struct cv_vol *v, const char *id)
   if (start != v->boundary)
     return 0; /* a step already committed */
   if (len == 0 || len % v->ss || len > v->size - start
-      || len / v->ss * 2 * HASH > journal_room (v) - JHDR) {
+      || len / v->ss * 2 * TAG > journal_room (v) - JHDR) {
     cv_err ("%s: the rotation journal is malformed (hotzone %llu+%llu)",
             v->hname, (unsigned long long) start, (unsigned long long) len);
     return -EBADMSG;
   }
-  size_t nhash = len / v->ss * 2 * HASH;
+  size_t nhash = len / v->ss * 2 * TAG;
   CLEANUP_FREE uint8_t *hashes = malloc (nhash);
   if (!hashes)
     return -ENOMEM;
@@ -422,7 +488,7 @@ cv_vol_rotate_begin (struct cv_vol *v, struct cv_key *new_dek,
   if (v->readonly)
     return -EROFS;
   uint64_t room = journal_room (v);
-  if (room < JHDR + 2 * HASH) {
+  if (room < JHDR + 2 * TAG) {
     cv_err ("%s: no room for the rotation journal between the header and "
             "the data (data offset %llu); use a detached header",
             v->path, (unsigned long long) v->data_offset);
@@ -430,8 +496,8 @@ cv_vol_rotate_begin (struct cv_vol *v, struct cv_key *new_dek,
   }
   if (step == 0)
     step = STEP_DEFAULT;
-  if (room != UINT64_MAX && (room - JHDR) / (2 * HASH) * v->ss < step)
-    step = (room - JHDR) / (2 * HASH) * v->ss;
+  if (room != UINT64_MAX && (room - JHDR) / (2 * TAG) * v->ss < step)
+    step = (room - JHDR) / (2 * TAG) * v->ss;
   step = step / v->ss * v->ss;
   if (step == 0)
     step = v->ss;
@@ -482,19 +548,27 @@ cv_vol_rotate_begin (struct cv_vol *v, struct cv_key *new_dek,
 
 /* One step: journal the hotzone at the boundary, rewrite it, commit. */
 static int
-step_once (struct cv_vol *v, uint8_t *buf, uint8_t *jbuf, uint64_t len)
+step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
+           uint8_t *jbuf, uint64_t len)
 {
   uint64_t start = v->boundary;
-  size_t nsect = len / v->ss, nhash = nsect * 2 * HASH;
+  size_t nsect = len / v->ss, nhash = nsect * 2 * TAG;
   uint8_t *hashes = jbuf + JHDR;
   int rc;
 
   if ((rc = pread_full (v->fd, buf, len, v->data_offset + start)) < 0)
     return io_fail (v, "reading", v->path, start, rc);
-  if ((rc = hash_sectors (v, buf, nsect, hashes, 0)) < 0
-      || (rc = reencrypt (v, buf, start / v->ss, nsect)) < 0
-      || (rc = hash_sectors (v, buf, nsect, hashes, 1)) < 0)
-    return rc;
+  /* Piece by piece, so that each is tagged, re-encrypted and tagged again
+   * while it is in the cache. */
+  for (size_t i = 0; i < nsect; i += PASS / v->ss) {
+    size_t n = nsect - i < PASS / v->ss ? nsect - i : PASS / v->ss;
+    uint8_t *p = buf + i * v->ss, *h = hashes + i * 2 * TAG;
+    uint64_t first = start / v->ss + i;
+    if ((rc = tag_sectors (v, c->g, p, first, n, h, 0)) < 0
+        || (rc = reencrypt (c, p, first, n)) < 0
+        || (rc = tag_sectors (v, c->g, p, first, n, h, 1)) < 0)
+      return rc;
+  }
 
   memset (jbuf, 0, JHDR);
   memcpy (jbuf + J_MAGIC, JMAGIC, 8);
@@ -543,18 +617,24 @@ cv_vol_rotate_run (struct cv_vol *v,
   if (step > v->size)
     step = v->size;
   CLEANUP_FREE uint8_t *buf = malloc (step);
-  CLEANUP_FREE uint8_t *jbuf = malloc (JHDR + step / v->ss * 2 * HASH);
+  CLEANUP_FREE uint8_t *jbuf = malloc (JHDR + step / v->ss * 2 * TAG);
   if (!buf || !jbuf)
     return -ENOMEM;
+  struct rot_ctx c;
+  if ((rc = rot_ctx_new (v, &c)) < 0)
+    return rc;
   while (v->boundary < v->size) {
     uint64_t len = v->size - v->boundary < step ? v->size - v->boundary : step;
-    rc = step_once (v, buf, jbuf, len);
+    rc = step_once (v, &c, buf, jbuf, len);
     cv_wipe (buf, step);
     if (rc < 0)
-      return rc;
+      break;
     if (progress)
       progress (v->boundary, v->size, arg);
   }
+  rot_ctx_free (&c);
+  if (rc < 0)
+    return rc;
 
   /* Done: forget the old DEK. */
   if ((rc = lock_fresh (v, v->dek)) < 0)
