@@ -22,19 +22,70 @@
 
 #define MAX_WRAPS 16
 
-static void
-create_usage (FILE *f)
+static const char create_usage[]
+    = "usage: cryptvol-keymgr create VOLUME --wrap SPEC [--wrap SPEC]...\n"
+      "         [--size SIZE] [--sector-size 4096|512]\n"
+      "         [--detached-header FILE] [--data-offset BYTES]\n"
+      "         [--import-key FILE] [--yes] [--json]\n"
+      "         [--passphrase-file FILE | --passphrase-fd N]\n"
+      "         [--pbkdf argon2id|scrypt] [--pbkdf-memory SIZE]\n"
+      "         [--pbkdf-time N] [--pbkdf-parallel N]\n"
+      "SPEC is file:KEYFILE, passphrase, kms:KEY-REF or pkcs11:URI (a first "
+      "kms:\nwrap makes the DEK in AWS KMS with GenerateDataKey).\n";
+
+/* The options of create. */
+struct create_opts {
+  const char *wraps[MAX_WRAPS], *import, *detached;
+  size_t nwraps;
+  uint64_t size, data_offset, sector_size;
+  bool yes, want_pass;
+};
+
+static int
+create_opt (int c, const char *arg, void *ctx)
 {
-  fprintf (f,
-           "usage: cryptvol-keymgr create VOLUME --wrap SPEC [--wrap SPEC]...\n"
-           "         [--size SIZE] [--sector-size 4096|512]\n"
-           "         [--detached-header FILE] [--data-offset BYTES]\n"
-           "         [--import-key FILE] [--yes] [--json]\n"
-           "         [--passphrase-file FILE | --passphrase-fd N]\n"
-           "         [--pbkdf argon2id|scrypt] [--pbkdf-memory SIZE]\n"
-           "         [--pbkdf-time N] [--pbkdf-parallel N]\n"
-           "SPEC is file:KEYFILE, passphrase or kms:KEY-REF (a first kms:\n"
-           "wrap makes the DEK in AWS KMS with GenerateDataKey).\n");
+  struct create_opts *o = ctx;
+
+  switch (c) {
+  case 's':
+    if (parse_size (arg, &o->size) < 0 || o->size == 0) {
+      cv_err ("--size: '%s' is not a size (e.g. 10G, 512M)", arg);
+      return -1;
+    }
+    return 0;
+  case 'S':
+    if (parse_size (arg, &o->sector_size) < 0
+        || (o->sector_size != 512 && o->sector_size != 4096)) {
+      cv_err ("--sector-size must be 512 or 4096");
+      return -1;
+    }
+    return 0;
+  case 'H':
+    o->detached = arg;
+    return 0;
+  case 'o':
+    if (parse_size (arg, &o->data_offset) < 0) {
+      cv_err ("--data-offset: '%s' is not a size", arg);
+      return -1;
+    }
+    return 0;
+  case 'i':
+    o->import = arg;
+    return 0;
+  case 'w':
+    if (o->nwraps == MAX_WRAPS) {
+      cv_err ("at most %d --wrap options", MAX_WRAPS);
+      return -1;
+    }
+    o->wraps[o->nwraps++] = arg;
+    if (strcmp (arg, "passphrase") == 0)
+      o->want_pass = true;
+    return 0;
+  case 'y':
+    o->yes = true;
+    return 0;
+  }
+  return -1;
 }
 
 /* Size of a regular file or block device, -errno on failure. */
@@ -135,7 +186,7 @@ new_dek (struct cv_header *h, const char *spec, const struct cv_creds *c,
 int
 cmd_create (int argc, char **argv)
 {
-  static const struct option longopts[] = {
+  static const struct option own[] = {
     { "size", required_argument, 0, 's' },
     { "sector-size", required_argument, 0, 'S' },
     { "detached-header", required_argument, 0, 'H' },
@@ -143,74 +194,19 @@ cmd_create (int argc, char **argv)
     { "import-key", required_argument, 0, 'i' },
     { "wrap", required_argument, 0, 'w' },
     { "yes", no_argument, 0, 'y' },
-    { "help", no_argument, 0, 'h' },
-    COMMON_LONGOPTS,
     { 0, 0, 0, 0 },
   };
+  struct create_opts o = { .data_offset = UINT64_MAX, .sector_size = 4096 };
   struct common_opts co;
-  const char *wraps[MAX_WRAPS], *import = NULL, *detached = NULL;
-  size_t nwraps = 0;
-  uint64_t size = 0, data_offset = UINT64_MAX, sector_size = 4096;
-  bool yes = false, want_pass = false;
-  int c, rc;
+  int rc = parse_args (argc, argv, own, create_opt, &o, &co, create_usage, 1);
 
-  common_init (&co);
-  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
-    int r = common_opt (&co, c, optarg);
-    if (r < 0)
-      return EXIT_USAGE;
-    if (r > 0)
-      continue;
-    switch (c) {
-    case 's':
-      if (parse_size (optarg, &size) < 0 || size == 0) {
-        cv_err ("--size: '%s' is not a size (e.g. 10G, 512M)", optarg);
-        return EXIT_USAGE;
-      }
-      break;
-    case 'S':
-      if (parse_size (optarg, &sector_size) < 0
-          || (sector_size != 512 && sector_size != 4096)) {
-        cv_err ("--sector-size must be 512 or 4096");
-        return EXIT_USAGE;
-      }
-      break;
-    case 'H':
-      detached = optarg;
-      break;
-    case 'o':
-      if (parse_size (optarg, &data_offset) < 0) {
-        cv_err ("--data-offset: '%s' is not a size", optarg);
-        return EXIT_USAGE;
-      }
-      break;
-    case 'i':
-      import = optarg;
-      break;
-    case 'w':
-      if (nwraps == MAX_WRAPS) {
-        cv_err ("at most %d --wrap options", MAX_WRAPS);
-        return EXIT_USAGE;
-      }
-      wraps[nwraps++] = optarg;
-      if (strcmp (optarg, "passphrase") == 0)
-        want_pass = true;
-      break;
-    case 'y':
-      yes = true;
-      break;
-    case 'h':
-      create_usage (stdout);
-      return EXIT_OK;
-    default:
-      create_usage (stderr);
-      return EXIT_USAGE;
-    }
-  }
-  if (optind != argc - 1) {
-    create_usage (stderr);
-    return EXIT_USAGE;
-  }
+  if (rc)
+    return rc < 0 ? EXIT_OK : rc;
+  const char **wraps = o.wraps, *import = o.import, *detached = o.detached;
+  size_t nwraps = o.nwraps;
+  uint64_t size = o.size, data_offset = o.data_offset,
+           sector_size = o.sector_size;
+  bool yes = o.yes, want_pass = o.want_pass;
   const char *path = argv[optind];
   if (nwraps == 0) {
     cv_err ("no --wrap given: a volume needs at least one way to unlock it "

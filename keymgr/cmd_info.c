@@ -95,40 +95,31 @@ check_wrap (json_t *w, const struct cv_creds *c, json_t *out)
   return ok;
 }
 
+/* Option handler for commands whose one own option is a flag. */
+static int
+set_flag (int c, const char *arg, void *ctx)
+{
+  *(bool *) ctx = true;
+  return 0;
+}
+
 int
 cmd_info (int argc, char **argv)
 {
-  static const struct option longopts[] = {
-    { "help", no_argument, 0, 'h' },
+  static const struct option own[] = {
     { "check", no_argument, 0, 'c' },
-    COMMON_LONGOPTS,
     { 0, 0, 0, 0 },
   };
+  static const char usage[]
+      = "usage: cryptvol-keymgr info VOLUME [--header FILE] [--json]\n"
+        "         [--check [--kms-region R] [--kms-endpoint URL] "
+        "[--ca-bundle FILE]]\n";
   struct common_opts co;
   bool check = false, unusable = false;
-  int c, rc;
+  int rc = parse_args (argc, argv, own, set_flag, &check, &co, usage, 1);
 
-  common_init (&co);
-  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
-    int r = common_opt (&co, c, optarg);
-    if (r < 0)
-      return EXIT_USAGE;
-    if (r == 0 && c == 'c')
-      check = true;
-    else if (r == 0) {
-      fprintf (c == 'h' ? stdout : stderr,
-               "usage: cryptvol-keymgr info VOLUME [--header FILE] "
-               "[--json]\n"
-               "         [--check [--kms-region R] [--kms-endpoint URL] "
-               "[--ca-bundle FILE]]\n");
-      return c == 'h' ? EXIT_OK : EXIT_USAGE;
-    }
-  }
-  if (optind != argc - 1) {
-    fprintf (stderr, "usage: cryptvol-keymgr info VOLUME [--header FILE] "
-                     "[--json]\n");
-    return EXIT_USAGE;
-  }
+  if (rc)
+    return rc < 0 ? EXIT_OK : rc;
   const char *path = argv[optind];
   CLEANUP_CLOSE int fd = -1;
   struct cv_header *h = NULL;

@@ -12,32 +12,15 @@
 int
 cmd_verify (int argc, char **argv)
 {
-  static const struct option longopts[] = {
-    { "help", no_argument, 0, 'h' },
-    COMMON_LONGOPTS,
-    { 0, 0, 0, 0 },
-  };
   static const char usage[]
       = "usage: cryptvol-keymgr verify VOLUME [--header FILE]\n"
-        "         (--keyfile FILE | --passphrase-file FILE | "
-        "--passphrase-fd N | (prompt))\n";
+        "         (--keyfile FILE | --passphrase-file FILE | --pin-file FILE "
+        "| ...)\n";
   struct common_opts co;
-  int c, rc;
+  int rc = parse_args (argc, argv, NULL, NULL, NULL, &co, usage, 1);
 
-  common_init (&co);
-  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
-    int r = common_opt (&co, c, optarg);
-    if (r < 0)
-      return EXIT_USAGE;
-    if (r == 0) {
-      fputs (usage, c == 'h' ? stdout : stderr);
-      return c == 'h' ? EXIT_OK : EXIT_USAGE;
-    }
-  }
-  if (optind != argc - 1) {
-    fputs (usage, stderr);
-    return EXIT_USAGE;
-  }
+  if (rc)
+    return rc < 0 ? EXIT_OK : rc;
   const char *path = argv[optind];
   CLEANUP_CLOSE int fd = -1;
   struct cv_header *h = NULL;

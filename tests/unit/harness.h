@@ -5,6 +5,7 @@
 #define CV_HARNESS_H
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,28 @@ harness_srcpath (const char *rel)
   const char *src = getenv ("CV_SRCDIR");
   snprintf (buf, sizeof buf, "%s/%s", src ? src : ".", rel);
   return buf;
+}
+
+/* The hex string member name of JSON object v as a new buffer of *len bytes
+ * (plus a spare NUL; caller frees), or NULL if absent or not hex. For the
+ * known-answer vector files. */
+#include <jansson.h>
+#include "common/encode.h"
+static inline uint8_t *
+harness_hex_field (json_t *v, const char *name, size_t *len)
+{
+  const char *s = json_string_value (json_object_get (v, name));
+  uint8_t *b;
+
+  if (!s || strlen (s) % 2)
+    return NULL;
+  *len = strlen (s) / 2;
+  b = calloc (1, *len + 1);
+  if (b && cv_hex_decode (s, b, *len) < 0) {
+    free (b);
+    return NULL;
+  }
+  return b;
 }
 
 #endif

@@ -16,22 +16,6 @@
 
 /* A new buffer (at least one byte, so never NULL) holding the hex field name
  * of v; *len receives its length. NULL if the field is missing or bad. */
-static uint8_t *
-field (json_t *v, const char *name, size_t *len)
-{
-  const char *s = json_string_value (json_object_get (v, name));
-  uint8_t *b;
-
-  if (!s || strlen (s) % 2)
-    return NULL;
-  *len = strlen (s) / 2;
-  b = calloc (1, *len + 1);
-  if (b && cv_hex_decode (s, b, *len) < 0) {
-    free (b);
-    return NULL;
-  }
-  return b;
-}
 
 /* Open must fail with -EBADMSG, log nothing and not reveal plaintext. */
 static void
@@ -57,12 +41,12 @@ test_vector (json_t *v)
   const char *id = json_string_value (json_object_get (v, "id"));
   json_int_t tag_bits = json_integer_value (json_object_get (v, "tag_bits"));
   size_t keylen = 0, ivlen = 0, aadlen = 0, len = 0, ctlen = 0, taglen = 0;
-  CLEANUP_FREE uint8_t *key = field (v, "key", &keylen);
-  CLEANUP_FREE uint8_t *iv = field (v, "iv", &ivlen);
-  CLEANUP_FREE uint8_t *aad = field (v, "aad", &aadlen);
-  CLEANUP_FREE uint8_t *pt = field (v, "plaintext", &len);
-  CLEANUP_FREE uint8_t *ct = field (v, "ciphertext", &ctlen);
-  CLEANUP_FREE uint8_t *tag = field (v, "tag", &taglen);
+  CLEANUP_FREE uint8_t *key = harness_hex_field (v, "key", &keylen);
+  CLEANUP_FREE uint8_t *iv = harness_hex_field (v, "iv", &ivlen);
+  CLEANUP_FREE uint8_t *aad = harness_hex_field (v, "aad", &aadlen);
+  CLEANUP_FREE uint8_t *pt = harness_hex_field (v, "plaintext", &len);
+  CLEANUP_FREE uint8_t *ct = harness_hex_field (v, "ciphertext", &ctlen);
+  CLEANUP_FREE uint8_t *tag = harness_hex_field (v, "tag", &taglen);
   CLEANUP_FREE uint8_t *out = NULL;
   uint8_t mytag[CV_GCM_TAG_LEN];
   int r;

@@ -21,22 +21,6 @@ typedef int (*wrap_fn) (const uint8_t *, size_t, const uint8_t *, size_t,
 
 /* A new buffer (at least one byte) holding the hex field name of v; *len
  * receives its length. NULL if the field is missing or bad. */
-static uint8_t *
-field (json_t *v, const char *name, size_t *len)
-{
-  const char *s = json_string_value (json_object_get (v, name));
-  uint8_t *b;
-
-  if (!s || strlen (s) % 2)
-    return NULL;
-  *len = strlen (s) / 2;
-  b = calloc (1, *len + 1);
-  if (b && cv_hex_decode (s, b, *len) < 0) {
-    free (b);
-    return NULL;
-  }
-  return b;
-}
 
 /* Returns 1 if v is an expected failure, 0 otherwise. */
 static int
@@ -46,8 +30,8 @@ test_vector (json_t *v)
   const char *alg = json_string_value (json_object_get (v, "algorithm"));
   const char *expect = json_string_value (json_object_get (v, "expect"));
   size_t keklen = 0, len = 0, ctlen = 0, outlen = 0;
-  CLEANUP_FREE uint8_t *kek = field (v, "kek", &keklen);
-  CLEANUP_FREE uint8_t *ct = field (v, "ciphertext", &ctlen);
+  CLEANUP_FREE uint8_t *kek = harness_hex_field (v, "kek", &keklen);
+  CLEANUP_FREE uint8_t *ct = harness_hex_field (v, "ciphertext", &ctlen);
   CLEANUP_FREE uint8_t *pt = NULL;
   CLEANUP_FREE uint8_t *out = NULL;
   int kwp, fail, r;
@@ -75,7 +59,7 @@ test_vector (json_t *v)
     return 1;
   }
 
-  pt = field (v, "plaintext", &len);
+  pt = harness_hex_field (v, "plaintext", &len);
   if (!pt) {
     CHECK (0, "%s: no plaintext", id);
     return 0;

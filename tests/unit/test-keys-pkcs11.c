@@ -28,22 +28,6 @@ static const char *const modules[] = {
 };
 
 /* Hex field name of v into a new buffer (*len bytes); NULL if absent. */
-static uint8_t *
-field (json_t *v, const char *name, size_t *len)
-{
-  const char *s = json_string_value (json_object_get (v, name));
-  uint8_t *b;
-
-  if (!s || strlen (s) % 2)
-    return NULL;
-  *len = strlen (s) / 2;
-  b = calloc (1, *len + 1);
-  if (b && cv_hex_decode (s, b, *len) < 0) {
-    free (b);
-    return NULL;
-  }
-  return b;
-}
 
 /* An AES session key with value kek, allowed to wrap and unwrap. */
 static CK_OBJECT_HANDLE
@@ -89,9 +73,9 @@ test_vectors (struct cv_p11 *p, CK_MECHANISM_TYPE mech)
     const char *alg = json_string_value (json_object_get (v, "algorithm"));
     const char *expect = json_string_value (json_object_get (v, "expect"));
     size_t keklen = 0, ptlen = 0, ctlen = 0, outlen = 0;
-    CLEANUP_FREE uint8_t *kek = field (v, "kek", &keklen);
-    CLEANUP_FREE uint8_t *pt = field (v, "plaintext", &ptlen);
-    CLEANUP_FREE uint8_t *ct = field (v, "ciphertext", &ctlen);
+    CLEANUP_FREE uint8_t *kek = harness_hex_field (v, "kek", &keklen);
+    CLEANUP_FREE uint8_t *pt = harness_hex_field (v, "plaintext", &ptlen);
+    CLEANUP_FREE uint8_t *ct = harness_hex_field (v, "ciphertext", &ctlen);
     CLEANUP_FREE uint8_t *out = NULL;
     CLEANUP_KEY struct cv_key *back = NULL;
     CK_OBJECT_HANDLE h;
