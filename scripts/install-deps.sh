@@ -9,7 +9,7 @@ pkgs="build-essential pkg-config
   libcurl4-openssl-dev libp11-kit-dev
   cryptsetup-bin qemu-utils openssl perl
   awscli curl softhsm2 opensc
-  qemu-system-x86 fio gnutls-bin cpio"
+  qemu-system-x86 fio gnutls-bin cpio gnuplot-nox"
 
 missing=""
 for p in $pkgs; do

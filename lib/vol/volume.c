@@ -1,7 +1,14 @@
 /* The volume data path: sectors of the data area are AES-256-XTS encrypted;
  * requests are split into chunks queued together on the calling thread's ring
  * so that I/O and crypto overlap. Unaligned edges are read-modify-written
- * under a striped per-sector lock. */
+ * under a striped per-sector lock.
+ *
+ * Writes to a buffered (not O_DIRECT) volume are the exception: io_uring
+ * cannot copy into ext4's page cache without blocking, so it hands every such
+ * write to an io-wq worker thread (a wake-up and a switch per request, and
+ * workers of all rings contending for the inode lock). They are plain
+ * pwrite calls from the calling thread instead, as nbdkit's file plugin
+ * does. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -10,6 +17,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -20,10 +29,12 @@
 #include "vol-internal.h"
 #include "volume.h"
 
-#define CHUNK (256 * 1024) /* bytes per queued I/O */
-#define NSLOTS 4           /* bounce chunks per thread: 1 MiB */
-#define RING_DEPTH 32      /* requests in flight per thread */
-#define ALIGN 4096         /* bounce alignment, enough for O_DIRECT */
+#define CHUNK (128 * 1024) /* bytes per queued I/O */
+/* Bounce chunks per thread: 512 KiB, of which buffered writes touch one
+ * chunk. nbdkit runs 16 threads per connection, each with its own. */
+#define NSLOTS 4
+#define RING_DEPTH 32 /* requests in flight per thread */
+#define ALIGN 4096    /* bounce alignment, enough for O_DIRECT */
 /* A ring tag carries the chunk index and the bounce slot it uses. */
 #define TAG_SLOT_SHIFT 40
 #define TAG_CHUNK_MASK ((1ULL << TAG_SLOT_SHIFT) - 1)
@@ -211,20 +222,81 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
   return rc;
 }
 
+/* pwrite all of buf at off of fd (RWF_DSYNC if dsync). 0 or -errno (-EIO if
+ * the file takes no more). */
+static int
+pwrite_full (int fd, const uint8_t *buf, size_t len, uint64_t off, bool dsync)
+{
+  while (len > 0) {
+    struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
+    ssize_t n = pwritev2 (fd, &iov, 1, (off_t) off, dsync ? RWF_DSYNC : 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -errno;
+    if (n == 0)
+      return -EIO;
+    buf += n, off += (uint64_t) n, len -= (size_t) n;
+  }
+  return 0;
+}
+
+/* Write one buffer at data-area offset off: on the ring for O_DIRECT, by
+ * pwrite for a buffered volume (see the top of the file). 0 or -errno. */
+static int
+write_sync (struct cv_thr *t, const uint8_t *buf, size_t len, uint64_t off,
+            bool fua)
+{
+  struct cv_vol *v = t->v;
+
+  if (v->direct)
+    return cv_ring_pwrite (t->ring, v->fd, buf, len, v->data_offset + off, fua);
+  return pwrite_full (v->fd, buf, len, v->data_offset + off, fua);
+}
+
+/* Buffered volumes: encrypt a chunk into the first bounce slot, pwrite it,
+ * and so on. */
+static int
+write_buffered (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
+                uint64_t off, uint64_t len, bool fua)
+{
+  struct cv_vol *v = t->v;
+  uint8_t *b = thr_bounce (t);
+
+  if (!b)
+    return -ENOMEM;
+  for (uint64_t done = 0; done < len;) {
+    size_t n = len - done < CHUNK ? len - done : CHUNK;
+    if (!src)
+      memset (b, 0, n);
+    if (cv_xts_encrypt (x, b, src ? src + done : b, (off + done) / v->ss,
+                        n / v->ss)
+        < 0)
+      return -EIO;
+    int rc = pwrite_full (v->fd, b, n, v->data_offset + off + done, fua);
+    if (rc < 0)
+      return io_fail (v, "write", off + done, rc);
+    done += n;
+  }
+  return 0;
+}
+
 /* Encrypt the sector-aligned range from src (NULL: zeros) and write it at
- * [off, off+len) of the data area. Each chunk is encrypted into a free bounce
- * slot and written while the next one is encrypted. */
+ * [off, off+len) of the data area. With O_DIRECT each chunk is encrypted into
+ * a free bounce slot and written while the next one is encrypted. */
 static int
 write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
                uint64_t off, uint64_t len, bool fua)
 {
   struct cv_vol *v = t->v;
-  uint8_t *slots = thr_bounce (t);
+  uint8_t *slots;
   uint64_t nchunks = (len + CHUNK - 1) / CHUNK, queued = 0, done = 0;
   unsigned free_slots = NSLOTS, slotstack[NSLOTS];
   int rc = 0;
 
-  if (!slots)
+  if (!v->direct)
+    return write_buffered (t, x, src, off, len, fua);
+  if (!(slots = thr_bounce (t)))
     return -ENOMEM;
   for (unsigned i = 0; i < NSLOTS; i++)
     slotstack[i] = i;
@@ -330,8 +402,7 @@ rmw_sector (struct cv_thr *t, struct cv_xts *x, uint64_t sec, size_t skip,
       memset (t->edge + skip, 0, len);
     rc = cv_xts_encrypt (x, t->edge, t->edge, sec, 1);
     if (rc == 0) {
-      rc = cv_ring_pwrite (t->ring, v->fd, t->edge, v->ss, v->data_offset + off,
-                           fua);
+      rc = write_sync (t, t->edge, v->ss, off, fua);
       if (rc < 0)
         rc = io_fail (v, "write", off, rc);
     }
