@@ -5,7 +5,7 @@ B        := build
 CC       ?= cc
 PKGS     := openssl jansson liburing libargon2 libcurl p11-kit-1
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
+override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
             -fPIC -D_GNU_SOURCE -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -ldl
 NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null)
@@ -34,7 +34,7 @@ quiet = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
 .PHONY: all deps check check-unit check-integration demo bench install \
-        format format-check clean
+        format format-check clean sanitize
 all: $(LIB) $(PLUGIN) $(KEYMGR) $(UNITS) $(TOOLS) $(BENCH) $(MANS)
 
 deps:
@@ -54,7 +54,7 @@ $(KEYMGR): $(call obj,$(KEYMGR_SRCS)) $(LIB)
 	$(call quiet,LD,$@)$(CC) -o $@ $^ $(LDLIBS)
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB)
-	$(call quiet,LD,$@)mkdir -p $(@D) && $(CC) -o $@ $^ $(LDLIBS)
+	$(call quiet,LD,$@)mkdir -p $(@D) && $(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/tools/%: $(B)/obj/tests/tools/%.o $(LIB)
 	$(call quiet,LD,$@)mkdir -p $(@D) && $(CC) -o $@ $^ $(NBD_LIBS) $(LDLIBS)
@@ -67,10 +67,19 @@ $(B)/man/%.1 $(B)/man/%.8: doc/%.pod
 	  pod2man --center=cryptvol --release=cryptvol --section=$(subst .,,$(suffix $@)) \
 	    --name=$(basename $(@F)) $< $@
 
+# The unit tests and the plugin again under AddressSanitizer and
+# UndefinedBehaviorSanitizer, in their own build tree; tests/run runs the
+# unit tests as "asan-test-*", test-nbdkit-asan.sh the plugin in nbdkit.
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=all
+sanitize:
+	$(Q)$(MAKE) --no-print-directory B=build-san CFLAGS="$(SAN_FLAGS)" \
+	  LDFLAGS="$(SAN_FLAGS)" $(patsubst $(B)/%,build-san/%,$(UNITS) $(PLUGIN))
+
 # make check: install what is missing, build, run every test. The runner
 # prints "N passed, N failed, N skipped" and exits non-zero on any failure.
 check: deps
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory all sanitize
 	$(Q)tests/run
 
 check-unit: all
@@ -102,7 +111,7 @@ format-check:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean:
-	rm -rf $(B)
+	rm -rf $(B) build-san
 
 # Keep objects of test programs (intermediate files to make).
 .SECONDARY:
