@@ -12,6 +12,7 @@ import subprocess
 ap = argparse.ArgumentParser()
 ap.add_argument("--raw", required=True)
 ap.add_argument("--xts", required=True)
+ap.add_argument("--rotate", default=None)
 ap.add_argument("--fio")
 ap.add_argument("--machine", required=True)
 ap.add_argument("--params", required=True)
@@ -73,6 +74,14 @@ for ss in sorted({x["sector_size"] for x in xts}):
     cv, os_ = med(x["cryptvol"] for x in xs), med(x["openssl"] for x in xs)
     xts_sum[ss] = {"cryptvol_mb_s": cv / 1e6, "openssl_mb_s": os_ / 1e6, "ratio": cv / os_}
 
+rot = lines(a.rotate) if a.rotate else []
+rot_sum = None
+if rot:
+    copy_s, rot_s = med(x["copy_s"] for x in rot), med(x["rotate_s"] for x in rot)
+    mib = rot[0]["bytes"] / 2**20
+    rot_sum = {"mib": mib, "copy_mib_s": mib / copy_s, "rotate_mib_s": mib / rot_s,
+               "ratio": copy_s / rot_s}
+
 rss = {c: max((r["server_hwm_kib"] / 1024 for r in runs
                if r["config"] == c and r["conns"] == 4), default=None) for c in configs}
 rss1 = {c: max((r["server_hwm_kib"] / 1024 for r in runs
@@ -96,13 +105,16 @@ for w in ("seq-read", "seq-write"):
 for w in ("rand-read", "rand-write"):
     one, four = get(w, "cryptvol", "iops"), get(w + "-4c", "cryptvol", "iops")
     target(f"cryptvol 4 conns vs 1, {w}", four / one if one and four else None, ">=", 1.5)
+target("rotate-dek vs a plain sequential copy", rot_sum and rot_sum["ratio"],
+       ">=", 0.5)
 target("cryptvol RSS over plain, 4 conns (MiB)",
        rss["cryptvol"] - rss["plain"] if rss.get("cryptvol") and rss.get("plain") else None,
        "<=", 64)
 
 machine = json.loads(a.machine)
 result = {"machine": machine, "params": json.loads(a.params), "summary": summary,
-          "xts": xts_sum, "rss_peak_mib_4conns": rss, "rss_peak_mib_1conn": rss1,
+          "xts": xts_sum, "rotate": rot_sum, "rotate_runs": rot,
+          "rss_peak_mib_4conns": rss, "rss_peak_mib_1conn": rss1,
           "targets": targets, "fio": fio, "runs": runs, "xts_runs": xts}
 os.makedirs(a.out, exist_ok=True)
 with open(os.path.join(a.out, "results.json"), "w") as f:
@@ -137,6 +149,10 @@ print("server peak RSS MiB, 4 conns:", ", ".join(f"{c} {fmt(rss[c], 1)}" for c i
 for ss, x in xts_sum.items():
     print(f"XTS {ss}-byte sectors, one core: cryptvol {fmt(x['cryptvol_mb_s'])} MB/s, "
           f"openssl speed {fmt(x['openssl_mb_s'])} MB/s ({fmt(x['ratio'], 2)}x)")
+if rot_sum:
+    print(f"rotate-dek of {fmt(rot_sum['mib'])} MiB: {fmt(rot_sum['rotate_mib_s'])} MiB/s; "
+          f"a plain synced copy of the same file: {fmt(rot_sum['copy_mib_s'])} MiB/s "
+          f"({fmt(rot_sum['ratio'], 2)}x)")
 for f in fio:
     print(f"fio nbd engine: {f['config']:10s} {f['workload']:16s} {fmt(f['iops'])} IOPS {fmt(f['mib_s'])} MiB/s")
 print()
