@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/reqlog.h"
 #include "keymgr.h"
@@ -67,11 +68,10 @@ int
 audit_end (int code)
 {
   char now[32];
-  time_t t = time (NULL);
 
   if (!log_path || !record)
     return code;
-  strftime (now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", gmtime (&t));
+  cv_now_rfc3339 (now);
   json_object_set_new (record, "time", json_string (now));
   json_object_set_new (record, "command", json_string (command));
   json_object_set_new (record, "result", json_string (code ? "error" : "ok"));

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
@@ -157,8 +158,6 @@ new_dek (struct cv_header *h, const char *spec, const struct cv_creds *c,
   const char *ref = NULL;
   json_auto_t *w = NULL;
   char created[32];
-  time_t now = time (NULL);
-  struct tm tm;
   int rc = cv_wrap_spec_parse (spec, &p, &ref);
 
   *made = 0;
@@ -166,8 +165,7 @@ new_dek (struct cv_header *h, const char *spec, const struct cv_creds *c,
     return rc;
   if (!p->generate)
     return cv_dek_generate (dek);
-  gmtime_r (&now, &tm);
-  strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  cv_now_rfc3339 (created);
   if ((!h->wraps && !(h->wraps = json_array ()))
       || !(w = json_pack ("{s:i, s:s, s:s*, s:s}", "id", 0, "type", p->type,
                           "ref", ref, "created", created)))

@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
@@ -66,7 +67,6 @@ remake (const struct cv_header *h, const json_t *w, const struct cv_creds *c,
   struct cv_creds c2 = *c;
   CLEANUP_KEY struct cv_key *got = NULL;
   char created[32];
-  time_t t = time (NULL);
   int rc;
 
   if (!p) {
@@ -99,7 +99,7 @@ remake (const struct cv_header *h, const json_t *w, const struct cv_creds *c,
             (long long) json_integer_value (json_object_get (w, "id")));
     return -EKEYREJECTED;
   }
-  strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime (&t));
+  cv_now_rfc3339 (created);
   json_auto_t *nw
       = json_pack ("{s:O, s:s, s:s, s:s}", "id", json_object_get (w, "id"),
                    "type", type, "created", created, "verified", created);

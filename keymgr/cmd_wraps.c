@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
@@ -304,8 +305,7 @@ rewrap_add (struct session *s, json_t *old, const char *spec,
     return cv_wrap_add (s->h, spec, nc, dek, id);
   }
   char created[32];
-  time_t t = time (NULL);
-  strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime (&t));
+  cv_now_rfc3339 (created);
   *id = s->h->next_wrap_id;
   json_t *nw = json_pack ("{s:I, s:s, s:s, s:s}", "id", (json_int_t) *id,
                           "type", p->type, "ref", ref, "created", created);

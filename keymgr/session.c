@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
 #include "format/header.h"
@@ -148,9 +149,8 @@ mark_verified (struct session *s, int64_t id)
 {
   json_t *w = wrap_by_id (s->h, id, NULL);
   char now[32];
-  time_t t = time (NULL);
 
-  strftime (now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", gmtime (&t));
+  cv_now_rfc3339 (now);
   if (w)
     json_object_set_new (w, "verified", json_string (now));
 }

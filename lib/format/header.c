@@ -15,6 +15,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/encode.h"
 #include "common/fault.h"
@@ -623,8 +624,6 @@ cv_hdr_new (uint32_t sector_size, uint64_t data_offset, uint64_t size,
 {
   uint8_t b[UUID_BIN_LEN];
   char uuid[CV_UUID_LEN + 1], why[WHY_LEN];
-  struct tm tm;
-  time_t now = time (NULL);
   int r;
 
   if (!geometry_ok (sector_size, data_offset, size, why, sizeof why)) {
@@ -644,8 +643,7 @@ cv_hdr_new (uint32_t sector_size, uint64_t data_offset, uint64_t size,
   h->sector_size = sector_size;
   h->data_offset = data_offset;
   h->size = size;
-  strftime (h->created, sizeof h->created, "%Y-%m-%dT%H:%M:%SZ",
-            gmtime_r (&now, &tm));
+  cv_now_rfc3339 (h->created);
   *out = STEAL (h);
   return 0;
 }

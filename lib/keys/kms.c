@@ -18,6 +18,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/encode.h"
 #include "common/log.h"
@@ -583,10 +584,7 @@ kms_rewrap (const json_t *w, const char *new_ref, const struct cv_creds *c,
     r = req ? kms_op ("ReEncrypt", label, key, &t, c, req, &resp) : -ENOMEM;
   }
   if (r == 0) {
-    time_t now = time (NULL);
-    struct tm tm;
-    gmtime_r (&now, &tm);
-    strftime (created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    cv_now_rfc3339 (created);
     if ((!json_object_get (nw, "type")
          && json_object_set_new (nw, "type", json_string ("kms")) < 0)
         || json_object_set_new (nw, "ref", json_string (new_ref)) < 0

@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
@@ -168,17 +169,6 @@ cv_wrap_spec_parse (const char *spec, const struct cv_provider **p,
   return 0;
 }
 
-/* Now as RFC 3339 UTC into buf. */
-static void
-now_rfc3339 (char buf[32])
-{
-  time_t now = time (NULL);
-  struct tm tm;
-
-  gmtime_r (&now, &tm);
-  strftime (buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 int
 cv_wrap_add (struct cv_header *h, const char *spec, const struct cv_creds *c,
              const struct cv_key *dek, int64_t *id_out)
@@ -206,7 +196,7 @@ cv_wrap_add (struct cv_header *h, const char *spec, const struct cv_creds *c,
     cv_err ("volume %s: no wrap id left", h->uuid);
     return -EOVERFLOW;
   }
-  now_rfc3339 (created);
+  cv_now_rfc3339 (created);
   w = json_object ();
   if (!w || json_object_set_new (w, "id", json_integer (id)) < 0
       || json_object_set_new (w, "type", json_string (p->type)) < 0

@@ -29,6 +29,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/encode.h"
 #include "common/fault.h"
@@ -476,7 +477,6 @@ cv_vol_rotate_begin (struct cv_vol *v, struct cv_key *new_dek,
   uint8_t idbin[8], iv[CV_GCM_IV_LEN], ct[CV_DEK_LEN], tag[CV_GCM_TAG_LEN];
   CLEANUP_FREE char *id = NULL, *iv_b64 = NULL, *ct_b64 = NULL, *tag_b64 = NULL;
   char aad[256], started[32];
-  time_t now = time (NULL);
   int rc;
 
   if (v->odek) {
@@ -502,7 +502,7 @@ cv_vol_rotate_begin (struct cv_vol *v, struct cv_key *new_dek,
   if (step == 0)
     step = v->ss;
 
-  strftime (started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", gmtime (&now));
+  cv_now_rfc3339 (started);
   if ((rc = cv_random (idbin, sizeof idbin)) < 0
       || (rc = cv_random (iv, sizeof iv)) < 0
       || (rc = cv_hex_encode (idbin, sizeof idbin, &id)) < 0
