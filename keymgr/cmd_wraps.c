@@ -74,7 +74,7 @@ unlock_creds (struct common_opts *co, const struct cv_header *h)
 
 /* Credentials for a new wrap of type spec: the unlock credentials, with a new
  * passphrase (asked twice on a terminal) for a passphrase wrap. */
-int
+static int
 new_wrap_creds (const struct common_opts *co, const struct new_wrap_opts *n,
                 struct cv_creds *nc)
 {
@@ -96,7 +96,7 @@ new_wrap_creds (const struct common_opts *co, const struct new_wrap_opts *n,
 
 /* Another wrap with the same key as spec (same type and reference), or NULL.
  * Passphrase wraps never match: two may exist. */
-json_t *
+static json_t *
 same_key_wrap (const struct cv_header *h, const char *spec, int64_t except)
 {
   const struct cv_provider *p;

@@ -64,10 +64,6 @@ int parse_args (int argc, char **argv, const struct option *own,
                 int (*handle) (int c, const char *arg, void *ctx), void *ctx,
                 struct common_opts *o, const char *usage, int nargs);
 
-void common_init (struct common_opts *o);
-/* Handle one common option; returns 1 if it was one, 0 if not, -1 on a bad
- * value (reported). */
-int common_opt (struct common_opts *o, int c, const char *arg);
 /* Fill o->creds from the options; prompt for a passphrase on the terminal
  * (twice if confirm) when want_passphrase and none was given in a file or fd.
  * Returns 0 or -errno (reported). */
@@ -133,10 +129,7 @@ void audit_wrap (const json_t *w, const char *action);
 int audit_end (int code);
 
 /* Shared by the wrap commands (cmd_wraps.c). */
-struct new_wrap_opts;
 int unlock_creds (struct common_opts *co, const struct cv_header *h);
-json_t *same_key_wrap (const struct cv_header *h, const char *spec,
-                       int64_t except);
 
 int cmd_create (int argc, char **argv);
 int cmd_info (int argc, char **argv);

@@ -67,7 +67,8 @@ main (int argc, char **argv)
   return EXIT_USAGE;
 }
 
-void
+/* Defaults for the options every command shares. */
+static void
 common_init (struct common_opts *o)
 {
   *o = (struct common_opts){ .pass_fd = -1,
@@ -90,7 +91,9 @@ parse_u32 (const char *opt, const char *arg, uint32_t *out)
   return 0;
 }
 
-int
+/* Handle one common option: 1 if it was one, 0 if not, -1 on a bad value
+ * (reported). */
+static int
 common_opt (struct common_opts *o, int c, const char *arg)
 {
   struct cv_pbkdf *k = &o->creds.pbkdf;

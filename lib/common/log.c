@@ -18,12 +18,6 @@ cv_log_set_debug (bool on)
   debug_on = on;
 }
 
-bool
-cv_log_debug_enabled (void)
-{
-  return debug_on;
-}
-
 void
 cv_log (enum cv_log_level level, const char *fmt, ...)
 {

@@ -15,7 +15,6 @@ typedef void (*cv_log_sink) (enum cv_log_level level, const char *msg);
 void cv_log_set_sink (cv_log_sink sink);
 /* Enable or disable CV_LOG_DEBUG messages for the default and custom sinks. */
 void cv_log_set_debug (bool on);
-bool cv_log_debug_enabled (void);
 
 void cv_log (enum cv_log_level level, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));

@@ -684,10 +684,3 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
   curl_easy_cleanup (e);
   return rc;
 }
-
-void
-cv_kms_result_free (struct cv_kms_result *res)
-{
-  json_decref (res->body);
-  res->body = NULL;
-}

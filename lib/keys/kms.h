@@ -143,12 +143,11 @@ struct cv_kms_result {
 
 /* Make the call, with up to CV_KMS_MAX_ATTEMPTS attempts as the SDKs'
  * standard retry mode does; every failed attempt is a debug message (op,
- * attempt, error, backoff, request id). Returns 0 with res->body (release
- * with cv_kms_result_free), or -EIO when the call failed (res says how;
+ * attempt, error, backoff, request id). Returns 0 with res->body (the
+ * caller owns it), or -EIO when the call failed (res says how;
  * nothing but debug logged: the caller knows the key and reports), -ENOMEM,
  * or -EINVAL (bad timeout knob; logged). */
 int cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res);
-void cv_kms_result_free (struct cv_kms_result *res);
 
 /* Install jansson allocation functions that wipe every block on free, so the
  * plaintext DEK in request and response JSON (and in jansson's parse

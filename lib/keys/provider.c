@@ -52,7 +52,8 @@ cv_provider_find (const char *type)
   return t ? t->p : NULL;
 }
 
-int64_t
+/* w's "id", or -1 if it has none. */
+static int64_t
 cv_wrap_id (const json_t *w)
 {
   json_t *id = json_object_get (w, "id");

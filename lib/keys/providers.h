@@ -30,9 +30,6 @@ void cv_pkcs11_cleanup (void);
  * a PKCS#11 "pin-value" attribute is redacted, so the label is safe to log. */
 const char *cv_wrap_label (const json_t *w, char *buf, size_t len);
 
-/* w's "id", or -1 if it has none. */
-int64_t cv_wrap_id (const json_t *w);
-
 /* The string member key of w, or NULL (logged with label, -EINVAL in *r) if it
  * is missing or not a string. */
 const char *cv_wrap_get_string (const json_t *w, const char *key, int *r);
