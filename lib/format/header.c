@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "common/clock.h"
+#include "common/bytes.h"
 #include "common/cleanup.h"
 #include "common/encode.h"
 #include "common/fault.h"
@@ -72,51 +73,6 @@ hdr_freep (struct cv_header **h)
   cv_hdr_free (*h);
 }
 #define CLEANUP_HDR __attribute__ ((cleanup (hdr_freep)))
-
-static inline uint16_t
-get16 (const uint8_t *p)
-{
-  uint16_t v;
-  memcpy (&v, p, sizeof v);
-  return be16toh (v);
-}
-
-static inline uint32_t
-get32 (const uint8_t *p)
-{
-  uint32_t v;
-  memcpy (&v, p, sizeof v);
-  return be32toh (v);
-}
-
-static inline uint64_t
-get64 (const uint8_t *p)
-{
-  uint64_t v;
-  memcpy (&v, p, sizeof v);
-  return be64toh (v);
-}
-
-static inline void
-put16 (uint8_t *p, uint16_t v)
-{
-  v = htobe16 (v);
-  memcpy (p, &v, sizeof v);
-}
-
-static inline void
-put32 (uint8_t *p, uint32_t v)
-{
-  v = htobe32 (v);
-  memcpy (p, &v, sizeof v);
-}
-
-static inline void
-put64 (uint8_t *p, uint64_t v)
-{
-  v = htobe64 (v);
-  memcpy (p, &v, sizeof v);
-}
 
 /* Format a reason into why and return r: the decoders describe what is wrong
  * and their callers decide whether it is a warning or an error. */
@@ -526,7 +482,7 @@ decode_copy (const uint8_t *buf, int copy, struct cv_header **out, char *why,
                   copy_name[!copy]);
     return bad (why, n, -EINVAL, "no header magic");
   }
-  uint32_t json_len = get32 (buf + OFF_JSON_LEN);
+  uint32_t json_len = cv_get_be32 (buf + OFF_JSON_LEN);
   if (json_len < JSON_MIN || json_len > CV_HDR_JSON_MAX)
     return bad (why, n, -EBADMSG, "JSON length %" PRIu32 " out of range %d..%d",
                 json_len, JSON_MIN, CV_HDR_JSON_MAX);
@@ -536,15 +492,15 @@ decode_copy (const uint8_t *buf, int copy, struct cv_header **out, char *why,
     return bad (why, n, -EBADMSG, "checksum mismatch");
 
   /* From here on the bytes are as a writer wrote them. */
-  if (get16 (buf + OFF_VERSION) != CV_FORMAT_VERSION)
+  if (cv_get_be16 (buf + OFF_VERSION) != CV_FORMAT_VERSION)
     return bad (why, n, -EPROTONOSUPPORT, "unsupported format version %u",
-                get16 (buf + OFF_VERSION));
-  uint64_t off = get64 (buf + OFF_HDR_OFFSET);
+                cv_get_be16 (buf + OFF_VERSION));
+  uint64_t off = cv_get_be64 (buf + OFF_HDR_OFFSET);
   if (off != (uint64_t) copy * CV_HDR_COPY_SIZE)
     return bad (why, n, -EBADMSG,
                 "its stored offset %" PRIu64 " is not its position %d", off,
                 copy * CV_HDR_COPY_SIZE);
-  uint64_t seqid = get64 (buf + OFF_SEQID);
+  uint64_t seqid = cv_get_be64 (buf + OFF_SEQID);
   if (seqid > INT64_MAX)
     return bad (why, n, -EBADMSG, "seqid %" PRIu64 " out of range", seqid);
   uuid_to_text (buf + OFF_UUID, uuid);
@@ -595,10 +551,10 @@ encode_copy (const struct cv_header *h, uint64_t seqid, int copy, uint8_t *buf)
 
   memset (buf, 0, CV_HDR_COPY_SIZE);
   memcpy (buf + OFF_MAGIC, magic[copy], MAGIC_LEN);
-  put16 (buf + OFF_VERSION, CV_FORMAT_VERSION);
-  put32 (buf + OFF_JSON_LEN, (uint32_t) len);
-  put64 (buf + OFF_HDR_OFFSET, (uint64_t) copy * CV_HDR_COPY_SIZE);
-  put64 (buf + OFF_SEQID, seqid);
+  cv_put_be16 (buf + OFF_VERSION, CV_FORMAT_VERSION);
+  cv_put_be32 (buf + OFF_JSON_LEN, (uint32_t) len);
+  cv_put_be64 (buf + OFF_HDR_OFFSET, (uint64_t) copy * CV_HDR_COPY_SIZE);
+  cv_put_be64 (buf + OFF_SEQID, seqid);
   uuid_from_text (h->uuid, buf + OFF_UUID);
   memcpy (buf + CV_HDR_BIN_SIZE, text, len);
   if ((r = copy_checksum (buf, (uint32_t) len, buf + OFF_CSUM)) < 0)

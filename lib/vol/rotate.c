@@ -30,6 +30,7 @@
 #include <openssl/crypto.h>
 
 #include "common/clock.h"
+#include "common/bytes.h"
 #include "common/cleanup.h"
 #include "common/encode.h"
 #include "common/fault.h"
@@ -58,22 +59,6 @@ enum {
   J_MAC = 32,   /* 32 bytes: HMAC-SHA256 of [0, 32) || hashes */
   J_USED = 64,
 };
-
-static void
-put64 (uint8_t *p, uint64_t v)
-{
-  for (int i = 7; i >= 0; i--, v >>= 8)
-    p[i] = (uint8_t) v;
-}
-
-static uint64_t
-get64 (const uint8_t *p)
-{
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++)
-    v = v << 8 | p[i];
-  return v;
-}
 
 /* pread/pwrite all of len bytes, or -errno (-EIO at end of file). */
 static int
@@ -228,7 +213,7 @@ static void
 tag_iv (uint64_t sec, int which, uint8_t iv[CV_GCM_IV_LEN])
 {
   memset (iv, 0, CV_GCM_IV_LEN);
-  put64 (iv, sec);
+  cv_put_be64 (iv, sec);
   iv[8] = (uint8_t) which;
 }
 
@@ -387,7 +372,7 @@ check_journal (struct cv_vol *v, const char *id)
   if (memcmp (rec + J_MAGIC, JMAGIC, 8) != 0 || cv_hex_decode (id, idbin, 8) < 0
       || memcmp (rec + J_ID, idbin, 8) != 0)
     return 0; /* no record, or one of an earlier rotation */
-  uint64_t start = get64 (rec + J_START), len = get64 (rec + J_LEN);
+  uint64_t start = cv_get_be64 (rec + J_START), len = cv_get_be64 (rec + J_LEN);
   if (start != v->boundary)
     return 0; /* a step already committed */
   if (len == 0 || len % v->ss || len > v->size - start
@@ -574,8 +559,8 @@ step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
   memcpy (jbuf + J_MAGIC, JMAGIC, 8);
   json_t *r = rot_json (v->hdr);
   cv_hex_decode (json_string_value (json_object_get (r, "id")), jbuf + J_ID, 8);
-  put64 (jbuf + J_START, start);
-  put64 (jbuf + J_LEN, len);
+  cv_put_be64 (jbuf + J_START, start);
+  cv_put_be64 (jbuf + J_LEN, len);
   if ((rc = journal_mac (v, jbuf, hashes, nhash, jbuf + J_MAC)) < 0)
     return rc;
   if ((rc = pwrite_full (v->hfd, jbuf, JHDR + nhash, JOFF)) < 0
