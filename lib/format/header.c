@@ -863,6 +863,36 @@ cv_hdr_authenticate (const struct cv_header *h, const struct cv_key *dek)
 }
 
 const char *
+cv_hdr_uuid (const struct cv_header *h)
+{
+  return h->uuid;
+}
+
+uint32_t
+cv_hdr_sector_size (const struct cv_header *h)
+{
+  return h->sector_size;
+}
+
+uint64_t
+cv_hdr_data_offset (const struct cv_header *h)
+{
+  return h->data_offset;
+}
+
+uint64_t
+cv_hdr_size (const struct cv_header *h)
+{
+  return h->size;
+}
+
+uint64_t
+cv_hdr_seqid (const struct cv_header *h)
+{
+  return h->seqid;
+}
+
+const char *
 cv_hdr_binding (const struct cv_header *h)
 {
   /* Set with the uuid by cv_hdr_new and the decoder, the only constructors. */

@@ -101,6 +101,13 @@ int cv_hdr_authenticate (const struct cv_header *h, const struct cv_key *dek);
  * points into h. */
 const char *cv_hdr_binding (const struct cv_header *h);
 
+/* The volume's geometry and identity as the header records them. */
+const char *cv_hdr_uuid (const struct cv_header *h);
+uint32_t cv_hdr_sector_size (const struct cv_header *h);
+uint64_t cv_hdr_data_offset (const struct cv_header *h);
+uint64_t cv_hdr_size (const struct cv_header *h);
+uint64_t cv_hdr_seqid (const struct cv_header *h);
+
 /* The whole header as a JSON object, as `keymgr info --json` shows it: the
  * stored JSON metadata plus "seqid". Never contains secrets (wrap blobs are
  * ciphertext). Caller decrefs; NULL when out of memory. */
