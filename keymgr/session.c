@@ -78,7 +78,7 @@ unlock_some (struct session *s, const struct cv_creds *c,
       json_array_append (wraps, w);
   }
   tmp.wraps = wraps;
-  return cv_unlock (&tmp, s->name, c, dek, by);
+  return cv_unlock (&tmp, s->name, c, NULL, dek, by);
 }
 
 static bool

@@ -5,6 +5,7 @@
 #define CV_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum cv_log_level { CV_LOG_ERROR, CV_LOG_WARN, CV_LOG_INFO, CV_LOG_DEBUG };
 
@@ -18,6 +19,15 @@ void cv_log_set_debug (bool on);
 
 void cv_log (enum cv_log_level level, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));
+
+/* Hold this thread's messages back instead of passing them on, until
+ * cv_log_release: those held before index keep_from (a count from
+ * cv_log_held) go on as debug messages, what they said having not mattered
+ * in the end (the wraps that failed before one unlocked the volume), the
+ * rest at their own level (0: all; SIZE_MAX: all as debug). Not nested. */
+void cv_log_hold (void);
+size_t cv_log_held (void);
+void cv_log_release (size_t keep_from);
 
 #define cv_err(...) cv_log (CV_LOG_ERROR, __VA_ARGS__)
 #define cv_warn(...) cv_log (CV_LOG_WARN, __VA_ARGS__)

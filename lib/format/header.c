@@ -892,6 +892,12 @@ cv_hdr_seqid (const struct cv_header *h)
   return h->seqid;
 }
 
+const json_t *
+cv_hdr_wraps (const struct cv_header *h)
+{
+  return h->wraps;
+}
+
 const char *
 cv_hdr_binding (const struct cv_header *h)
 {

@@ -107,6 +107,9 @@ uint32_t cv_hdr_sector_size (const struct cv_header *h);
 uint64_t cv_hdr_data_offset (const struct cv_header *h);
 uint64_t cv_hdr_size (const struct cv_header *h);
 uint64_t cv_hdr_seqid (const struct cv_header *h);
+/* The wraps array, for lib/keys (which reads its members); never changed
+ * through this pointer. */
+const json_t *cv_hdr_wraps (const struct cv_header *h);
 
 /* The whole header as a JSON object, as `keymgr info --json` shows it: the
  * stored JSON metadata plus "seqid". Never contains secrets (wrap blobs are

@@ -99,19 +99,45 @@ int cv_wrap_add (struct cv_header *h, const char *spec,
                  const struct cv_creds *c, const struct cv_key *dek,
                  int64_t *id_out);
 
-/* Unlock: try each wrap in order with whatever credentials c holds; the first
- * whose DEK passes cv_hdr_authenticate wins. Each failure is reported with the
- * wrap id, type and reference; the summary names the volume (name: its path).
- * Returns 0 with *dek (caller frees) and *wrap_id (may be NULL), or: -ENOKEY no
- * credential given matches any wrap (message lists the wraps and what each
- * needs) -EKEYREJECTED  credentials were given but none unlocked a wrap
+/* Which wraps an unlock tries, and in what order (plugin wrap=, keymgr
+ * --wrap). Each item names a wrap by id or every wrap of a type; items are
+ * tried in the order given, a wrap once. n == 0 tries every wrap in header
+ * order. except (-1: none) is never tried. */
+#define CV_WRAP_SEL_MAX 16
+struct cv_wrap_sel {
+  size_t n;
+  struct {
+    int64_t id;       /* >= 0: this wrap */
+    const char *type; /* else: every wrap of this type ("kms"...) */
+  } item[CV_WRAP_SEL_MAX];
+  int64_t except;
+};
+#define CV_WRAP_SEL_ALL                                                        \
+  {                                                                            \
+    .n = 0, .except = -1                                                       \
+  }
+
+/* Add "ID" or "TYPE" (as given to wrap= / --wrap) to s. Returns 0, or -EINVAL
+ * (logged: not a wrap id or type, or too many) . */
+int cv_wrap_sel_add (struct cv_wrap_sel *s, const char *arg);
+
+/* Unlock: try the wraps sel chooses (NULL: all, in header order) with
+ * whatever credentials c holds; the first whose DEK passes
+ * cv_hdr_authenticate wins. Failures of wraps tried before the one that
+ * succeeds are debug messages; when none succeeds, one error names the volume
+ * (name: its path) and each wrap tried with its reason.
+ * Returns 0 with *dek (caller frees) and *wrap_id (may be NULL), or:
+ *   -ENOKEY        no credential given matches any wrap tried (the message
+ *                  lists the wraps and what each needs), or sel chose none
+ *   -EKEYREJECTED  credentials were given but none unlocked a wrap
  *   -EBADMSG       a DEK was recovered but the header MAC fails (tampered),
  *                  or a wrap does not authenticate (altered, or copied from
  *                  another volume)
  *   other -errno from providers (network, revoked key) when nothing else
  *                  succeeded. */
 int cv_unlock (const struct cv_header *h, const char *name,
-               const struct cv_creds *c, struct cv_key **dek, int64_t *wrap_id);
+               const struct cv_creds *c, const struct cv_wrap_sel *sel,
+               struct cv_key **dek, int64_t *wrap_id);
 
 /* Read a 32-byte KEK file; refuses other sizes with a clear message. */
 int cv_keyfile_read (const char *path, struct cv_key **kek);

@@ -1,4 +1,4 @@
-/* The provider table, wrap specs, adding a wrap, and the unlock loop. */
+/* The provider table, wrap specs and adding a wrap. */
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
@@ -16,13 +16,7 @@
 
 /* Every wrap type the format knows. A provider not built here has p = NULL;
  * adding one is a change of its line (&cv_provider_<type>, its cleanup). */
-static const struct wrap_type {
-  const char *type;
-  const struct cv_provider *p;
-  const char *no_cred;  /* why -ENOKEY: what the credentials lack */
-  const char *rejected; /* why -EKEYREJECTED */
-  void (*cleanup) (void);
-} types[] = {
+static const struct cv_wrap_type types[] = {
   { "file", &cv_provider_file, "no key file given", "wrong key file", NULL },
   { "passphrase", &cv_provider_passphrase, "no passphrase given",
     "wrong passphrase (or the wrap was altered)", NULL },
@@ -35,7 +29,7 @@ static const struct wrap_type {
 #define SPEC_FORMS "file:PATH, passphrase, kms:KEY-ARN or pkcs11:URI"
 
 /* The table entry for the first len bytes of type, or NULL. */
-static const struct wrap_type *
+static const struct cv_wrap_type *
 find_type (const char *type, size_t len)
 {
   for (size_t i = 0; i < ARRAY_SIZE (types); i++)
@@ -44,16 +38,21 @@ find_type (const char *type, size_t len)
   return NULL;
 }
 
+const struct cv_wrap_type *
+cv_wrap_type_find (const char *type)
+{
+  return find_type (type, strlen (type));
+}
+
 const struct cv_provider *
 cv_provider_find (const char *type)
 {
-  const struct wrap_type *t = find_type (type, strlen (type));
+  const struct cv_wrap_type *t = find_type (type, strlen (type));
 
   return t ? t->p : NULL;
 }
 
-/* w's "id", or -1 if it has none. */
-static int64_t
+int64_t
 cv_wrap_id (const json_t *w)
 {
   json_t *id = json_object_get (w, "id");
@@ -133,7 +132,7 @@ cv_wrap_spec_parse (const char *spec, const struct cv_provider **p,
 {
   const char *colon = strchr (spec, ':');
   size_t typelen = colon ? (size_t) (colon - spec) : strlen (spec);
-  const struct wrap_type *t = find_type (spec, typelen);
+  const struct cv_wrap_type *t = find_type (spec, typelen);
 
   if (!t) {
     cv_err ("unknown wrap type \"%.*s\": a wrap spec is one of " SPEC_FORMS,
@@ -216,159 +215,6 @@ cv_wrap_add (struct cv_header *h, const char *spec, const struct cv_creds *c,
   if (id_out)
     *id_out = id;
   return 0;
-}
-
-/* How much a failure says about the volume, to choose what cv_unlock returns
- * when no wrap opened: tampering first, then errors of the key services, then
- * a key that was given but rejected, then missing credentials. */
-static int
-severity (int r)
-{
-  switch (r) {
-  case -EPROTONOSUPPORT:
-    return 1;
-  case -ENOKEY:
-    return 2;
-  case -EKEYREJECTED:
-    return 3;
-  case -EBADMSG:
-    return 5;
-  default:
-    return 4;
-  }
-}
-
-/* The short reason for r in the final unlock message. */
-static const char *
-reason (const struct wrap_type *t, int r, char *buf, size_t len)
-{
-  switch (r) {
-  case -ENOKEY:
-    return t->no_cred;
-  case -EKEYREJECTED:
-    return t->rejected;
-  case -EBADMSG:
-    return "the wrap does not authenticate (altered, or copied from another "
-           "volume)";
-  case -EKEYREVOKED:
-    return "the key is disabled or pending deletion";
-  case -EACCES:
-    return "access to the key denied";
-  case -EINVAL:
-    return "invalid wrap or credentials (see the message above)";
-  case -EPROTONOSUPPORT:
-    return "not supported by this build";
-  default:
-    snprintf (buf, len, "failed (%s)", strerrordesc_np (-r));
-    return buf;
-  }
-}
-
-/* Try one wrap: 0 with *dek when it unlocks the volume; otherwise -errno and
- * *why (the short reason for the final message). -EBADMSG with *fatal set
- * when the header itself fails its MAC. */
-static int
-try_wrap (const struct cv_header *h, const char *name, const json_t *w,
-          const struct cv_creds *c, struct cv_key **dek, const char **why,
-          char *buf, size_t len, int *fatal)
-{
-  char label[CV_WRAP_LABEL_MAX];
-  const char *type = json_string_value (json_object_get (w, "type"));
-  const struct wrap_type *t = type ? find_type (type, strlen (type)) : NULL;
-  CLEANUP_KEY struct cv_key *k = NULL;
-  int r;
-
-  cv_wrap_label (w, label, sizeof label);
-  if (!json_is_object (w) || cv_wrap_id (w) < 0 || !type) {
-    cv_warn ("%s: no \"id\" or \"type\"; the wrap is malformed", label);
-    *why = "malformed wrap (no id or type)";
-    return -EINVAL;
-  }
-  if (!t) {
-    *why = "unknown wrap type";
-    return -EPROTONOSUPPORT;
-  }
-  if (!t->p) {
-    snprintf (buf, len, "wrap type %s is not available in this build", t->type);
-    *why = buf;
-    return -EPROTONOSUPPORT;
-  }
-  r = t->p->unwrap (w, c, cv_hdr_binding (h), &k);
-  if (r < 0) {
-    *why = reason (t, r, buf, len);
-    return r;
-  }
-  r = cv_hdr_authenticate (h, k);
-  switch (r) {
-  case 0:
-    *dek = STEAL (k);
-    return 0;
-  case -EBADMSG:
-    cv_err ("header of volume %s fails its MAC: it was altered (tampered); "
-            "refusing (the key from %s is this volume's key); restore the "
-            "header from a backup",
-            name, label);
-    *fatal = 1;
-    return r;
-  case -EKEYREJECTED:
-    cv_warn ("%s: the key unwrapped but is not this volume's key (a wrap "
-             "left from before a DEK rotation, or the header's key check "
-             "value was altered)",
-             label);
-    *why = "the key unwrapped but is not this volume's key";
-    return r;
-  default:
-    *why = reason (t, r, buf, len);
-    return r;
-  }
-}
-
-int
-cv_unlock (const struct cv_header *h, const char *name,
-           const struct cv_creds *c, struct cv_key **dek, int64_t *wrap_id)
-{
-  CLEANUP_FREE char *sum = NULL;
-  size_t sumlen = 0, i;
-  FILE *f;
-  json_t *w;
-  int worst = 0;
-
-  if (!json_is_array (h->wraps) || json_array_size (h->wraps) == 0) {
-    cv_err ("volume %s has no wraps: nothing can unlock it", name);
-    return -ENOKEY;
-  }
-  f = open_memstream (&sum, &sumlen);
-  if (!f)
-    return -ENOMEM;
-  json_array_foreach (h->wraps, i, w)
-  {
-    char label[CV_WRAP_LABEL_MAX], buf[128];
-    const char *why = NULL;
-    int fatal = 0;
-    int r = try_wrap (h, name, w, c, dek, &why, buf, sizeof buf, &fatal);
-
-    if (r == 0) {
-      fclose (f);
-      if (wrap_id)
-        *wrap_id = cv_wrap_id (w);
-      cv_debug ("volume %s unlocked with %s", name,
-                cv_wrap_label (w, label, sizeof label));
-      return 0;
-    }
-    if (fatal) {
-      fclose (f);
-      return r;
-    }
-    fprintf (f, "%s%s: %s", i ? "; " : "",
-             cv_wrap_label (w, label, sizeof label), why);
-    if (worst == 0 || severity (r) > severity (worst))
-      worst = r;
-  }
-  if (fclose (f) != 0)
-    return -ENOMEM;
-  cv_err ("cannot unlock volume %s: no wrap could be unlocked: %s", name, sum);
-  assert (worst < 0);
-  return worst;
 }
 
 void

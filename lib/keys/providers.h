@@ -22,6 +22,21 @@ extern const struct cv_provider cv_provider_pkcs11;
 void cv_kms_cleanup (void);
 void cv_pkcs11_cleanup (void);
 
+/* A wrap type the format knows, and what to say when its unwrap fails. p is
+ * NULL for a type this build does not have. */
+struct cv_wrap_type {
+  const char *type;
+  const struct cv_provider *p;
+  const char *no_cred;  /* why -ENOKEY: what the credentials lack */
+  const char *rejected; /* why -EKEYREJECTED */
+  void (*cleanup) (void);
+};
+/* The entry for a type name, or NULL if the format has no such type. */
+const struct cv_wrap_type *cv_wrap_type_find (const char *type);
+
+/* w's "id", or -1 if it has none (or a negative one). */
+int64_t cv_wrap_id (const json_t *w);
+
 #define CV_WRAP_LABEL_MAX 512
 
 /* "wrap ID (TYPE REF)" for messages, from w's common members, written into

@@ -67,7 +67,7 @@ unlock (const struct cv_header *h, const char *keyfile, struct cv_key *pp,
 
   clear ();
   *id = -1;
-  r = cv_unlock (h, "test-volume", &c, &dek, id);
+  r = cv_unlock (h, "test-volume", &c, NULL, &dek, id);
   if (r == 0)
     CHECK (same_key (dek, want), "unlocked DEK is the volume's");
   else
