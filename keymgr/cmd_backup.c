@@ -125,7 +125,9 @@ cmd_restore_header (int argc, char **argv)
               "instead of restoring",
               name);
       rc = -EBUSY;
-    } else if ((rc = cv_unlock (cur, name, &co.creds, NULL, &dek, NULL)) == 0) {
+    } else if ((rc
+                = cv_unlock (cur, name, &co.creds, &co.unlock_sel, &dek, NULL))
+               == 0) {
       rc = cv_hdr_authenticate (bh, dek);
       if (rc == -EKEYREJECTED) {
         cv_err ("%s holds a data key that %s no longer uses (it was replaced "
@@ -143,7 +145,7 @@ cmd_restore_header (int argc, char **argv)
     cv_warn ("%s has no readable header: the backup cannot be checked "
              "against a later rotate-dek",
              name);
-    rc = cv_unlock (bh, file, &co.creds, NULL, &dek, NULL);
+    rc = cv_unlock (bh, file, &co.creds, &co.unlock_sel, &dek, NULL);
   }
   if (rc == 0)
     rc = cv_hdr_commit (fd, name, bh);

@@ -188,7 +188,8 @@ cmd_rotate_dek (int argc, char **argv)
   struct cv_vol_opts o = { .path = path,
                            .header_path = co.header,
                            .exclusive = true,
-                           .creds = &co.creds };
+                           .creds = &co.creds,
+                           .wraps = &co.unlock_sel };
   if ((rc = cv_vol_open (&o, &v)) < 0) {
     common_free (&co);
     return exit_code (rc);

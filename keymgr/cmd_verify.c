@@ -33,7 +33,7 @@ cmd_verify (int argc, char **argv)
   int64_t id = -1;
   rc = unlock_creds (&co, h);
   if (rc == 0)
-    rc = cv_unlock (h, path, &co.creds, NULL, &dek, &id);
+    rc = cv_unlock (h, path, &co.creds, &co.unlock_sel, &dek, &id);
   if (rc == 0) {
     if (co.json) {
       json_t *j = json_pack ("{s:s, s:s, s:I, s:b, s:b}", "volume", path,

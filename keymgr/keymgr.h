@@ -30,6 +30,8 @@ struct common_opts {
   int pin_fd;            /* --pin-fd, or -1 */
   bool json;             /* --json */
   struct cv_creds creds;
+  /* --unlock-wrap: which wraps to unlock with, in order */
+  struct cv_wrap_sel unlock_sel;
 };
 
 /* Long options for common_opts, to append to a command's own table. Values
@@ -52,7 +54,8 @@ struct common_opts {
   { "kms-endpoint", required_argument, 0, 0x10d },                             \
   { "kms-region", required_argument, 0, 0x10e },                               \
   { "ca-bundle", required_argument, 0, 0x10f },                                \
-  { "audit-log", required_argument, 0, 0x110 }
+  { "audit-log", required_argument, 0, 0x110 },                               \
+  { "unlock-wrap", required_argument, 0, 0x111 }
 /* clang-format on */
 
 /* Parse a command line: own options (may be NULL) go to handle (returning 0,

@@ -73,6 +73,7 @@ common_init (struct common_opts *o)
 {
   *o = (struct common_opts){ .pass_fd = -1,
                              .pin_fd = -1,
+                             .unlock_sel = CV_WRAP_SEL_ALL,
                              .creds = { .pbkdf = CV_PBKDF_DEFAULT } };
 }
 
@@ -165,6 +166,8 @@ common_opt (struct common_opts *o, int c, const char *arg)
   case 0x110:
     audit_set_path (arg);
     return 1;
+  case 0x111:
+    return cv_wrap_sel_add (&o->unlock_sel, arg) < 0 ? -1 : 1;
   }
   return 0;
 }

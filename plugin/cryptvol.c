@@ -23,6 +23,7 @@ static const char *header_path;
 static bool direct;
 static bool readonly;
 static struct cv_creds creds = { .pbkdf = CV_PBKDF_DEFAULT };
+static struct cv_wrap_sel wraps = CV_WRAP_SEL_ALL;
 static struct cv_vol *vol;
 
 /* Library messages go to nbdkit: errors through nbdkit_error (so they reach
@@ -103,6 +104,8 @@ cryptvol_config (const char *key, const char *value)
     header_path = value;
   else if (strcmp (key, "keyfile") == 0)
     creds.keyfile = value;
+  else if (strcmp (key, "wrap") == 0)
+    return cv_wrap_sel_add (&wraps, value) < 0 ? -1 : 0;
   else if (strcmp (key, "passphrase") == 0)
     return read_secret (key, value, &creds.passphrase);
   else if (strcmp (key, "pin") == 0)
@@ -145,6 +148,7 @@ cryptvol_config_complete (void)
   "[volume=]PATH        Volume: a file or block device (required).\n"          \
   "header=PATH          Detached header file.\n"                               \
   "keyfile=PATH         File holding a 32-byte key-encryption key.\n"          \
+  "wrap=ID|TYPE         Unlock with this wrap (repeatable: tried in order).\n" \
   "passphrase=+FILE|-FD|-  Recovery passphrase (never on the command line).\n" \
   "pin=+FILE|-FD|-      PKCS#11 user PIN (never on the command line).\n"       \
   "pkcs11-module=PATH   PKCS#11 module, if the URI has no module-path.\n"      \
@@ -165,6 +169,7 @@ cryptvol_get_ready (void)
     .readonly = readonly,
     .direct = direct,
     .creds = &creds,
+    .wraps = &wraps,
   };
 
   if (cv_vol_open (&o, &vol) < 0)

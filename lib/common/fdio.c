@@ -14,8 +14,8 @@ xfer (int fd, void *buf, size_t len, int64_t off, int wflags, bool write,
   size_t done = 0;
 
   while (done < len) {
-    struct iovec iov = { .iov_base = (char *) buf + done,
-                         .iov_len = len - done };
+    struct iovec iov
+        = { .iov_base = (char *) buf + done, .iov_len = len - done };
     ssize_t n;
     if (write)
       n = pwritev2 (fd, &iov, 1, off < 0 ? -1 : (off_t) (off + (int64_t) done),

@@ -602,7 +602,7 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
              "devices with 4096-byte logical blocks will refuse I/O",
              o->path, hdr->sector_size, (unsigned long long) hdr->data_offset);
 
-  if ((rc = cv_unlock (hdr, hname, o->creds, NULL, &dek, NULL)) < 0)
+  if ((rc = cv_unlock (hdr, hname, o->creds, o->wraps, &dek, NULL)) < 0)
     goto fail;
 
   struct cv_vol *v = calloc (1, sizeof *v);

@@ -22,6 +22,7 @@ struct cv_vol_opts {
    * rotate-dek, restore-header, shred). */
   bool exclusive;
   const struct cv_creds *creds;
+  const struct cv_wrap_sel *wraps; /* which wraps to try, in order; NULL: all */
 };
 
 /* Open the volume, read its header, unlock a DEK and authenticate the header.

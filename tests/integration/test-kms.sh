@@ -150,6 +150,41 @@ kms UpdateAlias "{\"AliasName\": \"alias/cryptvol-test\", \"TargetKeyId\": \"$ke
 opens vol2 "${KP[@]}"
 pass "the alias pointed elsewhere later: the wrap still opens (unlock uses the stored key ARN)"
 
+# --- which wraps unlock, and in what order ------------------------------------
+# vol3: wrap 0 on a KMS key that is disabled, wrap 1 a key file.
+"$KEYMGR" genkey vol3.kek >/dev/null
+"$KEYMGR" create vol3 --size 16M --wrap "kms:$arn1" --wrap file:vol3.kek "${KM[@]}" >/dev/null
+kms DisableKey "{\"KeyId\": \"$key1\"}" >/dev/null
+noerrors () {  # WHAT FILE: nbdkit's stderr has no error or warning line
+  if grep -v "debug: " "$2" | grep -Eiq "error|warning"; then
+    cat "$2"; fail "$1: errors printed although the volume unlocked"
+  fi
+}
+clear_calls
+nbdkit -U - "$PLUGIN" vol3 keyfile=vol3.kek "${KP[@]}" --run 'nbdinfo --size "$uri"' >out 2>err ||
+  { cat err; fail "vol3 with keyfile= did not serve"; }
+[ -z "$(calls)" ] || fail "keyfile= given, yet KMS was called: $(calls)"
+noerrors "keyfile= given" err
+pass "AWS credentials in the environment and keyfile= given: the file wrap is tried first, KMS never called, nothing printed"
+clear_calls
+nbdkit -v -U - "$PLUGIN" vol3 wrap=kms wrap=file keyfile=vol3.kek "${KP[@]}" \
+  --run 'nbdinfo --size "$uri"' >out 2>err || { cat err; fail "wrap=kms wrap=file did not serve"; }
+[[ $(calls) == Decrypt:* ]] || fail "wrap=kms wrap=file: KMS not tried first: $(calls)"
+grep -q "debug: .*wrap 0 (kms.*disabled" err || { cat err; fail "the KMS failure is not a debug message"; }
+noerrors "wrap=kms wrap=file" err
+pass "wrap=kms wrap=file: KMS tried first and refused (key disabled), reported as debug only; the file wrap unlocks"
+refuses "wrap=kms alone" "cannot unlock volume vol3: no wrap could be unlocked: wrap 0 \(kms [^;]*disabled or pending deletion$" \
+  -- vol3 wrap=kms keyfile=vol3.kek "${KP[@]}"
+refuses "wrap=9" "vol3: none of its wraps is among those chosen" -- vol3 wrap=9 keyfile=vol3.kek
+refuses "wrap=tpm" "wrap=tpm: not a wrap id or type" -- vol3 wrap=tpm keyfile=vol3.kek
+expect_fail "keymgr verify --unlock-wrap 0" "no wrap could be unlocked: wrap 0 \(kms" \
+  "$KEYMGR" verify vol3 --unlock-wrap 0 --keyfile vol3.kek "${KM[@]}"
+"$KEYMGR" verify vol3 --unlock-wrap kms --unlock-wrap 1 --keyfile vol3.kek "${KM[@]}" 2>err | grep -q "wrap 1 unlocks" ||
+  fail "verify --unlock-wrap kms --unlock-wrap 1"
+noerrors "verify --unlock-wrap kms --unlock-wrap 1" err
+kms EnableKey "{\"KeyId\": \"$key1\"}" >/dev/null
+pass "only the wraps chosen are tried (wrap=ID|TYPE, --unlock-wrap); bad choices are refused with what to give"
+
 # --- key states -------------------------------------------------------------
 kms DisableKey "{\"KeyId\": \"$key1\"}" >/dev/null
 refuses "disabled key" "key $arn1 is disabled \(DisabledException.*enable it" -- vol "${KP[@]}"
