@@ -436,7 +436,9 @@ choose_token (struct cv_p11 *p)
       memcpy (p->token_serial, serial, sizeof serial);
     }
   }
-  if (fclose (pf) != 0 || fclose (mf) != 0)
+  /* Both closed, whatever the first says: each holds memory. */
+  bool lost = fclose (pf) != 0;
+  if (fclose (mf) != 0 || lost)
     return -ENOMEM;
   if (nmatch == 0) {
     cv_log (p->level,
