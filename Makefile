@@ -6,7 +6,14 @@ CC       ?= cc
 PKGS     := openssl jansson liburing libargon2 libcurl p11-kit-1
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
-            -fPIC -D_GNU_SOURCE -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+            -Wvla -Wformat=2 -fPIC -D_GNU_SOURCE -Ilib \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# Warnings fail the build in CI (CI=true, as CI services set it; .ci/run sets
+# WERROR=1) and wherever WERROR=1 is given; WERROR=0 turns that off.
+WERROR   ?= $(if $(filter true,$(CI)),1,0)
+ifeq ($(WERROR),1)
+override CFLAGS += -Werror
+endif
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -ldl
 NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null)
 DEPFLAGS  = -MMD -MP

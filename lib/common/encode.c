@@ -23,8 +23,8 @@ cv_hex_encode (const uint8_t *in, size_t len, char **out)
   return 0;
 }
 
-static int
-hexval (char c)
+int
+cv_hex_digit (char c)
 {
   if (c >= '0' && c <= '9')
     return c - '0';
@@ -41,7 +41,7 @@ cv_hex_decode (const char *s, uint8_t *out, size_t outlen)
   if (strlen (s) != 2 * outlen)
     return -EINVAL;
   for (size_t i = 0; i < outlen; i++) {
-    int hi = hexval (s[2 * i]), lo = hexval (s[2 * i + 1]);
+    int hi = cv_hex_digit (s[2 * i]), lo = cv_hex_digit (s[2 * i + 1]);
     if (hi < 0 || lo < 0)
       return -EINVAL;
     out[i] = (uint8_t) (hi << 4 | lo);

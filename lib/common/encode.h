@@ -7,6 +7,8 @@
 
 /* Lower-case hex of len bytes into a new string (*out, caller frees). */
 int cv_hex_encode (const uint8_t *in, size_t len, char **out);
+/* The value of the hex digit c (either case), or -1 if c is not one. */
+int cv_hex_digit (char c);
 /* Exactly outlen bytes from the hex string s; -EINVAL if s is not that. */
 int cv_hex_decode (const char *s, uint8_t *out, size_t outlen);
 /* Standard base64 (with padding) into a new string (*out, caller frees). */

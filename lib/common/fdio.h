@@ -8,11 +8,13 @@
 #include <stdint.h>
 
 /* Read up to len bytes at off into buf, stopping early only at end of file.
- * *got (may be NULL) gets the bytes read. With got == NULL, end of file
- * before len bytes is -EIO. */
+ * *got (may be NULL) gets the bytes read, also on failure. With got == NULL,
+ * end of file before len bytes is -EIO. An offset beyond INT64_MAX is
+ * -EINVAL. */
 int cv_pread_all (int fd, void *buf, size_t len, uint64_t off, size_t *got);
 /* Write all len bytes at off; flags are pwritev2's (RWF_DSYNC). A write that
- * makes no progress is -EIO. */
+ * makes no progress is -EIO; an offset beyond INT64_MAX is -EINVAL. What was
+ * written before a failure stays written. */
 int cv_pwrite_all (int fd, const void *buf, size_t len, uint64_t off,
                    int flags);
 /* The same at the file position (pipes, terminals, sockets). */

@@ -1,6 +1,8 @@
 /* Cryptographic primitives over OpenSSL 3 and libargon2. */
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,17 +19,20 @@
 #include "prim.h"
 #include "secmem.h"
 
-/* Log the OpenSSL error queue under what, and clear it. Returns -EIO. */
-static int
-ossl_fail (const char *what)
+int
+cv_ossl_fail (const char *fmt, ...)
 {
   unsigned long e = ERR_get_error ();
-  char buf[256] = "unknown error";
+  char what[256], reason[256] = "unknown OpenSSL error";
+  va_list ap;
 
+  va_start (ap, fmt);
+  vsnprintf (what, sizeof what, fmt, ap);
+  va_end (ap);
   if (e)
-    ERR_error_string_n (e, buf, sizeof buf);
+    ERR_error_string_n (e, reason, sizeof reason);
   ERR_clear_error ();
-  cv_err ("%s failed: %s", what, buf);
+  cv_err ("%s: %s", what, reason);
   return -EIO;
 }
 
@@ -35,7 +40,7 @@ int
 cv_random (void *buf, size_t len)
 {
   if (len > INT_MAX || RAND_bytes (buf, (int) len) != 1)
-    return ossl_fail ("RAND_bytes");
+    return cv_ossl_fail ("RAND_bytes failed");
   return 0;
 }
 
@@ -45,7 +50,7 @@ cv_sha256 (const void *msg, size_t len, uint8_t out[32])
   unsigned int outlen = 32;
 
   if (!EVP_Digest (msg, len, out, &outlen, EVP_sha256 (), NULL))
-    return ossl_fail ("SHA-256");
+    return cv_ossl_fail ("SHA-256 failed");
   return 0;
 }
 
@@ -57,7 +62,7 @@ cv_hmac_sha256 (const uint8_t *key, size_t keylen, const void *msg, size_t len,
 
   if (keylen > INT_MAX
       || !HMAC (EVP_sha256 (), key, (int) keylen, msg, len, out, &outlen))
-    return ossl_fail ("HMAC-SHA256");
+    return cv_ossl_fail ("HMAC-SHA256 failed");
   return 0;
 }
 
@@ -72,7 +77,7 @@ cv_hkdf_sha256 (const uint8_t *ikm, size_t ikmlen, const uint8_t *salt,
 
   EVP_KDF_free (kdf);
   if (!ctx)
-    return ossl_fail ("HKDF setup");
+    return cv_ossl_fail ("HKDF setup failed");
   *p++ = OSSL_PARAM_construct_utf8_string (OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
   *p++ = OSSL_PARAM_construct_octet_string (OSSL_KDF_PARAM_KEY, (void *) ikm,
                                             ikmlen);
@@ -83,7 +88,7 @@ cv_hkdf_sha256 (const uint8_t *ikm, size_t ikmlen, const uint8_t *salt,
                                             strlen (info));
   *p = OSSL_PARAM_construct_end ();
   if (EVP_KDF_derive (ctx, out, outlen, params) != 1)
-    rc = ossl_fail ("HKDF-SHA256");
+    rc = cv_ossl_fail ("HKDF-SHA256 failed");
   EVP_KDF_CTX_free (ctx);
   return rc;
 }
@@ -106,12 +111,12 @@ gcm (int enc, const uint8_t key[32], const uint8_t iv[CV_GCM_IV_LEN],
       || (!enc
           && !EVP_CIPHER_CTX_ctrl (ctx, EVP_CTRL_GCM_SET_TAG, CV_GCM_TAG_LEN,
                                    tag))) {
-    rc = ossl_fail ("AES-256-GCM");
+    rc = cv_ossl_fail ("AES-256-GCM failed");
     goto out;
   }
   if (EVP_CipherFinal_ex (ctx, out + len, &n) != 1) {
     if (enc)
-      rc = ossl_fail ("AES-256-GCM");
+      rc = cv_ossl_fail ("AES-256-GCM failed");
     else {
       ERR_clear_error ();
       cv_wipe (out, len);
@@ -121,7 +126,7 @@ gcm (int enc, const uint8_t key[32], const uint8_t iv[CV_GCM_IV_LEN],
   }
   if (enc
       && !EVP_CIPHER_CTX_ctrl (ctx, EVP_CTRL_GCM_GET_TAG, CV_GCM_TAG_LEN, tag))
-    rc = ossl_fail ("AES-256-GCM tag");
+    rc = cv_ossl_fail ("AES-256-GCM tag failed");
 out:
   EVP_CIPHER_CTX_free (ctx);
   return rc;
@@ -158,7 +163,7 @@ cv_gmac_new (const uint8_t key[32], struct cv_gmac **out)
   }
   if (!EVP_EncryptInit_ex2 (g->ctx, EVP_aes_256_gcm (), key, NULL, NULL)) {
     cv_gmac_free (g);
-    return ossl_fail ("GMAC setup");
+    return cv_ossl_fail ("GMAC setup failed");
   }
   *out = g;
   return 0;
@@ -175,7 +180,7 @@ cv_gmac (struct cv_gmac *g, const uint8_t iv[CV_GCM_IV_LEN], const void *msg,
       || !EVP_EncryptFinal_ex (g->ctx, NULL, &n)
       || !EVP_CIPHER_CTX_ctrl (g->ctx, EVP_CTRL_GCM_GET_TAG, CV_GCM_TAG_LEN,
                                tag))
-    return ossl_fail ("GMAC");
+    return cv_ossl_fail ("GMAC failed");
   return 0;
 }
 
@@ -224,13 +229,13 @@ keywrap (int pad, int enc, const uint8_t *kek, size_t keklen, const uint8_t *in,
     return -ENOMEM;
   EVP_CIPHER_CTX_set_flags (ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
   if (!EVP_CipherInit_ex2 (ctx, c, kek, NULL, enc, NULL)) {
-    rc = ossl_fail ("AES key wrap");
+    rc = cv_ossl_fail ("AES key wrap failed");
     goto out;
   }
   if (!EVP_CipherUpdate (ctx, out, &n, in, (int) len)
       || !EVP_CipherFinal_ex (ctx, out + n, &fin)) {
     if (enc)
-      rc = ossl_fail ("AES key wrap");
+      rc = cv_ossl_fail ("AES key wrap failed");
     else {
       ERR_clear_error ();
       rc = -EBADMSG;
@@ -297,6 +302,6 @@ cv_scrypt (const void *pass, size_t passlen, const uint8_t *salt,
   if (EVP_PBE_scrypt (pass, passlen, salt, saltlen, n, r, p, maxmem, out,
                       outlen)
       != 1)
-    return ossl_fail ("scrypt");
+    return cv_ossl_fail ("scrypt failed");
   return 0;
 }

@@ -10,6 +10,11 @@
 #define CV_GCM_IV_LEN 12
 #define CV_GCM_TAG_LEN 16
 
+/* Log the message fmt with the first reason in OpenSSL's error queue ("fmt:
+ * reason"), then clear the queue so it does not leak into a later, unrelated
+ * message. Returns -EIO. For lib/crypto's calls into OpenSSL. */
+int cv_ossl_fail (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+
 /* len bytes from the CSPRNG (RAND_bytes). */
 int cv_random (void *buf, size_t len);
 

@@ -14,7 +14,6 @@
 #include <endian.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,25 +40,6 @@ struct cv_xts {
   unsigned shift; /* log2 (sector_size / 512): tweaks per sector */
 };
 
-/* Log an OpenSSL failure once, with the first queued reason, and clear the
- * queue so it does not leak into a later, unrelated message. Returns -EIO. */
-static int __attribute__ ((format (printf, 1, 2)))
-ossl_fail (const char *fmt, ...)
-{
-  unsigned long e = ERR_get_error ();
-  char what[128], reason[256] = "unknown OpenSSL error";
-  va_list ap;
-
-  va_start (ap, fmt);
-  vsnprintf (what, sizeof what, fmt, ap);
-  va_end (ap);
-  if (e)
-    ERR_error_string_n (e, reason, sizeof reason);
-  ERR_clear_error ();
-  cv_err ("xts: %s: %s", what, reason);
-  return -EIO;
-}
-
 static void
 cipher_freep (EVP_CIPHER **c)
 {
@@ -85,7 +65,7 @@ keyed_ctx (EVP_CIPHER *cipher, const uint8_t key[CV_DEK_LEN], int enc,
   }
   if (!EVP_CipherInit_ex2 (ctx, cipher, key, NULL, enc, NULL)) {
     EVP_CIPHER_CTX_free (ctx);
-    return ossl_fail ("keying AES-256-XTS failed");
+    return cv_ossl_fail ("xts: keying AES-256-XTS failed");
   }
   *out = ctx;
   return 0;
@@ -158,7 +138,7 @@ cv_xts_new (const uint8_t key[CV_DEK_LEN], unsigned sector_size,
   /* The contexts keep their own reference to the fetched cipher. */
   cipher = EVP_CIPHER_fetch (NULL, "AES-256-XTS", NULL);
   if (!cipher)
-    return ossl_fail ("fetching AES-256-XTS failed");
+    return cv_ossl_fail ("xts: fetching AES-256-XTS failed");
   x = calloc (1, sizeof *x);
   if (!x) {
     cv_err ("xts: cannot allocate the engine: out of memory");
@@ -214,9 +194,9 @@ crypt_sectors (struct cv_xts *x, EVP_CIPHER_CTX *ctx, uint8_t *iv, uint8_t *dst,
                                  NULL))
         || !EVP_CipherUpdate (ctx, dst + i * x->sector_size, &outl,
                               src + i * x->sector_size, len))
-      return ossl_fail ("%s sector %llu failed",
-                        ctx == x->enc ? "encrypting" : "decrypting",
-                        (unsigned long long) (first + i));
+      return cv_ossl_fail ("xts: %s sector %llu failed",
+                           ctx == x->enc ? "encrypting" : "decrypting",
+                           (unsigned long long) (first + i));
   }
   return 0;
 }
@@ -253,8 +233,8 @@ cv_xts_unit (struct cv_xts *x, const uint8_t tweak[16], uint8_t *dst,
   }
   if (!EVP_CipherInit_ex2 (ctx, NULL, NULL, tweak, -1, NULL)
       || !EVP_CipherUpdate (ctx, dst, &outl, src, (int) len))
-    return ossl_fail ("%s a data unit failed",
-                      enc ? "encrypting" : "decrypting");
+    return cv_ossl_fail ("xts: %s a data unit failed",
+                         enc ? "encrypting" : "decrypting");
   return 0;
 }
 

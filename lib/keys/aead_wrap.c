@@ -61,37 +61,6 @@ cv_aead_wrap_seal (const struct cv_key *kek, const struct cv_key *dek,
   return r;
 }
 
-/* Decode w[key] (base64) into a new buffer of between min and max bytes. */
-static int
-get_b64 (const json_t *w, const char *key, size_t min, size_t max,
-         uint8_t **out, size_t *outlen)
-{
-  char label[CV_WRAP_LABEL_MAX];
-  int r;
-  const char *s = cv_wrap_get_string (w, key, &r);
-
-  if (!s)
-    return r;
-  r = cv_b64_decode (s, out, outlen);
-  if (r == -ENOMEM)
-    return r;
-  if (r < 0 || *outlen < min || *outlen > max) {
-    if (r == 0) {
-      free (*out);
-      *out = NULL;
-    }
-    if (min == max)
-      cv_warn ("%s: \"%s\" is not base64 of %zu bytes; the wrap is malformed",
-               cv_wrap_label (w, label, sizeof label), key, min);
-    else
-      cv_warn ("%s: \"%s\" is not base64 of %zu to %zu bytes; the wrap is "
-               "malformed",
-               cv_wrap_label (w, label, sizeof label), key, min, max);
-    return -EINVAL;
-  }
-  return 0;
-}
-
 int
 cv_aead_wrap_open (const struct cv_key *kek, const json_t *w,
                    const char *binding, struct cv_key **dek)
@@ -112,9 +81,11 @@ cv_aead_wrap_open (const struct cv_key *kek, const json_t *w,
              cv_wrap_label (w, label, sizeof label), CV_AEAD_ALG);
     return -EPROTONOSUPPORT;
   }
-  if ((r = get_b64 (w, "iv", CV_GCM_IV_LEN, CV_GCM_IV_LEN, &iv, &ivlen)) < 0
-      || (r = get_b64 (w, "ct", 1, CT_MAX, &ct, &ctlen)) < 0
-      || (r = get_b64 (w, "tag", CV_GCM_TAG_LEN, CV_GCM_TAG_LEN, &tag, &taglen))
+  if ((r = cv_wrap_get_b64 (w, "iv", CV_GCM_IV_LEN, CV_GCM_IV_LEN, &iv, &ivlen))
+          < 0
+      || (r = cv_wrap_get_b64 (w, "ct", 1, CT_MAX, &ct, &ctlen)) < 0
+      || (r = cv_wrap_get_b64 (w, "tag", CV_GCM_TAG_LEN, CV_GCM_TAG_LEN, &tag,
+                               &taglen))
              < 0)
     return r;
   r = cv_key_new (ctlen, &pt);

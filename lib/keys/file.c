@@ -8,6 +8,7 @@
 
 #include "common/cleanup.h"
 #include "common/encode.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "crypto/prim.h"
 #include "crypto/secmem.h"
@@ -28,7 +29,7 @@ cv_keyfile_read (const char *path, struct cv_key **kek)
   CLEANUP_KEY struct cv_key *k = NULL;
   struct stat st;
   uint8_t extra;
-  ssize_t n;
+  size_t got = 0, more = 0;
   int r;
 
   if (fd < 0 || fstat (fd, &st) < 0) {
@@ -56,21 +57,14 @@ cv_keyfile_read (const char *path, struct cv_key **kek)
   r = cv_key_new (KEK_LEN, &k);
   if (r < 0)
     return r;
-  for (size_t got = 0; got < KEK_LEN; got += n) {
-    n = read (fd, k->b + got, KEK_LEN - got);
-    if (n < 0 && errno == EINTR)
-      n = 0;
-    else if (n <= 0) {
-      r = n < 0 ? -errno : -EINVAL;
-      cv_err ("cannot read key file %s: %s", path,
-              n < 0 ? strerrordesc_np (errno) : "it shrank while read");
-      return r;
-    }
+  if ((r = cv_read_all (fd, k->b, KEK_LEN, &got)) < 0
+      || (r = cv_read_all (fd, &extra, 1, &more)) < 0) {
+    cv_err ("cannot read key file %s: %s", path, strerrordesc_np (-r));
+    return r;
   }
-  n = read (fd, &extra, 1);
-  if (n != 0) {
-    cv_err ("key file %s grew while read; it must hold exactly %d bytes", path,
-            KEK_LEN);
+  if (got != KEK_LEN || more != 0) {
+    cv_err ("key file %s %s while read; it must hold exactly %d bytes", path,
+            got != KEK_LEN ? "shrank" : "grew", KEK_LEN);
     return -EINVAL;
   }
   *kek = STEAL (k);
@@ -115,26 +109,13 @@ cv_keyfile_create (const char *path)
   }
   /* The umask may only have removed bits; make the mode exact. */
   if (fchmod (fd, 0400) < 0)
-    goto fail;
-  for (size_t put = 0; put < k->len;) {
-    ssize_t n = write (fd, k->b + put, k->len - put);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      goto fail;
-    put += n;
-  }
-  if (fsync (fd) < 0)
-    goto fail;
-  r = fsync_parent (path);
-  if (r < 0) {
-    errno = -r;
-    goto fail;
-  }
-  return 0;
-
-fail:
-  r = -errno;
+    r = -errno;
+  else if ((r = cv_write_all (fd, k->b, k->len)) == 0 && fsync (fd) < 0)
+    r = -errno;
+  if (r == 0)
+    r = fsync_parent (path);
+  if (r == 0)
+    return 0;
   cv_err ("cannot write key file %s: %s; removing it", path,
           strerrordesc_np (-r));
   unlink (path);

@@ -1,7 +1,6 @@
 /* The AWS credential chain of the KMS provider: the environment, then the
  * shared credentials file. Secrets go straight into cv_keys; the file is
  * read into secure memory. Nothing here logs a secret or a key id. */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -13,7 +12,9 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "crypto/secmem.h"
 #include "keys/kms.h"
 
@@ -59,16 +60,6 @@ creds_set (struct cv_aws_creds *c, const char *akid, size_t akid_len,
   return r;
 }
 
-/* Trim blanks at both ends of [*s, *e). */
-static void
-trim (const char **s, const char **e)
-{
-  while (*s < *e && isspace ((unsigned char) **s))
-    (*s)++;
-  while (*e > *s && isspace ((unsigned char) (*e)[-1]))
-    (*e)--;
-}
-
 /* True if [s, e) equals the string want. */
 static bool
 span_is (const char *s, const char *e, const char *want)
@@ -91,14 +82,14 @@ cv_aws_creds_parse (const char *text, size_t len, const char *profile,
     const char *nl = memchr (line, '\n', end - line);
     const char *s = line, *e = nl ? nl : end;
     line = nl ? nl + 1 : end;
-    trim (&s, &e);
+    cv_trim (&s, &e);
     if (s == e || *s == '#' || *s == ';')
       continue;
     if (*s == '[') {
       const char *ns = s + 1, *ne = e;
       if (ne[-1] == ']')
         ne--;
-      trim (&ns, &ne);
+      cv_trim (&ns, &ne);
       in_profile = span_is (ns, ne, profile);
       found |= in_profile;
       continue;
@@ -109,8 +100,8 @@ cv_aws_creds_parse (const char *text, size_t len, const char *profile,
     if (!eq)
       continue;
     const char *ks = s, *ke = eq, *vs = eq + 1, *ve = e;
-    trim (&ks, &ke);
-    trim (&vs, &ve);
+    cv_trim (&ks, &ke);
+    cv_trim (&vs, &ve);
     if (span_is (ks, ke, "aws_access_key_id"))
       akid = vs, akid_e = ve;
     else if (span_is (ks, ke, "aws_secret_access_key"))
@@ -194,13 +185,10 @@ read_secure (const char *path, struct cv_key **buf, size_t *len)
   }
   if ((r = cv_key_new ((size_t) st.st_size + 1, &k)) < 0)
     return r;
-  while (got < (size_t) st.st_size) {
-    ssize_t n = read (fd, k->b + got, (size_t) st.st_size - got);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    got += (size_t) n;
+  if ((r = cv_read_all (fd, k->b, (size_t) st.st_size, &got)) < 0) {
+    cv_err ("cannot read AWS shared credentials file %s: %s", path,
+            strerrordesc_np (-r));
+    return r;
   }
   *len = got;
   *buf = STEAL (k);

@@ -417,9 +417,14 @@ answer_key (const json_t *resp, const char *op, size_t want,
 
   if (r < 0)
     return r;
-  if (n % 4 || n > 8192 || (r = cv_key_new (n / 4 * 3 + 1, &tmp)) < 0) {
+  if (n % 4 || n > 8192) {
     cv_err ("kms %s: the answer's Plaintext is not base64", op);
-    return r < 0 ? r : -EPROTO;
+    return -EPROTO;
+  }
+  if ((r = cv_key_new (n / 4 * 3 + 1, &tmp)) < 0) {
+    cv_err ("kms %s: no memory for the key from KMS: %s", op,
+            strerrordesc_np (-r));
+    return r;
   }
   int len = EVP_DecodeBlock (tmp->b, (const unsigned char *) b64, (int) n);
   if (len >= 0 && n && b64[n - 1] == '=')

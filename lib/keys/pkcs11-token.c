@@ -14,7 +14,9 @@
 
 #include "common/cleanup.h"
 #include "common/encode.h"
+#include "common/fdio.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "crypto/secmem.h"
 #include "keys/keys.h"
 #include "keys/pkcs11-token.h"
@@ -167,16 +169,16 @@ cv_p11_forget (void)
   memset (rejected, 0, sizeof rejected);
 }
 
-/* Copy a blank-padded PKCS#11 string field into buf (len >= n + 1), without
- * the padding and with control characters replaced. */
-static void
-trim (char *buf, const unsigned char *field, size_t n)
+void
+cv_p11_text (char *buf, const unsigned char *field, size_t n)
 {
-  while (n > 0 && (field[n - 1] == ' ' || field[n - 1] == '\0'))
-    n--;
-  for (size_t i = 0; i < n; i++)
-    buf[i] = field[i] < 0x20 || field[i] == 0x7f ? '?' : (char) field[i];
-  buf[n] = '\0';
+  const char *s = (const char *) field, *e = s + n;
+  char *o = buf;
+
+  cv_trim (&s, &e);
+  for (; s < e; s++)
+    *o++ = (unsigned char) *s < 0x20 || *s == 0x7f ? '?' : *s;
+  *o = '\0';
 }
 
 int
@@ -289,7 +291,6 @@ read_pin_source (struct cv_p11 *p, const char *path, struct cv_key **pin)
   CLEANUP_KEY struct cv_key *buf = NULL;
   struct stat st;
   size_t len = 0;
-  ssize_t n;
   int r;
 
   if (fd < 0 || fstat (fd, &st) < 0 || !S_ISREG (st.st_mode)) {
@@ -301,14 +302,11 @@ read_pin_source (struct cv_p11 *p, const char *path, struct cv_key **pin)
   }
   if ((r = cv_key_new (PIN_MAX + 1, &buf)) < 0)
     return r;
-  while ((n = read (fd, buf->b + len, buf->len - len)) != 0) {
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 || (len += (size_t) n) > PIN_MAX) {
-      cv_log (p->level, "%s: pin-source %s: %s", p->label, path,
-              n < 0 ? strerrordesc_np (errno) : "longer than a PIN can be");
-      return -ENOKEY;
-    }
+  r = cv_read_all (fd, buf->b, buf->len, &len);
+  if (r < 0 || len > PIN_MAX) {
+    cv_log (p->level, "%s: pin-source %s: %s", p->label, path,
+            r < 0 ? strerrordesc_np (-r) : "longer than a PIN can be");
+    return -ENOKEY;
   }
   if (len > 0 && buf->b[len - 1] == '\n')
     len--;
@@ -419,8 +417,8 @@ choose_token (struct cv_p11 *p)
     if (p->f->C_GetSlotInfo (slots[i], &si) != CKR_OK
         || p->f->C_GetTokenInfo (slots[i], &ti) != CKR_OK)
       continue;
-    trim (lbl, ti.label, sizeof ti.label);
-    trim (serial, ti.serialNumber, sizeof ti.serialNumber);
+    cv_p11_text (lbl, ti.label, sizeof ti.label);
+    cv_p11_text (serial, ti.serialNumber, sizeof ti.serialNumber);
     if (ti.flags & CKF_TOKEN_INITIALIZED)
       fprintf (pf, "%s'%s' (serial %s)", ftell (pf) ? ", " : "", lbl, serial);
     else
@@ -438,7 +436,9 @@ choose_token (struct cv_p11 *p)
       memcpy (p->token_serial, serial, sizeof serial);
     }
   }
-  if (fclose (pf) != 0 || fclose (mf) != 0)
+  /* Both closed, whatever the first says: each holds memory. */
+  bool lost = fclose (pf) != 0;
+  if (fclose (mf) != 0 || lost)
     return -ENOMEM;
   if (nmatch == 0) {
     cv_log (p->level,
@@ -630,9 +630,9 @@ describe_obj (struct cv_p11 *p, struct cv_p11_obj *o)
     if (p->f->C_GetAttributeValue (p->s, o->h, &a[i], 1) != CKR_OK)
       a[i].ulValueLen = (CK_ULONG) -1;
   if (a[2].ulValueLen != (CK_ULONG) -1)
-    trim (o->label, lbl, a[2].ulValueLen);
+    cv_p11_text (o->label, lbl, a[2].ulValueLen);
   else if (cv_p11_get_bytes (p, o->h, CKA_LABEL, &full, &len) == 0)
-    trim (o->label, full, len > 64 ? 64 : len);
+    cv_p11_text (o->label, full, len > 64 ? 64 : len);
   if (a[3].ulValueLen != (CK_ULONG) -1
       && cv_hex_encode (id, a[3].ulValueLen, &hex) == 0)
     snprintf (o->id, sizeof o->id, "%s", hex);

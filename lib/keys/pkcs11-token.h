@@ -99,6 +99,10 @@ void cv_p11_close (struct cv_p11 *p);
  * found. Returns 0 or -errno (logged). */
 int cv_p11_find_keys (struct cv_p11 *p, struct cv_p11_obj *objs, size_t *n);
 
+/* Copy a blank-padded PKCS#11 string field of n bytes into buf (n + 1 bytes)
+ * without the padding and with control characters replaced. */
+void cv_p11_text (char *buf, const unsigned char *field, size_t n);
+
 /* "label 'x' id 01" for messages, into buf. */
 const char *cv_p11_obj_name (const struct cv_p11_obj *o, char *buf, size_t len);
 

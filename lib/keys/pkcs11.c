@@ -254,14 +254,8 @@ wrap_from_pem (P11KitUri *uri, const char *pem, const struct cv_key *dek,
   EVP_PKEY_free (pk);
   if (r < 0)
     return r;
-  memcpy (tlabel, ti->label, 32);
-  memcpy (tserial, ti->serialNumber, 16);
-  for (int i = 31; i >= 0 && tlabel[i] == ' '; i--)
-    tlabel[i] = '\0';
-  tlabel[32] = '\0';
-  for (int i = 15; i >= 0 && tserial[i] == ' '; i--)
-    tserial[i] = '\0';
-  tserial[16] = '\0';
+  cv_p11_text (tlabel, ti->label, sizeof ti->label);
+  cv_p11_text (tserial, ti->serialNumber, sizeof ti->serialNumber);
   if (la && !(olabel = strndup (la->pValue, la->ulValueLen)))
     return -ENOMEM;
   if (ia && (r = cv_hex_encode (ia->pValue, ia->ulValueLen, &id)) < 0)
@@ -436,28 +430,6 @@ out:
   if (r == 0)
     r = store_ref (uri, w);
   p11_kit_uri_free (uri);
-  return r;
-}
-
-/* The wrap's member key decoded from base64 into a new buffer. */
-static int
-get_b64 (const json_t *w, const char *key, const char *label, uint8_t **out,
-         size_t *len)
-{
-  int r;
-  const char *s = cv_wrap_get_string (w, key, &r);
-
-  if (!s)
-    return r;
-  r = cv_b64_decode (s, out, len);
-  if (r == -EINVAL || (r == 0 && (*len == 0 || *len > 4096))) {
-    if (r == 0)
-      free (*out), *out = NULL;
-    cv_warn ("%s: \"%s\" is not base64 of 1 to 4096 bytes; the wrap is "
-             "malformed",
-             label, key);
-    return -EINVAL;
-  }
   return r;
 }
 
@@ -685,7 +657,7 @@ p11_unwrap (const json_t *w, const struct cv_creds *c, const char *binding,
              label, mech);
     return -EPROTONOSUPPORT;
   }
-  if ((r = get_b64 (w, "blob", label, &blob, &bloblen)) < 0)
+  if ((r = cv_wrap_get_b64 (w, "blob", 1, 4096, &blob, &bloblen)) < 0)
     return r;
   r = cv_p11_open (ref, CV_P11_REF_STORED, c, label, CV_LOG_WARN,
                    CV_P11_LOGIN_REQUIRED, &p);

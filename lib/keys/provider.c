@@ -2,12 +2,14 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
 #include "common/clock.h"
 #include "common/cleanup.h"
+#include "common/encode.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
 #include "format/header.h"
@@ -124,6 +126,36 @@ cv_wrap_get_string (const json_t *w, const char *key, int *r)
     *r = -EINVAL;
   }
   return s;
+}
+
+int
+cv_wrap_get_b64 (const json_t *w, const char *key, size_t min, size_t max,
+                 uint8_t **out, size_t *outlen)
+{
+  char label[CV_WRAP_LABEL_MAX];
+  int r;
+  const char *s = cv_wrap_get_string (w, key, &r);
+
+  if (!s)
+    return r;
+  r = cv_b64_decode (s, out, outlen);
+  if (r == -ENOMEM)
+    return r;
+  if (r < 0 || *outlen < min || *outlen > max) {
+    if (r == 0) {
+      free (*out);
+      *out = NULL;
+    }
+    if (min == max)
+      cv_warn ("%s: \"%s\" is not base64 of %zu bytes; the wrap is malformed",
+               cv_wrap_label (w, label, sizeof label), key, min);
+    else
+      cv_warn ("%s: \"%s\" is not base64 of %zu to %zu bytes; the wrap is "
+               "malformed",
+               cv_wrap_label (w, label, sizeof label), key, min, max);
+    return -EINVAL;
+  }
+  return 0;
 }
 
 int

@@ -49,4 +49,11 @@ const char *cv_wrap_label (const json_t *w, char *buf, size_t len);
  * is missing or not a string. */
 const char *cv_wrap_get_string (const json_t *w, const char *key, int *r);
 
+/* The member key of w decoded from base64 into a new buffer (*out, caller
+ * frees) of *outlen bytes, between min and max. Returns 0, -ENOMEM, or
+ * -EINVAL (logged as a warning with w's label) if the member is missing, not
+ * base64 or of another length. */
+int cv_wrap_get_b64 (const json_t *w, const char *key, size_t min, size_t max,
+                     uint8_t **out, size_t *outlen);
+
 #endif

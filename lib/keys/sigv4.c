@@ -58,15 +58,6 @@ put_encoded (FILE *f, const char *s, size_t len, bool keep_slash)
   }
 }
 
-static int
-hexval (char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  c = (char) tolower ((unsigned char) c);
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* The first len bytes of s with %XX decoded, as a new string (NULL: no
  * memory). A '%' not followed by two hex digits stays as it is. */
 static char *
@@ -78,8 +69,8 @@ pct_decode (const char *s, size_t len)
     return NULL;
   for (size_t i = 0; i < len; i++) {
     int hi, lo;
-    if (s[i] == '%' && i + 2 < len && (hi = hexval (s[i + 1])) >= 0
-        && (lo = hexval (s[i + 2])) >= 0) {
+    if (s[i] == '%' && i + 2 < len && (hi = cv_hex_digit (s[i + 1])) >= 0
+        && (lo = cv_hex_digit (s[i + 2])) >= 0) {
       *o++ = (char) (hi << 4 | lo);
       i += 2;
     } else

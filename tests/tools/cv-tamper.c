@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "format/header.h"
 
 static struct cv_header *
@@ -53,11 +54,11 @@ main (int argc, char **argv)
   } else if (strcmp (argv[2], "corrupt-copy") == 0) {
     int copy = atoi (argv[3]);
     uint8_t b;
-    off_t at = (off_t) copy * CV_HDR_COPY_SIZE + CV_HDR_BIN_SIZE + 10;
-    rc = pread (fd, &b, 1, at) == 1 ? 0 : -EIO;
+    uint64_t at = (uint64_t) copy * CV_HDR_COPY_SIZE + CV_HDR_BIN_SIZE + 10;
+    rc = cv_pread_all (fd, &b, 1, at, NULL);
     b ^= 0x20;
-    if (rc == 0 && pwrite (fd, &b, 1, at) != 1)
-      rc = -EIO;
+    if (rc == 0)
+      rc = cv_pwrite_all (fd, &b, 1, at, 0);
   } else {
     fprintf (stderr, "cv-tamper: unknown action %s\n", argv[2]);
     rc = -EINVAL;

@@ -13,7 +13,9 @@
 
 #include <openssl/sha.h>
 
+#include "common/bytes.h"
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "format/header.h"
 #include "harness.h"
 
@@ -40,18 +42,10 @@ cp (int copy)
   return img + (size_t) copy * CV_HDR_COPY_SIZE;
 }
 
-static void
-put_be (uint8_t *p, uint64_t v, int bytes)
-{
-  for (int i = bytes - 1; i >= 0; i--, v >>= 8)
-    p[i] = (uint8_t) v;
-}
-
 static uint32_t
 json_len (int copy)
 {
-  const uint8_t *p = cp (copy) + OFF_JSON_LEN;
-  return (uint32_t) p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
+  return cv_get_be32 (cp (copy) + OFF_JSON_LEN);
 }
 
 /* Recompute the checksum of a copy: SHA-256 over the binary header with the
@@ -72,7 +66,7 @@ set_json_text (int copy, const char *text)
     abort ();
   memset (cp (copy) + CV_HDR_BIN_SIZE, 0, CV_HDR_JSON_MAX);
   memcpy (cp (copy) + CV_HDR_BIN_SIZE, text, len);
-  put_be (cp (copy) + OFF_JSON_LEN, len, 4);
+  cv_put_be32 (cp (copy) + OFF_JSON_LEN, (uint32_t) len);
   fix_csum (copy);
 }
 
@@ -109,13 +103,19 @@ edit_json (int mask, void (*fn) (json_t *root, json_t *volume))
   }
 }
 
-/* Set a big-endian binary field in the copies in mask, fixing the checksum. */
+/* Set a big-endian binary field of 2 or 8 bytes in the copies in mask, fixing
+ * the checksum. */
 static void
 set_field (int mask, size_t off, int bytes, uint64_t v)
 {
   for (int copy = 0; copy < 2; copy++)
     if (mask & (1 << copy)) {
-      put_be (cp (copy) + off, v, bytes);
+      if (bytes == 2)
+        cv_put_be16 (cp (copy) + off, (uint16_t) v);
+      else if (bytes == 8)
+        cv_put_be64 (cp (copy) + off, v);
+      else
+        abort ();
       fix_csum (copy);
     }
 }
@@ -180,14 +180,14 @@ m_csum_both (void)
 static void
 m_json_len_0 (void)
 {
-  put_be (cp (0) + OFF_JSON_LEN, 0, 4);
-  put_be (cp (1) + OFF_JSON_LEN, 0, 4);
+  cv_put_be32 (cp (0) + OFF_JSON_LEN, 0);
+  cv_put_be32 (cp (1) + OFF_JSON_LEN, 0);
 }
 static void
 m_json_len_big (void)
 {
-  put_be (cp (0) + OFF_JSON_LEN, CV_HDR_JSON_MAX + 1, 4);
-  put_be (cp (1) + OFF_JSON_LEN, CV_HDR_JSON_MAX + 1, 4);
+  cv_put_be32 (cp (0) + OFF_JSON_LEN, CV_HDR_JSON_MAX + 1);
+  cv_put_be32 (cp (1) + OFF_JSON_LEN, CV_HDR_JSON_MAX + 1);
 }
 static void
 m_hdr_offset (void)
@@ -698,7 +698,7 @@ run_row (const struct row *row, const char *path)
   row->mutate ();
 
   CLEANUP_CLOSE int fd = open (path, O_RDWR | O_TRUNC);
-  if (fd < 0 || write (fd, img, img_len) != (ssize_t) img_len)
+  if (fd < 0 || cv_write_all (fd, img, img_len) < 0)
     abort ();
   harness_log_clear ();
   int r = cv_hdr_read (fd, NAME, &h, &valid);

@@ -14,7 +14,9 @@
 #include <openssl/kdf.h>
 #include <openssl/sha.h>
 
+#include "common/bytes.h"
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "crypto/prim.h"
 #include "crypto/secmem.h"
 #include "format/header.h"
@@ -25,23 +27,15 @@
 
 static char path[] = "/tmp/cv-format-rt-XXXXXX";
 
-static uint64_t
-be64 (const uint8_t *p)
-{
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++)
-    v = v << 8 | p[i];
-  return v;
-}
-
 /* The seqid stored in copy `copy` of the file (offset 24, big-endian). */
 static uint64_t
 disk_seqid (int fd, int copy)
 {
   uint8_t b[8];
-  if (pread (fd, b, 8, (off_t) copy * CV_HDR_COPY_SIZE + 24) != 8)
+  if (cv_pread_all (fd, b, 8, (uint64_t) copy * CV_HDR_COPY_SIZE + 24, NULL)
+      < 0)
     return UINT64_MAX;
-  return be64 (b);
+  return cv_get_be64 (b);
 }
 
 /* HKDF-SHA256 straight from OpenSSL: the oracle for our KCV and MAC key. */
@@ -242,7 +236,7 @@ test_commit_read (int fd)
   /* A torn write of copy 0: part of it overwritten. */
   char junk[300];
   memset (junk, 'x', sizeof junk);
-  CHECK (pwrite (fd, junk, sizeof junk, CV_HDR_BIN_SIZE + 10) == sizeof junk,
+  CHECK (cv_pwrite_all (fd, junk, sizeof junk, CV_HDR_BIN_SIZE + 10, 0) == 0,
          "pwrite");
   harness_log_clear ();
   r1 = read_ok (fd, CV_HDR_COPY1);
@@ -348,7 +342,7 @@ test_seal (int fd)
   CHECK (memcmp (kcv, h->kcv, 16) == 0, "kcv differs from the oracle");
   CHECK (cv_hdr_commit (fd, NAME, h) == 0, "commit");
   CLEANUP_FREE char *area = malloc (CV_HDR_COPY_SIZE);
-  CHECK (pread (fd, area, CV_HDR_COPY_SIZE, 0) == CV_HDR_COPY_SIZE, "pread");
+  CHECK (cv_pread_all (fd, area, CV_HDR_COPY_SIZE, 0, NULL) == 0, "pread");
   json_auto_t *root = json_loads (area + CV_HDR_BIN_SIZE, 0, NULL);
   CLEANUP_FREE char *vol = json_dumps (json_object_get (root, "volume"),
                                        JSON_COMPACT | JSON_SORT_KEYS);

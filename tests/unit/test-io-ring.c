@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "io/ring.h"
 #include "harness.h"
 
@@ -273,8 +274,7 @@ test_short_read (struct cv_ring *r, int fd)
   CHECK (cv_ring_pwrite (r, fd, out, 4096, 0, false) == 0, "pwrite");
   CHECK (cv_ring_queue_read (r, fd, in, sizeof in, 0, 1) == 0, "queue");
   CHECK (cv_ring_submit (r) == 0, "submit");
-  CHECK (pwrite (fd, out + 4096, sizeof out - 4096, 4096)
-             == (ssize_t) sizeof out - 4096,
+  CHECK (cv_pwrite_all (fd, out + 4096, sizeof out - 4096, 4096, 0) == 0,
          "extend");
   CHECK (cv_ring_reap (r, &tag) == 0 && tag == 1, "short read completed");
   CHECK (memcmp (in, out, sizeof in) == 0, "all of it read, in place");
@@ -300,7 +300,7 @@ test_short_write (struct cv_ring *r, int fd)
   signal (SIGXFSZ, SIG_DFL);
   CHECK (err == -EFBIG, "write beyond RLIMIT_FSIZE: %d", err);
   CHECK (harness_logged ()[0] == '\0', "not logged: %s", harness_logged ());
-  CHECK (pread (fd, in, sizeof in, 0) == 8192, "file is 8192 bytes");
+  CHECK (cv_pread_all (fd, in, sizeof in, 0, NULL) == 0, "file is 8192 bytes");
   CHECK (mismatch (in + 4096, 4096, 4096, 9) == 4096, "first part written");
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "crypto/secmem.h"
 #include "harness.h"
 #include "keys/keys.h"
@@ -98,8 +99,8 @@ static void
 write_file (const char *path, const char *text)
 {
   int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  CHECK (fd >= 0 && write (fd, text, strlen (text)) == (ssize_t) strlen (text),
-         "write %s", path);
+  CHECK (fd >= 0 && cv_write_all (fd, text, strlen (text)) == 0, "write %s",
+         path);
   close (fd);
 }
 

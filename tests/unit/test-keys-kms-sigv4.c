@@ -50,7 +50,7 @@ slurp (const char *path)
 }
 
 /* slurp of the path made from fmt. */
-static char *
+static char *__attribute__ ((format (printf, 1, 2)))
 slurpf (const char *fmt, ...)
 {
   CLEANUP_FREE char *path = NULL;

@@ -192,6 +192,31 @@ test_modules (struct cv_creds *c)
          "no PIN: not -ENOKEY, or logged: %s", harness_logged ());
 }
 
+/* A URI that matches no token, and one that matches several: refused with
+ * the tokens present named (and, under ASan, nothing leaked on the way). */
+static void
+test_choose_token (struct cv_creds *c)
+{
+  struct cv_p11 *p = NULL;
+  int r;
+
+  harness_log_clear ();
+  r = cv_p11_open ("pkcs11:token=no-such-token", CV_P11_REF_GIVEN, c, "t",
+                   CV_LOG_ERROR, CV_P11_LOGIN_REQUIRED, &p);
+  CHECK (r == -ENODEV, "no token matches: r=%d", r);
+  CHECK (strstr (harness_logged (), "no token matches the URI; tokens present: "
+                                    "'kwp-vectors' (serial "),
+         "no token matches: %s", harness_logged ());
+  /* SoftHSM2 keeps a free slot with an uninitialised token: two match. */
+  harness_log_clear ();
+  r = cv_p11_open ("pkcs11:", CV_P11_REF_GIVEN, c, "t", CV_LOG_ERROR,
+                   CV_P11_LOGIN_REQUIRED, &p);
+  CHECK (r == -EINVAL, "two tokens match: r=%d", r);
+  CHECK (strstr (harness_logged (), "the URI matches 2 tokens")
+             && strstr (harness_logged (), "refusing to guess"),
+         "two tokens match: %s", harness_logged ());
+}
+
 int
 main (void)
 {
@@ -229,6 +254,7 @@ main (void)
   CHECK (cv_key_from (PIN, strlen (PIN), &c.pin) == 0, "out of memory");
 
   test_modules (&c);
+  test_choose_token (&c);
   r = cv_p11_open ("pkcs11:token=kwp-vectors", CV_P11_REF_GIVEN, &c, "kwp test",
                    CV_LOG_ERROR, CV_P11_LOGIN_REQUIRED, &p);
   CHECK (r == 0, "cv_p11_open: %d: %s", r, harness_logged ());

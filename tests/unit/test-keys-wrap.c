@@ -9,6 +9,7 @@
 
 #include "common/cleanup.h"
 #include "common/encode.h"
+#include "common/fdio.h"
 #include "crypto/prim.h"
 #include "crypto/secmem.h"
 #include "harness.h"
@@ -80,7 +81,7 @@ write_file (const char *path, size_t len, mode_t mode)
 {
   uint8_t buf[64] = { 0 };
   int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, mode);
-  CHECK (fd >= 0 && write (fd, buf, len) == (ssize_t) len, "write %s", path);
+  CHECK (fd >= 0 && cv_write_all (fd, buf, len) == 0, "write %s", path);
   close (fd);
   chmod (path, mode);
 }
