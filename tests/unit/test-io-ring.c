@@ -10,7 +10,7 @@
 
 #include "common/cleanup.h"
 #include "common/fdio.h"
-#include "io/ring.h"
+#include "io/uring.h"
 #include "harness.h"
 
 #define CHUNK (64 * 1024)
