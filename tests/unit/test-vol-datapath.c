@@ -1,0 +1,144 @@
+/* The lib/vol data path against a plaintext model: writes, zeroes and reads
+ * at every sector and chunk edge, requests beyond the end, for both sector
+ * sizes, buffered and O_DIRECT. */
+#include "test-vol-model.h"
+
+/* 3 chunks and 2 pages: chunk edges inside, a short last chunk. */
+#define VOLSIZE (3 * CHUNK + 2 * 4096)
+
+/* Every operation, then the whole volume against the model. */
+static void
+op_ok (struct vm *m, int rc, const char *op, uint64_t off, uint32_t len)
+{
+  char what[96];
+
+  snprintf (what, sizeof what, "%s %u at %llu (ss %u%s)", op, len,
+            (unsigned long long) off, m->ss, m->direct ? ", direct" : "");
+  CHECK (rc == 0 && error_lines () == 0, "%s: rc %d: %s", what, rc,
+         harness_logged ());
+  vm_check (m, what);
+}
+
+/* Writes, zeroes and reads of ranges starting and ending on each side of
+ * every edge: the first and last byte of a sector, one byte, two sectors,
+ * a chunk and more, the last sector of the volume, nothing at all. */
+static void
+edges (struct vm *m)
+{
+  const uint64_t ss = m->ss, sz = m->size;
+  const uint64_t edge[] = { 0, ss, 2 * ss, CHUNK, 2 * CHUNK, sz - ss, sz };
+  const int64_t delta[] = { -1, 0, 1, (int64_t) ss / 2 };
+  const uint64_t len[]
+      = { 0,          1,         ss - 1,        ss, ss + 1, 2 * ss,
+          2 * ss + 1, CHUNK - 1, CHUNK + ss + 1 };
+  unsigned n = 0;
+
+  for (size_t e = 0; e < sizeof edge / sizeof *edge; e++)
+    for (size_t d = 0; d < sizeof delta / sizeof *delta; d++)
+      for (size_t l = 0; l < sizeof len / sizeof *len; l++)
+        for (int end = 0; end < 2; end++) {
+          /* The range starts (end = 0) or ends (end = 1) at edge + delta. */
+          int64_t at = (int64_t) edge[e] + delta[d];
+          int64_t off = end ? at - (int64_t) len[l] : at;
+          if (off < 0 || (uint64_t) off + len[l] > sz)
+            continue;
+          uint32_t c = (uint32_t) len[l];
+          n++;
+          if (n % 3 == 0)
+            op_ok (m, vm_zero (m, (uint64_t) off, c), "zero", (uint64_t) off,
+                   c);
+          else
+            op_ok (m, vm_write (m, (uint64_t) off, c, n & 1), "write",
+                   (uint64_t) off, c);
+          /* Read the range and a byte more on each side where there is. */
+          uint64_t roff = off > 0 ? (uint64_t) off - 1 : 0;
+          uint64_t rend = (uint64_t) off + c < sz ? (uint64_t) off + c + 1 : sz;
+          op_ok (m, vm_read (m, roff, (uint32_t) (rend - roff), n & 2), "read",
+                 roff, (uint32_t) (rend - roff));
+        }
+  CHECK (n > 200, "only %u edge ranges", n);
+  vm_check_disk (m, "after the edge cases");
+}
+
+/* Requests that do not fit fail with the documented errno and one error,
+ * change nothing, and touch nothing after the data area. */
+static void
+beyond_end (struct vm *m)
+{
+  const uint64_t ss = m->ss, sz = m->size;
+  const struct {
+    uint64_t off;
+    uint32_t len;
+  } bad[] = {
+    { sz - ss, (uint32_t) (2 * ss) },
+    { sz - 1, 2 },
+    { sz, 1 },
+    { sz + ss, 0 },
+    { 0, (uint32_t) (sz + 1) },
+    { UINT64_MAX - 1, 2 },
+    { UINT64_MAX, UINT32_MAX },
+  };
+
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    uint64_t off = bad[i].off;
+    uint32_t len = bad[i].len;
+    /* Writes and reads need a buffer: up to the scratch buffer's size. */
+    bool buffered = len <= m->size + ALIGNMENT;
+    int rc;
+
+    if (buffered) {
+      harness_log_clear ();
+      rc = cv_vol_pwrite (m->v, m->buf, len, off, false);
+      CHECK (rc == -ENOSPC && error_lines () == 1
+                 && strstr (harness_logged (), "beyond the end"),
+             "write %u at %llu: rc %d, log: %s", len, (unsigned long long) off,
+             rc, harness_logged ());
+      harness_log_clear ();
+      rc = cv_vol_pread (m->v, m->buf, len, off);
+      CHECK (rc == -EIO && error_lines () == 1,
+             "read %u at %llu: rc %d, log: %s", len, (unsigned long long) off,
+             rc, harness_logged ());
+    }
+    harness_log_clear ();
+    rc = cv_vol_zero (m->v, len, off, false);
+    CHECK (rc == -ENOSPC && error_lines () == 1,
+           "zero %u at %llu: rc %d, log: %s", len, (unsigned long long) off, rc,
+           harness_logged ());
+    vm_check (m, "after a request beyond the end");
+  }
+  /* Nothing, at the very end, is fine. */
+  op_ok (m, vm_write (m, sz, 0, false), "write", sz, 0);
+  op_ok (m, vm_zero (m, sz, 0), "zero", sz, 0);
+  op_ok (m, vm_read (m, sz, 0, false), "read", sz, 0);
+  harness_log_clear ();
+  op_ok (m, cv_vol_flush (m->v), "flush", 0, 0);
+  vm_check_disk (m, "after requests beyond the end");
+}
+
+/* The same volume closed and opened again reads the same. */
+static void
+reopen (struct vm *m)
+{
+  vm_close (m);
+  vm_open (m);
+  vm_check (m, "after reopening");
+}
+
+int
+main (void)
+{
+  vm_init ();
+  for (int direct = 0; direct < 2; direct++)
+    for (unsigned ss = 512; ss <= 4096; ss *= 8) {
+      struct vm m;
+      vm_create (&m, ss, VOLSIZE, direct);
+      vm_check (&m, "after filling");
+      vm_check_disk (&m, "after filling");
+      edges (&m);
+      beyond_end (&m);
+      reopen (&m);
+      vm_destroy (&m);
+    }
+  vm_cleanup ();
+  return harness_done ("test-vol-datapath");
+}
