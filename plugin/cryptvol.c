@@ -22,6 +22,7 @@ static const char *volume_path;
 static const char *header_path;
 static bool direct;
 static bool readonly;
+static enum cv_io_kind io_kind; /* io=; CV_IO_AUTO */
 static struct cv_creds creds = { .pbkdf = CV_PBKDF_DEFAULT };
 static struct cv_vol *vol;
 
@@ -119,6 +120,17 @@ cryptvol_config (const char *key, const char *value)
     if ((r = nbdkit_parse_bool (value)) == -1)
       return -1;
     direct = r;
+  } else if (strcmp (key, "io") == 0) {
+    if (strcmp (value, "auto") == 0)
+      io_kind = CV_IO_AUTO;
+    else if (strcmp (value, "io_uring") == 0)
+      io_kind = CV_IO_URING;
+    else if (strcmp (value, "posix") == 0)
+      io_kind = CV_IO_POSIX;
+    else {
+      nbdkit_error ("io=%s: expected auto, io_uring or posix", value);
+      return -1;
+    }
   } else if (strcmp (key, "readonly") == 0) {
     if ((r = nbdkit_parse_bool (value)) == -1)
       return -1;
@@ -152,6 +164,7 @@ cryptvol_config_complete (void)
   "kms-region=REGION    AWS region for KMS wraps (default: from the key).\n"   \
   "ca-bundle=FILE       CA certificates for the KMS endpoint.\n"               \
   "direct=true|false    Open the data with O_DIRECT (default false).\n"        \
+  "io=auto|io_uring|posix  I/O backend (default auto: io_uring if usable).\n"  \
   "readonly=true|false  Open the volume read-only (default false)."
 
 /* Unlock once, before nbdkit listens: a missing or wrong key stops the server
@@ -165,6 +178,7 @@ cryptvol_get_ready (void)
     .readonly = readonly,
     .direct = direct,
     .creds = &creds,
+    .io = io_kind,
   };
 
   if (cv_vol_open (&o, &vol) < 0)

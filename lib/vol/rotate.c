@@ -34,11 +34,13 @@
 #include "common/cleanup.h"
 #include "common/encode.h"
 #include "common/fault.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "crypto/prim.h"
 #include "crypto/secmem.h"
 #include "crypto/xts.h"
 #include "format/header.h"
+#include "io/backend.h"
 #include "vol-internal.h"
 #include "volume.h"
 
@@ -59,37 +61,6 @@ enum {
   J_MAC = 32,   /* 32 bytes: HMAC-SHA256 of [0, 32) || hashes */
   J_USED = 64,
 };
-
-/* pread/pwrite all of len bytes, or -errno (-EIO at end of file). */
-static int
-pread_full (int fd, void *buf, size_t len, uint64_t off)
-{
-  for (size_t done = 0; done < len;) {
-    ssize_t n
-        = pread (fd, (char *) buf + done, len - done, (off_t) (off + done));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return n < 0 ? -errno : -EIO;
-    done += (size_t) n;
-  }
-  return 0;
-}
-
-static int
-pwrite_full (int fd, const void *buf, size_t len, uint64_t off)
-{
-  for (size_t done = 0; done < len;) {
-    ssize_t n = pwrite (fd, (const char *) buf + done, len - done,
-                        (off_t) (off + done));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return n < 0 ? -errno : -EIO;
-    done += (size_t) n;
-  }
-  return 0;
-}
 
 /* A 32-byte key derived from the new DEK for one purpose. */
 static int
@@ -245,16 +216,19 @@ tag_sectors (const struct cv_vol *v, struct cv_gmac *g, const uint8_t *buf,
   return 0;
 }
 
-/* What re-encrypting needs, made once per run: the tag context and an XTS
- * engine for each DEK. */
+/* What re-encrypting needs, made once per run: the tag context, an XTS
+ * engine for each DEK, and a queue for the data I/O (freed with the context,
+ * so none is kept by an open that recovers a step before nbdkit forks). */
 struct rot_ctx {
   struct cv_gmac *g;
   struct cv_xts *old, *new;
+  struct cv_io_queue *q;
 };
 
 static void
 rot_ctx_free (struct rot_ctx *c)
 {
+  cv_io_queue_free (c->q);
   cv_gmac_free (c->g);
   cv_xts_free (c->old);
   cv_xts_free (c->new);
@@ -268,7 +242,8 @@ rot_ctx_new (const struct cv_vol *v, struct rot_ctx *c)
   *c = (struct rot_ctx){ NULL };
   if ((rc = tag_key (v, &c->g)) < 0
       || (rc = cv_xts_new (v->odek->b, v->ss, &c->old)) < 0
-      || (rc = cv_xts_new (v->dek->b, v->ss, &c->new)) < 0)
+      || (rc = cv_xts_new (v->dek->b, v->ss, &c->new)) < 0
+      || (rc = cv_io_queue_new (v->io, 1, &c->q)) < 0)
     rot_ctx_free (c);
   return rc;
 }
@@ -303,7 +278,7 @@ recover_sectors (struct cv_vol *v, const struct rot_ctx *c, uint64_t start,
   uint8_t h[TAG], iv[CV_GCM_IV_LEN];
   int rc;
 
-  if ((rc = pread_full (v->fd, buf, len, v->data_offset + start)) < 0)
+  if ((rc = cv_io_pread (c->q, buf, len, v->data_offset + start)) < 0)
     return io_fail (v, "reading", v->path, start, rc);
   size_t redo = 0;
   for (size_t i = 0; i < nsect; i++) {
@@ -332,8 +307,9 @@ recover_sectors (struct cv_vol *v, const struct rot_ctx *c, uint64_t start,
            "sectors were still under the old key",
            v->path, (unsigned long long) start, redo, nsect);
   if (redo
-      && ((rc = pwrite_full (v->fd, buf, len, v->data_offset + start)) < 0
-          || (rc = fdatasync (v->fd) < 0 ? -errno : 0) < 0))
+      && ((rc = cv_io_pwrite (c->q, buf, len, v->data_offset + start, false))
+              < 0
+          || (rc = cv_io_flush (c->q)) < 0))
     return io_fail (v, "writing", v->path, start, rc);
   return commit_boundary (v, start + len);
 }
@@ -364,7 +340,7 @@ check_journal (struct cv_vol *v, const char *id)
 
   if (journal_room (v) < JHDR)
     return 0;
-  rc = pread_full (v->hfd, rec, sizeof rec, JOFF);
+  rc = cv_pread_all (v->hfd, rec, sizeof rec, JOFF, NULL);
   if (rc == -EIO)
     return 0; /* a detached header that never had a journal */
   if (rc < 0)
@@ -385,7 +361,7 @@ check_journal (struct cv_vol *v, const char *id)
   CLEANUP_FREE uint8_t *hashes = malloc (nhash);
   if (!hashes)
     return -ENOMEM;
-  if ((rc = pread_full (v->hfd, hashes, nhash, JOFF + JHDR)) < 0)
+  if ((rc = cv_pread_all (v->hfd, hashes, nhash, JOFF + JHDR, NULL)) < 0)
     return io_fail (v, "reading the journal of", v->hname, JOFF + JHDR, rc);
   if ((rc = journal_mac (v, rec, hashes, nhash, mac)) < 0)
     return rc;
@@ -541,7 +517,7 @@ step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
   uint8_t *hashes = jbuf + JHDR;
   int rc;
 
-  if ((rc = pread_full (v->fd, buf, len, v->data_offset + start)) < 0)
+  if ((rc = cv_io_pread (c->q, buf, len, v->data_offset + start)) < 0)
     return io_fail (v, "reading", v->path, start, rc);
   /* Piece by piece, so that each is tagged, re-encrypted and tagged again
    * while it is in the cache. */
@@ -563,20 +539,21 @@ step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
   cv_put_be64 (jbuf + J_LEN, len);
   if ((rc = journal_mac (v, jbuf, hashes, nhash, jbuf + J_MAC)) < 0)
     return rc;
-  if ((rc = pwrite_full (v->hfd, jbuf, JHDR + nhash, JOFF)) < 0
+  if ((rc = cv_pwrite_all (v->hfd, jbuf, JHDR + nhash, JOFF, 0)) < 0
       || (rc = fdatasync (v->hfd) < 0 ? -errno : 0) < 0)
     return io_fail (v, "writing the journal of", v->hname, JOFF, rc);
   cv_fault_point ("rotate: journal written");
 
   for (uint64_t off = 0; off < len; off += PIECE) {
     size_t n = len - off < PIECE ? len - off : PIECE;
-    if ((rc = pwrite_full (v->fd, buf + off, n, v->data_offset + start + off))
+    if ((rc = cv_io_pwrite (c->q, buf + off, n, v->data_offset + start + off,
+                            false))
         < 0)
       return io_fail (v, "writing", v->path, start + off, rc);
     cv_fault_point ("rotate: hotzone piece written");
   }
-  if (fdatasync (v->fd) < 0)
-    return io_fail (v, "syncing", v->path, start, -errno);
+  if ((rc = cv_io_flush (c->q)) < 0)
+    return io_fail (v, "syncing", v->path, start, rc);
   cv_fault_point ("rotate: hotzone synced");
   if ((rc = commit_boundary (v, start + len)) < 0)
     return rc;
@@ -629,7 +606,7 @@ cv_vol_rotate_run (struct cv_vol *v,
     return rc;
   cv_fault_point ("rotate: finished");
   static const uint8_t zero[8];
-  if (pwrite_full (v->hfd, zero, sizeof zero, JOFF) == 0)
+  if (cv_pwrite_all (v->hfd, zero, sizeof zero, JOFF, 0) == 0)
     fdatasync (v->hfd);
   cv_key_free (v->odek);
   v->odek = NULL;

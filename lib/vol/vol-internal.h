@@ -10,13 +10,14 @@
 #define NSTRIPES 1024 /* per-sector RMW locks, hashed */
 
 struct cv_header;
+struct cv_io;
 struct cv_key;
 
 struct cv_vol {
-  char *path;  /* data file, for messages */
-  char *hname; /* header file (path, or the detached header) */
-  int fd;      /* data file */
-  int hfd;     /* header file (the volume itself when attached); holds locks */
+  char *path;       /* data file, for messages */
+  char *hname;      /* header file (path, or the detached header) */
+  struct cv_io *io; /* the data store, through its I/O backend */
+  int hfd; /* header file (the volume itself when attached); holds locks */
   bool readonly;
   struct cv_header *hdr;
   struct cv_key *dek;   /* the volume's DEK (the new one during a rotation) */
@@ -27,6 +28,7 @@ struct cv_vol {
   unsigned ss;          /* encryption sector size */
   bool direct;
   pthread_key_t tkey;
+  bool tkey_made;
   pthread_mutex_t thr_lock; /* guards thrs */
   struct cv_thr *thrs;
   pthread_mutex_t stripe[NSTRIPES];

@@ -1,23 +1,13 @@
 /* The volume data path: sectors of the data area are AES-256-XTS encrypted;
- * requests are split into chunks queued together on the calling thread's ring
- * so that I/O and crypto overlap. Unaligned edges are read-modify-written
- * under a striped per-sector lock.
- *
- * Writes to a buffered (not O_DIRECT) volume are the exception: io_uring
- * cannot copy into ext4's page cache without blocking, so it hands every such
- * write to an io-wq worker thread (a wake-up and a switch per request, and
- * workers of all rings contending for the inode lock). They are plain
- * pwrite calls from the calling thread instead, as nbdkit's file plugin
- * does. */
+ * requests are split into chunks queued together on the calling thread's I/O
+ * queue so that I/O and crypto overlap. Unaligned edges are
+ * read-modify-written under a striped per-sector lock. Which backend stores
+ * the ciphertext (lib/io/backend.h) is not known here. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -25,17 +15,18 @@
 #include "crypto/secmem.h"
 #include "crypto/xts.h"
 #include "format/header.h"
-#include "io/ring.h"
+#include "io/backend.h"
 #include "vol-internal.h"
 #include "volume.h"
 
 #define CHUNK (128 * 1024) /* bytes per queued I/O */
-/* Bounce chunks per thread: 512 KiB, of which buffered writes touch one
- * chunk. nbdkit runs 16 threads per connection, each with its own. */
+/* Bounce chunks per thread: 512 KiB, of which writes completed as soon as
+ * they are queued (buffered ones, by both backends) touch one chunk. nbdkit
+ * runs 16 threads per connection, each with its own. */
 #define NSLOTS 4
-#define RING_DEPTH 32 /* requests in flight per thread */
-#define ALIGN 4096    /* bounce alignment, enough for O_DIRECT */
-/* A ring tag carries the chunk index and the bounce slot it uses. */
+#define QUEUE_DEPTH 32 /* requests in flight per thread */
+#define ALIGN 4096     /* bounce alignment, enough for O_DIRECT */
+/* A queue tag carries the chunk index and the bounce slot it uses. */
 #define TAG_SLOT_SHIFT 40
 #define TAG_CHUNK_MASK ((1ULL << TAG_SLOT_SHIFT) - 1)
 
@@ -43,7 +34,7 @@
 struct cv_thr {
   struct cv_thr *next;
   struct cv_vol *v;
-  struct cv_ring *ring;
+  struct cv_io_queue *q;
   struct cv_xts *xts;     /* keyed with v->dek */
   struct cv_xts *xts_old; /* keyed with v->odek, during a DEK rotation */
   uint8_t *bounce;        /* NSLOTS * CHUNK, aligned; allocated on first use */
@@ -54,7 +45,7 @@ struct cv_thr {
 static void
 thr_free (struct cv_thr *t)
 {
-  cv_ring_free (t->ring);
+  cv_io_queue_free (t->q);
   cv_xts_free (t->xts);
   cv_xts_free (t->xts_old);
   free (t->bounce);
@@ -79,36 +70,64 @@ thr_exit (void *p)
   thr_free (t);
 }
 
-/* The calling thread's state, made on first use. NULL on failure (logged). */
-static struct cv_thr *
-thr_get (struct cv_vol *v)
+/* Make the calling thread's state. Returns 0 or -errno (logged). */
+static int
+thr_new (struct cv_vol *v, struct cv_thr **out)
 {
-  struct cv_thr *t = pthread_getspecific (v->tkey);
+  struct cv_thr *t = calloc (1, sizeof *t);
+  int rc;
 
-  if (t && !t->ring && cv_ring_new (RING_DEPTH, &t->ring) < 0)
-    return NULL;
-  if (t)
-    return t;
-  t = calloc (1, sizeof *t);
   if (!t) {
-    cv_err ("%s: out of memory", v->path);
-    return NULL;
+    cv_err ("%s: out of memory for this thread's I/O state", v->path);
+    return -ENOMEM;
   }
   t->v = v;
-  if (cv_ring_new (RING_DEPTH, &t->ring) < 0
-      || cv_xts_new (v->dek->b, v->ss, &t->xts) < 0
-      || (v->odek && cv_xts_new (v->odek->b, v->ss, &t->xts_old) < 0)
-      || posix_memalign ((void **) &t->edge, ALIGN, v->ss) != 0) {
-    cv_err ("%s: cannot set up I/O for this thread", v->path);
-    thr_free (t);
-    return NULL;
+  if ((rc = cv_io_queue_new (v->io, QUEUE_DEPTH, &t->q)) < 0
+      || (rc = cv_xts_new (v->dek->b, v->ss, &t->xts)) < 0
+      || (v->odek && (rc = cv_xts_new (v->odek->b, v->ss, &t->xts_old)) < 0))
+    goto fail;
+  if ((rc = posix_memalign ((void **) &t->edge, ALIGN, v->ss)) != 0) {
+    t->edge = NULL;
+    cv_err ("%s: out of memory for this thread's sector buffer", v->path);
+    rc = -rc;
+    goto fail;
   }
-  pthread_setspecific (v->tkey, t);
+  if ((rc = pthread_setspecific (v->tkey, t)) != 0) {
+    cv_err ("%s: cannot attach I/O state to this thread: %s", v->path,
+            strerror (rc));
+    rc = -rc;
+    goto fail;
+  }
   pthread_mutex_lock (&v->thr_lock);
   t->next = v->thrs;
   v->thrs = t;
   pthread_mutex_unlock (&v->thr_lock);
-  return t;
+  *out = t;
+  return 0;
+
+fail:
+  thr_free (t);
+  return rc;
+}
+
+/* The calling thread's state, made on first use; a queue that failed is
+ * replaced. Returns 0 or -errno (logged). */
+static int
+thr_get (struct cv_vol *v, struct cv_thr **out)
+{
+  struct cv_thr *t = pthread_getspecific (v->tkey);
+  int rc;
+
+  if (!t)
+    return thr_new (v, out);
+  if (t->q && cv_io_queue_error (t->q) < 0) {
+    cv_io_queue_free (t->q);
+    t->q = NULL;
+  }
+  if (!t->q && (rc = cv_io_queue_new (v->io, QUEUE_DEPTH, &t->q)) < 0)
+    return rc;
+  *out = t;
+  return 0;
 }
 
 /* The bounce slots, allocated on first use (untouched pages cost no RSS). */
@@ -124,22 +143,15 @@ thr_bounce (struct cv_thr *t)
   return t->bounce;
 }
 
-/* Report an I/O error once, with the file and the data-area offset. */
+/* Report an I/O error once, with the file and the data-area offset: unless
+ * the thread's queue itself failed, which its backend has reported. */
 static int
-io_fail (struct cv_vol *v, const char *op, uint64_t off, int rc)
+io_fail (struct cv_thr *t, const char *op, uint64_t off, int rc)
 {
-  cv_err ("%s: %s at offset %llu: %s", v->path, op, (unsigned long long) off,
-          rc == -EIO ? "I/O error or end of file" : strerror (-rc));
-  return rc;
-}
-
-/* The ring failed with nothing left in the kernel (logged by the ring):
- * drop it; the thread's next request makes a new one. */
-static int
-ring_broken (struct cv_thr *t, int rc)
-{
-  cv_ring_free (t->ring);
-  t->ring = NULL;
+  if (cv_io_queue_error (t->q) == 0)
+    cv_err ("%s: %s at offset %llu: %s", t->v->path, op,
+            (unsigned long long) off,
+            rc == -EIO ? "I/O error or end of file" : strerror (-rc));
   return rc;
 }
 
@@ -155,7 +167,7 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
   bool bounce = v->direct && ((uintptr_t) buf % ALIGN || len % 512);
   uint8_t *slots = bounce ? thr_bounce (t) : NULL;
   uint64_t nchunks = (len + CHUNK - 1) / CHUNK, queued = 0, done = 0;
-  unsigned maxq = bounce ? NSLOTS : RING_DEPTH;
+  unsigned maxq = bounce ? NSLOTS : QUEUE_DEPTH;
   unsigned free_slots = NSLOTS, slotstack[NSLOTS];
   int rc = 0;
 
@@ -167,7 +179,7 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
   while (done < queued || (rc == 0 && queued < nchunks)) {
     /* Queue as many chunks as there is room for. */
     while (rc == 0 && queued < nchunks && queued - done < maxq
-           && cv_ring_space (t->ring) > 0) {
+           && cv_io_space (t->q) > 0) {
       uint64_t coff = queued * CHUNK;
       size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
       uint8_t *dst = buf + coff;
@@ -176,11 +188,10 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
         s = slotstack[--free_slots];
         dst = slots + (size_t) s * CHUNK;
       }
-      int r = cv_ring_queue_read (t->ring, v->fd, dst, clen,
-                                  v->data_offset + off + coff,
-                                  (uint64_t) s << TAG_SLOT_SHIFT | queued);
+      int r = cv_io_queue_read (t->q, dst, clen, v->data_offset + off + coff,
+                                (uint64_t) s << TAG_SLOT_SHIFT | queued);
       if (r < 0) {
-        rc = io_fail (v, "read", off + coff, r);
+        rc = io_fail (t, "read", off + coff, r);
         if (bounce)
           slotstack[free_slots++] = s;
         break;
@@ -189,16 +200,14 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
     }
     if (done == queued)
       break;
-    int r = cv_ring_submit (t->ring);
-    if (r < 0 && rc == 0)
-      rc = io_fail (v, "read", off, r);
+    int r = cv_io_submit (t->q);
+    if (r < 0)
+      return r; /* the queue failed (logged); nothing is in flight */
 
     uint64_t tag;
-    r = cv_ring_reap (t->ring, &tag);
-    if (r == -ENOENT)
-      break; /* nothing in flight: submit failed */
-    if (tag == CV_RING_BROKEN)
-      return ring_broken (t, r);
+    r = cv_io_reap (t->q, &tag);
+    if (tag == CV_IO_BROKEN)
+      return r; /* logged; nothing is in flight */
     done++;
     uint64_t coff = (tag & TAG_CHUNK_MASK) * CHUNK;
     size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
@@ -210,7 +219,7 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
     }
     if (r < 0) {
       if (rc == 0)
-        rc = io_fail (v, "read", off + coff, r);
+        rc = io_fail (t, "read", off + coff, r);
       continue;
     }
     if (rc == 0
@@ -222,68 +231,11 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
   return rc;
 }
 
-/* pwrite all of buf at off of fd (RWF_DSYNC if dsync). 0 or -errno (-EIO if
- * the file takes no more). */
-static int
-pwrite_full (int fd, const uint8_t *buf, size_t len, uint64_t off, bool dsync)
-{
-  while (len > 0) {
-    struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
-    ssize_t n = pwritev2 (fd, &iov, 1, (off_t) off, dsync ? RWF_DSYNC : 0);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return -errno;
-    if (n == 0)
-      return -EIO;
-    buf += n, off += (uint64_t) n, len -= (size_t) n;
-  }
-  return 0;
-}
-
-/* Write one buffer at data-area offset off: on the ring for O_DIRECT, by
- * pwrite for a buffered volume (see the top of the file). 0 or -errno. */
-static int
-write_sync (struct cv_thr *t, const uint8_t *buf, size_t len, uint64_t off,
-            bool fua)
-{
-  struct cv_vol *v = t->v;
-
-  if (v->direct)
-    return cv_ring_pwrite (t->ring, v->fd, buf, len, v->data_offset + off, fua);
-  return pwrite_full (v->fd, buf, len, v->data_offset + off, fua);
-}
-
-/* Buffered volumes: encrypt a chunk into the first bounce slot, pwrite it,
- * and so on. */
-static int
-write_buffered (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
-                uint64_t off, uint64_t len, bool fua)
-{
-  struct cv_vol *v = t->v;
-  uint8_t *b = thr_bounce (t);
-
-  if (!b)
-    return -ENOMEM;
-  for (uint64_t done = 0; done < len;) {
-    size_t n = len - done < CHUNK ? len - done : CHUNK;
-    if (!src)
-      memset (b, 0, n);
-    if (cv_xts_encrypt (x, b, src ? src + done : b, (off + done) / v->ss,
-                        n / v->ss)
-        < 0)
-      return -EIO;
-    int rc = pwrite_full (v->fd, b, n, v->data_offset + off + done, fua);
-    if (rc < 0)
-      return io_fail (v, "write", off + done, rc);
-    done += n;
-  }
-  return 0;
-}
-
 /* Encrypt the sector-aligned range from src (NULL: zeros) and write it at
- * [off, off+len) of the data area. With O_DIRECT each chunk is encrypted into
- * a free bounce slot and written while the next one is encrypted. */
+ * [off, off+len) of the data area: each chunk is encrypted into a free bounce
+ * slot and queued; while slots are free, the next one is encrypted as the
+ * earlier ones are written. Writes that complete as soon as they are queued
+ * hand their slot back at once, so one slot serves the whole request. */
 static int
 write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
                uint64_t off, uint64_t len, bool fua)
@@ -294,16 +246,15 @@ write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
   unsigned free_slots = NSLOTS, slotstack[NSLOTS];
   int rc = 0;
 
-  if (!v->direct)
-    return write_buffered (t, x, src, off, len, fua);
   if (!(slots = thr_bounce (t)))
     return -ENOMEM;
   for (unsigned i = 0; i < NSLOTS; i++)
     slotstack[i] = i;
 
   while (done < queued || (rc == 0 && queued < nchunks)) {
-    if (rc == 0 && queued < nchunks && free_slots > 0
-        && cv_ring_space (t->ring) > 0) {
+    bool more = rc == 0 && queued < nchunks && free_slots > 0
+                && cv_io_space (t->q) > 0;
+    if (more) {
       uint64_t coff = queued * CHUNK;
       size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
       unsigned s = slotstack[--free_slots];
@@ -313,32 +264,29 @@ write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
       int r = cv_xts_encrypt (x, dst, src ? src + coff : dst,
                               (off + coff) / v->ss, clen / v->ss);
       if (r == 0)
-        r = cv_ring_queue_write (t->ring, v->fd, dst, clen,
-                                 v->data_offset + off + coff, fua,
-                                 (uint64_t) s << TAG_SLOT_SHIFT | queued);
+        r = cv_io_queue_write (t->q, dst, clen, v->data_offset + off + coff,
+                               fua, (uint64_t) s << TAG_SLOT_SHIFT | queued);
       if (r == 0)
-        r = cv_ring_submit (t->ring);
+        r = cv_io_submit (t->q);
       if (r < 0) {
-        rc = io_fail (v, "write", off + coff, r);
+        rc = io_fail (t, "write", off + coff, r);
         slotstack[free_slots++] = s;
       } else
         queued++;
-      /* Keep encrypting while slots are free; reap when they run out. */
-      if (rc == 0 && queued < nchunks && free_slots > 0)
-        continue;
     }
     if (done == queued)
       break;
+    /* Wait only when no more can be queued. */
     uint64_t tag;
-    int r = cv_ring_reap (t->ring, &tag);
-    if (r == -ENOENT)
-      break;
-    if (tag == CV_RING_BROKEN)
-      return ring_broken (t, r);
+    int r = more ? cv_io_reap_ready (t->q, &tag) : cv_io_reap (t->q, &tag);
+    if (r == -EAGAIN)
+      continue;
+    if (tag == CV_IO_BROKEN)
+      return r; /* logged; nothing is in flight */
     done++;
     slotstack[free_slots++] = (unsigned) (tag >> TAG_SLOT_SHIFT);
     if (r < 0 && rc == 0)
-      rc = io_fail (v, "write", off + (tag & TAG_CHUNK_MASK) * CHUNK, r);
+      rc = io_fail (t, "write", off + (tag & TAG_CHUNK_MASK) * CHUNK, r);
   }
   return rc;
 }
@@ -375,11 +323,10 @@ static int
 read_sector (struct cv_thr *t, struct cv_xts *x, uint64_t sec)
 {
   struct cv_vol *v = t->v;
-  int rc = cv_ring_pread (t->ring, v->fd, t->edge, v->ss,
-                          v->data_offset + sec * v->ss);
+  int rc = cv_io_pread (t->q, t->edge, v->ss, v->data_offset + sec * v->ss);
 
   if (rc < 0)
-    return io_fail (v, "read", sec * v->ss, rc);
+    return io_fail (t, "read", sec * v->ss, rc);
   return cv_xts_decrypt (x, t->edge, t->edge, sec, 1);
 }
 
@@ -401,11 +348,10 @@ rmw_sector (struct cv_thr *t, struct cv_xts *x, uint64_t sec, size_t skip,
     else
       memset (t->edge + skip, 0, len);
     rc = cv_xts_encrypt (x, t->edge, t->edge, sec, 1);
-    if (rc == 0) {
-      rc = write_sync (t, t->edge, v->ss, off, fua);
-      if (rc < 0)
-        rc = io_fail (v, "write", off, rc);
-    }
+    if (rc == 0
+        && (rc = cv_io_pwrite (t->q, t->edge, v->ss, v->data_offset + off, fua))
+               < 0)
+      rc = io_fail (t, "write", off, rc);
   }
   cv_wipe (t->edge, v->ss);
   pthread_mutex_unlock (m);
@@ -434,10 +380,8 @@ cv_vol_pread (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
   uint8_t *p = buf;
   int rc = check_range (v, "read", count, off, -EIO);
 
-  if (rc < 0)
+  if (rc < 0 || (rc = thr_get (v, &t)) < 0)
     return rc;
-  if (!(t = thr_get (v)))
-    return -ENOMEM;
   while (count > 0) {
     uint64_t sec = off / v->ss;
     size_t skip = off % v->ss;
@@ -467,10 +411,8 @@ write_range (struct cv_vol *v, const uint8_t *src, uint32_t count, uint64_t off,
   struct cv_thr *t;
   int rc = check_range (v, src ? "write" : "zero", count, off, -ENOSPC);
 
-  if (rc < 0)
+  if (rc < 0 || (rc = thr_get (v, &t)) < 0)
     return rc;
-  if (!(t = thr_get (v)))
-    return -ENOMEM;
   while (count > 0) {
     uint64_t sec = off / v->ss;
     size_t skip = off % v->ss;
@@ -509,60 +451,38 @@ cv_vol_zero (struct cv_vol *v, uint32_t count, uint64_t off, bool fua)
 int
 cv_vol_flush (struct cv_vol *v)
 {
-  struct cv_thr *t = thr_get (v);
-  int rc;
+  struct cv_thr *t;
+  int rc = thr_get (v, &t);
 
-  if (!t)
-    return -ENOMEM;
-  rc = cv_ring_fdatasync (t->ring, v->fd);
-  if (rc < 0)
-    cv_err ("%s: flush (fdatasync): %s", v->path, strerror (-rc));
+  if (rc == 0 && (rc = cv_io_flush (t->q)) < 0 && cv_io_queue_error (t->q) == 0)
+    cv_err ("%s: flush: %s", v->path, strerror (-rc));
   return rc;
-}
-
-/* Size in bytes of a regular file or block device. */
-static int
-file_size (int fd, uint64_t *size)
-{
-  struct stat st;
-
-  if (fstat (fd, &st) < 0)
-    return -errno;
-  if (S_ISBLK (st.st_mode))
-    return ioctl (fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
-  if (!S_ISREG (st.st_mode))
-    return -EINVAL;
-  *size = (uint64_t) st.st_size;
-  return 0;
 }
 
 int
 cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
 {
   const char *hname = o->header_path ? o->header_path : o->path;
-  int oflags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-  CLEANUP_CLOSE int fd = -1, hfd = -1;
+  const struct cv_io_open_opts io_opts = { .kind = o->io,
+                                           .path = o->path,
+                                           .readonly = o->readonly,
+                                           .direct = o->direct,
+                                           .faults = o->faults };
+  struct cv_io *io = NULL;
+  CLEANUP_CLOSE int hfd = -1;
   struct cv_header *hdr = NULL;
   struct cv_key *dek = NULL;
-  uint64_t fsize;
-  unsigned valid;
+  uint64_t fsize, doff, size;
+  unsigned valid, ss;
   int rc;
 
-  fd = open (o->path, oflags | (o->direct ? O_DIRECT : 0));
-  if (fd < 0) {
-    rc = -errno;
-    cv_err ("cannot open volume %s: %s%s", o->path, strerror (errno),
-            errno == EINVAL && o->direct
-                ? " (the file system does not support O_DIRECT; "
-                  "use direct=false)"
-                : "");
+  if ((rc = cv_io_open (&io_opts, &io)) < 0)
     return rc;
-  }
-  hfd = open (hname, oflags);
+  hfd = open (hname, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (hfd < 0) {
     rc = -errno;
     cv_err ("cannot open header %s: %s", hname, strerror (errno));
-    return rc;
+    goto fail;
   }
   rc = cv_lock_in_use (hfd, o->exclusive, false);
   if (rc == -EBUSY) {
@@ -574,33 +494,25 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
       cv_err ("%s: cryptvol-keymgr is changing this volume offline "
               "(rotate-dek, restore-header or shred); try again when it ends",
               hname);
-    return rc;
   }
-  if (rc < 0)
-    return rc;
-  if ((rc = cv_hdr_read (hfd, hname, &hdr, &valid)) < 0)
-    return rc;
-
-  rc = file_size (fd, &fsize);
-  if (rc < 0) {
-    cv_err ("%s: cannot find its size: %s", o->path,
-            rc == -EINVAL ? "not a regular file or block device"
-                          : strerror (-rc));
+  if (rc < 0 || (rc = cv_hdr_read (hfd, hname, &hdr, &valid)) < 0
+      || (rc = cv_io_size (io, &fsize)) < 0)
     goto fail;
-  }
-  if (fsize < hdr->data_offset || fsize - hdr->data_offset < hdr->size) {
+  doff = cv_hdr_data_offset (hdr);
+  size = cv_hdr_size (hdr);
+  ss = cv_hdr_sector_size (hdr);
+  if (fsize < doff || fsize - doff < size) {
     cv_err ("%s is %llu bytes, shorter than its header says (data offset "
             "%llu + size %llu); is it the right file, or was it truncated?",
-            o->path, (unsigned long long) fsize,
-            (unsigned long long) hdr->data_offset,
-            (unsigned long long) hdr->size);
+            o->path, (unsigned long long) fsize, (unsigned long long) doff,
+            (unsigned long long) size);
     rc = -EINVAL;
     goto fail;
   }
-  if (o->direct && (hdr->data_offset % 4096 || hdr->sector_size < 4096))
+  if (o->direct && (doff % 4096 || ss < 4096))
     cv_warn ("%s: direct=true with sector size %u and data offset %llu: "
              "devices with 4096-byte logical blocks will refuse I/O",
-             o->path, hdr->sector_size, (unsigned long long) hdr->data_offset);
+             o->path, ss, (unsigned long long) doff);
 
   if ((rc = cv_unlock (hdr, hname, o->creds, NULL, &dek, NULL)) < 0)
     goto fail;
@@ -610,22 +522,28 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
     if (v)
       free (v->path);
     free (v);
+    cv_err ("%s: out of memory", o->path);
     rc = -ENOMEM;
     goto fail;
   }
-  v->fd = STEAL_FD (fd);
+  v->io = io;
   v->hfd = STEAL_FD (hfd);
   v->readonly = o->readonly;
   v->hdr = hdr;
   v->dek = dek;
-  v->size = v->boundary = hdr->size;
-  v->data_offset = hdr->data_offset;
-  v->ss = hdr->sector_size;
+  v->size = v->boundary = size;
+  v->data_offset = doff;
+  v->ss = ss;
   v->direct = o->direct;
-  pthread_key_create (&v->tkey, thr_exit);
   pthread_mutex_init (&v->thr_lock, NULL);
   for (unsigned i = 0; i < NSTRIPES; i++)
     pthread_mutex_init (&v->stripe[i], NULL);
+  if ((rc = pthread_key_create (&v->tkey, thr_exit)) != 0) {
+    cv_err ("%s: cannot make per-thread state: %s", o->path, strerror (rc));
+    cv_vol_close (v);
+    return -rc;
+  }
+  v->tkey_made = true;
   if ((rc = cv_rot_open (v)) < 0) {
     cv_vol_close (v);
     return rc;
@@ -634,22 +552,25 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   return 0;
 
 fail:
+  cv_io_close (io);
   cv_hdr_free (hdr);
   cv_key_free (dek);
   return rc;
 }
 
+/* The per-thread key goes last: dropping the threads clears it. */
 void
 cv_vol_close (struct cv_vol *v)
 {
   if (!v)
     return;
-  pthread_key_delete (v->tkey);
   cv_vol_drop_threads (v);
+  if (v->tkey_made)
+    pthread_key_delete (v->tkey);
   for (unsigned i = 0; i < NSTRIPES; i++)
     pthread_mutex_destroy (&v->stripe[i]);
   pthread_mutex_destroy (&v->thr_lock);
-  close (v->fd);
+  cv_io_close (v->io);
   close (v->hfd);
   cv_hdr_free (v->hdr);
   cv_key_free (v->dek);
@@ -671,7 +592,8 @@ cv_vol_drop_threads (struct cv_vol *v)
   pthread_mutex_unlock (&v->thr_lock);
   /* Only the calling thread's key can be cleared; cv_vol_drop_threads is
    * used single-threaded (close, and keymgr between rotation phases). */
-  pthread_setspecific (v->tkey, NULL);
+  if (v->tkey_made)
+    pthread_setspecific (v->tkey, NULL);
 }
 
 const struct cv_header *
@@ -701,7 +623,7 @@ cv_vol_sector_size (const struct cv_vol *v)
 const char *
 cv_vol_uuid (const struct cv_vol *v)
 {
-  return v->hdr->uuid;
+  return cv_hdr_uuid (v->hdr);
 }
 
 int

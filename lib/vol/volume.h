@@ -1,6 +1,6 @@
 /* An opened, unlocked volume and its data path: what the nbdkit plugin serves.
- * Requests may come from many threads at once; each thread gets its own ring,
- * XTS engine and bounce buffer on first use. */
+ * Requests may come from many threads at once; each thread gets its own I/O
+ * queue, XTS engine and bounce buffer on first use. */
 #ifndef CV_VOLUME_H
 #define CV_VOLUME_H
 
@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "io/backend.h"
 #include "keys/keys.h"
 
 struct cv_vol;
@@ -22,6 +23,12 @@ struct cv_vol_opts {
    * rotate-dek, restore-header, shred). */
   bool exclusive;
   const struct cv_creds *creds;
+  /* I/O backend. CV_IO_AUTO (0): io_uring if it works here, else the
+   * portable one with a warning; CV_IO_URING fails to open where io_uring
+   * does not work. */
+  enum cv_io_kind io;
+  /* Tests: faults the portable backend (CV_IO_POSIX) injects; NULL. */
+  struct cv_io_faults *faults;
 };
 
 /* Open the volume, read its header, unlock a DEK and authenticate the header.

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
-#include "io/ring.h"
+#include "io/uring.h"
 #include "harness.h"
 
 #define CHUNK (64 * 1024)

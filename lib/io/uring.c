@@ -1,6 +1,15 @@
-/* io_uring backend: a fixed table of request slots over one liburing ring.
- * The user_data of every SQE is the index of its slot; a slot carries what is
- * needed to requeue the rest of a short or interrupted transfer. */
+/* The io_uring backend. Its engine, cv_ring (uring.h): a fixed table of
+ * request slots over one liburing ring. The user_data of every SQE is the
+ * index of its slot; a slot carries what is needed to requeue the rest of a
+ * short or interrupted transfer. The backend (cv_io_uring_ops, at the end)
+ * is one ring per queue over a file store.
+ *
+ * Writes to a buffered (not O_DIRECT) store are the exception: io_uring
+ * cannot copy into ext4's page cache without blocking, so it hands every such
+ * write to an io-wq worker thread (a wake-up and a switch per request, and
+ * workers of all rings contending for the inode lock). They are plain
+ * pwrite calls from the queueing thread instead, as nbdkit's file plugin
+ * does; their results wait in the queue to be reaped. */
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -10,8 +19,10 @@
 #include <liburing.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "common/log.h"
-#include "io/ring.h"
+#include "io/io-internal.h"
+#include "io/uring.h"
 
 /* Bytes per SQE: below the kernel's per-call limit (INT_MAX rounded down to a
  * page); longer requests continue as if the transfer were short. */
@@ -251,9 +262,10 @@ complete (struct cv_ring *r, unsigned idx, int res, uint64_t *tag)
 }
 
 /* Submit what is queued (requeues included) while waiting, so the wait never
- * depends on an SQE the kernel has not seen. */
-int
-cv_ring_reap (struct cv_ring *r, uint64_t *tag)
+ * depends on an SQE the kernel has not seen. Without wait, -EAGAIN when no
+ * completion is there yet. */
+static int
+reap (struct cv_ring *r, uint64_t *tag, bool wait)
 {
   if (r->nfree == r->depth)
     return -ENOENT;
@@ -264,7 +276,8 @@ cv_ring_reap (struct cv_ring *r, uint64_t *tag)
     int res, err;
 
     if (io_uring_sq_ready (&r->ring) > 0) {
-      err = io_uring_submit_and_wait (&r->ring, 1);
+      err = wait ? io_uring_submit_and_wait (&r->ring, 1)
+                 : io_uring_submit (&r->ring);
       if (err == -EINTR)
         continue;
       /* With requests in the kernel, wait for them and retry later. */
@@ -273,9 +286,12 @@ cv_ring_reap (struct cv_ring *r, uint64_t *tag)
         return err;
       }
     }
-    err = io_uring_wait_cqe (&r->ring, &cqe);
+    err = wait ? io_uring_wait_cqe (&r->ring, &cqe)
+               : io_uring_peek_cqe (&r->ring, &cqe);
     if (err == -EINTR)
       continue;
+    if (err == -EAGAIN && !wait)
+      return err;
     if (err < 0) {
       cv_err ("io_uring_wait_cqe: %s", strerror (-err));
       return err;
@@ -288,6 +304,18 @@ cv_ring_reap (struct cv_ring *r, uint64_t *tag)
     if (err != 1)
       return err;
   }
+}
+
+int
+cv_ring_reap (struct cv_ring *r, uint64_t *tag)
+{
+  return reap (r, tag, true);
+}
+
+int
+cv_ring_reap_ready (struct cv_ring *r, uint64_t *tag)
+{
+  return reap (r, tag, false);
 }
 
 /* Submit and reap the one request of an otherwise idle ring (the helpers
@@ -328,3 +356,157 @@ cv_ring_fdatasync (struct cv_ring *r, int fd)
   int err = cv_ring_queue_fdatasync (r, fd, 0);
   return err < 0 ? err : run_one (r);
 }
+
+int
+cv_io_uring_probe (void)
+{
+  struct io_uring ring;
+  struct io_uring_cqe *cqe = NULL;
+  int err = io_uring_queue_init (2, &ring, 0);
+
+  if (err < 0)
+    return err;
+  io_uring_prep_nop (io_uring_get_sqe (&ring));
+  do
+    err = io_uring_submit_and_wait (&ring, 1);
+  while (err == -EINTR);
+  if (err >= 0 && (err = io_uring_peek_cqe (&ring, &cqe)) == 0) {
+    err = cqe->res < 0 ? cqe->res : 0;
+    io_uring_cqe_seen (&ring, cqe);
+  }
+  io_uring_queue_exit (&ring);
+  return err < 0 ? err : 0;
+}
+
+/* The backend: one ring per queue, on the store's fd. */
+struct uring_queue {
+  struct cv_io_queue base;
+  struct cv_io_file *f;
+  struct cv_ring *ring;
+  /* Buffered writes, done when queued (see the top of the file), and their
+   * results: ndone of them wait to be reaped. */
+  struct uring_done {
+    uint64_t tag;
+    int rc;
+  } * done;
+  unsigned ndone;
+};
+
+static_assert (CV_IO_BROKEN == CV_RING_BROKEN, "one value for a broken queue");
+
+static int
+uring_open (const struct cv_io_open_opts *o, struct cv_io **out)
+{
+  return cv_io_file_open (o, &cv_io_uring_ops, out);
+}
+
+static int
+uring_queue_new (struct cv_io *io, unsigned depth, struct cv_io_queue **out)
+{
+  CLEANUP_FREE struct uring_queue *q = calloc (1, sizeof *q);
+  int err;
+
+  if (!q || !(q->done = calloc (depth ? depth : 1, sizeof *q->done))) {
+    cv_err ("io ring: out of memory");
+    return -ENOMEM;
+  }
+  if ((err = cv_ring_new (depth, &q->ring)) < 0) {
+    free (q->done);
+    return err;
+  }
+  q->f = (struct cv_io_file *) io;
+  q->base.depth = depth;
+  *out = &STEAL (q)->base;
+  return 0;
+}
+
+static void
+uring_queue_free (struct cv_io_queue *base)
+{
+  struct uring_queue *q = (struct uring_queue *) base;
+
+  cv_ring_free (q->ring);
+  free (q->done);
+  free (q);
+}
+
+static unsigned
+uring_space (const struct cv_io_queue *base)
+{
+  const struct uring_queue *q = (const struct uring_queue *) base;
+
+  return cv_ring_space (q->ring) - q->ndone;
+}
+
+static int
+uring_queue_read (struct cv_io_queue *base, void *buf, size_t len, uint64_t off,
+                  uint64_t tag)
+{
+  struct uring_queue *q = (struct uring_queue *) base;
+
+  if (uring_space (base) == 0)
+    return -EBUSY;
+  return cv_ring_queue_read (q->ring, q->f->fd, buf, len, off, tag);
+}
+
+static int
+uring_queue_write (struct cv_io_queue *base, const void *buf, size_t len,
+                   uint64_t off, bool fua, uint64_t tag)
+{
+  struct uring_queue *q = (struct uring_queue *) base;
+
+  if (uring_space (base) == 0)
+    return -EBUSY;
+  if (q->f->direct)
+    return cv_ring_queue_write (q->ring, q->f->fd, buf, len, off, fua, tag);
+  q->done[q->ndone++] = (struct uring_done){
+    .tag = tag,
+    .rc = cv_pwrite_all (q->f->fd, buf, len, off, fua ? RWF_DSYNC : 0),
+  };
+  return 0;
+}
+
+static int
+uring_queue_flush (struct cv_io_queue *base, uint64_t tag)
+{
+  struct uring_queue *q = (struct uring_queue *) base;
+
+  if (uring_space (base) == 0)
+    return -EBUSY;
+  return cv_ring_queue_fdatasync (q->ring, q->f->fd, tag);
+}
+
+static int
+uring_submit (struct cv_io_queue *base)
+{
+  return cv_ring_submit (((struct uring_queue *) base)->ring);
+}
+
+/* Buffered writes first: they are done already. */
+static int
+uring_reap (struct cv_io_queue *base, uint64_t *tag, bool wait)
+{
+  struct uring_queue *q = (struct uring_queue *) base;
+
+  if (q->ndone > 0) {
+    q->ndone--;
+    *tag = q->done[q->ndone].tag;
+    return q->done[q->ndone].rc;
+  }
+  return wait ? cv_ring_reap (q->ring, tag) : cv_ring_reap_ready (q->ring, tag);
+}
+
+const struct cv_io_ops cv_io_uring_ops = {
+  .name = "io_uring",
+  .open = uring_open,
+  .close = cv_io_file_close,
+  .size = cv_io_file_size,
+  .queue_new = uring_queue_new,
+  .queue_free = uring_queue_free,
+  .space = uring_space,
+  .queue_read = uring_queue_read,
+  .queue_write = uring_queue_write,
+  .queue_flush = uring_queue_flush,
+  .submit = uring_submit,
+  .reap = uring_reap,
+};

@@ -1,4 +1,6 @@
-/* io_uring backend (liburing): one ring per thread, batched submission.
+/* The io_uring engine under the io_uring backend (uring.c; the backend
+ * interface is backend.h): one ring per thread, batched submission. Exposed
+ * for its unit test.
  *
  * Usage: queue many requests (each with a caller tag), submit once, then reap
  * completions one at a time with cv_ring_reap. The ring completes every
@@ -7,8 +9,8 @@
  * failed. A ring is used by one thread only. fd must be seekable (a file or
  * block device): the rest of a short transfer is asked for at the advanced
  * offset, which pipes and sockets refuse with -ESPIPE. */
-#ifndef CV_RING_H
-#define CV_RING_H
+#ifndef CV_URING_H
+#define CV_URING_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,6 +45,8 @@ int cv_ring_submit (struct cv_ring *r);
  * left in the kernel: free it (dropping what is queued) and make a new one. */
 #define CV_RING_BROKEN UINT64_MAX
 int cv_ring_reap (struct cv_ring *r, uint64_t *tag);
+/* The same without waiting: -EAGAIN if no request has completed yet. */
+int cv_ring_reap_ready (struct cv_ring *r, uint64_t *tag);
 
 /* Synchronous helpers: one request, queued, submitted and reaped. The ring
  * must have nothing in flight (-EBUSY otherwise). */

@@ -1,0 +1,213 @@
+/* The backend interface (backend.h): choosing a backend, and dispatching each
+ * call through its vtable. A queue that failed keeps its error, so that the
+ * caller learns it once and makes a new queue. */
+#include <errno.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "io/io-internal.h"
+
+/* Why io_uring cannot be used, for the messages. */
+static const char *
+uring_hint (int err)
+{
+  switch (err) {
+  case -EPERM:
+  case -ENOSYS:
+  case -EACCES:
+    return ": refused by a seccomp filter or kernel.io_uring_disabled";
+  case -ENOMEM:
+    return ": the ring does not fit under RLIMIT_MEMLOCK (ulimit -l)";
+  default:
+    return "";
+  }
+}
+
+/* The backend for kind into *ops: CV_IO_AUTO becomes io_uring if it works,
+ * else the portable backend with one warning per process. Returns 0, or the
+ * -errno for which io_uring, asked for, does not work (logged). */
+static int
+choose (enum cv_io_kind kind, const struct cv_io_ops **ops)
+{
+  static bool warned;
+  int err;
+
+  *ops = &cv_io_posix_ops;
+  if (kind == CV_IO_POSIX)
+    return 0;
+  if ((err = cv_io_uring_probe ()) == 0) {
+    *ops = &cv_io_uring_ops;
+    return 0;
+  }
+  if (kind == CV_IO_URING) {
+    cv_err ("io_uring is not available (%s%s); the portable backend (io=auto "
+            "or io=posix) works without it",
+            strerror (-err), uring_hint (err));
+    return err;
+  }
+  if (!__atomic_exchange_n (&warned, true, __ATOMIC_RELAXED))
+    cv_warn ("io_uring is not available (%s%s); using the portable backend",
+             strerror (-err), uring_hint (err));
+  return 0;
+}
+
+int
+cv_io_open (const struct cv_io_open_opts *o, struct cv_io **out)
+{
+  const struct cv_io_ops *ops;
+  int rc = choose (o->kind, &ops);
+
+  if (rc < 0)
+    return rc;
+  if ((rc = ops->open (o, out)) == 0)
+    cv_debug ("%s: I/O through the %s backend", o->path, ops->name);
+  return rc;
+}
+
+void
+cv_io_close (struct cv_io *io)
+{
+  if (io)
+    io->ops->close (io);
+}
+
+const char *
+cv_io_name (const struct cv_io *io)
+{
+  return io->ops->name;
+}
+
+int
+cv_io_size (struct cv_io *io, uint64_t *size)
+{
+  return io->ops->size (io, size);
+}
+
+int
+cv_io_queue_new (struct cv_io *io, unsigned depth, struct cv_io_queue **out)
+{
+  int rc = io->ops->queue_new (io, depth, out);
+
+  if (rc == 0) {
+    (*out)->ops = io->ops;
+    (*out)->error = 0;
+  }
+  return rc;
+}
+
+void
+cv_io_queue_free (struct cv_io_queue *q)
+{
+  if (q)
+    q->ops->queue_free (q);
+}
+
+unsigned
+cv_io_space (const struct cv_io_queue *q)
+{
+  return q->error ? 0 : q->ops->space (q);
+}
+
+int
+cv_io_queue_error (const struct cv_io_queue *q)
+{
+  return q->error;
+}
+
+int
+cv_io_queue_read (struct cv_io_queue *q, void *buf, size_t len, uint64_t off,
+                  uint64_t tag)
+{
+  return q->error ? q->error : q->ops->queue_read (q, buf, len, off, tag);
+}
+
+int
+cv_io_queue_write (struct cv_io_queue *q, const void *buf, size_t len,
+                   uint64_t off, bool fua, uint64_t tag)
+{
+  return q->error ? q->error : q->ops->queue_write (q, buf, len, off, fua, tag);
+}
+
+int
+cv_io_queue_flush (struct cv_io_queue *q, uint64_t tag)
+{
+  return q->error ? q->error : q->ops->queue_flush (q, tag);
+}
+
+int
+cv_io_submit (struct cv_io_queue *q)
+{
+  if (q->error)
+    return q->error;
+  int rc = q->ops->submit (q);
+  if (rc < 0)
+    q->error = rc;
+  return rc;
+}
+
+/* Reap through the backend, keeping a failure of the queue itself. */
+static int
+reap (struct cv_io_queue *q, uint64_t *tag, bool wait)
+{
+  int rc;
+
+  *tag = CV_IO_BROKEN;
+  if (q->error)
+    return q->error;
+  rc = q->ops->reap (q, tag, wait);
+  if (rc < 0 && rc != -ENOENT && rc != -EAGAIN && *tag == CV_IO_BROKEN)
+    q->error = rc;
+  return rc;
+}
+
+int
+cv_io_reap (struct cv_io_queue *q, uint64_t *tag)
+{
+  return reap (q, tag, true);
+}
+
+int
+cv_io_reap_ready (struct cv_io_queue *q, uint64_t *tag)
+{
+  return reap (q, tag, false);
+}
+
+/* Run the one request just queued (rc: how queueing went) on an idle queue. */
+static int
+run_one (struct cv_io_queue *q, int rc)
+{
+  uint64_t tag;
+
+  if (rc == 0)
+    rc = cv_io_submit (q);
+  return rc < 0 ? rc : cv_io_reap (q, &tag);
+}
+
+/* The synchronous helpers refuse a busy queue: reaping would swallow the
+ * completions of other requests. */
+static bool
+busy (const struct cv_io_queue *q)
+{
+  return !q->error && q->ops->space (q) != q->depth;
+}
+
+int
+cv_io_pread (struct cv_io_queue *q, void *buf, size_t len, uint64_t off)
+{
+  return busy (q) ? -EBUSY
+                  : run_one (q, cv_io_queue_read (q, buf, len, off, 0));
+}
+
+int
+cv_io_pwrite (struct cv_io_queue *q, const void *buf, size_t len, uint64_t off,
+              bool fua)
+{
+  return busy (q) ? -EBUSY
+                  : run_one (q, cv_io_queue_write (q, buf, len, off, fua, 0));
+}
+
+int
+cv_io_flush (struct cv_io_queue *q)
+{
+  return busy (q) ? -EBUSY : run_one (q, cv_io_queue_flush (q, 0));
+}

@@ -1,0 +1,78 @@
+/* Stores that are files or block devices: what the io_uring and portable
+ * backends share (open, size, close). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "io/io-internal.h"
+
+int
+cv_io_file_open (const struct cv_io_open_opts *o, const struct cv_io_ops *ops,
+                 struct cv_io **out)
+{
+  int flags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC
+              | (o->direct ? O_DIRECT : 0);
+  CLEANUP_CLOSE int fd = open (o->path, flags);
+  struct cv_io_file *f;
+
+  if (fd < 0) {
+    int err = errno;
+    cv_err ("cannot open volume %s: %s%s", o->path, strerror (err),
+            err == EINVAL && o->direct
+                ? " (the file system does not support O_DIRECT; "
+                  "use direct=false)"
+                : "");
+    return -err;
+  }
+  f = calloc (1, sizeof *f);
+  if (!f || !(f->path = strdup (o->path))) {
+    free (f);
+    cv_err ("%s: out of memory", o->path);
+    return -ENOMEM;
+  }
+  f->base.ops = ops;
+  f->fd = STEAL_FD (fd);
+  f->direct = o->direct;
+  f->faults = o->faults;
+  *out = &f->base;
+  return 0;
+}
+
+void
+cv_io_file_close (struct cv_io *io)
+{
+  struct cv_io_file *f = (struct cv_io_file *) io;
+
+  close (f->fd);
+  free (f->path);
+  free (f);
+}
+
+int
+cv_io_file_size (struct cv_io *io, uint64_t *size)
+{
+  struct cv_io_file *f = (struct cv_io_file *) io;
+  struct stat st;
+  int rc = 0;
+
+  if (fstat (f->fd, &st) < 0)
+    rc = -errno;
+  else if (S_ISBLK (st.st_mode))
+    rc = ioctl (f->fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
+  else if (S_ISREG (st.st_mode))
+    *size = (uint64_t) st.st_size;
+  else
+    rc = -EINVAL;
+  if (rc < 0)
+    cv_err ("%s: cannot find its size: %s", f->path,
+            rc == -EINVAL ? "not a regular file or block device"
+                          : strerror (-rc));
+  return rc;
+}

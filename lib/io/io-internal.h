@@ -1,0 +1,64 @@
+/* What the backends share: the vtable each fills, and the base structs they
+ * embed first in their own store and queue. Internal to lib/io; the public
+ * interface is backend.h, whose functions (backend.c) dispatch through
+ * ops. */
+#ifndef CV_IO_INTERNAL_H
+#define CV_IO_INTERNAL_H
+
+#include "io/backend.h"
+
+struct cv_io_ops {
+  const char *name;
+  /* Open o->path as a store of this backend. 0 or -errno (logged). */
+  int (*open) (const struct cv_io_open_opts *o, struct cv_io **out);
+  void (*close) (struct cv_io *io);
+  int (*size) (struct cv_io *io, uint64_t *size);
+  int (*queue_new) (struct cv_io *io, unsigned depth, struct cv_io_queue **out);
+  void (*queue_free) (struct cv_io_queue *q);
+  unsigned (*space) (const struct cv_io_queue *q);
+  int (*queue_read) (struct cv_io_queue *q, void *buf, size_t len, uint64_t off,
+                     uint64_t tag);
+  int (*queue_write) (struct cv_io_queue *q, const void *buf, size_t len,
+                      uint64_t off, bool fua, uint64_t tag);
+  int (*queue_flush) (struct cv_io_queue *q, uint64_t tag);
+  int (*submit) (struct cv_io_queue *q);
+  /* cv_io_reap, or cv_io_reap_ready when !wait. */
+  int (*reap) (struct cv_io_queue *q, uint64_t *tag, bool wait);
+};
+
+struct cv_io {
+  const struct cv_io_ops *ops;
+};
+
+struct cv_io_queue {
+  const struct cv_io_ops *ops;
+  unsigned depth;
+  int error; /* cv_io_queue_error */
+};
+
+extern const struct cv_io_ops cv_io_uring_ops;
+extern const struct cv_io_ops cv_io_posix_ops;
+
+/* 0 if io_uring can be used here (a ring made and a no-op run on it), else
+ * -errno. Logs nothing. (uring.c) */
+int cv_io_uring_probe (void);
+
+/* A store that is a file or block device, as both uring.c and posix.c keep
+ * it (file.c). */
+struct cv_io_file {
+  struct cv_io base;
+  int fd;
+  bool direct;
+  char *path;                  /* for messages */
+  struct cv_io_faults *faults; /* NULL, or honoured by posix.c */
+};
+
+/* Open o->path (O_DIRECT if o->direct) into a new cv_io_file of ops. Returns
+ * 0 or -errno (logged, naming the file). */
+int cv_io_file_open (const struct cv_io_open_opts *o,
+                     const struct cv_io_ops *ops, struct cv_io **out);
+void cv_io_file_close (struct cv_io *io);
+/* Size of a regular file or block device: 0 or -errno (logged). */
+int cv_io_file_size (struct cv_io *io, uint64_t *size);
+
+#endif
