@@ -42,6 +42,8 @@ struct vm {
   struct cv_vol *v;    /* NULL when closed */
   struct cv_key *dek;  /* copy of the volume's DEK (during a rotation: new) */
   struct cv_key *odek; /* during a rotation: the old DEK, else NULL */
+  enum cv_io_kind io;  /* the I/O backend opens use */
+  struct cv_io_faults *faults; /* what it injects (CV_IO_POSIX), or NULL */
 };
 
 static inline uint64_t
@@ -140,7 +142,9 @@ vm_open_opts (struct vm *m, bool readonly, bool exclusive)
                            .readonly = readonly,
                            .direct = m->direct,
                            .exclusive = exclusive,
-                           .creds = &c };
+                           .creds = &c,
+                           .io = m->io,
+                           .faults = m->faults };
 
   m->v = NULL;
   return cv_vol_open (&o, &m->v);
