@@ -124,6 +124,50 @@ reopen (struct vm *m)
   vm_check (m, "after reopening");
 }
 
+/* What cv_vol_open refuses, with one error each: a missing file, a volume
+ * in use by another opener, a file shorter than its header says. Leaves the
+ * volume closed and cut short. */
+static void
+open_errors (struct vm *m)
+{
+  struct vm other = *m;
+  int rc;
+
+  snprintf (other.path, sizeof other.path, "%s/missing", vm_dir);
+  harness_log_clear ();
+  rc = vm_open_opts (&other, false, false);
+  CHECK (rc == -ENOENT && error_lines () == 1
+             && strstr (harness_logged (), other.path),
+         "open a missing file: %d: %s", rc, harness_logged ());
+
+  /* m is open: an exclusive open is refused; and the other way round. */
+  other = *m;
+  harness_log_clear ();
+  rc = vm_open_opts (&other, false, true);
+  CHECK (rc == -EBUSY && error_lines () == 1
+             && strstr (harness_logged (), "in use"),
+         "exclusive open of a volume in use: %d: %s", rc, harness_logged ());
+  if (rc == 0)
+    vm_close (&other);
+  vm_close (m);
+  CHECK (vm_open_opts (m, false, true) == 0, "exclusive open");
+  harness_log_clear ();
+  rc = vm_open_opts (&other, false, false);
+  CHECK (rc == -EBUSY && error_lines () == 1
+             && strstr (harness_logged (), "offline"),
+         "open of a volume opened exclusively: %d: %s", rc, harness_logged ());
+  vm_close (m);
+
+  CHECK (truncate (m->path, DOFF + m->size - 1) == 0, "truncate");
+  harness_log_clear ();
+  rc = vm_open_opts (m, false, false);
+  CHECK (rc == -EINVAL && error_lines () == 1
+             && strstr (harness_logged (), "shorter than its header says"),
+         "open a truncated volume: %d: %s", rc, harness_logged ());
+  if (rc == 0)
+    vm_close (m);
+}
+
 int
 main (void)
 {
@@ -137,6 +181,8 @@ main (void)
       edges (&m);
       beyond_end (&m);
       reopen (&m);
+      if (!direct && ss == 512)
+        open_errors (&m);
       vm_destroy (&m);
     }
   vm_cleanup ();

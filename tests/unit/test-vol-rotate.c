@@ -91,6 +91,24 @@ op_ok (struct vm *m, int rc, const char *op, uint64_t off, uint32_t len)
   vm_check (m, what);
 }
 
+/* Open (recovering what a kill interrupted): the boundary is want and the
+ * volume reads as the model, through the data path and on disk. What the
+ * open logged goes to open_log. */
+static void
+open_recovered (struct vm *m, uint64_t want, const char *what)
+{
+  harness_log_clear ();
+  int rc = eopen (m, false, false);
+  CHECK (rc == 0, "%s: open: %d: %s", what, rc, harness_logged ());
+  if (rc < 0)
+    exit (harness_done ("test-vol-rotate (cannot go on)"));
+  snprintf (open_log, sizeof open_log, "%s", harness_logged ());
+  CHECK (boundary (m) == want, "%s: boundary %llu, expected %llu", what,
+         (unsigned long long) boundary (m), (unsigned long long) want);
+  vm_check (m, what);
+  vm_check_disk (m, what);
+}
+
 /* Start a rotation to a new DEK with the given step; the volume ends closed. */
 static void
 begin (struct vm *m, uint64_t step)
@@ -123,6 +141,9 @@ begin (struct vm *m, uint64_t step)
   rc = cv_vol_rotate_begin (m->v, dek2, vm_wraps_for (m, dek2), step);
   CHECK (rc == -EALREADY && error_lines () == 1, "second rotate_begin: %d: %s",
          rc, harness_logged ());
+  vm_close (m);
+  /* No step has run: there is no journal record to replay. */
+  open_recovered (m, 0, "begun, reopened");
   vm_close (m);
 }
 
@@ -165,23 +186,6 @@ straddle (struct vm *m)
   vm_open (m);
   CHECK (boundary (m) == b, "the boundary is kept");
   vm_check (m, "straddled, reopened");
-}
-
-/* Open after a kill: the interrupted step is finished (the boundary is one
- * step further) and the volume reads as before. */
-static void
-open_recovered (struct vm *m, uint64_t want, const char *what)
-{
-  harness_log_clear ();
-  int rc = eopen (m, false, false);
-  CHECK (rc == 0, "%s: open: %d: %s", what, rc, harness_logged ());
-  if (rc < 0)
-    exit (harness_done ("test-vol-rotate (cannot go on)"));
-  snprintf (open_log, sizeof open_log, "%s", harness_logged ());
-  CHECK (boundary (m) == want, "%s: boundary %llu, expected %llu", what,
-         (unsigned long long) boundary (m), (unsigned long long) want);
-  vm_check (m, what);
-  vm_check_disk (m, what);
 }
 
 /* Kill a step at each of its fault points in turn. Before the step's header
@@ -365,6 +369,29 @@ recover_faults (struct vm *m, uint64_t step)
   m->faults = NULL;
 }
 
+/* A journal record that does not authenticate (torn while it was written,
+ * so before any data of its step) is ignored: the step is not replayed, and
+ * the volume, whose hotzone is still old, reads as before. */
+static void
+cut_torn_journal (struct vm *m)
+{
+  uint64_t b = boundary (m);
+  uint8_t byte;
+
+  vm_close (m);
+  run_killed (m, 1, point[0]);
+  int fd = open (m->path, O_RDWR | O_CLOEXEC);
+  off_t at = CV_HDR_AREA_SIZE + 4096; /* the first sector tag */
+  CHECK (fd >= 0 && pread (fd, &byte, 1, at) == 1 && (byte ^= 1, 1)
+             && pwrite (fd, &byte, 1, at) == 1,
+         "tear the journal record");
+  if (fd >= 0)
+    close (fd);
+  open_recovered (m, b, "journal record torn");
+  CHECK (!strstr (open_log, "finishing"), "a torn record is not replayed: %s",
+         open_log);
+}
+
 static unsigned progress_calls;
 static uint64_t progress_last;
 
@@ -486,6 +513,7 @@ main (void)
     cut_half_written (&m, step);
     cut_torn (&m, step, 0);
     cut_torn (&m, step, 1);
+    cut_torn_journal (&m);
     straddle (&m);
     finish (&m, step);
     if (direct && getenv ("CV_TEST_KNOWN_BUGS"))
