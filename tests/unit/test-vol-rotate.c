@@ -109,36 +109,42 @@ open_recovered (struct vm *m, uint64_t want, const char *what)
   vm_check_disk (m, what);
 }
 
-/* Start a rotation to a new DEK with the given step; the volume ends closed. */
+/* cv_vol_rotate_begin on the open volume with a new DEK wrapped under the
+ * test key file (the only place that knows how the new DEK and its wraps
+ * are given). */
+static int
+rotate_begin (struct vm *m, uint64_t step)
+{
+  struct cv_key *dek1 = NULL;
+
+  if (cv_dek_generate (&dek1) < 0)
+    exit (99);
+  return cv_vol_rotate_begin (m->v, dek1, vm_wraps_for (m, dek1), step);
+}
+
+/* Start a rotation to a new DEK with the given step; the volume ends closed.
+ * From then on m->dek is the new DEK and m->odek the old one. */
 static void
 begin (struct vm *m, uint64_t step)
 {
-  CLEANUP_KEY struct cv_key *dek1 = NULL;
-
   vm_close (m);
   harness_log_clear ();
   CHECK (eopen (m, false, true) == 0, "exclusive open: %s", harness_logged ());
-  if (cv_dek_generate (&dek1) < 0 || cv_key_from (dek1->b, dek1->len, &m->odek)
-      || !m->odek)
-    exit (99);
-  /* From now on m->dek is the new DEK and m->odek the old one. */
-  struct cv_key *t = m->dek;
-  m->dek = m->odek;
-  m->odek = t;
-  json_t *wraps = vm_wraps_for (m, dek1);
-  int rc = cv_vol_rotate_begin (m->v, STEAL (dek1), wraps, step);
+  int rc = rotate_begin (m, step);
   CHECK (rc == 0 && error_lines () == 0, "rotate_begin: %d: %s", rc,
          harness_logged ());
+  cv_key_free (m->odek);
+  m->odek = m->dek;
+  m->dek = NULL;
+  if (cv_key_from (cv_vol_dek (m->v)->b, cv_vol_dek (m->v)->len, &m->dek) < 0)
+    exit (99);
   CHECK (boundary (m) == 0, "a new rotation starts at 0");
   vm_check (m, "after rotate_begin");
   vm_check_disk (m, "after rotate_begin");
 
   /* A second one is refused and changes nothing. */
-  struct cv_key *dek2 = NULL;
-  if (cv_dek_generate (&dek2) < 0)
-    exit (99);
   harness_log_clear ();
-  rc = cv_vol_rotate_begin (m->v, dek2, vm_wraps_for (m, dek2), step);
+  rc = rotate_begin (m, step);
   CHECK (rc == -EALREADY && error_lines () == 1, "second rotate_begin: %d: %s",
          rc, harness_logged ());
   vm_close (m);
@@ -446,13 +452,9 @@ finish (struct vm *m, uint64_t step)
 static void
 readonly_begin (struct vm *m)
 {
-  struct cv_key *dek1 = NULL;
-
   vm_close (m);
   CHECK (vm_open_opts (m, true, false) == 0, "read-only open");
-  if (cv_dek_generate (&dek1) < 0)
-    exit (99);
-  int rc = cv_vol_rotate_begin (m->v, dek1, vm_wraps_for (m, dek1), 0);
+  int rc = rotate_begin (m, 0);
   CHECK (rc == -EROFS, "rotate_begin on a read-only volume: %d", rc);
   CHECK (!cv_vol_rotating (m->v, NULL), "no rotation begun");
   vm_close (m);
