@@ -219,7 +219,7 @@ open_errors (struct vm *m)
          "open of a volume opened exclusively: %d: %s", rc, harness_logged ());
   vm_close (m);
 
-  CHECK (truncate (m->path, DOFF + m->size - 1) == 0, "truncate");
+  CHECK (truncate (m->path, m->doff + m->size - 1) == 0, "truncate");
   harness_log_clear ();
   rc = vm_open_opts (m, false, false);
   CHECK (rc == -EINVAL && error_lines () == 1

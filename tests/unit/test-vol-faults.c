@@ -72,8 +72,8 @@ check_failed_range (struct vm *m, enum op op, uint64_t off, uint32_t len,
   if (rc < 0)
     return;
   long long d = first_diff (got, m->model, off);
-  long long e = first_diff (got + off + len, m->model + off + len,
-                            m->size - off - len);
+  long long e
+      = first_diff (got + off + len, m->model + off + len, m->size - off - len);
   CHECK (d < 0 && e < 0,
          "%s: bytes outside the range changed (first at %lld before, %lld "
          "after)",
@@ -117,8 +117,8 @@ sweep (struct vm *m, enum op op, uint64_t off, uint32_t len)
     arm (all ? 1 : i, all ? 1000 : 1, EIO);
     int rc = request (m, op, off, len);
     arm (0, 0, 0);
-    CHECK (rc == -EIO && error_lines () == 1 && strstr (harness_logged (),
-                                                        m->path),
+    CHECK (rc == -EIO && error_lines () == 1
+               && strstr (harness_logged (), m->path),
            "%s: rc %d, %d error lines: %s", what, rc, error_lines (),
            harness_logged ());
     if (rc == 0 || op == READ || op == FLUSH)

@@ -30,12 +30,14 @@
 static char vm_dir[] = "/tmp/cv-test-vol-XXXXXX";
 static char vm_keyfile[128];
 static uint64_t vm_rng = 0x9E3779B97F4A7C15ULL;
+static uint64_t vm_doff = DOFF; /* the data offset vm_create gives */
 
 /* A volume under test. */
 struct vm {
   char path[192];
   unsigned ss;
   uint64_t size;
+  uint64_t doff; /* data offset */
   bool direct;
   uint8_t *model;      /* what the volume must read as */
   uint8_t *buf;        /* scratch, size + 2 * ALIGNMENT, aligned */
@@ -167,8 +169,8 @@ vm_close (struct vm *m)
   m->v = NULL;
 }
 
-/* A new volume of size bytes in sectors of ss, filled through the data path
- * with random bytes (the model), and open. */
+/* A new volume of size bytes in sectors of ss at data offset vm_doff, filled
+ * through the data path with random bytes (the model), and open. */
 static inline void
 vm_create (struct vm *m, unsigned ss, uint64_t size, bool direct)
 {
@@ -180,7 +182,7 @@ vm_create (struct vm *m, unsigned ss, uint64_t size, bool direct)
   char spec[160];
   int rc;
 
-  *m = (struct vm){ .ss = ss, .size = size, .direct = direct };
+  *m = (struct vm){ .ss = ss, .size = size, .doff = vm_doff, .direct = direct };
   snprintf (m->path, sizeof m->path, "%s/vol%d", vm_dir, serial++);
   snprintf (spec, sizeof spec, "file:%s", vm_keyfile);
   for (size_t i = 0; i < GUARD; i++)
@@ -188,11 +190,11 @@ vm_create (struct vm *m, unsigned ss, uint64_t size, bool direct)
   CLEANUP_CLOSE int fd
       = open (m->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   rc = fd < 0 ? -errno : 0;
-  if (rc == 0 && (rc = cv_hdr_new (ss, DOFF, size, &h)) == 0
+  if (rc == 0 && (rc = cv_hdr_new (ss, m->doff, size, &h)) == 0
       && (rc = cv_dek_generate (&dek)) == 0 && (rc = cv_hdr_seal (h, dek)) == 0
       && (rc = cv_wrap_add (h, spec, &c, dek, NULL)) == 0) {
-    if (ftruncate (fd, DOFF + size) < 0
-        || pwrite (fd, guard, GUARD, DOFF + size) != GUARD)
+    if (ftruncate (fd, m->doff + size) < 0
+        || pwrite (fd, guard, GUARD, m->doff + size) != GUARD)
       rc = -errno;
     if (rc == 0 && (rc = cv_lock_header (fd, false)) == 0) {
       rc = cv_hdr_commit (fd, m->path, h);
@@ -270,8 +272,8 @@ vm_check_disk (struct vm *m, const char *what)
   if (rc == 0 && m->odek)
     rc = cv_xts_new (m->odek->b, m->ss, &xo);
   if (rc == 0
-      && (fd < 0 || pread (fd, m->buf, m->size, DOFF) != (ssize_t) m->size
-          || pread (fd, guard, GUARD, DOFF + m->size) != GUARD))
+      && (fd < 0 || pread (fd, m->buf, m->size, m->doff) != (ssize_t) m->size
+          || pread (fd, guard, GUARD, m->doff + m->size) != GUARD))
     rc = -EIO;
   CHECK (rc == 0, "%s: read and decrypt the file: %d", what, rc);
   for (uint64_t s = 0; rc == 0 && s < m->size / m->ss; s++) {

@@ -238,7 +238,7 @@ cut_half_written (struct vm *m, uint64_t step)
   int fd = open (m->path, O_WRONLY | O_CLOEXEC);
   CHECK (fd >= 0 && cv_xts_new (m->dek->b, m->ss, &x) == 0
              && cv_xts_encrypt (x, p, p, b / m->ss, half) == 0
-             && pwrite (fd, p, half * m->ss, DOFF + b)
+             && pwrite (fd, p, half * m->ss, m->doff + b)
                     == (ssize_t) (half * m->ss),
          "write half the hotzone under the new DEK");
   cv_xts_free (x);
@@ -266,8 +266,8 @@ cut_torn (struct vm *m, uint64_t step, unsigned after)
   run_killed (m, after + 1, point[after]);
   int fd = open (m->path, O_RDWR | O_CLOEXEC);
   rnd_fill (junk, m->ss);
-  CHECK (fd >= 0 && pread (fd, saved, m->ss, DOFF + sec * m->ss) == m->ss
-             && pwrite (fd, junk, m->ss, DOFF + sec * m->ss) == m->ss,
+  CHECK (fd >= 0 && pread (fd, saved, m->ss, m->doff + sec * m->ss) == m->ss
+             && pwrite (fd, junk, m->ss, m->doff + sec * m->ss) == m->ss,
          "tear sector %llu", (unsigned long long) sec);
   snprintf (want, sizeof want, "sector %llu of the interrupted",
             (unsigned long long) sec);
@@ -281,7 +281,7 @@ cut_torn (struct vm *m, uint64_t step, unsigned after)
     if (rc == 0)
       vm_close (m);
   }
-  CHECK (pwrite (fd, saved, m->ss, DOFF + sec * m->ss) == m->ss,
+  CHECK (pwrite (fd, saved, m->ss, m->doff + sec * m->ss) == m->ss,
          "restore sector %llu", (unsigned long long) sec);
   if (fd >= 0)
     close (fd);
@@ -491,11 +491,38 @@ known_bug_direct_recovery (struct vm *m)
   finish (m, step);
 }
 
+/* A volume whose data starts right after the header copies has no room for
+ * the journal: a rotation is refused, once, and nothing changes. */
+static void
+no_journal_room (void)
+{
+  struct vm m;
+
+  vm_doff = CV_HDR_AREA_SIZE;
+  vm_create (&m, 4096, 4 * 4096, false);
+  vm_doff = DOFF;
+  vm_close (&m);
+  CHECK (eopen (&m, false, true) == 0, "exclusive open");
+  harness_log_clear ();
+  int rc = rotate_begin (&m, 0);
+  CHECK (rc == -ENOSPC && error_lines () == 1
+             && strstr (harness_logged (), "no room for the rotation journal"),
+         "rotate_begin without room for the journal: %d: %s", rc,
+         harness_logged ());
+  CHECK (!cv_vol_rotating (m.v, NULL), "no rotation begun");
+  vm_close (&m);
+  vm_open (&m);
+  vm_check (&m, "after a refused rotate_begin");
+  vm_check_disk (&m, "after a refused rotate_begin");
+  vm_destroy (&m);
+}
+
 int
 main (void)
 {
   vm_init ();
   snprintf (trace, sizeof trace, "%s/fault-trace", vm_dir);
+  no_journal_room ();
   for (int direct = 0; direct < 2; direct++) {
     /* 512-byte sectors buffered, 4096 with O_DIRECT; steps that put the
      * boundary off chunk edges. */
