@@ -59,6 +59,10 @@ $(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB)
 $(B)/tools/%: $(B)/obj/tests/tools/%.o $(LIB)
 	$(call quiet,LD,$@)mkdir -p $(@D) && $(CC) -o $@ $^ $(NBD_LIBS) $(LDLIBS)
 
+# The launcher that refuses io_uring (seccomp) needs libseccomp, and only it.
+$(B)/tools/no-uring: $(B)/obj/tests/tools/no-uring.o
+	$(call quiet,LD,$@)mkdir -p $(@D) && $(CC) -o $@ $^ -lseccomp
+
 $(B)/cryptvol-bench: $(call obj,$(BENCH_SRCS)) $(LIB)
 	$(call quiet,LD,$@)$(CC) -o $@ $^ $(NBD_LIBS) $(LDLIBS)
 

@@ -39,7 +39,8 @@ struct cv_io_faults {
   unsigned long count; /* and this many after it (0 or 1: just the nth) */
   int err;             /* positive errno to fail with (EIO, ENOSPC...) */
   size_t short_max;    /* > 0: each read/write syscall moves at most this
-                          many bytes (short transfers) */
+                          many bytes (short transfers; buffered stores:
+                          O_DIRECT refuses unaligned pieces) */
   unsigned long seen;  /* operations counted so far (atomic; set 0 to
                           restart) */
 };

@@ -436,7 +436,7 @@ main (void)
     cv_io_close (io);
     test_backend (CV_IO_URING, false);
   } else
-    printf ("note: %s; io_uring cases skipped\n", harness_logged ());
+    printf ("note: io_uring cases skipped: %s", harness_logged ());
   o.kind = CV_IO_POSIX;
   o.direct = true;
   if (cv_io_open (&o, &io) == 0) {
