@@ -464,26 +464,28 @@ readonly_begin (struct vm *m)
 }
 
 /* KNOWN BUG (lib/vol/rotate.c), run with CV_TEST_KNOWN_BUGS=1 until it is
- * fixed: the rotation engine reads and writes the data file through v->fd
- * with buffers from malloc. With direct=true (O_DIRECT) they are not aligned,
- * so finishing an interrupted step at open fails with EINVAL ("rotation:
+ * fixed: the rotation engine reads and writes the data file through the
+ * backend with buffers from malloc. With direct=true (O_DIRECT) those are
+ * 512-byte aligned only by chance (1 in 32: the heap's start is random), so
+ * finishing an interrupted step at open fails with EINVAL ("rotation:
  * reading ...: Invalid argument"): nbdkit with direct=true refuses the
- * volume. cv_vol_rotate_run on such a volume fails the same way. A step of
- * 256 KiB above a fixed mmap threshold makes glibc's malloc use mmap, whose
- * blocks are never 512-byte aligned (ASan's allocator may hide the bug). */
+ * volume. cv_vol_rotate_run on such a volume fails the same way. main()
+ * makes malloc put every buffer of 64 KiB or more in its own mmap, 16 bytes
+ * past a page boundary, so that the bug shows in every run. */
 static void
 known_bug_direct_recovery (struct vm *m)
 {
   const uint64_t step = 256 * 1024;
 
-  mallopt (M_MMAP_THRESHOLD, 128 * 1024);
   begin (m, step);
   run_killed (m, 1, point[0]);
   harness_log_clear ();
+  m->io = CV_IO_POSIX;
   int rc = vm_open_opts (m, false, false);
+  m->io = CV_IO_AUTO;
   CHECK (rc == 0,
-         "KNOWN BUG: direct=true open of a volume with an "
-         "interrupted rotation step: %d: %s",
+         "KNOWN BUG: direct=true open of a volume with an interrupted "
+         "rotation step: %d: %s",
          rc, harness_logged ());
   if (rc == 0) {
     CHECK (boundary (m) == step, "recovered");
@@ -523,6 +525,10 @@ no_journal_room (void)
 int
 main (void)
 {
+  if (getenv ("CV_TEST_KNOWN_BUGS")) {
+    mallopt (M_MMAP_THRESHOLD, 64 * 1024);
+    mallopt (M_TOP_PAD, 0);
+  }
   vm_init ();
   snprintf (trace, sizeof trace, "%s/fault-trace", vm_dir);
   no_journal_room ();
