@@ -3,6 +3,8 @@
  * caller once, nothing outside the request's range changes, the next
  * request on the same thread is served), and short transfers of every size
  * give the same results as whole ones. */
+#include <pthread.h>
+
 #include "test-vol-model.h"
 
 #define VOLSIZE (3 * CHUNK + 2 * 4096)
@@ -174,6 +176,92 @@ enospc (struct vm *m)
                       "after ENOSPC");
 }
 
+#define NTHREADS 4
+#define ROUNDS 6
+
+struct worker {
+  pthread_t tid;
+  struct vm *m;
+  unsigned id;
+  int failed;  /* requests that failed */
+  int bad_err; /* ... with something other than -EIO */
+  int retry;   /* the result of writing again after a failure */
+};
+
+/* The region thread id writes: its quarter of the volume less 100 bytes at
+ * each end (unaligned edges, and bytes between regions nobody writes). */
+static void
+region (const struct vm *m, unsigned id, uint64_t *off, uint32_t *len)
+{
+  uint64_t q = m->size / NTHREADS;
+
+  *off = id * q + 100;
+  *len = (uint32_t) (q - 200);
+}
+
+static void *
+worker (void *arg)
+{
+  struct worker *w = arg;
+  uint64_t off;
+  uint32_t len;
+  uint8_t *buf;
+
+  region (w->m, w->id, &off, &len);
+  if (!(buf = malloc (len)))
+    exit (99);
+  memset (buf, (int) (w->id + 1), len);
+  for (unsigned r = 0; r < ROUNDS; r++) {
+    int rc = cv_vol_pwrite (w->m->v, buf, len, off, false);
+    w->failed += rc < 0;
+    w->bad_err += rc < 0 && rc != -EIO;
+  }
+  /* The same thread's next request is served. */
+  if (w->failed)
+    w->retry = cv_vol_pwrite (w->m->v, buf, len, off, false);
+  free (buf);
+  return NULL;
+}
+
+/* Threads writing their own regions while one backend operation, whichever
+ * thread performs it, fails: exactly one request gets the error, one error
+ * is logged, and every region ends as its thread last wrote it. */
+static void
+threads_one_fault (struct vm *m, unsigned long nth)
+{
+  struct worker w[NTHREADS];
+  int failed = 0;
+  char what[80];
+
+  snprintf (what, sizeof what, "%d threads, operation %lu failing (ss %u%s)",
+            NTHREADS, nth, m->ss, m->direct ? ", direct" : "");
+  harness_log_clear ();
+  arm (nth, 1, EIO);
+  for (unsigned i = 0; i < NTHREADS; i++) {
+    w[i] = (struct worker){ .m = m, .id = i };
+    if (pthread_create (&w[i].tid, NULL, worker, &w[i]) != 0)
+      exit (99);
+  }
+  for (unsigned i = 0; i < NTHREADS; i++) {
+    pthread_join (w[i].tid, NULL);
+    failed += w[i].failed;
+    CHECK (w[i].bad_err == 0 && w[i].retry == 0,
+           "%s: thread %u: %d failures not EIO, retry %d", what, i,
+           w[i].bad_err, w[i].retry);
+  }
+  arm (0, 0, 0);
+  CHECK (failed == 1 && error_lines () == 1, "%s: %d failed requests: %s", what,
+         failed, harness_logged ());
+  for (unsigned i = 0; i < NTHREADS; i++) {
+    uint64_t off;
+    uint32_t len;
+    region (m, i, &off, &len);
+    memset (m->model + off, (int) (i + 1), len);
+  }
+  vm_check (m, what);
+  vm_check_disk (m, what);
+}
+
 /* Every read and write system call moving at most max bytes: requests of
  * each shape give what the model says. */
 static void
@@ -217,6 +305,8 @@ main (void)
       vm_check (&m, "opened with faults");
       sweeps (&m);
       enospc (&m);
+      threads_one_fault (&m, 1);
+      threads_one_fault (&m, 13);
       /* O_DIRECT moves whole logical blocks only. */
       const size_t buffered[] = { 1, 7, 512, 4097 }, odirect[] = { 512, 4608 };
       const size_t *max = direct ? odirect : buffered;
