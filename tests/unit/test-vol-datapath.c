@@ -8,7 +8,7 @@
 /* 3 chunks and 2 pages: chunk edges inside, a short last chunk. */
 #define VOLSIZE (3 * CHUNK + 2 * 4096)
 
-/* Every operation, then the whole volume against the model. */
+/* An operation succeeded, said nothing, and the volume is still the model. */
 static void
 op_ok (struct vm *m, int rc, const char *op, uint64_t off, uint32_t len)
 {

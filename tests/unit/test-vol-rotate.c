@@ -1,16 +1,19 @@
 /* DEK rotation (lib/vol/rotate.c) and the data path around its boundary: a
  * rotation cut by a kill at each fault point of a step is finished by the
  * next open (journal recovery); a sector of the interrupted step that is
- * neither old nor new (torn) is refused, not guessed; requests straddling
- * the boundary read and write what the model says. The kills happen in a
- * forked child, as a crash would: CV_FAULT_KILL_AT (lib/common/fault.h). */
+ * neither old nor new (torn) is refused, not guessed; an I/O error at each
+ * operation of a step or of a recovery is returned once and leaves a volume
+ * the next open makes consistent; requests straddling the boundary read and
+ * write what the model says. The kills happen in a forked child, as a crash
+ * would: CV_FAULT_KILL_AT (lib/common/fault.h); the I/O errors and short
+ * transfers come from the portable backend (lib/io/backend.h). */
 #include <malloc.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include "test-vol-model.h"
 
-#define VOLSIZE (6 * CHUNK + 2 * 4096) /* 27 steps of 7 pages */
+#define VOLSIZE (6 * CHUNK + 2 * 4096) /* 28 or 38 steps (see main) */
 
 /* The fault points of one rotation step (step < 1 MiB: one hotzone piece),
  * in order. kill_at counts from the start of cv_vol_rotate_run. */
@@ -22,6 +25,7 @@ static const char *const point[] = {
 #define NPOINTS (sizeof point / sizeof *point)
 
 static char trace[256];
+static char open_log[4096]; /* what the last open_recovered logged */
 
 /* Open for the rotation engine: buffered, as cryptvol-keymgr rotate-dek does;
  * with O_DIRECT it fails (known_bug_direct_recovery). The data path is
@@ -36,7 +40,6 @@ eopen (struct vm *m, bool readonly, bool exclusive)
   m->direct = direct;
   return rc;
 }
-static char open_log[4096]; /* what the last open_recovered logged */
 
 /* In a child, open the volume exclusively and continue its rotation until
  * the process is killed at fault point kill_at; check that it was, there. */
@@ -44,7 +47,7 @@ static void
 run_killed (struct vm *m, unsigned long kill_at, const char *where)
 {
   char n[32], line[256], last[256] = "";
-  int status;
+  int status = 0;
 
   fflush (NULL);
   pid_t pid = fork ();
@@ -80,6 +83,7 @@ boundary (struct vm *m)
   return b;
 }
 
+/* An operation succeeded, said nothing, and the volume is still the model. */
 static void
 op_ok (struct vm *m, int rc, const char *op, uint64_t off, uint32_t len)
 {
