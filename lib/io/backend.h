@@ -30,7 +30,8 @@ enum cv_io_kind {
  * queued read, write or flush whose CV_IO_OP_* is in ops counts as one
  * operation when it is performed (at reap), across all threads; the counted
  * ones numbered nth to nth + count - 1 fail with -err (EIO if err is 0)
- * before touching the store. short_max applies to every read and write. A
+ * before touching the store. short_max applies to every read and write: it
+ * is moved in pieces of at most that many bytes, one system call each. A
  * test may change the fields between requests. */
 enum { CV_IO_OP_READ = 1, CV_IO_OP_WRITE = 2, CV_IO_OP_FLUSH = 4 };
 struct cv_io_faults {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "io/io-internal.h"
 
@@ -132,31 +133,25 @@ injected (struct cv_io_faults *f, unsigned op)
   return err > 0 ? -err : -EIO;
 }
 
-/* Move all of r's bytes, each system call at most the fault settings'
- * short_max, the rest of a short transfer asked for again. 0 or -errno
- * (-EIO at end of file, or for a write that makes no progress). */
+/* Move all of r's bytes (fdio finishes short transfers), in pieces of at
+ * most the fault settings' short_max, so that no system call moves more.
+ * 0 or -errno (-EIO at end of file, or for a write that makes no progress). */
 static int
 transfer (const struct cv_io_file *f, const struct posix_req *r)
 {
   size_t max
       = f->faults && f->faults->short_max ? f->faults->short_max : r->len;
+  int rc = 0;
 
-  for (size_t done = 0; done < r->len;) {
-    struct iovec iov = { .iov_base = r->buf + done,
-                         .iov_len = r->len - done < max ? r->len - done : max };
-    off_t off = (off_t) (r->off + done);
-    ssize_t n = r->op == CV_IO_OP_WRITE
-                    ? pwritev2 (f->fd, &iov, 1, off, r->fua ? RWF_DSYNC : 0)
-                    : preadv2 (f->fd, &iov, 1, off, 0);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return -errno;
-    if (n == 0)
-      return -EIO;
-    done += (size_t) n;
+  for (size_t done = 0; rc == 0 && done < r->len; done += max) {
+    size_t n = r->len - done < max ? r->len - done : max;
+    if (r->op == CV_IO_OP_WRITE)
+      rc = cv_pwrite_all (f->fd, r->buf + done, n, r->off + done,
+                          r->fua ? RWF_DSYNC : 0);
+    else
+      rc = cv_pread_all (f->fd, r->buf + done, n, r->off + done, NULL);
   }
-  return 0;
+  return rc;
 }
 
 /* Perform the oldest queued request: every one is ready to be reaped. */
