@@ -380,27 +380,51 @@ recover_faults (struct vm *m, uint64_t step)
   m->faults = NULL;
 }
 
+/* Corrupt the journal record of a step cut after it was written: flip a
+ * bit of the byte at offset at of the record. */
+static void
+corrupt_journal (struct vm *m, off_t at)
+{
+  int fd = open (m->path, O_RDWR | O_CLOEXEC);
+  uint8_t byte;
+
+  at += CV_HDR_AREA_SIZE; /* the journal follows the header copies */
+  CHECK (fd >= 0 && pread (fd, &byte, 1, at) == 1 && (byte ^= 1, 1)
+             && pwrite (fd, &byte, 1, at) == 1,
+         "corrupt the journal record");
+  if (fd >= 0)
+    close (fd);
+}
+
 /* A journal record that does not authenticate (torn while it was written,
  * so before any data of its step) is ignored: the step is not replayed, and
- * the volume, whose hotzone is still old, reads as before. */
+ * the volume, whose hotzone is still old, reads as before. One whose hotzone
+ * cannot be (not a whole number of sectors) is refused with -EBADMSG until
+ * it is mended. */
 static void
-cut_torn_journal (struct vm *m)
+cut_torn_journal (struct vm *m, uint64_t step)
 {
   uint64_t b = boundary (m);
-  uint8_t byte;
 
   vm_close (m);
   run_killed (m, 1, point[0]);
-  int fd = open (m->path, O_RDWR | O_CLOEXEC);
-  off_t at = CV_HDR_AREA_SIZE + 4096; /* the first sector tag */
-  CHECK (fd >= 0 && pread (fd, &byte, 1, at) == 1 && (byte ^= 1, 1)
-             && pwrite (fd, &byte, 1, at) == 1,
-         "tear the journal record");
-  if (fd >= 0)
-    close (fd);
+  corrupt_journal (m, 4096); /* the first sector tag */
   open_recovered (m, b, "journal record torn");
   CHECK (!strstr (open_log, "finishing"), "a torn record is not replayed: %s",
          open_log);
+
+  vm_close (m);
+  run_killed (m, 1, point[0]);
+  corrupt_journal (m, 24 + 7); /* the hotzone length's low byte */
+  harness_log_clear ();
+  int rc = eopen (m, false, false);
+  CHECK (rc == -EBADMSG && error_lines () == 1
+             && strstr (harness_logged (), "journal is malformed"),
+         "malformed journal record: %d: %s", rc, harness_logged ());
+  if (rc == 0)
+    vm_close (m);
+  corrupt_journal (m, 24 + 7);
+  open_recovered (m, b + step, "journal record mended");
 }
 
 static unsigned progress_calls;
@@ -564,7 +588,7 @@ main (void)
     cut_half_written (&m, step);
     cut_torn (&m, step, 0);
     cut_torn (&m, step, 1);
-    cut_torn_journal (&m);
+    cut_torn_journal (&m, step);
     straddle (&m);
     finish (&m, step);
     if (direct && getenv ("CV_TEST_KNOWN_BUGS"))
