@@ -2,8 +2,8 @@
 # The plugin built with AddressSanitizer, UndefinedBehaviorSanitizer and
 # LeakSanitizer (make sanitize), loaded into the real nbdkit: random I/O at
 # every alignment, four connections sharing edge sectors, write-zeroes and
-# direct=true. nbdkit is stopped with SIGTERM, so the plugin unloads and the
-# leak check runs: a memory error, undefined behaviour, or a leak allocated by
+# direct=true, on both I/O backends. nbdkit is stopped with SIGTERM, so the
+# plugin unloads and the leak check runs: a memory error, undefined behaviour, or a leak allocated by
 # our code fails the test.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit gcc python3
@@ -63,4 +63,17 @@ if nbdkit -U - "$PLUGIN" vol keyfile=vol.kek direct=true --run true 2>/dev/null;
   python3 "$IOTEST" "$uri" random $seed 100 dsum
   stop "direct=true"
   pass "direct=true: sanitizers quiet"
+fi
+
+# The portable backend (what serves where io_uring is refused), buffered and
+# direct.
+start vol keyfile=vol.kek io=posix
+python3 "$IOTEST" "$uri" random $seed 200 sum
+stop "io=posix"
+pass "io=posix: 200 random operations, then unload: sanitizers quiet"
+if nbdkit -U - "$PLUGIN" vol keyfile=vol.kek direct=true --run true 2>/dev/null; then
+  start vol keyfile=vol.kek direct=true io=posix
+  python3 "$IOTEST" "$uri" random $seed 100 dsum
+  stop "io=posix direct=true"
+  pass "io=posix direct=true: sanitizers quiet"
 fi

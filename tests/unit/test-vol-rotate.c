@@ -25,7 +25,8 @@ static const char *const point[] = {
 #define NPOINTS (sizeof point / sizeof *point)
 
 static char trace[256];
-static char open_log[4096]; /* what the last open_recovered logged */
+static char
+    open_log[sizeof harness_log]; /* what the last open_recovered logged */
 
 /* Open for the rotation engine: buffered, as cryptvol-keymgr rotate-dek does;
  * with O_DIRECT it fails (known_bug_direct_recovery). The data path is
