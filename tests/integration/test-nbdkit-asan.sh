@@ -3,8 +3,8 @@
 # LeakSanitizer (make sanitize), loaded into the real nbdkit: random I/O at
 # every alignment, four connections sharing edge sectors, write-zeroes and
 # direct=true, on both I/O backends. nbdkit is stopped with SIGTERM, so the
-# plugin unloads and the leak check runs: a memory error, undefined behaviour, or a leak allocated by
-# our code fails the test.
+# plugin unloads and the leak check runs: a memory error, undefined
+# behaviour, or a leak allocated by our code fails the test.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit gcc python3
 SAN_PLUGIN=$CV_SRCDIR/build-san/nbdkit-cryptvol-plugin.so
