@@ -24,7 +24,7 @@
 #include "common/log.h"
 #include "crypto/secmem.h"
 #include "crypto/xts.h"
-#include "format/header.h"
+#include "format/header-internal.h"
 #include "io/ring.h"
 #include "vol-internal.h"
 #include "volume.h"

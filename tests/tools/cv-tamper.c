@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
-#include "format/header.h"
+#include "format/header-internal.h"
 
 static struct cv_header *
 read_or_die (const char *path, int *fd)

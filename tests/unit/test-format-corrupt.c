@@ -14,7 +14,7 @@
 #include <openssl/sha.h>
 
 #include "common/cleanup.h"
-#include "format/header.h"
+#include "format/header-internal.h"
 #include "harness.h"
 
 #define NAME "vol.img"
