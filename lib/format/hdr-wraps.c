@@ -190,9 +190,6 @@ cv_hdr_wrap_remove (struct cv_header *h, const char *name, int64_t id)
             (long long) id, name);
     return -EPERM;
   }
-  /* The counter keeps the id taken even if it was the largest. */
-  if (id >= h->next_wrap_id)
-    h->next_wrap_id = id + 1;
   json_array_remove (h->wraps, index);
   return 0;
 }
