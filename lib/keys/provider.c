@@ -7,8 +7,6 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
-#include "crypto/secmem.h"
-#include "format/header.h"
 #include "keys/keys.h"
 #include "keys/providers.h"
 
