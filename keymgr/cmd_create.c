@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
 #include "crypto/xts.h"
@@ -108,11 +109,11 @@ static bool
 area_is_blank (int fd, size_t len)
 {
   CLEANUP_FREE uint8_t *buf = malloc (len);
-  ssize_t n = buf ? pread (fd, buf, len, 0) : -1;
+  size_t n = 0;
 
-  if (n < 0)
+  if (!buf || cv_pread_all (fd, buf, len, 0, &n) < 0)
     return false;
-  for (ssize_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++)
     if (buf[i])
       return false;
   return true;
@@ -134,8 +135,14 @@ import_key (const char *path, struct cv_key **dek)
   }
   if ((rc = cv_key_new (CV_DEK_LEN, &k)) < 0)
     return rc;
-  ssize_t n = read (fd, k->b, CV_DEK_LEN);
-  if (n != CV_DEK_LEN || read (fd, &extra, 1) != 0) {
+  size_t n = 0, more = 0;
+  if ((rc = cv_read_all (fd, k->b, CV_DEK_LEN, &n)) < 0
+      || (rc = cv_read_all (fd, &extra, 1, &more)) < 0) {
+    cv_err ("--import-key: cannot read %s: %s", path, strerror (-rc));
+    cv_key_free (k);
+    return rc;
+  }
+  if (n != CV_DEK_LEN || more != 0) {
     cv_err ("--import-key: %s is not a 64-byte AES-256-XTS master key "
             "(key1 || key2, raw bytes)",
             path);

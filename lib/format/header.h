@@ -89,8 +89,8 @@ uint32_t cv_hdr_sector_size (const struct cv_header *h);
 uint64_t cv_hdr_data_offset (const struct cv_header *h);
 uint64_t cv_hdr_size (const struct cv_header *h);
 uint64_t cv_hdr_seqid (const struct cv_header *h);
-/* The wraps array, for lib/keys (which reads its members); never changed
- * through this pointer. */
+/* The wraps array, for lib/keys (which reads its members) and for printing
+ * (list-wraps --json); never changed through this pointer. */
 const json_t *cv_hdr_wraps (const struct cv_header *h);
 
 const char *cv_hdr_cipher (const struct cv_header *h);
