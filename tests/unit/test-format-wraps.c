@@ -273,6 +273,21 @@ test_remake (void)
   CHECK (before && after && strcmp (before, after) == 0,
          "a failed re-make changes nothing");
 
+  /* A wrap of a type this build does not have cannot be re-made. */
+  struct cv_header *h2 = new_header ();
+  json_t *other = NULL;
+  if (h2 && cv_hdr_wrap_new (h2, CV_WRAP_ID_NEW, "tpm2", NULL, &other) == 0
+      && cv_hdr_wrap_append (h2, other) == 0) {
+    harness_log_clear ();
+    CHECK (cv_wrap_remake_all (h2, "vol", &all, dek, dek1) == -EPROTONOSUPPORT,
+           "unknown type: -EPROTONOSUPPORT");
+    CHECK (logged ("cannot re-make wrap 1 (tpm2) for the new DEK: its type is "
+                   "not available"),
+           "log: %s", harness_logged ());
+  } else
+    CHECK (0, "a header with a tpm2 wrap");
+  cv_hdr_free (h2);
+
   /* Every wrap re-made: same ids and keys, the new DEK, the KDF kept. */
   CHECK (cv_wrap_remake_all (h, "vol", &all, dek, dek1) == 0, "re-make");
   CHECK (cv_hdr_wrap_count (h) == 2 && cv_hdr_wrap_at (h, 0, &w) == 0
