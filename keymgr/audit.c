@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/reqlog.h"
+#include "format/header.h"
 #include "keymgr.h"
 
 static const char *log_path;
@@ -55,12 +56,10 @@ audit_volume (const char *path, const char *uuid)
 }
 
 void
-audit_wrap (const json_t *w, const char *action)
+audit_wrap (const struct cv_wrap_info *w, const char *action)
 {
-  json_t *e = json_pack ("{s:s, s:O?, s:O?, s:O?}", "action", action, "id",
-                         json_object_get (w, "id"), "type",
-                         json_object_get (w, "type"), "ref",
-                         json_object_get (w, "ref"));
+  json_t *e = json_pack ("{s:s, s:I, s:s?, s:s?}", "action", action, "id",
+                         (json_int_t) w->id, "type", w->type, "ref", w->ref);
   json_array_append_new (json_object_get (record, "wraps"), e);
 }
 

@@ -15,12 +15,6 @@
 #include "format/header.h"
 #include "keymgr.h"
 
-static bool
-rotating (const struct cv_header *h)
-{
-  return h->extra && json_object_get (h->extra, "rotation");
-}
-
 int
 cmd_backup_header (int argc, char **argv)
 {
@@ -39,8 +33,8 @@ cmd_backup_header (int argc, char **argv)
   const char *path = argv[optind], *file = argv[optind + 1];
   if ((rc = open_header (path, co.header, &fd, &h, &valid)) != 0)
     return rc;
-  audit_volume (path, h->uuid);
-  if (rotating (h)) {
+  audit_volume (path, cv_hdr_uuid (h));
+  if (cv_hdr_rotating (h)) {
     cv_err ("%s: a DEK rotation is in progress; finish it (rotate-dek) before "
             "taking a backup",
             path);
@@ -49,24 +43,26 @@ cmd_backup_header (int argc, char **argv)
   }
   out = open (file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (out < 0) {
-    cv_err ("cannot create %s: %s%s", file, strerror (errno),
-            errno == EEXIST ? " (refusing to overwrite it)" : "");
+    int e = errno;
+    cv_err ("cannot create %s: %s%s", file, strerror (e),
+            e == EEXIST ? " (refusing to overwrite it)" : "");
     cv_hdr_free (h);
-    return errno == EEXIST ? EXIT_USAGE : EXIT_IO;
+    return e == EEXIST ? EXIT_USAGE : EXIT_IO;
   }
-  if (ftruncate (out, CV_HDR_AREA_SIZE) < 0)
+  if (ftruncate (out, CV_HDR_AREA_SIZE) < 0) {
     rc = -errno;
-  else
+    cv_err ("cannot size %s: %s", file, strerror (-rc));
+  } else
     rc = cv_hdr_commit (out, file, h);
   if (rc < 0)
     unlink (file);
   else
     report (co.json,
             json_pack ("{s:s, s:s, s:I, s:I}", "volume", path, "backup", file,
-                       "seqid", (json_int_t) h->seqid, "wraps",
-                       (json_int_t) json_array_size (h->wraps)),
+                       "seqid", (json_int_t) cv_hdr_seqid (h), "wraps",
+                       (json_int_t) cv_hdr_wrap_count (h)),
             "%s: header (seqid %llu, %zu wraps) saved to %s\n", path,
-            (unsigned long long) h->seqid, json_array_size (h->wraps), file);
+            (unsigned long long) cv_hdr_seqid (h), cv_hdr_wrap_count (h), file);
   cv_hdr_free (h);
   return exit_code (rc);
 }
@@ -92,11 +88,11 @@ cmd_restore_header (int argc, char **argv)
   const char *name = co.header ? co.header : path;
   if ((rc = open_header (file, NULL, &bfd, &bh, &valid)) != 0)
     return rc;
-  audit_volume (path, bh->uuid);
+  audit_volume (path, cv_hdr_uuid (bh));
   fd = open (name, O_RDWR | O_CLOEXEC);
   if (fd < 0) {
-    cv_err ("cannot open %s: %s", name, strerror (errno));
     rc = -errno;
+    cv_err ("cannot open %s: %s", name, strerror (-rc));
     goto out;
   }
   if ((rc = cv_lock_in_use (fd, true, false)) == 0)
@@ -116,11 +112,11 @@ cmd_restore_header (int argc, char **argv)
   if (rc == 0) {
     /* The current header decides: same volume, not mid-rotation, and the
      * backup authenticates under the volume's current DEK. */
-    if (strcmp (cur->uuid, bh->uuid) != 0) {
+    if (strcmp (cv_hdr_uuid (cur), cv_hdr_uuid (bh)) != 0) {
       cv_err ("%s is a header of volume %s, not of %s (volume %s); refusing",
-              file, bh->uuid, name, cur->uuid);
+              file, cv_hdr_uuid (bh), name, cv_hdr_uuid (cur));
       rc = -EBADMSG;
-    } else if (rotating (cur)) {
+    } else if (cv_hdr_rotating (cur)) {
       cv_err ("%s: a DEK rotation is in progress; finish it with rotate-dek "
               "instead of restoring",
               name);
@@ -138,8 +134,8 @@ cmd_restore_header (int argc, char **argv)
       } else if (rc == -EBADMSG)
         cv_err ("%s fails its MAC: it was altered; refusing", file);
     }
-    if (rc == 0 && cur->seqid >= bh->seqid)
-      bh->seqid = cur->seqid;
+    if (rc == 0)
+      cv_hdr_supersede (bh, cur);
   } else {
     /* No usable header to compare with: the backup must at least unlock. */
     cv_warn ("%s has no readable header: the backup cannot be checked "
@@ -152,9 +148,9 @@ cmd_restore_header (int argc, char **argv)
   if (rc == 0)
     report (co.json,
             json_pack ("{s:s, s:s, s:I}", "volume", name, "restored_from", file,
-                       "wraps", (json_int_t) json_array_size (bh->wraps)),
+                       "wraps", (json_int_t) cv_hdr_wrap_count (bh)),
             "%s: header restored from %s (%zu wraps)\n", name, file,
-            json_array_size (bh->wraps));
+            cv_hdr_wrap_count (bh));
 out:
   cv_hdr_free (bh);
   cv_hdr_free (cur);

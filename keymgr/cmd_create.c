@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/clock.h"
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
 #include "crypto/xts.h"
@@ -109,11 +109,11 @@ static bool
 area_is_blank (int fd, size_t len)
 {
   CLEANUP_FREE uint8_t *buf = malloc (len);
-  ssize_t n = buf ? pread (fd, buf, len, 0) : -1;
+  size_t n = 0;
 
-  if (n < 0)
+  if (!buf || cv_pread_all (fd, buf, len, 0, &n) < 0)
     return false;
-  for (ssize_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++)
     if (buf[i])
       return false;
   return true;
@@ -129,13 +129,20 @@ import_key (const char *path, struct cv_key **dek)
   int rc;
 
   if (fd < 0) {
-    cv_err ("--import-key: cannot open %s: %s", path, strerror (errno));
-    return -errno;
+    int rc0 = -errno;
+    cv_err ("--import-key: cannot open %s: %s", path, strerror (-rc0));
+    return rc0;
   }
   if ((rc = cv_key_new (CV_DEK_LEN, &k)) < 0)
     return rc;
-  ssize_t n = read (fd, k->b, CV_DEK_LEN);
-  if (n != CV_DEK_LEN || read (fd, &extra, 1) != 0) {
+  size_t n = 0, more = 0;
+  if ((rc = cv_read_all (fd, k->b, CV_DEK_LEN, &n)) < 0
+      || (rc = cv_read_all (fd, &extra, 1, &more)) < 0) {
+    cv_err ("--import-key: cannot read %s: %s", path, strerror (-rc));
+    cv_key_free (k);
+    return rc;
+  }
+  if (n != CV_DEK_LEN || more != 0) {
     cv_err ("--import-key: %s is not a 64-byte AES-256-XTS master key "
             "(key1 || key2, raw bytes)",
             path);
@@ -143,41 +150,6 @@ import_key (const char *path, struct cv_key **dek)
     return -EINVAL;
   }
   *dek = k;
-  return 0;
-}
-
-/* A fresh DEK for h. When the provider of the first wrap makes data keys
- * itself (kms: GenerateDataKey), the DEK comes from the key service and that
- * wrap is made in the same call (*made = 1); otherwise the DEK is generated
- * here (*made = 0). */
-static int
-new_dek (struct cv_header *h, const char *spec, const struct cv_creds *c,
-         struct cv_key **dek, size_t *made)
-{
-  const struct cv_provider *p = NULL;
-  const char *ref = NULL;
-  json_auto_t *w = NULL;
-  char created[32];
-  int rc = cv_wrap_spec_parse (spec, &p, &ref);
-
-  *made = 0;
-  if (rc < 0)
-    return rc;
-  if (!p->generate)
-    return cv_dek_generate (dek);
-  cv_now_rfc3339 (created);
-  if ((!h->wraps && !(h->wraps = json_array ()))
-      || !(w = json_pack ("{s:i, s:s, s:s*, s:s}", "id", 0, "type", p->type,
-                          "ref", ref, "created", created)))
-    return -ENOMEM;
-  rc = p->generate (ref, c, CV_DEK_LEN, cv_hdr_binding (h), w, dek);
-  if (rc == -ENOKEY)
-    cv_err ("cannot add a %s wrap: no credentials for it were found", p->type);
-  if (rc < 0)
-    return rc;
-  if (json_array_append (h->wraps, w) < 0)
-    return -ENOMEM;
-  *made = 1;
   return 0;
 }
 
@@ -285,32 +257,33 @@ cmd_create (int argc, char **argv)
   if (detached) {
     hfd = open (detached, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (hfd < 0) {
-      cv_err ("cannot create detached header %s: %s%s", detached,
-              strerror (errno),
-              errno == EEXIST ? " (it exists: refusing to overwrite it)" : "");
+      int e = errno;
+      cv_err ("cannot create detached header %s: %s%s", detached, strerror (e),
+              e == EEXIST ? " (it exists: refusing to overwrite it)" : "");
       if (created)
         unlink (path);
-      return errno == EEXIST ? EXIT_USAGE : EXIT_IO;
+      return e == EEXIST ? EXIT_USAGE : EXIT_IO;
     }
   }
   int hdr_fd = detached ? hfd : fd;
 
   struct cv_header *h = NULL;
   CLEANUP_KEY struct cv_key *dek = NULL;
-  size_t made = 0; /* wraps already made with the DEK (GenerateDataKey) */
+  int64_t made = -1; /* the wrap made with the DEK (GenerateDataKey), or -1 */
   rc = cv_lock_header (hdr_fd, false);
   if (rc == 0 && (!import || (rc = import_key (import, &dek)) == 0)
       && (rc = common_creds (&co, want_pass, true)) == 0
       && (rc = cv_hdr_new ((uint32_t) sector_size, data_offset, size, &h)) == 0
       && (import
-          || (rc = new_dek (h, wraps[0], &co.creds, &dek, &made)) == 0)) {
+          || (rc = cv_wrap_generate (h, wraps[0], &co.creds, &dek, &made))
+                 == 0)) {
     /* The halves of an imported key, or of one from a key service, must
      * differ, as for a generated one: refuse it otherwise. */
     struct cv_xts *x = NULL;
     rc = cv_xts_new (dek->b, (unsigned) sector_size, &x);
     cv_xts_free (x);
     if (rc == 0 && (rc = cv_hdr_seal (h, dek)) == 0)
-      for (size_t i = made; i < nwraps && rc == 0; i++)
+      for (size_t i = made >= 0; i < nwraps && rc == 0; i++)
         rc = cv_wrap_add (h, wraps[i], &co.creds, dek, NULL);
     if (rc == 0 && created
         && ftruncate (fd, (off_t) (data_offset + size)) < 0) {
@@ -344,7 +317,7 @@ cmd_create (int argc, char **argv)
   } else
     printf ("created %s volume %s: %llu bytes, %u-byte sectors, %zu wrap%s\n",
             blockdev ? "block-device" : "file", path, (unsigned long long) size,
-            h->sector_size, nwraps, nwraps == 1 ? "" : "s");
+            cv_hdr_sector_size (h), nwraps, nwraps == 1 ? "" : "s");
   cv_hdr_free (h);
   common_free (&co);
   return EXIT_OK;

@@ -20,20 +20,20 @@ print_clean (const char *s)
 
 /* A second line for a pkcs11 wrap: where its key is and the mechanism. */
 static void
-print_pkcs11 (json_t *w)
+print_pkcs11 (const struct cv_header *h, int64_t id)
 {
-  const char *p11 = json_string_value (json_object_get (w, "p11_mech"));
+  const char *p11 = cv_hdr_wrap_member (h, id, "p11_mech");
 
   printf ("      token '");
-  print_clean (json_string_value (json_object_get (w, "token_label")));
+  print_clean (cv_hdr_wrap_member (h, id, "token_label"));
   printf ("' (serial ");
-  print_clean (json_string_value (json_object_get (w, "token_serial")));
+  print_clean (cv_hdr_wrap_member (h, id, "token_serial"));
   printf ("), object '");
-  print_clean (json_string_value (json_object_get (w, "object_label")));
+  print_clean (cv_hdr_wrap_member (h, id, "object_label"));
   printf ("' id ");
-  print_clean (json_string_value (json_object_get (w, "object_id")));
+  print_clean (cv_hdr_wrap_member (h, id, "object_id"));
   printf (", mechanism ");
-  print_clean (json_string_value (json_object_get (w, "mech")));
+  print_clean (cv_hdr_wrap_member (h, id, "mech"));
   if (p11) {
     printf (" (");
     print_clean (p11);
@@ -44,52 +44,40 @@ print_pkcs11 (json_t *w)
 
 /* One line describing a wrap, from its common members. */
 static void
-print_wrap (json_t *w)
+print_wrap (const struct cv_header *h, const struct cv_wrap_info *w)
 {
-  json_t *kdf = json_object_get (w, "kdf");
-  const char *type = json_string_value (json_object_get (w, "type"));
-  const char *ref = json_string_value (json_object_get (w, "ref"));
-  const char *created = json_string_value (json_object_get (w, "created"));
-
-  printf ("  %-3lld %-11s ",
-          (long long) json_integer_value (json_object_get (w, "id")),
-          type ? type : "?");
-  if (ref)
-    printf ("%s", ref);
-  else if (kdf)
-    printf ("%s", json_string_value (json_object_get (kdf, "type"))
-                      ? json_string_value (json_object_get (kdf, "type"))
-                      : "?");
-  printf ("  created %s\n", created ? created : "?");
-  if (type && strcmp (type, "pkcs11") == 0)
-    print_pkcs11 (w);
+  printf ("  %-3lld %-11s ", (long long) w->id, w->type ? w->type : "?");
+  if (w->ref)
+    printf ("%s", w->ref);
+  else if (w->kdf)
+    print_clean (w->kdf);
+  printf ("  created %s\n", w->created ? w->created : "?");
+  if (w->type && strcmp (w->type, "pkcs11") == 0)
+    print_pkcs11 (h, w->id);
 }
 
 /* --check: the state of w's key from its provider (KMS DescribeKey), as one
  * more line, or into the array out in JSON mode. Returns false when the key
  * cannot be described or a KMS key is not Enabled. */
 static bool
-check_wrap (json_t *w, const struct cv_creds *c, json_t *out)
+check_wrap (const struct cv_header *h, const struct cv_wrap_info *w,
+            const struct cv_creds *c, json_t *out)
 {
-  const char *type = json_string_value (json_object_get (w, "type"));
-  const struct cv_provider *p = type ? cv_provider_find (type) : NULL;
   CLEANUP_FREE char *state = NULL;
-  int r;
+  int r = cv_wrap_describe (h, w->id, c, &state);
 
-  if (!p || !p->describe)
-    return true;
-  r = p->describe (w, c, &state);
+  if (r == 0 && !state)
+    return true; /* a key its provider cannot describe */
   bool ok
       = r == 0
-        && (strcmp (type, "kms") != 0 || strncmp (state, "Enabled", 7) == 0);
+        && (strcmp (w->type, "kms") != 0 || strncmp (state, "Enabled", 7) == 0);
   const char *shown = r == 0         ? state
                       : r == -ENOKEY ? "unknown: no credentials for it"
                                      : "unknown: see the error above";
   if (out)
-    json_array_append_new (
-        out, json_pack ("{s:I, s:s, s:b}", "id",
-                        json_integer_value (json_object_get (w, "id")), "state",
-                        shown, "usable", ok));
+    json_array_append_new (out, json_pack ("{s:I, s:s, s:b}", "id",
+                                           (json_int_t) w->id, "state", shown,
+                                           "usable", ok));
   else
     printf ("      key state: %s\n", shown);
   return ok;
@@ -132,12 +120,9 @@ cmd_info (int argc, char **argv)
     json_object_set_new (j, "volume_path", json_string (path));
     if (check) {
       json_t *states = json_array ();
-      size_t i;
-      json_t *w;
-      json_array_foreach (h->wraps, i, w)
-      {
-        unusable |= !check_wrap (w, &co.creds, states);
-      }
+      struct cv_wrap_info w;
+      for (size_t i = 0; cv_hdr_wrap_at (h, i, &w) == 0; i++)
+        unusable |= !check_wrap (h, &w, &co.creds, states);
       json_object_set_new (j, "key_states", states);
     }
     json_object_set_new (j, "header_copies_valid",
@@ -148,25 +133,25 @@ cmd_info (int argc, char **argv)
     printf ("volume:       %s\n", path);
     if (co.header)
       printf ("header:       %s (detached)\n", co.header);
-    printf ("uuid:         %s\n", h->uuid);
-    printf ("cipher:       %s, 512-bit key\n", h->cipher);
-    printf ("sector size:  %u\n", h->sector_size);
-    printf ("data offset:  %llu\n", (unsigned long long) h->data_offset);
+    printf ("uuid:         %s\n", cv_hdr_uuid (h));
+    printf ("cipher:       %s, 512-bit key\n", cv_hdr_cipher (h));
+    printf ("sector size:  %u\n", cv_hdr_sector_size (h));
+    printf ("data offset:  %llu\n",
+            (unsigned long long) cv_hdr_data_offset (h));
     printf ("size:         %llu bytes (%.2f GiB)\n",
-            (unsigned long long) h->size, h->size / 1073741824.0);
-    printf ("created:      %s\n", h->created);
+            (unsigned long long) cv_hdr_size (h),
+            cv_hdr_size (h) / 1073741824.0);
+    printf ("created:      %s\n", cv_hdr_created (h));
     printf ("header copy:  seqid %llu; primary %s, secondary %s\n",
-            (unsigned long long) h->seqid,
+            (unsigned long long) cv_hdr_seqid (h),
             valid & CV_HDR_COPY0 ? "valid" : "CORRUPT",
             valid & CV_HDR_COPY1 ? "valid" : "CORRUPT");
-    printf ("wraps:        %zu\n", json_array_size (h->wraps));
-    size_t i;
-    json_t *w;
-    json_array_foreach (h->wraps, i, w)
-    {
-      print_wrap (w);
+    printf ("wraps:        %zu\n", cv_hdr_wrap_count (h));
+    struct cv_wrap_info w;
+    for (size_t i = 0; cv_hdr_wrap_at (h, i, &w) == 0; i++) {
+      print_wrap (h, &w);
       if (check)
-        unusable |= !check_wrap (w, &co.creds, NULL);
+        unusable |= !check_wrap (h, &w, &co.creds, NULL);
     }
   }
   json_decref (j);

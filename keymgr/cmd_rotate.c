@@ -1,20 +1,13 @@
 /* cryptvol-keymgr rotate-dek: DEK rotation. A new DEK, every wrap replaced by
  * a wrap of it (same ids and keys), and all data re-encrypted, offline and
  * resumable: killed at any point, the next run continues. */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
-#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/log.h"
-#include "crypto/secmem.h"
-#include "crypto/xts.h"
 #include "format/header.h"
 #include "keymgr.h"
 #include "vol/volume.h"
@@ -32,84 +25,6 @@ rotate_opt (int c, const char *arg, void *ctx)
     return 0;
   cv_err ("--hotzone: '%s' is not a size", arg);
   return -1;
-}
-
-/* The KDF parameters recorded in a passphrase wrap, so that its replacement
- * costs the same to attack. */
-static void
-kdf_of (const json_t *w, struct cv_pbkdf *k)
-{
-  json_t *kdf = json_object_get (w, "kdf");
-  const char *type = json_string_value (json_object_get (kdf, "type"));
-
-  if (!type)
-    return;
-  if (strcmp (type, "scrypt") == 0) {
-    k->type = "scrypt";
-    k->scrypt_n = (uint64_t) json_integer_value (json_object_get (kdf, "n"));
-  } else {
-    k->type = "argon2id";
-    k->t_cost = (uint32_t) json_integer_value (json_object_get (kdf, "t"));
-    k->m_kib = (uint32_t) json_integer_value (json_object_get (kdf, "m"));
-    k->parallel = (uint32_t) json_integer_value (json_object_get (kdf, "p"));
-  }
-}
-
-/* A wrap of dek1 replacing w (same id, type and key). First w is unwrapped
- * with c to prove its key is at hand and still this volume's. */
-static int
-remake (const struct cv_header *h, const json_t *w, const struct cv_creds *c,
-        const struct cv_key *dek0, const struct cv_key *dek1, json_t **out)
-{
-  const char *type = json_string_value (json_object_get (w, "type"));
-  const char *ref = json_string_value (json_object_get (w, "ref"));
-  const struct cv_provider *p = type ? cv_provider_find (type) : NULL;
-  struct cv_creds c2 = *c;
-  CLEANUP_KEY struct cv_key *got = NULL;
-  char created[32];
-  int rc;
-
-  if (!p) {
-    cv_err ("wrap %lld: type %s is not available in this build",
-            (long long) json_integer_value (json_object_get (w, "id")),
-            type ? type : "?");
-    return -EPROTONOSUPPORT;
-  }
-  if (strcmp (type, "file") == 0 && ref) {
-    /* The key file the wrap names, else the one given (the file moved). */
-    c2.keyfile = ref;
-    rc = p->unwrap (w, &c2, cv_hdr_binding (h), &got);
-    if (rc < 0 && c->keyfile) {
-      c2.keyfile = c->keyfile;
-      rc = p->unwrap (w, &c2, cv_hdr_binding (h), &got);
-    }
-  } else {
-    kdf_of (w, &c2.pbkdf);
-    rc = p->unwrap (w, &c2, cv_hdr_binding (h), &got);
-  }
-  if (rc == -ENOKEY)
-    cv_err ("wrap %lld (%s%s%s) cannot be replaced without its key: give it "
-            "(e.g. --passphrase-file), or remove the wrap first",
-            (long long) json_integer_value (json_object_get (w, "id")), type,
-            ref ? " " : "", ref ? ref : "");
-  if (rc < 0)
-    return rc;
-  if (got->len != dek0->len || CRYPTO_memcmp (got->b, dek0->b, got->len)) {
-    cv_err ("wrap %lld does not hold this volume's key",
-            (long long) json_integer_value (json_object_get (w, "id")));
-    return -EKEYREJECTED;
-  }
-  cv_now_rfc3339 (created);
-  json_auto_t *nw
-      = json_pack ("{s:O, s:s, s:s, s:s}", "id", json_object_get (w, "id"),
-                   "type", type, "created", created, "verified", created);
-  const char *use = strcmp (type, "file") == 0 ? c2.keyfile : ref;
-  if (!nw || (use && json_object_set_new (nw, "ref", json_string (use)) < 0))
-    return -ENOMEM;
-  if ((rc = p->wrap (use, &c2, dek1, cv_hdr_binding (h), nw)) < 0)
-    return rc;
-  *out = STEAL (nw);
-  return 0;
 }
 
 /* Progress: a bar on a terminal, JSON lines with --json, else nothing. */
@@ -178,7 +93,7 @@ cmd_rotate_dek (int argc, char **argv)
     unsigned valid;
     if ((rc = open_header (path, co.header, &fd, &h, &valid)) != 0)
       return rc;
-    audit_volume (path, h->uuid);
+    audit_volume (path, cv_hdr_uuid (h));
     bool ask = has_wrap_type (h, "passphrase") && isatty (0);
     cv_hdr_free (h);
     if ((rc = common_creds (&co, ask, false)) < 0)
@@ -200,28 +115,12 @@ cmd_rotate_dek (int argc, char **argv)
     pr.first = 0;
 
   if (!cv_vol_rotating (v, NULL)) {
-    const struct cv_header *h = cv_vol_header (v);
-    json_auto_t *wraps = json_array ();
-    struct cv_key *dek1 = NULL;
-    size_t i;
-    json_t *w;
-    rc = wraps ? cv_dek_generate (&dek1) : -ENOMEM;
-    json_array_foreach (h->wraps, i, w)
-    {
-      json_t *nw = NULL;
-      if (rc == 0
-          && (rc = remake (h, w, &co.creds, cv_vol_dek (v), dek1, &nw)) == 0)
-        json_array_append_new (wraps, nw);
-    }
-    if (rc == 0) {
-      json_array_foreach (wraps, i, w) audit_wrap (w, "replaced");
-      rc = cv_vol_rotate_begin (v, STEAL (dek1), STEAL (wraps), ro.step);
-    }
-    cv_key_free (dek1);
-    if (rc < 0) {
-      cv_err ("%s: DEK rotation not started; nothing was changed", path);
+    /* The library says why and whether anything changed. */
+    if ((rc = cv_vol_rotate_begin (v, &co.creds, ro.step)) < 0)
       goto out;
-    }
+    struct cv_wrap_info w;
+    for (size_t i = 0; cv_hdr_wrap_at (cv_vol_header (v), i, &w) == 0; i++)
+      audit_wrap (&w, "replaced");
   } else
     cv_info ("%s: continuing the DEK rotation at %llu of %llu bytes", path,
              (unsigned long long) pr.first,

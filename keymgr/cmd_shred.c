@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "crypto/prim.h"
 #include "format/header.h"
@@ -55,15 +56,16 @@ overwrite (int fd, const char *name, uint64_t len)
     int rc = cv_random (buf, n);
     if (rc < 0)
       return rc;
-    if (pwrite (fd, buf, n, (off_t) off) != (ssize_t) n) {
+    if ((rc = cv_pwrite_all (fd, buf, n, off, 0)) < 0) {
       cv_err ("%s: overwriting at %llu: %s", name, (unsigned long long) off,
-              strerror (errno));
-      return -EIO;
+              strerror (-rc));
+      return rc;
     }
   }
   if (fdatasync (fd) < 0) {
-    cv_err ("%s: sync: %s", name, strerror (errno));
-    return -errno;
+    int rc = -errno;
+    cv_err ("%s: sync: %s", name, strerror (-rc));
+    return rc;
   }
   return 0;
 }
@@ -74,18 +76,15 @@ static json_t *
 left_to_do (const struct cv_header *h)
 {
   json_t *left = json_array ();
-  size_t i;
-  json_t *w;
+  struct cv_wrap_info w;
   char buf[1024];
 
   json_array_append_new (left, json_string ("header backups made with "
                                             "backup-header still hold the "
                                             "wraps: destroy them"));
-  json_array_foreach (h->wraps, i, w)
-  {
-    const char *t = json_string_value (json_object_get (w, "type"));
-    const char *r = json_string_value (json_object_get (w, "ref"));
-    const char *arn = json_string_value (json_object_get (w, "key_arn"));
+  for (size_t i = 0; cv_hdr_wrap_at (h, i, &w) == 0; i++) {
+    const char *t = w.type, *r = w.ref;
+    const char *arn = cv_hdr_wrap_member (h, w.id, "key_arn");
     buf[0] = '\0';
     if (!t)
       continue;
@@ -134,8 +133,9 @@ cmd_shred (int argc, char **argv)
   const char *path = argv[optind], *name = co.header ? co.header : path;
   fd = open (name, O_RDWR | O_CLOEXEC);
   if (fd < 0) {
-    cv_err ("cannot open %s: %s", name, strerror (errno));
-    return errno == ENOENT ? EXIT_USAGE : EXIT_IO;
+    int e = errno;
+    cv_err ("cannot open %s: %s", name, strerror (e));
+    return e == ENOENT ? EXIT_USAGE : EXIT_IO;
   }
   if ((rc = cv_lock_in_use (fd, true, false)) == 0)
     rc = cv_lock_header (fd, false);
@@ -151,8 +151,8 @@ cmd_shred (int argc, char **argv)
   if (rc == -EINVAL)
     return EXIT_HEADER; /* not a cryptvol volume: nothing to shred */
   if (h)
-    audit_volume (path, h->uuid);
-  if (!so.yes && !confirm (name, h ? h->uuid : NULL)) {
+    audit_volume (path, cv_hdr_uuid (h));
+  if (!so.yes && !confirm (name, h ? cv_hdr_uuid (h) : NULL)) {
     cv_err ("not confirmed: nothing was destroyed (type 'shred' at the "
             "prompt, or pass --yes in scripts)");
     cv_hdr_free (h);
@@ -165,15 +165,13 @@ cmd_shred (int argc, char **argv)
   uint64_t len = CV_HDR_AREA_SIZE;
   if (co.header && fstat (fd, &st) == 0 && (uint64_t) st.st_size > len)
     len = (uint64_t) st.st_size;
-  else if (!co.header && h && h->data_offset > len)
-    len = h->data_offset;
+  else if (!co.header && h && cv_hdr_data_offset (h) > len)
+    len = cv_hdr_data_offset (h);
   if ((rc = overwrite (fd, name, len)) == 0) {
-    size_t n = h ? json_array_size (h->wraps) : 0;
-    if (h) {
-      size_t i;
-      json_t *w;
-      json_array_foreach (h->wraps, i, w) audit_wrap (w, "destroyed");
-    }
+    size_t n = h ? cv_hdr_wrap_count (h) : 0;
+    struct cv_wrap_info w;
+    for (size_t i = 0; h && cv_hdr_wrap_at (h, i, &w) == 0; i++)
+      audit_wrap (&w, "destroyed");
     json_t *left = h ? left_to_do (h) : json_array ();
     if (co.json) {
       json_t *j

@@ -37,7 +37,7 @@ cmd_verify (int argc, char **argv)
   if (rc == 0) {
     if (co.json) {
       json_t *j = json_pack ("{s:s, s:s, s:I, s:b, s:b}", "volume", path,
-                             "uuid", h->uuid, "unlocked_by_wrap",
+                             "uuid", cv_hdr_uuid (h), "unlocked_by_wrap",
                              (json_int_t) id, "kcv_ok", 1, "mac_ok", 1);
       print_json (j);
       json_decref (j);

@@ -6,10 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
@@ -94,29 +92,6 @@ new_wrap_creds (const struct common_opts *co, const struct new_wrap_opts *n,
   return rc;
 }
 
-/* Another wrap with the same key as spec (same type and reference), or NULL.
- * Passphrase wraps never match: two may exist. */
-static json_t *
-same_key_wrap (const struct cv_header *h, const char *spec, int64_t except)
-{
-  const struct cv_provider *p;
-  const char *ref;
-  size_t i;
-  json_t *w;
-
-  if (cv_wrap_spec_parse (spec, &p, &ref) < 0 || !ref)
-    return NULL;
-  json_array_foreach (h->wraps, i, w)
-  {
-    const char *t = json_string_value (json_object_get (w, "type"));
-    const char *r = json_string_value (json_object_get (w, "ref"));
-    if (json_integer_value (json_object_get (w, "id")) != except && t && r
-        && strcmp (t, p->type) == 0 && strcmp (r, ref) == 0)
-      return w;
-  }
-  return NULL;
-}
-
 int
 cmd_add_wrap (int argc, char **argv)
 {
@@ -150,34 +125,32 @@ cmd_add_wrap (int argc, char **argv)
     return EXIT_USAGE;
   if ((rc = session_open (&s, argv[optind], co.header)) != 0)
     return rc;
-  json_t *dup = same_key_wrap (s.h, n.spec, -1);
-  if (dup) {
+  int64_t dup = cv_wrap_same_key (s.h, n.spec, -1);
+  if (dup >= 0) {
     cv_err ("wrap %lld already uses that key (%s); nothing to add",
-            (long long) json_integer_value (json_object_get (dup, "id")),
-            n.spec);
+            (long long) dup, n.spec);
     rc = -EEXIST;
   }
   if (rc == 0 && (rc = unlock_creds (&co, s.h)) == 0
-      && (rc = session_unlock (&s, &co.creds)) == 0
+      && (rc = session_unlock (&s, &co.creds, &co.unlock_sel)) == 0
       && (rc = new_wrap_creds (&co, &n, &nc)) == 0
       && (rc = cv_wrap_add (s.h, n.spec, &nc, s.dek, &id)) == 0
       && (rc = session_commit (&s)) == 0) {
     /* Prove the new wrap opens the volume before saying it does. */
-    CLEANUP_KEY struct cv_key *check = NULL;
-    rc = session_unlock_only (&s, id, &nc, &check);
-    if (rc == 0) {
-      mark_verified (&s, id);
+    if ((rc = cv_wrap_verify (s.h, s.name, id, &nc, false)) == 0)
       rc = session_commit (&s);
-    } else
+    else
       cv_err ("the new wrap %lld was written but does not unlock the volume; "
               "remove it with remove-wrap --id %lld",
               (long long) id, (long long) id);
   }
   if (rc == 0) {
-    json_t *w = wrap_by_id (s.h, id, NULL);
-    audit_wrap (w, "added");
-    report (co.json, json_incref (w), "%s: added wrap %lld (%s), verified\n",
-            s.volume, (long long) id, n.spec);
+    struct cv_wrap_info w;
+    cv_hdr_wrap_find (s.h, id, &w);
+    audit_wrap (&w, "added");
+    report (co.json, cv_hdr_wrap_to_json (s.h, id),
+            "%s: added wrap %lld (%s), verified\n", s.volume, (long long) id,
+            n.spec);
   }
   cv_key_free (nc.passphrase);
   session_close (&s);
@@ -200,7 +173,6 @@ cmd_remove_wrap (int argc, char **argv)
   struct new_wrap_opts n = { .pass_fd = -1, .id = -1 };
   struct common_opts co;
   struct session s;
-  size_t index;
   int rc = parse_args (argc, argv, own, new_wrap_opt, &n, &co, usage, 1);
 
   if (rc)
@@ -211,24 +183,22 @@ cmd_remove_wrap (int argc, char **argv)
   }
   if ((rc = session_open (&s, argv[optind], co.header)) != 0)
     return rc;
-  json_t *w = wrap_by_id (s.h, n.id, &index);
-  if (!w) {
-    cv_err ("%s has no wrap %lld (see list-wraps)", s.name, (long long) n.id);
-    rc = -ENOENT;
-  } else if (json_array_size (s.h->wraps) == 1) {
-    cv_err ("wrap %lld is the only wrap of %s: removing it would make the "
-            "volume impossible to open; add another wrap first (or use shred "
-            "to destroy the volume)",
-            (long long) n.id, s.name);
-    rc = -EPERM;
-  } else if ((rc = unlock_creds (&co, s.h)) == 0
-             && (rc = session_unlock_except (&s, n.id, &co.creds)) < 0)
+  /* Taken out of the header in memory first: the unlock that follows must
+   * then succeed with another wrap, and nothing is written unless it does. */
+  struct cv_wrap_info w = { .id = n.id };
+  CLEANUP_FREE char *type = NULL, *ref = NULL;
+  if (cv_hdr_wrap_find (s.h, n.id, &w) == 0
+      && ((w.type && !(w.type = type = strdup (w.type)))
+          || (w.ref && !(w.ref = ref = strdup (w.ref)))))
+    rc = -ENOMEM;
+  if (rc == 0 && (rc = cv_hdr_wrap_remove (s.h, s.name, n.id)) == 0
+      && (rc = unlock_creds (&co, s.h)) == 0
+      && (rc = session_unlock (&s, &co.creds, &co.unlock_sel)) < 0)
     cv_err ("removing wrap %lld needs proof that another wrap still unlocks "
             "%s: give the key of another wrap",
             (long long) n.id, s.name);
   if (rc == 0) {
-    audit_wrap (w, "removed");
-    json_array_remove (s.h->wraps, index);
+    audit_wrap (&w, "removed");
     rc = session_commit (&s);
   }
   if (rc == 0)
@@ -259,83 +229,18 @@ cmd_list_wraps (int argc, char **argv)
   if ((rc = open_header (argv[optind], co.header, &fd, &h, &valid)) != 0)
     return rc;
   if (co.json)
-    print_json (h->wraps);
+    print_json (cv_hdr_wraps (h));
   else {
-    size_t i;
-    json_t *w;
+    struct cv_wrap_info w;
     printf ("%-4s %-11s %-21s %-21s %s\n", "ID", "TYPE", "CREATED",
             "LAST VERIFIED", "KEY");
-    json_array_foreach (h->wraps, i, w)
-    {
-      const char *ref = json_string_value (json_object_get (w, "ref"));
-      const char *ver = json_string_value (json_object_get (w, "verified"));
-      printf ("%-4lld %-11s %-21s %-21s %s\n",
-              (long long) json_integer_value (json_object_get (w, "id")),
-              json_string_value (json_object_get (w, "type")),
-              json_string_value (json_object_get (w, "created")),
-              ver ? ver : "-", ref ? ref : "(passphrase)");
-    }
+    for (size_t i = 0; cv_hdr_wrap_at (h, i, &w) == 0; i++)
+      printf ("%-4lld %-11s %-21s %-21s %s\n", (long long) w.id, w.type,
+              w.created ? w.created : "-", w.verified ? w.verified : "-",
+              w.ref ? w.ref : "(passphrase)");
   }
   cv_hdr_free (h);
   return EXIT_OK;
-}
-
-/* Make the wrap that replaces old for spec in s (after the others). A KMS to
- * KMS move uses the provider's re-wrap (ReEncrypt), so the DEK never leaves
- * the key service; anything else unwraps old into locked memory and wraps the
- * DEK again. *id gets the new wrap's id; *server_side says which was used. */
-static int
-rewrap_add (struct session *s, json_t *old, const char *spec,
-            const struct cv_creds *oc, const struct cv_creds *nc, int64_t *id,
-            bool *server_side)
-{
-  const struct cv_provider *p;
-  const char *ref;
-  const char *otype = json_string_value (json_object_get (old, "type"));
-  int64_t oid = json_integer_value (json_object_get (old, "id"));
-  int rc = cv_wrap_spec_parse (spec, &p, &ref);
-
-  if (rc < 0)
-    return rc;
-  *server_side = p->rewrap && otype && strcmp (otype, p->type) == 0;
-  if (!*server_side) {
-    CLEANUP_KEY struct cv_key *dek = NULL;
-    if ((rc = session_unlock_only (s, oid, oc, &dek)) < 0)
-      return rc;
-    return cv_wrap_add (s->h, spec, nc, dek, id);
-  }
-  char created[32];
-  cv_now_rfc3339 (created);
-  *id = s->h->next_wrap_id;
-  json_t *nw = json_pack ("{s:I, s:s, s:s, s:s}", "id", (json_int_t) *id,
-                          "type", p->type, "ref", ref, "created", created);
-  if (!nw)
-    return -ENOMEM;
-  if ((rc = p->rewrap (old, ref, oc, cv_hdr_binding (s->h), nw)) < 0
-      || (rc = json_array_append_new (s->h->wraps, nw) < 0 ? -ENOMEM : 0) < 0)
-    return rc;
-  s->h->next_wrap_id++;
-  return 0;
-}
-
-/* Check that wrap id opens the volume. After a server-side re-wrap the key
- * service checks the new wrap by re-wrapping it to its own key (it must
- * decrypt it under the volume's context), so the DEK still never leaves it. */
-static int
-rewrap_verify (struct session *s, int64_t id, const struct cv_creds *nc,
-               bool server_side)
-{
-  json_t *w = wrap_by_id (s->h, id, NULL);
-
-  if (!server_side) {
-    CLEANUP_KEY struct cv_key *dek = NULL;
-    return session_unlock_only (s, id, nc, &dek);
-  }
-  const struct cv_provider *p
-      = cv_provider_find (json_string_value (json_object_get (w, "type")));
-  json_auto_t *scratch = json_object ();
-  return p->rewrap (w, json_string_value (json_object_get (w, "ref")), nc,
-                    cv_hdr_binding (s->h), scratch);
 }
 
 int
@@ -360,8 +265,7 @@ cmd_rewrap (int argc, char **argv)
   struct common_opts co;
   struct session s;
   struct cv_creds nc = { 0 };
-  bool server_side = false;
-  int64_t id = -1;
+  struct cv_wrap_moved mv = { .id = -1 };
   int rc = parse_args (argc, argv, own, new_wrap_opt, &n, &co, usage, 1);
 
   if (rc)
@@ -378,68 +282,48 @@ cmd_rewrap (int argc, char **argv)
   if ((rc = session_open (&s, argv[optind], co.header)) != 0)
     return rc;
 
-  json_t *old = wrap_by_id (s.h, n.id, NULL);
-  const char *oref
-      = old ? json_string_value (json_object_get (old, "ref")) : NULL;
-  json_t *done = old ? same_key_wrap (s.h, n.spec, n.id) : NULL;
-  if (!old && (done = same_key_wrap (s.h, n.spec, -1))) {
+  struct cv_wrap_info old;
+  int64_t done = cv_wrap_same_key (s.h, n.spec, -1);
+  if (cv_hdr_wrap_find (s.h, n.id, &old) < 0 && done >= 0) {
     /* Killed after its last commit: the rewrap is complete. */
     printf ("%s: wrap %lld is gone and wrap %lld uses %s: the rewrap is "
             "complete\n",
-            s.volume, (long long) n.id,
-            (long long) json_integer_value (json_object_get (done, "id")),
-            n.spec);
+            s.volume, (long long) n.id, (long long) done, n.spec);
     session_close (&s);
     common_free (&co);
     return EXIT_OK;
   }
-  if (!old) {
-    cv_err ("%s has no wrap %lld (see list-wraps)", s.name, (long long) n.id);
-    rc = -ENOENT;
-  } else if (ref && oref && strcmp (ref, oref) == 0
-             && strcmp (p->type,
-                        json_string_value (json_object_get (old, "type")))
-                    == 0) {
-    cv_err ("wrap %lld already uses %s: a rewrap to the same key changes "
-            "nothing",
-            (long long) n.id, n.spec);
-    rc = -EINVAL;
-  } else if ((rc = unlock_creds (&co, s.h)) == 0
-             && (rc = new_wrap_creds (&co, &n, &nc)) == 0) {
-    if (done) {
-      /* An earlier rewrap added the new wrap and stopped: finish it. */
-      id = json_integer_value (json_object_get (done, "id"));
-      server_side = p->rewrap != NULL;
-      cv_info ("wrap %lld to %s exists already (an interrupted rewrap); "
-               "finishing",
-               (long long) id, n.spec);
-    } else if ((rc = rewrap_add (&s, old, n.spec, &co.creds, &nc, &id,
-                                 &server_side))
-               == 0)
-      rc = session_commit (&s);
-  }
-  if (rc == 0 && (rc = rewrap_verify (&s, id, &nc, server_side)) < 0)
+  if ((rc = unlock_creds (&co, s.h)) == 0
+      && (rc = new_wrap_creds (&co, &n, &nc)) == 0
+      && (rc = cv_wrap_move (s.h, s.name, n.id, n.spec, &co.creds, &nc, &mv))
+             == 0
+      && !mv.resumed)
+    rc = session_commit (&s);
+  if (rc == 0
+      && (rc = cv_wrap_verify (s.h, s.name, mv.id, &nc, mv.in_service)) < 0)
     cv_err ("the new wrap %lld does not unlock %s; wrap %lld is kept (remove "
             "the new one with remove-wrap --id %lld)",
-            (long long) id, s.name, (long long) n.id, (long long) id);
+            (long long) mv.id, s.name, (long long) n.id, (long long) mv.id);
   if (rc == 0) {
-    size_t index;
-    mark_verified (&s, id);
-    audit_wrap (wrap_by_id (s.h, id, NULL), "added");
-    audit_wrap (old, "removed");
-    wrap_by_id (s.h, n.id, &index);
-    json_array_remove (s.h->wraps, index);
-    rc = session_commit (&s);
+    struct cv_wrap_info nw;
+    cv_hdr_wrap_find (s.h, mv.id, &nw);
+    audit_wrap (&nw, "added");
+    cv_hdr_wrap_find (s.h, n.id, &old);
+    audit_wrap (&old, "removed");
+    rc = cv_hdr_wrap_remove (s.h, s.name, n.id);
   }
+  if (rc == 0)
+    rc = session_commit (&s);
   if (rc == 0)
     report (co.json,
             json_pack ("{s:s, s:I, s:I, s:s, s:b}", "volume", s.volume,
-                       "removed", (json_int_t) n.id, "added", (json_int_t) id,
-                       "to", n.spec, "server_side", server_side),
+                       "removed", (json_int_t) n.id, "added",
+                       (json_int_t) mv.id, "to", n.spec, "server_side",
+                       mv.in_service),
             "%s: wrap %lld moved to %s as wrap %lld (%s), verified\n", s.volume,
-            (long long) n.id, n.spec, (long long) id,
-            server_side ? "re-wrapped inside the key service"
-                        : "unwrapped and wrapped again in locked memory");
+            (long long) n.id, n.spec, (long long) mv.id,
+            mv.in_service ? "re-wrapped inside the key service"
+                          : "unwrapped and wrapped again in locked memory");
   cv_key_free (nc.passphrase);
   session_close (&s);
   common_free (&co);

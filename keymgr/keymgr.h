@@ -78,6 +78,7 @@ void common_free (struct common_opts *o);
 int read_passphrase (const char *file, int fd, bool prompt, bool confirm,
                      const char *label, struct cv_key **out);
 /* True if h has a wrap of the given type. */
+struct cv_header;
 bool has_wrap_type (const struct cv_header *h, const char *type);
 
 /* The exit code for a -errno from the library. */
@@ -85,16 +86,14 @@ int exit_code (int rc);
 /* Parse a size with an optional K/M/G/T (binary) suffix. */
 int parse_size (const char *s, uint64_t *out);
 /* Print a JSON value to stdout, indented, with a newline. */
-void print_json (json_t *j);
+void print_json (const json_t *j);
 /* A command's result: j (taken) with --json, else the printf-style line. */
 void report (bool json, json_t *j, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 
-struct cv_header;
 /* Open the header of volume (or header, if given) read-only. Returns 0, or
  * the exit code for the failure (reported): EXIT_HEADER when it is not a
  * usable cryptvol header. */
-struct cv_header;
 int open_header (const char *volume, const char *header, int *fd_out,
                  struct cv_header **h, unsigned *valid);
 
@@ -107,20 +106,15 @@ struct session {
   struct cv_key *dek;  /* after session_unlock */
   int64_t unlocked_by; /* id of the wrap that unlocked */
 };
-/* Each returns 0 or an exit code (session_open, reported) or -errno. */
+/* session_open returns 0 or an exit code (reported; nothing is left open or
+ * locked). */
 int session_open (struct session *s, const char *volume, const char *header);
 void session_close (struct session *s);
-/* Unlock with any wrap; with wrap id alone (into *dek); with any but id. */
-int session_unlock (struct session *s, const struct cv_creds *c);
-int session_unlock_only (struct session *s, int64_t id,
-                         const struct cv_creds *c, struct cv_key **dek);
-int session_unlock_except (struct session *s, int64_t id,
-                           const struct cv_creds *c);
+/* Unlock with a wrap sel chooses (NULL: any; s->dek, s->unlocked_by) and record
+ * that wrap as verified. Returns 0 or -errno (reported). */
+int session_unlock (struct session *s, const struct cv_creds *c,
+                    const struct cv_wrap_sel *sel);
 int session_commit (struct session *s);
-/* The wrap with that id (and its index), or NULL. */
-json_t *wrap_by_id (const struct cv_header *h, int64_t id, size_t *index);
-/* Record that wrap id was just seen to unlock the volume ("verified"). */
-void mark_verified (struct session *s, int64_t id);
 
 /* The audit log (audit.c). audit_init installs the log sink that remembers
  * the last error; audit_end writes the record if --audit-log was given and
@@ -128,7 +122,8 @@ void mark_verified (struct session *s, int64_t id);
 void audit_init (const char *command);
 void audit_set_path (const char *path);
 void audit_volume (const char *path, const char *uuid);
-void audit_wrap (const json_t *w, const char *action);
+struct cv_wrap_info;
+void audit_wrap (const struct cv_wrap_info *w, const char *action);
 int audit_end (int code);
 
 /* Shared by the wrap commands (cmd_wraps.c). */

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "common/cleanup.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
 #include "format/header.h"
@@ -176,40 +177,27 @@ common_opt (struct common_opts *o, int c, const char *arg)
 static int
 read_secret_fd (int fd, const char *what, struct cv_key **out)
 {
-  struct cv_key *buf = NULL;
+  CLEANUP_KEY struct cv_key *buf = NULL;
   size_t len = 0;
   int rc = cv_key_new (4096, &buf);
 
   if (rc < 0)
     return rc;
-  for (;;) {
-    ssize_t n = read (fd, buf->b + len, buf->len - len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      cv_err ("cannot read %s: %s", what, strerror (errno));
-      cv_key_free (buf);
-      return -errno;
-    }
-    if (n == 0)
-      break;
-    len += (size_t) n;
-    if (len == buf->len) {
-      cv_err ("%s is longer than %zu bytes", what, buf->len - 1);
-      cv_key_free (buf);
-      return -EINVAL;
-    }
+  if ((rc = cv_read_all (fd, buf->b, buf->len, &len)) < 0) {
+    cv_err ("cannot read %s: %s", what, strerror (-rc));
+    return rc;
+  }
+  if (len == buf->len) {
+    cv_err ("%s is longer than %zu bytes", what, buf->len - 1);
+    return -EINVAL;
   }
   if (len > 0 && buf->b[len - 1] == '\n')
     len--;
   if (len == 0) {
     cv_err ("%s is empty", what);
-    cv_key_free (buf);
     return -EINVAL;
   }
-  rc = cv_key_from (buf->b, len, out);
-  cv_key_free (buf);
-  return rc;
+  return cv_key_from (buf->b, len, out);
 }
 
 /* Prompt on the terminal with echo off. */
@@ -395,7 +383,7 @@ parse_size (const char *s, uint64_t *out)
 }
 
 void
-print_json (json_t *j)
+print_json (const json_t *j)
 {
   json_dumpf (j, stdout, JSON_INDENT (2) | JSON_SORT_KEYS);
   putchar ('\n');
@@ -411,8 +399,9 @@ open_header (const char *volume, const char *header, int *fd_out,
   int rc;
 
   if (fd < 0) {
-    cv_err ("cannot open %s: %s", name, strerror (errno));
-    return errno == ENOENT ? EXIT_USAGE : EXIT_IO;
+    int e = errno;
+    cv_err ("cannot open %s: %s", name, strerror (e));
+    return e == ENOENT ? EXIT_USAGE : EXIT_IO;
   }
   if ((rc = cv_hdr_read (fd, name, h, valid)) < 0) {
     close (fd);
@@ -467,15 +456,11 @@ parse_args (int argc, char **argv, const struct option *own,
 bool
 has_wrap_type (const struct cv_header *h, const char *type)
 {
-  size_t i;
-  json_t *w;
+  struct cv_wrap_info w;
 
-  json_array_foreach (h->wraps, i, w)
-  {
-    if (json_is_string (json_object_get (w, "type"))
-        && strcmp (json_string_value (json_object_get (w, "type")), type) == 0)
+  for (size_t i = 0; cv_hdr_wrap_at (h, i, &w) == 0; i++)
+    if (w.type && strcmp (w.type, type) == 0)
       return true;
-  }
   return false;
 }
 

@@ -4,29 +4,25 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "common/clock.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
 #include "format/header.h"
 #include "keymgr.h"
 
-int
-session_open (struct session *s, const char *volume, const char *header)
+/* Open and lock s->name and read its header; an exit code on failure. */
+static int
+open_locked (struct session *s)
 {
   unsigned valid;
   int rc;
 
-  *s = (struct session){ .volume = volume,
-                         .name = header ? header : volume,
-                         .fd = -1,
-                         .unlocked_by = -1 };
   s->fd = open (s->name, O_RDWR | O_CLOEXEC);
   if (s->fd < 0) {
-    cv_err ("cannot open %s: %s", s->name, strerror (errno));
-    return errno == ENOENT ? EXIT_USAGE : EXIT_IO;
+    int e = errno;
+    cv_err ("cannot open %s: %s", s->name, strerror (e));
+    return e == ENOENT ? EXIT_USAGE : EXIT_IO;
   }
   if ((rc = cv_lock_in_use (s->fd, false, false)) == -EBUSY) {
     cv_err ("%s is being changed offline by another cryptvol-keymgr "
@@ -43,7 +39,23 @@ session_open (struct session *s, const char *volume, const char *header)
     return exit_code (rc);
   if ((rc = cv_hdr_read (s->fd, s->name, &s->h, &valid)) < 0)
     return rc == -EIO ? EXIT_IO : EXIT_HEADER;
-  audit_volume (volume, s->h->uuid);
+  return 0;
+}
+
+int
+session_open (struct session *s, const char *volume, const char *header)
+{
+  *s = (struct session){ .volume = volume,
+                         .name = header ? header : volume,
+                         .fd = -1,
+                         .unlocked_by = -1 };
+  int rc = open_locked (s);
+
+  if (rc) {
+    session_close (s); /* the descriptor, and with it the locks */
+    return rc;
+  }
+  audit_volume (volume, cv_hdr_uuid (s->h));
   return 0;
 }
 
@@ -59,65 +71,14 @@ session_close (struct session *s)
   s->fd = -1;
 }
 
-/* Unlock with c using only the wraps of s for which keep(w, arg) is true. */
-static int
-unlock_some (struct session *s, const struct cv_creds *c,
-             bool (*keep) (json_t *w, void *arg), void *arg,
-             struct cv_key **dek, int64_t *by)
-{
-  struct cv_header tmp = *s->h;
-  json_auto_t *wraps = json_array ();
-  size_t i;
-  json_t *w;
-
-  if (!wraps)
-    return -ENOMEM;
-  json_array_foreach (s->h->wraps, i, w)
-  {
-    if (keep (w, arg))
-      json_array_append (wraps, w);
-  }
-  tmp.wraps = wraps;
-  return cv_unlock (&tmp, s->name, c, NULL, dek, by);
-}
-
-static bool
-is_id (json_t *w, void *arg)
-{
-  return json_integer_value (json_object_get (w, "id")) == *(int64_t *) arg;
-}
-
-static bool
-not_id (json_t *w, void *arg)
-{
-  return !is_id (w, arg);
-}
-
 int
-session_unlock (struct session *s, const struct cv_creds *c)
+session_unlock (struct session *s, const struct cv_creds *c,
+                const struct cv_wrap_sel *sel)
 {
-  int64_t none = -1;
-  int rc = unlock_some (s, c, not_id, &none, &s->dek, &s->unlocked_by);
+  int rc = cv_unlock (s->h, s->name, c, sel, &s->dek, &s->unlocked_by);
 
   if (rc == 0)
-    mark_verified (s, s->unlocked_by);
-  return rc;
-}
-
-int
-session_unlock_only (struct session *s, int64_t id, const struct cv_creds *c,
-                     struct cv_key **dek)
-{
-  return unlock_some (s, c, is_id, &id, dek, NULL);
-}
-
-int
-session_unlock_except (struct session *s, int64_t id, const struct cv_creds *c)
-{
-  int rc = unlock_some (s, c, not_id, &id, &s->dek, &s->unlocked_by);
-
-  if (rc == 0)
-    mark_verified (s, s->unlocked_by);
+    rc = cv_hdr_wrap_mark_verified (s->h, s->unlocked_by);
   return rc;
 }
 
@@ -125,32 +86,4 @@ int
 session_commit (struct session *s)
 {
   return cv_hdr_commit (s->fd, s->name, s->h);
-}
-
-json_t *
-wrap_by_id (const struct cv_header *h, int64_t id, size_t *index)
-{
-  size_t i;
-  json_t *w;
-
-  json_array_foreach (h->wraps, i, w)
-  {
-    if (json_integer_value (json_object_get (w, "id")) == id) {
-      if (index)
-        *index = i;
-      return w;
-    }
-  }
-  return NULL;
-}
-
-void
-mark_verified (struct session *s, int64_t id)
-{
-  json_t *w = wrap_by_id (s->h, id, NULL);
-  char now[32];
-
-  cv_now_rfc3339 (now);
-  if (w)
-    json_object_set_new (w, "verified", json_string (now));
 }

@@ -20,11 +20,12 @@
 #include "common/cleanup.h"
 #include "common/encode.h"
 #include "common/fault.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "crypto/prim.h"
 #include "crypto/secmem.h"
 #include "crypto/xts.h"
-#include "format/header.h"
+#include "format/header-internal.h"
 
 /* Binary header of one copy: every integer big-endian. Bytes from
  * BIN_USED to CV_HDR_BIN_SIZE are written as zero and covered by the checksum;
@@ -208,22 +209,6 @@ volume_json (const struct cv_header *h)
   return e ? NULL : STEAL (v);
 }
 
-/* The id for the next new wrap: next, or one past the largest id present. */
-static int64_t
-next_wrap_id (const struct cv_header *h, int64_t next)
-{
-  size_t i;
-  json_t *w;
-
-  json_array_foreach (h->wraps, i, w)
-  {
-    json_int_t id = json_integer_value (json_object_get (w, "id"));
-    if (id >= next)
-      next = id + 1;
-  }
-  return next;
-}
-
 /* The whole JSON metadata of h (without seqid). NULL when out of memory. */
 static json_t *
 root_json (const struct cv_header *h)
@@ -241,7 +226,7 @@ root_json (const struct cv_header *h)
       root, "wraps", h->wraps ? json_deep_copy (h->wraps) : json_array ());
   e |= json_object_set_new (
       root, "next_wrap_id",
-      json_integer ((json_int_t) next_wrap_id (h, h->next_wrap_id)));
+      json_integer ((json_int_t) cv_hdr_next_wrap_id (h)));
   return e ? NULL : STEAL (root);
 }
 
@@ -459,7 +444,8 @@ parse_root (json_t *root, const char *uuid, struct cv_header *h, char *why,
   if (v && (!json_is_integer (v) || json_integer_value (v) < 0))
     return bad (why, n, -EBADMSG, "next_wrap_id is not a non-negative integer");
   h->wraps = json_incref (wraps);
-  h->next_wrap_id = next_wrap_id (h, v ? json_integer_value (v) : 0);
+  h->next_wrap_id = v ? json_integer_value (v) : 0;
+  h->next_wrap_id = cv_hdr_next_wrap_id (h);
   return 0;
 }
 
@@ -651,22 +637,16 @@ cv_hdr_read (int fd, const char *name, struct cv_header **out, unsigned *valid)
   /* Aligned, so that an O_DIRECT descriptor works too. */
   if (posix_memalign ((void **) &buf, 4096, CV_HDR_AREA_SIZE) != 0)
     return -ENOMEM;
-  while (got < CV_HDR_AREA_SIZE) {
-    ssize_t n = pread (fd, buf + got, CV_HDR_AREA_SIZE - got, (off_t) got);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      int e = errno;
-      cv_err ("cannot read the header of %s: %s", name, strerror (e));
-      return -EIO;
-    }
-    if (n == 0) {
-      cv_err ("%s is %zu bytes, too short to hold a cryptvol header "
-              "(%d bytes)",
-              name, got, CV_HDR_AREA_SIZE);
-      return -EIO;
-    }
-    got += (size_t) n;
+  int e = cv_pread_all (fd, buf, CV_HDR_AREA_SIZE, 0, &got);
+  if (e < 0) {
+    cv_err ("cannot read the header of %s: %s", name, strerror (-e));
+    return -EIO;
+  }
+  if (got < CV_HDR_AREA_SIZE) {
+    cv_err ("%s is %zu bytes, too short to hold a cryptvol header "
+            "(%d bytes)",
+            name, got, CV_HDR_AREA_SIZE);
+    return -EIO;
   }
 
   for (int i = 0; i < 2; i++)
@@ -732,21 +712,13 @@ cv_hdr_read (int fd, const char *name, struct cv_header **out, unsigned *valid)
 static int
 write_copy (int fd, const char *name, int copy, const uint8_t *buf)
 {
-  size_t done = 0;
-  off_t base = (off_t) copy * CV_HDR_COPY_SIZE;
+  int r = cv_pwrite_all (fd, buf, CV_HDR_COPY_SIZE,
+                         (uint64_t) copy * CV_HDR_COPY_SIZE, 0);
 
-  while (done < CV_HDR_COPY_SIZE) {
-    ssize_t n
-        = pwrite (fd, buf + done, CV_HDR_COPY_SIZE - done, base + (off_t) done);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      int e = n < 0 ? errno : EIO;
-      cv_err ("cannot write the %s header copy of %s: %s", copy_name[copy],
-              name, strerror (e));
-      return -e;
-    }
-    done += (size_t) n;
+  if (r < 0) {
+    cv_err ("cannot write the %s header copy of %s: %s", copy_name[copy], name,
+            strerror (-r));
+    return r;
   }
   if (fdatasync (fd) < 0) {
     int e = errno;
@@ -896,6 +868,25 @@ const json_t *
 cv_hdr_wraps (const struct cv_header *h)
 {
   return h->wraps;
+}
+
+const char *
+cv_hdr_cipher (const struct cv_header *h)
+{
+  return h->cipher;
+}
+
+const char *
+cv_hdr_created (const struct cv_header *h)
+{
+  return h->created;
+}
+
+void
+cv_hdr_supersede (struct cv_header *h, const struct cv_header *cur)
+{
+  if (h->seqid < cur->seqid)
+    h->seqid = cur->seqid;
 }
 
 const char *

@@ -10,6 +10,7 @@
 #define CV_HEADER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -26,28 +27,9 @@ struct cv_key;
 #define CV_UUID_LEN 36 /* text form, without the NUL */
 #define CV_BINDING_PREFIX "cryptvol:v1:volume:"
 
-/* The in-memory header. Only cv_hdr_read/cv_hdr_decode fill it from bytes. */
-struct cv_header {
-  uint64_t seqid; /* of the copy it was read from; commit bumps it */
-  char uuid[CV_UUID_LEN + 1];
-  /* CV_BINDING_PREFIX + uuid, set together with uuid by cv_hdr_new and the
-   * decoder (cv_hdr_binding returns it); never change uuid afterwards. */
-  char binding[sizeof CV_BINDING_PREFIX + CV_UUID_LEN];
-  char cipher[32];      /* CV_CIPHER */
-  uint32_t sector_size; /* 512 or 4096 */
-  uint64_t data_offset; /* bytes, in the data file */
-  uint64_t size;        /* bytes of the data area; multiple of sector_size */
-  char created[32];     /* RFC 3339 UTC */
-  uint8_t kcv[16];      /* key check value, HKDF from the DEK */
-  uint8_t mac[32];      /* HMAC-SHA256 over the canonical "volume" object */
-  json_t *wraps;        /* JSON array of wrap objects; owned */
-  /* The id the next new wrap gets, so that ids are never reused. Not
-   * MAC-covered: a KMS re-wrap, which never sees the DEK, must bump it. */
-  int64_t next_wrap_id;
-  json_t *extra; /* MAC-covered "volume" members this version keeps
-                    but does not interpret (e.g. rotation state);
-                    owned, may be NULL */
-};
+/* The in-memory header; opaque outside lib/format (header-internal.h).
+ * Only cv_hdr_read/cv_hdr_decode fill it from bytes. */
+struct cv_header;
 
 /* Which copies were found valid by cv_hdr_read. */
 #define CV_HDR_COPY0 1
@@ -107,9 +89,92 @@ uint32_t cv_hdr_sector_size (const struct cv_header *h);
 uint64_t cv_hdr_data_offset (const struct cv_header *h);
 uint64_t cv_hdr_size (const struct cv_header *h);
 uint64_t cv_hdr_seqid (const struct cv_header *h);
-/* The wraps array, for lib/keys (which reads its members); never changed
- * through this pointer. */
+/* The wraps array, for lib/keys (which reads its members) and for printing
+ * (list-wraps --json); never changed through this pointer. */
 const json_t *cv_hdr_wraps (const struct cv_header *h);
+
+const char *cv_hdr_cipher (const struct cv_header *h);
+const char *cv_hdr_created (const struct cv_header *h);
+
+/* Make h's next commit supersede cur, the header now on disk (restoring a
+ * backup): h's seqid is raised to cur's if it is lower. */
+void cv_hdr_supersede (struct cv_header *h, const struct cv_header *cur);
+
+/* The wraps (lib/format/hdr-wraps.c). A wrap's common members as read from
+ * the header; the strings point into h and stay valid until that wrap is
+ * changed or removed or h is freed. */
+struct cv_wrap_info {
+  int64_t id;
+  const char *type;     /* "file", "passphrase", "kms", "pkcs11"... */
+  const char *ref;      /* key file, KMS key, PKCS#11 URI; NULL: none */
+  const char *created;  /* RFC 3339 UTC; NULL if absent */
+  const char *verified; /* when last seen to unlock the volume; or NULL */
+  const char *kdf;      /* passphrase wraps: "argon2id" or "scrypt"; or NULL */
+};
+
+size_t cv_hdr_wrap_count (const struct cv_header *h);
+/* The i-th wrap in header order. Returns 0, or -ENOENT when i >= count. */
+int cv_hdr_wrap_at (const struct cv_header *h, size_t i,
+                    struct cv_wrap_info *out);
+/* The wrap with that id (out may be NULL). Returns 0, or -ENOENT (not
+ * logged: the caller says what it was looking for). */
+int cv_hdr_wrap_find (const struct cv_header *h, int64_t id,
+                      struct cv_wrap_info *out);
+/* A provider's own string member of wrap id ("key_arn", "token_label"...),
+ * or NULL if the wrap or the member is absent or not a string. */
+const char *cv_hdr_wrap_member (const struct cv_header *h, int64_t id,
+                                const char *key);
+/* A copy of wrap id as a JSON object, for --json output (ciphertext only,
+ * never a secret). Caller decrefs; NULL if there is no such wrap or out of
+ * memory. */
+json_t *cv_hdr_wrap_to_json (const struct cv_header *h, int64_t id);
+
+/* A new wrap object with the common members: "id" (id >= 0: that id, for a
+ * wrap that replaces the one with this id; CV_WRAP_ID_NEW: the next id of
+ * the header, which is taken only when the wrap is appended, so that ids are
+ * never reused), "type", "ref" (omitted when NULL) and "created" (now). For
+ * lib/keys, which adds the provider's members. Caller decrefs *out.
+ * Returns 0, -EOVERFLOW (no id left; logged) or -ENOMEM. */
+#define CV_WRAP_ID_NEW (-1)
+int cv_hdr_wrap_new (const struct cv_header *h, int64_t id, const char *type,
+                     const char *ref, json_t **out);
+/* Append w (taken, made by cv_hdr_wrap_new with CV_WRAP_ID_NEW) and take its
+ * id. Returns 0, -EEXIST (h has a wrap with that id; logged) or -ENOMEM. */
+int cv_hdr_wrap_append (struct cv_header *h, json_t *w);
+/* Replace every wrap by wraps (taken: an array of wraps made by
+ * cv_hdr_wrap_new with the ids of the wraps they replace, one for each;
+ * DEK rotation).
+ * Returns 0, or -EINVAL (logged) if wraps is not such an array. */
+int cv_hdr_wraps_replace (struct cv_header *h, json_t *wraps);
+/* Remove wrap id; name (the header's file) is for messages. Returns 0,
+ * -ENOENT (no such wrap) or -EPERM (it is the last wrap: the volume could no
+ * longer be opened); both logged. */
+int cv_hdr_wrap_remove (struct cv_header *h, const char *name, int64_t id);
+/* Record that wrap id was just seen to unlock the volume ("verified": now).
+ * Returns 0, -ENOENT (not logged) or -ENOMEM. */
+int cv_hdr_wrap_mark_verified (struct cv_header *h, int64_t id);
+
+/* The DEK rotation state ("rotation" in the MAC-covered "volume" object;
+ * lib/format/hdr-rotation.c). lib/vol/rotate.c owns its meaning. */
+struct cv_hdr_rotation {
+  char id[17];       /* 16 hex digits naming this rotation */
+  uint64_t boundary; /* bytes re-encrypted; a multiple of the sector size */
+  uint64_t step;     /* bytes per step (0: not recorded) */
+  char started[32];  /* RFC 3339 UTC */
+  /* The old DEK, AES-256-GCM sealed under a key from the new one. */
+  uint8_t iv[12], ct[64], tag[16];
+};
+bool cv_hdr_rotating (const struct cv_header *h);
+/* The rotation state of h; name (the header's file) is for messages.
+ * Returns 0, -ENOENT (no rotation in progress; not logged) or -EBADMSG (the
+ * state is malformed; logged) or -ENOMEM. */
+int cv_hdr_rotation_get (const struct cv_header *h, const char *name,
+                         struct cv_hdr_rotation *r);
+/* Record r as h's rotation state (seal h afterwards: it is MAC-covered).
+ * Returns 0 or -ENOMEM. */
+int cv_hdr_rotation_set (struct cv_header *h, const struct cv_hdr_rotation *r);
+/* Forget the rotation state (the rotation finished). */
+void cv_hdr_rotation_clear (struct cv_header *h);
 
 /* The whole header as a JSON object, as `keymgr info --json` shows it: the
  * stored JSON metadata plus "seqid". Never contains secrets (wrap blobs are

@@ -27,6 +27,7 @@
 #ifndef CV_KEYS_H
 #define CV_KEYS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -93,11 +94,74 @@ const struct cv_provider *cv_provider_find (const char *type);
 int cv_wrap_spec_parse (const char *spec, const struct cv_provider **p,
                         const char **ref);
 
-/* Make a new wrap object of dek for spec and append it to h->wraps with the
- * next free id. *id_out (may be NULL) gets its id. Returns 0 or -errno. */
+/* Wrap operations on a header (lib/keys/wraps.c), for keymgr offline and a
+ * server online. Each logs what fails, names the wrap, and changes h only
+ * when it succeeds; the caller commits h (cv_hdr_commit). */
+
+/* Make a new wrap of dek for spec and append it to h with the next free id.
+ * *id_out (may be NULL) gets its id. Returns 0 or -errno. */
 int cv_wrap_add (struct cv_header *h, const char *spec,
                  const struct cv_creds *c, const struct cv_key *dek,
                  int64_t *id_out);
+
+/* A new DEK for a new header h whose first wrap will be spec. When spec's
+ * provider makes data keys itself (KMS GenerateDataKey), the DEK comes from
+ * the key service and spec's wrap is appended to h in the same call (*id_out
+ * gets its id); otherwise the DEK is generated here and *id_out is -1.
+ * Returns 0 or -errno. */
+int cv_wrap_generate (struct cv_header *h, const char *spec,
+                      const struct cv_creds *c, struct cv_key **dek,
+                      int64_t *id_out);
+
+/* The id of a wrap of h other than except that uses the same key as spec
+ * (same type and reference), or -1. Passphrase wraps never match (two may
+ * exist), nor does a spec that does not parse. */
+int64_t cv_wrap_same_key (const struct cv_header *h, const char *spec,
+                          int64_t except);
+
+/* Move wrap old_id of h to the key spec (KEK rotation), first step: append
+ * the new wrap. A move between two keys of a provider that re-wraps inside
+ * its key service (KMS ReEncrypt) is done there, so that the DEK never leaves
+ * it (in_service); otherwise wrap old_id is unlocked with oc into locked
+ * memory and the DEK wrapped under spec with nc. If a wrap with spec's key
+ * exists already (an interrupted move), it is taken (resumed) and nothing is
+ * added. name (the header's file) is for messages. Returns 0, -ENOENT (no
+ * wrap old_id), -EINVAL (old_id already uses spec's key) or another -errno;
+ * all logged. */
+struct cv_wrap_moved {
+  int64_t id;      /* the new wrap */
+  bool in_service; /* re-wrapped inside the key service */
+  bool resumed;    /* the new wrap existed already: h is unchanged */
+};
+int cv_wrap_move (struct cv_header *h, const char *name, int64_t old_id,
+                  const char *spec, const struct cv_creds *oc,
+                  const struct cv_creds *nc, struct cv_wrap_moved *out);
+
+/* Prove that wrap id opens the volume with c, and record it ("verified").
+ * in_service (a wrap made by a re-wrap inside the key service): the key
+ * service re-wraps it to its own key, which needs the volume's binding to
+ * decrypt it, so the DEK still never leaves it; otherwise it is unlocked.
+ * Returns 0 or -errno (logged). */
+int cv_wrap_verify (struct cv_header *h, const char *name, int64_t id,
+                    const struct cv_creds *c, bool in_service);
+
+/* DEK rotation: replace every wrap of h by a wrap of new_dek with the same
+ * id, type and key (a passphrase wrap keeps its KDF parameters). Each wrap is
+ * first unwrapped with c to prove its key is at hand and holds dek; a file
+ * wrap's key file is the one it names, else c's. On failure h is unchanged
+ * and the message names the wrap, why, and how to proceed. Returns 0 or
+ * -errno. */
+int cv_wrap_remake_all (struct cv_header *h, const char *name,
+                        const struct cv_creds *c, const struct cv_key *dek,
+                        const struct cv_key *new_dek);
+
+/* The state of wrap id's key as its key service reports it ("Enabled",
+ * "Disabled"...; KMS DescribeKey, PKCS#11 token and object), in *state
+ * (caller frees; NULL when the provider cannot describe its keys). Returns 0,
+ * -ENOENT (no such wrap) or the provider's -errno (logged; -ENOKEY: no
+ * credentials for it, not logged). */
+int cv_wrap_describe (const struct cv_header *h, int64_t id,
+                      const struct cv_creds *c, char **state);
 
 /* Which wraps an unlock tries, and in what order (plugin wrap=, keymgr
  * --wrap). Each item names a wrap by id or every wrap of a type; items are

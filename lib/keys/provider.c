@@ -1,18 +1,14 @@
-/* The provider table, wrap specs and adding a wrap. */
+/* The provider table, wrap specs and wrap labels. */
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-#include "common/clock.h"
 #include "common/cleanup.h"
 #include "common/encode.h"
 #include "common/log.h"
-#include "crypto/secmem.h"
-#include "format/header.h"
 #include "keys/keys.h"
 #include "keys/providers.h"
 
@@ -198,54 +194,6 @@ cv_wrap_spec_parse (const char *spec, const struct cv_provider **p,
   } else
     *ref = colon + 1;
   *p = t->p;
-  return 0;
-}
-
-int
-cv_wrap_add (struct cv_header *h, const char *spec, const struct cv_creds *c,
-             const struct cv_key *dek, int64_t *id_out)
-{
-  const struct cv_provider *p = NULL;
-  const char *ref = NULL;
-  json_auto_t *w = NULL;
-  char created[32];
-  size_t i;
-  json_t *e;
-  int r = cv_wrap_spec_parse (spec, &p, &ref);
-
-  if (r < 0)
-    return r;
-  if (!h->wraps && !(h->wraps = json_array ()))
-    return -ENOMEM;
-  /* Ids are never reused: the header counts them. */
-  int64_t id = h->next_wrap_id;
-  json_array_foreach (h->wraps, i, e)
-  {
-    if (cv_wrap_id (e) >= id)
-      id = cv_wrap_id (e) + 1;
-  }
-  if (id == INT64_MAX) {
-    cv_err ("volume %s: no wrap id left", h->uuid);
-    return -EOVERFLOW;
-  }
-  cv_now_rfc3339 (created);
-  w = json_object ();
-  if (!w || json_object_set_new (w, "id", json_integer (id)) < 0
-      || json_object_set_new (w, "type", json_string (p->type)) < 0
-      || (ref && json_object_set_new (w, "ref", json_string (ref)) < 0)
-      || json_object_set_new (w, "created", json_string (created)) < 0)
-    return -ENOMEM;
-  r = p->wrap (ref, c, dek, cv_hdr_binding (h), w);
-  if (r == -ENOKEY)
-    cv_err ("cannot add a %s wrap: %s", p->type,
-            find_type (p->type, strlen (p->type))->no_cred);
-  if (r < 0)
-    return r;
-  if (json_array_append (h->wraps, w) < 0)
-    return -ENOMEM;
-  h->next_wrap_id = id + 1;
-  if (id_out)
-    *id_out = id;
   return 0;
 }
 

@@ -22,6 +22,7 @@
  * finished. A sector that matches neither (a torn write) is reported, never
  * guessed. The record is authenticated with HMAC under HKDF(new DEK). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -70,8 +71,9 @@ derive (const struct cv_vol *v, const struct cv_key *dek, const char *info,
   int rc = cv_key_new (32, out);
 
   if (rc == 0)
-    rc = cv_hkdf_sha256 (dek->b, dek->len, (const uint8_t *) v->hdr->uuid,
-                         strlen (v->hdr->uuid), info, (*out)->b, 32);
+    rc = cv_hkdf_sha256 (dek->b, dek->len,
+                         (const uint8_t *) cv_hdr_uuid (v->hdr),
+                         strlen (cv_hdr_uuid (v->hdr)), info, (*out)->b, 32);
   if (rc < 0) {
     cv_key_free (*out);
     *out = NULL;
@@ -86,48 +88,69 @@ rot_aad (const struct cv_vol *v, const char *id, char *buf, size_t len)
   snprintf (buf, len, "%s:rotation:%s", cv_hdr_binding (v->hdr), id);
 }
 
-static json_t *
-rot_json (const struct cv_header *h)
+static void
+hdr_freep (struct cv_header **h)
 {
-  return h->extra ? json_object_get (h->extra, "rotation") : NULL;
+  cv_hdr_free (*h);
 }
+#define CLEANUP_HDR __attribute__ ((cleanup (hdr_freep)))
 
-/* Lock the header for writing and take what is on disk now (a wrap may have
- * been added since the volume was opened), checked against the DEK key. On
- * success the caller holds the header lock. */
+/* Lock the header for writing and read what is on disk now (a wrap may have
+ * been added since the volume was opened) into *h, checked against the DEK
+ * key. On success the caller holds the header lock; v is not changed. */
 static int
-lock_fresh (struct cv_vol *v, const struct cv_key *key)
+lock_fresh (struct cv_vol *v, const struct cv_key *key, struct cv_header **h)
 {
-  struct cv_header *h = NULL;
+  CLEANUP_HDR struct cv_header *fresh = NULL;
   unsigned valid;
   int rc = cv_lock_header (v->hfd, true);
 
   if (rc < 0)
     return rc;
-  if ((rc = cv_hdr_read (v->hfd, v->hname, &h, &valid)) == 0
-      && (rc = cv_hdr_authenticate (h, key)) < 0)
+  if ((rc = cv_hdr_read (v->hfd, v->hname, &fresh, &valid)) == 0
+      && (rc = cv_hdr_authenticate (fresh, key)) < 0)
     cv_err ("%s: the header on disk changed and no longer matches the "
             "volume's key; refusing to write it",
             v->hname);
   if (rc < 0) {
-    cv_hdr_free (h);
     cv_unlock_header (v->hfd);
     return rc;
   }
-  cv_hdr_free (v->hdr);
-  v->hdr = h;
+  *h = STEAL (fresh);
   return 0;
 }
 
-/* Seal the header with the DEK, commit it and drop the header lock. */
+/* Seal h with dek, commit it and drop the header lock; on success h becomes
+ * v's header (taken), else it is freed and v keeps the one it had. */
 static int
-seal_commit_unlock (struct cv_vol *v)
+seal_commit_unlock (struct cv_vol *v, struct cv_header *h,
+                    const struct cv_key *dek)
 {
-  int rc = cv_hdr_seal (v->hdr, v->dek);
+  CLEANUP_HDR struct cv_header *nh = h;
+  int rc = cv_hdr_seal (nh, dek);
 
   if (rc == 0)
-    rc = cv_hdr_commit (v->hfd, v->hname, v->hdr);
+    rc = cv_hdr_commit (v->hfd, v->hname, nh);
   cv_unlock_header (v->hfd);
+  if (rc < 0)
+    return rc;
+  cv_hdr_free (v->hdr);
+  v->hdr = STEAL (nh);
+  return 0;
+}
+
+/* The rotation state of h, which must have one (v has an old DEK). Returns 0
+ * or -EBADMSG (logged). */
+static int
+rotation_of (const struct cv_vol *v, const struct cv_header *h,
+             struct cv_hdr_rotation *r)
+{
+  int rc = cv_hdr_rotation_get (h, v->hname, r);
+
+  if (rc == -ENOENT) {
+    cv_err ("%s: the rotation state vanished from the header", v->hname);
+    return -EBADMSG;
+  }
   return rc;
 }
 
@@ -135,18 +158,22 @@ seal_commit_unlock (struct cv_vol *v)
 static int
 commit_boundary (struct cv_vol *v, uint64_t boundary)
 {
-  int rc = lock_fresh (v, v->dek);
-  json_t *r;
+  struct cv_header *h = NULL;
+  struct cv_hdr_rotation r;
+  int rc = lock_fresh (v, v->dek, &h);
 
   if (rc < 0)
     return rc;
-  if (!(r = rot_json (v->hdr))) {
-    cv_err ("%s: the rotation state vanished from the header", v->hname);
-    cv_unlock_header (v->hfd);
-    return -EBADMSG;
+  if ((rc = rotation_of (v, h, &r)) == 0) {
+    r.boundary = boundary;
+    rc = cv_hdr_rotation_set (h, &r);
   }
-  json_object_set_new (r, "boundary", json_integer ((json_int_t) boundary));
-  if ((rc = seal_commit_unlock (v)) == 0)
+  if (rc < 0) {
+    cv_hdr_free (h);
+    cv_unlock_header (v->hfd);
+    return rc;
+  }
+  if ((rc = seal_commit_unlock (v, h, v->dek)) == 0)
     v->boundary = boundary;
   return rc;
 }
@@ -379,46 +406,34 @@ check_journal (struct cv_vol *v, const char *id)
 int
 cv_rot_open (struct cv_vol *v)
 {
-  json_t *r = rot_json (v->hdr);
-  const char *id, *iv_b64, *ct_b64, *tag_b64;
-  json_int_t boundary;
-  CLEANUP_FREE uint8_t *iv = NULL, *ct = NULL, *tag = NULL;
-  size_t ivlen = 0, ctlen = 0, taglen = 0;
-  CLEANUP_KEY struct cv_key *k = NULL;
+  struct cv_hdr_rotation r;
+  CLEANUP_KEY struct cv_key *k = NULL, *odek = NULL;
   char aad[256];
-  int rc;
+  int rc = cv_hdr_rotation_get (v->hdr, v->hname, &r);
 
-  if (!r)
+  if (rc == -ENOENT)
     return 0;
-  if (json_unpack (r, "{s:s, s:I, s:{s:s, s:s, s:s}}", "id", &id, "boundary",
-                   &boundary, "old_dek", "iv", &iv_b64, "ct", &ct_b64, "tag",
-                   &tag_b64)
-          < 0
-      || strlen (id) != 16 || boundary < 0 || (uint64_t) boundary > v->size
-      || boundary % v->ss || cv_b64_decode (iv_b64, &iv, &ivlen) < 0
-      || cv_b64_decode (ct_b64, &ct, &ctlen) < 0
-      || cv_b64_decode (tag_b64, &tag, &taglen) < 0 || ivlen != CV_GCM_IV_LEN
-      || ctlen != CV_DEK_LEN || taglen != CV_GCM_TAG_LEN) {
-    cv_err ("%s: the DEK rotation state in the header is malformed", v->hname);
-    return -EBADMSG;
-  }
-  if ((rc = derive (v, v->dek, "cryptvol v1 rotation old dek", &k)) < 0
-      || (rc = cv_key_new (CV_DEK_LEN, &v->odek)) < 0)
+  if (rc < 0)
     return rc;
-  rot_aad (v, id, aad, sizeof aad);
-  rc = cv_gcm_open (k->b, iv, aad, strlen (aad), ct, ctlen, tag, v->odek->b);
+  if ((rc = derive (v, v->dek, "cryptvol v1 rotation old dek", &k)) < 0
+      || (rc = cv_key_new (CV_DEK_LEN, &odek)) < 0)
+    return rc;
+  rot_aad (v, r.id, aad, sizeof aad);
+  rc = cv_gcm_open (k->b, r.iv, aad, strlen (aad), r.ct, sizeof r.ct, r.tag,
+                    odek->b);
   if (rc < 0) {
     cv_err ("%s: the old DEK of the rotation in progress does not "
             "authenticate; the header was altered",
             v->hname);
     return -EBADMSG;
   }
-  v->boundary = (uint64_t) boundary;
+  v->odek = STEAL (odek);
+  v->boundary = r.boundary;
   cv_info ("%s: a DEK rotation is in progress: %llu of %llu bytes "
            "re-encrypted; run cryptvol-keymgr rotate-dek to continue it",
            v->path, (unsigned long long) v->boundary,
            (unsigned long long) v->size);
-  return check_journal (v, id);
+  return check_journal (v, r.id);
 }
 
 bool
@@ -429,15 +444,39 @@ cv_vol_rotating (const struct cv_vol *v, uint64_t *done)
   return v->odek != NULL;
 }
 
-int
-cv_vol_rotate_begin (struct cv_vol *v, struct cv_key *new_dek,
-                     json_t *new_wraps, uint64_t step)
+/* After a failed commit of the header that begins rotation id: say what is
+ * on disk now, from what a new open would read. */
+static void
+report_begin_failure (struct cv_vol *v, const char *id)
 {
-  CLEANUP_KEY struct cv_key *dek1 = new_dek, *k = NULL;
-  json_auto_t *wraps = new_wraps;
-  uint8_t idbin[8], iv[CV_GCM_IV_LEN], ct[CV_DEK_LEN], tag[CV_GCM_TAG_LEN];
-  CLEANUP_FREE char *id = NULL, *iv_b64 = NULL, *ct_b64 = NULL, *tag_b64 = NULL;
-  char aad[256], started[32];
+  CLEANUP_HDR struct cv_header *h = NULL;
+  struct cv_hdr_rotation r;
+  unsigned valid;
+
+  if (cv_hdr_read (v->hfd, v->hname, &h, &valid) < 0)
+    cv_err ("%s: the DEK rotation may have been recorded in the header: open "
+            "the volume again; if a rotation is in progress, run rotate-dek "
+            "to continue it",
+            v->hname);
+  else if (cv_hdr_rotation_get (h, v->hname, &r) == 0 && strcmp (r.id, id) == 0)
+    cv_err ("%s: the DEK rotation was recorded in the primary header copy "
+            "only, which the next open uses: the volume now opens with the "
+            "new DEK; run rotate-dek again to continue the rotation",
+            v->hname);
+  else
+    cv_info ("%s: the DEK rotation was not started; nothing was changed",
+             v->hname);
+}
+
+int
+cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
+{
+  CLEANUP_KEY struct cv_key *dek1 = NULL, *k = NULL;
+  CLEANUP_HDR struct cv_header *h = NULL;
+  struct cv_hdr_rotation r = { .boundary = 0 };
+  uint8_t idbin[8];
+  CLEANUP_FREE char *id = NULL;
+  char aad[256];
   int rc;
 
   if (v->odek) {
@@ -446,8 +485,12 @@ cv_vol_rotate_begin (struct cv_vol *v, struct cv_key *new_dek,
             v->path);
     return -EALREADY;
   }
-  if (v->readonly)
+  if (v->readonly) {
+    cv_err ("%s: opened read-only; a DEK rotation needs it opened for "
+            "writing",
+            v->path);
     return -EROFS;
+  }
   uint64_t room = journal_room (v);
   if (room < JHDR + 2 * TAG) {
     cv_err ("%s: no room for the rotation journal between the header and "
@@ -463,46 +506,47 @@ cv_vol_rotate_begin (struct cv_vol *v, struct cv_key *new_dek,
   if (step == 0)
     step = v->ss;
 
-  cv_now_rfc3339 (started);
-  if ((rc = cv_random (idbin, sizeof idbin)) < 0
-      || (rc = cv_random (iv, sizeof iv)) < 0
+  /* The new DEK, and the old one sealed under it. */
+  r.step = step;
+  cv_now_rfc3339 (r.started);
+  if ((rc = cv_dek_generate (&dek1)) < 0
+      || (rc = cv_random (idbin, sizeof idbin)) < 0
+      || (rc = cv_random (r.iv, sizeof r.iv)) < 0
       || (rc = cv_hex_encode (idbin, sizeof idbin, &id)) < 0
       || (rc = derive (v, dek1, "cryptvol v1 rotation old dek", &k)) < 0)
     return rc;
-  rot_aad (v, id, aad, sizeof aad);
-  if ((rc = cv_gcm_seal (k->b, iv, aad, strlen (aad), v->dek->b, CV_DEK_LEN, ct,
-                         tag))
-          < 0
-      || (rc = cv_b64_encode (iv, sizeof iv, &iv_b64)) < 0
-      || (rc = cv_b64_encode (ct, sizeof ct, &ct_b64)) < 0
-      || (rc = cv_b64_encode (tag, sizeof tag, &tag_b64)) < 0)
+  snprintf (r.id, sizeof r.id, "%s", id);
+  rot_aad (v, r.id, aad, sizeof aad);
+  if ((rc = cv_gcm_seal (k->b, r.iv, aad, strlen (aad), v->dek->b, CV_DEK_LEN,
+                         r.ct, r.tag))
+      < 0)
     return rc;
-  cv_wipe (ct, sizeof ct);
 
-  if ((rc = lock_fresh (v, v->dek)) < 0)
+  /* Every wrap re-made for the new DEK, in a copy of the header: v keeps
+   * its header, DEK and wraps until the commit succeeds. */
+  if ((rc = lock_fresh (v, v->dek, &h)) < 0)
     return rc;
-  json_t *state = json_pack ("{s:s, s:I, s:I, s:s, s:{s:s, s:s, s:s}}", "id",
-                             id, "boundary", (json_int_t) 0, "step",
-                             (json_int_t) step, "started", started, "old_dek",
-                             "iv", iv_b64, "ct", ct_b64, "tag", tag_b64);
-  if (!v->hdr->extra)
-    v->hdr->extra = json_object ();
-  if (!state || !v->hdr->extra
-      || json_object_set_new (v->hdr->extra, "rotation", state) < 0) {
+  if ((rc = cv_wrap_remake_all (h, v->hname, c, v->dek, dek1)) < 0
+      || (rc = cv_hdr_rotation_set (h, &r)) < 0
+      || (rc = cv_hdr_seal (h, dek1)) < 0) {
     cv_unlock_header (v->hfd);
-    return -ENOMEM;
+    cv_info ("%s: the DEK rotation was not started; nothing was changed",
+             v->hname);
+    return rc;
   }
-  json_decref (v->hdr->wraps);
-  v->hdr->wraps = STEAL (wraps);
   /* From this commit on, every wrap opens the new DEK. */
+  rc = cv_hdr_commit (v->hfd, v->hname, h);
+  cv_unlock_header (v->hfd);
+  if (rc < 0) {
+    report_begin_failure (v, r.id);
+    return rc;
+  }
+  cv_hdr_free (v->hdr);
+  v->hdr = STEAL (h);
   v->odek = v->dek;
   v->dek = STEAL (dek1);
   v->boundary = 0;
   cv_vol_drop_threads (v);
-  if ((rc = seal_commit_unlock (v)) < 0) {
-    cv_err ("%s: could not start the rotation; nothing was changed", v->hname);
-    return rc;
-  }
   cv_fault_point ("rotate: begun");
   return 0;
 }
@@ -533,8 +577,10 @@ step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
 
   memset (jbuf, 0, JHDR);
   memcpy (jbuf + J_MAGIC, JMAGIC, 8);
-  json_t *r = rot_json (v->hdr);
-  cv_hex_decode (json_string_value (json_object_get (r, "id")), jbuf + J_ID, 8);
+  struct cv_hdr_rotation r;
+  if ((rc = rotation_of (v, v->hdr, &r)) < 0)
+    return rc;
+  cv_hex_decode (r.id, jbuf + J_ID, 8);
   cv_put_be64 (jbuf + J_START, start);
   cv_put_be64 (jbuf + J_LEN, len);
   if ((rc = journal_mac (v, jbuf, hashes, nhash, jbuf + J_MAC)) < 0)
@@ -566,14 +612,16 @@ cv_vol_rotate_run (struct cv_vol *v,
                    void (*progress) (uint64_t done, uint64_t total, void *arg),
                    void *arg)
 {
-  json_t *r = rot_json (v->hdr);
-  uint64_t step = (uint64_t) json_integer_value (json_object_get (r, "step"));
+  struct cv_hdr_rotation r;
   int rc;
 
   if (!v->odek) {
     cv_err ("%s: no DEK rotation in progress", v->path);
     return -EINVAL;
   }
+  if ((rc = rotation_of (v, v->hdr, &r)) < 0)
+    return rc;
+  uint64_t step = r.step;
   if (step == 0 || step % v->ss)
     step = v->ss;
   if (step > v->size)
@@ -599,10 +647,11 @@ cv_vol_rotate_run (struct cv_vol *v,
     return rc;
 
   /* Done: forget the old DEK. */
-  if ((rc = lock_fresh (v, v->dek)) < 0)
+  struct cv_header *h = NULL;
+  if ((rc = lock_fresh (v, v->dek, &h)) < 0)
     return rc;
-  json_object_del (v->hdr->extra, "rotation");
-  if ((rc = seal_commit_unlock (v)) < 0)
+  cv_hdr_rotation_clear (h);
+  if ((rc = seal_commit_unlock (v, h, v->dek)) < 0)
     return rc;
   cv_fault_point ("rotate: finished");
   static const uint8_t zero[8];

@@ -62,18 +62,23 @@ const struct cv_header *cv_vol_header (const struct cv_vol *v);
 const struct cv_key *cv_vol_dek (const struct cv_vol *v);
 
 /* DEK rotation (re-encryption) of a volume opened with exclusive = true.
- * cv_vol_rotate_begin: new_dek (taken) becomes the volume's DEK: the header
- * gets new_wraps (taken: wraps of new_dek, made by the caller) and the
- * rotation state, with the old DEK sealed under the new one; from then on
- * every wrap opens the volume, and data below the boundary is under the new
- * DEK. step is the bytes re-encrypted per crash-safe step (0: default).
+ * cv_vol_rotate_begin: make a new DEK and re-make every wrap for it with c
+ * (each wrap's key is needed; cv_wrap_remake_all), and commit them with the
+ * rotation state, the old DEK sealed under the new one; from then on every
+ * wrap opens the new DEK, which becomes the volume's, and data below the
+ * boundary is under it. step is the bytes re-encrypted per crash-safe step
+ * (0: default). On failure v is unchanged (its DEK, header and wraps), and
+ * the message says whether the header on disk records the rotation (its
+ * primary copy was written: the next open continues it) or nothing changed.
+ * Returns 0, -EALREADY (a rotation is in progress), -EROFS (opened
+ * read-only), -ENOSPC (no room for the journal) or another -errno; logged.
  * cv_vol_rotate_run: re-encrypt the rest, one step at a time (each journalled
  * so that a crash anywhere is recovered by the next open), calling progress
- * after each; at the end the old DEK is forgotten. Both return 0 or -errno
+ * after each; at the end the old DEK is forgotten. Returns 0 or -errno
  * (logged). A rotation interrupted at any point is continued by opening the
  * volume and calling cv_vol_rotate_run. */
-int cv_vol_rotate_begin (struct cv_vol *v, struct cv_key *new_dek,
-                         json_t *new_wraps, uint64_t step);
+int cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c,
+                         uint64_t step);
 int cv_vol_rotate_run (struct cv_vol *v,
                        void (*progress) (uint64_t done, uint64_t total,
                                          void *arg),

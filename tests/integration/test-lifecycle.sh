@@ -75,6 +75,13 @@ grep -q "in use (being served" rot.out && grep -q "exit 5" rot.out ||
 [ "$(sha256sum < vol)" = "$before" ] || fail "refused rotate-dek changed the volume"
 pass "rotate-dek while served: refused (exit 5), nothing changed"
 
+# rotate-dek needs every wrap's key: one it cannot re-make is named, with the
+# reason and what to do, without --debug; nothing is changed.
+expect_fail "rotate-dek with another wrap's passphrase" \
+  "cannot re-make wrap 4 \(passphrase\) for the new DEK: wrong passphrase.*remove-wrap --id 4" \
+  "$KEYMGR" rotate-dek vol --keyfile b.kek --passphrase-file p1
+[ "$(sha256sum < vol)" = "$before" ] || fail "refused rotate-dek changed the volume"
+
 # Backup, rotate, and the stale backup is refused.
 "$KEYMGR" backup-header vol old.hdr "${AUDIT[@]}" >/dev/null
 "$KEYMGR" rotate-dek vol --keyfile b.kek --passphrase-file p2 --json "${AUDIT[@]}" > rot.json

@@ -13,7 +13,7 @@
 
 #include "common/cleanup.h"
 #include "common/fdio.h"
-#include "format/header.h"
+#include "format/header-internal.h"
 
 static struct cv_header *
 read_or_die (const char *path, int *fd)

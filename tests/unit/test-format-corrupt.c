@@ -16,7 +16,7 @@
 #include "common/bytes.h"
 #include "common/cleanup.h"
 #include "common/fdio.h"
-#include "format/header.h"
+#include "format/header-internal.h"
 #include "harness.h"
 
 #define NAME "vol.img"

@@ -19,7 +19,7 @@
 #include "common/fdio.h"
 #include "crypto/prim.h"
 #include "crypto/secmem.h"
-#include "format/header.h"
+#include "format/header-internal.h"
 #include "harness.h"
 
 #define NAME "vol.img"

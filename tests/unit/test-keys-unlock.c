@@ -9,7 +9,7 @@
 #include "common/cleanup.h"
 #include "crypto/secmem.h"
 #include "crypto/xts.h"
-#include "format/header.h"
+#include "format/header-internal.h"
 #include "harness.h"
 #include "keys/keys.h"
 

@@ -61,9 +61,11 @@ flip (const json_t *w, const char *key)
   CLEANUP_FREE char *s = NULL;
   size_t len = 0;
 
-  CHECK (cv_b64_decode (json_string_value (json_object_get (c, key)), &b, &len)
-             == 0,
-         "member %s decodes", key);
+  const char *s64 = json_string_value (json_object_get (c, key));
+  if (!s64 || cv_b64_decode (s64, &b, &len) != 0 || len == 0) {
+    CHECK (0, "member %s decodes", key);
+    return c; /* unchanged: the checks on it fail too */
+  }
   b[len - 1] ^= 0x01;
   cv_b64_encode (b, len, &s);
   json_object_set_new (c, key, json_string (s));
@@ -150,13 +152,15 @@ test_file_wrap (void)
 
   CHECK (p && strcmp (p->type, "file") == 0, "file provider");
   clear ();
-  CHECK (p->wrap (k1, &c, dek, BINDING, w) == 0, "wrap");
+  int r = p ? p->wrap (k1, &c, dek, BINDING, w) : -ENOSYS;
+  CHECK (r == 0, "wrap: %d", r);
+  if (r != 0)
+    return; /* the rest needs the wrap */
   const char *id = json_string_value (json_object_get (w, "kek_id"));
   CHECK (id && strlen (id) == 16 && strspn (id, "0123456789abcdef") == 16,
          "kek_id %s", id ? id : "(none)");
-  CHECK (strcmp (json_string_value (json_object_get (w, "alg")), "A256GCM")
-             == 0,
-         "alg");
+  const char *alg = json_string_value (json_object_get (w, "alg"));
+  CHECK (alg && strcmp (alg, "A256GCM") == 0, "alg %s", alg ? alg : "(none)");
   CHECK (p->unwrap (w, &c, BINDING, &out) == 0 && same_key (out, dek),
          "round trip");
   cv_key_free (out), out = NULL;
@@ -232,11 +236,13 @@ test_pass_kdf (const struct cv_pbkdf *pbkdf)
   struct cv_creds wrong = { .passphrase = wrongpass };
 
   clear ();
-  CHECK (p && p->wrap (NULL, &c, dek, BINDING, w) == 0, "%s wrap", pbkdf->type);
+  int r = p ? p->wrap (NULL, &c, dek, BINDING, w) : -ENOSYS;
+  CHECK (r == 0, "%s wrap: %d", pbkdf->type, r);
+  if (r != 0)
+    return; /* the rest needs the wrap */
   json_t *kdf = json_object_get (w, "kdf");
-  CHECK (strcmp (json_string_value (json_object_get (kdf, "type")), pbkdf->type)
-             == 0,
-         "kdf type recorded");
+  const char *type = json_string_value (json_object_get (kdf, "type"));
+  CHECK (type && strcmp (type, pbkdf->type) == 0, "kdf type recorded");
   CHECK (json_string_length (json_object_get (kdf, "salt")) == 44,
          "32-byte salt recorded");
   if (strcmp (pbkdf->type, "scrypt") == 0)

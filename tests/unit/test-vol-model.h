@@ -107,34 +107,6 @@ vm_cleanup (void)
   rmdir (vm_dir);
 }
 
-/* A wrap of dek under the test key file, as a one-element array for
- * cv_vol_rotate_begin; made against a copy of the header on disk so that it
- * is bound to the volume. NULL on failure (checked). */
-static inline json_t *
-vm_wraps_for (const struct vm *m, const struct cv_key *dek)
-{
-  struct cv_creds c = { .keyfile = vm_keyfile };
-  struct cv_header *h = NULL;
-  unsigned valid;
-  char spec[160];
-  int fd = open (m->path, O_RDONLY | O_CLOEXEC);
-  json_t *out = NULL;
-
-  snprintf (spec, sizeof spec, "file:%s", vm_keyfile);
-  if (fd >= 0 && cv_hdr_read (fd, m->path, &h, &valid) == 0
-      && cv_wrap_add (h, spec, &c, dek, NULL) == 0) {
-    const json_t *w = cv_hdr_wraps (h);
-    out = json_array ();
-    json_array_append_new (
-        out, json_deep_copy (json_array_get (w, json_array_size (w) - 1)));
-  }
-  CHECK (out != NULL, "wrap for a new DEK: %s", harness_logged ());
-  if (fd >= 0)
-    close (fd);
-  cv_hdr_free (h);
-  return out;
-}
-
 /* Open m's volume. Returns cv_vol_open's result; m->v is set on success. */
 static inline int
 vm_open_opts (struct vm *m, bool readonly, bool exclusive)

@@ -115,17 +115,14 @@ open_recovered (struct vm *m, uint64_t want, const char *what)
   vm_check_disk (m, what);
 }
 
-/* cv_vol_rotate_begin on the open volume with a new DEK wrapped under the
- * test key file (the only place that knows how the new DEK and its wraps
- * are given). */
+/* cv_vol_rotate_begin on the open volume: a new DEK, its wraps re-made
+ * under the test key file. */
 static int
 rotate_begin (struct vm *m, uint64_t step)
 {
-  struct cv_key *dek1 = NULL;
+  struct cv_creds c = { .keyfile = vm_keyfile };
 
-  if (cv_dek_generate (&dek1) < 0)
-    exit (99);
-  return cv_vol_rotate_begin (m->v, dek1, vm_wraps_for (m, dek1), step);
+  return cv_vol_rotate_begin (m->v, &c, step);
 }
 
 /* Start a rotation to a new DEK with the given step; the volume ends closed.
