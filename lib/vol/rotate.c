@@ -294,6 +294,16 @@ io_fail (const struct cv_vol *v, const char *what, const char *file,
   return rc;
 }
 
+/* A buffer for data I/O of len bytes, aligned for O_DIRECT (volumes served
+ * with direct=true); NULL when out of memory. */
+static uint8_t *
+io_buffer (size_t len)
+{
+  void *p = NULL;
+
+  return posix_memalign (&p, 4096, len) == 0 ? p : NULL;
+}
+
 /* Finish the interrupted step the journal describes: every sector of the
  * hotzone is identified as new (done), old (re-encrypted now) or neither
  * (refused). Then the boundary moves past it. buf holds len bytes. */
@@ -346,7 +356,7 @@ recover_sectors (struct cv_vol *v, const struct rot_ctx *c, uint64_t start,
 static int
 recover (struct cv_vol *v, uint64_t start, uint64_t len, const uint8_t *hashes)
 {
-  CLEANUP_FREE uint8_t *buf = malloc (len);
+  CLEANUP_FREE uint8_t *buf = io_buffer (len);
   struct rot_ctx c;
   int rc;
 
@@ -551,6 +561,23 @@ cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
   return 0;
 }
 
+/* A step failed (rc, reported) after its journal record was written: some
+ * of the hotzone may be under the new DEK while v->boundary says old. Finish
+ * the step from the journal now, as the next open would; if that fails too,
+ * the volume serves nothing until it is reopened. Returns rc. */
+static int
+step_failed (struct cv_vol *v, const struct rot_ctx *c, uint64_t start,
+             uint64_t len, const uint8_t *hashes, uint8_t *buf, int rc)
+{
+  if (recover_sectors (v, c, start, len, hashes, buf) < 0) {
+    v->stale = true;
+    cv_err ("%s: the rotation step at %llu could not be finished; the volume "
+            "serves no I/O until it is opened again, which finishes it",
+            v->path, (unsigned long long) start);
+  }
+  return rc;
+}
+
 /* One step: journal the hotzone at the boundary, rewrite it, commit. */
 static int
 step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
@@ -595,14 +622,16 @@ step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
     if ((rc = cv_io_pwrite (c->q, buf + off, n, v->data_offset + start + off,
                             false))
         < 0)
-      return io_fail (v, "writing", v->path, start + off, rc);
+      return step_failed (v, c, start, len, hashes, buf,
+                          io_fail (v, "writing", v->path, start + off, rc));
     cv_fault_point ("rotate: hotzone piece written");
   }
   if ((rc = cv_io_flush (c->q)) < 0)
-    return io_fail (v, "syncing", v->path, start, rc);
+    return step_failed (v, c, start, len, hashes, buf,
+                        io_fail (v, "syncing", v->path, start, rc));
   cv_fault_point ("rotate: hotzone synced");
   if ((rc = commit_boundary (v, start + len)) < 0)
-    return rc;
+    return step_failed (v, c, start, len, hashes, buf, rc);
   cv_fault_point ("rotate: step committed");
   return 0;
 }
@@ -619,6 +648,12 @@ cv_vol_rotate_run (struct cv_vol *v,
     cv_err ("%s: no DEK rotation in progress", v->path);
     return -EINVAL;
   }
+  if (v->stale) {
+    cv_err ("%s: a rotation step failed; open the volume again to finish it "
+            "before continuing",
+            v->path);
+    return -EIO;
+  }
   if ((rc = rotation_of (v, v->hdr, &r)) < 0)
     return rc;
   uint64_t step = r.step;
@@ -626,7 +661,7 @@ cv_vol_rotate_run (struct cv_vol *v,
     step = v->ss;
   if (step > v->size)
     step = v->size;
-  CLEANUP_FREE uint8_t *buf = malloc (step);
+  CLEANUP_FREE uint8_t *buf = io_buffer (step);
   CLEANUP_FREE uint8_t *jbuf = malloc (JHDR + step / v->ss * 2 * TAG);
   if (!buf || !jbuf)
     return -ENOMEM;

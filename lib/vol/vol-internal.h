@@ -27,6 +27,11 @@ struct cv_vol {
   uint64_t data_offset; /* of the data area in the data file */
   unsigned ss;          /* encryption sector size */
   bool direct;
+  /* A rotation step failed after its hotzone was rewritten and could not be
+   * finished: what is on disk may not match boundary, so the data path
+   * refuses every request (-EIO) until the volume is reopened, which
+   * finishes the step from its journal. */
+  bool stale;
   pthread_key_t tkey;
   bool tkey_made;
   pthread_mutex_t thr_lock; /* guards thrs */

@@ -358,11 +358,18 @@ rmw_sector (struct cv_thr *t, struct cv_xts *x, uint64_t sec, size_t skip,
   return rc;
 }
 
-/* Check [off, off+count) lies in the volume. */
+/* Check [off, off+count) lies in the volume, and that the volume serves
+ * data (not after a rotation step it could not finish: see v->stale, which
+ * rotate.c reported when it happened). */
 static int
 check_range (struct cv_vol *v, const char *op, uint32_t count, uint64_t off,
              int err)
 {
+  if (v->stale) {
+    cv_debug ("%s: %s refused: reopen the volume to finish its rotation step",
+              v->path, op);
+    return -EIO;
+  }
   if (off > v->size || count > v->size - off) {
     cv_err ("%s: %s of %u bytes at offset %llu is beyond the end of the "
             "volume (%llu bytes)",

@@ -28,9 +28,8 @@ static char trace[256];
 static char
     open_log[sizeof harness_log]; /* what the last open_recovered logged */
 
-/* Open for the rotation engine: buffered, as cryptvol-keymgr rotate-dek does;
- * with O_DIRECT it fails (known_bug_direct_recovery). The data path is
- * tested both ways. */
+/* Open for the rotation engine: buffered, as cryptvol-keymgr rotate-dek does
+ * (direct_recovery covers O_DIRECT). The data path is tested both ways. */
 static int
 eopen (struct vm *m, bool readonly, bool exclusive)
 {
@@ -306,9 +305,10 @@ arm (unsigned long nth, unsigned long count)
 }
 
 /* An I/O error at each operation of a rotation step (reading the hotzone,
- * writing it, syncing it): cv_vol_rotate_run returns it, logged once, and
- * the next open finds a consistent volume (finishing the step when its
- * journal was written). */
+ * writing it, syncing it): cv_vol_rotate_run returns it, logged once. A
+ * failure after the step's journal was written is finished from the journal
+ * at once, so the open volume keeps serving the right data; the next open
+ * finds the same. */
 static void
 run_faults (struct vm *m, uint64_t step)
 {
@@ -333,17 +333,40 @@ run_faults (struct vm *m, uint64_t step)
                && strstr (harness_logged (), "rotation: ")
                && strstr (harness_logged (), op[i]),
            "%s: %d: %s", what, rc, harness_logged ());
-    CHECK (boundary (m) == b, "%s: the boundary stays", what);
-    /* KNOWN BUG (lib/vol/rotate.c), checked with CV_TEST_KNOWN_BUGS=1: when
-     * the hotzone was written but the step failed after (syncing), the
-     * volume still reads it with the old DEK until it is reopened: garbage,
-     * and a write there now makes the next open refuse the sector as torn. */
-    if (i < 2 || getenv ("CV_TEST_KNOWN_BUGS"))
-      vm_check (m, what);
+    CHECK (boundary (m) == (i == 0 ? b : b + step),
+           "%s: the boundary is where the data is: %llu (from %llu)", what,
+           (unsigned long long) boundary (m), (unsigned long long) b);
+    vm_check (m, what);
     vm_close (m);
     open_recovered (m, i == 0 ? b : b + step, what);
     vm_close (m);
   }
+
+  /* The hotzone written, then every operation fails, the step's recovery
+   * too: the open volume refuses I/O (what it holds no longer matches its
+   * boundary) until it is opened again, which finishes the step. */
+  harness_log_clear ();
+  CHECK (eopen (m, false, true) == 0, "open: %s", harness_logged ());
+  uint64_t b = boundary (m);
+  uint8_t byte;
+  arm (3, 1000);
+  int rc = cv_vol_rotate_run (m->v, NULL, NULL);
+  arm (0, 0);
+  CHECK (rc == -EIO
+             && strstr (harness_logged (),
+                        "serves no I/O until it is opened again"),
+         "a step that cannot be finished: %d: %s", rc, harness_logged ());
+  CHECK (cv_vol_pread (m->v, &byte, 1, 0) == -EIO
+             && cv_vol_pwrite (m->v, &byte, 1, b, false) == -EIO,
+         "no I/O after an unfinished step");
+  harness_log_clear ();
+  CHECK (cv_vol_rotate_run (m->v, NULL, NULL) == -EIO
+             && strstr (harness_logged (), "open the volume again"),
+         "no rotation after an unfinished step: %s", harness_logged ());
+  vm_close (m);
+  open_recovered (m, b + step, "reopened after an unfinished step");
+  vm_close (m);
+
   m->io = CV_IO_AUTO;
   m->faults = NULL;
   vm_open (m);
@@ -498,17 +521,13 @@ readonly_begin (struct vm *m)
   vm_check (m, "after a refused rotate_begin");
 }
 
-/* KNOWN BUG (lib/vol/rotate.c), run with CV_TEST_KNOWN_BUGS=1 until it is
- * fixed: the rotation engine reads and writes the data file through the
- * backend with buffers from malloc. With direct=true (O_DIRECT) those are
- * 512-byte aligned only by chance (1 in 32: the heap's start is random), so
- * finishing an interrupted step at open fails with EINVAL ("rotation:
- * reading ...: Invalid argument"): nbdkit with direct=true refuses the
- * volume. cv_vol_rotate_run on such a volume fails the same way. main()
- * makes malloc put every buffer of 64 KiB or more in its own mmap, 16 bytes
- * past a page boundary, so that the bug shows in every run. */
+/* The rotation engine on a direct=true (O_DIRECT) volume: its buffers must
+ * be aligned, or finishing an interrupted step at open fails with EINVAL.
+ * main() makes malloc put every buffer of 64 KiB or more in its own mmap, 16
+ * bytes past a page boundary, so that a buffer from malloc would fail in
+ * every run. */
 static void
-known_bug_direct_recovery (struct vm *m)
+direct_recovery (struct vm *m)
 {
   const uint64_t step = 256 * 1024;
 
@@ -519,8 +538,8 @@ known_bug_direct_recovery (struct vm *m)
   int rc = vm_open_opts (m, false, false);
   m->io = CV_IO_AUTO;
   CHECK (rc == 0,
-         "KNOWN BUG: direct=true open of a volume with an interrupted "
-         "rotation step: %d: %s",
+         "direct=true open of a volume with an interrupted rotation step: "
+         "%d: %s",
          rc, harness_logged ());
   if (rc == 0) {
     CHECK (boundary (m) == step, "recovered");
@@ -560,10 +579,8 @@ no_journal_room (void)
 int
 main (void)
 {
-  if (getenv ("CV_TEST_KNOWN_BUGS")) {
-    mallopt (M_MMAP_THRESHOLD, 64 * 1024);
-    mallopt (M_TOP_PAD, 0);
-  }
+  mallopt (M_MMAP_THRESHOLD, 64 * 1024);
+  mallopt (M_TOP_PAD, 0);
   vm_init ();
   snprintf (trace, sizeof trace, "%s/fault-trace", vm_dir);
   no_journal_room ();
@@ -589,8 +606,8 @@ main (void)
     cut_torn_journal (&m, step);
     straddle (&m);
     finish (&m, step);
-    if (direct && getenv ("CV_TEST_KNOWN_BUGS"))
-      known_bug_direct_recovery (&m);
+    if (direct)
+      direct_recovery (&m);
     vm_destroy (&m);
   }
   unlink (trace);
