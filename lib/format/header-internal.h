@@ -10,6 +10,12 @@
 
 #include "format/header.h"
 
+/* Everything outside lib/format, but for the tests, is built with
+ * CV_HEADER_OPAQUE (see the Makefile): including this there is an error. */
+#ifdef CV_HEADER_OPAQUE
+#error "struct cv_header is private to lib/format: use format/header.h"
+#endif
+
 struct cv_header {
   uint64_t seqid; /* of the copy it was read from; commit bumps it */
   char uuid[CV_UUID_LEN + 1];
