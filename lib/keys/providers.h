@@ -34,6 +34,12 @@ struct cv_wrap_type {
 /* The entry for a type name, or NULL if the format has no such type. */
 const struct cv_wrap_type *cv_wrap_type_find (const char *type);
 
+/* Why an unwrap of a wrap of type t failed with r, in a few words for a
+ * summary (the provider logged the details); buf (len bytes) holds it when
+ * it is not a constant. */
+const char *cv_wrap_why (const struct cv_wrap_type *t, int r, char *buf,
+                         size_t len);
+
 /* w's "id", or -1 if it has none (or a negative one). */
 int64_t cv_wrap_id (const json_t *w);
 

@@ -61,9 +61,8 @@ severity (int r)
   }
 }
 
-/* The short reason for r in the final unlock message. */
-static const char *
-reason (const struct cv_wrap_type *t, int r, char *buf, size_t len)
+const char *
+cv_wrap_why (const struct cv_wrap_type *t, int r, char *buf, size_t len)
 {
   switch (r) {
   case -ENOKEY:
@@ -118,7 +117,7 @@ try_wrap (const struct cv_header *h, const char *name, const json_t *w,
   }
   r = t->p->unwrap (w, c, cv_hdr_binding (h), &k);
   if (r < 0) {
-    *why = reason (t, r, buf, len);
+    *why = cv_wrap_why (t, r, buf, len);
     return r;
   }
   r = cv_hdr_authenticate (h, k);
@@ -141,7 +140,7 @@ try_wrap (const struct cv_header *h, const char *name, const json_t *w,
     *why = "the key unwrapped but is not this volume's key";
     return r;
   default:
-    *why = reason (t, r, buf, len);
+    *why = cv_wrap_why (t, r, buf, len);
     return r;
   }
 }

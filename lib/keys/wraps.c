@@ -211,23 +211,6 @@ kdf_of (const json_t *w, struct cv_pbkdf *k)
   }
 }
 
-/* Why an unwrap failed with r, for the refusal of a DEK rotation. */
-static const char *
-unwrap_failure (const struct cv_wrap_type *t, int r)
-{
-  switch (r) {
-  case -ENOKEY:
-    return t->no_cred;
-  case -EKEYREJECTED:
-    return t->rejected;
-  case -EBADMSG:
-    return "the wrap does not authenticate (altered, or copied from another "
-           "volume)";
-  default:
-    return "its key could not be used (see the message above)";
-  }
-}
-
 /* A wrap of new_dek replacing w (same id, type and key). First w is
  * unwrapped with c to prove its key is at hand and holds dek. */
 static int
@@ -266,10 +249,11 @@ remake (const struct cv_header *h, const char *name, const json_t *w,
   }
   if (rc < 0) {
     bool pass = strcmp (type, "passphrase") == 0;
+    char buf[128];
     cv_err ("%s: cannot re-make %s for the new DEK: %s; every wrap is "
             "replaced, so each one's key is needed: %s, or remove the wrap "
             "(remove-wrap --id %lld) and add it again after the rotation",
-            name, label, unwrap_failure (t, rc),
+            name, label, cv_wrap_why (t, rc, buf, sizeof buf),
             pass ? "give its passphrase (one passphrase per run: remove the "
                    "wraps with other passphrases first)"
                  : "give its key",

@@ -14,36 +14,13 @@
 #include "common/cleanup.h"
 #include "io/backend.h"
 #include "harness.h"
+#include "pattern.h"
 
 #define CHUNK (64 * 1024)
 #define NCHUNKS 48
 #define DEPTH 8
 
 static char path[4096];
-
-/* The byte expected at file offset off for a given seed. */
-static uint8_t
-pattern (uint64_t off, unsigned seed)
-{
-  return (uint8_t) ((off >> 9) * 31 + off * 7 + seed);
-}
-
-static void
-fill (uint8_t *buf, size_t len, uint64_t off, unsigned seed)
-{
-  for (size_t i = 0; i < len; i++)
-    buf[i] = pattern (off + i, seed);
-}
-
-/* Index of the first byte that differs from the pattern, or len. */
-static size_t
-mismatch (const uint8_t *buf, size_t len, uint64_t off, unsigned seed)
-{
-  for (size_t i = 0; i < len; i++)
-    if (buf[i] != pattern (off + i, seed))
-      return i;
-  return len;
-}
 
 /* The test file, resized to len. */
 static void

@@ -12,34 +12,11 @@
 #include "common/fdio.h"
 #include "io/uring.h"
 #include "harness.h"
+#include "pattern.h"
 
 #define CHUNK (64 * 1024)
 #define NCHUNKS 64
 #define DEPTH 16
-
-/* The byte expected at file offset off for a given seed. */
-static uint8_t
-pattern (uint64_t off, unsigned seed)
-{
-  return (uint8_t) ((off >> 9) * 31 + off * 7 + seed);
-}
-
-static void
-fill (uint8_t *buf, size_t len, uint64_t off, unsigned seed)
-{
-  for (size_t i = 0; i < len; i++)
-    buf[i] = pattern (off + i, seed);
-}
-
-/* Index of the first byte that differs from the pattern, or len. */
-static size_t
-mismatch (const uint8_t *buf, size_t len, uint64_t off, unsigned seed)
-{
-  for (size_t i = 0; i < len; i++)
-    if (buf[i] != pattern (off + i, seed))
-      return i;
-  return len;
-}
 
 /* A new empty file in $TMPDIR (or /tmp); its name goes to path so that it
  * can be reopened (O_DIRECT) and removed at the end. */
