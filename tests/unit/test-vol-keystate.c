@@ -421,6 +421,22 @@ test_reload (struct vm *m, struct vm *m2)
   CHECK (cv_wrap_check (cv_vol_header (m->v), 1, &c2, NULL, NULL)
              == -EKEYREJECTED,
          "another key file");
+  /* A wrap (in a header in memory) that opens another DEK. */
+  int64_t id = -1;
+  h = read_hdr (m);
+  snprintf (spec, sizeof spec, "file:%s", vm_keyfile);
+  CHECK (cv_wrap_add (h, spec, &c, dek2, &id) == 0, "add a wrap of dek2");
+  harness_log_clear ();
+  CHECK (cv_wrap_check (h, id, &c, m->dek, NULL) == -EKEYREJECTED,
+         "opens another DEK than the one held");
+  CHECK (strstr (harness_logged (), "now opens another key than the volume's"),
+         "message: %s", harness_logged ());
+  harness_log_clear ();
+  CHECK (cv_wrap_check (h, id, &c, NULL, NULL) == -EKEYREJECTED,
+         "opens a DEK that does not authenticate the header");
+  CHECK (strstr (harness_logged (), "is not this volume's DEK"), "message: %s",
+         harness_logged ());
+  cv_hdr_free (h);
 }
 
 /* --- requests in flight during revocations ----------------------------- */
@@ -614,10 +630,35 @@ test_watch (struct vm *m)
   vm_check (m, "after the watch");
 }
 
+/* A volume in a DEK rotation: a revocation wipes both DEKs; a resume
+ * recovers the old one from the header again, so data under either reads
+ * back. */
+static void
+test_rotating (struct vm *m)
+{
+  struct cv_creds c = { .keyfile = vm_keyfile };
+  uint64_t boundary = 1;
+
+  vm_close (m);
+  CHECK (vm_open_opts (m, false, true) == 0, "exclusive open: %s",
+         harness_logged ());
+  CHECK (cv_vol_rotate_begin (m->v, &c, 64 * 1024) == 0, "rotate_begin: %s",
+         harness_logged ());
+  reopen_keeping (m);
+  CHECK (cv_vol_rotating (m->v, &boundary) && boundary == 0, "rotating");
+  rnd_fill (m->model, 3 * BS);
+  CHECK (cv_vol_pwrite (m->v, m->model, 3 * BS, 0, false) == 0, "write");
+  CHECK (cv_vol_revoke (m->v, "test") == 0, "revoke");
+  CHECK (!cv_vol_rotating (m->v, NULL), "both DEKs wiped");
+  CHECK (cv_vol_resume (m->v) == 0, "resume: %s", harness_logged ());
+  CHECK (cv_vol_rotating (m->v, NULL), "the old DEK recovered");
+  vm_check (m, "after resume during a rotation");
+}
+
 int
 main (void)
 {
-  struct vm m, m2;
+  struct vm m, m2, m3;
 
   vm_init ();
   cv_vol_set_event_sink (sink, NULL);
@@ -636,6 +677,9 @@ main (void)
   test_in_flight (&m);
   test_watch (&m);
   test_reload (&m, &m2);
+  vm_create (&m3, 512, VOLSIZE, false);
+  test_rotating (&m3);
+  vm_destroy (&m3);
   vm_destroy (&m);
   vm_destroy (&m2);
   unlink (other);
