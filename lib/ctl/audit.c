@@ -13,18 +13,16 @@
 
 struct cv_audit {
   int fd;
-  char *path, *volume, *uuid;
+  char *path;
   atomic_bool failing; /* the last write failed (and was logged) */
 };
 
 int
-cv_audit_open (const char *path, const char *volume, const char *uuid,
-               struct cv_audit **out)
+cv_audit_open (const char *path, struct cv_audit **out)
 {
   struct cv_audit *a = calloc (1, sizeof *a);
 
-  if (!a || !(a->path = strdup (path)) || !(a->volume = strdup (volume))
-      || !(a->uuid = strdup (uuid))) {
+  if (!a || !(a->path = strdup (path))) {
     cv_audit_close (a);
     cv_err ("audit log %s: out of memory", path);
     return -ENOMEM;
@@ -50,13 +48,12 @@ cv_audit_close (struct cv_audit *a)
   if (a->fd >= 0)
     close (a->fd);
   free (a->path);
-  free (a->volume);
-  free (a->uuid);
   free (a);
 }
 
 void
-cv_audit_write (struct cv_audit *a, json_t *rec)
+cv_audit_write (struct cv_audit *a, const char *volume, const char *uuid,
+                json_t *rec)
 {
   char now[CV_RFC3339_LEN];
 
@@ -66,8 +63,8 @@ cv_audit_write (struct cv_audit *a, json_t *rec)
   json_auto_t *r = json_copy (rec);
   if (r) {
     json_object_set_new (r, "time", json_string (now));
-    json_object_set_new (r, "volume", json_string (a->volume));
-    json_object_set_new (r, "uuid", json_string (a->uuid));
+    json_object_set_new (r, "volume", json_string (volume));
+    json_object_set_new (r, "uuid", json_string (uuid));
   }
   CLEANUP_FREE char *line
       = r ? json_dumps (r, JSON_COMPACT | JSON_SORT_KEYS) : NULL;

@@ -9,17 +9,17 @@
 
 struct cv_audit;
 
-/* Open (create, mode 0600) the log at path for appending; records name
- * volume and uuid (copied). Returns 0 or -errno (logged). */
-int cv_audit_open (const char *path, const char *volume, const char *uuid,
-                   struct cv_audit **out);
+/* Open (create, mode 0600) the log at path for appending. Returns 0 or
+ * -errno (logged). */
+int cv_audit_open (const char *path, struct cv_audit **out);
 void cv_audit_close (struct cv_audit *a);
 
-/* Append rec (an object with "event"; not taken) with "time", "volume" and
- * "uuid" added, as one line in one write, so that records from several
- * threads or processes never interleave. A failure is logged (once per
- * run of failures) and otherwise ignored: the server keeps serving. Safe
- * from any thread. a == NULL: nothing. */
-void cv_audit_write (struct cv_audit *a, json_t *rec);
+/* Append rec (an object with "event"; not taken) with "time" and the
+ * volume's path and uuid ("volume", "uuid") added, as one line in one write, so
+ * that records from several threads or processes never interleave. A failure is
+ * logged (once per run of failures) and otherwise ignored: the server keeps
+ * serving. Safe from any thread. a == NULL: nothing. */
+void cv_audit_write (struct cv_audit *a, const char *volume, const char *uuid,
+                     json_t *rec);
 
 #endif

@@ -42,6 +42,14 @@ struct cv_ctl_opts {
   struct cv_audit *audit; /* every command is recorded here; NULL: not */
 };
 
+/* The commands on a served volume (ctl-vol.c): arg is its struct cv_vol *,
+ * opened with keep_creds (check and unlock unwrap again). status: the key
+ * state, wrap, last and next check and counters; check: one check now, then
+ * the state and the check's outcome (a failed check is an outcome, not a
+ * failed command); lock: cv_vol_revoke; unlock: cv_vol_resume; reload:
+ * cv_vol_reload, then the header's seqid. */
+extern const struct cv_ctl_ops cv_ctl_vol_ops;
+
 /* Who sent a request (SO_PEERCRED). */
 struct cv_ctl_peer {
   uid_t uid;

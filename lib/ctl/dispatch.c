@@ -121,7 +121,7 @@ cv_ctl_dispatch (const struct cv_ctl_opts *o, const struct cv_ctl_peer *peer,
     json_object_set_new (rec, "error", json_string (err));
   }
   json_object_set_new (rec, "result", json_string (err[0] ? "error" : "ok"));
-  cv_audit_write (o->audit, rec);
+  cv_audit_write (o->audit, o->volume, o->uuid, rec);
 
   CLEANUP_FREE char *s = reply ? json_dumps (reply, JSON_COMPACT) : NULL;
   char *out = NULL;

@@ -140,7 +140,7 @@ test_audit (void)
 
   CHECK (fd >= 0, "mkstemp");
   close (fd);
-  CHECK (cv_audit_open (path, opts.volume, opts.uuid, &a) == 0, "audit open");
+  CHECK (cv_audit_open (path, &a) == 0, "audit open");
   opts.audit = a;
   fake = (struct fake_vol){ .state = "unlocked", .unlock_fails = true };
   json_decref (ask ("{\"cmd\":\"lock\"}"));
@@ -201,7 +201,7 @@ test_audit (void)
     json_decref (rec[i]);
 
   harness_log_clear ();
-  CHECK (cv_audit_open ("/nonexistent/dir/audit.log", "v", "u", &a) == -ENOENT,
+  CHECK (cv_audit_open ("/nonexistent/dir/audit.log", &a) == -ENOENT,
          "an audit log in a missing directory");
   CHECK (strstr (harness_logged (), "cannot open the audit log "
                                     "/nonexistent/dir/audit.log"),
@@ -219,10 +219,10 @@ test_audit_full (void)
     printf ("skipped: no /dev/full\n");
     return;
   }
-  CHECK (cv_audit_open ("/dev/full", "v", "u", &a) == 0, "open /dev/full");
+  CHECK (cv_audit_open ("/dev/full", &a) == 0, "open /dev/full");
   harness_log_clear ();
-  cv_audit_write (a, rec);
-  cv_audit_write (a, rec);
+  cv_audit_write (a, "v", "u", rec);
+  cv_audit_write (a, "v", "u", rec);
   const char *l = harness_logged ();
   const char *first = strstr (l, "cannot write the audit log /dev/full");
   CHECK (first && !strstr (first + 1, "cannot write the audit log"),
