@@ -68,20 +68,18 @@ cv_wrap_check (const struct cv_header *h, int64_t id, const struct cv_creds *c,
     if (cv_wrap_id (w) == id)
       break;
   }
-  if (i == json_array_size (wraps)) {
-    cv_err ("key check: the volume has no wrap %lld any more (removed); "
-            "reload the server (cryptvol-keymgr reload) so that it checks "
-            "a wrap that exists",
+  type = i < json_array_size (wraps)
+             ? json_string_value (json_object_get (w, "type"))
+             : NULL;
+  t = type ? cv_wrap_type_find (type) : NULL;
+  if (!t || !t->p) {
+    cv_err ("key check: the volume has no wrap %lld that this build can use "
+            "(removed?); reload the server (cryptvol-keymgr reload) so that "
+            "it checks a wrap that exists",
             (long long) id);
     return -ENOENT;
   }
   cv_wrap_label (w, label, sizeof label);
-  type = json_string_value (json_object_get (w, "type"));
-  t = type ? cv_wrap_type_find (type) : NULL;
-  if (!t || !t->p) {
-    cv_err ("key check: %s: this build cannot use its type", label);
-    return -EPROTONOSUPPORT;
-  }
   /* Provider failures are logged by the provider (-ENOKEY: here). */
   r = t->p->unwrap (w, c, cv_hdr_binding (h), &k);
   if (r == -ENOKEY)

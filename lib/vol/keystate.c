@@ -9,8 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
-
 #include "common/log.h"
 #include "common/reqlog.h"
 #include "crypto/secmem.h"
@@ -381,27 +379,22 @@ same_volume (struct cv_vol *v, const struct cv_header *h)
   return what == NULL;
 }
 
-/* A wrap of h that opens v's DEK with the kept credentials, when the wrap
- * in use is gone: its id in *id. */
+/* A wrap of h that opens the volume with the kept credentials, when the
+ * wrap in use is gone: its id in *id. h is authenticated under v's DEK, so
+ * the DEK it opens is v's. */
 static int
 another_wrap (struct cv_vol *v, const struct cv_header *h, int64_t *id)
 {
   struct cv_key *k = NULL;
-  int rc;
 
-  if (!v->creds)
-    return no_creds (v, "find another wrap for the one removed");
-  rc = cv_unlock (h, v->hname, v->creds, NULL, &k, id);
-  if (rc == 0 && CRYPTO_memcmp (k->b, v->dek->b, k->len) != 0)
-    rc = -EKEYREJECTED; /* cannot be: h authenticated under v's DEK */
-  cv_key_free (k);
-  if (rc < 0) {
+  if (!v->creds || cv_unlock (h, v->hname, v->creds, NULL, &k, id) < 0) {
     cv_err ("%s: reload refused: the wrap in use (%lld) was removed and no "
             "other wrap opens with the server's credentials; the server "
             "keeps the previous header and checks wrap %lld",
             v->hname, (long long) v->wrap_id, (long long) v->wrap_id);
     return -ENOKEY;
   }
+  cv_key_free (k);
   cv_info ("%s: wrap %lld was removed: checking wrap %lld from now on",
            v->hname, (long long) v->wrap_id, (long long) *id);
   return 0;
