@@ -27,6 +27,7 @@
 #define DEFAULT_MAX_CLIENTS 16
 #define DEFAULT_IDLE_MS 30000
 #define BACKLOG 16
+#define LINGER_MS 1000 /* to read what a peer sends after its last reply */
 
 struct client {
   int fd; /* -1: a free slot */
@@ -36,6 +37,9 @@ struct client {
   char *out; /* replies not yet sent: out[out_off..out_len) */
   size_t out_len, out_off;
   bool closing;     /* close once out is sent */
+  bool lingering;   /* replies sent and our side shut down: what the peer
+                       still sends is read and dropped until it closes, so
+                       that its last reply is not lost to a reset */
   int64_t deadline; /* ms (monotonic): closed if no whole line by then */
 };
 
@@ -84,6 +88,17 @@ allowed (const struct cv_ctl *c, const struct ucred *cr)
   return false;
 }
 
+/* Read and drop what a peer has sent so far (never blocks): closing a
+ * socket with unread data resets it, and the peer could lose its reply. */
+static void
+drain (int fd)
+{
+  char buf[4096];
+
+  while (recv (fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
+    ;
+}
+
 /* Send a one-line error to a peer about to be closed, if it can take it
  * now (never blocks). */
 static void
@@ -94,6 +109,8 @@ refuse (int fd, const char *msg)
 
   if (s && send (fd, s, strlen (s), MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
     send (fd, "\n", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  shutdown (fd, SHUT_WR);
+  drain (fd);
 }
 
 static void
@@ -197,6 +214,13 @@ accept_one (struct cv_ctl *c)
 static void
 input (struct cv_ctl *c, struct client *k)
 {
+  if (k->lingering) {
+    char buf[4096];
+    ssize_t n = recv (k->fd, buf, sizeof buf, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+      drop (k);
+    return;
+  }
   ssize_t n = recv (k->fd, k->in + k->in_len, sizeof k->in - k->in_len, 0);
   char *start = k->in, *nl;
 
@@ -270,12 +294,14 @@ run (void *arg)
       struct client *k = &c->cl[i];
       if (k->fd < 0)
         continue;
-      if (k->closing && !k->out_len) {
-        drop (k);
-        continue;
+      if (k->closing && !k->out_len && !k->lingering) {
+        shutdown (k->fd, SHUT_WR);
+        k->lingering = true;
+        k->deadline = now + LINGER_MS;
       }
       if (now >= k->deadline) {
-        refuse (k->fd, "idle: no whole request line in time; closing");
+        if (!k->lingering)
+          refuse (k->fd, "idle: no whole request line in time; closing");
         drop (k);
         continue;
       }

@@ -62,7 +62,8 @@ dial (void)
 }
 
 /* One reply line from fd into buf (without its newline): 1, or 0 at end of
- * input, -1 if nothing came within 10 s. */
+ * input, -1 if nothing came within 10 s, -2 on an error (a reset: the
+ * server closed with our data unread). */
 static int
 reply (int fd, char *buf, size_t n)
 {
@@ -73,7 +74,9 @@ reply (int fd, char *buf, size_t n)
     if (poll (&p, 1, 10000) != 1)
       return -1;
     ssize_t r = read (fd, buf + len, 1);
-    if (r <= 0)
+    if (r < 0)
+      return -2;
+    if (r == 0)
       break;
     if (buf[len] == '\n') {
       buf[len] = '\0';
@@ -100,7 +103,8 @@ said (int fd, const char *text, const char *want)
   return true;
 }
 
-/* The connection is closed by the server (end of input within 10 s). */
+/* The connection is closed by the server (a clean end of input within
+ * 10 s, not a reset). */
 static bool
 closed (int fd)
 {
