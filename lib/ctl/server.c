@@ -140,10 +140,15 @@ queue (struct client *k, char *text)
   free (text);
 }
 
+/* Answer one request of k. The time the command took (a key check may
+ * wait for the key service) is not held against the other peers: their
+ * deadlines move by as much. */
 static void
 request (struct cv_ctl *c, struct client *k, const char *line, size_t len)
 {
+  int64_t start = now_ms ();
   char *reply = cv_ctl_dispatch (&c->o, &k->peer, line, len);
+  int64_t now = now_ms ();
 
   if (reply)
     queue (k, reply);
@@ -151,7 +156,9 @@ request (struct cv_ctl *c, struct client *k, const char *line, size_t len)
     cv_err ("control socket: out of memory; closing a connection");
     k->closing = true;
   }
-  k->deadline = now_ms () + c->o.idle_ms;
+  for (unsigned i = 0; i < c->o.max_clients; i++)
+    c->cl[i].deadline += now - start;
+  k->deadline = now + c->o.idle_ms;
 }
 
 /* Take a new connection: served, or refused with an error line. */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -216,7 +217,22 @@ test_idle (void)
   close (silent);
   close (partial);
   close (busy);
+
+  /* A command that takes longer than the idle time (a slow key service)
+   * does not make the others idle: a request sent meanwhile is answered. */
+  int waiting = dial ();
+  busy = dial ();
+  CHECK (said (waiting, "{\"cmd\":\"status\"}\n", "\"ok\":true"), "first");
+  fake.check_ms = 1500;
+  CHECK (write (busy, "{\"cmd\":\"check\"}\n", 16) == 16, "a slow check");
+  CHECK (said (waiting, "{\"cmd\":\"status\"}\n", "\"ok\":true"),
+         "a request sent during a slow command is answered after it");
+  CHECK (reply (busy, buf, sizeof buf) == 1 && strstr (buf, "\"ok\":true"),
+         "the slow check's reply: %s", buf);
+  close (waiting);
+  close (busy);
   cv_ctl_stop (c);
+  fake.check_ms = 0;
 }
 
 static void
@@ -391,6 +407,7 @@ int
 main (void)
 {
   harness_init ();
+  signal (SIGPIPE, SIG_IGN); /* a write to a closed peer is a failed CHECK */
   if (!mkdtemp (dir))
     return 1;
   chmod (dir, 0755); /* another uid may reach the socket's directory */
