@@ -63,7 +63,11 @@ read_line (int fd, const char *path)
   size_t cap = 4 * CV_CTL_LINE_MAX, len = 0;
   CLEANUP_FREE char *buf = malloc (cap + 1);
 
-  while (buf && len < cap) {
+  if (!buf) {
+    cv_err ("out of memory");
+    return NULL;
+  }
+  while (len < cap) {
     struct pollfd p = { .fd = fd, .events = POLLIN };
     int r = poll (&p, 1, REPLY_TIMEOUT_MS);
     if (r == 0) {

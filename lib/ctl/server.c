@@ -88,14 +88,15 @@ allowed (const struct cv_ctl *c, const struct ucred *cr)
   return false;
 }
 
-/* Read and drop what a peer has sent so far (never blocks): closing a
- * socket with unread data resets it, and the peer could lose its reply. */
+/* Read and drop what a peer has sent so far (never blocks; at most 64 KiB
+ * from a peer that keeps sending): closing a socket with unread data
+ * resets it, and the peer could lose its reply. */
 static void
 drain (int fd)
 {
   char buf[4096];
 
-  while (recv (fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
+  for (int i = 0; i < 16 && recv (fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++)
     ;
 }
 
@@ -121,12 +122,12 @@ drop (struct client *k)
   *k = (struct client){ .fd = -1 };
 }
 
-/* Queue text (taken) to be sent to k. */
+/* Queue text (taken; NULL: out of memory) to be sent to k. */
 static void
 queue (struct client *k, char *text)
 {
-  size_t len = strlen (text);
-  char *o = realloc (k->out, k->out_len + len);
+  size_t len = text ? strlen (text) : 0;
+  char *o = text ? realloc (k->out, k->out_len + len) : NULL;
 
   if (!o) {
     cv_err ("control socket: out of memory; closing a connection");
@@ -150,12 +151,7 @@ request (struct cv_ctl *c, struct client *k, const char *line, size_t len)
   char *reply = cv_ctl_dispatch (&c->o, &k->peer, line, len);
   int64_t now = now_ms ();
 
-  if (reply)
-    queue (k, reply);
-  else {
-    cv_err ("control socket: out of memory; closing a connection");
-    k->closing = true;
-  }
+  queue (k, reply);
   for (unsigned i = 0; i < c->o.max_clients; i++)
     c->cl[i].deadline += now - start;
   k->deadline = now + c->o.idle_ms;
