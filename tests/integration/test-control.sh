@@ -7,7 +7,8 @@
 # add-wrap --control, a reload that fails without failing remove-wrap, the
 # socket's mode (and with control-group=), a stale socket replaced, a live
 # one not stolen, an audit log that cannot be opened, and the audit log:
-# every event and command present, no secret in it.
+# every event and command present, no secret in it. Then the same commands
+# on the plugin built with ASan/UBSan (make sanitize), if it is built.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit nbdsh jq
 
@@ -221,3 +222,34 @@ for k in vol.kek new.kek third.kek; do
   done
 done
 pass "no key file's key (hex or base64) in the audit log or nbdkit's log"
+
+# --- the same under AddressSanitizer (make sanitize) ---------------------------------
+# The control thread, the audit log and their stop at unload, in the
+# sanitized plugin: no memory error, no undefined behaviour, no leak of ours.
+SAN_PLUGIN=$CV_SRCDIR/build-san/nbdkit-cryptvol-plugin.so
+if [ -f "$SAN_PLUGIN" ] && command -v gcc >/dev/null; then
+  rm -f "$SOCK"
+  env LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
+    ASAN_OPTIONS=detect_leaks=1:exitcode=66 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    nbdkit -f -U "$SOCK" "$SAN_PLUGIN" vol keyfile=new.kek key-check=1 \
+      control="$CTL" audit-log="$tmp/san-audit.log" 2>san.err &
+  nbd_pid=$!
+  for _ in $(seq 1 400); do
+    "$KEYMGR" status --control "$CTL" >/dev/null 2>&1 && break
+    kill -0 "$nbd_pid" 2>/dev/null || { cat san.err; fail "the sanitized plugin did not start"; }
+    sleep 0.05
+  done
+  "$KEYMGR" lock --control "$CTL" >/dev/null && "$KEYMGR" unlock --control "$CTL" >/dev/null &&
+    "$KEYMGR" reload --control "$CTL" >/dev/null || { cat san.err; fail "commands on the sanitized plugin"; }
+  ctl '{"cmd":"check"}' '[' '{"cmd":1}' "$(head -c 5000 /dev/zero | tr '\0' x)" >/dev/null
+  nbdsh -u "$URI" -c "assert h.pread(1048576, 65536) == open('data', 'rb').read()"
+  kill -TERM "$nbd_pid"; rc=0; wait "$nbd_pid" || rc=$?; nbd_pid=
+  if grep -q "ERROR: AddressSanitizer\|runtime error" san.err ||
+     { grep -q "LeakSanitizer" san.err && grep -q " in \(cv_\|cryptvol_\)" san.err; } ||
+     { [ $rc -ne 0 ] && [ $rc -ne 66 ]; }; then
+    cat san.err; fail "sanitizer report, or nbdkit exit $rc"
+  fi
+  pass "under ASan/UBSan: control commands, bad lines and unload are clean"
+else
+  echo "note: no sanitized plugin (make sanitize): ASan pass not run"
+fi
