@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,18 +106,24 @@ request (const char *path, const char *cmd, json_t **reply)
   if (fd < 0)
     return -fd;
   snprintf (line, sizeof line, "{\"cmd\":\"%s\"}\n", cmd);
+  /* A server that refuses us closes at once: the write then fails (EPIPE,
+   * not SIGPIPE), and its reply, which says why, is still to be read. */
+  signal (SIGPIPE, SIG_IGN);
   int rc = cv_write_all (fd, line, strlen (line));
-  if (rc < 0) {
+  if (rc < 0 && rc != -EPIPE) {
     cv_err ("%s: cannot send the request: %s", path, strerror (-rc));
     return EXIT_IO;
   }
   CLEANUP_FREE char *r = read_line (fd, path);
   if (!r)
     return EXIT_IO;
-  if (!(*reply = json_loads (r, JSON_REJECT_DUPLICATES, &e))
-      || !json_is_object (*reply)) {
-    json_decref (*reply);
+  if (!(*reply = json_loads (r, JSON_REJECT_DUPLICATES, &e))) {
     cv_err ("%s: not a cryptvol control reply: %s", path, e.text);
+    return EXIT_IO;
+  }
+  if (!json_is_object (*reply)) {
+    json_decref (*reply);
+    cv_err ("%s: not a cryptvol control reply (not a JSON object)", path);
     return EXIT_IO;
   }
   return 0;

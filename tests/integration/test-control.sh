@@ -179,9 +179,25 @@ pass "a live socket is not stolen: $(grep -o 'control=.*' other.log | head -1)"
 stop_nbd
 
 # --- control-group, a bad audit log -------------------------------------------------
-start_nbd vol keyfile=new.kek key-check=0 control-group=4242
+start_nbd vol keyfile=new.kek key-check=0 control-group=4242 audit-log="$tmp/audit.log"
 [ "$(stat -c '%a %g' "$CTL")" = "660 4242" ] || fail "control-group=4242: socket $(stat -c '%a %g' "$CTL")"
 pass "control-group=4242: the socket has mode 0660 and group 4242"
+# Another uid, through the file mode by a supplementary group but not a
+# member of 4242 for the server (primary group, group database): refused.
+# With 4242 as its primary group: served.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  chmod 755 "$tmp"
+  as_nobody () { setpriv --reuid=65534 --regid="$1" --groups="$2" "${@:3}"; }
+  rc=0; as_nobody 65534 4242 "$KEYMGR" status --control "$CTL" >out 2>err || rc=$?
+  grep -q "permission denied: uid 65534 may not use this control socket" err && [ $rc -eq 4 ] ||
+    { cat out err; fail "another uid was not refused (exit $rc)"; }
+  jq -e -s '[.[] | select(.event == "control" and .peer.uid == 65534 and .result == "error")] | length == 1' \
+    "$tmp/audit.log" >/dev/null || fail "the refused peer is not in the audit log"
+  as_nobody 4242 4242 "$KEYMGR" status --control "$CTL" >out || fail "a control-group member was refused"
+  grep -Eq '^state: +unlocked$' out || { cat out; fail "status for a control-group member"; }
+  pass "uid 65534 refused ($(grep -o 'permission denied.*' err | head -c 90)...), audited; with group 4242 served"
+  chmod 700 "$tmp"
+fi
 stop_nbd
 if nbdkit -f -U "$tmp/other.sock" "$PLUGIN" vol keyfile=new.kek \
      audit-log=/nonexistent/dir/audit.log >other.log 2>&1; then
