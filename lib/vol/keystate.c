@@ -172,6 +172,7 @@ cv_vol_revoke (struct cv_vol *v, const char *cause)
 {
   pthread_mutex_lock (&v->op_lock);
   int rc = revoke_locked (v, cause);
+  v->operator_lock = true;
   pthread_mutex_unlock (&v->op_lock);
   return rc;
 }
@@ -246,8 +247,10 @@ cv_vol_resume (struct cv_vol *v)
     rc = final (v);
   else if (!v->creds)
     rc = no_creds (v, "resume");
-  else if ((rc = unwrap_again (v, &dek, &odek)) == 0)
+  else if ((rc = unwrap_again (v, &dek, &odek)) == 0) {
+    v->operator_lock = false;
     install (v, dek, odek);
+  }
   pthread_mutex_unlock (&v->op_lock);
   return rc;
 }
@@ -335,7 +338,12 @@ cv_vol_check_key (struct cv_vol *v)
   record (v, rc, cls, rid);
 
   if (rc == 0) {
-    if (v->state == CV_KEY_REVOKED)
+    if (v->state == CV_KEY_REVOKED && v->operator_lock) {
+      /* The key is usable, but the operator locked the volume: it stays
+       * locked until unlocked. */
+      cv_key_free (dek);
+      cv_key_free (odek);
+    } else if (v->state == CV_KEY_REVOKED)
       install (v, dek, odek);
     else if (v->state == CV_KEY_GRACE) {
       set_state (v, CV_KEY_UNLOCKED, "");

@@ -51,7 +51,10 @@ struct cv_vol {
    * so that hdr, dek and wrap_id stay put for the one running. */
   pthread_mutex_t op_lock;
   struct cv_creds *creds; /* kept for checks (keep_creds), or NULL */
-  int64_t wrap_id;        /* the wrap in use */
+  /* Revoked by the operator (control lock): only cv_vol_resume (unlock)
+   * serves again; a check that finds the key usable does not. */
+  bool operator_lock;
+  int64_t wrap_id; /* the wrap in use */
   struct cv_watch_opts wopts;
   time_t last_ok; /* wall time of the last successful check (or unlock) */
   /* For status: guarded by slock. */

@@ -139,11 +139,13 @@ void cv_vol_get_status (struct cv_vol *v, struct cv_vol_status *st);
  * revokes (unless serve_unreachable). Revoked: a success resumes (unless resume
  * = false). Returns 0 when the key was usable, else the check's -errno
  * (-EKEYREVOKED when revoked and resume = false: nothing is asked).
- * cv_vol_revoke: wipe the DEK (both during a DEK rotation) and every
- * thread's cipher state; from then on requests fail with -EPERM. 0 if it
- * was revoked already.
- * cv_vol_resume: unwrap the wrap in use again, authenticate the header
- * with it (during a DEK rotation, recover the old DEK too) and serve again.
+ * cv_vol_revoke (the operator's lock): wipe the DEK (both during a DEK
+ * rotation) and every thread's cipher state; from then on requests fail
+ * with -EPERM, until cv_vol_resume: checks that find the key usable do not
+ * end an operator's lock. 0 if it was revoked already.
+ * cv_vol_resume (unlock): unwrap the wrap in use again, authenticate the
+ * header with it (during a DEK rotation, recover the old DEK too) and serve
+ * again; it ends an operator's lock.
  * 0 if not revoked; -EPERM when resume = false (a revocation is final until
  * restart); -ENOKEY when no credentials were kept; else the check's error.
  * cv_vol_reload: re-read the header (under the header lock) and use it:

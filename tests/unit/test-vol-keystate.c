@@ -315,6 +315,13 @@ test_grace (struct vm *m)
          "message: %s", harness_logged ());
   set_opts (m, 10, false, true);
   CHECK (cv_vol_resume (m->v) == 0, "resume allowed again");
+
+  /* An operator's lock holds until unlock, whatever a check finds. */
+  CHECK (cv_vol_revoke (m->v, "operator lock") == 0, "lock");
+  CHECK (cv_vol_check_key (m->v) == 0 && state (m) == CV_KEY_REVOKED,
+         "a check that finds the key usable does not end a lock");
+  CHECK (cv_vol_resume (m->v) == 0 && state (m) == CV_KEY_UNLOCKED,
+         "unlock ends it");
   cv_vol_time = wall;
 }
 
