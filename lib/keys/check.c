@@ -3,6 +3,7 @@
  * service being out of reach (keep serving for a grace period)? Also the
  * copy of the credentials a server keeps for these checks. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,17 @@ cv_check_classify (int err)
             * ENOKEY (no KMS credentials now), ENODEV, ENOMEM... */
     return CV_CHECK_TRANSIENT;
   }
+}
+
+const char *
+cv_check_reason (const char *type, int err, char *buf, size_t len)
+{
+  const struct cv_wrap_type *t = cv_wrap_type_find (type);
+
+  if (t)
+    return cv_wrap_why (t, err, buf, len);
+  snprintf (buf, len, "%s", strerrordesc_np (-err));
+  return buf;
 }
 
 /* Test knob: CV_KEY_CHECK_FAIL=N makes every check fail with -N before the

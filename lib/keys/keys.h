@@ -221,6 +221,10 @@ int cv_keyfile_create (const char *path);
  * else); CV_CHECK_OK for 0. */
 enum cv_check_class { CV_CHECK_OK, CV_CHECK_REVOKED, CV_CHECK_TRANSIENT };
 enum cv_check_class cv_check_classify (int err);
+/* Why a check of a wrap of that type failed with err, in a few words for
+ * status and the revocation's cause ("the key is disabled or pending
+ * deletion"); buf (len bytes) holds it when it is not a constant. */
+const char *cv_check_reason (const char *type, int err, char *buf, size_t len);
 
 /* Unwrap wrap id of h with c, fetching what the provider needs afresh (KMS
  * credentials from their source, a new token session and login). dek given:

@@ -355,9 +355,10 @@ cv_vol_check_key (struct cv_vol *v)
   } else if (v->state == CV_KEY_REVOKED)
     ; /* still revoked */
   else if (cls == CV_CHECK_REVOKED) {
-    char cause[256];
-    snprintf (cause, sizeof cause, "key check of wrap %lld: %s",
-              (long long) v->wrap_id, strerrordesc_np (-rc));
+    char cause[256], why[128];
+    snprintf (cause, sizeof cause, "key check of wrap %lld (%s): %s",
+              (long long) v->wrap_id, v->wrap_type,
+              cv_check_reason (v->wrap_type, rc, why, sizeof why));
     revoke_locked (v, cause);
   } else
     unreachable (v);

@@ -142,6 +142,20 @@ test_classify (void)
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
     CHECK (cv_check_classify (t[i].err) == t[i].c, "classify %s: %d",
            strerror (-t[i].err), cv_check_classify (t[i].err));
+
+  /* The reason a revocation's cause gives, as status shows it. */
+  char buf[128];
+  CHECK (strstr (cv_check_reason ("kms", -EKEYREVOKED, buf, sizeof buf),
+                 "disabled or pending deletion"),
+         "kms disabled: %s", buf);
+  CHECK (strcmp (cv_check_reason ("file", -EKEYREJECTED, buf, sizeof buf),
+                 "wrong key file")
+             == 0,
+         "file rejected");
+  CHECK (strcmp (cv_check_reason ("tpm2", -ENOENT, buf, sizeof buf),
+                 strerrordesc_np (ENOENT))
+             == 0,
+         "unknown type: %s", buf);
 }
 
 /* A volume opened without keeping its credentials cannot be checked or
