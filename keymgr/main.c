@@ -327,6 +327,7 @@ exit_code (int rc)
   case EKEYREJECTED:
   case EKEYREVOKED:
   case EACCES:
+  case EKEYEXPIRED:
     return EXIT_NOKEY;
   case EBADMSG:
   case ESTALE:

@@ -26,10 +26,12 @@ static enum cv_io_kind io_kind; /* io=; CV_IO_AUTO */
 static struct cv_creds creds = { .pbkdf = CV_PBKDF_DEFAULT };
 static struct cv_wrap_sel wraps = CV_WRAP_SEL_ALL;
 static struct cv_vol *vol;
+static struct cv_watch_opts watch = CV_WATCH_OPTS_DEFAULT;
 
-/* Library messages go to nbdkit: errors through nbdkit_error (so they reach
- * syslog when nbdkit logs there), debug through nbdkit_debug (shown with -v).
- */
+/* Library messages go to nbdkit: errors and warnings (which include the
+ * key state's changes) through nbdkit_error, so that they reach syslog when
+ * nbdkit logs there (--log=syslog), warnings marked "warning:"; debug
+ * through nbdkit_debug (shown with -v). */
 static void
 log_sink (enum cv_log_level level, const char *msg)
 {
@@ -38,7 +40,7 @@ log_sink (enum cv_log_level level, const char *msg)
     nbdkit_error ("%s", msg);
     break;
   case CV_LOG_WARN:
-    fprintf (stderr, "nbdkit: cryptvol: warning: %s\n", msg);
+    nbdkit_error ("warning: %s", msg);
     break;
   case CV_LOG_INFO:
   case CV_LOG_DEBUG:
@@ -57,6 +59,7 @@ cryptvol_load (void)
 static void
 cryptvol_unload (void)
 {
+  cv_watch_stop ();
   cv_vol_close (vol);
   cv_key_free (creds.passphrase);
   cv_key_free (creds.pin);
@@ -94,11 +97,41 @@ read_secret (const char *key, const char *value, struct cv_key **out)
   return 0;
 }
 
+/* The key watch's parameters: 1 if key is not one of them, else 0 or -1
+ * (reported). */
+static int
+watch_config (const char *key, const char *value)
+{
+  int r;
+
+  if (strcmp (key, "key-check") == 0)
+    return nbdkit_parse_unsigned (key, value, &watch.interval_s);
+  if (strcmp (key, "key-grace") == 0)
+    return nbdkit_parse_unsigned (key, value, &watch.grace_s);
+  if (strcmp (key, "on-unreachable") == 0) {
+    if (strcmp (value, "fail") != 0 && strcmp (value, "serve") != 0) {
+      nbdkit_error ("on-unreachable=%s: expected fail or serve", value);
+      return -1;
+    }
+    watch.serve_unreachable = strcmp (value, "serve") == 0;
+    return 0;
+  }
+  if (strcmp (key, "resume") == 0) {
+    if ((r = nbdkit_parse_bool (value)) == -1)
+      return -1;
+    watch.resume = r;
+    return 0;
+  }
+  return 1;
+}
+
 static int
 cryptvol_config (const char *key, const char *value)
 {
   int r;
 
+  if ((r = watch_config (key, value)) != 1)
+    return r;
   if (strcmp (key, "volume") == 0)
     volume_path = value;
   else if (strcmp (key, "header") == 0)
@@ -169,7 +202,12 @@ cryptvol_config_complete (void)
   "ca-bundle=FILE       CA certificates for the KMS endpoint.\n"               \
   "direct=true|false    Open the data with O_DIRECT (default false).\n"        \
   "io=auto|io_uring|posix  I/O backend (default auto: io_uring if usable).\n"  \
-  "readonly=true|false  Open the volume read-only (default false)."
+  "readonly=true|false  Open the volume read-only (default false).\n"          \
+  "key-check=SECONDS    Re-check the key every SECONDS (default 60; 0: "       \
+  "off).\n"                                                                    \
+  "key-grace=SECONDS    Serve while the key service is unreachable (900).\n"   \
+  "on-unreachable=fail|serve  After key-grace (default fail: refuse I/O).\n"   \
+  "resume=true|false    Serve again when a revoked key is usable (true)."
 
 /* Unlock once, before nbdkit listens: a missing or wrong key stops the server
  * here with a message naming the volume and the reason. */
@@ -184,11 +222,13 @@ cryptvol_get_ready (void)
     .creds = &creds,
     .wraps = &wraps,
     .io = io_kind,
+    .keep_creds = watch.interval_s > 0,
   };
 
   if (cv_vol_open (&o, &vol) < 0)
     return -1;
-  /* The secrets are not needed any more: the volume holds its DEK. */
+  /* The volume holds its DEK (and, for the key watch, its own copy of the
+   * credentials): these are not needed any more. */
   cv_key_free (creds.passphrase);
   cv_key_free (creds.pin);
   creds.passphrase = creds.pin = NULL;
@@ -199,10 +239,14 @@ cryptvol_get_ready (void)
   return 0;
 }
 
+/* Threads start here, after nbdkit forked into the background. */
 static int
 cryptvol_after_fork (void)
 {
-  return cv_vol_after_fork (vol) < 0 ? -1 : 0;
+  if (cv_vol_after_fork (vol) < 0 || cv_watch_add (vol, &watch) < 0
+      || (watch.interval_s > 0 && cv_watch_start () < 0))
+    return -1;
+  return 0;
 }
 
 static void *

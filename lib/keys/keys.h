@@ -20,6 +20,8 @@
  *                  altered or belongs to another volume
  *   -EKEYREVOKED   the KEK exists but is disabled or pending deletion (KMS)
  *   -EACCES        the credentials are not allowed to use the KEK
+ *   -EKEYEXPIRED   the key service did not accept the caller's credentials
+ *                  (expired, wrong secret): not a decision about the key
  *   -ETIMEDOUT / -ECONNREFUSED / -EAGAIN  the key service could not be reached
  *   -EINVAL        the wrap object is malformed
  * The provider logs the detailed reason (naming the wrap id and the key
@@ -207,6 +209,36 @@ int cv_unlock (const struct cv_header *h, const char *name,
 int cv_keyfile_read (const char *path, struct cv_key **kek);
 /* Create a new KEK file (mode 0400, O_EXCL) with 32 random bytes. */
 int cv_keyfile_create (const char *path);
+
+/* The key watch (lib/keys/check.c). */
+
+/* What a failed check means: CV_CHECK_REVOKED for a definitive answer about
+ * the key (-EKEYREVOKED, -EACCES, -ENOENT, -EBADMSG, -EKEYREJECTED,
+ * -EINVAL: disabled, pending deletion, policy or grant changed, deleted,
+ * key object or key file gone or different); CV_CHECK_TRANSIENT for the key
+ * service out of reach or the caller's credentials refused (-ETIMEDOUT,
+ * -ECONNREFUSED, -EAGAIN, -EIO, -EPROTO, -EKEYEXPIRED, -ENOKEY, anything
+ * else); CV_CHECK_OK for 0. */
+enum cv_check_class { CV_CHECK_OK, CV_CHECK_REVOKED, CV_CHECK_TRANSIENT };
+enum cv_check_class cv_check_classify (int err);
+
+/* Unwrap wrap id of h with c, fetching what the provider needs afresh (KMS
+ * credentials from their source, a new token session and login). dek given:
+ * the result must equal it (constant time), else -EKEYREJECTED. dek NULL:
+ * the result must authenticate h (cv_hdr_authenticate), and is returned in
+ * *out (caller frees; out may be NULL). Returns 0, -ENOENT (no wrap id in
+ * h), or the provider's -errno; each failure logged once (the provider's
+ * message and one line naming the wrap and the outcome). Test knob:
+ * CV_KEY_CHECK_FAIL=N fails every check with -N. */
+int cv_wrap_check (const struct cv_header *h, int64_t id,
+                   const struct cv_creds *c, const struct cv_key *dek,
+                   struct cv_key **out);
+
+/* A deep copy of c (strings and secrets; secrets in locked memory) that a
+ * server keeps for checks and resume, and its release. Returns 0 or -ENOMEM
+ * (logged). */
+int cv_creds_copy (const struct cv_creds *c, struct cv_creds **out);
+void cv_creds_free (struct cv_creds *c);
 
 /* Release what the providers hold (PKCS#11 modules, curl globals). */
 void cv_keys_cleanup (void);

@@ -241,16 +241,16 @@ static const struct kms_error {
     "use a symmetric encryption key" },
   { "KeyUnavailableException", -EAGAIN, false, "is unavailable",
     "try again later, or unlock with another wrap" },
-  { "InvalidSignatureException", -EACCES, true, NULL,
+  { "InvalidSignatureException", -EKEYEXPIRED, true, NULL,
     "check the secret access key, the system clock, and that kms-region= "
     "matches the region of kms-endpoint=" },
-  { "UnrecognizedClientException", -EACCES, true, NULL,
+  { "UnrecognizedClientException", -EKEYEXPIRED, true, NULL,
     "check the access key id and the session token" },
-  { "IncompleteSignatureException", -EACCES, true, NULL,
+  { "IncompleteSignatureException", -EKEYEXPIRED, true, NULL,
     "check the credentials" },
-  { "MissingAuthenticationTokenException", -EACCES, true, NULL,
+  { "MissingAuthenticationTokenException", -EKEYEXPIRED, true, NULL,
     "check the credentials" },
-  { "ExpiredTokenException", -EACCES, true, NULL,
+  { "ExpiredTokenException", -EKEYEXPIRED, true, NULL,
     "refresh the temporary credentials" },
 };
 

@@ -76,6 +76,8 @@ cv_wrap_why (const struct cv_wrap_type *t, int r, char *buf, size_t len)
     return "the key is disabled or pending deletion";
   case -EACCES:
     return "access to the key denied";
+  case -EKEYEXPIRED:
+    return "the key service did not accept the credentials";
   case -EINVAL:
     return "invalid wrap or credentials (see the message above)";
   case -EPROTONOSUPPORT:

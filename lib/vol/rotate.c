@@ -414,30 +414,42 @@ check_journal (struct cv_vol *v, const char *id)
 }
 
 int
-cv_rot_open (struct cv_vol *v)
+cv_rot_old_dek (struct cv_vol *v, const struct cv_key *dek,
+                struct cv_key **odek)
 {
   struct cv_hdr_rotation r;
-  CLEANUP_KEY struct cv_key *k = NULL, *odek = NULL;
+  CLEANUP_KEY struct cv_key *k = NULL, *o = NULL;
   char aad[256];
   int rc = cv_hdr_rotation_get (v->hdr, v->hname, &r);
 
-  if (rc == -ENOENT)
-    return 0;
   if (rc < 0)
     return rc;
-  if ((rc = derive (v, v->dek, "cryptvol v1 rotation old dek", &k)) < 0
-      || (rc = cv_key_new (CV_DEK_LEN, &odek)) < 0)
+  if ((rc = derive (v, dek, "cryptvol v1 rotation old dek", &k)) < 0
+      || (rc = cv_key_new (CV_DEK_LEN, &o)) < 0)
     return rc;
   rot_aad (v, r.id, aad, sizeof aad);
   rc = cv_gcm_open (k->b, r.iv, aad, strlen (aad), r.ct, sizeof r.ct, r.tag,
-                    odek->b);
+                    o->b);
   if (rc < 0) {
     cv_err ("%s: the old DEK of the rotation in progress does not "
             "authenticate; the header was altered",
             v->hname);
     return -EBADMSG;
   }
-  v->odek = STEAL (odek);
+  *odek = STEAL (o);
+  return 0;
+}
+
+int
+cv_rot_open (struct cv_vol *v)
+{
+  struct cv_hdr_rotation r;
+  int rc = cv_hdr_rotation_get (v->hdr, v->hname, &r);
+
+  if (rc == -ENOENT)
+    return 0;
+  if (rc < 0 || (rc = cv_rot_old_dek (v, v->dek, &v->odek)) < 0)
+    return rc;
   v->boundary = r.boundary;
   cv_info ("%s: a DEK rotation is in progress: %llu of %llu bytes "
            "re-encrypted; run cryptvol-keymgr rotate-dek to continue it",

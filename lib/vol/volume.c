@@ -37,6 +37,7 @@ struct cv_thr {
   struct cv_io_queue *q;
   struct cv_xts *xts;     /* keyed with v->dek */
   struct cv_xts *xts_old; /* keyed with v->odek, during a DEK rotation */
+  uint64_t gen;           /* v->gen when the engines were keyed */
   uint8_t *bounce;        /* NSLOTS * CHUNK, aligned; allocated on first use */
   uint8_t *edge;          /* one sector, aligned */
 };
@@ -82,6 +83,7 @@ thr_new (struct cv_vol *v, struct cv_thr **out)
     return -ENOMEM;
   }
   t->v = v;
+  t->gen = v->gen;
   if ((rc = cv_io_queue_new (v->io, QUEUE_DEPTH, &t->q)) < 0
       || (rc = cv_xts_new (v->dek->b, v->ss, &t->xts)) < 0
       || (v->odek && (rc = cv_xts_new (v->odek->b, v->ss, &t->xts_old)) < 0))
@@ -110,8 +112,26 @@ fail:
   return rc;
 }
 
+/* Key t's engines with the volume's current keys (after a resume). */
+static int
+thr_rekey (struct cv_thr *t)
+{
+  struct cv_vol *v = t->v;
+  int rc;
+
+  cv_xts_free (t->xts);
+  cv_xts_free (t->xts_old);
+  t->xts = t->xts_old = NULL;
+  if ((rc = cv_xts_new (v->dek->b, v->ss, &t->xts)) < 0
+      || (v->odek && (rc = cv_xts_new (v->odek->b, v->ss, &t->xts_old)) < 0))
+    return rc;
+  t->gen = v->gen;
+  return 0;
+}
+
 /* The calling thread's state, made on first use; a queue that failed is
- * replaced. Returns 0 or -errno (logged). */
+ * replaced, engines keyed at another generation re-keyed. The caller holds
+ * v->klock for reading with the key usable. Returns 0 or -errno (logged). */
 static int
 thr_get (struct cv_vol *v, struct cv_thr **out)
 {
@@ -120,6 +140,8 @@ thr_get (struct cv_vol *v, struct cv_thr **out)
 
   if (!t)
     return thr_new (v, out);
+  if (t->gen != v->gen && (rc = thr_rekey (t)) < 0)
+    return rc;
   if (t->q && cv_io_queue_error (t->q) < 0) {
     cv_io_queue_free (t->q);
     t->q = NULL;
@@ -380,8 +402,35 @@ check_range (struct cv_vol *v, const char *op, uint32_t count, uint64_t off,
   return 0;
 }
 
-int
-cv_vol_pread (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
+/* Begin a request: hold the key state for reading until key_leave. While
+ * revoked the request is refused (-EPERM; the revocation was logged once). */
+static int
+key_enter (struct cv_vol *v)
+{
+  pthread_rwlock_rdlock (&v->klock);
+  if (v->state == CV_KEY_REVOKED) {
+    pthread_rwlock_unlock (&v->klock);
+    __atomic_add_fetch (&v->refused, 1, __ATOMIC_RELAXED);
+    return -EPERM;
+  }
+  return 0;
+}
+
+/* End a request begun by key_enter: count it, return rc. */
+static int
+key_leave (struct cv_vol *v, int rc, uint64_t *bytes, uint32_t count)
+{
+  pthread_rwlock_unlock (&v->klock);
+  if (rc < 0)
+    return rc;
+  __atomic_add_fetch (&v->served, 1, __ATOMIC_RELAXED);
+  if (bytes)
+    __atomic_add_fetch (bytes, count, __ATOMIC_RELAXED);
+  return 0;
+}
+
+static int
+read_range (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
 {
   struct cv_thr *t;
   uint8_t *p = buf;
@@ -443,27 +492,50 @@ write_range (struct cv_vol *v, const uint8_t *src, uint32_t count, uint64_t off,
 }
 
 int
+cv_vol_pread (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
+{
+  int rc = key_enter (v);
+
+  if (rc < 0)
+    return rc;
+  return key_leave (v, read_range (v, buf, count, off), &v->bytes_read, count);
+}
+
+int
 cv_vol_pwrite (struct cv_vol *v, const void *buf, uint32_t count, uint64_t off,
                bool fua)
 {
-  return write_range (v, buf, count, off, fua);
+  int rc = key_enter (v);
+
+  if (rc < 0)
+    return rc;
+  return key_leave (v, write_range (v, buf, count, off, fua), &v->bytes_written,
+                    count);
 }
 
 int
 cv_vol_zero (struct cv_vol *v, uint32_t count, uint64_t off, bool fua)
 {
-  return write_range (v, NULL, count, off, fua);
+  int rc = key_enter (v);
+
+  if (rc < 0)
+    return rc;
+  return key_leave (v, write_range (v, NULL, count, off, fua),
+                    &v->bytes_written, count);
 }
 
 int
 cv_vol_flush (struct cv_vol *v)
 {
   struct cv_thr *t;
-  int rc = thr_get (v, &t);
+  int rc = key_enter (v);
 
-  if (rc == 0 && (rc = cv_io_flush (t->q)) < 0 && cv_io_queue_error (t->q) == 0)
+  if (rc < 0)
+    return rc;
+  if ((rc = thr_get (v, &t)) == 0 && (rc = cv_io_flush (t->q)) < 0
+      && cv_io_queue_error (t->q) == 0)
     cv_err ("%s: flush: %s", v->path, strerror (-rc));
-  return rc;
+  return key_leave (v, rc, NULL, 0);
 }
 
 int
@@ -479,6 +551,8 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   CLEANUP_CLOSE int hfd = -1;
   struct cv_header *hdr = NULL;
   struct cv_key *dek = NULL;
+  struct cv_creds *kept = NULL;
+  int64_t wrap_id = -1;
   uint64_t fsize, doff, size;
   unsigned valid, ss;
   int rc;
@@ -521,13 +595,17 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
              "devices with 4096-byte logical blocks will refuse I/O",
              o->path, ss, (unsigned long long) doff);
 
-  if ((rc = cv_unlock (hdr, hname, o->creds, o->wraps, &dek, NULL)) < 0)
+  if ((rc = cv_unlock (hdr, hname, o->creds, o->wraps, &dek, &wrap_id)) < 0
+      || (o->keep_creds && (rc = cv_creds_copy (o->creds, &kept)) < 0))
     goto fail;
 
   struct cv_vol *v = calloc (1, sizeof *v);
-  if (!v || !(v->path = strdup (o->path)) || !(v->hname = strdup (hname))) {
-    if (v)
+  if (!v || !(v->path = strdup (o->path)) || !(v->hname = strdup (hname))
+      || !(v->uuid = strdup (cv_hdr_uuid (hdr)))) {
+    if (v) {
       free (v->path);
+      free (v->hname);
+    }
     free (v);
     cv_err ("%s: out of memory", o->path);
     rc = -ENOMEM;
@@ -542,6 +620,8 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   v->data_offset = doff;
   v->ss = ss;
   v->direct = o->direct;
+  v->creds = kept;
+  cv_vol_key_init (v, wrap_id);
   pthread_mutex_init (&v->thr_lock, NULL);
   for (unsigned i = 0; i < NSTRIPES; i++)
     pthread_mutex_init (&v->stripe[i], NULL);
@@ -562,6 +642,7 @@ fail:
   cv_io_close (io);
   cv_hdr_free (hdr);
   cv_key_free (dek);
+  cv_creds_free (kept);
   return rc;
 }
 
@@ -574,6 +655,7 @@ cv_vol_close (struct cv_vol *v)
   cv_vol_drop_threads (v);
   if (v->tkey_made)
     pthread_key_delete (v->tkey);
+  cv_vol_key_fini (v);
   for (unsigned i = 0; i < NSTRIPES; i++)
     pthread_mutex_destroy (&v->stripe[i]);
   pthread_mutex_destroy (&v->thr_lock);
@@ -584,7 +666,20 @@ cv_vol_close (struct cv_vol *v)
   cv_key_free (v->odek);
   free (v->path);
   free (v->hname);
+  free (v->uuid);
   free (v);
+}
+
+void
+cv_vol_wipe_threads (struct cv_vol *v)
+{
+  pthread_mutex_lock (&v->thr_lock);
+  for (struct cv_thr *t = v->thrs; t; t = t->next) {
+    cv_xts_free (t->xts);
+    cv_xts_free (t->xts_old);
+    t->xts = t->xts_old = NULL;
+  }
+  pthread_mutex_unlock (&v->thr_lock);
 }
 
 void
@@ -630,7 +725,7 @@ cv_vol_sector_size (const struct cv_vol *v)
 const char *
 cv_vol_uuid (const struct cv_vol *v)
 {
-  return cv_hdr_uuid (v->hdr);
+  return v->uuid;
 }
 
 int

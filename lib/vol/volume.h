@@ -30,6 +30,10 @@ struct cv_vol_opts {
   enum cv_io_kind io;
   /* Tests: faults the portable backend (CV_IO_POSIX) injects; NULL. */
   struct cv_io_faults *faults;
+  /* Keep a copy of creds (secrets in locked memory) for key checks and
+   * resume (a server with key-check= > 0). Without it cv_vol_check_key and
+   * cv_vol_resume fail with -ENOKEY. */
+  bool keep_creds;
 };
 
 /* Open the volume, read its header, unlock a DEK and authenticate the header.
@@ -43,10 +47,12 @@ uint64_t cv_vol_size (const struct cv_vol *v);
 unsigned cv_vol_sector_size (const struct cv_vol *v);
 const char *cv_vol_uuid (const struct cv_vol *v);
 
-/* Data path. Offsets and counts are in bytes within the volume and need not
- * be sector aligned (edge sectors are read-modified-written under per-sector
- * locks). Requests beyond the end fail with -ENOSPC (writes) or -EIO (reads)
- * and a message. Return 0 or -errno. */
+/* Data path. Every request holds the volume's key state for its whole
+ * duration: while the key is revoked, each fails with -EPERM (logged once,
+ * when the state changed). Offsets and counts are in bytes within the volume
+ * and need not be sector aligned (edge sectors are read-modified-written under
+ * per-sector locks). Requests beyond the end fail with -ENOSPC (writes) or -EIO
+ * (reads) and a message. Return 0 or -errno. */
 int cv_vol_pread (struct cv_vol *v, void *buf, uint32_t count, uint64_t off);
 int cv_vol_pwrite (struct cv_vol *v, const void *buf, uint32_t count,
                    uint64_t off, bool fua);
@@ -85,5 +91,91 @@ int cv_vol_rotate_run (struct cv_vol *v,
                        void *arg);
 /* True if a DEK rotation is in progress; *done gets its boundary. */
 bool cv_vol_rotating (const struct cv_vol *v, uint64_t *done);
+
+/* --- Key state: the key watch, revocation, resume, reload -------------- */
+
+enum cv_key_state { CV_KEY_UNLOCKED = 0, CV_KEY_GRACE, CV_KEY_REVOKED };
+/* "unlocked", "grace", "revoked". */
+const char *cv_key_state_name (enum cv_key_state s);
+
+/* What the key watch does (plugin key-check=, key-grace=, on-unreachable=,
+ * resume=). */
+struct cv_watch_opts {
+  unsigned interval_s;    /* key-check=SECONDS, default 60; 0: no watch */
+  unsigned grace_s;       /* key-grace=SECONDS, default 900 */
+  bool serve_unreachable; /* on-unreachable=serve (default fail) */
+  bool resume;            /* resume=true (default) */
+};
+#define CV_WATCH_OPTS_DEFAULT                                                  \
+  {                                                                            \
+    .interval_s = 60, .grace_s = 900, .serve_unreachable = false,              \
+    .resume = true                                                             \
+  }
+
+/* A snapshot of a volume's key state and counters (control `status`). */
+struct cv_vol_status {
+  enum cv_key_state state;
+  int64_t wrap_id; /* the wrap in use (that unlocked / is checked) */
+  char wrap_type[16];
+  char cause[256];          /* why revoked / in grace; "" when unlocked */
+  char last_check[32];      /* RFC 3339 UTC, "" before the first */
+  char last_outcome[256];   /* "ok", or what failed (no secrets) */
+  char last_request_id[80]; /* KMS request id of the last check, or "" */
+  char next_check[32];      /* RFC 3339 UTC, "" when no watch */
+  uint64_t served, refused; /* requests */
+  uint64_t bytes_read, bytes_written;
+};
+void cv_vol_get_status (struct cv_vol *v, struct cv_vol_status *st);
+
+/* The operator's and the watch's actions; each returns 0 or -errno (logged
+ * once) and emits an event (below). They are serialised with each other;
+ * requests in flight complete whole before a change of the key.
+ * cv_vol_check_key: one check now (cv_wrap_check) with the kept
+ * credentials. Unlocked: a definitive failure revokes, a transient one
+ * enters grace and, grace_s after the last successful check, revokes
+ * (unless serve_unreachable). Revoked: a success resumes (unless resume =
+ * false). Returns 0 when the key was usable, else the check's -errno
+ * (-EKEYREVOKED when revoked and resume = false: nothing is asked).
+ * cv_vol_revoke: wipe the DEK (both during a DEK rotation) and every
+ * thread's cipher state; from then on requests fail with -EPERM. 0 if it
+ * was revoked already.
+ * cv_vol_resume: unwrap the wrap in use again, authenticate the header
+ * with it (during a DEK rotation, recover the old DEK too) and serve again.
+ * 0 if not revoked; -EPERM when resume = false (a revocation is final until
+ * restart); -ENOKEY when no credentials were kept; else the check's error.
+ * cv_vol_reload: re-read the header (under the header lock) and use it:
+ * refused with -EINVAL when its DEK (MAC and key check value under the held
+ * DEK) or its geometry (uuid, size, sector size, data offset) differs; when
+ * the wrap in use is gone, another wrap that the kept credentials open is
+ * taken, else -ENOKEY and the previous header stays. -EPERM while revoked
+ * (the DEK is needed to authenticate the header). */
+int cv_vol_check_key (struct cv_vol *v);
+int cv_vol_revoke (struct cv_vol *v, const char *cause);
+int cv_vol_resume (struct cv_vol *v);
+int cv_vol_reload (struct cv_vol *v);
+
+/* The watch thread (one per process, for every volume added; started after
+ * nbdkit forks, from .after_fork; stopped at unload, before cv_vol_close).
+ * cv_watch_add sets v's options (a volume may be added before or after the
+ * start; interval_s 0 only sets the options); its first check comes at a
+ * random point of the first interval, then every interval_s. cv_watch_wake:
+ * check v now. Return 0 or -errno (logged). */
+int cv_watch_start (void);
+int cv_watch_add (struct cv_vol *v, const struct cv_watch_opts *o);
+void cv_watch_wake (struct cv_vol *v);
+void cv_watch_stop (void);
+
+/* Events for the server's audit log: one JSON object per event:
+ * {"event":"unlock","wrap":0,"request_id":"..."},
+ * {"event":"check","outcome":"ok"|"revoked"|"unreachable","error":"...",
+ *  "request_id":"..."}, {"event":"revoke","cause":"..."},
+ * {"event":"grace","entered":true|false,"cause":"..."},
+ * {"event":"resume","wrap":0}, {"event":"reload","seqid":N}.
+ * The sink adds time and volume; it is called from any thread (the watch,
+ * the caller of the actions above, cv_vol_open), never with a secret; it
+ * must not call back into v's actions. The event is the sink's to keep
+ * (json_incref) or not. NULL: none. */
+typedef void (*cv_vol_event_sink) (void *arg, struct cv_vol *v, json_t *ev);
+void cv_vol_set_event_sink (cv_vol_event_sink fn, void *arg);
 
 #endif

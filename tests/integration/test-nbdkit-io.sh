@@ -86,7 +86,7 @@ cat > bin-no-uring/nbdkit <<EOF
 rc=\$?
 cat "$tmp/nbdkit.err" >&2
 n=\$(grep -c io_uring "$tmp/nbdkit.err")
-if [ "\$n" != 1 ] || ! grep -q "^nbdkit: cryptvol: warning: io_uring is not available (Operation not permitted: refused by a seccomp filter or kernel.io_uring_disabled); using the portable backend\$" "$tmp/nbdkit.err"; then
+if [ "\$n" != 1 ] || ! grep -q "^nbdkit: .*error: warning: io_uring is not available (Operation not permitted: refused by a seccomp filter or kernel.io_uring_disabled); using the portable backend\$" "$tmp/nbdkit.err"; then
   echo "FAIL: nbdkit without io_uring: \$n lines name io_uring, expected one warning" >&2
   exit 1
 fi

@@ -1,0 +1,482 @@
+/* A served volume's key state: the key check, revocation (the customer's
+ * kill switch: the DEK and every thread's cipher state wiped, requests
+ * refused), grace while the key service is out of reach, resume, header
+ * reload, status and events. The data path side (a read lock per request)
+ * is in volume.c; the thread that runs the checks in watch.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/reqlog.h"
+#include "crypto/secmem.h"
+#include "format/header.h"
+#include "keys/keys.h"
+#include "vol-internal.h"
+#include "volume.h"
+
+static time_t
+wall_now (void)
+{
+  return time (NULL);
+}
+
+time_t (*cv_vol_time) (void) = wall_now;
+
+static cv_vol_event_sink sink;
+static void *sink_arg;
+
+void
+cv_vol_set_event_sink (cv_vol_event_sink fn, void *arg)
+{
+  sink_arg = arg;
+  sink = fn;
+}
+
+void
+cv_vol_event (struct cv_vol *v, json_t *ev)
+{
+  if (ev && sink)
+    sink (sink_arg, v, ev);
+  json_decref (ev);
+}
+
+const char *
+cv_key_state_name (enum cv_key_state s)
+{
+  switch (s) {
+  case CV_KEY_UNLOCKED:
+    return "unlocked";
+  case CV_KEY_GRACE:
+    return "grace";
+  case CV_KEY_REVOKED:
+    return "revoked";
+  }
+  return "unknown";
+}
+
+/* t as RFC 3339 UTC into buf (32 bytes). */
+static void
+rfc3339 (time_t t, char *buf)
+{
+  struct tm tm;
+
+  gmtime_r (&t, &tm);
+  strftime (buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The id of the last request this process made to a key service, or "". */
+static void
+last_request_id (char *buf, size_t len)
+{
+  size_t n = cv_reqlog_count ();
+  const char *service, *op, *id = "";
+
+  if (n > 0)
+    cv_reqlog_get (n - 1, &service, &op, &id);
+  snprintf (buf, len, "%s", id);
+}
+
+/* The type of wrap id of v's header into v->wrap_type (under slock). */
+static void
+note_wrap (struct cv_vol *v, int64_t id)
+{
+  struct cv_wrap_info wi;
+
+  pthread_mutex_lock (&v->slock);
+  v->wrap_id = id;
+  snprintf (v->wrap_type, sizeof v->wrap_type, "%s",
+            cv_hdr_wrap_find (v->hdr, id, &wi) == 0 && wi.type ? wi.type : "");
+  pthread_mutex_unlock (&v->slock);
+}
+
+void
+cv_vol_key_init (struct cv_vol *v, int64_t wrap_id)
+{
+  const struct cv_watch_opts dflt = CV_WATCH_OPTS_DEFAULT;
+  pthread_rwlockattr_t a;
+  char rid[80] = "";
+
+  pthread_rwlockattr_init (&a);
+  pthread_rwlockattr_setkind_np (&a,
+                                 PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init (&v->klock, &a);
+  pthread_rwlockattr_destroy (&a);
+  pthread_mutex_init (&v->op_lock, NULL);
+  pthread_mutex_init (&v->slock, NULL);
+  v->state = CV_KEY_UNLOCKED;
+  v->wopts = dflt;
+  v->last_ok = cv_vol_time ();
+  note_wrap (v, wrap_id);
+  if (strcmp (v->wrap_type, "kms") == 0)
+    last_request_id (rid, sizeof rid);
+  cv_vol_event (v, json_pack ("{s:s, s:I, s:s, s:s}", "event", "unlock", "wrap",
+                              (json_int_t) wrap_id, "type", v->wrap_type,
+                              "request_id", rid));
+}
+
+void
+cv_vol_key_fini (struct cv_vol *v)
+{
+  pthread_rwlock_destroy (&v->klock);
+  pthread_mutex_destroy (&v->op_lock);
+  pthread_mutex_destroy (&v->slock);
+  cv_creds_free (v->creds);
+}
+
+/* Set the state and its cause (under op_lock; the state under klock). */
+static void
+set_state (struct cv_vol *v, enum cv_key_state s, const char *cause)
+{
+  pthread_rwlock_wrlock (&v->klock);
+  v->state = s;
+  pthread_rwlock_unlock (&v->klock);
+  pthread_mutex_lock (&v->slock);
+  snprintf (v->cause, sizeof v->cause, "%s", cause);
+  pthread_mutex_unlock (&v->slock);
+}
+
+/* Revoke (op_lock held): requests in flight finish, then the keys and
+ * every thread's engines are wiped. */
+static int
+revoke_locked (struct cv_vol *v, const char *cause)
+{
+  pthread_rwlock_wrlock (&v->klock);
+  if (v->state == CV_KEY_REVOKED) {
+    pthread_rwlock_unlock (&v->klock);
+    return 0;
+  }
+  cv_key_free (v->dek);
+  cv_key_free (v->odek);
+  v->dek = v->odek = NULL;
+  cv_vol_wipe_threads (v);
+  v->gen++;
+  v->state = CV_KEY_REVOKED;
+  pthread_rwlock_unlock (&v->klock);
+  pthread_mutex_lock (&v->slock);
+  snprintf (v->cause, sizeof v->cause, "%s", cause);
+  pthread_mutex_unlock (&v->slock);
+  cv_err ("%s: key revoked: %s; the DEK is wiped and every request is "
+          "refused (EPERM) %s",
+          v->path, cause,
+          v->wopts.resume ? "until the key is usable again"
+                          : "until the server restarts (resume=false)");
+  cv_vol_event (v, json_pack ("{s:s, s:s}", "event", "revoke", "cause", cause));
+  return 0;
+}
+
+int
+cv_vol_revoke (struct cv_vol *v, const char *cause)
+{
+  pthread_mutex_lock (&v->op_lock);
+  int rc = revoke_locked (v, cause);
+  pthread_mutex_unlock (&v->op_lock);
+  return rc;
+}
+
+/* Say that v kept no credentials. */
+static int
+no_creds (struct cv_vol *v, const char *what)
+{
+  cv_err ("%s: cannot %s: the server kept no credentials (key-check=0); "
+          "restart it",
+          v->path, what);
+  return -ENOKEY;
+}
+
+/* Unwrap the wrap in use again and authenticate the header with it: the
+ * DEK in *dek and, during a DEK rotation, the old one in *odek. */
+static int
+unwrap_again (struct cv_vol *v, struct cv_key **dek, struct cv_key **odek)
+{
+  struct cv_key *k = NULL;
+  int rc = cv_wrap_check (v->hdr, v->wrap_id, v->creds, NULL, &k);
+
+  *odek = NULL;
+  if (rc == 0 && cv_hdr_rotating (v->hdr)
+      && (rc = cv_rot_old_dek (v, k, odek)) < 0)
+    cv_key_free (k);
+  else if (rc == 0)
+    *dek = k;
+  return rc;
+}
+
+/* Serve again with dek and odek (op_lock held): threads re-key lazily. */
+static void
+install (struct cv_vol *v, struct cv_key *dek, struct cv_key *odek)
+{
+  pthread_rwlock_wrlock (&v->klock);
+  v->dek = dek;
+  v->odek = odek;
+  v->gen++;
+  v->state = CV_KEY_UNLOCKED;
+  pthread_rwlock_unlock (&v->klock);
+  pthread_mutex_lock (&v->slock);
+  v->cause[0] = '\0';
+  pthread_mutex_unlock (&v->slock);
+  v->last_ok = cv_vol_time ();
+  cv_warn ("%s: key usable again (wrap %lld): serving", v->path,
+           (long long) v->wrap_id);
+  cv_vol_event (v, json_pack ("{s:s, s:I}", "event", "resume", "wrap",
+                              (json_int_t) v->wrap_id));
+}
+
+/* Refuse a resume that resume=false forbids. */
+static int
+final (struct cv_vol *v)
+{
+  cv_err ("%s: the key was revoked and resume=false: the revocation is "
+          "final until the server restarts",
+          v->path);
+  return -EPERM;
+}
+
+int
+cv_vol_resume (struct cv_vol *v)
+{
+  struct cv_key *dek, *odek;
+  int rc = 0;
+
+  pthread_mutex_lock (&v->op_lock);
+  if (v->state != CV_KEY_REVOKED)
+    ;
+  else if (!v->wopts.resume)
+    rc = final (v);
+  else if (!v->creds)
+    rc = no_creds (v, "resume");
+  else if ((rc = unwrap_again (v, &dek, &odek)) == 0)
+    install (v, dek, odek);
+  pthread_mutex_unlock (&v->op_lock);
+  return rc;
+}
+
+/* Record the outcome of a check for status and emit its event. */
+static void
+record (struct cv_vol *v, int rc, enum cv_check_class cls, const char *rid)
+{
+  const char *outcome = cls == CV_CHECK_OK        ? "ok"
+                        : cls == CV_CHECK_REVOKED ? "revoked"
+                                                  : "unreachable";
+  const char *err = rc < 0 ? strerrordesc_np (-rc) : "";
+  char now[32];
+
+  rfc3339 (cv_vol_time (), now);
+  pthread_mutex_lock (&v->slock);
+  snprintf (v->last_check, sizeof v->last_check, "%s", now);
+  if (rc < 0)
+    snprintf (v->last_outcome, sizeof v->last_outcome, "%s: %s", outcome, err);
+  else
+    snprintf (v->last_outcome, sizeof v->last_outcome, "ok");
+  snprintf (v->last_request_id, sizeof v->last_request_id, "%s", rid);
+  pthread_mutex_unlock (&v->slock);
+  if (rc < 0)
+    cv_warn ("%s: key check of wrap %lld failed (%s: %s; request id %s)",
+             v->path, (long long) v->wrap_id, outcome, err,
+             rid[0] ? rid : "none");
+  cv_vol_event (v,
+                json_pack ("{s:s, s:s, s:s, s:s}", "event", "check", "outcome",
+                           outcome, "error", err, "request_id", rid));
+}
+
+/* A transient failure while serving (op_lock held): enter grace, and fail
+ * closed once it has lasted grace_s since the last successful check. */
+static void
+unreachable (struct cv_vol *v)
+{
+  char since[32], cause[128];
+
+  rfc3339 (v->last_ok, since);
+  snprintf (cause, sizeof cause, "key service unreachable since %s", since);
+  if (v->state == CV_KEY_UNLOCKED) {
+    set_state (v, CV_KEY_GRACE, cause);
+    if (v->wopts.serve_unreachable)
+      cv_warn ("%s: %s: serving on (on-unreachable=serve)", v->path, cause);
+    else
+      cv_warn ("%s: %s: serving for up to %u s after the last successful "
+               "check (key-grace=), then refusing",
+               v->path, cause, v->wopts.grace_s);
+    cv_vol_event (v, json_pack ("{s:s, s:b, s:s}", "event", "grace", "entered",
+                                1, "cause", cause));
+  }
+  if (!v->wopts.serve_unreachable
+      && cv_vol_time () - v->last_ok >= (time_t) v->wopts.grace_s)
+    revoke_locked (v, cause);
+}
+
+int
+cv_vol_check_key (struct cv_vol *v)
+{
+  struct cv_key *dek = NULL, *odek = NULL;
+  char before[80], rid[80];
+  int rc;
+
+  pthread_mutex_lock (&v->op_lock);
+  if (!v->creds) {
+    pthread_mutex_unlock (&v->op_lock);
+    return no_creds (v, "check the key");
+  }
+  if (v->state == CV_KEY_REVOKED && !v->wopts.resume) {
+    pthread_mutex_unlock (&v->op_lock);
+    return -EKEYREVOKED;
+  }
+  last_request_id (before, sizeof before);
+  if (v->state == CV_KEY_REVOKED)
+    rc = unwrap_again (v, &dek, &odek);
+  else
+    rc = cv_wrap_check (v->hdr, v->wrap_id, v->creds, v->dek, NULL);
+  last_request_id (rid, sizeof rid);
+  if (strcmp (rid, before) == 0)
+    rid[0] = '\0';
+  enum cv_check_class cls = cv_check_classify (rc);
+  record (v, rc, cls, rid);
+
+  if (rc == 0) {
+    if (v->state == CV_KEY_REVOKED)
+      install (v, dek, odek);
+    else if (v->state == CV_KEY_GRACE) {
+      set_state (v, CV_KEY_UNLOCKED, "");
+      cv_warn ("%s: key service reachable again: grace period over", v->path);
+      cv_vol_event (v,
+                    json_pack ("{s:s, s:b}", "event", "grace", "entered", 0));
+    }
+    v->last_ok = cv_vol_time ();
+  } else if (v->state == CV_KEY_REVOKED)
+    ; /* still revoked */
+  else if (cls == CV_CHECK_REVOKED) {
+    char cause[256];
+    snprintf (cause, sizeof cause, "key check of wrap %lld: %s",
+              (long long) v->wrap_id, strerrordesc_np (-rc));
+    revoke_locked (v, cause);
+  } else
+    unreachable (v);
+  pthread_mutex_unlock (&v->op_lock);
+  return rc;
+}
+
+/* Does h describe the same volume as v (identity, geometry, DEK rotation
+ * state)? If not, say what differs. */
+static bool
+same_volume (struct cv_vol *v, const struct cv_header *h)
+{
+  const char *what = NULL;
+
+  if (strcmp (cv_hdr_uuid (h), v->uuid) != 0)
+    what = "uuid";
+  else if (cv_hdr_size (h) != v->size)
+    what = "size";
+  else if (cv_hdr_sector_size (h) != v->ss)
+    what = "sector size";
+  else if (cv_hdr_data_offset (h) != v->data_offset)
+    what = "data offset";
+  else if (cv_hdr_rotating (h) != (v->odek != NULL))
+    what = "DEK rotation state";
+  if (what)
+    cv_err ("%s: reload refused: the header on disk has another %s than the "
+            "one being served; restart the server to use it",
+            v->hname, what);
+  return what == NULL;
+}
+
+/* A wrap of h that opens the volume with the kept credentials, when the
+ * wrap in use is gone: its id in *id. h is authenticated under v's DEK, so
+ * the DEK it opens is v's. */
+static int
+another_wrap (struct cv_vol *v, const struct cv_header *h, int64_t *id)
+{
+  struct cv_key *k = NULL;
+
+  if (!v->creds || cv_unlock (h, v->hname, v->creds, NULL, &k, id) < 0) {
+    cv_err ("%s: reload refused: the wrap in use (%lld) was removed and no "
+            "other wrap opens with the server's credentials; the server "
+            "keeps the previous header and checks wrap %lld",
+            v->hname, (long long) v->wrap_id, (long long) v->wrap_id);
+    return -ENOKEY;
+  }
+  cv_key_free (k);
+  cv_info ("%s: wrap %lld was removed: checking wrap %lld from now on",
+           v->hname, (long long) v->wrap_id, (long long) *id);
+  return 0;
+}
+
+/* Read the header on disk: under the header lock when the server may take
+ * it (a read-only server relies on each copy's checksum: a commit in
+ * progress leaves one copy whole). */
+static int
+read_header (struct cv_vol *v, struct cv_header **h)
+{
+  unsigned valid;
+  int rc;
+
+  if (!v->readonly && (rc = cv_lock_header (v->hfd, true)) < 0)
+    return rc;
+  rc = cv_hdr_read (v->hfd, v->hname, h, &valid);
+  if (!v->readonly)
+    cv_unlock_header (v->hfd);
+  return rc;
+}
+
+int
+cv_vol_reload (struct cv_vol *v)
+{
+  struct cv_header *h = NULL;
+  int64_t id;
+  int rc;
+
+  pthread_mutex_lock (&v->op_lock);
+  id = v->wrap_id;
+  if (v->state == CV_KEY_REVOKED) {
+    cv_err ("%s: reload refused while the key is revoked (the header is "
+            "authenticated with the DEK); unlock first",
+            v->hname);
+    rc = -EPERM;
+  } else if ((rc = read_header (v, &h)) == 0) {
+    if (!same_volume (v, h))
+      rc = -EINVAL;
+    else if (cv_hdr_authenticate (h, v->dek) < 0) {
+      cv_err ("%s: reload refused: the header on disk is not sealed with "
+              "the DEK being served (another volume's header, or altered); "
+              "the server keeps the previous header",
+              v->hname);
+      rc = -EINVAL;
+    } else if (cv_hdr_wrap_find (h, id, NULL) < 0)
+      rc = another_wrap (v, h, &id);
+  }
+  if (rc == 0) {
+    pthread_rwlock_wrlock (&v->klock);
+    struct cv_header *old = v->hdr;
+    v->hdr = h;
+    pthread_rwlock_unlock (&v->klock);
+    h = old;
+    note_wrap (v, id);
+    cv_info ("%s: header reloaded (seqid %llu)", v->hname,
+             (unsigned long long) cv_hdr_seqid (v->hdr));
+    cv_vol_event (v, json_pack ("{s:s, s:I}", "event", "reload", "seqid",
+                                (json_int_t) cv_hdr_seqid (v->hdr)));
+  }
+  cv_hdr_free (h);
+  pthread_mutex_unlock (&v->op_lock);
+  return rc;
+}
+
+void
+cv_vol_get_status (struct cv_vol *v, struct cv_vol_status *st)
+{
+  memset (st, 0, sizeof *st);
+  st->state = __atomic_load_n (&v->state, __ATOMIC_RELAXED);
+  pthread_mutex_lock (&v->slock);
+  st->wrap_id = v->wrap_id;
+  memcpy (st->wrap_type, v->wrap_type, sizeof st->wrap_type);
+  memcpy (st->cause, v->cause, sizeof st->cause);
+  memcpy (st->last_check, v->last_check, sizeof st->last_check);
+  memcpy (st->last_outcome, v->last_outcome, sizeof st->last_outcome);
+  memcpy (st->last_request_id, v->last_request_id, sizeof st->last_request_id);
+  if (v->next_check)
+    rfc3339 (v->next_check, st->next_check);
+  pthread_mutex_unlock (&v->slock);
+  st->served = __atomic_load_n (&v->served, __ATOMIC_RELAXED);
+  st->refused = __atomic_load_n (&v->refused, __ATOMIC_RELAXED);
+  st->bytes_read = __atomic_load_n (&v->bytes_read, __ATOMIC_RELAXED);
+  st->bytes_written = __atomic_load_n (&v->bytes_written, __ATOMIC_RELAXED);
+}
