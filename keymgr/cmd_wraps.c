@@ -3,6 +3,7 @@
  * them with each other and with the plugin. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@ struct new_wrap_opts {
   const char *spec;
   const char *pass_file;
   int pass_fd;
-  int64_t id; /* remove-wrap, rewrap */
+  int64_t id;          /* remove-wrap, rewrap */
+  const char *control; /* --control: the server to reload afterwards */
 };
 
 static int
@@ -43,6 +45,9 @@ new_wrap_opt (int c, const char *arg, void *ctx)
       return -1;
     }
     return 0;
+  case 'C':
+    n->control = arg;
+    return 0;
   case 'i':
     n->id = strtoll (arg, &end, 10);
     if (*end || end == arg || n->id < 0) {
@@ -59,6 +64,35 @@ new_wrap_opt (int c, const char *arg, void *ctx)
   {                                                                            \
     "new-passphrase-fd", required_argument, 0, 'F'                             \
   }
+#define CONTROL_LONGOPT                                                        \
+  {                                                                            \
+    "control", required_argument, 0, 'C'                                       \
+  }
+#define CONTROL_USAGE                                                          \
+  "         [--control PATH]  then make the server at PATH reload the "        \
+  "header\n"
+
+/* Report a committed change, its header lock released: ask the server at
+ * control (NULL: none) to reload, then print j (taken; with the reload's
+ * reply added) with --json, else the formatted line and the reload's. */
+__attribute__ ((format (printf, 4, 5))) static void
+report_change (bool json, const char *control, json_t *j, const char *fmt, ...)
+{
+  json_t *reload = control_reload_after (control);
+  CLEANUP_FREE char *text = NULL;
+  va_list ap;
+
+  if (reload && j)
+    json_object_set (j, "reload", reload);
+  va_start (ap, fmt);
+  if (vasprintf (&text, fmt, ap) < 0)
+    text = NULL;
+  va_end (ap);
+  report (json, j, "%s", text ? text : "(out of memory)\n");
+  if (!json)
+    control_reload_print (control, reload);
+  json_decref (reload);
+}
 
 /* Credentials to unlock h: ask for a passphrase on the terminal only when the
  * volume has a passphrase wrap and no other key was given. */
@@ -98,13 +132,15 @@ cmd_add_wrap (int argc, char **argv)
   static const struct option own[] = {
     { "wrap", required_argument, 0, 'w' },
     NEW_WRAP_LONGOPTS,
+    CONTROL_LONGOPT,
     { 0, 0, 0, 0 },
   };
   static const char usage[]
       = "usage: cryptvol-keymgr add-wrap VOLUME --wrap SPEC [--header FILE]\n"
         "         [--keyfile FILE | --passphrase-file FILE | ...]  (to "
         "unlock)\n"
-        "         [--new-passphrase-file FILE | --new-passphrase-fd N]\n"
+        "         [--new-passphrase-file FILE | --new-passphrase-fd "
+        "N]\n" CONTROL_USAGE
         "SPEC is file:KEYFILE, passphrase, kms:KEY or pkcs11:URI.\n";
   struct new_wrap_opts n = { .pass_fd = -1, .id = -1 };
   struct common_opts co;
@@ -144,16 +180,19 @@ cmd_add_wrap (int argc, char **argv)
               "remove it with remove-wrap --id %lld",
               (long long) id, (long long) id);
   }
+  json_t *j = NULL;
   if (rc == 0) {
     struct cv_wrap_info w;
     cv_hdr_wrap_find (s.h, id, &w);
     audit_wrap (&w, "added");
-    report (co.json, cv_hdr_wrap_to_json (s.h, id),
-            "%s: added wrap %lld (%s), verified\n", s.volume, (long long) id,
-            n.spec);
+    j = cv_hdr_wrap_to_json (s.h, id);
   }
   cv_key_free (nc.passphrase);
   session_close (&s);
+  if (rc == 0)
+    report_change (co.json, n.control, j,
+                   "%s: added wrap %lld (%s), verified\n", s.volume,
+                   (long long) id, n.spec);
   common_free (&co);
   return rc == -EEXIST ? EXIT_USAGE : exit_code (rc);
 }
@@ -163,13 +202,14 @@ cmd_remove_wrap (int argc, char **argv)
 {
   static const struct option own[] = {
     { "id", required_argument, 0, 'i' },
+    CONTROL_LONGOPT,
     { 0, 0, 0, 0 },
   };
   static const char usage[]
       = "usage: cryptvol-keymgr remove-wrap VOLUME --id N [--header FILE]\n"
         "         (--keyfile FILE | --passphrase-file FILE | ...)  the key of "
         "ANOTHER wrap,\n         to prove the volume still opens without "
-        "wrap N\n";
+        "wrap N\n" CONTROL_USAGE;
   struct new_wrap_opts n = { .pass_fd = -1, .id = -1 };
   struct common_opts co;
   struct session s;
@@ -201,14 +241,14 @@ cmd_remove_wrap (int argc, char **argv)
     audit_wrap (&w, "removed");
     rc = session_commit (&s);
   }
-  if (rc == 0)
-    report (co.json,
-            json_pack ("{s:s, s:I, s:I}", "volume", s.volume, "removed",
-                       (json_int_t) n.id, "still_unlocked_by",
-                       (json_int_t) s.unlocked_by),
-            "%s: removed wrap %lld; wrap %lld still unlocks it\n", s.volume,
-            (long long) n.id, (long long) s.unlocked_by);
   session_close (&s);
+  if (rc == 0)
+    report_change (co.json, n.control,
+                   json_pack ("{s:s, s:I, s:I}", "volume", s.volume, "removed",
+                              (json_int_t) n.id, "still_unlocked_by",
+                              (json_int_t) s.unlocked_by),
+                   "%s: removed wrap %lld; wrap %lld still unlocks it\n",
+                   s.volume, (long long) n.id, (long long) s.unlocked_by);
   common_free (&co);
   return rc == -ENOENT || rc == -EPERM ? EXIT_USAGE : exit_code (rc);
 }
@@ -250,6 +290,7 @@ cmd_rewrap (int argc, char **argv)
     { "id", required_argument, 0, 'i' },
     { "to", required_argument, 0, 't' },
     NEW_WRAP_LONGOPTS,
+    CONTROL_LONGOPT,
     { 0, 0, 0, 0 },
   };
   static const char usage[]
@@ -257,7 +298,8 @@ cmd_rewrap (int argc, char **argv)
         "FILE]\n"
         "         (--keyfile FILE | --passphrase-file FILE | ...)  wrap N's "
         "key\n"
-        "         [--new-passphrase-file FILE | --new-passphrase-fd N]\n"
+        "         [--new-passphrase-file FILE | --new-passphrase-fd "
+        "N]\n" CONTROL_USAGE
         "Moves wrap N to the key SPEC: adds the new wrap, commits, checks it\n"
         "unlocks the volume, then removes wrap N. Safe while the volume is "
         "served.\n";
@@ -314,18 +356,18 @@ cmd_rewrap (int argc, char **argv)
   }
   if (rc == 0)
     rc = session_commit (&s);
-  if (rc == 0)
-    report (co.json,
-            json_pack ("{s:s, s:I, s:I, s:s, s:b}", "volume", s.volume,
-                       "removed", (json_int_t) n.id, "added",
-                       (json_int_t) mv.id, "to", n.spec, "server_side",
-                       mv.in_service),
-            "%s: wrap %lld moved to %s as wrap %lld (%s), verified\n", s.volume,
-            (long long) n.id, n.spec, (long long) mv.id,
-            mv.in_service ? "re-wrapped inside the key service"
-                          : "unwrapped and wrapped again in locked memory");
   cv_key_free (nc.passphrase);
   session_close (&s);
+  if (rc == 0)
+    report_change (
+        co.json, n.control,
+        json_pack ("{s:s, s:I, s:I, s:s, s:b}", "volume", s.volume, "removed",
+                   (json_int_t) n.id, "added", (json_int_t) mv.id, "to", n.spec,
+                   "server_side", mv.in_service),
+        "%s: wrap %lld moved to %s as wrap %lld (%s), verified\n", s.volume,
+        (long long) n.id, n.spec, (long long) mv.id,
+        mv.in_service ? "re-wrapped inside the key service"
+                      : "unwrapped and wrapped again in locked memory");
   common_free (&co);
   return rc == -ENOENT || rc == -EINVAL ? EXIT_USAGE : exit_code (rc);
 }

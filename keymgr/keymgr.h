@@ -129,6 +129,15 @@ int audit_end (int code);
 /* Shared by the wrap commands (cmd_wraps.c). */
 int unlock_creds (struct common_opts *co, const struct cv_header *h);
 
+/* The control socket (cmd_control.c). control_reload_after: after a
+ * committed header change (its lock released), ask the server at path
+ * (NULL: none, returns NULL) to reload; its reply (caller frees), or
+ * {"ok":false,"error":...}. A failure is warned about but is not the
+ * command's: the change is on disk. control_reload_print: a line saying the
+ * server reloaded, if it did. */
+json_t *control_reload_after (const char *path);
+void control_reload_print (const char *path, const json_t *reply);
+
 int cmd_create (int argc, char **argv);
 int cmd_info (int argc, char **argv);
 int cmd_verify (int argc, char **argv);
@@ -141,5 +150,9 @@ int cmd_rotate_dek (int argc, char **argv);
 int cmd_backup_header (int argc, char **argv);
 int cmd_restore_header (int argc, char **argv);
 int cmd_shred (int argc, char **argv);
+int cmd_status (int argc, char **argv);
+int cmd_lock (int argc, char **argv);
+int cmd_unlock (int argc, char **argv);
+int cmd_reload (int argc, char **argv);
 
 #endif

@@ -38,6 +38,10 @@ static const struct {
   { "backup-header", cmd_backup_header, "save the header to a file" },
   { "restore-header", cmd_restore_header, "put a saved header back (offline)" },
   { "shred", cmd_shred, "crypto-erase: destroy the header and every wrap" },
+  { "status", cmd_status, "a running server's key state (--control PATH)" },
+  { "lock", cmd_lock, "revoke a served volume now (--control PATH)" },
+  { "unlock", cmd_unlock, "make a revoked server serve again (--control)" },
+  { "reload", cmd_reload, "make a server re-read the header (--control)" },
 };
 
 static void

@@ -3,6 +3,7 @@
  * cv_vol_opts, routes log messages to nbdkit, and maps callbacks to
  * cv_vol_*. See doc/nbdkit-cryptvol-plugin.pod for every parameter. */
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,8 @@
 
 #include "common/log.h"
 #include "crypto/secmem.h"
+#include "ctl/audit.h"
+#include "ctl/ctl.h"
 #include "keys/keys.h"
 #include "vol/volume.h"
 
@@ -27,6 +30,10 @@ static struct cv_creds creds = { .pbkdf = CV_PBKDF_DEFAULT };
 static struct cv_wrap_sel wraps = CV_WRAP_SEL_ALL;
 static struct cv_vol *vol;
 static struct cv_watch_opts watch = CV_WATCH_OPTS_DEFAULT;
+static char *control_path, *audit_path; /* absolute: nbdkit may chdir / */
+static gid_t control_gid = (gid_t) -1;
+static struct cv_ctl *ctl;
+static struct cv_audit *audit;
 
 /* Library messages go to nbdkit: errors and warnings (which include the
  * key state's changes) through nbdkit_error, so that they reach syslog when
@@ -59,8 +66,13 @@ cryptvol_load (void)
 static void
 cryptvol_unload (void)
 {
+  cv_ctl_stop (ctl);
   cv_watch_stop ();
   cv_vol_close (vol);
+  cv_vol_set_event_sink (NULL, NULL);
+  cv_audit_close (audit);
+  free (control_path);
+  free (audit_path);
   cv_key_free (creds.passphrase);
   cv_key_free (creds.pin);
   cv_keys_cleanup ();
@@ -125,12 +137,42 @@ watch_config (const char *key, const char *value)
   return 1;
 }
 
+/* The control socket's and the audit log's parameters: 1 if key is not
+ * one of them, else 0 or -1 (reported). */
+static int
+control_config (const char *key, const char *value)
+{
+  char **path = strcmp (key, "control") == 0     ? &control_path
+                : strcmp (key, "audit-log") == 0 ? &audit_path
+                                                 : NULL;
+
+  if (path) {
+    free (*path);
+    return (*path = nbdkit_absolute_path (value)) ? 0 : -1;
+  }
+  if (strcmp (key, "control-group") != 0)
+    return 1;
+  struct group *g = getgrnam (value);
+  char *end;
+  unsigned long id = strtoul (value, &end, 10);
+  if (g)
+    control_gid = g->gr_gid;
+  else if (*value && !*end && id < (gid_t) -1)
+    control_gid = (gid_t) id;
+  else {
+    nbdkit_error ("control-group=%s: no such group", value);
+    return -1;
+  }
+  return 0;
+}
+
 static int
 cryptvol_config (const char *key, const char *value)
 {
   int r;
 
-  if ((r = watch_config (key, value)) != 1)
+  if ((r = watch_config (key, value)) != 1
+      || (r = control_config (key, value)) != 1)
     return r;
   if (strcmp (key, "volume") == 0)
     volume_path = value;
@@ -207,7 +249,18 @@ cryptvol_config_complete (void)
   "off).\n"                                                                    \
   "key-grace=SECONDS    Serve while the key service is unreachable (900).\n"   \
   "on-unreachable=fail|serve  After key-grace (default fail: refuse I/O).\n"   \
-  "resume=true|false    Serve again when a revoked key is usable (true)."
+  "resume=true|false    Serve again when a revoked key is usable (true).\n"    \
+  "control=PATH         Listen for cryptvol-keymgr "                           \
+  "status|lock|unlock|reload.\n"                                               \
+  "control-group=GROUP  Members may use the control socket too (mode 0660).\n" \
+  "audit-log=PATH       Append key events and control commands (JSON lines)."
+
+/* The volume's key events into the audit log. */
+static void
+audit_event (void *arg, struct cv_vol *v, json_t *ev)
+{
+  cv_audit_write (arg, volume_path, cv_vol_uuid (v), ev);
+}
 
 /* Unlock once, before nbdkit listens: a missing or wrong key stops the server
  * here with a message naming the volume and the reason. */
@@ -222,9 +275,14 @@ cryptvol_get_ready (void)
     .creds = &creds,
     .wraps = &wraps,
     .io = io_kind,
-    .keep_creds = watch.interval_s > 0,
+    .keep_creds = watch.interval_s > 0 || control_path,
   };
 
+  if (audit_path) {
+    if (cv_audit_open (audit_path, &audit) < 0)
+      return -1;
+    cv_vol_set_event_sink (audit_event, audit);
+  }
   if (cv_vol_open (&o, &vol) < 0)
     return -1;
   /* The volume holds its DEK (and, for the key watch, its own copy of the
@@ -243,8 +301,17 @@ cryptvol_get_ready (void)
 static int
 cryptvol_after_fork (void)
 {
+  struct cv_ctl_opts co = { .path = control_path,
+                            .group = control_gid,
+                            .volume = volume_path,
+                            .uuid = cv_vol_uuid (vol),
+                            .ops = &cv_ctl_vol_ops,
+                            .arg = vol,
+                            .audit = audit };
+
   if (cv_vol_after_fork (vol) < 0 || cv_watch_add (vol, &watch) < 0
-      || (watch.interval_s > 0 && cv_watch_start () < 0))
+      || (watch.interval_s > 0 && cv_watch_start () < 0)
+      || (control_path && cv_ctl_start (&co, &ctl) < 0))
     return -1;
   return 0;
 }

@@ -19,6 +19,7 @@ static __thread struct {
   size_t n, cap;
   struct held *m;
 } hold;
+static __thread char last_error[512];
 
 void
 cv_log_set_sink (cv_log_sink s)
@@ -38,6 +39,8 @@ emit (enum cv_log_level level, const char *msg)
 {
   static const char *const prefix[] = { "error: ", "warning: ", "", "debug: " };
 
+  if (level == CV_LOG_ERROR)
+    snprintf (last_error, sizeof last_error, "%s", msg);
   if (level == CV_LOG_DEBUG && !debug_on)
     return;
   if (sink)
@@ -106,4 +109,16 @@ cv_log_release (size_t keep_from)
   free (hold.m);
   hold.n = hold.cap = 0;
   hold.m = NULL;
+}
+
+const char *
+cv_log_last_error (void)
+{
+  return last_error;
+}
+
+void
+cv_log_clear_last_error (void)
+{
+  last_error[0] = '\0';
 }

@@ -29,6 +29,12 @@ void cv_log_hold (void);
 size_t cv_log_held (void);
 void cv_log_release (size_t keep_from);
 
+/* The last message this thread passed on as an error, or "" since
+ * cv_log_clear_last_error: for a reply that must say why an operation
+ * failed (the control socket). Truncated to 511 bytes. */
+const char *cv_log_last_error (void);
+void cv_log_clear_last_error (void);
+
 #define cv_err(...) cv_log (CV_LOG_ERROR, __VA_ARGS__)
 #define cv_warn(...) cv_log (CV_LOG_WARN, __VA_ARGS__)
 #define cv_info(...) cv_log (CV_LOG_INFO, __VA_ARGS__)

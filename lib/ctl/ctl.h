@@ -1,0 +1,79 @@
+/* The control socket: a Unix socket on which the operator (cryptvol-keymgr
+ * status|lock|unlock|reload, or socat) asks a running server about its
+ * volume's key and acts on it. One JSON object per line each way; the
+ * protocol is in doc/control.md. The server knows nothing of volumes: the
+ * commands reach the volume through struct cv_ctl_ops (ctl-vol.c wires them
+ * to lib/vol; the unit tests and the fuzz target to fakes). */
+#ifndef CV_CTL_H
+#define CV_CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+struct cv_audit;
+
+/* A request line is at most this many bytes, its newline included. */
+#define CV_CTL_LINE_MAX 4096
+
+/* What the commands do to the volume. Each adds its reply's members to
+ * reply (an object; "ok" is added by the caller) and returns 0, or -errno
+ * after logging why through cv_err (that message becomes the reply's
+ * "error"). They run on the control thread, one at a time. */
+struct cv_ctl_ops {
+  int (*status) (void *arg, json_t *reply);
+  int (*check) (void *arg, json_t *reply);
+  int (*lock) (void *arg, json_t *reply);
+  int (*unlock) (void *arg, json_t *reply);
+  int (*reload) (void *arg, json_t *reply);
+};
+
+struct cv_ctl_opts {
+  const char *path;     /* the socket */
+  gid_t group;          /* control-group=: may connect too; (gid_t) -1: none */
+  unsigned max_clients; /* at once; more are refused with an error; 0: 16 */
+  unsigned idle_ms;     /* a peer that sends no whole line for this long is
+                           closed; 0: 30000 */
+  const char *volume, *uuid; /* named in status replies and audit records */
+  const struct cv_ctl_ops *ops;
+  void *arg;              /* for ops */
+  struct cv_audit *audit; /* every command is recorded here; NULL: not */
+};
+
+/* The commands on a served volume (ctl-vol.c): arg is its struct cv_vol *,
+ * opened with keep_creds (check and unlock unwrap again). status: the key
+ * state, wrap, last and next check and counters; check: one check now, then
+ * the state and the check's outcome (a failed check is an outcome, not a
+ * failed command); lock: cv_vol_revoke; unlock: cv_vol_resume; reload:
+ * cv_vol_reload, then the header's seqid. */
+extern const struct cv_ctl_ops cv_ctl_vol_ops;
+
+/* Who sent a request (SO_PEERCRED). */
+struct cv_ctl_peer {
+  uid_t uid;
+  pid_t pid;
+};
+
+struct cv_ctl;
+
+/* Handle one request line (len bytes, without its newline) from peer: parse
+ * it, run the command, record it in o->audit. Returns the reply line,
+ * newline-terminated (caller frees), or NULL only when out of memory. Never
+ * fails on bad input: that gets an {"ok":false,"error":...} reply. */
+char *cv_ctl_dispatch (const struct cv_ctl_opts *o,
+                       const struct cv_ctl_peer *peer, const char *line,
+                       size_t len);
+
+/* Listen on o->path (mode 0600, or 0660 and group o->group) and serve
+ * requests on a thread of its own. A socket left at the path by a server
+ * that is gone is replaced; one that answers is not (-EADDRINUSE), nor
+ * anything that is not a socket (-EEXIST). o's strings, ops and audit must
+ * outlive the server. Returns 0 or -errno (logged). */
+int cv_ctl_start (const struct cv_ctl_opts *o, struct cv_ctl **out);
+/* Stop the thread, close every connection, remove the socket. NULL: no-op.
+ */
+void cv_ctl_stop (struct cv_ctl *c);
+
+#endif

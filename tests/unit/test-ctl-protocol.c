@@ -1,0 +1,242 @@
+/* The control protocol, one line at a time (cv_ctl_dispatch): every
+ * command's reply, every kind of bad request, and the audit records. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "ctl/audit.h"
+#include "ctl/ctl.h"
+#include "ctl-fake.h"
+#include "harness.h"
+
+static struct fake_vol fake;
+static struct cv_ctl_opts opts = {
+  .volume = "/srv/vol.img",
+  .uuid = "0f0e0d0c-0b0a-4908-8706-050403020100",
+  .ops = &fake_ops,
+  .arg = &fake,
+};
+static const struct cv_ctl_peer me = { .uid = 1000, .pid = 4242 };
+
+/* The reply to line, parsed; its text must be one line of JSON. */
+static json_t *
+ask (const char *line)
+{
+  CLEANUP_FREE char *r = cv_ctl_dispatch (&opts, &me, line, strlen (line));
+  size_t len = r ? strlen (r) : 0;
+
+  CHECK (r && len > 0 && r[len - 1] == '\n' && !memchr (r, '\n', len - 1),
+         "reply to %s is one line: %s", line, r ? r : "(null)");
+  return r ? json_loads (r, 0, NULL) : NULL;
+}
+
+/* The reply to line must be an error whose message contains want. */
+static void
+expect_error (const char *line, const char *want)
+{
+  json_auto_t *j = ask (line);
+  const char *e = json_string_value (json_object_get (j, "error"));
+
+  CHECK (json_is_false (json_object_get (j, "ok")), "%s: not ok", line);
+  CHECK (e && strstr (e, want), "%s: error '%s' says '%s'", line,
+         e ? e : "(none)", want);
+}
+
+static void
+test_commands (void)
+{
+  fake = (struct fake_vol){ .state = "unlocked" };
+  json_auto_t *st = ask ("{\"cmd\":\"status\"}");
+  CHECK (json_is_true (json_object_get (st, "ok")), "status ok");
+  CHECK (strcmp (json_string_value (json_object_get (st, "volume")),
+                 "/srv/vol.img")
+             == 0,
+         "status names the volume");
+  CHECK (strcmp (json_string_value (json_object_get (st, "uuid")), opts.uuid)
+             == 0,
+         "status names the uuid");
+  CHECK (strcmp (json_string_value (json_object_get (st, "state")), "unlocked")
+             == 0,
+         "status has the state");
+
+  json_auto_t *lk = ask ("{\"cmd\":\"lock\"}");
+  CHECK (strcmp (json_string_value (json_object_get (lk, "state")), "revoked")
+             == 0,
+         "lock revokes");
+  json_auto_t *ck = ask (" { \"cmd\" : \"check\" } \r");
+  CHECK (json_is_true (json_object_get (ck, "ok"))
+             && strcmp (json_string_value (json_object_get (ck, "state")),
+                        "revoked")
+                    == 0,
+         "check reports the state (whitespace and CR accepted)");
+
+  fake.unlock_fails = true;
+  expect_error ("{\"cmd\":\"unlock\"}", "the key differs");
+  CHECK (strcmp (fake.state, "revoked") == 0, "a failed unlock stays revoked");
+  fake.unlock_fails = false;
+  json_auto_t *ul = ask ("{\"cmd\":\"unlock\"}");
+  CHECK (strcmp (json_string_value (json_object_get (ul, "state")), "unlocked")
+             == 0,
+         "unlock resumes");
+
+  json_auto_t *rl = ask ("{\"cmd\":\"reload\"}");
+  CHECK (json_integer_value (json_object_get (rl, "seqid")) == 7,
+         "reload reports the seqid");
+  fake.reload_fails = true;
+  expect_error ("{\"cmd\":\"reload\"}", "Invalid argument");
+}
+
+static void
+test_bad_requests (void)
+{
+  unsigned calls;
+
+  fake = (struct fake_vol){ .state = "unlocked" };
+  expect_error ("{\"cmd\":\"destroy\"}",
+                "unknown command \"destroy\"; known: status, check, lock, "
+                "unlock, reload");
+  expect_error ("{\"cmd\":\"status\"", "malformed request");
+  expect_error ("", "malformed request");
+  expect_error ("status", "e.g. {\"cmd\":\"status\"}");
+  expect_error ("[\"status\"]", "a request is a JSON object");
+  expect_error ("\"status\"", "'[' or '{' expected");
+  expect_error ("{}", "missing \"cmd\"");
+  expect_error ("{\"cmd\":7}", "missing \"cmd\" (a string");
+  expect_error ("{\"cmd\":\"status\",\"cmd\":\"lock\"}", "duplicate");
+  expect_error ("{\"cmd\":\"status\",\"force\":true}",
+                "unknown member \"force\"");
+  expect_error ("{\"cmd\":\"status\"} {\"cmd\":\"lock\"}", "malformed");
+  expect_error ("{\"cmd\":\"st\\u0000atus\"}", "malformed");
+  CHECK (fake.calls == 0, "no bad request ran an operation (%u did)",
+         fake.calls);
+  CHECK (strcmp (fake.state, "unlocked") == 0, "nothing was locked");
+
+  /* Bytes that are not UTF-8 are quoted as '?': the reply stays JSON. */
+  expect_error ("{\"cmd\":\"\xff\xfe\"}", "malformed");
+  const char bad_name[] = "{\"cmd\":\"lo\xc3\xa9"
+                          "ck\"}";
+  json_auto_t *j = ask (bad_name);
+  const char *e = json_string_value (json_object_get (j, "error"));
+  CHECK (e && strstr (e, "unknown command \"lo??ck\""), "quoted: %s",
+         e ? e : "(none)");
+  /* A NUL inside the line is not the end of it. */
+  calls = fake.calls;
+  CLEANUP_FREE char *r
+      = cv_ctl_dispatch (&opts, &me, "{\"cmd\":\"lock\"}\0x", 16);
+  CHECK (r && strstr (r, "\"ok\":false"), "a NUL in a line: %s", r);
+  CHECK (fake.calls == calls, "a line with a NUL ran nothing");
+}
+
+/* Every command is in the audit log with the peer, the result and, on
+ * failure, the error. */
+static void
+test_audit (void)
+{
+  char path[] = "/tmp/test-ctl-audit.XXXXXX";
+  int fd = mkstemp (path);
+  struct cv_audit *a = NULL;
+
+  CHECK (fd >= 0, "mkstemp");
+  close (fd);
+  CHECK (cv_audit_open (path, &a) == 0, "audit open");
+  opts.audit = a;
+  fake = (struct fake_vol){ .state = "unlocked", .unlock_fails = true };
+  json_decref (ask ("{\"cmd\":\"lock\"}"));
+  json_decref (ask ("{\"cmd\":\"unlock\"}"));
+  json_decref (ask ("{\"cmd\":\"nope\"}"));
+  opts.audit = NULL;
+  cv_audit_close (a);
+
+  FILE *f = fopen (path, "r");
+  char line[2048];
+  json_t *rec[4] = { 0 };
+  size_t n = 0;
+  while (f && fgets (line, sizeof line, f) && n < 4)
+    rec[n++] = json_loads (line, 0, NULL);
+  if (f)
+    fclose (f);
+  unlink (path);
+  CHECK (n == 3, "3 records (%zu)", n);
+  for (size_t i = 0; i < n; i++) {
+    json_t *r = rec[i];
+    CHECK (r, "record %zu is JSON", i);
+    CHECK (json_string_value (json_object_get (r, "time"))
+               && strcmp (json_string_value (json_object_get (r, "event")),
+                          "control")
+                      == 0
+               && strcmp (json_string_value (json_object_get (r, "volume")),
+                          opts.volume)
+                      == 0
+               && strcmp (json_string_value (json_object_get (r, "uuid")),
+                          opts.uuid)
+                      == 0,
+           "record %zu has time, event, volume, uuid", i);
+    json_t *peer = json_object_get (r, "peer");
+    CHECK (json_integer_value (json_object_get (peer, "uid")) == 1000
+               && json_integer_value (json_object_get (peer, "pid")) == 4242,
+           "record %zu has the peer's uid and pid", i);
+  }
+  if (n == 3) {
+    CHECK (
+        strcmp (json_string_value (json_object_get (rec[0], "command")), "lock")
+                == 0
+            && strcmp (json_string_value (json_object_get (rec[0], "result")),
+                       "ok")
+                   == 0,
+        "lock recorded as ok");
+    const char *e = json_string_value (json_object_get (rec[1], "error"));
+    CHECK (
+        strcmp (json_string_value (json_object_get (rec[1], "result")), "error")
+                == 0
+            && e && strstr (e, "the key differs"),
+        "failed unlock recorded with why");
+    CHECK (!json_object_get (rec[2], "command")
+               && strstr (json_string_value (json_object_get (rec[2], "error")),
+                          "unknown command"),
+           "unknown command recorded as an error");
+  }
+  for (size_t i = 0; i < n; i++)
+    json_decref (rec[i]);
+
+  harness_log_clear ();
+  CHECK (cv_audit_open ("/nonexistent/dir/audit.log", &a) == -ENOENT,
+         "an audit log in a missing directory");
+  CHECK (strstr (harness_logged (), "cannot open the audit log "
+                                    "/nonexistent/dir/audit.log"),
+         "says so: %s", harness_logged ());
+}
+
+/* A full disk: one message for a run of failed records, not one each. */
+static void
+test_audit_full (void)
+{
+  struct cv_audit *a = NULL;
+  json_auto_t *rec = json_pack ("{s:s}", "event", "check");
+
+  if (access ("/dev/full", W_OK) != 0) {
+    printf ("skipped: no /dev/full\n");
+    return;
+  }
+  CHECK (cv_audit_open ("/dev/full", &a) == 0, "open /dev/full");
+  harness_log_clear ();
+  cv_audit_write (a, "v", "u", rec);
+  cv_audit_write (a, "v", "u", rec);
+  const char *l = harness_logged ();
+  const char *first = strstr (l, "cannot write the audit log /dev/full");
+  CHECK (first && !strstr (first + 1, "cannot write the audit log"),
+         "one message for two lost records: %s", l);
+  cv_audit_close (a);
+}
+
+int
+main (void)
+{
+  harness_init ();
+  test_commands ();
+  test_bad_requests ();
+  test_audit ();
+  test_audit_full ();
+  return harness_done ("test-ctl-protocol");
+}
