@@ -36,7 +36,7 @@ while time.monotonic() - t0 < 120:
         h.pread(4096, 0)
         served = True
     except nbd.Error as e:
-        assert e.errno == errno.EPERM, e
+        assert e.errnum == errno.EPERM, e
         served = False
     if served == (want == "served"):
         print(round((time.monotonic() - t0) * 1000))

@@ -36,7 +36,7 @@ def write(uri, base, nblocks, stop, log):
                 h.pwrite(block(n), base + (n % nblocks) * BS, nbd.CMD_FLAG_FUA)
                 out.write(f"ack {n}\n")
             except nbd.Error as e:
-                out.write(f"err {n} {e.errno}\n")
+                out.write(f"err {n} {e.errnum}\n")
                 time.sleep(0.01)
             n += 1
     h.shutdown()
@@ -59,7 +59,7 @@ def verify(uri, base, nblocks, log):
                 phase.append("a")
         else:
             nerr += 1
-            errnos.add(int(f[2]) if f[2] != "None" else None)
+            errnos.add(int(f[2]))
             failed.setdefault(b, []).append(n)
             if not phase or phase[-1] != "e":
                 phase.append("e")
@@ -71,7 +71,7 @@ def verify(uri, base, nblocks, log):
         if got != block(n) and got not in [block(m) for m in failed.get(b, [])]:
             bad.append((b, n, got[:16]))
     h.shutdown()
-    print(f"writes acknowledged {nack}, refused {nerr} ({sorted(map(str, errnos))}), "
+    print(f"writes acknowledged {nack}, refused {nerr} (errno {sorted(errnos)}), "
           f"phases {''.join(phase)}, blocks checked {len(acked)}, lost {len(bad)}")
     assert not bad, f"acknowledged writes lost: {bad[:5]}"
     assert errnos <= {errno.EPERM}, f"writes failed with {errnos}, not only EPERM"

@@ -155,7 +155,7 @@ for what, f in (('read', lambda: h.pread(4096, ${1:-15728640})),
     try:
         f()
     except nbd.Error as e:
-        assert e.errno == errno.EPERM, '%s failed with %s, not EPERM' % (what, e)
+        assert e.errnum == errno.EPERM, '%s failed with %s, not EPERM' % (what, e)
     else:
         raise AssertionError(what + ' was served')
 " || fail "I/O was not refused with EPERM"

@@ -10,7 +10,7 @@
 # Bounds: 3 s from the change to the state change is the issue's bound at
 # key-check=1; states are read by polling `cryptvol-keymgr status --control`.
 source "$(dirname "$0")/functions.sh"
-source "$(dirname "$0")/keywatch-lib.sh"
+source "$CV_SRCDIR/tests/integration/keywatch-lib.sh"
 requires nbdkit nbdsh curl jq openssl
 [ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
 

@@ -13,7 +13,7 @@
 # (key-check=1); states are read by polling `cryptvol-keymgr status
 # --control`. Each figure is printed.
 source "$(dirname "$0")/functions.sh"
-source "$(dirname "$0")/keywatch-lib.sh"
+source "$CV_SRCDIR/tests/integration/keywatch-lib.sh"
 requires nbdkit nbdsh curl jq openssl
 [ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
 
