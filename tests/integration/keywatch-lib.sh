@@ -130,6 +130,19 @@ wait_state () {
   done
 }
 
+# checks_after N: wait until the server has run N more checks (its
+# last_check time moves N times); fails past $HARD s.
+checks_after () {
+  local n=$1 last cur t0; t0=$(now_ms)
+  last=$(status_json | jq -r .last_check.time)
+  while [ "$n" -gt 0 ]; do
+    cur=$(status_json | jq -r .last_check.time)
+    if [ "$cur" != "$last" ]; then n=$((n - 1)); last=$cur; fi
+    [ $(( $(now_ms) - t0 )) -lt 30000 ] || fail "the watch ran no check for 30 s"
+    sleep 0.05
+  done
+}
+
 # within WHAT MS BOUND_S: the bound the issue states (e.g. 3 s); the figure
 # is printed either way.
 within () {

@@ -17,19 +17,6 @@ requires nbdkit nbdsh curl jq openssl
 BOUND=3   # the bound, seconds, at key-check=1
 HARD=30   # how long to wait for a state at all before failing
 
-# checks_after N: wait until the server has run N more checks (its
-# last_check time moves N times); fails past $HARD s.
-checks_after () {
-  local n=$1 last cur t0; t0=$(now_ms)
-  last=$(status_json | jq -r .last_check.time)
-  while [ "$n" -gt 0 ]; do
-    cur=$(status_json | jq -r .last_check.time)
-    if [ "$cur" != "$last" ]; then n=$((n - 1)); last=$cur; fi
-    [ $(( $(now_ms) - t0 )) -lt $(( HARD * 1000 )) ] || fail "the watch ran no check for $HARD s"
-    sleep 0.05
-  done
-}
-
 # --- a key file: status, lock, unlock, reload; file removed or replaced ---------
 new_volume fvol 16M
 head -c 1M /dev/urandom >before
