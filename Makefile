@@ -41,7 +41,7 @@ quiet = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
 .PHONY: all deps check check-unit check-integration demo bench install \
-        format format-check clean sanitize
+        format format-check clean sanitize fuzz
 all: $(LIB) $(PLUGIN) $(KEYMGR) $(UNITS) $(TOOLS) $(BENCH) $(MANS)
 
 deps:
@@ -92,6 +92,20 @@ sanitize:
 	$(Q)$(MAKE) --no-print-directory B=build-san CFLAGS="$(SAN_FLAGS)" \
 	  LDFLAGS="$(SAN_FLAGS)" $(patsubst $(B)/%,build-san/%,$(UNITS) $(PLUGIN))
 
+# Fuzz targets for the parsers of untrusted input (libFuzzer: clang only),
+# built with the sources they need under ASan and UBSan in build-fuzz/.
+# test-fuzz-control.sh runs fuzz-control briefly from its seed corpus.
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=all -std=gnu11 -D_GNU_SOURCE -Ilib \
+              -Itests/unit $(shell pkg-config --cflags jansson 2>/dev/null)
+FUZZ_CONTROL_SRCS := tests/fuzz/fuzz-control.c lib/ctl/dispatch.c \
+                     lib/ctl/audit.c lib/common/log.c lib/common/clock.c
+fuzz: build-fuzz/fuzz-control
+build-fuzz/fuzz-control: $(FUZZ_CONTROL_SRCS) tests/unit/ctl-fake.h lib/ctl/ctl.h
+	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
+	  $(FUZZ_CONTROL_SRCS) $(shell pkg-config --libs jansson 2>/dev/null)
+
 # make check: install what is missing, build, run every test. The runner
 # prints "N passed, N failed, N skipped" and exits non-zero on any failure.
 check: deps
@@ -127,7 +141,7 @@ format-check:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean:
-	rm -rf $(B) build-san
+	rm -rf $(B) build-san build-fuzz
 
 # Keep objects of test programs (intermediate files to make).
 .SECONDARY:

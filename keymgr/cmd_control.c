@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,11 @@ read_line (int fd, const char *path)
   size_t cap = 4 * CV_CTL_LINE_MAX, len = 0;
   CLEANUP_FREE char *buf = malloc (cap + 1);
 
-  while (buf && len < cap) {
+  if (!buf) {
+    cv_err ("out of memory");
+    return NULL;
+  }
+  while (len < cap) {
     struct pollfd p = { .fd = fd, .events = POLLIN };
     int r = poll (&p, 1, REPLY_TIMEOUT_MS);
     if (r == 0) {
@@ -101,18 +106,24 @@ request (const char *path, const char *cmd, json_t **reply)
   if (fd < 0)
     return -fd;
   snprintf (line, sizeof line, "{\"cmd\":\"%s\"}\n", cmd);
+  /* A server that refuses us closes at once: the write then fails (EPIPE,
+   * not SIGPIPE), and its reply, which says why, is still to be read. */
+  signal (SIGPIPE, SIG_IGN);
   int rc = cv_write_all (fd, line, strlen (line));
-  if (rc < 0) {
+  if (rc < 0 && rc != -EPIPE) {
     cv_err ("%s: cannot send the request: %s", path, strerror (-rc));
     return EXIT_IO;
   }
   CLEANUP_FREE char *r = read_line (fd, path);
   if (!r)
     return EXIT_IO;
-  if (!(*reply = json_loads (r, JSON_REJECT_DUPLICATES, &e))
-      || !json_is_object (*reply)) {
-    json_decref (*reply);
+  if (!(*reply = json_loads (r, JSON_REJECT_DUPLICATES, &e))) {
     cv_err ("%s: not a cryptvol control reply: %s", path, e.text);
+    return EXIT_IO;
+  }
+  if (!json_is_object (*reply)) {
+    json_decref (*reply);
+    cv_err ("%s: not a cryptvol control reply (not a JSON object)", path);
     return EXIT_IO;
   }
   return 0;

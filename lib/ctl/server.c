@@ -27,6 +27,7 @@
 #define DEFAULT_MAX_CLIENTS 16
 #define DEFAULT_IDLE_MS 30000
 #define BACKLOG 16
+#define LINGER_MS 1000 /* to read what a peer sends after its last reply */
 
 struct client {
   int fd; /* -1: a free slot */
@@ -36,6 +37,9 @@ struct client {
   char *out; /* replies not yet sent: out[out_off..out_len) */
   size_t out_len, out_off;
   bool closing;     /* close once out is sent */
+  bool lingering;   /* replies sent and our side shut down: what the peer
+                       still sends is read and dropped until it closes, so
+                       that its last reply is not lost to a reset */
   int64_t deadline; /* ms (monotonic): closed if no whole line by then */
 };
 
@@ -84,6 +88,18 @@ allowed (const struct cv_ctl *c, const struct ucred *cr)
   return false;
 }
 
+/* Read and drop what a peer has sent so far (never blocks; at most 64 KiB
+ * from a peer that keeps sending): closing a socket with unread data
+ * resets it, and the peer could lose its reply. */
+static void
+drain (int fd)
+{
+  char buf[4096];
+
+  for (int i = 0; i < 16 && recv (fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++)
+    ;
+}
+
 /* Send a one-line error to a peer about to be closed, if it can take it
  * now (never blocks). */
 static void
@@ -94,6 +110,8 @@ refuse (int fd, const char *msg)
 
   if (s && send (fd, s, strlen (s), MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
     send (fd, "\n", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  shutdown (fd, SHUT_WR);
+  drain (fd);
 }
 
 static void
@@ -104,12 +122,12 @@ drop (struct client *k)
   *k = (struct client){ .fd = -1 };
 }
 
-/* Queue text (taken) to be sent to k. */
+/* Queue text (taken; NULL: out of memory) to be sent to k. */
 static void
 queue (struct client *k, char *text)
 {
-  size_t len = strlen (text);
-  char *o = realloc (k->out, k->out_len + len);
+  size_t len = text ? strlen (text) : 0;
+  char *o = text ? realloc (k->out, k->out_len + len) : NULL;
 
   if (!o) {
     cv_err ("control socket: out of memory; closing a connection");
@@ -123,18 +141,20 @@ queue (struct client *k, char *text)
   free (text);
 }
 
+/* Answer one request of k. The time the command took (a key check may
+ * wait for the key service) is not held against the other peers: their
+ * deadlines move by as much. */
 static void
 request (struct cv_ctl *c, struct client *k, const char *line, size_t len)
 {
+  int64_t start = now_ms ();
   char *reply = cv_ctl_dispatch (&c->o, &k->peer, line, len);
+  int64_t now = now_ms ();
 
-  if (reply)
-    queue (k, reply);
-  else {
-    cv_err ("control socket: out of memory; closing a connection");
-    k->closing = true;
-  }
-  k->deadline = now_ms () + c->o.idle_ms;
+  queue (k, reply);
+  for (unsigned i = 0; i < c->o.max_clients; i++)
+    c->cl[i].deadline += now - start;
+  k->deadline = now + c->o.idle_ms;
 }
 
 /* Take a new connection: served, or refused with an error line. */
@@ -197,6 +217,13 @@ accept_one (struct cv_ctl *c)
 static void
 input (struct cv_ctl *c, struct client *k)
 {
+  if (k->lingering) {
+    char buf[4096];
+    ssize_t n = recv (k->fd, buf, sizeof buf, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+      drop (k);
+    return;
+  }
   ssize_t n = recv (k->fd, k->in + k->in_len, sizeof k->in - k->in_len, 0);
   char *start = k->in, *nl;
 
@@ -270,12 +297,14 @@ run (void *arg)
       struct client *k = &c->cl[i];
       if (k->fd < 0)
         continue;
-      if (k->closing && !k->out_len) {
-        drop (k);
-        continue;
+      if (k->closing && !k->out_len && !k->lingering) {
+        shutdown (k->fd, SHUT_WR);
+        k->lingering = true;
+        k->deadline = now + LINGER_MS;
       }
       if (now >= k->deadline) {
-        refuse (k->fd, "idle: no whole request line in time; closing");
+        if (!k->lingering)
+          refuse (k->fd, "idle: no whole request line in time; closing");
         drop (k);
         continue;
       }

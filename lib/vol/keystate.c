@@ -131,7 +131,7 @@ static void
 set_state (struct cv_vol *v, enum cv_key_state s, const char *cause)
 {
   pthread_rwlock_wrlock (&v->klock);
-  v->state = s;
+  __atomic_store_n (&v->state, s, __ATOMIC_RELAXED);
   pthread_rwlock_unlock (&v->klock);
   pthread_mutex_lock (&v->slock);
   snprintf (v->cause, sizeof v->cause, "%s", cause);
@@ -153,7 +153,7 @@ revoke_locked (struct cv_vol *v, const char *cause)
   v->dek = v->odek = NULL;
   cv_vol_wipe_threads (v);
   v->gen++;
-  v->state = CV_KEY_REVOKED;
+  __atomic_store_n (&v->state, CV_KEY_REVOKED, __ATOMIC_RELAXED);
   pthread_rwlock_unlock (&v->klock);
   pthread_mutex_lock (&v->slock);
   snprintf (v->cause, sizeof v->cause, "%s", cause);
@@ -211,7 +211,7 @@ install (struct cv_vol *v, struct cv_key *dek, struct cv_key *odek)
   v->dek = dek;
   v->odek = odek;
   v->gen++;
-  v->state = CV_KEY_UNLOCKED;
+  __atomic_store_n (&v->state, CV_KEY_UNLOCKED, __ATOMIC_RELAXED);
   pthread_rwlock_unlock (&v->klock);
   pthread_mutex_lock (&v->slock);
   v->cause[0] = '\0';
@@ -324,6 +324,8 @@ cv_vol_check_key (struct cv_vol *v)
   last_request_id (before, sizeof before);
   if (v->state == CV_KEY_REVOKED)
     rc = unwrap_again (v, &dek, &odek);
+  else if (strcmp (v->wrap_type, "passphrase") == 0)
+    rc = 0; /* no key service can revoke a passphrase: spare the KDF */
   else
     rc = cv_wrap_check (v->hdr, v->wrap_id, v->creds, v->dek, NULL);
   last_request_id (rid, sizeof rid);

@@ -131,10 +131,11 @@ void cv_vol_get_status (struct cv_vol *v, struct cv_vol_status *st);
  * once) and emits an event (below). They are serialised with each other;
  * requests in flight complete whole before a change of the key.
  * cv_vol_check_key: one check now (cv_wrap_check) with the kept
- * credentials. Unlocked: a definitive failure revokes, a transient one
- * enters grace and, grace_s after the last successful check, revokes
- * (unless serve_unreachable). Revoked: a success resumes (unless resume =
- * false). Returns 0 when the key was usable, else the check's -errno
+ * credentials (a passphrase wrap in use passes without running its KDF:
+ * nothing can revoke a passphrase). Unlocked: a definitive failure revokes, a
+ * transient one enters grace and, grace_s after the last successful check,
+ * revokes (unless serve_unreachable). Revoked: a success resumes (unless resume
+ * = false). Returns 0 when the key was usable, else the check's -errno
  * (-EKEYREVOKED when revoked and resume = false: nothing is asked).
  * cv_vol_revoke: wipe the DEK (both during a DEK rotation) and every
  * thread's cipher state; from then on requests fail with -EPERM. 0 if it

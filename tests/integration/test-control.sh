@@ -1,11 +1,14 @@
 #!/bin/bash
 # The control socket with the real nbdkit and cryptvol-keymgr, on a volume
 # wrapped with a key file (no key watch: key-check=0, so every change of
-# state here is the operator's): status (text and --json), lock (reads and
-# writes fail with EPERM), unlock (the data reads back), reload after
+# state here is the operator's): status (text and --json), check through a
+# plain socket client (the key file gone revokes), lock (reads and writes
+# fail with EPERM), unlock (the data reads back), reload after
 # add-wrap --control, a reload that fails without failing remove-wrap, the
-# socket's mode, a stale socket replaced, a live one not stolen, and the
-# audit log: every event and command present, no secret in it.
+# socket's mode (and with control-group=), a stale socket replaced, a live
+# one not stolen, an audit log that cannot be opened, and the audit log:
+# every event and command present, no secret in it. Then the same commands
+# on the plugin built with ASan/UBSan (make sanitize), if it is built.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit nbdsh jq
 
@@ -71,6 +74,37 @@ jq -e --arg u "$uuid" '.ok and .state == "unlocked" and .uuid == $u
   and .requests.served >= 1 and .bytes.written >= 1048576
   and .next_check == ""' st.json >/dev/null || { cat st.json; fail "status --json"; }
 pass "keymgr status --json: $(jq -c '{state, wrap, requests, bytes}' st.json)"
+
+# --- check, through a client that is not keymgr ------------------------------------
+# ctl LINE...: send the lines on one connection, print the replies.
+ctl () {
+  python3 - "$CTL" "$@" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall("".join(l + "\n" for l in sys.argv[2:]).encode())
+s.shutdown(socket.SHUT_WR)
+print(s.makefile().read(), end="")
+PY
+}
+ctl '{"cmd":"check"}' '{"cmd":"reboot"}' '{"cmd":"status"}' >replies
+[ "$(wc -l <replies)" -eq 3 ] || { cat replies; fail "three requests, not three replies"; }
+sed -n 1p replies | jq -e '.ok and .state == "unlocked" and .outcome == "ok"' >/dev/null ||
+  { cat replies; fail "check reply"; }
+sed -n 2p replies | jq -e '(.ok | not) and (.error | test("unknown command \"reboot\"; known: status, check, lock, unlock, reload"))' \
+  >/dev/null || { cat replies; fail "unknown command reply"; }
+sed -n 3p replies | jq -e '.ok and .last_check.outcome == "ok" and (.last_check.time | test("Z$"))' \
+  >/dev/null || { cat replies; fail "status after check"; }
+pass "check through a plain socket client: $(sed -n 1p replies)"
+# The key file gone: the check revokes (key-check=0: only this check runs).
+mv vol.kek vol.kek.away
+ctl '{"cmd":"check"}' >replies
+jq -e '.ok and .state == "revoked" and (.outcome | startswith("revoked"))' replies >/dev/null ||
+  { cat replies; mv vol.kek.away vol.kek; fail "check with the key file gone"; }
+mv vol.kek.away vol.kek
+[ "$(io_errno | paste -sd' ')" = "read EPERM write EPERM" ] || fail "after a revoking check: $(io_errno)"
+ctl '{"cmd":"unlock"}' | jq -e '.ok and .state == "unlocked"' >/dev/null || fail "unlock after the key file is back"
+pass "check with the key file gone revokes: $(jq -c '{state, outcome}' replies); unlock resumes"
 
 # --- lock: the kill switch ------------------------------------------------------
 "$KEYMGR" lock --control "$CTL" >out || fail "keymgr lock"
@@ -144,6 +178,34 @@ grep -q "another server already listens" other.log || { cat other.log; fail "sec
 pass "a live socket is not stolen: $(grep -o 'control=.*' other.log | head -1)"
 stop_nbd
 
+# --- control-group, a bad audit log -------------------------------------------------
+start_nbd vol keyfile=new.kek key-check=0 control-group=4242 audit-log="$tmp/audit.log"
+[ "$(stat -c '%a %g' "$CTL")" = "660 4242" ] || fail "control-group=4242: socket $(stat -c '%a %g' "$CTL")"
+pass "control-group=4242: the socket has mode 0660 and group 4242"
+# Another uid, through the file mode by a supplementary group but not a
+# member of 4242 for the server (primary group, group database): refused.
+# With 4242 as its primary group: served.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  chmod 755 "$tmp"
+  as_nobody () { setpriv --reuid=65534 --regid="$1" --groups="$2" "${@:3}"; }
+  rc=0; as_nobody 65534 4242 "$KEYMGR" status --control "$CTL" >out 2>err || rc=$?
+  grep -q "permission denied: uid 65534 may not use this control socket" err && [ $rc -eq 4 ] ||
+    { cat out err; fail "another uid was not refused (exit $rc)"; }
+  jq -e -s '[.[] | select(.event == "control" and .peer.uid == 65534 and .result == "error")] | length == 1' \
+    "$tmp/audit.log" >/dev/null || fail "the refused peer is not in the audit log"
+  as_nobody 4242 4242 "$KEYMGR" status --control "$CTL" >out || fail "a control-group member was refused"
+  grep -Eq '^state: +unlocked$' out || { cat out; fail "status for a control-group member"; }
+  pass "uid 65534 refused ($(grep -o 'permission denied.*' err | head -c 90)...), audited; with group 4242 served"
+  chmod 700 "$tmp"
+fi
+stop_nbd
+if nbdkit -f -U "$tmp/other.sock" "$PLUGIN" vol keyfile=new.kek \
+     audit-log=/nonexistent/dir/audit.log >other.log 2>&1; then
+  fail "nbdkit started with an audit log it cannot write"
+fi
+grep -q "cannot open the audit log /nonexistent/dir/audit.log" other.log || { cat other.log; fail "audit-log message"; }
+pass "an audit log that cannot be opened stops nbdkit: $(grep -o 'cannot open the audit log.*' other.log)"
+
 # --- the audit log --------------------------------------------------------------------
 jq -e -s 'length > 0' "$tmp/audit.log" >/dev/null || fail "the audit log is not JSON lines"
 while IFS= read -r line; do
@@ -154,6 +216,10 @@ me=$(id -u)
 for want in 'select(.event == "unlock" and .wrap == 0 and .type == "file")' \
             'select(.event == "revoke" and (.cause | test("control socket")))' \
             'select(.event == "resume")' \
+            'select(.event == "check" and .outcome == "ok" and .error == "")' \
+            'select(.event == "check" and .outcome == "revoked" and .error != "")' \
+            "select(.event == \"control\" and .command == \"check\" and .peer.uid == $me)" \
+            'select(.event == "control" and (has("command") | not) and (.error | test("unknown command")))' \
             'select(.event == "reload" and (.seqid | type == "number"))' \
             "select(.event == \"control\" and .command == \"lock\" and .result == \"ok\" and .peer.uid == $me and .peer.pid > 0)" \
             'select(.event == "control" and .command == "status" and .result == "ok")' \
@@ -172,3 +238,34 @@ for k in vol.kek new.kek third.kek; do
   done
 done
 pass "no key file's key (hex or base64) in the audit log or nbdkit's log"
+
+# --- the same under AddressSanitizer (make sanitize) ---------------------------------
+# The control thread, the audit log and their stop at unload, in the
+# sanitized plugin: no memory error, no undefined behaviour, no leak of ours.
+SAN_PLUGIN=$CV_SRCDIR/build-san/nbdkit-cryptvol-plugin.so
+if [ -f "$SAN_PLUGIN" ] && command -v gcc >/dev/null; then
+  rm -f "$SOCK"
+  env LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
+    ASAN_OPTIONS=detect_leaks=1:exitcode=66 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    nbdkit -f -U "$SOCK" "$SAN_PLUGIN" vol keyfile=new.kek key-check=1 \
+      control="$CTL" audit-log="$tmp/san-audit.log" 2>san.err &
+  nbd_pid=$!
+  for _ in $(seq 1 400); do
+    "$KEYMGR" status --control "$CTL" >/dev/null 2>&1 && break
+    kill -0 "$nbd_pid" 2>/dev/null || { cat san.err; fail "the sanitized plugin did not start"; }
+    sleep 0.05
+  done
+  "$KEYMGR" lock --control "$CTL" >/dev/null && "$KEYMGR" unlock --control "$CTL" >/dev/null &&
+    "$KEYMGR" reload --control "$CTL" >/dev/null || { cat san.err; fail "commands on the sanitized plugin"; }
+  ctl '{"cmd":"check"}' '[' '{"cmd":1}' "$(head -c 5000 /dev/zero | tr '\0' x)" >/dev/null
+  nbdsh -u "$URI" -c "assert h.pread(1048576, 65536) == open('data', 'rb').read()"
+  kill -TERM "$nbd_pid"; rc=0; wait "$nbd_pid" || rc=$?; nbd_pid=
+  if grep -q "ERROR: AddressSanitizer\|runtime error" san.err ||
+     { grep -q "LeakSanitizer" san.err && grep -q " in \(cv_\|cryptvol_\)" san.err; } ||
+     { [ $rc -ne 0 ] && [ $rc -ne 66 ]; }; then
+    cat san.err; fail "sanitizer report, or nbdkit exit $rc"
+  fi
+  pass "under ASan/UBSan: control commands, bad lines and unload are clean"
+else
+  echo "note: no sanitized plugin (make sanitize): ASan pass not run"
+fi

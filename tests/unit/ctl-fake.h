@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "ctl/ctl.h"
@@ -15,6 +16,7 @@ struct fake_vol {
   bool unlock_fails; /* unlock: the key is still disabled */
   bool reload_fails; /* reload: the header's DEK differs */
   unsigned calls;    /* operations run */
+  unsigned check_ms; /* check: takes this long (a slow key service) */
 };
 
 static int
@@ -34,7 +36,9 @@ static int
 fake_check (void *arg, json_t *reply)
 {
   struct fake_vol *f = arg;
+  struct timespec t = { f->check_ms / 1000, f->check_ms % 1000 * 1000000L };
   f->calls++;
+  nanosleep (&t, NULL);
   json_object_set_new (reply, "state", json_string (f->state));
   return 0;
 }

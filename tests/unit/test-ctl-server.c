@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -62,7 +63,8 @@ dial (void)
 }
 
 /* One reply line from fd into buf (without its newline): 1, or 0 at end of
- * input, -1 if nothing came within 10 s. */
+ * input, -1 if nothing came within 10 s, -2 on an error (a reset: the
+ * server closed with our data unread). */
 static int
 reply (int fd, char *buf, size_t n)
 {
@@ -73,7 +75,9 @@ reply (int fd, char *buf, size_t n)
     if (poll (&p, 1, 10000) != 1)
       return -1;
     ssize_t r = read (fd, buf + len, 1);
-    if (r <= 0)
+    if (r < 0)
+      return -2;
+    if (r == 0)
       break;
     if (buf[len] == '\n') {
       buf[len] = '\0';
@@ -100,7 +104,8 @@ said (int fd, const char *text, const char *want)
   return true;
 }
 
-/* The connection is closed by the server (end of input within 10 s). */
+/* The connection is closed by the server (a clean end of input within
+ * 10 s, not a reset). */
 static bool
 closed (int fd)
 {
@@ -212,7 +217,22 @@ test_idle (void)
   close (silent);
   close (partial);
   close (busy);
+
+  /* A command that takes longer than the idle time (a slow key service)
+   * does not make the others idle: a request sent meanwhile is answered. */
+  int waiting = dial ();
+  busy = dial ();
+  CHECK (said (waiting, "{\"cmd\":\"status\"}\n", "\"ok\":true"), "first");
+  fake.check_ms = 1500;
+  CHECK (write (busy, "{\"cmd\":\"check\"}\n", 16) == 16, "a slow check");
+  CHECK (said (waiting, "{\"cmd\":\"status\"}\n", "\"ok\":true"),
+         "a request sent during a slow command is answered after it");
+  CHECK (reply (busy, buf, sizeof buf) == 1 && strstr (buf, "\"ok\":true"),
+         "the slow check's reply: %s", buf);
+  close (waiting);
+  close (busy);
   cv_ctl_stop (c);
+  fake.check_ms = 0;
 }
 
 static void
@@ -387,6 +407,7 @@ int
 main (void)
 {
   harness_init ();
+  signal (SIGPIPE, SIG_IGN); /* a write to a closed peer is a failed CHECK */
   if (!mkdtemp (dir))
     return 1;
   chmod (dir, 0755); /* another uid may reach the socket's directory */
