@@ -143,6 +143,15 @@ checks_after () {
   done
 }
 
+# fail_later MESSAGE: a failed assertion after which the test can go on
+# (the later steps do not depend on it): printed now, and the test exits 1
+# at the end (finish), so one gap does not hide the results of the rest.
+failed_later=()
+fail_later () { echo "FAIL: $*" >&2; failed_later+=("$*"); }
+finish () {
+  [ ${#failed_later[@]} -eq 0 ] || fail "${#failed_later[@]} assertion(s) failed: $(printf '%s; ' "${failed_later[@]}")"
+}
+
 # within WHAT MS BOUND_S: the bound the issue states (e.g. 3 s); the figure
 # is printed either way.
 within () {

@@ -57,7 +57,11 @@ ms=$(wait_state revoked "$t0" "$HARD")
 io_refused
 within "DisableKey -> revoked, reads and writes fail with EPERM" "$ms" "$BOUND"
 jq -e '.cause | test("disabled|DisabledException"; "i")' <(status_json) >/dev/null ||
-  { status_json; fail "status does not say the key is disabled"; }
+  fail_later "status does not say the key is disabled: cause \"$(status_json | jq -r .cause)\""
+rid=$(admin "$EP/_admin/calls" |
+  jq -r '[.calls[] | select(.op == "Decrypt" and .result == "DisabledException")][0].request_id')
+grep -q "request id $rid" "$tmp/nbdkit.log" ||
+  fail_later "the failed check's KMS request id $rid is not in nbdkit's log"
 wait_log '^err' "refused write"
 t0=$(now_ms); enable_key "$key1"
 ms=$(wait_state unlocked "$t0" "$HARD")
@@ -172,3 +176,4 @@ if grep -sqF -e "$KMS_SECRET" "$tmp/nbdkit.log" "$tmp/kms.log"; then
 fi
 grep -q "revoked" "$tmp/nbdkit.log" || fail "nbdkit's log does not record the revocations"
 pass "state changes in nbdkit's log; no secret in any log"
+finish
