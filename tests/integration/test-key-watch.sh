@@ -7,7 +7,8 @@
 # CancelKeyDeletion + EnableKey -> resumed. KMS stopped -> served through
 # key-grace, then refused; KMS back on the same port -> resumed. 30% of KMS
 # calls failing (throttling, 500s, dropped connections) -> no revocation, no
-# failed request. Key deleted -> stays revoked.
+# failed request. resume=false: revoked until restart. on-unreachable=serve:
+# served past key-grace. Key deleted -> stays revoked.
 #
 # Bounds: 3 s from the KMS call to the state change is the issue's bound
 # (key-check=1); states are read by polling `cryptvol-keymgr status
@@ -145,6 +146,40 @@ total=$(count_calls 'select(.op == "Decrypt")')
 [ "$faulted" -gt 0 ] || fail "no KMS call was faulted"
 pass "30% KMS faults ($faulted of $total Decrypt calls failed): never revoked, $(cat io.out) read+write pairs all served; states seen: $(tr ' ' '\n' <<<"$states" | grep . | sort | uniq -c | xargs)"
 stop_nbd
+
+# --- resume=false: a revocation is final until restart -----------------------------
+start_nbd vol "${KP[@]}" resume=false
+checks_after 1
+disable_key "$key1"
+wait_state revoked "$(now_ms)" "$HARD" >/dev/null
+enable_key "$key1"
+t0=$(now_ms)
+while [ $(( $(now_ms) - t0 )) -lt 3000 ]; do  # three check intervals
+  [ "$(key_state)" = revoked ] || fail "resume=false: resumed when the key was enabled again"
+  sleep 0.1
+done
+io_refused
+if "$KEYMGR" unlock --control "$CTL" --json >unlock.out 2>&1; then
+  cat unlock.out; fail "resume=false: keymgr unlock succeeded"
+fi
+stop_nbd
+start_nbd vol "${KP[@]}" resume=false
+io_served
+same_data before 0
+pass "resume=false: revoked stays revoked (3 s with the key usable, unlock refused) until restart"
+
+# --- on-unreachable=serve: served past key-grace while KMS is down ------------------
+start_nbd vol kms-endpoint="$EP" ca-bundle="$CA" key-check=1 key-grace=2 on-unreachable=serve
+checks_after 1
+stop_kms
+wait_state grace "$(now_ms)" "$HARD" >/dev/null
+checks_after 4   # 4 failed checks: past key-grace=2
+[ "$(key_state)" = grace ] || fail "on-unreachable=serve: state $(key_state) past key-grace"
+io_served
+t0=$(now_ms); start_kms "$KMS_PORT"
+wait_state unlocked "$t0" "$HARD" >/dev/null
+stop_nbd
+pass "on-unreachable=serve: served through 4 failed checks past key-grace=2; unlocked when KMS is back"
 
 # --- key deleted: stays revoked ---------------------------------------------------
 start_nbd vol "${KP[@]}"
