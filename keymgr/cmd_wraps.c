@@ -327,12 +327,14 @@ cmd_rewrap (int argc, char **argv)
   struct cv_wrap_info old;
   int64_t done = cv_wrap_same_key (s.h, n.spec, -1);
   if (cv_hdr_wrap_find (s.h, n.id, &old) < 0 && done >= 0) {
-    /* Killed after its last commit: the rewrap is complete. */
-    printf ("%s: wrap %lld is gone and wrap %lld uses %s: the rewrap is "
-            "complete\n",
-            s.volume, (long long) n.id, (long long) done, n.spec);
+    /* Killed after its last commit: the rewrap is complete (but the
+     * server may not have reloaded it yet). */
     session_close (&s);
     common_free (&co);
+    report_change (false, n.control, NULL,
+                   "%s: wrap %lld is gone and wrap %lld uses %s: the rewrap "
+                   "is complete\n",
+                   s.volume, (long long) n.id, (long long) done, n.spec);
     return EXIT_OK;
   }
   if ((rc = unlock_creds (&co, s.h)) == 0

@@ -63,7 +63,9 @@ int cv_vol_flush (struct cv_vol *v);
 /* Re-lock key pages after fork (memory locks are not inherited). */
 int cv_vol_after_fork (struct cv_vol *v);
 
-/* The volume's header and its DEK (during a DEK rotation: the new one). */
+/* The volume's header and its DEK (during a DEK rotation: the new one), for
+ * keymgr's offline use: a served volume's DEK is NULL while revoked, and
+ * cv_vol_reload replaces its header. */
 const struct cv_header *cv_vol_header (const struct cv_vol *v);
 const struct cv_key *cv_vol_dek (const struct cv_vol *v);
 

@@ -4,7 +4,8 @@
 # state here is the operator's): status (text and --json), check through a
 # plain socket client (the key file gone revokes), lock (reads and writes
 # fail with EPERM), unlock (the data reads back), reload after
-# add-wrap --control, a reload that fails without failing remove-wrap, the
+# add-wrap and rewrap --control (also a rewrap run again once complete),
+# a reload that fails without failing remove-wrap, the
 # socket's mode (and with control-group=), a stale socket replaced, a live
 # one not stolen, an audit log that cannot be opened, and the audit log:
 # every event and command present, no secret in it. Then the same commands
@@ -145,6 +146,18 @@ pass "add-wrap --control: $(grep reloaded out); reload --json: $(jq -c . out.jso
   fail "add-wrap --json --control"
 jq -e '.reload.ok and (.reload.seqid | type == "number")' out.json >/dev/null ||
   { cat out.json; fail "add-wrap --json has no reload member"; }
+# rewrap --control reloads; run again after it completed (as after a kill
+# past its last commit), it still makes the server reload.
+"$KEYMGR" genkey fourth.kek >/dev/null
+"$KEYMGR" rewrap vol --id 2 --to file:fourth.kek --keyfile third.kek --control "$CTL" >out ||
+  { cat out; fail "rewrap --control"; }
+grep -q "moved to file:fourth.kek" out && grep -q "the server reloaded the header" out ||
+  { cat out; fail "rewrap --control output"; }
+"$KEYMGR" rewrap vol --id 2 --to file:fourth.kek --keyfile third.kek --control "$CTL" >out ||
+  { cat out; fail "rewrap again"; }
+grep -q "the rewrap is complete" out && grep -q "the server reloaded the header" out ||
+  { cat out; fail "a completed rewrap run again does not reload the server"; }
+pass "rewrap --control, and again once complete: $(tail -n 1 out)"
 # The wrap in use (0) removed: the server's credentials (vol.kek) open no
 # other wrap, so its reload is refused; remove-wrap itself succeeded.
 "$KEYMGR" remove-wrap vol --id 0 --keyfile new.kek --control "$CTL" >out 2>err ||
