@@ -40,6 +40,7 @@ import hmac
 import http.server
 import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -958,14 +959,39 @@ OPERATIONS = sorted(n[3:] for n in dir(KMS) if n.startswith("op_"))
 # Fault injection and the call log
 
 
+RANDOM_KINDS = ("throttle", "error500", "drop")
+
+
 class Faults:
     """Pending faults, consumed in order by KMS calls (not admin calls).
     Each: {"kind": throttle|error500|error|drop|delay, "count": N,
-    "ops": [op names] or None, "delay_ms": D, "type": ..., "status": ...}"""
+    "ops": [op names] or None, "delay_ms": D, "type": ..., "status": ...}.
+    Besides them, at most one standing random fault: each matching call
+    fails with probability "rate", as one of "kinds" picked at random, until
+    cleared (transient failures only: what a flaky network or a throttled
+    account gives)."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.items = []
+        self.random = None  # {"rate", "kinds", "ops", "seed"} or None
+        self.rng = random.Random()
+
+    def _set_random(self, spec, ops):
+        """Validate {"rate": R, "kinds": [...], "seed": S} -> the standing
+        random fault (not yet installed)."""
+        if not isinstance(spec, dict) or "rate" not in spec:
+            raise ValueError('"random" must be {"rate": R, "kinds": [...], "seed": S}')
+        rate = float(spec["rate"])
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("random rate must be between 0 and 1")
+        kinds = spec.get("kinds", list(RANDOM_KINDS))
+        if (not isinstance(kinds, list) or not kinds or
+                not all(k in RANDOM_KINDS for k in kinds)):
+            raise ValueError(f"random kinds must be a non-empty list of {', '.join(RANDOM_KINDS)}")
+        seed = spec.get("seed")
+        return {"rate": rate, "kinds": list(kinds), "ops": ops,
+                "seed": None if seed is None else int(seed)}
 
     def add(self, spec):
         ops = spec.get("ops")
@@ -986,16 +1012,22 @@ class Faults:
             added.append({"kind": "error", "count": int(e.get("count", 1)),
                           "type": str(e["type"]), "status": int(e.get("status", 400)),
                           "message": e.get("message"), "ops": ops})
-        if not added and not spec.get("clear"):
-            raise ValueError("no fault given: use throttle, error500, drop, delay_ms, error or clear")
+        rnd = self._set_random(spec["random"], ops) if "random" in spec else None
+        if not added and rnd is None and not spec.get("clear"):
+            raise ValueError("no fault given: use throttle, error500, drop, delay_ms, error, "
+                             "random or clear")
         for a in added:
             if a["count"] < 0:
                 raise ValueError("count must be >= 0")
         with self.lock:
             if spec.get("clear"):
                 self.items.clear()
+                self.random = None
+            if rnd is not None:
+                self.random = rnd
+                self.rng.seed(rnd["seed"])
             self.items.extend(a for a in added if a["count"] > 0)
-            return [dict(i) for i in self.items]
+            return self._pending()
 
     def take(self, op):
         """-> (delay_ms, fault or None) for this call; consumes counts."""
@@ -1012,11 +1044,21 @@ class Faults:
                     fault = dict(f)
                     f["count"] -= 1
             self.items = [f for f in self.items if f["count"] > 0]
+            r = self.random
+            if (fault is None and r is not None and (r["ops"] is None or op in r["ops"])
+                    and self.rng.random() < r["rate"]):
+                fault = {"kind": self.rng.choice(r["kinds"]), "random": True}
         return delay, fault
+
+    def _pending(self):
+        out = [dict(i) for i in self.items]
+        if self.random is not None:
+            out.append(dict(self.random, kind="random"))
+        return out
 
     def pending(self):
         with self.lock:
-            return [dict(i) for i in self.items]
+            return self._pending()
 
 
 class CallLog:

@@ -1,0 +1,192 @@
+# Helpers of the key-watch tests (test-key-watch*.sh) and of
+# bench/key-watch-latency.sh; source it after functions.sh. It runs the local
+# KMS (tests/kms/kms-server.py) and one nbdkit at a time in the background,
+# each stopped by the trap, and waits for the server's key state by polling
+# `cryptvol-keymgr status --control PATH --json`, never by sleeping.
+PY=/usr/bin/python3
+FUA_WRITER=$CV_SRCDIR/tests/integration/fua-writer.py
+
+# --- the local KMS --------------------------------------------------------
+# start_kms [PORT]: start the test KMS on PORT (default: any free port, then
+# kept in KMS_PORT so a restart gets the same endpoint) with its state in
+# $tmp/kms-state (kept across restarts). The first call makes the CA, the
+# credentials (exported as the AWS_* of everything below) and the config.
+kms_pid=
+KMS_PORT=
+start_kms () {
+  local port=${1:-0}
+  if [ ! -e "$tmp/kms-state/config.json" ]; then
+    "$CV_SRCDIR/tests/kms/make-test-ca.sh" "$tmp/ca" >/dev/null || fail "make-test-ca.sh"
+    KMS_AKID=AKIA$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
+    KMS_SECRET=$(head -c 30 /dev/urandom | base64 | tr -d '\n/+')
+    mkdir -p "$tmp/kms-state"
+    cat >"$tmp/kms-state/config.json" <<EOF
+{"account_id": "111122223333", "regions": ["us-east-1"],
+ "credentials": [{"access_key_id": "$KMS_AKID", "secret_access_key": "$KMS_SECRET"}]}
+EOF
+    printf 'user = "%s:%s"\n' "$KMS_AKID" "$KMS_SECRET" >"$tmp/curl-auth"
+    chmod 600 "$tmp/curl-auth"
+    export AWS_ACCESS_KEY_ID=$KMS_AKID AWS_SECRET_ACCESS_KEY=$KMS_SECRET
+    export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
+    unset AWS_PROFILE AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION AWS_CA_BUNDLE
+    unset https_proxy HTTPS_PROXY all_proxy ALL_PROXY
+    export CV_KMS_RETRY_BASE_MS=100 # test knob: 0.1 s backoff base (doc/kms.md)
+    CA=$tmp/ca/ca.pem
+  fi
+  rm -f "$tmp/kms-port"
+  "$PY" "$CV_SRCDIR/tests/kms/kms-server.py" --state-dir "$tmp/kms-state" \
+    --cert "$tmp/ca/server.pem" --key "$tmp/ca/server.key" --port "$port" \
+    --port-file "$tmp/kms-port" >>"$tmp/kms.log" 2>&1 &
+  kms_pid=$!
+  local _
+  for _ in $(seq 1 200); do
+    [ -s "$tmp/kms-port" ] && break
+    kill -0 "$kms_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  [ -s "$tmp/kms-port" ] || { cat "$tmp/kms.log"; fail "the test KMS did not start"; }
+  KMS_PORT=$(cat "$tmp/kms-port")
+  EP=https://127.0.0.1:$KMS_PORT
+}
+# stop_kms: SIGTERM (the server saves its state) and wait for the exit.
+stop_kms () {
+  if [ -n "$kms_pid" ]; then
+    kill "$kms_pid" 2>/dev/null || true
+    wait "$kms_pid" 2>/dev/null || true
+    kms_pid=
+  fi
+}
+cleanup_hooks+=(stop_kms)
+
+# kms OP JSON: a signed KMS call (curl does SigV4; the secret stays in a file).
+kms () {
+  curl -sS --fail-with-body -K "$tmp/curl-auth" --cacert "$CA" \
+    --aws-sigv4 "aws:amz:us-east-1:kms" -H "Content-Type: application/x-amz-json-1.1" \
+    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$EP/"
+}
+admin () { curl -sS --fail --cacert "$CA" "$@"; }
+clear_calls () { admin -X DELETE "$EP/_admin/calls" >/dev/null; }
+fault () { admin -X POST -d "$1" "$EP/_admin/fault" >/dev/null; }
+# count_calls JQ-FILTER: how many logged KMS calls match (e.g.
+# 'select(.op == "Decrypt" and .result == "ok")').
+count_calls () { admin "$EP/_admin/calls" | jq "[.calls[] | $1] | length"; }
+new_key () { kms CreateKey '{"Description": "cryptvol key-watch test"}' | jq -r .KeyMetadata.KeyId; }
+key_arn () { echo "arn:aws:kms:us-east-1:111122223333:key/$1"; }
+disable_key () { kms DisableKey "{\"KeyId\": \"$1\"}" >/dev/null; }
+enable_key () { kms EnableKey "{\"KeyId\": \"$1\"}" >/dev/null; }
+
+# --- nbdkit in the background ---------------------------------------------
+# start_nbd VOLUME [PLUGIN-PARAMS...]: serve VOLUME on $SOCK with its control
+# socket at $CTL; return once the control socket answers `status`. nbdkit's
+# stderr goes to $tmp/nbdkit.log.
+SOCK=$tmp/nbd.sock
+CTL=$tmp/ctl.sock
+URI="nbd+unix:///?socket=$SOCK"
+nbd_pid=
+start_nbd () {
+  rm -f "$SOCK" "$CTL"
+  nbdkit -f -U "$SOCK" "$PLUGIN" "$@" control="$CTL" >>"$tmp/nbdkit.log" 2>&1 &
+  nbd_pid=$!
+  local _
+  for _ in $(seq 1 400); do
+    [ -S "$SOCK" ] && [ -S "$CTL" ] && "$KEYMGR" status --control "$CTL" --json >/dev/null 2>&1 && return 0
+    kill -0 "$nbd_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  tail -n 30 "$tmp/nbdkit.log" >&2
+  fail "nbdkit did not start serving $1 with a control socket"
+}
+stop_nbd () {
+  if [ -n "$nbd_pid" ]; then
+    kill "$nbd_pid" 2>/dev/null || true
+    wait "$nbd_pid" 2>/dev/null || true
+    nbd_pid=
+  fi
+}
+cleanup_hooks+=(stop_nbd)
+
+# --- the key state, by polling the control socket ---------------------------
+status_json () { "$KEYMGR" status --control "$CTL" --json; }
+key_state () { status_json | jq -r .state; }
+now_ms () { echo $(( $(date +%s%N) / 1000000 )); }
+
+# wait_state WANT T0_MS LIMIT_S: poll the server's state until it is WANT;
+# print the milliseconds from T0_MS (now_ms taken just before the action)
+# to the first status that showed WANT. Fails the test past LIMIT_S seconds.
+wait_state () {
+  local want=$1 t0=$2 limit_ms=$(( $3 * 1000 )) st
+  while :; do
+    st=$(key_state 2>/dev/null) || st="(status failed)"
+    if [ "$st" = "$want" ]; then
+      echo $(( $(now_ms) - t0 ))
+      return 0
+    fi
+    if [ $(( $(now_ms) - t0 )) -gt "$limit_ms" ]; then
+      status_json >&2 || true
+      tail -n 20 "$tmp/nbdkit.log" >&2
+      fail "the key state is \"$st\", not \"$want\", $3 s after the change"
+    fi
+    sleep 0.05
+  done
+}
+
+# checks_after N: wait until the server has run N more checks (its
+# last_check time moves N times); fails past $HARD s.
+checks_after () {
+  local n=$1 last cur t0; t0=$(now_ms)
+  last=$(status_json | jq -r .last_check.time)
+  while [ "$n" -gt 0 ]; do
+    cur=$(status_json | jq -r .last_check.time)
+    if [ "$cur" != "$last" ]; then n=$((n - 1)); last=$cur; fi
+    [ $(( $(now_ms) - t0 )) -lt 30000 ] || fail "the watch ran no check for 30 s"
+    sleep 0.05
+  done
+}
+
+# fail_later MESSAGE: a failed assertion after which the test can go on
+# (the later steps do not depend on it): printed now, and the test exits 1
+# at the end (finish), so one gap does not hide the results of the rest.
+failed_later=()
+fail_later () { echo "FAIL: $*" >&2; failed_later+=("$*"); }
+finish () {
+  [ ${#failed_later[@]} -eq 0 ] || fail "${#failed_later[@]} assertion(s) failed: $(printf '%s; ' "${failed_later[@]}")"
+}
+
+# within WHAT MS BOUND_S: the bound the issue states (e.g. 3 s); the figure
+# is printed either way.
+within () {
+  [ "$2" -le $(( $3 * 1000 )) ] || fail "$1 took $2 ms; the bound is $3 s"
+  pass "$1 in $2 ms (bound $3 s)"
+}
+
+# io_served / io_refused [OFFSET]: a 4 KiB read and a 4 KiB write (of what
+# the read gave, so the data stays) at OFFSET (default 15 MiB) are served /
+# both fail with EPERM, while a new client still connects and learns the size.
+io_served () {
+  nbdsh -u "$URI" -c "
+b = h.pread(4096, ${1:-15728640})
+h.pwrite(b, ${1:-15728640})
+" || fail "I/O was not served"
+}
+io_refused () {
+  nbdsh -u "$URI" -c "
+import errno
+assert h.get_size() > 0
+for what, f in (('read', lambda: h.pread(4096, ${1:-15728640})),
+                ('write', lambda: h.pwrite(bytes(4096), ${1:-15728640}))):
+    try:
+        f()
+    except nbd.Error as e:
+        assert e.errnum == errno.EPERM, '%s failed with %s, not EPERM' % (what, e)
+    else:
+        raise AssertionError(what + ' was served')
+" || fail "I/O was not refused with EPERM"
+}
+
+# same_data FILE OFFSET: the volume holds FILE's bytes at OFFSET.
+same_data () {
+  nbdsh -u "$URI" -c "
+d = open('$1', 'rb').read()
+assert h.pread(len(d), $2) == d, 'the data read back differs from what was written'
+" || fail "data written before does not read back identical"
+}
