@@ -262,7 +262,7 @@ cmd_lock (int argc, char **argv)
       argc, argv, "lock",
       "usage: cryptvol-keymgr lock --control PATH [--json]\n"
       "Revokes the served volume now: its key is wiped and every request\n"
-      "fails with EPERM until unlock (or the key watch) resumes it.\n");
+      "fails with EPERM until unlock, whatever the key watch finds.\n");
 }
 
 int
