@@ -94,6 +94,84 @@ int cv_vol_rotate_run (struct cv_vol *v,
 /* True if a DEK rotation is in progress; *done gets its boundary. */
 bool cv_vol_rotating (const struct cv_vol *v, uint64_t *done);
 
+/* --- Online DEK rotation: a served volume re-encrypts itself ----------- */
+
+/* Begin a DEK rotation in header h (read under the header lock by the
+ * caller, authenticated with dek, the volume's DEK): make a new DEK, re-make
+ * every wrap of h for it with c (cv_wrap_remake_all: each wrap's key is
+ * needed; drop unwanted wraps from h first), record the rotation state (the
+ * old DEK sealed under the new one, boundary 0, hotzone step) and seal h
+ * with the new DEK. The caller commits h (cv_hdr_commit) and then asks the
+ * server to adopt it (cv_vol_rotate_start). path is the data file: with an
+ * attached header (hname == path) the journal lives between the header
+ * copies and the data, and step is capped to fit it. step 0: the default
+ * (CV_ROT_STEP_ONLINE when online, else 64 MiB). On failure h may be
+ * changed: the caller discards it. Returns 0, -EALREADY (h records a
+ * rotation), -ENOSPC (no room for a journal) or another -errno (logged,
+ * naming the wrap whose key was missing). cv_vol_rotate_begin is this on an
+ * open volume plus the commit. */
+#define CV_ROT_STEP_ONLINE (8 * 1024 * 1024)
+int cv_rot_prepare (struct cv_header *h, const char *path, const char *hname,
+                    const struct cv_creds *c, const struct cv_key *dek,
+                    uint64_t step, bool online);
+
+/* The rotation engine of a served volume (a thread per volume, started on
+ * demand). Each step takes a range lock over its hotzone: client requests
+ * that overlap it wait (they never see a half-rewritten hotzone; a client
+ * write is never lost nor encrypted twice), others run on; the step is
+ * journalled as offline, so kill -9 anywhere is recovered by the next open.
+ *
+ * cv_vol_rotate_start: continue the rotation the volume holds (opened
+ * mid-rotation), or adopt one that cryptvol-keymgr began in the header on
+ * disk since (cv_rot_prepare + commit): the header is re-read under the
+ * header lock, the new DEK unwrapped with the kept credentials (the wrap in
+ * use, else any wrap they open), the old DEK recovered from the header must
+ * equal the DEK being served; then the engine runs in the background at
+ * rate_mib_s (0: unlimited). Idempotent while running (sets the rate).
+ * Returns 0, -ENOENT (no rotation, in memory or on disk), -EPERM (the key is
+ * revoked), -ENOKEY (no kept credentials open the new DEK), -EINVAL (the
+ * header's rotation does not match the DEK being served), -EROFS, or -errno;
+ * logged.
+ * cv_vol_rotate_pause / cv_vol_rotate_resume: stop after the step in flight
+ * / go on. -ENOENT when no rotation runs. Pausing survives nothing: a
+ * restarted server continues (plugin rotate=auto).
+ * cv_vol_rotate_set_rate: MiB/s, 0 unlimited; -ENOENT when none runs,
+ * -EINVAL when negative or not finite.
+ * cv_vol_rotate_stop: stop the engine after the step in flight and join it
+ * (unload); the rotation stays recorded and continues at the next start.
+ * When the rotation ends, the old DEK is wiped (memory: under the key lock,
+ * every thread's engines re-keyed; header: the rotation state cleared) and
+ * the journal record zeroed. A step that fails is retried after a back-off
+ * (state "failed" with the error, still serving) unless it left the volume
+ * stale (then "failed" until reopened). While the key is revoked the engine
+ * waits ("waiting") and goes on after a resume. */
+int cv_vol_rotate_start (struct cv_vol *v, double rate_mib_s);
+int cv_vol_rotate_pause (struct cv_vol *v);
+int cv_vol_rotate_resume (struct cv_vol *v);
+int cv_vol_rotate_set_rate (struct cv_vol *v, double rate_mib_s);
+void cv_vol_rotate_stop (struct cv_vol *v);
+
+/* A snapshot of the rotation (control `status`). state: "none" (no
+ * rotation recorded), "idle" (recorded, engine not started: offline, or
+ * rotate=manual), "running", "paused", "waiting" (key revoked), "failed"
+ * (error says why; retried), "done" (finished in this process; done ==
+ * total). rate_mib_s: measured over the last few seconds of running; eta_s:
+ * -1 when unknown. journal: "clean" (no step in flight) or "step" (a step's
+ * record is on disk and its hotzone being rewritten: step_start, step_len). */
+struct cv_rot_status {
+  char state[16];
+  char id[17];
+  char started[32]; /* RFC 3339, when keymgr began it */
+  uint64_t done, total;
+  double rate_mib_s, limit_mib_s;
+  int64_t eta_s;
+  char journal[8];
+  uint64_t step_start, step_len;
+  uint64_t steps; /* steps done by this process */
+  char error[256];
+};
+void cv_vol_rotate_status (struct cv_vol *v, struct cv_rot_status *st);
+
 /* --- Key state: the key watch, revocation, resume, reload -------------- */
 
 enum cv_key_state { CV_KEY_UNLOCKED = 0, CV_KEY_GRACE, CV_KEY_REVOKED };
