@@ -508,9 +508,8 @@ report_begin_failure (struct cv_vol *v, const char *id)
  * for the caller that opened the volume itself (cv_vol_rotate_begin). */
 static int
 rot_prepare (struct cv_header *h, const char *path, const char *hname,
-             const struct cv_creds *c, const struct cv_key *dek,
-             uint64_t step, bool online, struct cv_key **dek1,
-             struct cv_hdr_rotation *rout)
+             const struct cv_creds *c, const struct cv_key *dek, uint64_t step,
+             bool online, struct cv_key **dek1, struct cv_hdr_rotation *rout)
 {
   CLEANUP_KEY struct cv_key *nk = NULL, *k = NULL;
   struct cv_hdr_rotation r = { .boundary = 0 };
@@ -548,8 +547,7 @@ rot_prepare (struct cv_header *h, const char *path, const char *hname,
       || (rc = cv_random (idbin, sizeof idbin)) < 0
       || (rc = cv_random (r.iv, sizeof r.iv)) < 0
       || (rc = cv_hex_encode (idbin, sizeof idbin, &id)) < 0
-      || (rc = derive (cv_hdr_uuid (h), nk, "cryptvol v1 rotation old dek",
-                       &k))
+      || (rc = derive (cv_hdr_uuid (h), nk, "cryptvol v1 rotation old dek", &k))
              < 0)
     return rc;
   snprintf (r.id, sizeof r.id, "%s", id);
@@ -600,8 +598,8 @@ cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
    * its header, DEK and wraps until the commit succeeds. */
   if ((rc = lock_fresh (v, v->dek, &h)) < 0)
     return rc;
-  if ((rc = rot_prepare (h, v->path, v->hname, c, v->dek, step, false, &dek1,
-                         &r))
+  if ((rc
+       = rot_prepare (h, v->path, v->hname, c, v->dek, step, false, &dek1, &r))
       < 0) {
     cv_unlock_header (v->hfd);
     cv_info ("%s: the DEK rotation was not started; nothing was changed",
