@@ -94,18 +94,21 @@ read_line (int fd, const char *path)
   return NULL;
 }
 
-/* Send {"cmd":cmd} to the server at path and parse its reply into *reply.
- * Returns 0, or an exit code (reported) when no reply came. */
-static int
-request (const char *path, const char *cmd, json_t **reply)
+int
+control_request (const char *path, const json_t *req, json_t **reply)
 {
-  char line[64];
   CLEANUP_CLOSE int fd = dial (path);
+  CLEANUP_FREE char *line = NULL;
   json_error_t e;
 
   if (fd < 0)
     return -fd;
-  snprintf (line, sizeof line, "{\"cmd\":\"%s\"}\n", cmd);
+  CLEANUP_FREE char *s = json_dumps (req, JSON_COMPACT);
+  if (!s || asprintf (&line, "%s\n", s) < 0) {
+    line = NULL;
+    cv_err ("out of memory");
+    return EXIT_IO;
+  }
   /* A server that refuses us closes at once: the write then fails (EPIPE,
    * not SIGPIPE), and its reply, which says why, is still to be read. */
   signal (SIGPIPE, SIG_IGN);
@@ -129,9 +132,21 @@ request (const char *path, const char *cmd, json_t **reply)
   return 0;
 }
 
-/* The reply's error, or NULL if it says ok. */
-static const char *
-reply_error (const json_t *reply)
+/* Send {"cmd":cmd}: control_request without members. */
+static int
+request (const char *path, const char *cmd, json_t **reply)
+{
+  json_auto_t *req = json_pack ("{s:s}", "cmd", cmd);
+
+  if (!req) {
+    cv_err ("out of memory");
+    return EXIT_IO;
+  }
+  return control_request (path, req, reply);
+}
+
+const char *
+control_reply_error (const json_t *reply)
 {
   if (json_is_true (json_object_get (reply, "ok")))
     return NULL;
@@ -226,7 +241,7 @@ control_cmd (int argc, char **argv, const char *cmd, const char *usage)
   }
   if ((rc = request (path, cmd, &reply)) != 0)
     return rc;
-  const char *err = reply_error (reply);
+  const char *err = control_reply_error (reply);
   if (err) {
     cv_err ("%s: %s", cmd, err);
     if (co.json)
@@ -296,7 +311,7 @@ control_reload_after (const char *path)
   if (request (path, "reload", &reply) != 0)
     reply = json_pack ("{s:b, s:s}", "ok", 0, "error", err);
   else
-    err = reply_error (reply);
+    err = control_reply_error (reply);
   if (err)
     cv_warn ("the header change is on disk, but the server at %s did not "
              "reload it: %s; run cryptvol-keymgr reload --control %s",
@@ -307,7 +322,7 @@ control_reload_after (const char *path)
 void
 control_reload_print (const char *path, const json_t *reply)
 {
-  if (path && reply && !reply_error (reply))
+  if (path && reply && !control_reply_error (reply))
     printf ("%s: the server reloaded the header (seqid %lld)\n", path,
             (long long) json_integer_value (json_object_get (reply, "seqid")));
 }
