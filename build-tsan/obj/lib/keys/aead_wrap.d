@@ -1,0 +1,12 @@
+build-tsan/obj/lib/keys/aead_wrap.o: lib/keys/aead_wrap.c \
+ lib/common/cleanup.h lib/common/encode.h lib/common/log.h \
+ lib/crypto/prim.h lib/crypto/secmem.h lib/keys/aead_wrap.h \
+ lib/keys/providers.h lib/keys/keys.h
+lib/common/cleanup.h:
+lib/common/encode.h:
+lib/common/log.h:
+lib/crypto/prim.h:
+lib/crypto/secmem.h:
+lib/keys/aead_wrap.h:
+lib/keys/providers.h:
+lib/keys/keys.h:
