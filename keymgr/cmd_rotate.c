@@ -118,6 +118,7 @@ rotate_prepare (const char *path, struct common_opts *co,
 {
   struct session s;
   struct cv_wrap_info w;
+  char types[ROTATE_DROP_MAX][32];
   int rc = session_open (&s, path, co->header);
 
   *already = false;
@@ -137,21 +138,23 @@ rotate_prepare (const char *path, struct common_opts *co,
       rc = -EINVAL;
       goto out;
     }
-    char type[32];
-    snprintf (type, sizeof type, "%s", w.type ? w.type : "?");
+    snprintf (types[i], sizeof types[i], "%s", w.type ? w.type : "?");
     audit_wrap (&w, "removed");
     if ((rc = cv_hdr_wrap_remove (s.h, s.name, ro->drop[i])) < 0)
       goto out;
-    cv_info ("%s: wrap %lld (%s) removed instead of re-made", path,
-             (long long) ro->drop[i], type);
   }
   /* The library names a wrap whose key is missing; on failure nothing was
    * committed. */
   if ((rc = cv_rot_prepare (s.h, path, s.name, &co->creds, s.dek, ro->step,
                             online))
           < 0
-      || (rc = session_commit (&s)) < 0)
+      || (rc = session_commit (&s)) < 0) {
+    cv_info ("%s: the DEK rotation was not begun; nothing was changed", path);
     goto out;
+  }
+  for (size_t i = 0; i < ro->ndrop; i++)
+    cv_info ("%s: wrap %lld (%s) removed instead of re-made", path,
+             (long long) ro->drop[i], types[i]);
   for (size_t i = 0; cv_hdr_wrap_at (s.h, i, &w) == 0; i++)
     audit_wrap (&w, "replaced");
 out:

@@ -32,6 +32,7 @@ static struct cv_wrap_sel wraps = CV_WRAP_SEL_ALL;
 static struct cv_vol *vol;
 static struct cv_watch_opts watch = CV_WATCH_OPTS_DEFAULT;
 static char *control_path, *audit_path; /* absolute: nbdkit may chdir / */
+static char *keyfile;                   /* creds.keyfile, absolute too */
 static gid_t control_gid = (gid_t) -1;
 static struct cv_ctl *ctl;
 static struct cv_audit *audit;
@@ -78,6 +79,7 @@ cryptvol_unload (void)
   cv_audit_close (audit);
   free (control_path);
   free (audit_path);
+  free (keyfile);
   cv_key_free (creds.passphrase);
   cv_key_free (creds.pin);
   cv_keys_cleanup ();
@@ -213,9 +215,14 @@ cryptvol_config (const char *key, const char *value)
     volume_path = value;
   else if (strcmp (key, "header") == 0)
     header_path = value;
-  else if (strcmp (key, "keyfile") == 0)
-    creds.keyfile = value;
-  else if (strcmp (key, "wrap") == 0)
+  else if (strcmp (key, "keyfile") == 0) {
+    /* Absolute: the key watch, unlock and an adopted rotation read it
+     * again after nbdkit has changed directory to /. */
+    free (keyfile);
+    if (!(keyfile = nbdkit_absolute_path (value)))
+      return -1;
+    creds.keyfile = keyfile;
+  } else if (strcmp (key, "wrap") == 0)
     return cv_wrap_sel_add (&wraps, value) < 0 ? -1 : 0;
   else if (strcmp (key, "passphrase") == 0)
     return read_secret (key, value, &creds.passphrase);
