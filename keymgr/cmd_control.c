@@ -169,6 +169,38 @@ count (const json_t *o, const char *group, const char *name)
       json_object_get (json_object_get (o, group), name));
 }
 
+/* The DEK rotation line of status (absent from an older server's reply). */
+static void
+print_rotation (const json_t *rot)
+{
+  double mib = 1048576.0;
+  json_int_t done = json_integer_value (json_object_get (rot, "done"));
+  json_int_t total = json_integer_value (json_object_get (rot, "total"));
+  json_int_t eta = json_integer_value (json_object_get (rot, "eta_s"));
+  double limit = json_number_value (json_object_get (rot, "limit_mib_s"));
+  const char *state = member (rot, "state");
+
+  if (!rot)
+    return;
+  if (strcmp (state, "none") == 0) {
+    printf ("rotation:    none\n");
+    return;
+  }
+  printf ("rotation:    %s%s%s, %.0f/%.0f MiB (%.1f%%), %.1f MiB/s", state,
+          json_string_length (json_object_get (rot, "id")) ? " " : "",
+          json_string_value (json_object_get (rot, "id")) ?: "",
+          (double) done / mib, (double) total / mib,
+          total > 0 ? 100.0 * (double) done / (double) total : 0,
+          json_number_value (json_object_get (rot, "rate_mib_s")));
+  if (limit > 0)
+    printf (" (limit %g)", limit);
+  if (eta >= 0)
+    printf (", ETA %lld:%02lld", (long long) eta / 60, (long long) eta % 60);
+  if (json_string_length (json_object_get (rot, "error")))
+    printf (": %s", member (rot, "error"));
+  putchar ('\n');
+}
+
 static void
 print_status (const json_t *r)
 {
@@ -199,6 +231,7 @@ print_status (const json_t *r)
   printf ("bytes:       %lld read, %lld written\n",
           (long long) count (r, "bytes", "read"),
           (long long) count (r, "bytes", "written"));
+  print_rotation (json_object_get (r, "rotation"));
 }
 
 /* The exit code when the server refused cmd. */

@@ -76,7 +76,8 @@ static int
 check_combination (const struct rotate_opts *ro)
 {
   const char *online_only
-      = ro->change      ? (ro->change[7] == 'p' ? "--pause" : "--resume")
+      = ro->change      ? (strcmp (ro->change, "rotate-pause") == 0 ? "--pause"
+                                                                    : "--resume")
         : ro->detach    ? "--detach"
         : ro->rate >= 0 ? "--rate"
                         : NULL;
