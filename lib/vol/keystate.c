@@ -390,7 +390,13 @@ same_volume (struct cv_vol *v, const struct cv_header *h)
 {
   const char *what = cv_vol_differs (v, h, true);
 
-  if (what)
+  if (what && cv_hdr_rotating (h) && !v->odek)
+    cv_err ("%s: reload refused: the header on disk records a DEK rotation "
+            "that this server has not taken up; take it up with "
+            "cryptvol-keymgr rotate-dek %s --control SOCKET (or restart the "
+            "server, which continues it)",
+            v->hname, v->path);
+  else if (what)
     cv_err ("%s: reload refused: the header on disk has another %s than the "
             "one being served; restart the server to use it",
             v->hname, what);
@@ -476,6 +482,15 @@ cv_vol_reload (struct cv_vol *v)
   cv_hdr_free (h);
   pthread_mutex_unlock (&v->op_lock);
   return rc;
+}
+
+uint64_t
+cv_vol_seqid (struct cv_vol *v)
+{
+  pthread_mutex_lock (&v->op_lock);
+  uint64_t seqid = cv_hdr_seqid (v->hdr);
+  pthread_mutex_unlock (&v->op_lock);
+  return seqid;
 }
 
 void

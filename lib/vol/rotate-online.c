@@ -286,17 +286,24 @@ out:
   return rc;
 }
 
+/* Is rate not a rate (MiB/s, 0 unlimited)? Then say so. */
+static bool
+bad_rate (double rate)
+{
+  if (isfinite (rate) && rate >= 0)
+    return false;
+  cv_err ("rate %g MiB/s: give a number of MiB/s, 0 for unlimited", rate);
+  return true;
+}
+
 int
 cv_vol_rotate_start (struct cv_vol *v, double rate_mib_s)
 {
   struct cv_rot_engine *e = &v->eng;
   int rc = 0;
 
-  if (!isfinite (rate_mib_s) || rate_mib_s < 0) {
-    cv_err ("rate %g MiB/s: give a number of MiB/s, 0 for unlimited",
-            rate_mib_s);
+  if (bad_rate (rate_mib_s))
     return -EINVAL;
-  }
   pthread_mutex_lock (&v->op_lock);
   if (v->readonly) {
     cv_err ("%s: served read-only; a DEK rotation needs it served for "
@@ -401,11 +408,8 @@ cv_vol_rotate_set_rate (struct cv_vol *v, double rate_mib_s)
   struct cv_rot_engine *e = &v->eng;
   int rc = 0;
 
-  if (!isfinite (rate_mib_s) || rate_mib_s < 0) {
-    cv_err ("rate %g MiB/s: give a number of MiB/s, 0 for unlimited",
-            rate_mib_s);
+  if (bad_rate (rate_mib_s))
     return -EINVAL;
-  }
   pthread_mutex_lock (&e->m);
   if (!running (v))
     rc = -ENOENT;

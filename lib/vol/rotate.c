@@ -678,6 +678,13 @@ step_locked (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
   cv_put_be64 (jbuf + J_LEN, len);
   if ((rc = journal_mac (v, jbuf, hashes, nhash, jbuf + J_MAC)) < 0)
     return rc;
+  /* The hotzone on disk must be what was read and tagged: a served
+   * volume's clients may have written it without a flush, and a power
+   * loss must not leave a sector that matches neither tag. (With an
+   * attached header the journal's sync that follows then has little to
+   * do.) */
+  if ((rc = cv_io_flush (c->q)) < 0)
+    return io_fail (v, "syncing", v->path, start, rc);
   if ((rc = cv_pwrite_all (v->hfd, jbuf, JHDR + nhash, JOFF, 0)) < 0
       || (rc = fdatasync (v->hfd) < 0 ? -errno : 0) < 0)
     return io_fail (v, "writing the journal of", v->hname, JOFF, rc);

@@ -235,6 +235,11 @@ main (void)
          "start with no rotation on disk: %s", harness_logged ());
   CHECK (begin_on_disk (&m, m.dek, 128 * 1024) == 0, "begin on disk: %s",
          harness_logged ());
+  harness_log_clear ();
+  CHECK (cv_vol_reload (m.v) == -EINVAL
+             && strstr (harness_logged (), "has not taken up"),
+         "reload of a header with a rotation not taken up: %s",
+         harness_logged ());
   CHECK (cv_vol_rotate_start (m.v, 4) == 0, "adopt: %s", harness_logged ());
   CHECK (cv_vol_rotating (m.v, NULL), "adopted: rotating");
   CHECK (cv_vol_rotate_pause (m.v) == 0, "pause");
