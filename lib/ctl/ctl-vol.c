@@ -2,6 +2,7 @@
  * Each runs on the control thread; lib/vol serialises them with the key
  * watch and logs its own failures (which become the replies' errors). */
 #include <math.h>
+#include <string.h>
 
 #include "ctl/ctl.h"
 #include "format/header.h"
@@ -104,9 +105,8 @@ reload (void *arg, const json_t *req, json_t *reply)
 {
   int rc = cv_vol_reload (arg);
 
-  json_object_set_new (
-      reply, "seqid",
-      json_integer ((json_int_t) cv_vol_seqid (arg)));
+  json_object_set_new (reply, "seqid",
+                       json_integer ((json_int_t) cv_vol_seqid (arg)));
   return rc;
 }
 
@@ -125,9 +125,14 @@ rotate (void *arg, const json_t *req, json_t *reply)
   struct cv_rot_status r;
 
   if (rate < 0) {
-    /* Sent again without a rate: keep the running rotation's limit. */
+    /* Sent again without a rate: keep the running rotation's limit (not
+     * that of one that ended). */
     cv_vol_rotate_status (arg, &r);
-    rate = isfinite (r.limit_mib_s) && r.limit_mib_s > 0 ? r.limit_mib_s : 0;
+    bool live = strcmp (r.state, "running") == 0
+                || strcmp (r.state, "paused") == 0
+                || strcmp (r.state, "waiting") == 0
+                || strcmp (r.state, "failed") == 0;
+    rate = live && isfinite (r.limit_mib_s) ? r.limit_mib_s : 0;
   }
   int rc = cv_vol_rotate_start (arg, rate);
   put_rotation (reply, arg);
