@@ -18,6 +18,8 @@
 #include "keymgr.h"
 #include "vol/volume.h"
 
+/* One of rotate-dek's own options into ctx (struct rotate_opts): 0, or -1
+ * after saying what is wrong with its value. */
 static int
 rotate_opt (int c, const char *arg, void *ctx)
 {

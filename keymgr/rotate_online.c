@@ -21,6 +21,7 @@
  * 4 steps at the rate limit, if longer). */
 #define STALL_S 120
 
+/* Monotonic seconds. */
 static double
 now_s (void)
 {
@@ -29,6 +30,7 @@ now_s (void)
   return (double) t.tv_sec + (double) t.tv_nsec / 1e9;
 }
 
+/* Member name of o as a string; "" if absent. */
 static const char *
 str (const json_t *o, const char *name)
 {
@@ -36,6 +38,7 @@ str (const json_t *o, const char *name)
   return s ? s : "";
 }
 
+/* Member name of o as a count; 0 if absent or negative. */
 static uint64_t
 u64 (const json_t *o, const char *name)
 {
@@ -104,6 +107,8 @@ struct follow {
   int pct;        /* last whole percent printed (not a terminal) */
 };
 
+/* One progress report of rot: a JSON line (--json), a line redrawn on a
+ * terminal, else a line per whole percent. */
 static void
 show (struct follow *f, const json_t *rot)
 {
