@@ -493,8 +493,8 @@ void
 cv_rot_engine_note (struct cv_vol *v, const struct cv_hdr_rotation *r)
 {
   pthread_mutex_lock (&v->eng.m);
-  snprintf (v->eng.id, sizeof v->eng.id, "%s", r ? r->id : "");
-  snprintf (v->eng.started, sizeof v->eng.started, "%s", r ? r->started : "");
+  snprintf (v->eng.id, sizeof v->eng.id, "%s", r->id);
+  snprintf (v->eng.started, sizeof v->eng.started, "%s", r->started);
   pthread_mutex_unlock (&v->eng.m);
 }
 

@@ -781,8 +781,7 @@ cv_rot_finish (struct cv_vol *v)
   cv_vol_wipe_threads (v);
   v->gen++;
   pthread_rwlock_unlock (&v->klock);
-  cv_rot_engine_note (v, NULL);
-  return 0;
+  return 0; /* status keeps the id of the rotation "done" */
 }
 
 int

@@ -149,7 +149,7 @@ const char *cv_vol_differs (const struct cv_vol *v, const struct cv_header *h,
                             bool rotation);
 void cv_vol_note_wrap (struct cv_vol *v, int64_t id);
 
-/* Record (r) or forget (NULL) the rotation v holds, for status. */
+/* Record the rotation v holds (r), for status; kept after it is done. */
 void cv_rot_engine_note (struct cv_vol *v, const struct cv_hdr_rotation *r);
 
 /* Start and stop the engine's state (cv_vol_open, cv_vol_close). */
