@@ -466,7 +466,8 @@ cv_rot_open (struct cv_vol *v)
   v->boundary = r.boundary;
   cv_rot_engine_note (v, &r);
   cv_info ("%s: a DEK rotation is in progress: %llu of %llu bytes "
-           "re-encrypted; run cryptvol-keymgr rotate-dek to continue it",
+           "re-encrypted (a server continues it with rotate=auto, "
+           "cryptvol-keymgr rotate-dek offline or with --control)",
            v->path, (unsigned long long) v->boundary,
            (unsigned long long) v->size);
   return check_journal (v, r.id);
