@@ -53,7 +53,7 @@ volume_sum () { nbdcopy "$URI" - | sha256sum | cut -d' ' -f1; }
 file_sum () { sha256sum < "$1" | cut -d' ' -f1; }
 
 # no_rotation_left VOLUME KEYFILE: info shows no rotation, neither header
-# copy holds the sealed old DEK, the journal record is zeroed, and the key
+# copy holds the sealed old DEK, the journal record is cleared, and the key
 # file opens the volume.
 no_rotation_left () {
   "$KEYMGR" info "$1" --json >info.json
@@ -163,7 +163,7 @@ check_whole () {
 }
 check_whole "after the rotation"
 no_rotation_left vol vol.kek
-pass "after the rotation: no rotation state, no old DEK in the header, the journal zeroed, the key file opens"
+pass "after the rotation: no rotation state, no old DEK in the header, no journal record, the key file opens"
 stop_nbd
 start_nbd vol keyfile=vol.kek
 [ "$(rot_state)" = none ] || fail "after a restart the server shows a rotation: $(rot_json)"
@@ -171,8 +171,9 @@ check_whole "after a restart"
 sum=$(file_sum shadow)
 
 # --- --rate 50, on an idle volume ---------------------------------------------
-# Samples "ms done state" every 0.1 s until done; the rate is taken between
-# the first sample past the first step and the last one before the end.
+# Samples "ms done state rate limit" every 0.1 s until done; the rate is
+# taken between the first sample past the first step and the last one before
+# the end; the rate status reports, as the mean of its samples after 2 s.
 "$KEYMGR" rotate-dek vol --control "$CTL" --keyfile vol.kek --rate 50 --detach >rot.out 2>&1 ||
   { cat rot.out; fail "rotate-dek --rate 50 --detach"; }
 t0=$(now_ms)
@@ -189,8 +190,8 @@ done
 read -r rate reported limit < <(awk -v total=$((SIZE * MIB)) '
   $3 == "running" && $2 > 0 && $2 < total {
     if (!n++) { t1 = $1; d1 = $2 }
-    t2 = $1; d2 = $2; if ($1 - t1 >= 2000) rep[m++] = $4; lim = $5 }
-  END { if (t2 > t1) printf "%.1f %s %s\n", (d2 - d1) / 1048576 / ((t2 - t1) / 1000), rep[int(m / 2)], lim
+    t2 = $1; d2 = $2; if ($1 - t1 >= 2000) { rep += $4; m++ }; lim = $5 }
+  END { if (t2 > t1 && m) printf "%.1f %.1f %s\n", (d2 - d1) / 1048576 / ((t2 - t1) / 1000), rep / m, lim
         else print "none none none" }' samples)
 [ "$rate" != none ] || { cat samples; fail "too few samples of the rotation at --rate 50"; }
 awk -v r="$rate" 'BEGIN { exit !(r >= 40 && r <= 60) }' ||
@@ -220,7 +221,7 @@ done
 grep -qi rotat st.txt || { cat st.txt; fail "status (text) does not show the rotation"; }
 pass "--detach returned in $ms ms with the rotation running; status shows it progressing"
 
-"$KEYMGR" rotate-dek vol --control "$CTL" --pause >out 2>&1 || { cat out; fail "rotate-dek --pause"; }
+"$KEYMGR" rotate-dek vol --control "$CTL" --pause >pause.out 2>&1 || { cat pause.out; fail "rotate-dek --pause"; }
 t0=$(now_ms)
 until r=$(rot_json) && jq -e '.state == "paused" and .journal == "clean"' <<<"$r" >/dev/null; do
   [ $(( $(now_ms) - t0 )) -lt 10000 ] || fail "not paused 10 s after --pause: $r"
@@ -243,7 +244,7 @@ jq -e --argjson d "$done1" '.state == "paused" and .done == $d' <<<"$r" >/dev/nu
 pass "--pause: paused at $done1 of $((SIZE * MIB)) bytes; done unchanged over 1 s of client I/O"
 
 "$KEYMGR" rotate-dek vol --control "$CTL" --resume >out 2>&1 || { cat out; fail "rotate-dek --resume"; }
-"$KEYMGR" rotate-dek vol --control "$CTL" --rate 60 >out 2>&1 || { cat out; fail "rotate-dek --rate 60 (running)"; }
+"$KEYMGR" rotate-dek vol --control "$CTL" --rate 60 --detach >out 2>&1 || { cat out; fail "rotate-dek --rate 60 --detach (running)"; }
 r=$(rot_json)
 jq -e --arg id "$rot_id" '.state == "running" and .id == $id and .limit_mib_s == 60' <<<"$r" >/dev/null ||
   fail "after --resume and --rate 60: $r"
