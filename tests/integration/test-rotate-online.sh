@@ -148,7 +148,7 @@ touch stop
 wait $writer_pid || { cat writer.log; fail "the shadow writer read data that differs from its shadow"; }
 wait $fio_pid || { cat fio.log; fail "fio failed"; }
 check_fio fio.log "fio during the rotation" 2
-pass "rotation $rot_id to the end under fio (QD 16, 4K/1M, crc32c: no verify error) and $(cat writer.log | tail -n 1 | cut -d: -f2-); fio was $fio_at_end when it ended"
+pass "rotation $rot_id to the end under fio (QD 16, 4K/1M, crc32c: no verify error) and the writer's$(tail -n 1 writer.log | cut -d: -f2-); fio was $fio_at_end when it ended"
 
 # The whole volume: fio's region as fio verified it, the rest as the shadow.
 check_whole () {
