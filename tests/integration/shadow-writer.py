@@ -4,7 +4,8 @@ shadow copy of the whole volume, for the online rotation test.
 
   shadow-writer.py URI SHADOW BASE LEN STOPFILE READY [SEED]
       Until STOPFILE exists: write random bytes (4 KiB to 256 KiB, 4 KiB
-      aligned, some with FUA) at a random offset of [BASE, BASE + LEN) and,
+      aligned, or a quarter of the time 1 byte to 12 KiB anywhere; some with
+      FUA) at a random offset of [BASE, BASE + LEN) and,
       once the server acknowledged it, the same bytes at the same offset of
       the file SHADOW (which held the volume's contents at the start).
       Every third request is instead a read of a random range of the region,
@@ -30,8 +31,12 @@ def main():
     writes = reads = flushes = nbytes = 0
     with open(shadow, "r+b") as sh:
         while not os.path.exists(stop):
-            n = rnd.randint(1, 64) * KIB4
-            off = base + rnd.randrange(0, (length - n) // KIB4 + 1) * KIB4
+            if rnd.random() < 0.25:  # any bytes: the server reads, modifies, writes
+                n = rnd.randint(1, 3 * KIB4)
+                off = base + rnd.randrange(0, length - n + 1)
+            else:
+                n = rnd.randint(1, 64) * KIB4
+                off = base + rnd.randrange(0, (length - n) // KIB4 + 1) * KIB4
             i = writes + reads + flushes
             try:
                 if i % 64 == 63:
