@@ -13,6 +13,10 @@
 #   progressing; --pause stops it (done does not move while clients do I/O),
 #   --resume and a second rotate-dek --control follow it to the end (the same
 #   rotation, not a new one); --rate changes the limit of a running rotation;
+# - after the key was locked for a while, the rotation goes on at its rate
+#   (no burst to catch up);
+# - a 512-byte-sector volume whose size is no multiple of the step, under
+#   the shadow writer (read-modify-write of partial sectors);
 # - each refusal and missing-secret message: rotate-dek without --control on
 #   a served volume, bad --rate values, --pause with no rotation, a
 #   passphrase wrap without --passphrase-file, and --drop-wrap.
@@ -300,6 +304,35 @@ start_nbd vol keyfile=vol.kek
 expect_fail "--resume with no rotation recorded" "rotation" \
   "$KEYMGR" rotate-dek vol --control "$CTL" --resume
 stop_nbd
+
+# --- 512-byte sectors, a size that is no multiple of the step -------------------
+# The shadow writer over the whole volume (a quarter of its writes at any
+# byte: read-modify-write of 512-byte sectors) while the rotation runs in
+# 1 MiB steps, the last one 4 KiB.
+new_volume svol 65540K --sector-size 512
+head -c 65540K /dev/urandom >sshadow
+start_nbd svol keyfile=svol.kek
+nbdcopy sshadow "$URI"
+rm -f stop ready
+"$PY" "$CV_SRCDIR/tests/integration/shadow-writer.py" "$URI" sshadow 0 $((65540 * 1024)) stop ready 2 \
+  >writer.log 2>&1 &
+writer_pid=$!
+t0=$(now_ms)
+until [ -e ready ]; do
+  kill -0 $writer_pid 2>/dev/null || { cat writer.log; fail "the shadow writer stopped"; }
+  [ $(( $(now_ms) - t0 )) -lt 30000 ] || fail "the shadow writer wrote nothing in 30 s"
+  sleep 0.05
+done
+"$KEYMGR" rotate-dek svol --control "$CTL" --keyfile svol.kek --hotzone 1M --rate 32 >rot.out 2>&1 ||
+  { cat rot.out; fail "rotate-dek --control on a 512-byte-sector volume"; }
+kill -0 $writer_pid 2>/dev/null || { cat writer.log; fail "the shadow writer ended before the rotation"; }
+touch stop
+wait $writer_pid || { cat writer.log; fail "512-byte sectors: a read differs from the shadow"; }
+[ "$(rot_state)" = done ] || fail "rotate-dek returned, the rotation is $(rot_json)"
+[ "$(volume_sum)" = "$(file_sum sshadow)" ] || fail "512-byte sectors: the volume's sha256 differs from the shadow's"
+stop_nbd
+no_rotation_left svol svol.kek
+pass "512-byte sectors, 64 MiB + 4 KiB in 1 MiB steps: the whole volume equals the shadow after the writer's$(tail -n 1 writer.log | cut -d: -f2-)"
 
 # --- wraps that need a secret: a passphrase wrap -------------------------------
 "$KEYMGR" genkey b.kek >/dev/null
