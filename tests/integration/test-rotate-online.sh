@@ -17,6 +17,9 @@
 #   (no burst to catch up);
 # - a 512-byte-sector volume whose size is no multiple of the step, under
 #   the shadow writer (read-modify-write of partial sectors);
+# - a server stopped mid-rotation: rotate=manual serves it without rotating,
+#   rotate-rate= sets the rate of the continued rotation, and rotate-dek
+#   --control without a key continues it;
 # - each refusal and missing-secret message: rotate-dek without --control on
 #   a served volume, bad --rate values, --pause with no rotation, a
 #   passphrase wrap without --passphrase-file, and --drop-wrap.
@@ -333,6 +336,48 @@ wait $writer_pid || { cat writer.log; fail "512-byte sectors: a read differs fro
 stop_nbd
 no_rotation_left svol svol.kek
 pass "512-byte sectors, 64 MiB + 4 KiB in 1 MiB steps: the whole volume equals the shadow after the writer's$(tail -n 1 writer.log | cut -d: -f2-)"
+
+# --- a server stopped mid-rotation: rotate=manual, rotate-rate=, continue ------
+# rotate=manual serves the volume mid-rotation without rotating ("idle");
+# rotate=auto with rotate-rate= continues at that rate; rotate-dek --control
+# with no key continues it on a rotate=manual server and follows it.
+start_nbd svol keyfile=svol.kek
+"$KEYMGR" rotate-dek svol --control "$CTL" --keyfile svol.kek --hotzone 1M --rate 16 --detach >rot.out 2>&1 ||
+  { cat rot.out; fail "rotate-dek --detach (svol)"; }
+rot_id=$(rot_json | jq -r .id)
+t0=$(now_ms)
+until [ "$(rot_json | jq .done)" -gt 0 ]; do
+  [ $(( $(now_ms) - t0 )) -lt 10000 ] || fail "no progress in 10 s: $(rot_json)"
+  sleep 0.05
+done
+stop_nbd
+boundary=$("$KEYMGR" info svol --json | jq .volume.rotation.boundary)
+[ "$boundary" -gt 0 ] && [ "$boundary" -lt $((65540 * 1024)) ] ||
+  fail "stopped mid-rotation, the header's boundary is $boundary"
+start_nbd svol keyfile=svol.kek rotate=manual
+r=$(rot_json)
+jq -e --arg id "$rot_id" --argjson b "$boundary" '.state == "idle" and .id == $id and .done == $b' <<<"$r" >/dev/null ||
+  fail "rotate=manual, opened mid-rotation at $boundary: $r"
+[ "$(volume_sum)" = "$(file_sum sshadow)" ] || fail "mid-rotation (rotate=manual) the data differs"
+r=$(rot_json)
+jq -e --argjson b "$boundary" '.state == "idle" and .done == $b' <<<"$r" >/dev/null ||
+  fail "rotate=manual: the rotation moved while the whole volume was read: $r"
+stop_nbd
+start_nbd svol keyfile=svol.kek rotate-rate=16
+r=$(rot_json)
+jq -e --arg id "$rot_id" '(.state == "running" or .state == "done") and .id == $id and .limit_mib_s == 16' <<<"$r" >/dev/null ||
+  fail "rotate=auto rotate-rate=16, opened mid-rotation: $r"
+stop_nbd
+start_nbd svol keyfile=svol.kek rotate=manual
+"$KEYMGR" rotate-dek svol --control "$CTL" >rot.out 2>&1 </dev/null ||
+  { cat rot.out; fail "rotate-dek --control (no key) on a rotate=manual server mid-rotation"; }
+r=$(rot_json)
+jq -e --arg id "$rot_id" '.state == "done" and .id == $id' <<<"$r" >/dev/null ||
+  fail "rotate-dek --control (no key) did not continue rotation $rot_id to its end: $r"
+[ "$(volume_sum)" = "$(file_sum sshadow)" ] || fail "after the continued rotation the data differs"
+stop_nbd
+no_rotation_left svol svol.kek
+pass "stopped mid-rotation at $boundary: rotate=manual serves it idle, rotate-rate=16 continues at 16 MiB/s, rotate-dek --control (no key) continues it to the end"
 
 # --- wraps that need a secret: a passphrase wrap -------------------------------
 "$KEYMGR" genkey b.kek >/dev/null
