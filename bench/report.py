@@ -13,6 +13,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--raw", required=True)
 ap.add_argument("--xts", required=True)
 ap.add_argument("--rotate", default=None)
+ap.add_argument("--rotate-online", default=None)
 ap.add_argument("--fio")
 ap.add_argument("--machine", required=True)
 ap.add_argument("--params", required=True)
@@ -77,10 +78,60 @@ for ss in sorted({x["sector_size"] for x in xts}):
 rot = lines(a.rotate) if a.rotate else []
 rot_sum = None
 if rot:
-    copy_s, rot_s = med(x["copy_s"] for x in rot), med(x["rotate_s"] for x in rot)
+    # Per way of rewriting the volume (copy, offline, online): MiB/s and CPU
+    # seconds per GiB (the server's for online), medians with min-max.
     mib = rot[0]["bytes"] / 2**20
-    rot_sum = {"mib": mib, "copy_mib_s": mib / copy_s, "rotate_mib_s": mib / rot_s,
-               "ratio": copy_s / rot_s}
+    rot_sum = {"mib": mib}
+    for how in ("copy", "offline", "online"):
+        xs = [x for x in rot if x["how"] == how]
+        if not xs:
+            continue
+        rates = [mib / x["wall_s"] for x in xs]
+        rot_sum[how] = {"n": len(xs), "mib_s": med(rates), "min": min(rates), "max": max(rates),
+                        "cpu_s_per_gib": med(x.get("cpu_s", x.get("server_cpu_s")) / (mib / 1024)
+                                             for x in xs)}
+
+    def rot_ratio(x, y):
+        return (rot_sum[x]["mib_s"] / rot_sum[y]["mib_s"]
+                if x in rot_sum and y in rot_sum else None)
+    rot_sum["offline_vs_copy"] = rot_ratio("offline", "copy")
+    rot_sum["online_vs_offline"] = rot_ratio("online", "offline")
+    rot_sum["online_vs_copy"] = rot_ratio("online", "copy")
+
+# A client during an online rotation (idle, rot-unl, rot-rate) per workload:
+# medians with min-max, ratio to idle, the rotation's rate meanwhile.
+ron = lines(a.rotate_online) if a.rotate_online else []
+ron_sum = {}
+for w in dict.fromkeys(r["workload"] for r in ron):
+    m = "mib_s" if w.startswith("seq") else "iops"
+    ron_sum[w] = {"metric": m}
+    for c in ("idle", "rot-unl", "rot-rate"):
+        rs = [r for r in ron if r["workload"] == w and r["config"] == c]
+        if not rs:
+            continue
+        vals = [r[m] for r in rs if r.get(m) is not None]
+        # Server CPU over the whole window (warm-up included) per GiB moved
+        # in it, by the client alone and by the client and the rotation.
+        client_gib = [r["mib_s"] * r["window_s"] / 1024 for r in rs]
+        ron_sum[w][c] = {
+            "n": len(rs), "covered": sum(1 for r in rs if r.get("covered")),
+            m: med(vals), "min": min(vals, default=None), "max": max(vals, default=None),
+            "lat_p99_us": med(r.get("lat_p99_us") for r in rs),
+            "lat_p99_min": min((r["lat_p99_us"] for r in rs), default=None),
+            "lat_p99_max": max((r["lat_p99_us"] for r in rs), default=None),
+            "rot_mib_s": med(r["rot_mib_s"] for r in rs),
+            "server_cpu_s_per_gib": med(r["server_cpu_s"] / g if g else None
+                                        for r, g in zip(rs, client_gib)),
+            "server_cpu_s_per_gib_all": med(r["server_cpu_s"] / (g + r["rot_bytes"] / 2**30)
+                                            if g + r["rot_bytes"] else None
+                                            for r, g in zip(rs, client_gib)),
+            "rot_limit": rs[0].get("rot_limit"),
+        }
+    base = ron_sum[w].get("idle", {}).get(m)
+    for c in ("rot-unl", "rot-rate"):
+        if c in ron_sum[w]:
+            v = ron_sum[w][c][m]
+            ron_sum[w][c]["ratio"] = v / base if v is not None and base else None
 
 rss = {c: max((r["server_hwm_kib"] / 1024 for r in runs
                if r["config"] == c and r["conns"] == 4), default=None) for c in configs}
@@ -105,8 +156,14 @@ for w in ("seq-read", "seq-write"):
 for w in ("rand-read", "rand-write"):
     one, four = get(w, "cryptvol", "iops"), get(w + "-4c", "cryptvol", "iops")
     target(f"cryptvol 4 conns vs 1, {w}", four / one if one and four else None, ">=", 1.5)
-target("rotate-dek vs a plain sequential copy", rot_sum and rot_sum["ratio"],
+target("rotate-dek vs a plain sequential copy", rot_sum and rot_sum["offline_vs_copy"],
        ">=", 0.5)
+target("online rotation, unlimited, vs offline rotate-dek",
+       rot_sum and rot_sum["online_vs_offline"], ">=", 0.8)
+for w in ("rand-read", "rand-write"):
+    target(f"{w} 4 KiB IOPS during a rotation at --rate "
+           f"{ron_sum.get(w, {}).get('rot-rate', {}).get('rot_limit')} vs idle",
+           ron_sum.get(w, {}).get("rot-rate", {}).get("ratio"), ">=", 0.8)
 target("cryptvol RSS over plain, 4 conns (MiB)",
        rss["cryptvol"] - rss["plain"] if rss.get("cryptvol") and rss.get("plain") else None,
        "<=", 64)
@@ -114,6 +171,7 @@ target("cryptvol RSS over plain, 4 conns (MiB)",
 machine = json.loads(a.machine)
 result = {"machine": machine, "params": json.loads(a.params), "summary": summary,
           "xts": xts_sum, "rotate": rot_sum, "rotate_runs": rot,
+          "rotate_online": ron_sum, "rotate_online_runs": ron,
           "rss_peak_mib_4conns": rss, "rss_peak_mib_1conn": rss1,
           "targets": targets, "fio": fio, "runs": runs, "xts_runs": xts}
 os.makedirs(a.out, exist_ok=True)
@@ -150,9 +208,33 @@ for ss, x in xts_sum.items():
     print(f"XTS {ss}-byte sectors, one core: cryptvol {fmt(x['cryptvol_mb_s'])} MB/s, "
           f"openssl speed {fmt(x['openssl_mb_s'])} MB/s ({fmt(x['ratio'], 2)}x)")
 if rot_sum:
-    print(f"rotate-dek of {fmt(rot_sum['mib'])} MiB: {fmt(rot_sum['rotate_mib_s'])} MiB/s; "
-          f"a plain synced copy of the same file: {fmt(rot_sum['copy_mib_s'])} MiB/s "
-          f"({fmt(rot_sum['ratio'], 2)}x)")
+    print(f"rewriting a {fmt(rot_sum['mib'])} MiB volume, MiB/s median (min-max), CPU s/GiB:")
+    for how, what in (("copy", "dd of the data area, fdatasync"),
+                      ("offline", "cryptvol-keymgr rotate-dek"),
+                      ("online", "rotate-dek --control, unlimited (nbdkit's CPU)")):
+        x = rot_sum.get(how)
+        if x:
+            print(f"  {how:8s} {fmt(x['mib_s'])} ({fmt(x['min'])}-{fmt(x['max'])}), "
+                  f"{fmt(x['cpu_s_per_gib'], 2)} CPU s/GiB  [{what}]")
+    print(f"  offline/copy {fmt(rot_sum['offline_vs_copy'], 2)}x, online/offline "
+          f"{fmt(rot_sum['online_vs_offline'], 2)}x, online/copy {fmt(rot_sum['online_vs_copy'], 2)}x")
+if ron_sum:
+    print("a client during an online rotation: median (min-max), ratio to idle; p99 us; "
+          "server CPU s/GiB (client bytes; client + rotated bytes); the rotation's MiB/s "
+          "meanwhile [runs it covered]")
+    for w, x in ron_sum.items():
+        unit = "MiB/s" if x["metric"] == "mib_s" else "IOPS"
+        for c in ("idle", "rot-unl", "rot-rate"):
+            y = x.get(c)
+            if not y:
+                continue
+            ratio = f" ({fmt(y['ratio'], 2)}x)" if "ratio" in y else ""
+            rot_txt = "" if c == "idle" else (
+                f"; rotation {fmt(y['rot_mib_s'])} MiB/s [{y['covered']}/{y['n']}]")
+            print(f"  {w:11s} {c:9s} {fmt(y[x['metric']])} {unit} ({fmt(y['min'])}-{fmt(y['max'])})"
+                  f"{ratio}; p99 {fmt(y['lat_p99_us'])} ({fmt(y['lat_p99_min'])}-{fmt(y['lat_p99_max'])}); "
+                  f"CPU {fmt(y['server_cpu_s_per_gib'], 2)}; {fmt(y['server_cpu_s_per_gib_all'], 2)}"
+                  f"{rot_txt}")
 for f in fio:
     print(f"fio nbd engine: {f['config']:10s} {f['workload']:16s} {fmt(f['iops'])} IOPS {fmt(f['mib_s'])} MiB/s")
 print()
@@ -163,7 +245,7 @@ print()
 print("wrote", os.path.join(a.out, "results.json"))
 
 # The chart: one bar per configuration per workload, as a ratio to plain.
-if shutil.which("gnuplot"):
+if runs and shutil.which("gnuplot"):
     dat = os.path.join(a.out, "chart.dat")
     with open(dat, "w") as f:
         f.write("# workload " + " ".join(configs) + "\n")
