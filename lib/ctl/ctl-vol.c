@@ -82,7 +82,7 @@ reload (void *arg, json_t *reply)
 
   json_object_set_new (
       reply, "seqid",
-      json_integer ((json_int_t) cv_hdr_seqid (cv_vol_header (arg))));
+      json_integer ((json_int_t) cv_vol_seqid (arg)));
   return rc;
 }
 

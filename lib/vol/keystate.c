@@ -80,8 +80,8 @@ last_request_id (char *buf, size_t len)
 }
 
 /* The type of wrap id of v's header into v->wrap_type (under slock). */
-static void
-note_wrap (struct cv_vol *v, int64_t id)
+void
+cv_vol_note_wrap (struct cv_vol *v, int64_t id)
 {
   struct cv_wrap_info wi;
 
@@ -109,7 +109,7 @@ cv_vol_key_init (struct cv_vol *v, int64_t wrap_id)
   v->state = CV_KEY_UNLOCKED;
   v->wopts = dflt;
   v->last_ok = cv_vol_time ();
-  note_wrap (v, wrap_id);
+  cv_vol_note_wrap (v, wrap_id);
   if (strcmp (v->wrap_type, "kms") == 0)
     last_request_id (rid, sizeof rid);
   cv_vol_event (v, json_pack ("{s:s, s:I, s:s, s:s}", "event", "unlock", "wrap",
@@ -366,24 +366,37 @@ cv_vol_check_key (struct cv_vol *v)
   return rc;
 }
 
+const char *
+cv_vol_differs (const struct cv_vol *v, const struct cv_header *h,
+                bool rotation)
+{
+  if (strcmp (cv_hdr_uuid (h), v->uuid) != 0)
+    return "uuid";
+  if (cv_hdr_size (h) != v->size)
+    return "size";
+  if (cv_hdr_sector_size (h) != v->ss)
+    return "sector size";
+  if (cv_hdr_data_offset (h) != v->data_offset)
+    return "data offset";
+  if (rotation && cv_hdr_rotating (h) != (v->odek != NULL))
+    return "DEK rotation state";
+  return NULL;
+}
+
 /* Does h describe the same volume as v (identity, geometry, DEK rotation
  * state)? If not, say what differs. */
 static bool
 same_volume (struct cv_vol *v, const struct cv_header *h)
 {
-  const char *what = NULL;
+  const char *what = cv_vol_differs (v, h, true);
 
-  if (strcmp (cv_hdr_uuid (h), v->uuid) != 0)
-    what = "uuid";
-  else if (cv_hdr_size (h) != v->size)
-    what = "size";
-  else if (cv_hdr_sector_size (h) != v->ss)
-    what = "sector size";
-  else if (cv_hdr_data_offset (h) != v->data_offset)
-    what = "data offset";
-  else if (cv_hdr_rotating (h) != (v->odek != NULL))
-    what = "DEK rotation state";
-  if (what)
+  if (what && cv_hdr_rotating (h) && !v->odek)
+    cv_err ("%s: reload refused: the header on disk records a DEK rotation "
+            "that this server has not taken up; take it up with "
+            "cryptvol-keymgr rotate-dek %s --control SOCKET (or restart the "
+            "server, which continues it)",
+            v->hname, v->path);
+  else if (what)
     cv_err ("%s: reload refused: the header on disk has another %s than the "
             "one being served; restart the server to use it",
             v->hname, what);
@@ -414,8 +427,8 @@ another_wrap (struct cv_vol *v, const struct cv_header *h, int64_t *id)
 /* Read the header on disk: under the header lock when the server may take
  * it (a read-only server relies on each copy's checksum: a commit in
  * progress leaves one copy whole). */
-static int
-read_header (struct cv_vol *v, struct cv_header **h)
+int
+cv_vol_read_header (struct cv_vol *v, struct cv_header **h)
 {
   unsigned valid;
   int rc;
@@ -442,7 +455,7 @@ cv_vol_reload (struct cv_vol *v)
             "authenticated with the DEK); unlock first",
             v->hname);
     rc = -EPERM;
-  } else if ((rc = read_header (v, &h)) == 0) {
+  } else if ((rc = cv_vol_read_header (v, &h)) == 0) {
     if (!same_volume (v, h))
       rc = -EINVAL;
     else if (cv_hdr_authenticate (h, v->dek) < 0) {
@@ -460,7 +473,7 @@ cv_vol_reload (struct cv_vol *v)
     v->hdr = h;
     pthread_rwlock_unlock (&v->klock);
     h = old;
-    note_wrap (v, id);
+    cv_vol_note_wrap (v, id);
     cv_info ("%s: header reloaded (seqid %llu)", v->hname,
              (unsigned long long) cv_hdr_seqid (v->hdr));
     cv_vol_event (v, json_pack ("{s:s, s:I}", "event", "reload", "seqid",
@@ -469,6 +482,15 @@ cv_vol_reload (struct cv_vol *v)
   cv_hdr_free (h);
   pthread_mutex_unlock (&v->op_lock);
   return rc;
+}
+
+uint64_t
+cv_vol_seqid (struct cv_vol *v)
+{
+  pthread_mutex_lock (&v->op_lock);
+  uint64_t seqid = cv_hdr_seqid (v->hdr);
+  pthread_mutex_unlock (&v->op_lock);
+  return seqid;
 }
 
 void

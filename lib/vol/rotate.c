@@ -63,17 +63,17 @@ enum {
   J_USED = 64,
 };
 
-/* A 32-byte key derived from the new DEK for one purpose. */
+/* A 32-byte key derived from the new DEK of the volume with this uuid, for
+ * one purpose. */
 static int
-derive (const struct cv_vol *v, const struct cv_key *dek, const char *info,
+derive (const char *uuid, const struct cv_key *dek, const char *info,
         struct cv_key **out)
 {
   int rc = cv_key_new (32, out);
 
   if (rc == 0)
-    rc = cv_hkdf_sha256 (dek->b, dek->len,
-                         (const uint8_t *) cv_hdr_uuid (v->hdr),
-                         strlen (cv_hdr_uuid (v->hdr)), info, (*out)->b, 32);
+    rc = cv_hkdf_sha256 (dek->b, dek->len, (const uint8_t *) uuid,
+                         strlen (uuid), info, (*out)->b, 32);
   if (rc < 0) {
     cv_key_free (*out);
     *out = NULL;
@@ -83,9 +83,9 @@ derive (const struct cv_vol *v, const struct cv_key *dek, const char *info,
 
 /* The additional data binding the sealed old DEK to volume and rotation. */
 static void
-rot_aad (const struct cv_vol *v, const char *id, char *buf, size_t len)
+rot_aad (const struct cv_header *h, const char *id, char *buf, size_t len)
 {
-  snprintf (buf, len, "%s:rotation:%s", cv_hdr_binding (v->hdr), id);
+  snprintf (buf, len, "%s:rotation:%s", cv_hdr_binding (h), id);
 }
 
 static void
@@ -174,18 +174,24 @@ commit_boundary (struct cv_vol *v, uint64_t boundary)
     return rc;
   }
   if ((rc = seal_commit_unlock (v, h, v->dek)) == 0)
-    v->boundary = boundary;
+    __atomic_store_n (&v->boundary, boundary, __ATOMIC_RELEASE);
   return rc;
 }
 
 /* Room for the journal: the gap between the header copies and the data in an
- * attached header; unbounded in a detached header file. */
+ * attached header (hname == path); unbounded in a detached header file. */
+static uint64_t
+room_of (const char *path, const char *hname, uint64_t data_offset)
+{
+  if (strcmp (hname, path) != 0)
+    return UINT64_MAX;
+  return data_offset > JOFF ? data_offset - JOFF : 0;
+}
+
 static uint64_t
 journal_room (const struct cv_vol *v)
 {
-  if (strcmp (v->hname, v->path) != 0)
-    return UINT64_MAX;
-  return v->data_offset > JOFF ? v->data_offset - JOFF : 0;
+  return room_of (v->path, v->hname, v->data_offset);
 }
 
 /* HMAC of a journal record and its hashes. */
@@ -199,7 +205,7 @@ journal_mac (const struct cv_vol *v, const uint8_t *rec, const uint8_t *hashes,
 
   if (!msg)
     return -ENOMEM;
-  if ((rc = derive (v, v->dek, "cryptvol v1 rotation journal", &k)) < 0)
+  if ((rc = derive (v->uuid, v->dek, "cryptvol v1 rotation journal", &k)) < 0)
     return rc;
   memcpy (msg, rec, J_MAC);
   memcpy (msg + J_MAC, hashes, nhash);
@@ -220,7 +226,7 @@ static int
 tag_key (const struct cv_vol *v, struct cv_gmac **g)
 {
   CLEANUP_KEY struct cv_key *k = NULL;
-  int rc = derive (v, v->dek, "cryptvol v1 rotation sector tags", &k);
+  int rc = derive (v->uuid, v->dek, "cryptvol v1 rotation sector tags", &k);
 
   return rc < 0 ? rc : cv_gmac_new (k->b, g);
 }
@@ -417,17 +423,24 @@ int
 cv_rot_old_dek (struct cv_vol *v, const struct cv_key *dek,
                 struct cv_key **odek)
 {
+  return cv_rot_old_dek_of (v, v->hdr, dek, odek);
+}
+
+int
+cv_rot_old_dek_of (struct cv_vol *v, const struct cv_header *h,
+                   const struct cv_key *dek, struct cv_key **odek)
+{
   struct cv_hdr_rotation r;
   CLEANUP_KEY struct cv_key *k = NULL, *o = NULL;
   char aad[256];
-  int rc = cv_hdr_rotation_get (v->hdr, v->hname, &r);
+  int rc = cv_hdr_rotation_get (h, v->hname, &r);
 
   if (rc < 0)
     return rc;
-  if ((rc = derive (v, dek, "cryptvol v1 rotation old dek", &k)) < 0
+  if ((rc = derive (v->uuid, dek, "cryptvol v1 rotation old dek", &k)) < 0
       || (rc = cv_key_new (CV_DEK_LEN, &o)) < 0)
     return rc;
-  rot_aad (v, r.id, aad, sizeof aad);
+  rot_aad (h, r.id, aad, sizeof aad);
   rc = cv_gcm_open (k->b, r.iv, aad, strlen (aad), r.ct, sizeof r.ct, r.tag,
                     o->b);
   if (rc < 0) {
@@ -451,6 +464,7 @@ cv_rot_open (struct cv_vol *v)
   if (rc < 0 || (rc = cv_rot_old_dek (v, v->dek, &v->odek)) < 0)
     return rc;
   v->boundary = r.boundary;
+  cv_rot_engine_note (v, &r);
   cv_info ("%s: a DEK rotation is in progress: %llu of %llu bytes "
            "re-encrypted; run cryptvol-keymgr rotate-dek to continue it",
            v->path, (unsigned long long) v->boundary,
@@ -490,15 +504,84 @@ report_begin_failure (struct cv_vol *v, const char *id)
              v->hname);
 }
 
-int
-cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
+/* cv_rot_prepare, with the new DEK in *dek1 and the rotation state in *rout
+ * for the caller that opened the volume itself (cv_vol_rotate_begin). */
+static int
+rot_prepare (struct cv_header *h, const char *path, const char *hname,
+             const struct cv_creds *c, const struct cv_key *dek,
+             uint64_t step, bool online, struct cv_key **dek1,
+             struct cv_hdr_rotation *rout)
 {
-  CLEANUP_KEY struct cv_key *dek1 = NULL, *k = NULL;
-  CLEANUP_HDR struct cv_header *h = NULL;
+  CLEANUP_KEY struct cv_key *nk = NULL, *k = NULL;
   struct cv_hdr_rotation r = { .boundary = 0 };
   uint8_t idbin[8];
   CLEANUP_FREE char *id = NULL;
   char aad[256];
+  unsigned ss = cv_hdr_sector_size (h);
+  int rc;
+
+  if (cv_hdr_rotating (h)) {
+    cv_err ("%s: a DEK rotation is already in progress; run rotate-dek "
+            "again to continue it",
+            path);
+    return -EALREADY;
+  }
+  uint64_t room = room_of (path, hname, cv_hdr_data_offset (h));
+  if (room < JHDR + 2 * TAG) {
+    cv_err ("%s: no room for the rotation journal between the header and "
+            "the data (data offset %llu); use a detached header",
+            path, (unsigned long long) cv_hdr_data_offset (h));
+    return -ENOSPC;
+  }
+  if (step == 0)
+    step = online ? CV_ROT_STEP_ONLINE : STEP_DEFAULT;
+  if (room != UINT64_MAX && (room - JHDR) / (2 * TAG) * ss < step)
+    step = (room - JHDR) / (2 * TAG) * ss;
+  step = step / ss * ss;
+  if (step == 0)
+    step = ss;
+
+  /* The new DEK, and the old one sealed under it. */
+  r.step = step;
+  cv_now_rfc3339 (r.started);
+  if ((rc = cv_dek_generate (&nk)) < 0
+      || (rc = cv_random (idbin, sizeof idbin)) < 0
+      || (rc = cv_random (r.iv, sizeof r.iv)) < 0
+      || (rc = cv_hex_encode (idbin, sizeof idbin, &id)) < 0
+      || (rc = derive (cv_hdr_uuid (h), nk, "cryptvol v1 rotation old dek",
+                       &k))
+             < 0)
+    return rc;
+  snprintf (r.id, sizeof r.id, "%s", id);
+  rot_aad (h, r.id, aad, sizeof aad);
+  if ((rc = cv_gcm_seal (k->b, r.iv, aad, strlen (aad), dek->b, CV_DEK_LEN,
+                         r.ct, r.tag))
+          < 0
+      || (rc = cv_wrap_remake_all (h, hname, c, dek, nk)) < 0
+      || (rc = cv_hdr_rotation_set (h, &r)) < 0
+      || (rc = cv_hdr_seal (h, nk)) < 0)
+    return rc;
+  if (dek1)
+    *dek1 = STEAL (nk);
+  if (rout)
+    *rout = r;
+  return 0;
+}
+
+int
+cv_rot_prepare (struct cv_header *h, const char *path, const char *hname,
+                const struct cv_creds *c, const struct cv_key *dek,
+                uint64_t step, bool online)
+{
+  return rot_prepare (h, path, hname, c, dek, step, online, NULL, NULL);
+}
+
+int
+cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
+{
+  CLEANUP_KEY struct cv_key *dek1 = NULL;
+  CLEANUP_HDR struct cv_header *h = NULL;
+  struct cv_hdr_rotation r;
   int rc;
 
   if (v->odek) {
@@ -513,44 +596,13 @@ cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
             v->path);
     return -EROFS;
   }
-  uint64_t room = journal_room (v);
-  if (room < JHDR + 2 * TAG) {
-    cv_err ("%s: no room for the rotation journal between the header and "
-            "the data (data offset %llu); use a detached header",
-            v->path, (unsigned long long) v->data_offset);
-    return -ENOSPC;
-  }
-  if (step == 0)
-    step = STEP_DEFAULT;
-  if (room != UINT64_MAX && (room - JHDR) / (2 * TAG) * v->ss < step)
-    step = (room - JHDR) / (2 * TAG) * v->ss;
-  step = step / v->ss * v->ss;
-  if (step == 0)
-    step = v->ss;
-
-  /* The new DEK, and the old one sealed under it. */
-  r.step = step;
-  cv_now_rfc3339 (r.started);
-  if ((rc = cv_dek_generate (&dek1)) < 0
-      || (rc = cv_random (idbin, sizeof idbin)) < 0
-      || (rc = cv_random (r.iv, sizeof r.iv)) < 0
-      || (rc = cv_hex_encode (idbin, sizeof idbin, &id)) < 0
-      || (rc = derive (v, dek1, "cryptvol v1 rotation old dek", &k)) < 0)
-    return rc;
-  snprintf (r.id, sizeof r.id, "%s", id);
-  rot_aad (v, r.id, aad, sizeof aad);
-  if ((rc = cv_gcm_seal (k->b, r.iv, aad, strlen (aad), v->dek->b, CV_DEK_LEN,
-                         r.ct, r.tag))
-      < 0)
-    return rc;
-
   /* Every wrap re-made for the new DEK, in a copy of the header: v keeps
    * its header, DEK and wraps until the commit succeeds. */
   if ((rc = lock_fresh (v, v->dek, &h)) < 0)
     return rc;
-  if ((rc = cv_wrap_remake_all (h, v->hname, c, v->dek, dek1)) < 0
-      || (rc = cv_hdr_rotation_set (h, &r)) < 0
-      || (rc = cv_hdr_seal (h, dek1)) < 0) {
+  if ((rc = rot_prepare (h, v->path, v->hname, c, v->dek, step, false, &dek1,
+                         &r))
+      < 0) {
     cv_unlock_header (v->hfd);
     cv_info ("%s: the DEK rotation was not started; nothing was changed",
              v->hname);
@@ -569,6 +621,7 @@ cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
   v->dek = STEAL (dek1);
   v->boundary = 0;
   cv_vol_drop_threads (v);
+  cv_rot_engine_note (v, &r);
   cv_fault_point ("rotate: begun");
   return 0;
 }
@@ -590,10 +643,11 @@ step_failed (struct cv_vol *v, const struct rot_ctx *c, uint64_t start,
   return rc;
 }
 
-/* One step: journal the hotzone at the boundary, rewrite it, commit. */
+/* One step (step_once, under the range lock): journal the hotzone at the
+ * boundary, rewrite it, commit. */
 static int
-step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
-           uint8_t *jbuf, uint64_t len)
+step_locked (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
+             uint8_t *jbuf, uint64_t len)
 {
   uint64_t start = v->boundary;
   size_t nsect = len / v->ss, nhash = nsect * 2 * TAG;
@@ -624,9 +678,18 @@ step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
   cv_put_be64 (jbuf + J_LEN, len);
   if ((rc = journal_mac (v, jbuf, hashes, nhash, jbuf + J_MAC)) < 0)
     return rc;
+  /* The hotzone on disk must be what was read and tagged: a served
+   * volume's clients may have written it without a flush, and a power
+   * loss must not leave a sector that matches neither tag. (With an
+   * attached header the journal's sync that follows then has little to
+   * do.) */
+  if ((rc = cv_io_flush (c->q)) < 0)
+    return io_fail (v, "syncing", v->path, start, rc);
   if ((rc = cv_pwrite_all (v->hfd, jbuf, JHDR + nhash, JOFF, 0)) < 0
       || (rc = fdatasync (v->hfd) < 0 ? -errno : 0) < 0)
     return io_fail (v, "writing the journal of", v->hname, JOFF, rc);
+  __atomic_store_n (&v->jstart, start, __ATOMIC_RELAXED);
+  __atomic_store_n (&v->jlen, len, __ATOMIC_RELAXED);
   cv_fault_point ("rotate: journal written");
 
   for (uint64_t off = 0; off < len; off += PIECE) {
@@ -644,7 +707,83 @@ step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
   cv_fault_point ("rotate: hotzone synced");
   if ((rc = commit_boundary (v, start + len)) < 0)
     return step_failed (v, c, start, len, hashes, buf, rc);
+  __atomic_store_n (&v->jlen, 0, __ATOMIC_RELAXED);
   cv_fault_point ("rotate: step committed");
+  return 0;
+}
+
+/* One step of len bytes at the boundary, which client requests overlapping
+ * it wait for (and it for them): none reads a sector half-way between two
+ * keys, none writes one the step would then overwrite with stale data. */
+static int
+step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
+           uint8_t *jbuf, uint64_t len)
+{
+  cv_vol_range_lock (v, v->boundary, v->boundary + len);
+  int rc = step_locked (v, c, buf, jbuf, len);
+  cv_vol_range_unlock (v);
+  cv_wipe (buf, len);
+  return rc;
+}
+
+uint64_t
+cv_rot_step_max (struct cv_vol *v, uint64_t cap)
+{
+  struct cv_hdr_rotation r;
+  uint64_t step = rotation_of (v, v->hdr, &r) == 0 ? r.step : 0;
+
+  if (step == 0 || step % v->ss)
+    step = v->ss;
+  if (cap && step > cap)
+    step = cap / v->ss * v->ss;
+  return step > v->size ? v->size : step;
+}
+
+size_t
+cv_rot_jbuf_size (const struct cv_vol *v, uint64_t max)
+{
+  return JHDR + max / v->ss * 2 * TAG;
+}
+
+int
+cv_rot_step (struct cv_vol *v, uint8_t *buf, uint8_t *jbuf, uint64_t max)
+{
+  uint64_t len = v->size - v->boundary < max ? v->size - v->boundary : max;
+  struct rot_ctx c;
+  int rc = rot_ctx_new (v, &c);
+
+  if (rc < 0)
+    return rc;
+  rc = step_once (v, &c, buf, jbuf, len);
+  rot_ctx_free (&c);
+  return rc;
+}
+
+int
+cv_rot_finish (struct cv_vol *v)
+{
+  struct cv_header *h = NULL;
+  static const uint8_t zero[8];
+  int rc;
+
+  if ((rc = lock_fresh (v, v->dek, &h)) < 0)
+    return rc;
+  cv_hdr_rotation_clear (h);
+  if ((rc = seal_commit_unlock (v, h, v->dek)) < 0)
+    return rc;
+  cv_fault_point ("rotate: finished");
+  if (cv_pwrite_all (v->hfd, zero, sizeof zero, JOFF, 0) == 0)
+    fdatasync (v->hfd);
+  /* Requests in flight finish with the old DEK's engines; then those are
+   * wiped and every thread re-keys with the new DEK alone. */
+  pthread_rwlock_wrlock (&v->klock);
+  cv_key_free (v->odek);
+  v->odek = NULL;
+  __atomic_store_n (&v->boundary, v->size, __ATOMIC_RELEASE);
+  cv_vol_wipe_threads (v);
+  v->gen++;
+  pthread_rwlock_unlock (&v->klock);
+  cv_rot_engine_note (v, NULL);
   return 0;
 }
 
@@ -653,8 +792,7 @@ cv_vol_rotate_run (struct cv_vol *v,
                    void (*progress) (uint64_t done, uint64_t total, void *arg),
                    void *arg)
 {
-  struct cv_hdr_rotation r;
-  int rc;
+  int rc = 0;
 
   if (!v->odek) {
     cv_err ("%s: no DEK rotation in progress", v->path);
@@ -666,15 +804,9 @@ cv_vol_rotate_run (struct cv_vol *v,
             v->path);
     return -EIO;
   }
-  if ((rc = rotation_of (v, v->hdr, &r)) < 0)
-    return rc;
-  uint64_t step = r.step;
-  if (step == 0 || step % v->ss)
-    step = v->ss;
-  if (step > v->size)
-    step = v->size;
+  uint64_t step = cv_rot_step_max (v, 0);
   CLEANUP_FREE uint8_t *buf = io_buffer (step);
-  CLEANUP_FREE uint8_t *jbuf = malloc (JHDR + step / v->ss * 2 * TAG);
+  CLEANUP_FREE uint8_t *jbuf = malloc (cv_rot_jbuf_size (v, step));
   if (!buf || !jbuf)
     return -ENOMEM;
   struct rot_ctx c;
@@ -682,31 +814,11 @@ cv_vol_rotate_run (struct cv_vol *v,
     return rc;
   while (v->boundary < v->size) {
     uint64_t len = v->size - v->boundary < step ? v->size - v->boundary : step;
-    rc = step_once (v, &c, buf, jbuf, len);
-    cv_wipe (buf, step);
-    if (rc < 0)
+    if ((rc = step_once (v, &c, buf, jbuf, len)) < 0)
       break;
     if (progress)
       progress (v->boundary, v->size, arg);
   }
   rot_ctx_free (&c);
-  if (rc < 0)
-    return rc;
-
-  /* Done: forget the old DEK. */
-  struct cv_header *h = NULL;
-  if ((rc = lock_fresh (v, v->dek, &h)) < 0)
-    return rc;
-  cv_hdr_rotation_clear (h);
-  if ((rc = seal_commit_unlock (v, h, v->dek)) < 0)
-    return rc;
-  cv_fault_point ("rotate: finished");
-  static const uint8_t zero[8];
-  if (cv_pwrite_all (v->hfd, zero, sizeof zero, JOFF, 0) == 0)
-    fdatasync (v->hfd);
-  cv_key_free (v->odek);
-  v->odek = NULL;
-  v->boundary = v->size;
-  cv_vol_drop_threads (v);
-  return 0;
+  return rc < 0 ? rc : cv_rot_finish (v);
 }

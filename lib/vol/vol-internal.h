@@ -13,7 +13,33 @@
 #define NSTRIPES 1024 /* per-sector RMW locks, hashed */
 
 struct cv_header;
+struct cv_hdr_rotation;
 struct cv_io;
+struct cv_vol;
+
+/* The online rotation engine of a served volume (rotate-online.c): one
+ * thread, started by cv_vol_rotate_start, ended when the rotation is done
+ * or by cv_vol_rotate_stop. Its fields are guarded by m. */
+struct cv_rot_engine {
+  pthread_mutex_t m;
+  pthread_cond_t cv; /* stop, pause, resume, rate changes */
+  pthread_t thread;
+  bool made;    /* thread exists (joinable) */
+  bool exited;  /* and has returned */
+  bool stop, paused;
+  double limit;          /* MiB/s, 0: unlimited */
+  struct timespec t0;    /* rate limit origin (CLOCK_MONOTONIC) */
+  uint64_t since_t0;     /* bytes re-encrypted since t0 */
+  char state[16];        /* cv_rot_status.state */
+  char id[17], started[32]; /* of the rotation v holds; "" when none */
+  char error[256];       /* of the last failed step, "" */
+  uint64_t steps;
+  struct {
+    double t;
+    uint64_t done;
+  } samp[8]; /* (time, boundary) after recent steps, for the rate */
+  unsigned nsamp, next;
+};
 struct cv_key;
 struct cv_creds;
 
@@ -26,7 +52,10 @@ struct cv_vol {
   struct cv_header *hdr;
   struct cv_key *dek;   /* the volume's DEK (the new one during a rotation) */
   struct cv_key *odek;  /* during a DEK rotation: the old DEK, else NULL */
-  uint64_t boundary;    /* data below it is under dek, from it under odek */
+  /* Data below it is under dek, from it under odek. Moved by the rotation
+   * under the range lock over the hotzone it passes, so a request reads it
+   * with __atomic_load_n and sees one value for its whole range. */
+  uint64_t boundary;
   uint64_t size;        /* bytes in the data area */
   uint64_t data_offset; /* of the data area in the data file */
   unsigned ss;          /* encryption sector size */
@@ -66,12 +95,66 @@ struct cv_vol {
   /* Counters (atomic). */
   uint64_t served, refused, bytes_read, bytes_written;
 
+  /* The range lock between client requests and the rotation step's hotzone
+   * [rl_lo, rl_hi) while rl_held: during a rotation every request records
+   * its range in its thread's state (volume.c) and waits on rl_cv while it
+   * overlaps a held hotzone; the step waits until no recorded range
+   * overlaps its own. */
+  pthread_mutex_t rl_m;
+  pthread_cond_t rl_cv;
+  bool rl_held;
+  uint64_t rl_lo, rl_hi;
+  /* The step in flight, for status: its journal record is on disk and its
+   * hotzone [jstart, jstart + jlen) is being rewritten; jlen 0: none. */
+  uint64_t jstart, jlen;
+  struct cv_rot_engine eng;
+
   pthread_key_t tkey;
   bool tkey_made;
   pthread_mutex_t thr_lock; /* guards thrs */
   struct cv_thr *thrs;
   pthread_mutex_t stripe[NSTRIPES];
 };
+
+/* Take and release the range lock over the data-area bytes [lo, hi)
+ * (volume.c): requests that overlap it wait, those in flight that overlap it
+ * are waited for. One holder at a time (the rotation). */
+void cv_vol_range_lock (struct cv_vol *v, uint64_t lo, uint64_t hi);
+void cv_vol_range_unlock (struct cv_vol *v);
+
+/* What the online engine needs of rotate.c (each called with op_lock
+ * held). cv_rot_step: re-encrypt the next step of at most max bytes
+ * (journalled, under the range lock) with buffers buf (max bytes, aligned)
+ * and jbuf (cv_rot_jbuf_size (v, max) bytes); the keys are taken from v
+ * and wiped before it returns. cv_rot_finish: the boundary reached the end:
+ * forget the old DEK (header, journal, memory; threads re-key). Return 0 or
+ * -errno (logged). cv_rot_step_max: the step the header records, capped at
+ * cap. */
+int cv_rot_step (struct cv_vol *v, uint8_t *buf, uint8_t *jbuf, uint64_t max);
+int cv_rot_finish (struct cv_vol *v);
+uint64_t cv_rot_step_max (struct cv_vol *v, uint64_t cap);
+size_t cv_rot_jbuf_size (const struct cv_vol *v, uint64_t max);
+/* The old DEK of the rotation h records, under its new DEK dek (compare
+ * cv_rot_old_dek). */
+int cv_rot_old_dek_of (struct cv_vol *v, const struct cv_header *h,
+                       const struct cv_key *dek, struct cv_key **odek);
+
+/* keystate.c helpers shared with rotate-online.c. cv_vol_read_header: the
+ * header on disk (under the header lock unless read-only). cv_vol_differs:
+ * what of h's identity and geometry (and, with rotation, its DEK rotation
+ * state) differs from v ("uuid", "size", ...), or NULL. cv_vol_note_wrap:
+ * the wrap in use is id (of v->hdr). */
+int cv_vol_read_header (struct cv_vol *v, struct cv_header **h);
+const char *cv_vol_differs (const struct cv_vol *v, const struct cv_header *h,
+                            bool rotation);
+void cv_vol_note_wrap (struct cv_vol *v, int64_t id);
+
+/* Record (r) or forget (NULL) the rotation v holds, for status. */
+void cv_rot_engine_note (struct cv_vol *v, const struct cv_hdr_rotation *r);
+
+/* Start and stop the engine's state (cv_vol_open, cv_vol_close). */
+void cv_rot_engine_init (struct cv_vol *v);
+void cv_rot_engine_fini (struct cv_vol *v);
 
 /* Called by cv_vol_open once the DEK is known: if the header records a DEK
  * rotation, recover its old DEK into v->odek and set v->boundary, finishing

@@ -40,6 +40,10 @@ struct cv_thr {
   uint64_t gen;           /* v->gen when the engines were keyed */
   uint8_t *bounce;        /* NSLOTS * CHUNK, aligned; allocated on first use */
   uint8_t *edge;          /* one sector, aligned */
+  /* During a DEK rotation: the data-area range of the request in flight
+   * (v->rl_m guards them), which the rotation's step waits for. */
+  bool rl_on;
+  uint64_t rl_lo, rl_hi;
 };
 
 /* Free one thread's state (the caller has unlinked it). */
@@ -318,7 +322,9 @@ write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
 static struct cv_xts *
 engine (struct cv_thr *t, uint64_t off)
 {
-  return off < t->v->boundary ? t->xts : t->xts_old;
+  return off < __atomic_load_n (&t->v->boundary, __ATOMIC_ACQUIRE)
+             ? t->xts
+             : t->xts_old;
 }
 
 /* Bytes of whole sectors from off (sector aligned) within count that are under
@@ -327,10 +333,87 @@ static uint64_t
 aligned_run (struct cv_vol *v, uint64_t off, uint32_t count)
 {
   uint64_t len = count / v->ss * v->ss;
+  uint64_t b = __atomic_load_n (&v->boundary, __ATOMIC_ACQUIRE);
 
-  if (off < v->boundary && v->boundary - off < len)
-    len = v->boundary - off;
+  if (off < b && b - off < len)
+    len = b - off;
   return len;
+}
+
+static bool
+overlaps (uint64_t lo1, uint64_t hi1, uint64_t lo2, uint64_t hi2)
+{
+  return lo1 < hi2 && lo2 < hi1;
+}
+
+/* During a DEK rotation, before a request's first byte moves: record its
+ * range [lo, hi) once no rotation step holds a range overlapping it. So a
+ * request never sees a hotzone half rewritten, and the step never rewrites
+ * a sector under a request. Outside a rotation nothing is recorded: the
+ * rotation is adopted under klock held for writing, with no request in
+ * flight. */
+static void
+range_enter (struct cv_thr *t, uint64_t lo, uint64_t hi)
+{
+  struct cv_vol *v = t->v;
+
+  if (!v->odek)
+    return;
+  pthread_mutex_lock (&v->rl_m);
+  while (v->rl_held && overlaps (lo, hi, v->rl_lo, v->rl_hi))
+    pthread_cond_wait (&v->rl_cv, &v->rl_m);
+  t->rl_on = true;
+  t->rl_lo = lo;
+  t->rl_hi = hi;
+  pthread_mutex_unlock (&v->rl_m);
+}
+
+static void
+range_leave (struct cv_thr *t)
+{
+  struct cv_vol *v = t->v;
+
+  if (!t->rl_on)
+    return;
+  pthread_mutex_lock (&v->rl_m);
+  t->rl_on = false;
+  if (v->rl_held)
+    pthread_cond_broadcast (&v->rl_cv);
+  pthread_mutex_unlock (&v->rl_m);
+}
+
+/* Does a request in flight overlap [lo, hi)? (rl_m held.) */
+static bool
+range_busy (struct cv_vol *v, uint64_t lo, uint64_t hi)
+{
+  bool busy = false;
+
+  pthread_mutex_lock (&v->thr_lock);
+  for (struct cv_thr *t = v->thrs; t && !busy; t = t->next)
+    busy = t->rl_on && overlaps (lo, hi, t->rl_lo, t->rl_hi);
+  pthread_mutex_unlock (&v->thr_lock);
+  return busy;
+}
+
+void
+cv_vol_range_lock (struct cv_vol *v, uint64_t lo, uint64_t hi)
+{
+  pthread_mutex_lock (&v->rl_m);
+  v->rl_held = true;
+  v->rl_lo = lo;
+  v->rl_hi = hi;
+  while (range_busy (v, lo, hi))
+    pthread_cond_wait (&v->rl_cv, &v->rl_m);
+  pthread_mutex_unlock (&v->rl_m);
+}
+
+void
+cv_vol_range_unlock (struct cv_vol *v)
+{
+  pthread_mutex_lock (&v->rl_m);
+  v->rl_held = false;
+  pthread_cond_broadcast (&v->rl_cv);
+  pthread_mutex_unlock (&v->rl_m);
 }
 
 static pthread_mutex_t *
@@ -430,14 +513,11 @@ key_leave (struct cv_vol *v, int rc, uint64_t *bytes, uint32_t count)
 }
 
 static int
-read_range (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
+read_sectors (struct cv_thr *t, uint8_t *p, uint32_t count, uint64_t off)
 {
-  struct cv_thr *t;
-  uint8_t *p = buf;
-  int rc = check_range (v, "read", count, off, -EIO);
+  struct cv_vol *v = t->v;
+  int rc;
 
-  if (rc < 0 || (rc = thr_get (v, &t)) < 0)
-    return rc;
   while (count > 0) {
     uint64_t sec = off / v->ss;
     size_t skip = off % v->ss;
@@ -459,16 +539,28 @@ read_range (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
   return 0;
 }
 
-/* Write (src) or zero (src == NULL) any byte range. */
 static int
-write_range (struct cv_vol *v, const uint8_t *src, uint32_t count, uint64_t off,
-             bool fua)
+read_range (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
 {
   struct cv_thr *t;
-  int rc = check_range (v, src ? "write" : "zero", count, off, -ENOSPC);
+  int rc = check_range (v, "read", count, off, -EIO);
 
   if (rc < 0 || (rc = thr_get (v, &t)) < 0)
     return rc;
+  range_enter (t, off, off + count);
+  rc = read_sectors (t, buf, count, off);
+  range_leave (t);
+  return rc;
+}
+
+/* Write (src) or zero (src == NULL) any byte range. */
+static int
+write_sectors (struct cv_thr *t, const uint8_t *src, uint32_t count,
+               uint64_t off, bool fua)
+{
+  struct cv_vol *v = t->v;
+  int rc;
+
   while (count > 0) {
     uint64_t sec = off / v->ss;
     size_t skip = off % v->ss;
@@ -489,6 +581,21 @@ write_range (struct cv_vol *v, const uint8_t *src, uint32_t count, uint64_t off,
     off += len, count -= len;
   }
   return 0;
+}
+
+static int
+write_range (struct cv_vol *v, const uint8_t *src, uint32_t count, uint64_t off,
+             bool fua)
+{
+  struct cv_thr *t;
+  int rc = check_range (v, src ? "write" : "zero", count, off, -ENOSPC);
+
+  if (rc < 0 || (rc = thr_get (v, &t)) < 0)
+    return rc;
+  range_enter (t, off, off + count);
+  rc = write_sectors (t, src, count, off, fua);
+  range_leave (t);
+  return rc;
 }
 
 int
@@ -623,6 +730,9 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   v->creds = kept;
   cv_vol_key_init (v, wrap_id);
   pthread_mutex_init (&v->thr_lock, NULL);
+  pthread_mutex_init (&v->rl_m, NULL);
+  pthread_cond_init (&v->rl_cv, NULL);
+  cv_rot_engine_init (v);
   for (unsigned i = 0; i < NSTRIPES; i++)
     pthread_mutex_init (&v->stripe[i], NULL);
   if ((rc = pthread_key_create (&v->tkey, thr_exit)) != 0) {
@@ -652,6 +762,7 @@ cv_vol_close (struct cv_vol *v)
 {
   if (!v)
     return;
+  cv_vol_rotate_stop (v);
   cv_vol_drop_threads (v);
   if (v->tkey_made)
     pthread_key_delete (v->tkey);
@@ -659,6 +770,9 @@ cv_vol_close (struct cv_vol *v)
   for (unsigned i = 0; i < NSTRIPES; i++)
     pthread_mutex_destroy (&v->stripe[i]);
   pthread_mutex_destroy (&v->thr_lock);
+  pthread_mutex_destroy (&v->rl_m);
+  pthread_cond_destroy (&v->rl_cv);
+  cv_rot_engine_fini (v);
   cv_io_close (v->io);
   close (v->hfd);
   cv_hdr_free (v->hdr);

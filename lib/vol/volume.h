@@ -236,6 +236,10 @@ int cv_vol_check_key (struct cv_vol *v);
 int cv_vol_revoke (struct cv_vol *v, const char *cause);
 int cv_vol_resume (struct cv_vol *v);
 int cv_vol_reload (struct cv_vol *v);
+/* The seqid of the header being served (a served volume's header is
+ * replaced by reloads and by every step of an online DEK rotation: use this,
+ * not cv_vol_header, while it is served). */
+uint64_t cv_vol_seqid (struct cv_vol *v);
 
 /* The watch thread (one per process, for every volume added; started after
  * nbdkit forks, from .after_fork; stopped at unload, before cv_vol_close).

@@ -4,6 +4,7 @@
 #ifndef CV_HARNESS_H
 #define CV_HARNESS_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@
 static int harness_failures;
 static int harness_checks;
 static char harness_log[16384];
+/* Library threads (the rotation engine, the key watch) log too. */
+static pthread_mutex_t harness_log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define CHECK(cond, ...)                                                       \
   do {                                                                         \
@@ -37,16 +40,20 @@ harness_logged (void)
 static inline void
 harness_log_clear (void)
 {
+  pthread_mutex_lock (&harness_log_lock);
   harness_log[0] = '\0';
+  pthread_mutex_unlock (&harness_log_lock);
 }
 
 static void
 harness_sink (enum cv_log_level level, const char *msg)
 {
   static const char *const prefix[] = { "error: ", "warning: ", "", "debug: " };
+  pthread_mutex_lock (&harness_log_lock);
   size_t used = strlen (harness_log);
   snprintf (harness_log + used, sizeof harness_log - used, "%s%s\n",
             prefix[level], msg);
+  pthread_mutex_unlock (&harness_log_lock);
   if (getenv ("CV_TEST_VERBOSE"))
     fprintf (stderr, "  log| %s%s\n", prefix[level], msg);
 }
