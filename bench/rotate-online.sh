@@ -155,7 +155,7 @@ client_one () {
       if [ "$config" = rot-rate ] &&
          [ "$(python3 "$ROTCTL" "$PWD/ctl" status | python3 -c 'import json, sys
 print(json.load(sys.stdin)["state"])')" != done ]; then
-        "$KEYMGR" rotate-dek rot.img --control "$PWD/ctl" --rate 0 >/dev/null
+        "$KEYMGR" rotate-dek rot.img --control "$PWD/ctl" --rate 0 --detach >/dev/null
       fi
       python3 "$ROTCTL" "$PWD/ctl" wait >/dev/null ;;
   esac
