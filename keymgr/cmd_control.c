@@ -94,18 +94,21 @@ read_line (int fd, const char *path)
   return NULL;
 }
 
-/* Send {"cmd":cmd} to the server at path and parse its reply into *reply.
- * Returns 0, or an exit code (reported) when no reply came. */
-static int
-request (const char *path, const char *cmd, json_t **reply)
+int
+control_request (const char *path, const json_t *req, json_t **reply)
 {
-  char line[64];
   CLEANUP_CLOSE int fd = dial (path);
+  CLEANUP_FREE char *line = NULL;
   json_error_t e;
 
   if (fd < 0)
     return -fd;
-  snprintf (line, sizeof line, "{\"cmd\":\"%s\"}\n", cmd);
+  CLEANUP_FREE char *s = json_dumps (req, JSON_COMPACT);
+  if (!s || asprintf (&line, "%s\n", s) < 0) {
+    line = NULL;
+    cv_err ("out of memory");
+    return EXIT_IO;
+  }
   /* A server that refuses us closes at once: the write then fails (EPIPE,
    * not SIGPIPE), and its reply, which says why, is still to be read. */
   signal (SIGPIPE, SIG_IGN);
@@ -129,9 +132,21 @@ request (const char *path, const char *cmd, json_t **reply)
   return 0;
 }
 
-/* The reply's error, or NULL if it says ok. */
-static const char *
-reply_error (const json_t *reply)
+/* Send {"cmd":cmd}: control_request without members. */
+static int
+request (const char *path, const char *cmd, json_t **reply)
+{
+  json_auto_t *req = json_pack ("{s:s}", "cmd", cmd);
+
+  if (!req) {
+    cv_err ("out of memory");
+    return EXIT_IO;
+  }
+  return control_request (path, req, reply);
+}
+
+const char *
+control_reply_error (const json_t *reply)
 {
   if (json_is_true (json_object_get (reply, "ok")))
     return NULL;
@@ -152,6 +167,38 @@ count (const json_t *o, const char *group, const char *name)
 {
   return json_integer_value (
       json_object_get (json_object_get (o, group), name));
+}
+
+/* The DEK rotation line of status (absent from an older server's reply). */
+static void
+print_rotation (const json_t *rot)
+{
+  double mib = 1048576.0;
+  json_int_t done = json_integer_value (json_object_get (rot, "done"));
+  json_int_t total = json_integer_value (json_object_get (rot, "total"));
+  json_int_t eta = json_integer_value (json_object_get (rot, "eta_s"));
+  double limit = json_number_value (json_object_get (rot, "limit_mib_s"));
+  const char *state = member (rot, "state");
+
+  if (!rot)
+    return;
+  if (strcmp (state, "none") == 0) {
+    printf ("rotation:    none\n");
+    return;
+  }
+  printf ("rotation:    %s%s%s, %.0f/%.0f MiB (%.1f%%), %.1f MiB/s", state,
+          json_string_length (json_object_get (rot, "id")) ? " " : "",
+          json_string_value (json_object_get (rot, "id")) ?: "",
+          (double) done / mib, (double) total / mib,
+          total > 0 ? 100.0 * (double) done / (double) total : 0,
+          json_number_value (json_object_get (rot, "rate_mib_s")));
+  if (limit > 0)
+    printf (" (limit %g)", limit);
+  if (eta >= 0)
+    printf (", ETA %lld:%02lld", (long long) eta / 60, (long long) eta % 60);
+  if (json_string_length (json_object_get (rot, "error")))
+    printf (": %s", member (rot, "error"));
+  putchar ('\n');
 }
 
 static void
@@ -184,6 +231,7 @@ print_status (const json_t *r)
   printf ("bytes:       %lld read, %lld written\n",
           (long long) count (r, "bytes", "read"),
           (long long) count (r, "bytes", "written"));
+  print_rotation (json_object_get (r, "rotation"));
 }
 
 /* The exit code when the server refused cmd. */
@@ -226,7 +274,7 @@ control_cmd (int argc, char **argv, const char *cmd, const char *usage)
   }
   if ((rc = request (path, cmd, &reply)) != 0)
     return rc;
-  const char *err = reply_error (reply);
+  const char *err = control_reply_error (reply);
   if (err) {
     cv_err ("%s: %s", cmd, err);
     if (co.json)
@@ -296,7 +344,7 @@ control_reload_after (const char *path)
   if (request (path, "reload", &reply) != 0)
     reply = json_pack ("{s:b, s:s}", "ok", 0, "error", err);
   else
-    err = reply_error (reply);
+    err = control_reply_error (reply);
   if (err)
     cv_warn ("the header change is on disk, but the server at %s did not "
              "reload it: %s; run cryptvol-keymgr reload --control %s",
@@ -307,7 +355,7 @@ control_reload_after (const char *path)
 void
 control_reload_print (const char *path, const json_t *reply)
 {
-  if (path && reply && !reply_error (reply))
+  if (path && reply && !control_reply_error (reply))
     printf ("%s: the server reloaded the header (seqid %lld)\n", path,
             (long long) json_integer_value (json_object_get (reply, "seqid")));
 }

@@ -137,6 +137,37 @@ int unlock_creds (struct common_opts *co, const struct cv_header *h);
  * server reloaded, if it did. */
 json_t *control_reload_after (const char *path);
 void control_reload_print (const char *path, const json_t *reply);
+/* Send req (an object) to the server at path and parse its reply (caller
+ * decrefs) into *reply. Returns 0, or an exit code (reported) when no reply
+ * came. control_reply_error: the reply's error, or NULL if it says ok. */
+int control_request (const char *path, const json_t *req, json_t **reply);
+const char *control_reply_error (const json_t *reply);
+
+/* rotate-dek's own options (cmd_rotate.c parses them and rotates offline;
+ * rotate_online.c runs the rest). */
+#define ROTATE_DROP_MAX 64
+struct rotate_opts {
+  uint64_t step;                 /* --hotzone; 0: the default */
+  const char *control;           /* --control: rotate online */
+  double rate;                   /* --rate MiB/s; < 0: not given */
+  bool detach;                   /* --detach */
+  const char *change;            /* --pause or --resume: "rotate-pause"... */
+  int64_t drop[ROTATE_DROP_MAX]; /* --drop-wrap */
+  size_t ndrop;
+};
+/* Begin a DEK rotation in path's header (a session): unlock, remove the
+ * --drop-wrap wraps, cv_rot_prepare (online: the server's step), commit.
+ * *already: h records a rotation (nothing done; the caller continues it).
+ * Returns 0 or an exit code (reported). */
+int rotate_prepare (const char *path, struct common_opts *co,
+                    const struct rotate_opts *ro, bool online, bool *already);
+/* True if h has a passphrase wrap that ro does not drop. */
+bool rotate_needs_passphrase (const struct cv_header *h,
+                              const struct rotate_opts *ro);
+/* rotate-dek --control: begin (or continue) the rotation in the server and
+ * follow it, or pause/resume it. Returns an exit code. */
+int rotate_online (const char *path, struct common_opts *co,
+                   const struct rotate_opts *ro);
 
 int cmd_create (int argc, char **argv);
 int cmd_info (int argc, char **argv);

@@ -34,7 +34,7 @@ static const struct {
   { "list-wraps", cmd_list_wraps, "list the wraps" },
   { "rewrap", cmd_rewrap, "KEK rotation: move a wrap to another key" },
   { "rotate-dek", cmd_rotate_dek,
-    "DEK rotation: re-encrypt the data (offline)" },
+    "DEK rotation: re-encrypt the data (offline, or served: --control)" },
   { "backup-header", cmd_backup_header, "save the header to a file" },
   { "restore-header", cmd_restore_header, "put a saved header back (offline)" },
   { "shred", cmd_shred, "crypto-erase: destroy the header and every wrap" },

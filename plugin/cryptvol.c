@@ -4,6 +4,7 @@
  * cv_vol_*. See doc/nbdkit-cryptvol-plugin.pod for every parameter. */
 #include <errno.h>
 #include <grp.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,9 +32,12 @@ static struct cv_wrap_sel wraps = CV_WRAP_SEL_ALL;
 static struct cv_vol *vol;
 static struct cv_watch_opts watch = CV_WATCH_OPTS_DEFAULT;
 static char *control_path, *audit_path; /* absolute: nbdkit may chdir / */
+static char *keyfile;                   /* creds.keyfile, absolute too */
 static gid_t control_gid = (gid_t) -1;
 static struct cv_ctl *ctl;
 static struct cv_audit *audit;
+static bool rotate_manual; /* rotate=manual: only the control socket starts */
+static double rotate_rate; /* rotate-rate=: MiB/s, 0 unlimited */
 
 /* Library messages go to nbdkit: errors and warnings (which include the
  * key state's changes) through nbdkit_error, so that they reach syslog when
@@ -68,11 +72,14 @@ cryptvol_unload (void)
 {
   cv_ctl_stop (ctl);
   cv_watch_stop ();
+  if (vol)
+    cv_vol_rotate_stop (vol); /* after its step; the next start continues */
   cv_vol_close (vol);
   cv_vol_set_event_sink (NULL, NULL);
   cv_audit_close (audit);
   free (control_path);
   free (audit_path);
+  free (keyfile);
   cv_key_free (creds.passphrase);
   cv_key_free (creds.pin);
   cv_keys_cleanup ();
@@ -166,21 +173,56 @@ control_config (const char *key, const char *value)
   return 0;
 }
 
+/* The online DEK rotation's parameters: 1 if key is not one of them, else
+ * 0 or -1 (reported). */
+static int
+rotate_config (const char *key, const char *value)
+{
+  char *end;
+
+  if (strcmp (key, "rotate") == 0) {
+    if (strcmp (value, "auto") != 0 && strcmp (value, "manual") != 0) {
+      nbdkit_error ("rotate=%s: expected auto or manual", value);
+      return -1;
+    }
+    rotate_manual = strcmp (value, "manual") == 0;
+    return 0;
+  }
+  if (strcmp (key, "rotate-rate") != 0)
+    return 1;
+  errno = 0;
+  rotate_rate = strtod (value, &end);
+  if (errno || end == value || *end || !isfinite (rotate_rate)
+      || rotate_rate < 0) {
+    nbdkit_error ("rotate-rate=%s: expected MiB/s, a number >= 0 (0: "
+                  "unlimited)",
+                  value);
+    return -1;
+  }
+  return 0;
+}
+
 static int
 cryptvol_config (const char *key, const char *value)
 {
   int r;
 
   if ((r = watch_config (key, value)) != 1
-      || (r = control_config (key, value)) != 1)
+      || (r = control_config (key, value)) != 1
+      || (r = rotate_config (key, value)) != 1)
     return r;
   if (strcmp (key, "volume") == 0)
     volume_path = value;
   else if (strcmp (key, "header") == 0)
     header_path = value;
-  else if (strcmp (key, "keyfile") == 0)
-    creds.keyfile = value;
-  else if (strcmp (key, "wrap") == 0)
+  else if (strcmp (key, "keyfile") == 0) {
+    /* Absolute: the key watch, unlock and an adopted rotation read it
+     * again after nbdkit has changed directory to /. */
+    free (keyfile);
+    if (!(keyfile = nbdkit_absolute_path (value)))
+      return -1;
+    creds.keyfile = keyfile;
+  } else if (strcmp (key, "wrap") == 0)
     return cv_wrap_sel_add (&wraps, value) < 0 ? -1 : 0;
   else if (strcmp (key, "passphrase") == 0)
     return read_secret (key, value, &creds.passphrase);
@@ -251,9 +293,13 @@ cryptvol_config_complete (void)
   "on-unreachable=fail|serve  After key-grace (default fail: refuse I/O).\n"   \
   "resume=true|false    Serve again when a revoked key is usable (true).\n"    \
   "control=PATH         Listen for cryptvol-keymgr "                           \
-  "status|lock|unlock|reload.\n"                                               \
+  "status|lock|unlock|reload|rotate-dek.\n"                                    \
   "control-group=GROUP  Members may use the control socket too (mode 0660).\n" \
-  "audit-log=PATH       Append key events and control commands (JSON lines)."
+  "audit-log=PATH       Append key events and control commands (JSON "         \
+  "lines).\n"                                                                  \
+  "rotate=auto|manual   Continue a DEK rotation found at start (default "      \
+  "auto).\n"                                                                   \
+  "rotate-rate=MIB      Its rate limit in MiB/s (default 0: unlimited)."
 
 /* The volume's key events into the audit log. */
 static void
@@ -297,6 +343,34 @@ cryptvol_get_ready (void)
   return 0;
 }
 
+/* A volume opened mid-rotation continues rotating in the background
+ * (rotate=auto), unless it is served read-only. A rotation that cannot
+ * start (the library said why) is not fatal: the volume is served as it
+ * is, and `rotate` on the control socket can start it later. */
+static void
+continue_rotation (void)
+{
+  uint64_t done;
+
+  if (!cv_vol_rotating (vol, &done))
+    return;
+  if (readonly) {
+    nbdkit_debug ("volume %s is mid-rotation (%llu bytes done); read-only: "
+                  "not rotating",
+                  volume_path, (unsigned long long) done);
+    return;
+  }
+  if (rotate_manual) {
+    nbdkit_debug ("volume %s is mid-rotation (%llu bytes done); "
+                  "rotate=manual: waiting for the control socket's rotate",
+                  volume_path, (unsigned long long) done);
+    return;
+  }
+  if (cv_vol_rotate_start (vol, rotate_rate) == 0)
+    nbdkit_debug ("volume %s: continuing the DEK rotation at %llu bytes",
+                  volume_path, (unsigned long long) done);
+}
+
 /* Threads start here, after nbdkit forked into the background. */
 static int
 cryptvol_after_fork (void)
@@ -313,6 +387,7 @@ cryptvol_after_fork (void)
       || (watch.interval_s > 0 && cv_watch_start () < 0)
       || (control_path && cv_ctl_start (&co, &ctl) < 0))
     return -1;
+  continue_rotation ();
   return 0;
 }
 

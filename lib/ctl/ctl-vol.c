@@ -1,6 +1,9 @@
 /* The control commands on a served volume: struct cv_ctl_ops over lib/vol.
  * Each runs on the control thread; lib/vol serialises them with the key
  * watch and logs its own failures (which become the replies' errors). */
+#include <math.h>
+#include <string.h>
+
 #include "ctl/ctl.h"
 #include "format/header.h"
 #include "vol/volume.h"
@@ -14,8 +17,29 @@ put_state (json_t *reply, const struct cv_vol_status *st)
   json_object_set_new (reply, "cause", json_string (st->cause));
 }
 
+/* The DEK rotation's snapshot, as "rotation" in status and the replies of
+ * the rotate commands (doc/control.md). */
+static void
+put_rotation (json_t *reply, struct cv_vol *v)
+{
+  struct cv_rot_status r;
+
+  cv_vol_rotate_status (v, &r);
+  json_object_set_new (
+      reply, "rotation",
+      json_pack ("{s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:I, s:s, s:{s:I, s:I}, "
+                 "s:I, s:s}",
+                 "state", r.state, "id", r.id, "started", r.started, "done",
+                 (json_int_t) r.done, "total", (json_int_t) r.total,
+                 "rate_mib_s", r.rate_mib_s, "limit_mib_s", r.limit_mib_s,
+                 "eta_s", (json_int_t) r.eta_s, "journal", r.journal, "step",
+                 "start", (json_int_t) r.step_start, "len",
+                 (json_int_t) r.step_len, "steps", (json_int_t) r.steps,
+                 "error", r.error));
+}
+
 static int
-status (void *arg, json_t *reply)
+status (void *arg, const json_t *req, json_t *reply)
 {
   struct cv_vol_status st;
 
@@ -37,11 +61,12 @@ status (void *arg, json_t *reply)
                        json_pack ("{s:I, s:I}", "read",
                                   (json_int_t) st.bytes_read, "written",
                                   (json_int_t) st.bytes_written));
+  put_rotation (reply, arg);
   return 0;
 }
 
 static int
-check (void *arg, json_t *reply)
+check (void *arg, const json_t *req, json_t *reply)
 {
   struct cv_vol_status st;
 
@@ -54,7 +79,7 @@ check (void *arg, json_t *reply)
 }
 
 static int
-lock (void *arg, json_t *reply)
+lock (void *arg, const json_t *req, json_t *reply)
 {
   struct cv_vol_status st;
   int rc = cv_vol_revoke (arg, "locked through the control socket");
@@ -65,7 +90,7 @@ lock (void *arg, json_t *reply)
 }
 
 static int
-unlock (void *arg, json_t *reply)
+unlock (void *arg, const json_t *req, json_t *reply)
 {
   struct cv_vol_status st;
   int rc = cv_vol_resume (arg);
@@ -76,13 +101,65 @@ unlock (void *arg, json_t *reply)
 }
 
 static int
-reload (void *arg, json_t *reply)
+reload (void *arg, const json_t *req, json_t *reply)
 {
   int rc = cv_vol_reload (arg);
 
-  json_object_set_new (
-      reply, "seqid",
-      json_integer ((json_int_t) cv_vol_seqid (arg)));
+  json_object_set_new (reply, "seqid",
+                       json_integer ((json_int_t) cv_vol_seqid (arg)));
+  return rc;
+}
+
+/* The request's "rate" (checked by dispatch.c), or -1 if it has none. */
+static double
+rate_of (const json_t *req)
+{
+  const json_t *r = json_object_get (req, "rate");
+  return r ? json_number_value (r) : -1;
+}
+
+static int
+rotate (void *arg, const json_t *req, json_t *reply)
+{
+  double rate = rate_of (req);
+  struct cv_rot_status r;
+
+  if (rate < 0) {
+    /* Sent again without a rate: keep the running rotation's limit (not
+     * that of one that ended). */
+    cv_vol_rotate_status (arg, &r);
+    bool live = strcmp (r.state, "running") == 0
+                || strcmp (r.state, "paused") == 0
+                || strcmp (r.state, "waiting") == 0
+                || strcmp (r.state, "failed") == 0;
+    rate = live && isfinite (r.limit_mib_s) ? r.limit_mib_s : 0;
+  }
+  int rc = cv_vol_rotate_start (arg, rate);
+  put_rotation (reply, arg);
+  return rc;
+}
+
+static int
+rotate_pause (void *arg, const json_t *req, json_t *reply)
+{
+  int rc = cv_vol_rotate_pause (arg);
+  put_rotation (reply, arg);
+  return rc;
+}
+
+static int
+rotate_resume (void *arg, const json_t *req, json_t *reply)
+{
+  int rc = cv_vol_rotate_resume (arg);
+  put_rotation (reply, arg);
+  return rc;
+}
+
+static int
+rotate_rate (void *arg, const json_t *req, json_t *reply)
+{
+  int rc = cv_vol_rotate_set_rate (arg, rate_of (req));
+  put_rotation (reply, arg);
   return rc;
 }
 
@@ -92,4 +169,8 @@ const struct cv_ctl_ops cv_ctl_vol_ops = {
   .lock = lock,
   .unlock = unlock,
   .reload = reload,
+  .rotate = rotate,
+  .rotate_pause = rotate_pause,
+  .rotate_resume = rotate_resume,
+  .rotate_rate = rotate_rate,
 };

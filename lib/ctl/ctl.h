@@ -18,16 +18,24 @@ struct cv_audit;
 /* A request line is at most this many bytes, its newline included. */
 #define CV_CTL_LINE_MAX 4096
 
-/* What the commands do to the volume. Each adds its reply's members to
- * reply (an object; "ok" is added by the caller) and returns 0, or -errno
- * after logging why through cv_err (that message becomes the reply's
- * "error"). They run on the control thread, one at a time. */
+/* What the commands do to the volume. Each gets the request (an object whose
+ * members dispatch.c has checked: "cmd", and "rate" where the command takes
+ * it, a finite number of MiB/s >= 0), adds its reply's members to reply (an
+ * object; "ok" is added by the caller) and returns 0, or -errno after
+ * logging why through cv_err (that message becomes the reply's "error").
+ * They run on the control thread, one at a time. */
 struct cv_ctl_ops {
-  int (*status) (void *arg, json_t *reply);
-  int (*check) (void *arg, json_t *reply);
-  int (*lock) (void *arg, json_t *reply);
-  int (*unlock) (void *arg, json_t *reply);
-  int (*reload) (void *arg, json_t *reply);
+  int (*status) (void *arg, const json_t *req, json_t *reply);
+  int (*check) (void *arg, const json_t *req, json_t *reply);
+  int (*lock) (void *arg, const json_t *req, json_t *reply);
+  int (*unlock) (void *arg, const json_t *req, json_t *reply);
+  int (*reload) (void *arg, const json_t *req, json_t *reply);
+  /* "rate" optional: adopt or continue a DEK rotation */
+  int (*rotate) (void *arg, const json_t *req, json_t *reply);
+  int (*rotate_pause) (void *arg, const json_t *req, json_t *reply);
+  int (*rotate_resume) (void *arg, const json_t *req, json_t *reply);
+  /* "rate" required */
+  int (*rotate_rate) (void *arg, const json_t *req, json_t *reply);
 };
 
 struct cv_ctl_opts {
@@ -44,10 +52,14 @@ struct cv_ctl_opts {
 
 /* The commands on a served volume (ctl-vol.c): arg is its struct cv_vol *,
  * opened with keep_creds (check and unlock unwrap again). status: the key
- * state, wrap, last and next check and counters; check: one check now, then
- * the state and the check's outcome (a failed check is an outcome, not a
- * failed command); lock: cv_vol_revoke; unlock: cv_vol_resume; reload:
- * cv_vol_reload, then the header's seqid. */
+ * state, wrap, last and next check, counters and the DEK rotation
+ * (cv_vol_rotate_status); check: one check now, then the state and the
+ * check's outcome (a failed check is an outcome, not a failed command);
+ * lock: cv_vol_revoke; unlock: cv_vol_resume; reload: cv_vol_reload, then
+ * the header's seqid; rotate: cv_vol_rotate_start (without "rate": the
+ * running rotation's limit, else unlimited); rotate-pause, rotate-resume,
+ * rotate-rate: cv_vol_rotate_pause, _resume, _set_rate. The rotate commands
+ * reply with the rotation's state ("rotation": as in status). */
 extern const struct cv_ctl_ops cv_ctl_vol_ops;
 
 /* Who sent a request (SO_PEERCRED). */

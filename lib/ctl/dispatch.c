@@ -1,6 +1,7 @@
 /* The control protocol: one request line in, one reply line out. This is
  * the parser of untrusted input (tests/fuzz/fuzz-control.c drives it). */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,27 +11,45 @@
 #include "ctl/audit.h"
 #include "ctl/ctl.h"
 
-#define KNOWN "status, check, lock, unlock, reload"
+#define KNOWN                                                                  \
+  "status, check, lock, unlock, reload, rotate, rotate-pause, "                \
+  "rotate-resume, rotate-rate"
 #define EXAMPLE "send one JSON object per line, e.g. {\"cmd\":\"status\"}"
 
-typedef int (*ctl_op) (void *arg, json_t *reply);
+typedef int (*ctl_op) (void *arg, const json_t *req, json_t *reply);
 
-/* The operation named name, or NULL. */
-static ctl_op
-find_op (const struct cv_ctl_ops *ops, const char *name)
+/* A command: its operation and the member it takes besides "cmd" (only
+ * "rate" exists: MiB/s), if any, and whether that member is required. */
+struct command {
+  const char *name;
+  ctl_op op;
+  const char *member;
+  bool required;
+};
+
+/* The command named name, or false. */
+static bool
+find_command (const struct cv_ctl_ops *ops, const char *name,
+              struct command *out)
 {
-  const struct {
-    const char *name;
-    ctl_op op;
-  } table[] = {
-    { "status", ops->status }, { "check", ops->check },   { "lock", ops->lock },
-    { "unlock", ops->unlock }, { "reload", ops->reload },
+  const struct command table[] = {
+    { "status", ops->status, NULL, false },
+    { "check", ops->check, NULL, false },
+    { "lock", ops->lock, NULL, false },
+    { "unlock", ops->unlock, NULL, false },
+    { "reload", ops->reload, NULL, false },
+    { "rotate", ops->rotate, "rate", false },
+    { "rotate-pause", ops->rotate_pause, NULL, false },
+    { "rotate-resume", ops->rotate_resume, NULL, false },
+    { "rotate-rate", ops->rotate_rate, "rate", true },
   };
 
   for (size_t i = 0; i < ARRAY_SIZE (table); i++)
-    if (strcmp (name, table[i].name) == 0)
-      return table[i].op;
-  return NULL;
+    if (strcmp (name, table[i].name) == 0) {
+      *out = table[i];
+      return out->op != NULL;
+    }
+  return false;
 }
 
 /* Format into err (size n) with every byte that is not printable ASCII
@@ -50,14 +69,13 @@ say (char *err, size_t n, const char *fmt, ...)
 }
 
 /* Parse a request into *req and its command name *cmd (owned by *req), or
- * say in err what is wrong and return -EINVAL. */
+ * say in err what is wrong and return -EINVAL. Its other members are
+ * checked against the command (check_members). */
 static int
 parse (const char *line, size_t len, json_t **req, const char **cmd, char *err,
        size_t n)
 {
   json_error_t e;
-  const char *key;
-  json_t *val;
 
   *cmd = NULL;
   if (!(*req = json_loadb (line, len, JSON_REJECT_DUPLICATES, &e))) {
@@ -69,15 +87,53 @@ parse (const char *line, size_t len, json_t **req, const char **cmd, char *err,
     say (err, n, "a request is a JSON object; " EXAMPLE);
     return -EINVAL;
   }
-  json_object_foreach (*req, key, val)
-  {
-    if (strcmp (key, "cmd") != 0) {
-      say (err, n, "unknown member \"%.64s\"; a request has only \"cmd\"", key);
-      return -EINVAL;
-    }
-  }
   if (!(*cmd = json_string_value (json_object_get (*req, "cmd")))) {
     say (err, n, "missing \"cmd\" (a string: one of " KNOWN ")");
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* Check req's members against command c: "cmd", and c's own member if it
+ * has one (required or not). "rate" is MiB/s, a finite number >= 0. Returns
+ * 0, or -EINVAL with err saying what is wrong. */
+static int
+check_members (const struct command *c, const json_t *req, char *err, size_t n)
+{
+  const char *key;
+  json_t *val;
+
+  json_object_foreach ((json_t *) req, key, val)
+  {
+    if (strcmp (key, "cmd") == 0 || (c->member && strcmp (key, c->member) == 0))
+      continue;
+    if (c->member)
+      say (err, n,
+           "unknown member \"%.64s\" for \"%s\"; it takes \"cmd\" and%s "
+           "\"%s\"",
+           key, c->name, c->required ? "" : " (optionally)", c->member);
+    else
+      say (err, n, "unknown member \"%.64s\" for \"%s\"; it takes only \"cmd\"",
+           key, c->name);
+    return -EINVAL;
+  }
+  if (!c->member)
+    return 0;
+  val = json_object_get (req, c->member);
+  if (!val && c->required) {
+    say (err, n,
+         "\"%s\" needs \"rate\": MiB/s, a number >= 0 (0: unlimited), e.g. "
+         "{\"cmd\":\"%s\",\"rate\":50}",
+         c->name, c->name);
+    return -EINVAL;
+  }
+  if (val
+      && (!json_is_number (val) || !isfinite (json_number_value (val))
+          || json_number_value (val) < 0)) {
+    CLEANUP_FREE char *v = json_dumps (val, JSON_ENCODE_ANY | JSON_COMPACT);
+    say (err, n,
+         "\"rate\" must be MiB/s, a number >= 0 (0: unlimited), not %.64s",
+         v ? v : "that");
     return -EINVAL;
   }
   return 0;
@@ -94,23 +150,28 @@ cv_ctl_dispatch (const struct cv_ctl_opts *o, const struct cv_ctl_peer *peer,
       = json_pack ("{s:s, s:{s:I, s:I}}", "event", "control", "peer", "uid",
                    (json_int_t) peer->uid, "pid", (json_int_t) peer->pid);
   const char *cmd;
-  ctl_op op = NULL;
+  struct command c;
+  bool run = false;
 
   if (!reply || !rec)
     return NULL;
   if (parse (line, len, &req, &cmd, err, sizeof err) == 0) {
-    if (!(op = find_op (o->ops, cmd)))
+    if (!find_command (o->ops, cmd, &c))
       say (err, sizeof err, "unknown command \"%.64s\"; known: " KNOWN, cmd);
-    else
+    else {
       json_object_set_new (rec, "command", json_string (cmd));
+      run = check_members (&c, req, err, sizeof err) == 0;
+    }
   }
-  if (op && strcmp (cmd, "status") == 0) {
+  if (run && c.member && json_object_get (req, c.member))
+    json_object_set (rec, c.member, json_object_get (req, c.member));
+  if (run && strcmp (cmd, "status") == 0) {
     json_object_set_new (reply, "volume", json_string (o->volume));
     json_object_set_new (reply, "uuid", json_string (o->uuid));
   }
-  if (op) {
+  if (run) {
     cv_log_clear_last_error ();
-    int rc = op (o->arg, reply);
+    int rc = c.op (o->arg, req, reply);
     if (rc < 0)
       say (err, sizeof err, "%s",
            cv_log_last_error ()[0] ? cv_log_last_error () : strerror (-rc));

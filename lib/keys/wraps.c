@@ -211,6 +211,23 @@ kdf_of (const json_t *w, struct cv_pbkdf *k)
   }
 }
 
+/* What to do to supply the key of a wrap of type that failed with rc. */
+static const char *
+supply (const char *type, int rc)
+{
+  if (strcmp (type, "passphrase") == 0)
+    return rc == -ENOKEY ? "give its passphrase (--passphrase-file FILE, or "
+                           "at the prompt on a terminal)"
+                         : "give its passphrase (one passphrase per run: "
+                           "remove the wraps with other passphrases first)";
+  if (strcmp (type, "pkcs11") == 0)
+    return rc == -ENOKEY ? "give its token's PIN (--pin-file FILE)"
+                         : "give its token's PIN (--pin-file FILE) and key";
+  if (strcmp (type, "file") == 0)
+    return "give its key file (--keyfile FILE)";
+  return "give its key";
+}
+
 /* A wrap of new_dek replacing w (same id, type and key). First w is
  * unwrapped with c to prove its key is at hand and holds dek. */
 static int
@@ -248,16 +265,13 @@ remake (const struct cv_header *h, const char *name, const json_t *w,
     rc = t->p->unwrap (w, &c2, cv_hdr_binding (h), &got);
   }
   if (rc < 0) {
-    bool pass = strcmp (type, "passphrase") == 0;
     char buf[128];
     cv_err ("%s: cannot re-make %s for the new DEK: %s; every wrap is "
             "replaced, so each one's key is needed: %s, or remove the wrap "
-            "(remove-wrap --id %lld) and add it again after the rotation",
+            "(--drop-wrap %lld, or remove-wrap --id %lld) and add it again "
+            "after the rotation",
             name, label, cv_wrap_why (t, rc, buf, sizeof buf),
-            pass ? "give its passphrase (one passphrase per run: remove the "
-                   "wraps with other passphrases first)"
-                 : "give its key",
-            (long long) id);
+            supply (type, rc), (long long) id, (long long) id);
     return rc;
   }
   if (got->len != dek->len || CRYPTO_memcmp (got->b, dek->b, got->len)) {

@@ -471,9 +471,8 @@ cv_vol_rotate_status (struct cv_vol *v, struct cv_rot_status *st)
     }
     double dt = e->samp[newest].t - e->samp[oldest].t;
     if (dt > 0 && mono_now () - e->samp[newest].t < SAMPLE_WINDOW) {
-      st->rate_mib_s
-          = (double) (e->samp[newest].done - e->samp[oldest].done) / 1048576.0
-            / dt;
+      st->rate_mib_s = (double) (e->samp[newest].done - e->samp[oldest].done)
+                       / 1048576.0 / dt;
       if (st->rate_mib_s > 0)
         st->eta_s = (int64_t) ((double) (st->total - st->done) / 1048576.0
                                / st->rate_mib_s);
@@ -494,8 +493,8 @@ void
 cv_rot_engine_note (struct cv_vol *v, const struct cv_hdr_rotation *r)
 {
   pthread_mutex_lock (&v->eng.m);
-  snprintf (v->eng.id, sizeof v->eng.id, "%s", r ? r->id : "");
-  snprintf (v->eng.started, sizeof v->eng.started, "%s", r ? r->started : "");
+  snprintf (v->eng.id, sizeof v->eng.id, "%s", r->id);
+  snprintf (v->eng.started, sizeof v->eng.started, "%s", r->started);
   pthread_mutex_unlock (&v->eng.m);
 }
 

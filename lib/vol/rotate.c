@@ -466,7 +466,8 @@ cv_rot_open (struct cv_vol *v)
   v->boundary = r.boundary;
   cv_rot_engine_note (v, &r);
   cv_info ("%s: a DEK rotation is in progress: %llu of %llu bytes "
-           "re-encrypted; run cryptvol-keymgr rotate-dek to continue it",
+           "re-encrypted (a server continues it with rotate=auto, "
+           "cryptvol-keymgr rotate-dek offline or with --control)",
            v->path, (unsigned long long) v->boundary,
            (unsigned long long) v->size);
   return check_journal (v, r.id);
@@ -508,9 +509,8 @@ report_begin_failure (struct cv_vol *v, const char *id)
  * for the caller that opened the volume itself (cv_vol_rotate_begin). */
 static int
 rot_prepare (struct cv_header *h, const char *path, const char *hname,
-             const struct cv_creds *c, const struct cv_key *dek,
-             uint64_t step, bool online, struct cv_key **dek1,
-             struct cv_hdr_rotation *rout)
+             const struct cv_creds *c, const struct cv_key *dek, uint64_t step,
+             bool online, struct cv_key **dek1, struct cv_hdr_rotation *rout)
 {
   CLEANUP_KEY struct cv_key *nk = NULL, *k = NULL;
   struct cv_hdr_rotation r = { .boundary = 0 };
@@ -548,8 +548,7 @@ rot_prepare (struct cv_header *h, const char *path, const char *hname,
       || (rc = cv_random (idbin, sizeof idbin)) < 0
       || (rc = cv_random (r.iv, sizeof r.iv)) < 0
       || (rc = cv_hex_encode (idbin, sizeof idbin, &id)) < 0
-      || (rc = derive (cv_hdr_uuid (h), nk, "cryptvol v1 rotation old dek",
-                       &k))
+      || (rc = derive (cv_hdr_uuid (h), nk, "cryptvol v1 rotation old dek", &k))
              < 0)
     return rc;
   snprintf (r.id, sizeof r.id, "%s", id);
@@ -600,8 +599,8 @@ cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
    * its header, DEK and wraps until the commit succeeds. */
   if ((rc = lock_fresh (v, v->dek, &h)) < 0)
     return rc;
-  if ((rc = rot_prepare (h, v->path, v->hname, c, v->dek, step, false, &dek1,
-                         &r))
+  if ((rc
+       = rot_prepare (h, v->path, v->hname, c, v->dek, step, false, &dek1, &r))
       < 0) {
     cv_unlock_header (v->hfd);
     cv_info ("%s: the DEK rotation was not started; nothing was changed",
@@ -783,8 +782,7 @@ cv_rot_finish (struct cv_vol *v)
   cv_vol_wipe_threads (v);
   v->gen++;
   pthread_rwlock_unlock (&v->klock);
-  cv_rot_engine_note (v, NULL);
-  return 0;
+  return 0; /* status keeps the id of the rotation "done" */
 }
 
 int

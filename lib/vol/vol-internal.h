@@ -24,15 +24,15 @@ struct cv_rot_engine {
   pthread_mutex_t m;
   pthread_cond_t cv; /* stop, pause, resume, rate changes */
   pthread_t thread;
-  bool made;    /* thread exists (joinable) */
-  bool exited;  /* and has returned */
+  bool made;   /* thread exists (joinable) */
+  bool exited; /* and has returned */
   bool stop, paused;
-  double limit;          /* MiB/s, 0: unlimited */
-  struct timespec t0;    /* rate limit origin (CLOCK_MONOTONIC) */
-  uint64_t since_t0;     /* bytes re-encrypted since t0 */
-  char state[16];        /* cv_rot_status.state */
+  double limit;             /* MiB/s, 0: unlimited */
+  struct timespec t0;       /* rate limit origin (CLOCK_MONOTONIC) */
+  uint64_t since_t0;        /* bytes re-encrypted since t0 */
+  char state[16];           /* cv_rot_status.state */
   char id[17], started[32]; /* of the rotation v holds; "" when none */
-  char error[256];       /* of the last failed step, "" */
+  char error[256];          /* of the last failed step, "" */
   uint64_t steps;
   struct {
     double t;
@@ -50,8 +50,8 @@ struct cv_vol {
   int hfd; /* header file (the volume itself when attached); holds locks */
   bool readonly;
   struct cv_header *hdr;
-  struct cv_key *dek;   /* the volume's DEK (the new one during a rotation) */
-  struct cv_key *odek;  /* during a DEK rotation: the old DEK, else NULL */
+  struct cv_key *dek;  /* the volume's DEK (the new one during a rotation) */
+  struct cv_key *odek; /* during a DEK rotation: the old DEK, else NULL */
   /* Data below it is under dek, from it under odek. Moved by the rotation
    * under the range lock over the hotzone it passes, so a request reads it
    * with __atomic_load_n and sees one value for its whole range. */
@@ -149,7 +149,7 @@ const char *cv_vol_differs (const struct cv_vol *v, const struct cv_header *h,
                             bool rotation);
 void cv_vol_note_wrap (struct cv_vol *v, int64_t id);
 
-/* Record (r) or forget (NULL) the rotation v holds, for status. */
+/* Record the rotation v holds (r), for status; kept after it is done. */
 void cv_rot_engine_note (struct cv_vol *v, const struct cv_hdr_rotation *r);
 
 /* Start and stop the engine's state (cv_vol_open, cv_vol_close). */

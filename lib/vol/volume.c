@@ -322,9 +322,8 @@ write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
 static struct cv_xts *
 engine (struct cv_thr *t, uint64_t off)
 {
-  return off < __atomic_load_n (&t->v->boundary, __ATOMIC_ACQUIRE)
-             ? t->xts
-             : t->xts_old;
+  return off < __atomic_load_n (&t->v->boundary, __ATOMIC_ACQUIRE) ? t->xts
+                                                                   : t->xts_old;
 }
 
 /* Bytes of whole sectors from off (sector aligned) within count that are under

@@ -47,10 +47,12 @@ one (const struct cv_ctl_opts *o, const char *line, size_t len)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  /* The first byte chooses how the fake fails. */
+  /* The first byte chooses how the fake fails, and whether it holds a
+   * rotation to start. */
   struct fake_vol fake = { .state = "unlocked",
                            .unlock_fails = size && (data[0] & 1),
-                           .reload_fails = size && (data[0] & 2) };
+                           .reload_fails = size && (data[0] & 2),
+                           .rot = size && (data[0] & 4) ? "idle" : "none" };
   struct cv_ctl_opts o
       = { .volume = "/v", .uuid = "u", .ops = &fake_ops, .arg = &fake };
   const char *p = (const char *) data, *end = p + size;

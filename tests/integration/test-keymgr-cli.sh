@@ -74,3 +74,35 @@ expect_fail "unknown wrap type" "file:PATH|passphrase" "$KEYMGR" create z.img --
 expect_fail "import key of the wrong size" "64-byte" "$KEYMGR" create z.img --size 8M --import-key a.kek --wrap file:a.kek
 [ ! -e z.img ] || fail "a refused create left z.img behind"
 pass "refused creates leave nothing behind"
+
+# rotate-dek: options that go only with --control, and the refusals that
+# change nothing.
+before=$(sha256sum < v.img)
+expect_fail "rotate-dek --pause offline" "error: --pause needs --control PATH" \
+  "$KEYMGR" rotate-dek v.img --pause
+expect_fail "rotate-dek --detach offline" "error: --detach needs --control PATH" \
+  "$KEYMGR" rotate-dek v.img --detach --keyfile a.kek
+expect_fail "rotate-dek --rate offline" "error: --rate needs --control PATH" \
+  "$KEYMGR" rotate-dek v.img --rate 50 --keyfile a.kek
+expect_fail "rotate-dek --rate negative" "error: --rate: '-1' is not MiB/s" \
+  "$KEYMGR" rotate-dek v.img --control ctl --rate -1
+expect_fail "rotate-dek --pause --resume" "error: --pause and --resume: give one" \
+  "$KEYMGR" rotate-dek v.img --control ctl --pause --resume
+expect_fail "rotate-dek --pause with a drop" "error: --pause only changes the server's rotation" \
+  "$KEYMGR" rotate-dek v.img --control ctl --pause --drop-wrap 1
+expect_fail "rotate-dek --drop-wrap not an id" "error: --drop-wrap: 'one' is not a wrap id" \
+  "$KEYMGR" rotate-dek v.img --drop-wrap one --keyfile a.kek
+expect_fail "rotate-dek --drop-wrap of no wrap" "error: --drop-wrap 9: v.img has no such wrap" \
+  "$KEYMGR" rotate-dek v.img --drop-wrap 9 --keyfile a.kek
+expect_fail "rotate-dek without a wrap's passphrase" \
+  "cannot re-make wrap 1 \(passphrase\) for the new DEK: no passphrase given.*--passphrase-file FILE.*--drop-wrap 1" \
+  "$KEYMGR" rotate-dek v.img --keyfile a.kek </dev/null
+expect_fail "rotate-dek --control with no server" "no cryptvol server listens on $PWD/none.sock" \
+  "$KEYMGR" rotate-dek v.img --control "$PWD/none.sock" --keyfile a.kek
+[ "$(sha256sum < v.img)" = "$before" ] || fail "a refused rotate-dek changed the volume"
+"$KEYMGR" rotate-dek --help | grep -q -- "--control PATH" || fail "rotate-dek --help does not show --control"
+pass "refused rotate-deks leave the volume as it was"
+expect_fail "plugin rotate=" "rotate=sometimes: expected auto or manual" \
+  nbdkit -U - "$PLUGIN" v.img keyfile=a.kek rotate=sometimes --run true
+expect_fail "plugin rotate-rate=" "rotate-rate=-5: expected MiB/s" \
+  nbdkit -U - "$PLUGIN" v.img keyfile=a.kek rotate-rate=-5 --run true

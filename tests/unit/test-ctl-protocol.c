@@ -96,7 +96,8 @@ test_bad_requests (void)
   fake = (struct fake_vol){ .state = "unlocked" };
   expect_error ("{\"cmd\":\"destroy\"}",
                 "unknown command \"destroy\"; known: status, check, lock, "
-                "unlock, reload");
+                "unlock, reload, rotate, rotate-pause, rotate-resume, "
+                "rotate-rate");
   expect_error ("{\"cmd\":\"status\"", "malformed request");
   expect_error ("", "malformed request");
   expect_error ("status", "e.g. {\"cmd\":\"status\"}");
@@ -106,7 +107,9 @@ test_bad_requests (void)
   expect_error ("{\"cmd\":7}", "missing \"cmd\" (a string");
   expect_error ("{\"cmd\":\"status\",\"cmd\":\"lock\"}", "duplicate");
   expect_error ("{\"cmd\":\"status\",\"force\":true}",
-                "unknown member \"force\"");
+                "unknown member \"force\" for \"status\"; it takes only "
+                "\"cmd\"");
+  expect_error ("{\"force\":true}", "missing \"cmd\"");
   expect_error ("{\"cmd\":\"status\"} {\"cmd\":\"lock\"}", "malformed");
   expect_error ("{\"cmd\":\"st\\u0000atus\"}", "malformed");
   CHECK (fake.calls == 0, "no bad request ran an operation (%u did)",
@@ -129,6 +132,74 @@ test_bad_requests (void)
   CHECK (fake.calls == calls, "a line with a NUL ran nothing");
 }
 
+/* The rotate commands: what they change, and every refusal of their
+ * members, none of which reaches the volume. */
+static void
+test_rotate (void)
+{
+  fake = (struct fake_vol){ .state = "unlocked", .rot = "none" };
+  expect_error ("{\"cmd\":\"rotate\"}", "no DEK rotation to start");
+  expect_error ("{\"cmd\":\"rotate-pause\"}", "no DEK rotation runs");
+
+  fake.rot = "idle";
+  json_auto_t *r = ask ("{\"cmd\":\"rotate\",\"rate\":50}");
+  json_t *rot = json_object_get (r, "rotation");
+  CHECK (json_is_true (json_object_get (r, "ok"))
+             && strcmp (json_string_value (json_object_get (rot, "state")),
+                        "running")
+                    == 0
+             && json_number_value (json_object_get (rot, "limit_mib_s")) == 50,
+         "rotate starts at 50 MiB/s");
+  json_auto_t *p = ask ("{\"cmd\":\"rotate-pause\"}");
+  CHECK (strcmp (fake.rot, "paused") == 0
+             && json_is_true (json_object_get (p, "ok")),
+         "rotate-pause pauses");
+  json_auto_t *q = ask ("{\"cmd\":\"rotate-resume\"}");
+  CHECK (strcmp (fake.rot, "running") == 0
+             && json_is_true (json_object_get (q, "ok")),
+         "rotate-resume resumes");
+  json_auto_t *t = ask ("{\"cmd\":\"rotate-rate\",\"rate\":12.5}");
+  CHECK (fake.limit == 12.5 && json_is_true (json_object_get (t, "ok")),
+         "rotate-rate takes a real number (%g)", fake.limit);
+  json_auto_t *z = ask ("{\"cmd\":\"rotate-rate\",\"rate\":0}");
+  CHECK (fake.limit == 0 && json_is_true (json_object_get (z, "ok")),
+         "rate 0: unlimited");
+  json_auto_t *st = ask ("{\"cmd\":\"status\"}");
+  CHECK (strcmp (json_string_value (json_object_get (
+                     json_object_get (st, "rotation"), "state")),
+                 "running")
+             == 0,
+         "status has the rotation");
+
+  unsigned calls = fake.calls;
+  expect_error ("{\"cmd\":\"rotate-rate\"}",
+                "\"rotate-rate\" needs \"rate\": MiB/s, a number >= 0 (0: "
+                "unlimited), e.g. {\"cmd\":\"rotate-rate\",\"rate\":50}");
+  expect_error ("{\"cmd\":\"rotate-rate\",\"rate\":-1}",
+                "\"rate\" must be MiB/s, a number >= 0 (0: unlimited), not -1");
+  expect_error ("{\"cmd\":\"rotate\",\"rate\":\"fast\"}",
+                "\"rate\" must be MiB/s, a number >= 0 (0: unlimited), not "
+                "\"fast\"");
+  expect_error ("{\"cmd\":\"rotate\",\"rate\":null}", "not null");
+  expect_error ("{\"cmd\":\"rotate\",\"rate\":true}", "not true");
+  expect_error ("{\"cmd\":\"rotate-rate\",\"rate\":1e999}", "malformed");
+  expect_error ("{\"cmd\":\"rotate\",\"rate\":5,\"rate\":6}", "duplicate");
+  expect_error ("{\"cmd\":\"rotate\",\"speed\":5}",
+                "unknown member \"speed\" for \"rotate\"; it takes \"cmd\" "
+                "and (optionally) \"rate\"");
+  expect_error ("{\"cmd\":\"rotate-rate\",\"rate\":5,\"now\":1}",
+                "unknown member \"now\" for \"rotate-rate\"; it takes "
+                "\"cmd\" and \"rate\"");
+  expect_error ("{\"cmd\":\"rotate-pause\",\"rate\":5}",
+                "unknown member \"rate\" for \"rotate-pause\"; it takes only "
+                "\"cmd\"");
+  expect_error ("{\"cmd\":\"status\",\"rate\":5}",
+                "unknown member \"rate\" for \"status\"");
+  CHECK (fake.calls == calls, "no refused request ran an operation");
+  CHECK (fake.limit == 0 && strcmp (fake.rot, "running") == 0,
+         "the rotation is as it was");
+}
+
 /* Every command is in the audit log with the peer, the result and, on
  * failure, the error. */
 static void
@@ -146,19 +217,21 @@ test_audit (void)
   json_decref (ask ("{\"cmd\":\"lock\"}"));
   json_decref (ask ("{\"cmd\":\"unlock\"}"));
   json_decref (ask ("{\"cmd\":\"nope\"}"));
+  fake.rot = "running";
+  json_decref (ask ("{\"cmd\":\"rotate-rate\",\"rate\":25}"));
   opts.audit = NULL;
   cv_audit_close (a);
 
   FILE *f = fopen (path, "r");
   char line[2048];
-  json_t *rec[4] = { 0 };
+  json_t *rec[5] = { 0 };
   size_t n = 0;
-  while (f && fgets (line, sizeof line, f) && n < 4)
+  while (f && fgets (line, sizeof line, f) && n < 5)
     rec[n++] = json_loads (line, 0, NULL);
   if (f)
     fclose (f);
   unlink (path);
-  CHECK (n == 3, "3 records (%zu)", n);
+  CHECK (n == 4, "4 records (%zu)", n);
   for (size_t i = 0; i < n; i++) {
     json_t *r = rec[i];
     CHECK (r, "record %zu is JSON", i);
@@ -178,7 +251,7 @@ test_audit (void)
                && json_integer_value (json_object_get (peer, "pid")) == 4242,
            "record %zu has the peer's uid and pid", i);
   }
-  if (n == 3) {
+  if (n == 4) {
     CHECK (
         strcmp (json_string_value (json_object_get (rec[0], "command")), "lock")
                 == 0
@@ -196,6 +269,8 @@ test_audit (void)
                && strstr (json_string_value (json_object_get (rec[2], "error")),
                           "unknown command"),
            "unknown command recorded as an error");
+    CHECK (json_number_value (json_object_get (rec[3], "rate")) == 25,
+           "a rate change recorded with its rate");
   }
   for (size_t i = 0; i < n; i++)
     json_decref (rec[i]);
@@ -236,6 +311,7 @@ main (void)
   harness_init ();
   test_commands ();
   test_bad_requests ();
+  test_rotate ();
   test_audit ();
   test_audit_full ();
   return harness_done ("test-ctl-protocol");

@@ -253,7 +253,9 @@ test_remake (void)
          "no passphrase: -ENOKEY");
   CHECK (logged ("error: vol: cannot re-make wrap 1 (passphrase) for the new "
                  "DEK: no passphrase given")
-             && logged ("remove-wrap --id 1"),
+             && logged ("give its passphrase (--passphrase-file FILE, or at "
+                        "the prompt on a terminal)")
+             && logged ("--drop-wrap 1, or remove-wrap --id 1"),
          "log: %s", harness_logged ());
   struct cv_creds wrong = { .keyfile = k1, .passphrase = wrongpass };
   harness_log_clear ();

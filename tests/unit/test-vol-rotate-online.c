@@ -20,10 +20,8 @@ static int
 sopen (struct vm *m, bool keep)
 {
   struct cv_creds c = { .keyfile = vm_keyfile };
-  struct cv_vol_opts o = { .path = m->path,
-                           .creds = &c,
-                           .io = m->io,
-                           .keep_creds = keep };
+  struct cv_vol_opts o
+      = { .path = m->path, .creds = &c, .io = m->io, .keep_creds = keep };
 
   m->v = NULL;
   return cv_vol_open (&o, &m->v);
@@ -53,8 +51,7 @@ wait_state (struct vm *m, const char *want)
     usleep (1000);
   }
   CHECK (0, "rotation never reached \"%s\" (state %s, %llu of %llu)", want,
-         st.state, (unsigned long long) st.done,
-         (unsigned long long) st.total);
+         st.state, (unsigned long long) st.done, (unsigned long long) st.total);
   return false;
 }
 
@@ -251,10 +248,9 @@ main (void)
                == 0,
            "write while paused");
   rstate (&m, &st);
-  CHECK (strcmp (st.state, "paused") == 0 && st.done == held
-             && held < m.size,
-         "paused: %s at %llu, was %llu", st.state,
-         (unsigned long long) st.done, (unsigned long long) held);
+  CHECK (strcmp (st.state, "paused") == 0 && st.done == held && held < m.size,
+         "paused: %s at %llu, was %llu", st.state, (unsigned long long) st.done,
+         (unsigned long long) held);
   CHECK (cv_vol_rotate_set_rate (m.v, 0) == 0, "rate unlimited");
   CHECK (cv_vol_rotate_resume (m.v) == 0, "resume");
   serve_through_rotation (&m, "adopted");
@@ -310,8 +306,7 @@ main (void)
   snprintf (m2.path, sizeof m2.path, "%s", copy);
   m2.v = NULL;
   CHECK (sopen (&m2, true) == 0, "open the copy: %s", harness_logged ());
-  CHECK (cv_vol_rotate_begin (m2.v,
-                              &(struct cv_creds){ .keyfile = vm_keyfile },
+  CHECK (cv_vol_rotate_begin (m2.v, &(struct cv_creds){ .keyfile = vm_keyfile },
                               64 * 1024)
                  == 0
              && cv_vol_rotate_start (m2.v, 1) == 0,

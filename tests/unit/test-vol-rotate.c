@@ -312,8 +312,8 @@ arm (unsigned long nth, unsigned long count)
 static void
 run_faults (struct vm *m, uint64_t step)
 {
-  static const char *const op[] = { "reading", "syncing", "writing",
-                                    "syncing" };
+  static const char *const op[]
+      = { "reading", "syncing", "writing", "syncing" };
   const unsigned journalled = 2; /* ops before it leave the step undone */
 
   vm_close (m);
