@@ -17,8 +17,9 @@
 #    then it is finished unlimited and the server stopped.
 #
 # Every record has the server's CPU seconds (/proc/PID/stat of nbdkit).
-# Environment (defaults): BENCH_ROUNDS (3), BENCH_DURATION (client seconds
-# per measurement, 3), BENCH_ROTATE_SIZE (1G), BENCH_ROT_RATE (100, MiB/s),
+# Environment (defaults): BENCH_ROUNDS (3), BENCH_ROT_DURATION (client
+# seconds per measurement, 2: an unlimited rotation must outlast it),
+# BENCH_ROTATE_SIZE (1536M), BENCH_ROT_RATE (100, MiB/s),
 # BENCH_ROT_WORKLOADS (name:mode:qd:conns, as run-bench.sh), BENCH_QUICK=1
 # (smoke test: 32M, one short round), BENCH_ROT_PARTS ("rate client").
 set -euo pipefail
@@ -32,14 +33,14 @@ ROTCTL=$src/bench/rotctl.py
 
 dir=${1:?usage: rotate-online.sh DIR}
 rounds=${BENCH_ROUNDS:-3}
-duration=${BENCH_DURATION:-3}
-size=${BENCH_ROTATE_SIZE:-1G}
+duration=${BENCH_ROT_DURATION:-2}
+size=${BENCH_ROTATE_SIZE:-1536M}
 rate=${BENCH_ROT_RATE:-100}
 parts=${BENCH_ROT_PARTS:-rate client}
 workloads=${BENCH_ROT_WORKLOADS:-rand-read:rand-read:32:1 rand-write:rand-write:32:1 \
 seq-read:seq-read:16:1 seq-write:seq-write:16:1}
 if [ -n "${BENCH_QUICK:-}" ]; then
-  rounds=1 duration=${BENCH_DURATION:-0.3} size=${BENCH_ROTATE_SIZE:-32M}
+  rounds=1 duration=${BENCH_ROT_DURATION:-0.3} size=${BENCH_ROTATE_SIZE:-32M}
 fi
 warmup=$(python3 -c "print(min(0.5, $duration / 2))")
 

@@ -26,7 +26,7 @@
 # fio's nbd engine as a second opinion), BENCH_QUICK=1 (a smoke test: small
 # file, one short round), BENCH_PLUGINS="NAME=PATH.so ..." (more cryptvol
 # builds served like `cryptvol`, e.g. the plugin before a change, to measure
-# the change in the same run); the rotation's: BENCH_ROTATE_SIZE (1G),
+# the change in the same run); the rotation's: BENCH_ROTATE_SIZE (1536M),
 # BENCH_ROT_RATE (100), BENCH_ROT_WORKLOADS, BENCH_ROT_PARTS (see
 # bench/rotate-online.sh).
 set -euo pipefail
