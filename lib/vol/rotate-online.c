@@ -88,6 +88,12 @@ wait_turn (struct cv_rot_engine *e)
       continue;
     }
     double w = limit_wait (e);
+    if (w < -1) {
+      /* More than a second behind (a stall, a pause of the key): the
+       * limit is a ceiling, not a debt to catch up on in a burst. */
+      limit_reset (e);
+      break;
+    }
     if (w <= 0)
       break;
     wait_for (e, w);
