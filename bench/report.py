@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Summarise a run of bench/run-bench.sh: medians per configuration and
 workload, ratios to plaintext, the issue's targets (met or not), resource
-figures; print the table, write results.json and chart.png (gnuplot)."""
+figures; print the table, write results.json and chart.png (gnuplot).
+The rotation's part alone, after bench/rotate-online.sh DIR:
+  bench/report.py --rotate DIR/rotate.jsonl --rotate-online DIR/rotate-online.jsonl --out DIR"""
 import argparse
 import json
 import os
@@ -10,12 +12,13 @@ import statistics
 import subprocess
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--raw", required=True)
-ap.add_argument("--xts", required=True)
+ap.add_argument("--raw")
+ap.add_argument("--xts")
 ap.add_argument("--rotate", default=None)
+ap.add_argument("--rotate-online", default=None)
 ap.add_argument("--fio")
-ap.add_argument("--machine", required=True)
-ap.add_argument("--params", required=True)
+ap.add_argument("--machine", default="{}")
+ap.add_argument("--params", default='{"rounds": 0}')
 ap.add_argument("--out", required=True)
 a = ap.parse_args()
 
@@ -77,10 +80,65 @@ for ss in sorted({x["sector_size"] for x in xts}):
 rot = lines(a.rotate) if a.rotate else []
 rot_sum = None
 if rot:
-    copy_s, rot_s = med(x["copy_s"] for x in rot), med(x["rotate_s"] for x in rot)
+    # Per way of rewriting the volume (copy, offline, online): MiB/s and CPU
+    # seconds per GiB (the server's for online), medians with min-max.
     mib = rot[0]["bytes"] / 2**20
-    rot_sum = {"mib": mib, "copy_mib_s": mib / copy_s, "rotate_mib_s": mib / rot_s,
-               "ratio": copy_s / rot_s}
+    rot_sum = {"mib": mib}
+    for how in ("copy", "offline", "online"):
+        xs = [x for x in rot if x["how"] == how]
+        if not xs:
+            continue
+        rates = [mib / x["wall_s"] for x in xs]
+        rot_sum[how] = {"n": len(xs), "mib_s": med(rates), "min": min(rates), "max": max(rates),
+                        "cpu_s_per_gib": med(x.get("cpu_s", x.get("server_cpu_s")) / (mib / 1024)
+                                             for x in xs)}
+
+    def rot_ratio(x, y):
+        return (rot_sum[x]["mib_s"] / rot_sum[y]["mib_s"]
+                if x in rot_sum and y in rot_sum else None)
+    rot_sum["offline_vs_copy"] = rot_ratio("offline", "copy")
+    rot_sum["online_vs_offline"] = rot_ratio("online", "offline")
+    rot_sum["online_vs_copy"] = rot_ratio("online", "copy")
+
+# A client during an online rotation (idle, rot-unl, rot-rate) per workload:
+# medians with min-max, ratio to idle, the rotation's rate meanwhile.
+ron = lines(a.rotate_online) if a.rotate_online else []
+ron_sum = {}
+for w in dict.fromkeys(r["workload"] for r in ron):
+    m = "mib_s" if w.startswith("seq") else "iops"
+    ron_sum[w] = {"metric": m}
+    for c in ("idle", "rot-unl", "rot-rate"):
+        rs = [r for r in ron if r["workload"] == w and r["config"] == c]
+        if not rs:
+            continue
+        n, covered = len(rs), [r for r in rs if r.get("covered")]
+        # A rotation that ended before the client did measured partly an
+        # idle volume: when any run was covered, those alone count.
+        if c != "idle" and covered:
+            rs = covered
+        vals = [r[m] for r in rs if r.get(m) is not None]
+        # Server CPU over the whole window (warm-up included) per GiB moved
+        # in it, by the client alone and by the client and the rotation.
+        client_gib = [r["mib_s"] * r["window_s"] / 1024 for r in rs]
+        ron_sum[w][c] = {
+            "n": n, "covered": len(covered),
+            m: med(vals), "min": min(vals, default=None), "max": max(vals, default=None),
+            "lat_p99_us": med(r.get("lat_p99_us") for r in rs),
+            "lat_p99_min": min((r["lat_p99_us"] for r in rs), default=None),
+            "lat_p99_max": max((r["lat_p99_us"] for r in rs), default=None),
+            "rot_mib_s": med(r["rot_mib_s"] for r in rs),
+            "server_cpu_s_per_gib": med(r["server_cpu_s"] / g if g else None
+                                        for r, g in zip(rs, client_gib)),
+            "server_cpu_s_per_gib_all": med(r["server_cpu_s"] / (g + r["rot_bytes"] / 2**30)
+                                            if g + r["rot_bytes"] else None
+                                            for r, g in zip(rs, client_gib)),
+            "rot_limit": rs[0].get("rot_limit"),
+        }
+    base = ron_sum[w].get("idle", {}).get(m)
+    for c in ("rot-unl", "rot-rate"):
+        if c in ron_sum[w]:
+            v = ron_sum[w][c][m]
+            ron_sum[w][c]["ratio"] = v / base if v is not None and base else None
 
 rss = {c: max((r["server_hwm_kib"] / 1024 for r in runs
                if r["config"] == c and r["conns"] == 4), default=None) for c in configs}
@@ -105,8 +163,14 @@ for w in ("seq-read", "seq-write"):
 for w in ("rand-read", "rand-write"):
     one, four = get(w, "cryptvol", "iops"), get(w + "-4c", "cryptvol", "iops")
     target(f"cryptvol 4 conns vs 1, {w}", four / one if one and four else None, ">=", 1.5)
-target("rotate-dek vs a plain sequential copy", rot_sum and rot_sum["ratio"],
+target("rotate-dek vs a plain sequential copy", rot_sum and rot_sum["offline_vs_copy"],
        ">=", 0.5)
+target("online rotation, unlimited, vs offline rotate-dek",
+       rot_sum and rot_sum["online_vs_offline"], ">=", 0.8)
+for w in ("rand-read", "rand-write"):
+    target(f"{w} 4 KiB IOPS during a rotation at --rate "
+           f"{ron_sum.get(w, {}).get('rot-rate', {}).get('rot_limit')} vs idle",
+           ron_sum.get(w, {}).get("rot-rate", {}).get("ratio"), ">=", 0.8)
 target("cryptvol RSS over plain, 4 conns (MiB)",
        rss["cryptvol"] - rss["plain"] if rss.get("cryptvol") and rss.get("plain") else None,
        "<=", 64)
@@ -114,6 +178,7 @@ target("cryptvol RSS over plain, 4 conns (MiB)",
 machine = json.loads(a.machine)
 result = {"machine": machine, "params": json.loads(a.params), "summary": summary,
           "xts": xts_sum, "rotate": rot_sum, "rotate_runs": rot,
+          "rotate_online": ron_sum, "rotate_online_runs": ron,
           "rss_peak_mib_4conns": rss, "rss_peak_mib_1conn": rss1,
           "targets": targets, "fio": fio, "runs": runs, "xts_runs": xts}
 os.makedirs(a.out, exist_ok=True)
@@ -126,44 +191,72 @@ def fmt(v, nd=0):
 
 
 print()
-print("machine: {cpu} ({cpus} CPUs, {mem_gib} GiB), kernel {kernel}, {openssl}, {nbdkit}, {qemu_nbd}".format(**machine))
-print("params:", a.params)
-print()
-print("median of %d rounds; MiB/s for seq-*, IOPS otherwise; (ratio to plain)" % json.loads(a.params)["rounds"])
-print("%-14s" % "workload" + "".join("%22s" % c for c in configs))
-for w in workloads:
-    row = "%-14s" % w
-    for c in configs:
-        v, r = get(w, c, metric[w]), get(w, c)
-        row += "%22s" % (f"{fmt(v)} ({fmt(r, 2)}x)" if v is not None else "-")
-    print(row)
-print()
-print("latency p50 / p99 (us), rand-read QD32 1 conn:", ", ".join(
-    f"{c} {fmt(get('rand-read', c, 'lat_p50_us'))}/{fmt(get('rand-read', c, 'lat_p99_us'))}" for c in configs))
-print("server CPU s per GiB, seq-read:", ", ".join(
-    f"{c} {fmt(get('seq-read', c, 'server_cpu_s_per_gib'), 2)}" for c in configs))
-print("server CPU s per GiB, rand-read:", ", ".join(
-    f"{c} {fmt(get('rand-read', c, 'server_cpu_s_per_gib'), 2)}" for c in configs))
-print("server peak RSS MiB, 1 conn:", ", ".join(f"{c} {fmt(rss1[c], 1)}" for c in configs))
-print("server peak RSS MiB, 4 conns:", ", ".join(f"{c} {fmt(rss[c], 1)}" for c in configs))
+if machine:
+    print("machine: {cpu} ({cpus} CPUs, {mem_gib} GiB), kernel {kernel}, {openssl}, {nbdkit}, {qemu_nbd}".format(**machine))
+    print("params:", a.params)
+    print()
+if runs:
+    print("median of %d rounds; MiB/s for seq-*, IOPS otherwise; (ratio to plain)" % json.loads(a.params)["rounds"])
+    print("%-14s" % "workload" + "".join("%22s" % c for c in configs))
+    for w in workloads:
+        row = "%-14s" % w
+        for c in configs:
+            v, r = get(w, c, metric[w]), get(w, c)
+            row += "%22s" % (f"{fmt(v)} ({fmt(r, 2)}x)" if v is not None else "-")
+        print(row)
+    print()
+    print("latency p50 / p99 (us), rand-read QD32 1 conn:", ", ".join(
+        f"{c} {fmt(get('rand-read', c, 'lat_p50_us'))}/{fmt(get('rand-read', c, 'lat_p99_us'))}" for c in configs))
+    print("server CPU s per GiB, seq-read:", ", ".join(
+        f"{c} {fmt(get('seq-read', c, 'server_cpu_s_per_gib'), 2)}" for c in configs))
+    print("server CPU s per GiB, rand-read:", ", ".join(
+        f"{c} {fmt(get('rand-read', c, 'server_cpu_s_per_gib'), 2)}" for c in configs))
+    print("server peak RSS MiB, 1 conn:", ", ".join(f"{c} {fmt(rss1[c], 1)}" for c in configs))
+    print("server peak RSS MiB, 4 conns:", ", ".join(f"{c} {fmt(rss[c], 1)}" for c in configs))
 for ss, x in xts_sum.items():
     print(f"XTS {ss}-byte sectors, one core: cryptvol {fmt(x['cryptvol_mb_s'])} MB/s, "
           f"openssl speed {fmt(x['openssl_mb_s'])} MB/s ({fmt(x['ratio'], 2)}x)")
 if rot_sum:
-    print(f"rotate-dek of {fmt(rot_sum['mib'])} MiB: {fmt(rot_sum['rotate_mib_s'])} MiB/s; "
-          f"a plain synced copy of the same file: {fmt(rot_sum['copy_mib_s'])} MiB/s "
-          f"({fmt(rot_sum['ratio'], 2)}x)")
+    print(f"rewriting a {fmt(rot_sum['mib'])} MiB volume, MiB/s median (min-max), CPU s/GiB:")
+    for how, what in (("copy", "dd of the data area, fdatasync"),
+                      ("offline", "cryptvol-keymgr rotate-dek"),
+                      ("online", "rotate-dek --control, unlimited (nbdkit's CPU)")):
+        x = rot_sum.get(how)
+        if x:
+            print(f"  {how:8s} {fmt(x['mib_s'])} ({fmt(x['min'])}-{fmt(x['max'])}), "
+                  f"{fmt(x['cpu_s_per_gib'], 2)} CPU s/GiB  [{what}]")
+    print(f"  offline/copy {fmt(rot_sum['offline_vs_copy'], 2)}x, online/offline "
+          f"{fmt(rot_sum['online_vs_offline'], 2)}x, online/copy {fmt(rot_sum['online_vs_copy'], 2)}x")
+if ron_sum:
+    print("a client during an online rotation: median (min-max), ratio to idle; p99 us; "
+          "server CPU s/GiB (client bytes; client + rotated bytes); the rotation's MiB/s "
+          "meanwhile [runs it covered: the medians are of those]")
+    for w, x in ron_sum.items():
+        unit = "MiB/s" if x["metric"] == "mib_s" else "IOPS"
+        for c in ("idle", "rot-unl", "rot-rate"):
+            y = x.get(c)
+            if not y:
+                continue
+            ratio = f" ({fmt(y['ratio'], 2)}x)" if "ratio" in y else ""
+            rot_txt = "" if c == "idle" else (
+                f"; rotation {fmt(y['rot_mib_s'])} MiB/s [{y['covered']}/{y['n']}]")
+            print(f"  {w:11s} {c:9s} {fmt(y[x['metric']])} {unit} ({fmt(y['min'])}-{fmt(y['max'])})"
+                  f"{ratio}; p99 {fmt(y['lat_p99_us'])} ({fmt(y['lat_p99_min'])}-{fmt(y['lat_p99_max'])}); "
+                  f"CPU {fmt(y['server_cpu_s_per_gib'], 2)}; {fmt(y['server_cpu_s_per_gib_all'], 2)}"
+                  f"{rot_txt}")
 for f in fio:
     print(f"fio nbd engine: {f['config']:10s} {f['workload']:16s} {fmt(f['iops'])} IOPS {fmt(f['mib_s'])} MiB/s")
 print()
 for t in targets:
+    if t["value"] is None and not runs:
+        continue  # a report of the rotation alone: the I/O targets were not measured
     state = "n/a" if t["met"] is None else ("MET" if t["met"] else "NOT MET")
     print(f"  {state:8s} {t['target']}: {fmt(t['value'], 2)} (want {t['want']})")
 print()
 print("wrote", os.path.join(a.out, "results.json"))
 
 # The chart: one bar per configuration per workload, as a ratio to plain.
-if shutil.which("gnuplot"):
+if runs and shutil.which("gnuplot"):
     dat = os.path.join(a.out, "chart.dat")
     with open(dat, "w") as f:
         f.write("# workload " + " ".join(configs) + "\n")

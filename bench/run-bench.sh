@@ -13,9 +13,11 @@
 # with random bytes; cryptvol serves the payload through a detached header, so
 # every server reads and writes the same extents of the same file. Workloads
 # come from build/cryptvol-bench; the XTS engine is compared with
-# `openssl speed` on one core, and `cryptvol-keymgr rotate-dek` with a plain
-# synced copy of the same file. Results: a table on stdout (medians, ratio to
-# plain, targets met or not), $OUT/results.json and $OUT/chart.png.
+# `openssl speed` on one core; DEK rotation online, offline and against a
+# plain synced copy of the same file, and a client's throughput during an
+# online rotation (bench/rotate-online.sh). Results: a table on stdout
+# (medians, ratio to plain, targets met or not), $OUT/results.json and
+# $OUT/chart.png.
 #
 # Environment: BENCH_ROUNDS (3), BENCH_DURATION (seconds per measurement, 3),
 # BENCH_SIZE (1G), BENCH_OUT (build/bench), BENCH_DIR (backing file's
@@ -24,7 +26,9 @@
 # fio's nbd engine as a second opinion), BENCH_QUICK=1 (a smoke test: small
 # file, one short round), BENCH_PLUGINS="NAME=PATH.so ..." (more cryptvol
 # builds served like `cryptvol`, e.g. the plugin before a change, to measure
-# the change in the same run), BENCH_ROTATE_SIZE (512M).
+# the change in the same run); the rotation's: BENCH_ROTATE_SIZE (1536M),
+# BENCH_ROT_RATE (100), BENCH_ROT_WORKLOADS, BENCH_ROT_PARTS (see
+# bench/rotate-online.sh).
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -220,31 +224,11 @@ for ((r = 1; r <= xts_rounds; r++)); do
   done
 done
 
-# --- DEK rotation vs a plain sequential copy of the same file, alternately --
-# Both read and write every byte of the file and sync; rotate-dek also
-# decrypts, re-encrypts and journals. The volume's data area is random bytes
-# (written directly: any ciphertext will do for timing).
-rot_raw=$work/rotate.jsonl
-: >"$rot_raw"
-rot_size=${BENCH_ROTATE_SIZE:-512M}
-[ -n "${BENCH_QUICK:-}" ] && rot_size=${BENCH_ROTATE_SIZE:-32M}
-"$KEYMGR" genkey "$work/rot.kek" >/dev/null
-"$KEYMGR" create "$work/rot.img" --size "$rot_size" --wrap "file:$work/rot.kek" >/dev/null
-rot_bytes=$(python3 -c "import json,subprocess,sys; print(json.loads(subprocess.check_output([sys.argv[1], 'info', sys.argv[2], '--json']))['volume']['size'])" "$KEYMGR" "$work/rot.img")
-head -c "$rot_bytes" /dev/urandom |
-  dd of="$work/rot.img" bs=16M seek=16M oflag=seek_bytes conv=notrunc,fdatasync status=none
-now_ns () { date +%s%N; }
-for ((r = 1; r <= rounds; r++)); do
-  t0=$(now_ns)
-  dd if="$work/rot.img" of="$work/rot.copy" bs=16M conv=fdatasync status=none
-  t1=$(now_ns)
-  rm -f "$work/rot.copy"
-  "$KEYMGR" rotate-dek "$work/rot.img" --keyfile "$work/rot.kek" >/dev/null
-  t2=$(now_ns)
-  echo "{\"round\": $r, \"bytes\": $rot_bytes, \"copy_s\": $(( t1 - t0 ))e-9, \"rotate_s\": $(( t2 - t1 ))e-9}" >>"$rot_raw"
-done
+# --- DEK rotation: its rate online, offline and as a plain copy; a client
+# during an online rotation (bench/rotate-online.sh says how) ---------------
+"$src/bench/rotate-online.sh" "$work/rot"
 
 python3 "$src/bench/report.py" --raw "$raw" --xts "$xts_raw" --fio "$fio_raw" \
-  --rotate "$rot_raw" \
+  --rotate "$work/rot/rotate.jsonl" --rotate-online "$work/rot/rotate-online.jsonl" \
   --machine "$machine" --params "{\"rounds\": $rounds, \"duration_s\": $duration, \"size\": \"$size\", \"configs\": \"$configs\"}" \
   --out "$out"

@@ -211,3 +211,12 @@ cv_io_flush (struct cv_io_queue *q)
 {
   return busy (q) ? -EBUSY : run_one (q, cv_io_queue_flush (q, 0));
 }
+
+int
+cv_io_sync_range (struct cv_io_queue *q, uint64_t off, uint64_t len)
+{
+  if (busy (q))
+    return -EBUSY;
+  return run_one (q, q->error ? q->error
+                              : q->ops->queue_sync_range (q, off, len, 0));
+}

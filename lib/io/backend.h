@@ -112,5 +112,11 @@ int cv_io_pread (struct cv_io_queue *q, void *buf, size_t len, uint64_t off);
 int cv_io_pwrite (struct cv_io_queue *q, const void *buf, size_t len,
                   uint64_t off, bool fua);
 int cv_io_flush (struct cv_io_queue *q);
+/* Write back what is cached of [off, off+len) of the store and wait for it,
+ * without flushing the device's own cache: the range is durable once a later
+ * flush or FUA write on the same device completes. Much cheaper than a flush
+ * when the rest of the store has much cached (a served volume's clients'
+ * writes). Counted as a flush by the fault injection. */
+int cv_io_sync_range (struct cv_io_queue *q, uint64_t off, uint64_t len);
 
 #endif

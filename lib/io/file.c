@@ -56,6 +56,19 @@ cv_io_file_close (struct cv_io *io)
 }
 
 int
+cv_io_file_sync_range (struct cv_io *io, uint64_t off, uint64_t len)
+{
+  const struct cv_io_file *f = (const struct cv_io_file *) io;
+
+  if (sync_file_range (f->fd, (off_t) off, (off_t) len,
+                       SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE
+                           | SYNC_FILE_RANGE_WAIT_AFTER)
+      < 0)
+    return -errno;
+  return 0;
+}
+
+int
 cv_io_file_size (struct cv_io *io, uint64_t *size)
 {
   struct cv_io_file *f = (struct cv_io_file *) io;

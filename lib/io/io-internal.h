@@ -21,6 +21,9 @@ struct cv_io_ops {
   int (*queue_write) (struct cv_io_queue *q, const void *buf, size_t len,
                       uint64_t off, bool fua, uint64_t tag);
   int (*queue_flush) (struct cv_io_queue *q, uint64_t tag);
+  /* cv_io_sync_range: write back [off, off+len) of the store and wait. */
+  int (*queue_sync_range) (struct cv_io_queue *q, uint64_t off, uint64_t len,
+                           uint64_t tag);
   int (*submit) (struct cv_io_queue *q);
   /* cv_io_reap, or cv_io_reap_ready when !wait. */
   int (*reap) (struct cv_io_queue *q, uint64_t *tag, bool wait);
@@ -58,6 +61,9 @@ struct cv_io_file {
 int cv_io_file_open (const struct cv_io_open_opts *o,
                      const struct cv_io_ops *ops, struct cv_io **out);
 void cv_io_file_close (struct cv_io *io);
+/* sync_file_range of [off, off+len): write back and wait, no device cache
+ * flush. 0 or -errno. */
+int cv_io_file_sync_range (struct cv_io *io, uint64_t off, uint64_t len);
 /* Size of a regular file or block device: 0 or -errno (logged). */
 int cv_io_file_size (struct cv_io *io, uint64_t *size);
 

@@ -109,6 +109,14 @@ posix_queue_flush (struct cv_io_queue *q, uint64_t tag)
   return queue (q, CV_IO_OP_FLUSH, NULL, 0, 0, false, tag);
 }
 
+/* A flush with a length: of that range only. */
+static int
+posix_queue_sync_range (struct cv_io_queue *q, uint64_t off, uint64_t len,
+                        uint64_t tag)
+{
+  return queue (q, CV_IO_OP_FLUSH, NULL, len, off, false, tag);
+}
+
 /* Requests are performed as they are reaped. */
 static int
 posix_submit (struct cv_io_queue *q)
@@ -172,6 +180,8 @@ posix_reap (struct cv_io_queue *base, uint64_t *tag, bool wait)
     return rc;
   if (r.op != CV_IO_OP_FLUSH)
     return transfer (q->f, &r);
+  if (r.len)
+    return cv_io_file_sync_range (&q->f->base, r.off, r.len);
   return fdatasync (q->f->fd) < 0 ? -errno : 0;
 }
 
@@ -186,6 +196,7 @@ const struct cv_io_ops cv_io_posix_ops = {
   .queue_read = posix_queue_read,
   .queue_write = posix_queue_write,
   .queue_flush = posix_queue_flush,
+  .queue_sync_range = posix_queue_sync_range,
   .submit = posix_submit,
   .reap = posix_reap,
 };

@@ -476,6 +476,23 @@ uring_queue_flush (struct cv_io_queue *base, uint64_t tag)
   return cv_ring_queue_fdatasync (q->ring, q->f->fd, tag);
 }
 
+/* Done at once, like a buffered write: sync_file_range blocks only this
+ * thread, and io_uring would hand it to a worker anyway. */
+static int
+uring_queue_sync_range (struct cv_io_queue *base, uint64_t off, uint64_t len,
+                        uint64_t tag)
+{
+  struct uring_queue *q = (struct uring_queue *) base;
+
+  if (uring_space (base) == 0)
+    return -EBUSY;
+  q->done[q->ndone++] = (struct uring_done){
+    .tag = tag,
+    .rc = cv_io_file_sync_range (&q->f->base, off, len),
+  };
+  return 0;
+}
+
 static int
 uring_submit (struct cv_io_queue *base)
 {
@@ -507,6 +524,7 @@ const struct cv_io_ops cv_io_uring_ops = {
   .queue_read = uring_queue_read,
   .queue_write = uring_queue_write,
   .queue_flush = uring_queue_flush,
+  .queue_sync_range = uring_queue_sync_range,
   .submit = uring_submit,
   .reap = uring_reap,
 };

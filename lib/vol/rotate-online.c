@@ -25,8 +25,9 @@
 #include "vol-internal.h"
 #include "volume.h"
 
-#define SAMPLE_WINDOW 5.0 /* seconds of steps the rate is measured over */
-#define BACKOFF_MAX 60    /* seconds between retries of a failed step */
+#define SAMPLE_WINDOW 5.0     /* seconds of steps the rate is measured over */
+#define STEP_MIN (256 * 1024) /* the shortest step, when clients wait */
+#define BACKOFF_MAX 60        /* seconds between retries of a failed step */
 
 static double
 mono_now (void)
@@ -141,14 +142,44 @@ note_failure (struct cv_vol *v, unsigned *backoff)
     *backoff *= 2;
 }
 
+/* The next step's length: halved (down to STEP_MIN) after a step that
+ * client requests waited for, doubled back (up to max) after one none did.
+ * So a rotation with the volume to itself runs the longest steps, and busy
+ * clients wait for short ones only. */
+static uint64_t
+next_step (const struct cv_vol *v, uint64_t step, uint64_t max)
+{
+  uint64_t min = STEP_MIN / v->ss * v->ss;
+
+  if (v->rl_waits_last > 0)
+    step = step / 2 / v->ss * v->ss;
+  else
+    step *= 2;
+  if (step < min)
+    step = min;
+  return step > max ? max : step;
+}
+
+/* The engine's I/O queue, made (again, after it failed) on first use. */
+static int
+engine_queue (struct cv_vol *v, struct cv_io_queue **q)
+{
+  if (*q && cv_io_queue_error (*q) < 0) {
+    cv_io_queue_free (*q);
+    *q = NULL;
+  }
+  return *q ? 0 : cv_io_queue_new (v->io, 1, q);
+}
+
 static void *
 engine_main (void *arg)
 {
   struct cv_vol *v = arg;
   struct cv_rot_engine *e = &v->eng;
-  uint64_t max = cv_rot_step_max (v, CV_ROT_STEP_ONLINE);
+  uint64_t max = cv_rot_step_max (v, CV_ROT_STEP_ONLINE), step = max;
   uint8_t *buf = NULL;
   CLEANUP_FREE uint8_t *jbuf = malloc (cv_rot_jbuf_size (v, max));
+  struct cv_io_queue *q = NULL;
   unsigned backoff = 1;
 
   if (posix_memalign ((void **) &buf, 4096, max) != 0 || !jbuf) {
@@ -172,10 +203,16 @@ engine_main (void *arg)
       continue;
     }
     uint64_t before = v->boundary;
+    uint64_t len = v->size - before < step ? v->size - before : step;
     bool last = before == v->size;
-    int rc = v->stale ? -EIO
-             : last   ? cv_rot_finish (v)
-                      : cv_rot_step (v, buf, jbuf, max);
+    int rc;
+    if (v->stale)
+      rc = -EIO;
+    else if (last)
+      rc = cv_rot_finish (v);
+    else if ((rc = engine_queue (v, &q)) == 0
+             && (rc = cv_rot_step (v, q, buf, jbuf, len)) == 0)
+      step = next_step (v, step, max);
     pthread_mutex_unlock (&v->op_lock);
     if (rc < 0) {
       if (v->stale)
@@ -202,6 +239,7 @@ engine_main (void *arg)
     note_step (v, before);
   }
   free (buf);
+  cv_io_queue_free (q);
   pthread_mutex_lock (&e->m);
   e->exited = true;
   pthread_mutex_unlock (&e->m);

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -256,27 +257,30 @@ struct rot_ctx {
   struct cv_gmac *g;
   struct cv_xts *old, *new;
   struct cv_io_queue *q;
+  bool own_q; /* made here (else the online engine's, kept across steps) */
 };
 
 static void
 rot_ctx_free (struct rot_ctx *c)
 {
-  cv_io_queue_free (c->q);
+  if (c->own_q)
+    cv_io_queue_free (c->q);
   cv_gmac_free (c->g);
   cv_xts_free (c->old);
   cv_xts_free (c->new);
 }
 
+/* With q NULL, a queue of its own. */
 static int
-rot_ctx_new (const struct cv_vol *v, struct rot_ctx *c)
+rot_ctx_new (const struct cv_vol *v, struct cv_io_queue *q, struct rot_ctx *c)
 {
   int rc;
 
-  *c = (struct rot_ctx){ NULL };
+  *c = (struct rot_ctx){ .q = q, .own_q = !q };
   if ((rc = tag_key (v, &c->g)) < 0
       || (rc = cv_xts_new (v->odek->b, v->ss, &c->old)) < 0
       || (rc = cv_xts_new (v->dek->b, v->ss, &c->new)) < 0
-      || (rc = cv_io_queue_new (v->io, 1, &c->q)) < 0)
+      || (!q && (rc = cv_io_queue_new (v->io, 1, &c->q)) < 0))
     rot_ctx_free (c);
   return rc;
 }
@@ -366,7 +370,7 @@ recover (struct cv_vol *v, uint64_t start, uint64_t len, const uint8_t *hashes)
   struct rot_ctx c;
   int rc;
 
-  if (!buf || (rc = rot_ctx_new (v, &c)) < 0)
+  if (!buf || (rc = rot_ctx_new (v, NULL, &c)) < 0)
     return buf ? rc : -ENOMEM;
   rc = recover_sectors (v, &c, start, len, hashes, buf);
   rot_ctx_free (&c);
@@ -677,33 +681,38 @@ step_locked (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
   cv_put_be64 (jbuf + J_LEN, len);
   if ((rc = journal_mac (v, jbuf, hashes, nhash, jbuf + J_MAC)) < 0)
     return rc;
-  /* The hotzone on disk must be what was read and tagged: a served
-   * volume's clients may have written it without a flush, and a power
-   * loss must not leave a sector that matches neither tag. (With an
-   * attached header the journal's sync that follows then has little to
-   * do.) */
-  if ((rc = cv_io_flush (c->q)) < 0)
+  /* The hotzone on disk must be what was read and tagged before the
+   * journal names it: a served volume's clients may have written it
+   * without a flush, and a power loss must not leave a sector that matches
+   * neither tag. With an attached header, the hotzone's range is written
+   * back and the journal's hashes, written with DSYNC (which flushes the
+   * device's cache), make it durable before the record that validates
+   * them: nothing syncs the rest of the file, which may hold much that the
+   * clients wrote. A detached header may be on another device: the data
+   * store is flushed whole. */
+  if ((rc = strcmp (v->hname, v->path) == 0
+                ? cv_io_sync_range (c->q, v->data_offset + start, len)
+                : cv_io_flush (c->q))
+      < 0)
     return io_fail (v, "syncing", v->path, start, rc);
-  if ((rc = cv_pwrite_all (v->hfd, jbuf, JHDR + nhash, JOFF, 0)) < 0
-      || (rc = fdatasync (v->hfd) < 0 ? -errno : 0) < 0)
+  if ((rc = cv_pwrite_all (v->hfd, hashes, nhash, JOFF + JHDR, RWF_DSYNC)) < 0
+      || (rc = cv_pwrite_all (v->hfd, jbuf, JHDR, JOFF, RWF_DSYNC)) < 0)
     return io_fail (v, "writing the journal of", v->hname, JOFF, rc);
   __atomic_store_n (&v->jstart, start, __ATOMIC_RELAXED);
   __atomic_store_n (&v->jlen, len, __ATOMIC_RELAXED);
   cv_fault_point ("rotate: journal written");
 
+  /* Each piece durable as it is written (DSYNC: its own range, and the
+   * device's cache), before the boundary moves past it. */
   for (uint64_t off = 0; off < len; off += PIECE) {
     size_t n = len - off < PIECE ? len - off : PIECE;
     if ((rc = cv_io_pwrite (c->q, buf + off, n, v->data_offset + start + off,
-                            false))
+                            true))
         < 0)
       return step_failed (v, c, start, len, hashes, buf,
                           io_fail (v, "writing", v->path, start + off, rc));
     cv_fault_point ("rotate: hotzone piece written");
   }
-  if ((rc = cv_io_flush (c->q)) < 0)
-    return step_failed (v, c, start, len, hashes, buf,
-                        io_fail (v, "syncing", v->path, start, rc));
-  cv_fault_point ("rotate: hotzone synced");
   if ((rc = commit_boundary (v, start + len)) < 0)
     return step_failed (v, c, start, len, hashes, buf, rc);
   __atomic_store_n (&v->jlen, 0, __ATOMIC_RELAXED);
@@ -721,7 +730,8 @@ step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
   cv_vol_range_lock (v, v->boundary, v->boundary + len);
   int rc = step_locked (v, c, buf, jbuf, len);
   cv_vol_range_unlock (v);
-  cv_wipe (buf, len);
+  if (rc < 0)
+    cv_wipe (buf, len); /* it may hold plaintext; a step ends in ciphertext */
   return rc;
 }
 
@@ -745,11 +755,11 @@ cv_rot_jbuf_size (const struct cv_vol *v, uint64_t max)
 }
 
 int
-cv_rot_step (struct cv_vol *v, uint8_t *buf, uint8_t *jbuf, uint64_t max)
+cv_rot_step (struct cv_vol *v, struct cv_io_queue *q, uint8_t *buf,
+             uint8_t *jbuf, uint64_t len)
 {
-  uint64_t len = v->size - v->boundary < max ? v->size - v->boundary : max;
   struct rot_ctx c;
-  int rc = rot_ctx_new (v, &c);
+  int rc = rot_ctx_new (v, q, &c);
 
   if (rc < 0)
     return rc;
@@ -808,7 +818,7 @@ cv_vol_rotate_run (struct cv_vol *v,
   if (!buf || !jbuf)
     return -ENOMEM;
   struct rot_ctx c;
-  if ((rc = rot_ctx_new (v, &c)) < 0)
+  if ((rc = rot_ctx_new (v, NULL, &c)) < 0)
     return rc;
   while (v->boundary < v->size) {
     uint64_t len = v->size - v->boundary < step ? v->size - v->boundary : step;

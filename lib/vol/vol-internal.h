@@ -104,6 +104,8 @@ struct cv_vol {
   pthread_cond_t rl_cv;
   bool rl_held;
   uint64_t rl_lo, rl_hi;
+  unsigned rl_waits;      /* requests that waited during this hold */
+  unsigned rl_waits_last; /* ... during the last one (cv_vol_range_unlock) */
   /* The step in flight, for status: its journal record is on disk and its
    * hotzone [jstart, jstart + jlen) is being rewritten; jlen 0: none. */
   uint64_t jstart, jlen;
@@ -123,14 +125,15 @@ void cv_vol_range_lock (struct cv_vol *v, uint64_t lo, uint64_t hi);
 void cv_vol_range_unlock (struct cv_vol *v);
 
 /* What the online engine needs of rotate.c (each called with op_lock
- * held). cv_rot_step: re-encrypt the next step of at most max bytes
- * (journalled, under the range lock) with buffers buf (max bytes, aligned)
- * and jbuf (cv_rot_jbuf_size (v, max) bytes); the keys are taken from v
- * and wiped before it returns. cv_rot_finish: the boundary reached the end:
- * forget the old DEK (header, journal, memory; threads re-key). Return 0 or
- * -errno (logged). cv_rot_step_max: the step the header records, capped at
- * cap. */
-int cv_rot_step (struct cv_vol *v, uint8_t *buf, uint8_t *jbuf, uint64_t max);
+ * held). cv_rot_step: re-encrypt the next len bytes (journalled, under the
+ * range lock; len no more than what is left) with I/O queue q and buffers
+ * buf (len bytes, aligned) and jbuf (cv_rot_jbuf_size (v, len) bytes); the
+ * keys are taken from v and wiped before it returns. cv_rot_finish: the
+ * boundary reached the end: forget the old DEK (header, journal, memory;
+ * threads re-key). Return 0 or -errno (logged). cv_rot_step_max: the step the
+ * header records, capped at cap. */
+int cv_rot_step (struct cv_vol *v, struct cv_io_queue *q, uint8_t *buf,
+                 uint8_t *jbuf, uint64_t len);
 int cv_rot_finish (struct cv_vol *v);
 uint64_t cv_rot_step_max (struct cv_vol *v, uint64_t cap);
 size_t cv_rot_jbuf_size (const struct cv_vol *v, uint64_t max);

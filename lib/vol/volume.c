@@ -359,6 +359,8 @@ range_enter (struct cv_thr *t, uint64_t lo, uint64_t hi)
   if (!v->odek)
     return;
   pthread_mutex_lock (&v->rl_m);
+  if (v->rl_held && overlaps (lo, hi, v->rl_lo, v->rl_hi))
+    v->rl_waits++;
   while (v->rl_held && overlaps (lo, hi, v->rl_lo, v->rl_hi))
     pthread_cond_wait (&v->rl_cv, &v->rl_m);
   t->rl_on = true;
@@ -399,6 +401,7 @@ cv_vol_range_lock (struct cv_vol *v, uint64_t lo, uint64_t hi)
 {
   pthread_mutex_lock (&v->rl_m);
   v->rl_held = true;
+  v->rl_waits = 0;
   v->rl_lo = lo;
   v->rl_hi = hi;
   while (range_busy (v, lo, hi))
@@ -411,6 +414,7 @@ cv_vol_range_unlock (struct cv_vol *v)
 {
   pthread_mutex_lock (&v->rl_m);
   v->rl_held = false;
+  v->rl_waits_last = v->rl_waits;
   pthread_cond_broadcast (&v->rl_cv);
   pthread_mutex_unlock (&v->rl_m);
 }

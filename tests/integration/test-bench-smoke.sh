@@ -1,7 +1,9 @@
 #!/bin/bash
 # The benchmark harness runs end to end (no timing assertions): every
 # configuration produces a number for every workload, the XTS micro-benchmark
-# and openssl speed produce theirs, and results.json is well formed.
+# and openssl speed produce theirs, a volume is rotated online, offline and
+# copied, a client runs during an online rotation (bench/rotate-online.sh),
+# and results.json is well formed.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit cryptsetup openssl python3
 [ -x "$CV_BUILD/cryptvol-bench" ] || { echo "SKIP: build/cryptvol-bench not built"; exit 77; }
@@ -11,6 +13,7 @@ command -v qemu-nbd >/dev/null && configs+=" qemu-nbd"
 BENCH_QUICK=1 BENCH_SIZE=32M BENCH_DURATION=0.5 BENCH_OUT="$tmp/out" \
   BENCH_DIR="$tmp" BENCH_CONFIGS="$configs" \
   BENCH_WORKLOADS="rand-read:rand-read:8:1 rand-write:rand-write:8:2" \
+  BENCH_ROT_WORKLOADS="rand-write:rand-write:8:1" \
   "$CV_SRCDIR/bench/run-bench.sh" >bench.log 2>&1 || { cat bench.log; fail "run-bench.sh failed"; }
 pass "run-bench.sh ran ($configs)"
 
@@ -28,6 +31,11 @@ for w in ("rand-read", "rand-write"):
 for ss in ("4096", "512"):
     x = r["xts"][ss]
     assert x["cryptvol_mb_s"] > 0 and x["openssl_mb_s"] > 0, f"xts {ss}: no number"
+for how in ("copy", "offline", "online"):
+    assert r["rotate"][how]["mib_s"] > 0, f"rotation {how}: no number"
+for c in ("idle", "rot-unl", "rot-rate"):
+    x = r["rotate_online"]["rand-write"][c]
+    assert x["iops"] > 0, f"rand-write during rotation, {c}: no number"
 assert r["targets"], "no targets evaluated"
 EOF
 pass "results.json is well formed and every configuration produced a number"
