@@ -18,8 +18,12 @@ FUA_WRITER=$CV_SRCDIR/tests/integration/fua-writer.py
 [ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
 
 SIZE=$((16 << 20)) # the volume
-HOTZONE=256K       # a step: 64 steps per rotation
+HOTZONE=256K       # a step: 64 steps per rotation (the traced one, chain 1)
 RATE=4             # MiB/s: a step every 64 ms, so the client gets its writes in
+# Chain 2 begins its rotations with 2 MiB steps at 16 MiB/s (a step every
+# 125 ms): the engine halves a step that clients waited for, down to 256 KiB,
+# and doubles it back.
+HOTZONE2=2M RATE2=16
 KMAX=12            # a life ends at a fault point between 1 and KMAX
 CHAINS=2
 KILLS=$((200 / CHAINS)) # per chain
@@ -65,13 +69,15 @@ done
 [ "$(serve vol keyfile=vol.kek -- nbdcopy '$uri' - | sha256sum)" = "$(sha256sum <data)" ] ||
   fail "the data changed in the traced rotation"
 
-# chain C: the lives of one server on its own copy of the volume, in
-# chain-C/. Prints "kill LIFE K WHERE" per kill, then "rotations N".
+# chain C HOTZONE RATE: the lives of one server on its own copy of the
+# volume, in chain-C/, its rotations begun with steps of HOTZONE, run at RATE
+# MiB/s. Prints "kill LIFE K WHERE" per kill, then "rotations N".
 chain () {
-  local c=$1 dir=$tmp/chain-$1
+  local c=$1 hotzone=$2 rate=$3 dir=$tmp/chain-$1
   local sock=$dir/nbd.sock ctl=$dir/ctl.sock uri="nbd+unix:///?socket=$dir/nbd.sock"
   local life=0 kills=0 finished=0 lastk=0 rotations=0 n=0 k r info boundary step first
   local pid wpid rc st t0 where
+  SECONDS=0
   mkdir -p "$dir"; cd "$dir"
   cp --sparse=always ../vol vol; cp ../vol.kek vol.kek
   RANDOM=$((seed + c))
@@ -95,7 +101,7 @@ chain () {
       --first $n --window $first $WINDOW --stride 37 --until-gone 2>w.err &
     wpid=$!; echo $wpid >writer.pid
     CV_FAULT_KILL_AT=$k CV_FAULT_TRACE=1 nbdkit -f -U "$sock" "$PLUGIN" vol keyfile=vol.kek \
-      control="$ctl" rotate-rate=$RATE >life.log 2>&1 &
+      control="$ctl" rotate-rate=$rate >life.log 2>&1 &
     pid=$!; echo $pid >nbd.pid
     # Until it dies: when no rotation is left, start the next one.
     t0=$(now_ms)
@@ -103,8 +109,8 @@ chain () {
       st=$("$KEYMGR" status --control "$ctl" --json 2>/dev/null | jq -r '.rotation.state // "none"') || st=
       case $st in
         none|done)
-          if "$KEYMGR" rotate-dek vol --control "$ctl" --keyfile vol.kek --hotzone $HOTZONE \
-               --rate $RATE --detach >rot.out 2>&1; then
+          if "$KEYMGR" rotate-dek vol --control "$ctl" --keyfile vol.kek --hotzone $hotzone \
+               --rate $rate --detach >rot.out 2>&1; then
             rotations=$((rotations + 1))
           elif kill -0 $pid 2>/dev/null; then
             cat rot.out; fail "chain $c life $life: rotate-dek --control --detach failed"
@@ -149,13 +155,13 @@ chain () {
     fail "chain $c: a rotation is still recorded at the end"
   serve vol keyfile=vol.kek -- "$PY" "$FUA_WRITER" verify '$uri' 0 $((SIZE / 4096)) all.log --gone-ok --base ../data \
     >verify.out 2>&1 || { cat verify.out; fail "chain $c: after the last rotation"; }
-  echo "rotations $rotations, $(cat verify.out)"
+  echo "rotations $rotations in $SECONDS s, $(cat verify.out)"
 }
 
 pids=()
 for c in $(seq 1 $CHAINS); do
   cleanup_hooks+=("kill \$(cat $tmp/chain-$c/nbd.pid $tmp/chain-$c/writer.pid 2>/dev/null) 2>/dev/null")
-  chain $c >chain-$c.out 2>&1 &
+  if [ $c = 2 ]; then chain $c $HOTZONE2 $RATE2; else chain $c $HOTZONE $RATE; fi >chain-$c.out 2>&1 &
   pids+=($!)
 done
 failed=0
