@@ -71,11 +71,12 @@ done
 
 # chain C HOTZONE RATE: the lives of one server on its own copy of the
 # volume, in chain-C/, its rotations begun with steps of HOTZONE, run at RATE
-# MiB/s. Prints "kill LIFE K WHERE" per kill, then "rotations N".
+# MiB/s. Prints "kill LIFE K WHERE" per kill, then the rotations begun, the
+# time taken and the last check.
 chain () {
   local c=$1 hotzone=$2 rate=$3 dir=$tmp/chain-$1
   local sock=$dir/nbd.sock ctl=$dir/ctl.sock uri="nbd+unix:///?socket=$dir/nbd.sock"
-  local life=0 kills=0 finished=0 lastk=0 rotations=0 n=0 k r info boundary step first
+  local life=0 kills=0 finished=0 lastk=0 rotations=0 n=0 k info boundary step first
   local pid wpid rc st t0 where
   SECONDS=0
   mkdir -p "$dir"; cd "$dir"
