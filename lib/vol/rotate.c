@@ -637,6 +637,7 @@ static int
 step_failed (struct cv_vol *v, const struct rot_ctx *c, uint64_t start,
              uint64_t len, const uint8_t *hashes, uint8_t *buf, int rc)
 {
+  cv_vol_range_reads (v, true); /* the hotzone may be rewritten again */
   if (recover_sectors (v, c, start, len, hashes, buf) < 0) {
     v->stale = true;
     cv_err ("%s: the rotation step at %llu could not be finished; the volume "
@@ -703,7 +704,11 @@ step_locked (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
   cv_fault_point ("rotate: journal written");
 
   /* Each piece durable as it is written (DSYNC: its own range, and the
-   * device's cache), before the boundary moves past it. */
+   * device's cache), before the boundary moves past it. Reads of the
+   * hotzone wait while it is rewritten, then go on under the new DEK;
+   * writes wait until the boundary is committed (until then the journal's
+   * tags must describe the hotzone). */
+  cv_vol_range_reads (v, true);
   for (uint64_t off = 0; off < len; off += PIECE) {
     size_t n = len - off < PIECE ? len - off : PIECE;
     if ((rc = cv_io_pwrite (c->q, buf + off, n, v->data_offset + start + off,
@@ -713,6 +718,8 @@ step_locked (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
                           io_fail (v, "writing", v->path, start + off, rc));
     cv_fault_point ("rotate: hotzone piece written");
   }
+  __atomic_store_n (&v->boundary, start + len, __ATOMIC_RELEASE);
+  cv_vol_range_reads (v, false);
   if ((rc = commit_boundary (v, start + len)) < 0)
     return step_failed (v, c, start, len, hashes, buf, rc);
   __atomic_store_n (&v->jlen, 0, __ATOMIC_RELAXED);
@@ -727,7 +734,7 @@ static int
 step_once (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
            uint8_t *jbuf, uint64_t len)
 {
-  cv_vol_range_lock (v, v->boundary, v->boundary + len);
+  cv_vol_range_lock (v, v->boundary, v->boundary + len, false);
   int rc = step_locked (v, c, buf, jbuf, len);
   cv_vol_range_unlock (v);
   if (rc < 0)

@@ -103,6 +103,7 @@ struct cv_vol {
   pthread_mutex_t rl_m;
   pthread_cond_t rl_cv;
   bool rl_held;
+  bool rl_all; /* reads wait too (else only writes) */
   uint64_t rl_lo, rl_hi;
   unsigned rl_waits;      /* requests that waited during this hold */
   unsigned rl_waits_last; /* ... during the last one (cv_vol_range_unlock) */
@@ -119,9 +120,12 @@ struct cv_vol {
 };
 
 /* Take and release the range lock over the data-area bytes [lo, hi)
- * (volume.c): requests that overlap it wait, those in flight that overlap it
- * are waited for. One holder at a time (the rotation). */
-void cv_vol_range_lock (struct cv_vol *v, uint64_t lo, uint64_t hi);
+ * (volume.c): requests that overlap it and that it blocks wait, and those in
+ * flight are waited for. It blocks writes, and reads too when all is set.
+ * cv_vol_range_reads: block reads too from now on (waiting for those in
+ * flight), or no longer. One holder at a time (the rotation). */
+void cv_vol_range_lock (struct cv_vol *v, uint64_t lo, uint64_t hi, bool all);
+void cv_vol_range_reads (struct cv_vol *v, bool block);
 void cv_vol_range_unlock (struct cv_vol *v);
 
 /* What the online engine needs of rotate.c (each called with op_lock

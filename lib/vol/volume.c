@@ -42,7 +42,7 @@ struct cv_thr {
   uint8_t *edge;          /* one sector, aligned */
   /* During a DEK rotation: the data-area range of the request in flight
    * (v->rl_m guards them), which the rotation's step waits for. */
-  bool rl_on;
+  bool rl_on, rl_write;
   uint64_t rl_lo, rl_hi;
 };
 
@@ -345,25 +345,35 @@ overlaps (uint64_t lo1, uint64_t hi1, uint64_t lo2, uint64_t hi2)
   return lo1 < hi2 && lo2 < hi1;
 }
 
+/* Must a request (a write, or a read) on [lo, hi) wait for the held range?
+ * (rl_m held.) */
+static bool
+range_blocks (const struct cv_vol *v, uint64_t lo, uint64_t hi, bool write)
+{
+  return v->rl_held && (write || v->rl_all)
+         && overlaps (lo, hi, v->rl_lo, v->rl_hi);
+}
+
 /* During a DEK rotation, before a request's first byte moves: record its
- * range [lo, hi) once no rotation step holds a range overlapping it. So a
+ * range [lo, hi) once the rotation step's range does not block it. So a
  * request never sees a hotzone half rewritten, and the step never rewrites
  * a sector under a request. Outside a rotation nothing is recorded: the
  * rotation is adopted under klock held for writing, with no request in
  * flight. */
 static void
-range_enter (struct cv_thr *t, uint64_t lo, uint64_t hi)
+range_enter (struct cv_thr *t, uint64_t lo, uint64_t hi, bool write)
 {
   struct cv_vol *v = t->v;
 
   if (!v->odek)
     return;
   pthread_mutex_lock (&v->rl_m);
-  if (v->rl_held && overlaps (lo, hi, v->rl_lo, v->rl_hi))
+  if (range_blocks (v, lo, hi, write))
     v->rl_waits++;
-  while (v->rl_held && overlaps (lo, hi, v->rl_lo, v->rl_hi))
+  while (range_blocks (v, lo, hi, write))
     pthread_cond_wait (&v->rl_cv, &v->rl_m);
   t->rl_on = true;
+  t->rl_write = write;
   t->rl_lo = lo;
   t->rl_hi = hi;
   pthread_mutex_unlock (&v->rl_m);
@@ -383,29 +393,44 @@ range_leave (struct cv_thr *t)
   pthread_mutex_unlock (&v->rl_m);
 }
 
-/* Does a request in flight overlap [lo, hi)? (rl_m held.) */
+/* Does a request in flight that the held range blocks overlap it? (rl_m
+ * held.) */
 static bool
-range_busy (struct cv_vol *v, uint64_t lo, uint64_t hi)
+range_busy (struct cv_vol *v)
 {
   bool busy = false;
 
   pthread_mutex_lock (&v->thr_lock);
   for (struct cv_thr *t = v->thrs; t && !busy; t = t->next)
-    busy = t->rl_on && overlaps (lo, hi, t->rl_lo, t->rl_hi);
+    busy = t->rl_on && range_blocks (v, t->rl_lo, t->rl_hi, t->rl_write);
   pthread_mutex_unlock (&v->thr_lock);
   return busy;
 }
 
 void
-cv_vol_range_lock (struct cv_vol *v, uint64_t lo, uint64_t hi)
+cv_vol_range_lock (struct cv_vol *v, uint64_t lo, uint64_t hi, bool all)
 {
   pthread_mutex_lock (&v->rl_m);
   v->rl_held = true;
+  v->rl_all = all;
   v->rl_waits = 0;
   v->rl_lo = lo;
   v->rl_hi = hi;
-  while (range_busy (v, lo, hi))
+  while (range_busy (v))
     pthread_cond_wait (&v->rl_cv, &v->rl_m);
+  pthread_mutex_unlock (&v->rl_m);
+}
+
+void
+cv_vol_range_reads (struct cv_vol *v, bool block)
+{
+  pthread_mutex_lock (&v->rl_m);
+  v->rl_all = block;
+  if (block)
+    while (range_busy (v))
+      pthread_cond_wait (&v->rl_cv, &v->rl_m);
+  else
+    pthread_cond_broadcast (&v->rl_cv);
   pthread_mutex_unlock (&v->rl_m);
 }
 
@@ -550,7 +575,7 @@ read_range (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
 
   if (rc < 0 || (rc = thr_get (v, &t)) < 0)
     return rc;
-  range_enter (t, off, off + count);
+  range_enter (t, off, off + count, false);
   rc = read_sectors (t, buf, count, off);
   range_leave (t);
   return rc;
@@ -595,7 +620,7 @@ write_range (struct cv_vol *v, const uint8_t *src, uint32_t count, uint64_t off,
 
   if (rc < 0 || (rc = thr_get (v, &t)) < 0)
     return rc;
-  range_enter (t, off, off + count);
+  range_enter (t, off, off + count, true);
   rc = write_sectors (t, src, count, off, fua);
   range_leave (t);
   return rc;
