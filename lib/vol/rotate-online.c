@@ -119,7 +119,7 @@ note_step (struct cv_vol *v, uint64_t before)
   if (e->nsamp < ARRAY_SIZE (e->samp))
     e->nsamp++;
   e->error[0] = '\0';
-  if (strcmp (e->state, "paused") != 0)
+  if (!e->paused)
     set_state (e, "running");
   pthread_mutex_unlock (&e->m);
 }
@@ -417,6 +417,7 @@ cv_vol_rotate_pause (struct cv_vol *v)
     rc = -ENOENT;
   else if (!e->paused) {
     e->paused = true;
+    set_state (e, "pausing"); /* "paused" once the step in flight ends */
     pthread_cond_broadcast (&e->cv);
   }
   pthread_mutex_unlock (&e->m);

@@ -779,7 +779,7 @@ int
 cv_rot_finish (struct cv_vol *v)
 {
   struct cv_header *h = NULL;
-  static const uint8_t zero[8];
+  static const uint8_t zero[JHDR];
   int rc;
 
   if ((rc = lock_fresh (v, v->dek, &h)) < 0)
@@ -788,8 +788,9 @@ cv_rot_finish (struct cv_vol *v)
   if ((rc = seal_commit_unlock (v, h, v->dek)) < 0)
     return rc;
   cv_fault_point ("rotate: finished");
-  if (cv_pwrite_all (v->hfd, zero, sizeof zero, JOFF, 0) == 0)
-    fdatasync (v->hfd);
+  /* The record; the tags after it are GMACs of ciphertext, nothing
+   * secret. */
+  cv_pwrite_all (v->hfd, zero, sizeof zero, JOFF, RWF_DSYNC);
   /* Requests in flight finish with the old DEK's engines; then those are
    * wiped and every thread re-keys with the new DEK alone. */
   pthread_rwlock_wrlock (&v->klock);

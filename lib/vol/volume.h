@@ -141,7 +141,7 @@ int cv_rot_prepare (struct cv_header *h, const char *path, const char *hname,
  * (unload); the rotation stays recorded and continues at the next start.
  * When the rotation ends, the old DEK is wiped (memory: under the key lock,
  * every thread's engines re-keyed; header: the rotation state cleared) and
- * the journal record zeroed. A step that fails is retried after a back-off
+ * the journal's record zeroed. A step that fails is retried after a back-off
  * (state "failed" with the error, still serving) unless it left the volume
  * stale (then "failed" until reopened). While the key is revoked the engine
  * waits ("waiting") and goes on after a resume. */
@@ -153,7 +153,8 @@ void cv_vol_rotate_stop (struct cv_vol *v);
 
 /* A snapshot of the rotation (control `status`). state: "none" (no
  * rotation recorded), "idle" (recorded, engine not started: offline, or
- * rotate=manual), "running", "paused", "waiting" (key revoked), "failed"
+ * rotate=manual), "running", "pausing" (until the step in flight ends),
+ * "paused", "waiting" (key revoked), "failed"
  * (error says why; retried), "done" (finished in this process; done ==
  * total). rate_mib_s: measured over the last few seconds of running; eta_s:
  * -1 when unknown. journal: "clean" (no step in flight) or "step" (a step's

@@ -240,6 +240,9 @@ main (void)
   CHECK (cv_vol_rotate_start (m.v, 4) == 0, "adopt: %s", harness_logged ());
   CHECK (cv_vol_rotating (m.v, NULL), "adopted: rotating");
   CHECK (cv_vol_rotate_pause (m.v) == 0, "pause");
+  rstate (&m, &st);
+  CHECK (strcmp (st.state, "pausing") == 0 || strcmp (st.state, "paused") == 0,
+         "right after a pause: %s", st.state);
   wait_state (&m, "paused");
   rstate (&m, &st);
   uint64_t held = st.done;
