@@ -182,6 +182,8 @@ engine_main (void *arg)
   struct cv_io_queue *q = NULL;
   unsigned backoff = 1;
 
+  pthread_setname_np (pthread_self (), "cv-rotate"); /* top -H, perf */
+
   if (posix_memalign ((void **) &buf, 4096, max) != 0 || !jbuf) {
     buf = NULL;
     cv_err ("%s: out of memory for the rotation's buffers", v->path);
