@@ -220,6 +220,7 @@ install (struct cv_vol *v, struct cv_key *dek, struct cv_key *odek)
   v->last_ok = cv_vol_time ();
   cv_warn ("%s: key usable again (wrap %lld): serving", v->path,
            (long long) v->wrap_id);
+  cv_rot_engine_wake (v); /* a rotation waiting for the key goes on */
   cv_vol_event (v, json_pack ("{s:s, s:I}", "event", "resume", "wrap",
                               (json_int_t) v->wrap_id));
 }

@@ -196,10 +196,11 @@ engine_main (void *arg)
     pthread_mutex_lock (&v->op_lock);
     if (v->state == CV_KEY_REVOKED) {
       pthread_mutex_unlock (&v->op_lock);
-      /* Resumed by a check or an unlock: look again each second. */
+      /* Until a resume wakes it (cv_rot_engine_wake), or a second. */
       pthread_mutex_lock (&e->m);
       set_state (e, "waiting");
-      if (!e->stop)
+      if (!e->stop
+          && __atomic_load_n (&v->state, __ATOMIC_RELAXED) == CV_KEY_REVOKED)
         wait_for (e, 1);
       pthread_mutex_unlock (&e->m);
       continue;
@@ -534,6 +535,14 @@ cv_vol_rotate_status (struct cv_vol *v, struct cv_rot_status *st)
     st->step_start = __atomic_load_n (&v->jstart, __ATOMIC_RELAXED);
     st->step_len = jlen;
   }
+}
+
+void
+cv_rot_engine_wake (struct cv_vol *v)
+{
+  pthread_mutex_lock (&v->eng.m);
+  pthread_cond_broadcast (&v->eng.cv);
+  pthread_mutex_unlock (&v->eng.m);
 }
 
 void

@@ -156,6 +156,8 @@ const char *cv_vol_differs (const struct cv_vol *v, const struct cv_header *h,
                             bool rotation);
 void cv_vol_note_wrap (struct cv_vol *v, int64_t id);
 
+/* Wake the engine (a resume: a rotation waiting for the key goes on). */
+void cv_rot_engine_wake (struct cv_vol *v);
 /* Record the rotation v holds (r), for status; kept after it is done. */
 void cv_rot_engine_note (struct cv_vol *v, const struct cv_hdr_rotation *r);
 
