@@ -176,7 +176,9 @@ engine_main (void *arg)
 {
   struct cv_vol *v = arg;
   struct cv_rot_engine *e = &v->eng;
+  pthread_mutex_lock (&v->op_lock); /* v->hdr: a reload may replace it */
   uint64_t max = cv_rot_step_max (v, CV_ROT_STEP_ONLINE), step = max;
+  pthread_mutex_unlock (&v->op_lock);
   uint8_t *buf = NULL;
   CLEANUP_FREE uint8_t *jbuf = malloc (cv_rot_jbuf_size (v, max));
   struct cv_io_queue *q = NULL;
