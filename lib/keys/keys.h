@@ -53,14 +53,16 @@ struct cv_pbkdf {
 /* Everything an unlock or a new wrap may need, gathered from the command line
  * or nbdkit parameters. Secrets are cv_keys; everything else is a reference. */
 struct cv_creds {
-  const char *keyfile;       /* path of a file holding a 32-byte KEK */
-  struct cv_key *passphrase; /* recovery passphrase (no NUL), or NULL */
-  struct cv_key *pin;        /* PKCS#11 user PIN, or NULL */
-  const char *pkcs11_module; /* module path if not in the URI */
-  const char *kms_endpoint;  /* https://... override, or NULL */
-  const char *kms_region;    /* region override, or NULL */
-  const char *ca_bundle;     /* CA file for the KMS endpoint, or NULL */
-  struct cv_pbkdf pbkdf;     /* for new passphrase wraps */
+  const char *keyfile;         /* path of a file holding a 32-byte KEK */
+  struct cv_key *passphrase;   /* recovery passphrase (no NUL), or NULL */
+  struct cv_key *pin;          /* PKCS#11 user PIN, or NULL */
+  const char *pkcs11_module;   /* module path if not in the URI */
+  const char *kms_endpoint;    /* https://... override, or NULL */
+  const char *kms_region;      /* region override, or NULL */
+  const char *ca_bundle;       /* CA file for the KMS endpoint, or NULL */
+  const char *kms_grant_token; /* a KMS grant token sent with every call
+                                  (a grant not yet propagated), or NULL */
+  struct cv_pbkdf pbkdf;       /* for new passphrase wraps */
 };
 
 struct cv_provider {

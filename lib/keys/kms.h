@@ -28,15 +28,18 @@ struct cv_aws_creds {
   struct cv_key *token;  /* session token followed by a NUL (len counts it),
                             or NULL */
   char *source;          /* where they came from, for messages */
+  time_t expires;        /* when temporary credentials expire; 0: never */
 };
 
-/* The credentials of the chain: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY
- * (+ AWS_SESSION_TOKEN) from the environment, else the profile AWS_PROFILE
- * (or "default") of the shared credentials file (AWS_SHARED_CREDENTIALS_FILE
- * or ~/.aws/credentials). Returns 0 (free with cv_aws_creds_free), -ENOKEY
- * when there are none (where it looked is a debug message), -EINVAL for a
- * malformed file or a profile that is named but missing (logged), -ENOMEM. */
+/* A copy of the process's AWS credentials (lib/keys/aws.h: the SDKs'
+ * default chain), taken from a cache and resolved again ahead of their
+ * expiry. Returns 0 (free with cv_aws_creds_free), -ENOKEY when no source
+ * gives any (every source and why is logged), or the -errno of a source
+ * that is configured but failed (logged). */
 int cv_aws_creds_load (struct cv_aws_creds *out);
+/* Drop the cache and the process's AWS settings (tests; a new environment
+ * is read on the next call). */
+void cv_aws_creds_reset (void);
 /* Read profile from the text of a shared credentials file (len bytes; path
  * is for messages). Returns 0, -ENOKEY (no such profile), -EINVAL (the
  * profile lacks a key id or secret; logged), -ENOMEM. */
