@@ -94,17 +94,23 @@ sanitize:
 
 # Fuzz targets for the parsers of untrusted input (libFuzzer: clang only),
 # built with the sources they need under ASan and UBSan in build-fuzz/.
-# test-fuzz-control.sh runs fuzz-control briefly from its seed corpus.
+# test-fuzz-control.sh and test-fuzz-aws-config.sh run them briefly from
+# their seed corpora.
 FUZZ_CC    ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all -std=gnu11 -D_GNU_SOURCE -Ilib \
               -Itests/unit $(shell pkg-config --cflags jansson 2>/dev/null)
 FUZZ_CONTROL_SRCS := tests/fuzz/fuzz-control.c lib/ctl/dispatch.c \
                      lib/ctl/audit.c lib/common/log.c lib/common/clock.c
-fuzz: build-fuzz/fuzz-control
+FUZZ_AWS_CONFIG_SRCS := tests/fuzz/fuzz-aws-config.c lib/keys/aws-config.c \
+                        lib/crypto/secmem.c lib/common/log.c lib/common/fdio.c
+fuzz: build-fuzz/fuzz-control build-fuzz/fuzz-aws-config
 build-fuzz/fuzz-control: $(FUZZ_CONTROL_SRCS) tests/unit/ctl-fake.h lib/ctl/ctl.h
 	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
 	  $(FUZZ_CONTROL_SRCS) $(shell pkg-config --libs jansson 2>/dev/null)
+build-fuzz/fuzz-aws-config: $(FUZZ_AWS_CONFIG_SRCS) lib/keys/aws.h
+	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
+	  $(FUZZ_AWS_CONFIG_SRCS) $(shell pkg-config --libs jansson libcrypto 2>/dev/null)
 
 # make check: install what is missing, build, run every test. The runner
 # prints "N passed, N failed, N skipped" and exits non-zero on any failure.
