@@ -13,7 +13,7 @@ if ! make -s -C "$CV_SRCDIR" fuzz >build.log 2>&1; then
 fi
 mkdir corpus
 # New inputs go to corpus/ (this test's), the seeds are only read.
-"$CV_SRCDIR/build-fuzz/fuzz-aws-config" -runs=20000 -max_total_time=25 \
+"$CV_SRCDIR/build-fuzz/fuzz-aws-config" -runs=500000 -max_total_time=20 \
   -max_len=2048 -timeout=10 corpus "$CV_SRCDIR/tests/fuzz/corpus-aws-config" \
   >fuzz.log 2>&1 || { tail -n 40 fuzz.log; fail "fuzz-aws-config found a crash"; }
 grep -q '^Done [0-9]* runs' fuzz.log || { tail -n 20 fuzz.log; fail "fuzz-aws-config did not finish"; }
