@@ -88,6 +88,7 @@ cv_aws_fetch (const struct cv_aws_fetch *req, struct cv_aws_fetched *res)
             req->allow_http ? " or http:// URL" : "");
     return -EINVAL;
   }
+  cv_kms_json_wipe_init (); /* the answer is parsed by jansson next */
   if ((r = cv_http_init ()) < 0 || (r = header_list (req, &hdrs)) < 0)
     return r;
   if (!(e = curl_easy_init ())) {
