@@ -14,7 +14,7 @@ WERROR   ?= $(if $(filter true,$(CI)),1,0)
 ifeq ($(WERROR),1)
 override CFLAGS += -Werror
 endif
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -ldl
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -ldl -lm
 NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null)
 DEPFLAGS  = -MMD -MP
 

@@ -1,6 +1,8 @@
 /* Signed HTTPS calls to AWS KMS (AWS JSON 1.1 over libcurl) with the AWS
- * SDKs' standard retry mode: at most 3 attempts, full-jitter exponential
- * backoff capped at 20 s, a process-wide retry quota. TLS is always
+ * SDKs' standard retry mode: at most 3 attempts (or as configured),
+ * full-jitter exponential backoff capped at 20 s, a process-wide retry
+ * quota; and their adaptive mode: the same with a client-side rate limiter
+ * that slows down on throttling errors. TLS is always
  * verified. Response bodies (which carry the plaintext DEK) are collected in
  * buffers wiped before they are freed, and jansson frees through a wiping
  * free. curl's own receive buffer and OpenSSL's record buffers are outside
@@ -8,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <malloc.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -392,6 +395,155 @@ cv_kms_quota_reset (void)
   pthread_mutex_unlock (&quota_lock);
 }
 
+/* --- the adaptive mode's rate limiter ------------------------------------
+ * botocore's retries/adaptive.py, bucket.py and throttling.py (the SDKs'
+ * retry behaviour spec), for one process. */
+
+#define RATE_MIN 0.5        /* the bucket's least fill rate (requests/s) */
+#define CUBIC_SCALE 0.4     /* CUBIC's C */
+#define CUBIC_BETA 0.7      /* the rate kept after a throttling error */
+#define CLOCK_SMOOTHING 0.8 /* of the measured sending rate */
+#define CLOCK_BUCKET 0.5    /* the measured rate is updated every 0.5 s */
+
+static const char *const throttling[] = {
+  "Throttling",
+  "ThrottlingException",
+  "ThrottledException",
+  "RequestThrottledException",
+  "TooManyRequestsException",
+  "ProvisionedThroughputExceededException",
+  "TransactionInProgressException",
+  "RequestLimitExceeded",
+  "BandwidthLimitExceeded",
+  "LimitExceededException",
+  "RequestThrottled",
+  "SlowDown",
+  "PriorRequestNotComplete",
+  "EC2ThrottledException",
+};
+
+static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  bool on;             /* a throttling error was seen */
+  double fill, cap;    /* the bucket: fill rate, capacity */
+  double tokens, last; /* tokens (negative: owed by waiting requests) */
+  double w_max, k;     /* CUBIC: the rate at the last throttle, its zero */
+  double last_fail;    /* when that was */
+  double measured;     /* the smoothed sending rate */
+  double clock_bucket; /* the start of the current measuring bucket */
+  unsigned count;      /* answers in it */
+  bool ready;
+} rate;
+
+/* The bucket's tokens brought up to now. */
+static void
+rate_refill (double now)
+{
+  if (now > rate.last) {
+    rate.tokens += (now - rate.last) * rate.fill;
+    if (rate.tokens > rate.cap)
+      rate.tokens = rate.cap;
+    rate.last = now;
+  }
+}
+
+/* A new fill rate for the bucket, from now on. */
+static void
+rate_set_fill (double r, double now)
+{
+  rate_refill (now);
+  rate.fill = r > RATE_MIN ? r : RATE_MIN;
+  rate.cap = r >= 1 ? r : 1;
+  if (rate.tokens > rate.cap)
+    rate.tokens = rate.cap;
+}
+
+/* Reset, with rate_lock held. */
+static void
+rate_reset_locked (double now)
+{
+  rate = (typeof (rate)){ .last = now, .last_fail = now, .ready = true };
+  rate.clock_bucket = floor (now / CLOCK_BUCKET) * CLOCK_BUCKET;
+  rate_set_fill (1, now);
+}
+
+void
+cv_kms_rate_reset (double now)
+{
+  pthread_mutex_lock (&rate_lock);
+  rate_reset_locked (now);
+  pthread_mutex_unlock (&rate_lock);
+}
+
+bool
+cv_kms_throttling (const char *type)
+{
+  return type && listed (throttling, ARRAY_SIZE (throttling), type);
+}
+
+double
+cv_kms_rate_acquire (double now)
+{
+  double wait = 0;
+
+  pthread_mutex_lock (&rate_lock);
+  if (!rate.ready)
+    rate_reset_locked (now);
+  if (rate.on) {
+    rate_refill (now);
+    if (rate.tokens < 1)
+      wait = (1 - rate.tokens) / rate.fill;
+    rate.tokens -= 1; /* taken now, or owed until the wait is over */
+  }
+  pthread_mutex_unlock (&rate_lock);
+  return wait;
+}
+
+void
+cv_kms_rate_update (bool throttled, double now)
+{
+  double r;
+
+  pthread_mutex_lock (&rate_lock);
+  if (!rate.ready)
+    rate_reset_locked (now);
+  /* The sending rate, measured over 0.5 s buckets and smoothed. */
+  double bucket = floor (now / CLOCK_BUCKET) * CLOCK_BUCKET;
+  rate.count++;
+  if (bucket > rate.clock_bucket) {
+    double current = rate.count / (bucket - rate.clock_bucket);
+    rate.measured
+        = current * CLOCK_SMOOTHING + rate.measured * (1 - CLOCK_SMOOTHING);
+    rate.count = 0;
+    rate.clock_bucket = bucket;
+  }
+  if (!throttled)
+    /* CUBIC: back towards w_max, then beyond it. */
+    r = CUBIC_SCALE * pow (now - rate.last_fail - rate.k, 3) + rate.w_max;
+  else {
+    rate.w_max
+        = rate.on && rate.fill < rate.measured ? rate.fill : rate.measured;
+    rate.k = cbrt (rate.w_max * (1 - CUBIC_BETA) / CUBIC_SCALE);
+    rate.last_fail = now;
+    r = rate.w_max * CUBIC_BETA;
+    rate.on = true;
+  }
+  rate_set_fill (r < 2 * rate.measured ? r : 2 * rate.measured, now);
+  pthread_mutex_unlock (&rate_lock);
+}
+
+double
+cv_kms_rate_fill (bool *on)
+{
+  double f;
+
+  pthread_mutex_lock (&rate_lock);
+  f = rate.ready ? rate.fill : 1;
+  *on = rate.on;
+  pthread_mutex_unlock (&rate_lock);
+  return f;
+}
+
 /* A number of milliseconds from the environment variable name (a tuning
  * and test knob, doc/kms.md), else def; -1 if it is set but not a number in
  * 1..600000 (logged). */
@@ -432,6 +584,16 @@ sleep_ms (long ms)
 
   while (nanosleep (&ts, &ts) < 0 && errno == EINTR)
     ;
+}
+
+/* Seconds on the monotonic clock. */
+static double
+mono_s (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* --- one call ------------------------------------------------------------ */
@@ -605,6 +767,7 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
   long connect_ms = env_ms ("CV_KMS_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT_MS);
   long total_ms = env_ms ("CV_KMS_TIMEOUT_MS", TIMEOUT_MS);
   const char *ca = c->ca_bundle ? c->ca_bundle : getenv ("AWS_CA_BUNDLE");
+  int max = c->max_attempts > 0 ? c->max_attempts : CV_KMS_MAX_ATTEMPTS;
   int acquired = 0, rc = -EIO;
   CURL *e;
 
@@ -633,8 +796,19 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
   curl_easy_setopt (e, CURLOPT_WRITEFUNCTION, cv_http_buf_write);
   curl_easy_setopt (e, CURLOPT_HEADERFUNCTION, on_header);
 
-  for (int n = 1; n <= CV_KMS_MAX_ATTEMPTS; n++) {
+  for (int n = 1; n <= max; n++) {
+    if (c->adaptive) {
+      long wait = (long) (cv_kms_rate_acquire (mono_s ()) * 1000);
+      if (wait > 0) {
+        cv_debug ("kms: %s attempt %d waits %ld ms for the adaptive retry "
+                  "mode's rate limit",
+                  c->op, n, wait);
+        sleep_ms (wait);
+      }
+    }
     enum cv_kms_retry how = attempt_once (e, c, res, &rc);
+    if (c->adaptive && (rc == 0 || rc == -EIO)) /* an answer or none */
+      cv_kms_rate_update (cv_kms_throttling (res->type), mono_s ());
     if (res->request_id[0])
       cv_reqlog_add ("kms", c->op, res->request_id);
     int cost = how == CV_KMS_RETRY_TIMEOUT ? CV_KMS_TIMEOUT_RETRY_COST
@@ -643,8 +817,7 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
     if (rc == 0) {
       cv_kms_quota_release (acquired);
       cv_debug ("kms: %s succeeded on attempt %d of %d (request id %s)", c->op,
-                n, CV_KMS_MAX_ATTEMPTS,
-                res->request_id[0] ? res->request_id : "none");
+                n, max, res->request_id[0] ? res->request_id : "none");
       break;
     }
     if (rc != -EIO) /* a local failure: nothing was sent */
@@ -652,7 +825,7 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
     const char *why = NULL;
     if (how == CV_KMS_NO_RETRY)
       why = "not a retryable error";
-    else if (n == CV_KMS_MAX_ATTEMPTS)
+    else if (n == max)
       why = "no attempts left";
     else if (!cv_kms_quota_acquire (cost)) {
       why = "the retry quota is exhausted";
@@ -661,7 +834,7 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
     if (why) {
       cv_debug ("kms: %s attempt %d of %d failed: %s (HTTP %ld, request id "
                 "%s); %s",
-                c->op, n, CV_KMS_MAX_ATTEMPTS, attempt_error (res), res->status,
+                c->op, n, max, attempt_error (res), res->status,
                 res->request_id[0] ? res->request_id : "none", why);
       break;
     }
@@ -669,7 +842,7 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
     long ms = cv_kms_backoff_ms (n, base, jitter ());
     cv_debug ("kms: %s attempt %d of %d failed: %s (HTTP %ld, request id "
               "%s); retrying in %ld ms",
-              c->op, n, CV_KMS_MAX_ATTEMPTS, attempt_error (res), res->status,
+              c->op, n, max, attempt_error (res), res->status,
               res->request_id[0] ? res->request_id : "none", ms);
     sleep_ms (ms);
   }

@@ -4,7 +4,8 @@
  *   kms-creds.c  the AWS credential chain (environment, shared credentials
  *                file)
  *   kms-http.c   signed HTTPS calls (AWS JSON 1.1) with the AWS SDKs'
- *                standard retry mode, and the wiping JSON allocator
+ *                standard and adaptive retry modes, and the wiping JSON
+ *                allocator
  *   sigv4.c      the request signer (sigv4.h)
  * doc/kms.md describes the behaviour for operators. */
 #ifndef CV_KMS_H
@@ -75,7 +76,7 @@ int cv_kms_ref_key_id (const char *ref, const struct cv_kms_ref *r,
 
 /* --- HTTPS calls (kms-http.c) ------------------------------------------- */
 
-#define CV_KMS_MAX_ATTEMPTS 3
+#define CV_KMS_MAX_ATTEMPTS 3 /* unless the call says otherwise */
 #define CV_KMS_MAX_BACKOFF_MS 20000
 #define CV_KMS_QUOTA_CAPACITY 500
 #define CV_KMS_RETRY_COST 5
@@ -121,6 +122,27 @@ void cv_kms_quota_release (int acquired);
 int cv_kms_quota_available (void);
 void cv_kms_quota_reset (void);
 
+/* Whether an error type is a throttling error (the SDKs' list): what the
+ * adaptive retry mode slows down for. */
+bool cv_kms_throttling (const char *type);
+
+/* The adaptive retry mode's client-side rate limiter, shared by all calls of
+ * the process, as the SDKs' (botocore's adaptive mode): off until the first
+ * throttling error; then a token bucket whose fill rate follows CUBIC,
+ * cut to 0.7 of the measured sending rate on every throttling error and
+ * growing back along a cubic curve on successes, never above twice the
+ * measured rate nor below 0.5 requests a second. Times are seconds on a
+ * monotonic clock, given by the caller (the tests give their own). */
+/* Take a token for a request sent at now: the seconds to wait before
+ * sending (0 while the limiter is off or a token is there). */
+double cv_kms_rate_acquire (double now);
+/* Record the answer of an attempt at now: throttled or not. */
+void cv_kms_rate_update (bool throttled, double now);
+/* The bucket's fill rate (requests a second) and whether it is on. */
+double cv_kms_rate_fill (bool *on);
+/* Back to the start (off), as of now. */
+void cv_kms_rate_reset (double now);
+
 /* One KMS operation. */
 struct cv_kms_call {
   const char *op;                  /* "Decrypt": X-Amz-Target TrentService.op */
@@ -130,6 +152,8 @@ struct cv_kms_call {
   const struct cv_aws_creds *creds;
   const char *body; /* the JSON request, body_len bytes */
   size_t body_len;
+  int max_attempts; /* 0: CV_KMS_MAX_ATTEMPTS */
+  bool adaptive;    /* the adaptive retry mode: through the rate limiter */
 };
 
 /* What the last attempt of a call got. */
@@ -144,8 +168,9 @@ struct cv_kms_result {
   json_t *body;         /* the JSON object answered, on success */
 };
 
-/* Make the call, with up to CV_KMS_MAX_ATTEMPTS attempts as the SDKs'
- * standard retry mode does; every failed attempt is a debug message (op,
+/* Make the call, with up to max_attempts attempts as the SDKs' standard
+ * retry mode does (and, when adaptive, each attempt waits for the rate
+ * limiter first); every failed attempt is a debug message (op,
  * attempt, error, backoff, request id). Returns 0 with res->body (the
  * caller owns it), or -EIO when the call failed (res says how;
  * nothing but debug logged: the caller knows the key and reports), -ENOMEM,

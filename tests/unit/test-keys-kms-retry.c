@@ -1,9 +1,12 @@
 /* The KMS provider's retries, as the AWS SDKs' standard mode: which outcomes
  * are retried, the full-jitter backoff, the retry quota, and the retry loop
- * itself against local sockets that refuse or never answer (3 attempts,
- * every retry in the debug output, bounded time). Also the wiping JSON
- * allocator. */
+ * itself against local sockets that refuse or never answer (3 attempts, or
+ * as many as configured, every retry in the debug output, bounded time).
+ * The adaptive mode's rate limiter on a clock of the test's own (CUBIC cut
+ * and recovery, the token bucket's waits) and in the loop. Also the wiping
+ * JSON allocator. */
 #include <arpa/inet.h>
+#include <math.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -156,7 +159,8 @@ count_logged (const char *s)
 }
 
 static int
-call_port (int port, struct cv_kms_result *res)
+call_port_with (int port, int max_attempts, bool adaptive,
+                struct cv_kms_result *res)
 {
   CLEANUP_KEY struct cv_key *secret = NULL;
   char url[64], host[64];
@@ -167,9 +171,22 @@ call_port (int port, struct cv_kms_result *res)
   struct cv_aws_creds cr = { .access_key_id = (char *) "AKIATEST",
                              .secret = secret,
                              .source = (char *) "test" };
-  struct cv_kms_call c
-      = { "DescribeKey", url, host, "us-east-1", NULL, &cr, "{}", 2 };
+  struct cv_kms_call c = { .op = "DescribeKey",
+                           .url = url,
+                           .host = host,
+                           .region = "us-east-1",
+                           .creds = &cr,
+                           .body = "{}",
+                           .body_len = 2,
+                           .max_attempts = max_attempts,
+                           .adaptive = adaptive };
   return cv_kms_call (&c, res);
+}
+
+static int
+call_port (int port, struct cv_kms_result *res)
+{
+  return call_port_with (port, 0, false, res);
 }
 
 static void
@@ -228,6 +245,51 @@ check_loop (void)
          harness_logged ());
   cv_kms_quota_reset ();
 
+  /* As many attempts as configured (AWS_MAX_ATTEMPTS, max_attempts). */
+  cv_kms_quota_reset ();
+  harness_log_clear ();
+  CHECK (call_port_with (port, 5, false, &res) == -EIO && res.attempts == 5,
+         "5 attempts: %d", res.attempts);
+  CHECK (count_logged ("retrying in") == 4
+             && strstr (harness_logged (), "attempt 5 of 5 failed")
+             && strstr (harness_logged (), "no attempts left"),
+         "5 attempts logged:\n%s", harness_logged ());
+  harness_log_clear ();
+  CHECK (call_port_with (port, 1, false, &res) == -EIO && res.attempts == 1,
+         "1 attempt: %d", res.attempts);
+  CHECK (strstr (harness_logged (), "attempt 1 of 1 failed")
+             && !strstr (harness_logged (), "retrying in"),
+         "no retry:\n%s", harness_logged ());
+
+  /* Adaptive: no wait until throttled; then the limiter makes the
+   * attempts wait. The limiter runs on the monotonic clock, as now_s. */
+  double now = now_s ();
+  cv_kms_rate_reset (now - 2);
+  harness_log_clear ();
+  CHECK (call_port_with (port, 2, true, &res) == -EIO && res.attempts == 2,
+         "adaptive: 2 attempts");
+  CHECK (!strstr (harness_logged (), "rate limit"),
+         "no wait before a "
+         "throttle:\n%s",
+         harness_logged ());
+  now = now_s ();
+  cv_kms_rate_reset (now - 2);
+  for (int i = 0; i < 100; i++) /* 50 answers a second */
+    cv_kms_rate_update (false, now - 2 + i * 0.02);
+  cv_kms_rate_update (true, now);
+  while (cv_kms_rate_acquire (now) == 0) /* use the tokens up */
+    ;
+  harness_log_clear ();
+  t0 = now_s ();
+  CHECK (call_port_with (port, 1, true, &res) == -EIO, "adaptive, throttled");
+  CHECK (strstr (harness_logged (), "attempt 1 waits")
+             && strstr (harness_logged (),
+                        "for the adaptive retry mode's rate limit"),
+         "the wait is logged:\n%s", harness_logged ());
+  CHECK (now_s () - t0 < 2, "a short wait at ~35 requests a second: %.2f s",
+         now_s () - t0);
+  cv_kms_rate_reset (now_s ());
+
   /* A bad knob is refused, not ignored. */
   setenv ("CV_KMS_RETRY_BASE_MS", "soon", 1);
   harness_log_clear ();
@@ -236,6 +298,93 @@ check_loop (void)
          harness_logged ());
   unsetenv ("CV_KMS_RETRY_BASE_MS");
   CHECK (!strstr (harness_logged (), SECRET), "secret logged");
+}
+
+/* Tell n answers at rate a second from t on to the limiter, the last
+ * throttled when throttle is set; the time after them. */
+static double
+answers (double t, int n, double per_s, bool throttle)
+{
+  for (int i = 0; i < n; i++) {
+    t += 1 / per_s;
+    cv_kms_rate_update (throttle && i == n - 1, t);
+  }
+  return t;
+}
+
+static void
+check_limiter (void)
+{
+  static const char *const th[]
+      = { "ThrottlingException", "Throttling", "TooManyRequestsException",
+          "SlowDown", "RequestLimitExceeded" };
+  static const char *const not_th[]
+      = { "KMSInternalException", "ServiceUnavailable", "", "HTTP 429" };
+  bool on;
+  double t = 1000, fill, w_max;
+
+  for (size_t i = 0; i < sizeof th / sizeof th[0]; i++)
+    CHECK (cv_kms_throttling (th[i]), "%s throttles", th[i]);
+  for (size_t i = 0; i < sizeof not_th / sizeof not_th[0]; i++)
+    CHECK (!cv_kms_throttling (not_th[i]), "%s does not throttle", not_th[i]);
+
+  /* Off until a throttling error: no waits at any rate. */
+  cv_kms_rate_reset (t);
+  t = answers (t, 30, 10, false);
+  fill = cv_kms_rate_fill (&on);
+  CHECK (!on, "off before a throttle");
+  for (int i = 0; i < 100; i++)
+    CHECK (cv_kms_rate_acquire (t) == 0, "no wait while off");
+
+  /* A throttle at ~10 requests a second: 0.7 of that. */
+  t = answers (t, 10, 10, true);
+  fill = cv_kms_rate_fill (&on);
+  CHECK (on && fill > 0.7 * 9 && fill < 0.7 * 11,
+         "fill %.2f after a throttle at 10/s", fill);
+  w_max = fill / 0.7;
+
+  /* The bucket holds at most fill tokens: then each waits 1/fill more. */
+  double w = 0, prev = 0;
+  int free_ = 0;
+  for (int i = 0; i < 20; i++) {
+    prev = w;
+    w = cv_kms_rate_acquire (t);
+    free_ += w == 0;
+  }
+  CHECK (free_ <= (int) fill + 1, "%d tokens at once, fill %.2f", free_, fill);
+  CHECK (fabs (w - prev - 1 / fill) < 1e-9 && w > 1,
+         "waits grow by 1/fill: %.3f then %.3f", prev, w);
+
+  /* CUBIC: at 10/s the rate climbs back to w_max at k seconds after the
+   * throttle, slowly near it, then beyond it up to twice the measured
+   * rate. */
+  double k = cbrt (w_max * (1 - 0.7) / 0.4), fail = t;
+  t = answers (t, (int) (k / 2 * 10), 10, false);
+  fill = cv_kms_rate_fill (&on);
+  CHECK (fill > 0.7 * w_max && fill < w_max, "half way: %.2f < %.2f", fill,
+         w_max);
+  while (t + 0.1 < fail + k)
+    t = answers (t, 1, 10, false);
+  cv_kms_rate_update (false, fail + k);
+  fill = cv_kms_rate_fill (&on);
+  CHECK (fabs (fill - w_max) < 1e-6, "back at w_max at k: %.4f, %.4f", fill,
+         w_max);
+  t = answers (fail + k, 100, 10, false);
+  fill = cv_kms_rate_fill (&on);
+  CHECK (fill > 1.5 * w_max && fill < 2 * 11, "beyond: %.2f", fill);
+
+  /* Throttled again while on: the least of the measured and the fill
+   * rate; never below 0.5 a second. */
+  for (int i = 0; i < 20; i++)
+    t = answers (t, 1, 0.2, true);
+  fill = cv_kms_rate_fill (&on);
+  CHECK (fill == 0.5, "at least 0.5 a second: %.3f", fill);
+  CHECK (fabs (cv_kms_rate_acquire (t + 100) - 0) < 1e-9
+             && fabs (cv_kms_rate_acquire (t + 100) - 2) < 1e-9,
+         "one token in the bucket at 0.5/s, then a 2 s wait");
+  cv_kms_rate_reset (t);
+  cv_kms_rate_fill (&on);
+  CHECK (!on, "reset turns it off");
 }
 
 static void
@@ -263,6 +412,7 @@ main (void)
   check_classify ();
   check_backoff ();
   check_quota ();
+  check_limiter ();
   check_loop ();
   check_wipe_alloc ();
   return harness_done ("test-keys-kms-retry");
