@@ -387,12 +387,9 @@ file_path (const char *env, const char *def)
   return out;
 }
 
-/* Read the file at path into locked memory: *buf holds *len bytes and a
- * NUL. No file, or a character device such as /dev/null, is *buf = NULL.
- * Returns 0, -EINVAL (logged) or -ENOMEM. */
-static int
-read_locked (const char *path, const char *what, struct cv_key **buf,
-             size_t *len)
+int
+cv_aws_read_file (const char *path, const char *what, size_t max,
+                  struct cv_key **buf, size_t *len)
 {
   CLEANUP_CLOSE int fd
       = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -404,18 +401,16 @@ read_locked (const char *path, const char *what, struct cv_key **buf,
   *buf = NULL;
   *len = 0;
   if (fd < 0 && errno == ENOENT)
-    return 0;
+    return -ENOENT;
   if (fd < 0 || fstat (fd, &st) < 0) {
-    cv_err ("cannot read %s %s: %s; fix its permissions or point the "
-            "variable at another file",
-            what, path, strerrordesc_np (errno));
+    cv_err ("cannot read %s %s: %s", what, path, strerrordesc_np (errno));
     return -EINVAL;
   }
   if (S_ISCHR (st.st_mode))
-    return 0;
-  if (!S_ISREG (st.st_mode) || st.st_size > FILE_MAX) {
-    cv_err ("%s %s is not a regular file of at most %d bytes", what, path,
-            FILE_MAX);
+    st.st_size = 0; /* /dev/null: the usual way to say "no file" */
+  else if (!S_ISREG (st.st_mode) || (size_t) st.st_size > max) {
+    cv_err ("%s %s is not a regular file of at most %zu bytes", what, path,
+            max);
     return -EINVAL;
   }
   if ((r = cv_key_new ((size_t) st.st_size + 1, &k)) < 0)
@@ -448,7 +443,10 @@ cv_aws_config_load (struct cv_aws_config **out)
     size_t len;
     if (!paths[f])
       continue;
-    if ((r = read_locked (paths[f], what[f], &c->text[f], &len)) < 0)
+    r = cv_aws_read_file (paths[f], what[f], FILE_MAX, &c->text[f], &len);
+    if (r == -ENOENT)
+      continue; /* no file is an empty one */
+    if (r < 0)
       return r;
     if (c->text[f] && (r = parse_text (c, f, (char *) c->text[f]->b, len)) < 0)
       return r;

@@ -59,6 +59,14 @@ int cv_aws_config_parse (const char *config, size_t config_len,
                          size_t credentials_len, const char *credentials_path,
                          struct cv_aws_config **out);
 void cv_aws_config_free (struct cv_aws_config *c);
+/* Read the file at path into locked memory: *buf holds its *len bytes and a
+ * NUL (buf->len is *len + 1). what names it in messages ("AWS config
+ * file"). A character device such as /dev/null reads as empty. 0, -ENOENT
+ * (no such file; not logged), -EINVAL (unreadable, not a regular file, over
+ * max bytes; logged with what and the path), -ENOMEM. For every file of
+ * credentials (token files, the SSO cache). */
+int cv_aws_read_file (const char *path, const char *what, size_t max,
+                      struct cv_key **buf, size_t *len);
 /* The paths of the files, for messages ("" when none). */
 const char *cv_aws_config_path (const struct cv_aws_config *c);
 const char *cv_aws_credentials_path (const struct cv_aws_config *c);
