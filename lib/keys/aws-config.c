@@ -24,8 +24,8 @@
  *  - Where a key or a section appears twice, the later one wins (configparser
  *    refuses the whole file; we take what we can, as other SDKs do).
  *  - A malformed line (no '=' or ':', no key, no section yet, a broken
- *    header) is skipped with a debug message that names the file and the
- *    line, never its text; after a broken header, keys belong to no
+ *    header, a NUL byte) is skipped with a debug message that names the file
+ * and the line, never its text; after a broken header, keys belong to no
  *    section until the next good one, so they cannot land in another
  *    profile. botocore would refuse the whole file. */
 #include <ctype.h>
@@ -211,6 +211,10 @@ parse_text (struct cv_aws_config *c, int file, char *text, size_t len)
     *nl = '\0';
     lineno++;
 
+    if (memchr (line, '\0', (size_t) (nl - line))) {
+      malformed (c, file, lineno, "a NUL byte");
+      continue;
+    }
     char *s = line;
     while (s < nl && blank (*s))
       s++;

@@ -241,6 +241,18 @@ check_malformed (void)
   c = parse ("", "");
   CHECK (!cv_aws_profile_exists (c, "default"), "empty files");
   cv_aws_config_free (c);
+  static const char nul[] = "[default]\nregion = us-east-1  \0x\nb = 1\n";
+  cv_log_set_debug (true);
+  CHECK (cv_aws_config_parse (nul, sizeof nul - 1, "/cfg", NULL, 0, "", &c)
+             == 0,
+         "a NUL");
+  GET (c, "default", "region", NULL);
+  GET (c, "default", "b", "1");
+  CHECK (strstr (harness_logged (), "/cfg line 2: a NUL byte; line skipped"),
+         "logged: %s", harness_logged ());
+  cv_log_set_debug (false);
+  harness_log_clear ();
+  cv_aws_config_free (c);
   c = parse (NULL, NULL);
   CHECK (!cv_aws_profile_get (c, "default", "region"), "no files");
   cv_aws_config_free (c);
