@@ -121,6 +121,8 @@ region_ok (const char *s)
   return n > 0 && n < 32 && s[n] == '\0';
 }
 
+/* *from is a static string or, for a profile, a thread-local one that the
+ * thread's next call replaces. */
 int
 cv_aws_default_region (const struct cv_aws_ctx *ctx, char *region, size_t len,
                        const char **from)
@@ -230,7 +232,8 @@ out:
 }
 
 /* The endpoint URL configured for service (SDK id "KMS") outside the
- * options, with *from set; NULL if none. */
+ * options, with *from set (thread-local: the thread's next call replaces
+ * it); NULL if none. */
 static const char *
 configured (const struct cv_aws_ctx *ctx, const char *service,
             const char **from)
