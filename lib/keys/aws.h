@@ -286,9 +286,11 @@ int cv_aws_container_creds (struct cv_aws_creds *out, char *why,
 /* Run cmd (split into words as the CLI does: quotes, no shell), read its
  * stdout (JSON: Version 1, AccessKeyId, SecretAccessKey, SessionToken,
  * Expiration), with stderr passed through, a 60 s limit, and a clean
- * environment but for what it inherits. -EIO (exit status or signal;
- * logged with the profile and the command's first word, never its output),
- * -EPROTO (bad output; logged), -ETIMEDOUT. */
+ * environment but for what it inherits. -EIO (exit status or signal, or it
+ * cannot be started; logged with the profile and the command's first word,
+ * never its output), -EPROTO (bad output; logged), -ETIMEDOUT, -EINVAL (the
+ * command cannot be split: an open quote; logged). The limit is
+ * CV_AWS_PROCESS_TIMEOUT_MS when set (a test knob). */
 int cv_aws_process_creds (const char *cmd, const char *profile,
                           struct cv_aws_creds *out);
 
@@ -299,7 +301,11 @@ int cv_aws_process_creds (const char *cmd, const char *profile,
  * ~/.aws/sso/cache/SHA1.json after `aws sso login`: GetRoleCredentials on
  * the SSO portal (cv_aws_endpoint "SSO", "portal.sso", sso_region).
  * -EKEYEXPIRED with a message that says to run `aws sso login --profile P`
- * when no token is cached or it expired; -EACCES when the portal refuses. */
+ * when no token is cached, it expired or the portal refuses it (401);
+ * -EACCES when the portal refuses the role (403); -ENOKEY (not logged) for
+ * a profile that is not an SSO profile; -EINVAL (an incomplete profile),
+ * -EPROTO (a broken cache file or answer), -ECONNREFUSED / -ETIMEDOUT (no
+ * answer), -EAGAIN (429, 5xx); all logged. */
 int cv_aws_sso_creds (const struct cv_aws_ctx *ctx, const char *profile,
                       struct cv_aws_creds *out);
 
