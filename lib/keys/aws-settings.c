@@ -52,13 +52,17 @@ cv_aws_ctx_free (struct cv_aws_ctx *ctx)
   *ctx = (struct cv_aws_ctx){ 0 };
 }
 
-/* The profile's value of key, or NULL (no ctx, no files, no key). */
+/* The profile's value of key, or NULL (no ctx, no files, no key, or
+ * "key =" with nothing: unset, as an empty variable). */
 static const char *
 profile_value (const struct cv_aws_ctx *ctx, const char *key)
 {
+  const char *v;
+
   if (!key || !ctx || !ctx->cfg)
     return NULL;
-  return cv_aws_profile_get (ctx->cfg, ctx->profile, key);
+  v = cv_aws_profile_get (ctx->cfg, ctx->profile, key);
+  return v && *v ? v : NULL;
 }
 
 /* The environment's value of env, or NULL when unset or empty. */

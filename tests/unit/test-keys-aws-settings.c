@@ -58,6 +58,7 @@ load (const char *text, struct cv_aws_ctx *ctx)
 
 static const char profiles[] = "[default]\n"
                                "region = eu-west-1\n"
+                               "output =\n"
                                "use_fips_endpoint = yes\n"
                                "[profile dev]\n"
                                "region = eu-central-1\n"
@@ -87,6 +88,7 @@ check_profile (void)
              == 0,
          "the environment over the profile");
   CHECK (!cv_aws_setting (&ctx, NULL, "nothing"), "unset");
+  CHECK (!cv_aws_setting (&ctx, NULL, "output"), "\"output =\" is unset");
   CHECK (cv_aws_setting_bool (&ctx, "AWS_USE_FIPS_ENDPOINT",
                               "use_fips_endpoint", false, &b)
              == -EINVAL,
