@@ -702,8 +702,6 @@ make_lines (const struct sts_call *c, time_t now, char *lines[8])
       return -ENOMEM;
   if (authz && asprintf (&lines[k++], "Authorization: %s", authz) < 0)
     return -ENOMEM;
-  if (!(lines[k++] = strdup ("Expect:")))
-    return -ENOMEM;
   return 0;
 }
 
