@@ -971,14 +971,17 @@ sts_failed (const struct sts_call *c, const char *what,
               sep, res->message, rid, extra, errs[i].todo);
       return errs[i].err;
     }
+  char status[24] = ""; /* when the code is not already "HTTP N" */
+  if (strncmp (res->code, "HTTP ", 5) != 0)
+    snprintf (status, sizeof status, "; HTTP %ld", g->status);
   if (g->status >= 500 || g->status == 429 || strstr (res->code, "Throttl")) {
-    cv_err ("sts %s: AWS STS failed (%s%s%s; HTTP %ld, request id %s%s); it "
-            "is unavailable or throttling: try again later",
-            what, res->code, sep, res->message, g->status, rid, extra);
+    cv_err ("sts %s: AWS STS failed (%s%s%s%s, request id %s%s); it is "
+            "unavailable or throttling: try again later",
+            what, res->code, sep, res->message, status, rid, extra);
     return -EAGAIN;
   }
-  cv_err ("sts %s: refused (%s%s%s; HTTP %ld, request id %s%s)", what,
-          res->code, sep, res->message, g->status, rid, extra);
+  cv_err ("sts %s: refused (%s%s%s%s, request id %s%s)", what, res->code, sep,
+          res->message, status, rid, extra);
   return -EIO;
 }
 
@@ -999,8 +1002,9 @@ sts_run (const struct sts_call *c, const char *what,
     r = cv_aws_sts_parse (b ? (const char *) b->b : "", b ? b->len - 1 : 0,
                           c->op, source, out, arn, NULL, 0, NULL, 0);
     if (r == -EPROTO)
-      cv_err ("sts %s: the answer of %s (HTTP %ld, request id %s) is not a "
-              "%sResponse with credentials (nothing was taken from it)",
+      cv_err ("sts %s: the answer of %s (HTTP %ld, request id %s) is not "
+              "the XML answer of %s (nothing was taken from it); check the "
+              "STS endpoint (AWS_ENDPOINT_URL_STS)",
               what, c->sts->url, res.got.status,
               res.got.request_id[0] ? res.got.request_id : "none", c->op);
   }
