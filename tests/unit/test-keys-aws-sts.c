@@ -365,12 +365,15 @@ check_local_refusals (void)
                             .host = "127.0.0.1:9",
                             .region = "us-east-1",
                             .retry = { CV_AWS_RETRY_STANDARD, 3 } };
-  struct cv_aws_creds src = { .access_key_id = (char *) "AKIASRC",
-                              .source = (char *) "profile src" };
+  struct cv_aws_creds src = { 0 };
   struct cv_aws_creds out = { 0 };
   char path[256];
   const char *role = "arn:aws:iam::111122223333:role/r";
 
+  CHECK (cv_aws_creds_set (&src, "AKIASRC", 7, "srcsecret", 9, NULL, 0,
+                           "profile src")
+             == 0,
+         "source credentials");
   harness_log_clear ();
   CHECK (cv_aws_sts_assume_role (&sts, &src, role, NULL, NULL, 100, NULL, &out)
              == -EINVAL,
@@ -436,6 +439,29 @@ check_local_refusals (void)
   unlink (path);
   snprintf (path, sizeof path, "%s/empty", dir);
   unlink (path);
+
+  /* Nothing listens on port 1: every attempt is made, then reported. */
+  char *arn = NULL;
+  setenv ("CV_KMS_RETRY_BASE_MS", "1", 1);
+  cv_kms_quota_reset ();
+  harness_log_clear ();
+  CHECK (cv_aws_sts_caller_identity (&sts, &src, &arn) == -ECONNREFUSED,
+         "STS unreachable");
+  CHECK (strstr (harness_logged (),
+                 "sts GetCallerIdentity with the credentials from profile src: "
+                 "cannot reach AWS STS at https://127.0.0.1:9/ (region "
+                 "us-east-1): ")
+             && strstr (harness_logged (), ", 3 attempts; check the network"),
+         "message: %s", harness_logged ());
+  CHECK (!arn, "no ARN");
+  sts.retry.max_attempts = 1;
+  harness_log_clear ();
+  CHECK (cv_aws_sts_assume_role (&sts, &src, role, "s", "x", 900, NULL, &out)
+             == -ECONNREFUSED,
+         "STS unreachable, one attempt");
+  CHECK (!strstr (harness_logged (), " attempts;"), "one attempt: %s",
+         harness_logged ());
+  cv_aws_creds_free (&src);
 }
 
 int
