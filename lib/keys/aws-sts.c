@@ -395,8 +395,7 @@ xml_read (struct xml *x)
   return 0;
 }
 
-/* --- the answers ---------------------------------------------------------
- */
+/* --- the answers -------------------------------------------------------- */
 
 enum {
   F_AKID,
@@ -576,8 +575,7 @@ cv_aws_sts_parse (const char *xml, size_t len, const char *op,
   return 0;
 }
 
-/* --- requests ------------------------------------------------------------
- */
+/* --- requests ----------------------------------------------------------- */
 
 /* The length of v percent-encoded as the Query protocol does (RFC 3986:
  * all but unreserved characters), and the encoding at o when not NULL. */
@@ -698,10 +696,14 @@ make_lines (const struct sts_call *c, time_t now, char *lines[8])
   } else
     n = 1; /* unsigned: only the content type */
   for (size_t i = 0; i < n; i++)
-    if (asprintf (&lines[k++], "%s: %s", h[i].name, h[i].value) < 0)
+    if (asprintf (&lines[k++], "%s: %s", h[i].name, h[i].value) < 0) {
+      lines[k - 1] = NULL;
       return -ENOMEM;
-  if (authz && asprintf (&lines[k++], "Authorization: %s", authz) < 0)
+    }
+  if (authz && asprintf (&lines[k], "Authorization: %s", authz) < 0) {
+    lines[k] = NULL;
     return -ENOMEM;
+  }
   return 0;
 }
 
