@@ -7,6 +7,7 @@
  * 2 s with 1 s between them, as botocore. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,19 @@
 #define RELATIVE "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
 #define TOKEN_FILE "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
 #define TOKEN_ENV "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+
+/* A new formatted string, or NULL when out of memory. */
+static char *__attribute__ ((format (printf, 1, 2))) strf (const char *fmt, ...)
+{
+  va_list ap;
+  char *s;
+  int n;
+
+  va_start (ap, fmt);
+  n = vasprintf (&s, fmt, ap);
+  va_end (ap);
+  return n < 0 ? NULL : s;
+}
 
 /* Whether an http:// URL may go to host (as curl gives it: IPv6 in
  * brackets): a loopback address, the ECS and EKS Pod Identity addresses,
@@ -85,10 +99,8 @@ check_full_uri (const char *uri, char **shown)
     goto out;
   }
   curl_url_get (u, CURLUPART_PORT, &port, 0);
-  if (asprintf (shown, "%s://%s%s%s", scheme, host, port ? ":" : "",
-                port ? port : "")
-      < 0) {
-    *shown = NULL;
+  if (!(*shown = strf ("%s://%s%s%s", scheme, host, port ? ":" : "",
+                       port ? port : ""))) {
     r = -ENOMEM;
     goto out;
   }
@@ -144,11 +156,7 @@ auth_header (char **line)
               from);
       return -EINVAL;
     }
-  if (asprintf (line, "Authorization: %s", tok) < 0) {
-    *line = NULL;
-    return -ENOMEM;
-  }
-  return 0;
+  return (*line = strf ("Authorization: %s", tok)) ? 0 : -ENOMEM;
 }
 
 static void
@@ -201,32 +209,23 @@ cv_aws_container_creds (struct cv_aws_creds *out, char *why, size_t why_len)
   int r;
 
   if (rel && *rel) { /* the SDKs take the relative URI first */
-    if (asprintf (&url, ECS_HOST "%s%s", rel[0] == '/' ? "" : "/", rel) < 0) {
-      url = NULL;
-      return -ENOMEM;
-    }
-    if (!(shown = strdup (ECS_HOST " (" RELATIVE ")")))
+    if (!(url = strf (ECS_HOST "%s%s", rel[0] == '/' ? "" : "/", rel))
+        || !(shown = strdup (ECS_HOST " (" RELATIVE ")")))
       return -ENOMEM;
   } else if (full && *full) {
     if ((r = check_full_uri (full, &shown)) < 0)
       return r;
-    if (!(url = strdup (full)))
-      return -ENOMEM;
-    char *s = NULL;
-    if (asprintf (&s, "%s (" FULL ")", shown) < 0)
-      return -ENOMEM;
+    char *s = strf ("%s (" FULL ")", shown);
     free (shown);
-    shown = s;
+    if (!(shown = s) || !(url = strdup (full)))
+      return -ENOMEM;
   } else {
     snprintf (why, why_len, "neither " RELATIVE " nor " FULL " is set");
     return -ENOKEY;
   }
-  if (asprintf (&what, "container credentials from %s", shown) < 0
-      || asprintf (&source, "the container credentials endpoint %s", shown)
-             < 0) {
-    what = source = NULL;
+  if (!(what = strf ("container credentials from %s", shown))
+      || !(source = strf ("the container credentials endpoint %s", shown)))
     return -ENOMEM;
-  }
   if ((r = auth_header (&auth)) < 0)
     return r;
   const char *const hdrs[] = { auth, NULL };

@@ -5,6 +5,7 @@
  * is never made: doc/kms.md says why. The token and the answers live in
  * locked memory. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,19 @@
 #define HOP_HINT                                                               \
   "in a container on EC2, the instance's metadata hop limit must be 2 (aws "   \
   "ec2 modify-instance-metadata-options --http-put-response-hop-limit 2)"
+
+/* A new formatted string, or NULL when out of memory. */
+static char *__attribute__ ((format (printf, 1, 2))) strf (const char *fmt, ...)
+{
+  va_list ap;
+  char *s;
+  int n;
+
+  va_start (ap, fmt);
+  n = vasprintf (&s, fmt, ap);
+  va_end (ap);
+  return n < 0 ? NULL : s;
+}
 
 /* The endpoint without trailing slashes into *out (malloc'd): http or
  * https, no path. 0, -EINVAL (logged), -ENOMEM. */
@@ -105,10 +119,8 @@ imds_token (const char *base, char **header, char *why, size_t why_len)
   size_t len;
   int r;
 
-  if (asprintf (&url, "%s/latest/api/token", base) < 0) {
-    url = NULL;
+  if (!(url = strf ("%s/latest/api/token", base)))
     return -ENOMEM;
-  }
   r = imds_get ("PUT", url, ttl, &res);
   if (r == -EIO) {
     snprintf (why, why_len, "no instance metadata at %s (%s%s%s)", base,
@@ -134,10 +146,8 @@ imds_token (const char *base, char **header, char *why, size_t why_len)
               base, res.status,
               res.status == 200 ? "with no token" : "instead of a token");
       r = -EPROTO;
-    } else if (asprintf (header, "X-aws-ec2-metadata-token: %s", t) < 0) {
-      *header = NULL;
+    } else if (!(*header = strf ("X-aws-ec2-metadata-token: %s", t)))
       r = -ENOMEM;
-    }
   }
   cv_aws_fetched_free (&res);
   return r;
@@ -181,10 +191,8 @@ role_creds (const char *base, const char *tok, struct cv_aws_creds *out,
   size_t len;
   int r;
 
-  if (asprintf (&url, "%s" CREDS_PATH, base) < 0) {
-    url = NULL;
+  if (!(url = strf ("%s" CREDS_PATH, base)))
     return -ENOMEM;
-  }
   if ((r = imds_get ("GET", url, hdrs, &res)) == -EIO) {
     cv_err ("instance metadata at %s: no answer to %s after a session token "
             "was given (%s)",
@@ -214,16 +222,12 @@ role_creds (const char *base, const char *tok, struct cv_aws_creds *out,
   if (!(role = strndup (t, len)))
     goto nomem;
   free (url);
-  if (asprintf (&url, "%s" CREDS_PATH "%s", base, role) < 0
-      || asprintf (&what,
-                   "the credentials of role %s from instance metadata "
-                   "at %s",
-                   role, base)
-             < 0
-      || asprintf (&source, "instance metadata (role %s)", role) < 0) {
-    url = what = source = NULL;
+  if (!(url = strf ("%s" CREDS_PATH "%s", base, role))
+      || !(what = strf ("the credentials of role %s from instance metadata "
+                        "at %s",
+                        role, base))
+      || !(source = strf ("instance metadata (role %s)", role)))
     goto nomem;
-  }
   cv_aws_fetched_free (&res);
   if ((r = imds_get ("GET", url, hdrs, &res)) == -EIO) {
     cv_err ("%s: no answer (%s)", what, res.message);
@@ -296,8 +300,7 @@ cv_aws_imds_region (const char *endpoint, char *region, size_t len)
       || imds_token (base, &tok, why, sizeof why) < 0)
     return -ENOKEY;
   const char *const hdrs[] = { tok, NULL };
-  if (asprintf (&url, "%s/latest/meta-data/placement/region", base) < 0) {
-    url = NULL;
+  if (!(url = strf ("%s/latest/meta-data/placement/region", base))) {
     wipe_free (tok);
     return -ENOMEM;
   }

@@ -7,6 +7,7 @@
  * call into locked memory and wiped after it. doc/kms.md is the operator's
  * side. */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -577,6 +578,19 @@ cv_aws_sts_parse (const char *xml, size_t len, const char *op,
 
 /* --- requests ----------------------------------------------------------- */
 
+/* A new formatted string, or NULL when out of memory. */
+static char *__attribute__ ((format (printf, 1, 2))) strf (const char *fmt, ...)
+{
+  va_list ap;
+  char *s;
+  int n;
+
+  va_start (ap, fmt);
+  n = vasprintf (&s, fmt, ap);
+  va_end (ap);
+  return n < 0 ? NULL : s;
+}
+
 /* The length of v percent-encoded as the Query protocol does (RFC 3986:
  * all but unreserved characters), and the encoding at o when not NULL. */
 static size_t
@@ -696,14 +710,10 @@ make_lines (const struct sts_call *c, time_t now, char *lines[8])
   } else
     n = 1; /* unsigned: only the content type */
   for (size_t i = 0; i < n; i++)
-    if (asprintf (&lines[k++], "%s: %s", h[i].name, h[i].value) < 0) {
-      lines[k - 1] = NULL;
+    if (!(lines[k++] = strf ("%s: %s", h[i].name, h[i].value)))
       return -ENOMEM;
-    }
-  if (authz && asprintf (&lines[k], "Authorization: %s", authz) < 0) {
-    lines[k] = NULL;
+  if (authz && !(lines[k] = strf ("Authorization: %s", authz)))
     return -ENOMEM;
-  }
   return 0;
 }
 
@@ -1052,13 +1062,10 @@ cv_aws_sts_assume_role (const struct cv_aws_sts *sts,
   const char *via = source ? source : src->source;
   int r;
 
-  if (asprintf (&what, "AssumeRole of role %s with the credentials from %s",
-                role_arn, via)
-          < 0
-      || asprintf (&from, "role %s via %s", role_arn, via) < 0) {
-    what = from = NULL;
+  if (!(what = strf ("AssumeRole of role %s with the credentials from %s",
+                     role_arn, via))
+      || !(from = strf ("role %s via %s", role_arn, via)))
     return -ENOMEM;
-  }
   if ((r = check_duration (what, duration_s)) < 0)
     return r;
   snprintf (dur, sizeof dur, "%d", duration_s);
@@ -1135,21 +1142,16 @@ cv_aws_sts_web_identity (const struct cv_aws_sts *sts, const char *role_arn,
   const char *via = source ? source : "web identity";
   int r;
 
-  if (asprintf (&what,
-                "AssumeRoleWithWebIdentity of role %s with the token file %s "
-                "(%s)",
-                role_arn, token_file, via)
-          < 0
-      || asprintf (&from, "role %s via %s", role_arn, via) < 0
-      || asprintf (&todo,
-                   "check %s, which names it; on EKS check the pod's service "
-                   "account (annotation eks.amazonaws.com/role-arn) and its "
-                   "projected token volume",
-                   via)
-             < 0) {
-    what = from = todo = NULL;
+  if (!(what = strf ("AssumeRoleWithWebIdentity of role %s with the token "
+                     "file %s (%s)",
+                     role_arn, token_file, via))
+      || !(from = strf ("role %s via %s", role_arn, via))
+      || !(todo = strf ("check %s, which names it; on EKS check the pod's "
+                        "service account (annotation "
+                        "eks.amazonaws.com/role-arn) and its projected token "
+                        "volume",
+                        via)))
     return -ENOMEM;
-  }
   if ((r = check_duration (what, duration_s)) < 0
       || (r = cv_aws_read_token_file (token_file, "sts web identity", todo,
                                       TOKEN_FILE_MAX, &token))
@@ -1182,12 +1184,9 @@ cv_aws_sts_caller_identity (const struct cv_aws_sts *sts,
   CLEANUP_KEY struct cv_key *body = NULL;
   int r;
 
-  if (asprintf (&what, "GetCallerIdentity with the credentials from %s",
-                c->source ? c->source : "the chain")
-      < 0) {
-    what = NULL;
+  if (!(what = strf ("GetCallerIdentity with the credentials from %s",
+                     c->source ? c->source : "the chain")))
     return -ENOMEM;
-  }
   if ((r = cv_key_from (form, sizeof form - 1, &body)) < 0)
     return r;
   struct sts_call call
