@@ -118,6 +118,15 @@ build-fuzz/fuzz-aws-creds: $(FUZZ_AWS_CREDS_SRCS) lib/keys/aws.h
 	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
 	  $(FUZZ_AWS_CREDS_SRCS) $(shell pkg-config --libs jansson libcrypto 2>/dev/null)
 
+# fuzz-aws-sts: the STS answer reader, aws-sts.c instrumented, the rest of
+# the library as built. test-fuzz-aws-sts.sh runs it from its seed corpus.
+FUZZ_AWS_STS_SRCS := tests/fuzz/fuzz-aws-sts.c lib/keys/aws-sts.c
+fuzz: build-fuzz/fuzz-aws-sts
+build-fuzz/fuzz-aws-sts: $(FUZZ_AWS_STS_SRCS) $(LIB) lib/keys/aws.h
+	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) \
+	  $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -o $@ \
+	  $(FUZZ_AWS_STS_SRCS) $(LIB) $(LDLIBS)
+
 # make check: install what is missing, build, run every test. The runner
 # prints "N passed, N failed, N skipped" and exits non-zero on any failure.
 check: deps

@@ -257,6 +257,15 @@ int cv_aws_sts_parse (const char *xml, size_t len, const char *op,
                       const char *source, struct cv_aws_creds *out, char **arn,
                       char *code, size_t code_len, char *msg, size_t msg_len);
 
+/* Read a token file fresh (web identity, container authorization) into
+ * locked memory: the token without trailing white space, and a NUL (len
+ * counts it). what starts the messages ("sts web identity"), todo ends
+ * them. 0, -ENOENT (no such file), -EACCES (unreadable), -EINVAL (not a
+ * regular file, empty, over max bytes), -ENOMEM; all but -ENOMEM logged. */
+struct cv_key;
+int cv_aws_read_token_file (const char *path, const char *what,
+                            const char *todo, size_t max, struct cv_key **out);
+
 /* --- EC2 instance metadata, IMDSv2 (aws-imds.c) ------------------------- */
 
 /* endpoint: AWS_EC2_METADATA_SERVICE_ENDPOINT / ec2_metadata_service_endpoint
