@@ -53,6 +53,11 @@ import time
 import urllib.parse
 import uuid
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree for the modules below
+import metadata  # noqa: E402
+from identity import (STS_VERSION, SIGV4_TO_STS, Identity, STSError,  # noqa: E402
+                      sts_error, sts_response)
+
 SERVICE = "kms"
 JSON_CT = "application/x-amz-json-1.1"
 CLOCK_SKEW = 15 * 60
@@ -221,6 +226,9 @@ def verify_sigv4(method, target, header_pairs, body, find_credential, regions,
             and hmac.compare_digest(want_token.encode(), got_token.encode())):
         raise KMSError("UnrecognizedClientException",
                        "The security token included in the request is invalid.")
+    if cred.get("expires") is not None and time.time() >= cred["expires"]:
+        raise KMSError("ExpiredTokenException",
+                       "The security token included in the request is expired")
 
     amz_date = one("x-amz-date")
     if amz_date is None:
@@ -388,6 +396,7 @@ class KMS:
         self.config = None
         self.config_mtime = None
         self.load_config()
+        self.identity = Identity(lambda: self.config)
         self.keys = {}       # region -> key id -> key record
         self.aliases = {}    # region -> alias name -> {target, created, updated}
         self.material = {}   # key id -> [hex material per version]
@@ -437,7 +446,7 @@ class KMS:
         for c in self.config.get("credentials", []):
             if hmac.compare_digest(c["access_key_id"].encode(), akid.encode()):
                 return c
-        return None
+        return self.identity.find(akid)
 
     # -- persistence -------------------------------------------------------
 
@@ -962,12 +971,14 @@ class KMS:
         checked for operations without an encryption context, ctx None), and
         the grant has propagated or its token is in this request."""
         op = action[len("kms:"):]
-        now = time.time()
+        # Read at each check, so a test may end the propagation delay of
+        # the grants it made.
+        ready = time.time() - float(self.config.get("grant_propagation_seconds", 0))
         for g in self.grants.values():
             if (g["KeyId"] != key["Arn"] or op not in g["Operations"]
                     or not self._grantee_matches(cred, g["GranteePrincipal"])):
                 continue
-            if now < g["ReadyAt"] and g["GrantId"] not in self.call_grant_ids:
+            if g["CreationDate"] > ready and g["GrantId"] not in self.call_grant_ids:
                 continue
             if ctx is None or self._constraints_match(g.get("Constraints"), ctx):
                 return True
@@ -1078,8 +1089,7 @@ class KMS:
                     return {"GrantId": g["GrantId"], "GrantToken": self._grant_token(g["GrantId"])}
         gid = secrets.token_hex(32)
         g = dict(shape, GrantId=gid, Name=name or "", CreationDate=_now(),
-                 IssuingAccount=f"arn:aws:iam::{self.account}:root",
-                 ReadyAt=time.time() + float(self.config.get("grant_propagation_seconds", 0)))
+                 IssuingAccount=f"arn:aws:iam::{self.account}:root")
         self.grants[gid] = g
         self.save()
         return {"GrantId": gid, "GrantToken": self._grant_token(gid)}
@@ -1304,12 +1314,16 @@ class Faults:
             self.items.extend(a for a in added if a["count"] > 0)
             return self._pending()
 
-    def take(self, op):
-        """-> (delay_ms, fault or None) for this call; consumes counts."""
+    def take(self, op, named_only=False):
+        """-> (delay_ms, fault or None) for this call; consumes counts.
+        named_only: only faults whose "ops" name op apply (the calls that are
+        not KMS calls: STS, IMDS, container, SSO)."""
         delay, fault = 0, None
         with self.lock:
             for f in self.items:
                 if f["count"] <= 0 or (f["ops"] is not None and op not in f["ops"]):
+                    continue
+                if named_only and f["ops"] is None:
                     continue
                 if f["kind"] == "delay":
                     if delay == 0:
@@ -1320,6 +1334,8 @@ class Faults:
                     f["count"] -= 1
             self.items = [f for f in self.items if f["count"] > 0]
             r = self.random
+            if named_only and r is not None and r["ops"] is None:
+                r = None
             if (fault is None and r is not None and (r["ops"] is None or op in r["ops"])
                     and self.rng.random() < r["rate"]):
                 fault = {"kind": self.rng.choice(r["kinds"]), "random": True}
@@ -1429,6 +1445,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rid = str(uuid.uuid4())
         if self.path.startswith("/_admin/"):
             return self._admin("GET", rid)
+        if self.path.split("?")[0] == "/federation/credentials":
+            return self._sso(rid)
         self._send_error(KMSError("UnknownOperationException", None), rid)
 
     def do_DELETE(self):
@@ -1441,6 +1459,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rid = str(uuid.uuid4())
         if self.path.startswith("/_admin/"):
             return self._admin("POST", rid)
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if "X-Amz-Target" not in self.headers and ctype == "application/x-www-form-urlencoded":
+            return self._sts(rid)
         t0 = time.monotonic()
         op, key_ref, region, akid, fault_kind = None, None, None, None, None
         self.principal = None
@@ -1460,7 +1481,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 fault_kind = fault["kind"]
                 if fault_kind == "drop":
                     self.log.add(time=_now(), op=op, key_id=None, region=None,
-                                 result="dropped", status=None, request_id=rid,
+                                 principal=None, result="dropped", status=None, request_id=rid,
                                  fault="drop", ms=round((time.monotonic() - t0) * 1000))
                     self._say(rid, op, "dropped")
                     return self._drop()
@@ -1516,13 +1537,145 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.opts.quiet:
             print(f"kms-server: {rid} {op} {result}", file=sys.stderr, flush=True)
 
-    def _finish_call(self, rid, op, key_ref, region, akid, result, status, fault, t0, msg=None):
-        self.log.add(time=_now(), op=op, key_id=key_ref if isinstance(key_ref, str) else None,
+    def _finish_call(self, rid, op, key_ref, region, akid, result, status, fault, t0, msg=None,
+                     issued=None):
+        """Log a call; issued: the temporary credentials it gave out, if any
+        (their principal, access key id and expiry are logged, no secret)."""
+        entry = dict(time=_now(), op=op, key_id=key_ref if isinstance(key_ref, str) else None,
                      region=region, access_key=akid, principal=self.principal,
                      result=result, status=status,
                      message=msg, request_id=rid, fault=fault,
                      ms=round((time.monotonic() - t0) * 1000))
+        if issued is not None:
+            entry.update(assumed=issued["principal"], issued_access_key=issued["access_key_id"],
+                         expires=issued["expires"])
+        self.log.add(**entry)
         self._say(rid, op, result)
+
+    def _fault_for(self, op, rid, t0):
+        """A fault the admin API aimed at this non-KMS op by name ->
+        (kind, status, code, message), or None; a drop is done here."""
+        delay_ms, fault = self.faults.take(op, named_only=True)
+        if delay_ms:
+            time.sleep(delay_ms / 1000.0)
+        if fault is None:
+            return None
+        kind = fault["kind"]
+        if kind == "drop":
+            self._finish_call(rid, op, None, None, None, "dropped", None, kind, t0)
+            self._drop()
+            return kind, None, None, None
+        if kind == "throttle":
+            return kind, 400, "Throttling", "Rate exceeded"
+        if kind == "error500":
+            return kind, 500, "InternalFailure", "An internal error occurred."
+        return kind, fault["status"], fault["type"], fault.get("message") or fault["type"]
+
+    def _sts(self, rid):
+        """An STS call (Query protocol): AssumeRole, GetCallerIdentity (both
+        SigV4-signed for service sts), AssumeRoleWithWebIdentity (unsigned)."""
+        t0 = time.monotonic()
+        op, akid, region, fault_kind, issued = "sts:", None, None, None, None
+        self.principal = None
+        ident = self.kms.identity
+        try:
+            try:
+                body = self._read_body()
+                params = {k: v[0] for k, v in urllib.parse.parse_qs(
+                    body.decode("utf-8"), keep_blank_values=True).items()}
+            except (ValueError, OSError, KMSError):
+                self.close_connection = True
+                raise STSError("MalformedInput", "Could not read the request body")
+            action = params.get("Action", "")
+            op = "sts:" + action
+            f = self._fault_for(op, rid, t0)
+            if f is not None:
+                fault_kind = f[0]
+                if fault_kind == "drop":
+                    return
+                raise STSError(f[2], f[3], f[1])
+            if params.get("Version", STS_VERSION) != STS_VERSION or action not in (
+                    "AssumeRole", "AssumeRoleWithWebIdentity", "GetCallerIdentity"):
+                raise STSError("InvalidAction", f"Could not find operation {action} for "
+                               f"version {params.get('Version', STS_VERSION)}")
+            with self.kms.lock:
+                self.kms.load_config()
+                if action == "AssumeRoleWithWebIdentity":
+                    result, issued, self.principal = ident.AssumeRoleWithWebIdentity(params)
+                else:
+                    regions = sorted(set(self.kms.regions) | {"us-east-1"})
+                    try:
+                        caller, region = verify_sigv4(
+                            self.command, self.path, list(self.headers.items()), body,
+                            self.kms.find_credential, regions,
+                            check_skew=not self.opts.no_clock_skew_check, service="sts")
+                    except KMSError as e:
+                        code, status = SIGV4_TO_STS.get(e.etype, (e.etype, e.status))
+                        raise STSError(code, e.message or code, status)
+                    akid = caller["access_key_id"]
+                    self.principal = self.kms.principal(caller)
+                    if action == "AssumeRole":
+                        result, issued = ident.AssumeRole(caller, params, self.principal)
+                    else:
+                        result = ident.GetCallerIdentity(caller, self.principal)
+            self._send(200, sts_response(action, result, rid), rid, ctype="text/xml")
+            self._finish_call(rid, op, None, region, akid, "ok", 200, fault_kind, t0,
+                              issued=issued)
+        except STSError as e:
+            self._send(e.status, sts_error(e, rid), rid, ctype="text/xml")
+            self._finish_call(rid, op, None, region, akid, e.code, e.status, fault_kind, t0,
+                              e.message)
+        except Exception as e:  # a bug here: a 500, as AWS would
+            print(f"kms-server: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+            err = STSError("InternalFailure", "Internal error in the test STS.", 500)
+            self._send(500, sts_error(err, rid), rid, ctype="text/xml")
+            self._finish_call(rid, op, None, region, akid, err.code, 500, fault_kind, t0)
+
+    def _sso(self, rid):
+        """The SSO portal's GetRoleCredentials: GET /federation/credentials
+        ?account_id=&role_name= with the x-amz-sso_bearer_token header."""
+        t0 = time.monotonic()
+        op, fault_kind, issued = "sso:GetRoleCredentials", None, None
+        self.principal = None
+        try:
+            f = self._fault_for(op, rid, t0)
+            if f is not None:
+                fault_kind = f[0]
+                if fault_kind == "drop":
+                    return
+                code = "TooManyRequestsException" if fault_kind == "throttle" else f[2]
+                raise KMSError(code, f[3], 429 if fault_kind == "throttle" else f[1])
+            q = urllib.parse.parse_qs(self.path.partition("?")[2])
+            account = q.get("account_id", [None])[0]
+            role_name = q.get("role_name", [None])[0]
+            token = self.headers.get("x-amz-sso_bearer_token")
+            with self.kms.lock:
+                self.kms.load_config()
+                sso = self.kms.config.get("sso") or {}
+                if (token is None or "access_token" not in sso or
+                        not hmac.compare_digest(token.encode(), sso["access_token"].encode())):
+                    raise KMSError("UnauthorizedException",
+                                   "Session token not found or invalid", 401)
+                if account is None or role_name is None:
+                    raise KMSError("InvalidRequestException",
+                                   "account_id and role_name are required", 400)
+                if (account != sso.get("account_id") or role_name != sso.get("role_name")
+                        or self.kms.identity.role(role_name) is None):
+                    raise KMSError("ForbiddenException", "No access", 403)
+                issued = self.kms.identity.issue(role_name, "cryptvol-sso-user", 3600, "sso")
+            self.principal = issued["principal"]
+            self._send(200, {"roleCredentials": {
+                "accessKeyId": issued["access_key_id"],
+                "secretAccessKey": issued["secret_access_key"],
+                "sessionToken": issued["session_token"],
+                "expiration": int(issued["expires"] * 1000)}}, rid, ctype="application/json")
+            self._finish_call(rid, op, None, None, None, "ok", 200, fault_kind, t0,
+                              issued=issued)
+        except KMSError as e:
+            self._send(e.status, {"message": e.message}, rid, ctype="application/json",
+                       etype=e.etype)
+            self._finish_call(rid, op, None, None, None, e.etype, e.status, fault_kind, t0,
+                              e.message)
 
     def _admin(self, method, rid):
         path = self.path.split("?", 1)[0]
@@ -1613,6 +1766,12 @@ def main(argv=None):
                     metavar="REGION=PORT_FILE",
                     help="also listen on a port of its own that serves only REGION "
                          "(a per-region endpoint); its port is written to PORT_FILE")
+    ap.add_argument("--imds-port-file",
+                    help="serve EC2 instance metadata (IMDSv2) on a plain-HTTP loopback "
+                         "port, written to this file")
+    ap.add_argument("--container-port-file",
+                    help="serve the container credentials endpoint on a plain-HTTP "
+                         "loopback port, written to this file")
     ap.add_argument("--no-clock-skew-check", action="store_true",
                     help="accept any X-Amz-Date (for fixed-date test vectors)")
     ap.add_argument("--quiet", action="store_true", help="no per-call log lines on stderr")
@@ -1626,6 +1785,13 @@ def main(argv=None):
     ctx.load_cert_chain(opts.cert, opts.key)
 
     Handler.kms, Handler.faults, Handler.log, Handler.opts = kms, Faults(), CallLog(), opts
+    plain = []  # (server, port file) of the plain-HTTP listeners
+    for handler, pf, name in ((metadata.IMDSHandler, opts.imds_port_file, "instance metadata"),
+                              (metadata.ContainerHandler, opts.container_port_file,
+                               "container credentials")):
+        if pf:
+            plain.append((metadata.serve(handler, kms, Handler.faults, Handler.log, opts, pf,
+                                         write_port_file, name), pf))
 
     listeners = [(None, opts.port, opts.port_file)]
     for spec in opts.region_listener:
@@ -1661,12 +1827,12 @@ def main(argv=None):
 
     while not stop.wait(1.0):
         pass
-    for srv, _ in servers:
+    for srv, _ in servers + plain:
         srv.shutdown()
         srv.server_close()
     with kms.lock:
         kms.save()
-    for _, pf in servers:
+    for _, pf in servers + plain:
         if pf:
             try:
                 os.unlink(pf)
