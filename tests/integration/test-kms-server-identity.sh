@@ -523,6 +523,32 @@ expect_error "sso for a role not assigned: ForbiddenException" ForbiddenExceptio
   "$AWS" --endpoint-url "$EP" sso get-role-credentials --access-token "$sso_token" \
   --account-id "$acct" --role-name cryptvol-hop
 
+# --- faults aimed at non-KMS operations by name
+fault() { curl -sS --fail --cacert "$tmp/ca/ca.pem" -X POST -d "$1" "$EP/_admin/fault" >/dev/null; }
+fault '{"error500": 1, "ops": ["container:credentials"]}'
+if [ "$(curl -s -o "$tmp/c.out" -w '%{http_code}' -H "Authorization: $container_token" "$curi")" = 500 ] &&
+   [ "$(curl -s -o "$tmp/c.out" -w '%{http_code}' -H "Authorization: $container_token" "$curi")" = 200 ]; then
+  ok "a fault aimed at container:credentials: one 500, then credentials"
+else
+  bad "container fault" "$(cat "$tmp/c.out")"
+fi
+clear_calls
+fault '{"throttle": 1, "ops": ["sts:GetCallerIdentity"]}'
+out=$(AWS_MAX_ATTEMPTS=2 as_admin sts get-caller-identity --query Arn --output text 2>&1)
+if [ "$out" = "$user_arn" ] &&
+   [ "$(calls '[(x["op"], x["result"], x["status"]) for x in c]')" = "[('sts:GetCallerIdentity', 'Throttling', 400), ('sts:GetCallerIdentity', 'ok', 200)]" ]; then
+  ok "STS Throttling (a named fault): the CLI retries and succeeds"
+else
+  bad "STS throttling" "$out" "$(calls '[(x["op"], x["result"]) for x in c]')"
+fi
+fault '{"throttle": 1}'
+if as_admin sts get-caller-identity >/dev/null 2>&1; then
+  ok "a fault without ops is for KMS calls: STS is not throttled"
+else
+  bad "an unnamed fault hit STS"
+fi
+expect_error "... and the next KMS call is" ThrottlingException as_admin kms describe-key --key-id "$key"
+
 # --- the call log and the server's output
 clear_calls
 all_calls() {  # PYTHON EXPR over every call of the test, c
