@@ -202,10 +202,12 @@ class Identity:
                            "equal to 20")
         session = self._required(p, "RoleSessionName", "roleSessionName")
         if not 2 <= len(session) <= 64:
+            bound = ("greater than or equal to 2" if len(session) < 2
+                     else "less than or equal to 64")
             raise STSError("ValidationError",
                            f"1 validation error detected: Value '{session}' at "
                            "'roleSessionName' failed to satisfy constraint: Member must have "
-                           f"length {'greater than or equal to 2' if len(session) < 2 else 'less than or equal to 64'}")
+                           f"length {bound}")
         if not _SESSION_RE.match(session):
             raise STSError("ValidationError",
                            f"1 validation error detected: Value '{session}' at "
