@@ -375,6 +375,18 @@ expect_error "revoke-grant of an unknown grant: NotFoundException" NotFoundExcep
   as_admin kms revoke-grant --key-id "$key" --grant-id "$gid2"
 expect_error "a grantee may not list grants: AccessDeniedException" AccessDeniedException \
   as_host kms list-grants --key-id "$key"
+# a grant with CreateGrant lets its grantee pass on no more than it has
+as_admin kms create-grant --key-id "$key" --grantee-principal "$host_arn" \
+  --operations CreateGrant Decrypt --constraints 'EncryptionContextSubset={cryptvol:volume=vol-a}' \
+  --name delegate >/dev/null
+check "a grantee with CreateGrant creates a grant as strict as its own" \
+  as_host kms create-grant --key-id "$key" --grantee-principal "$role_grantee" --operations Decrypt \
+  --constraints 'EncryptionContextEquals={cryptvol:volume=vol-a,cryptvol:slot=1}'
+expect_error "... but not one with an operation it lacks" AccessDeniedException \
+  as_host kms create-grant --key-id "$key" --grantee-principal "$role_grantee" --operations Encrypt \
+  --constraints 'EncryptionContextSubset={cryptvol:volume=vol-a}'
+expect_error "... nor one without its constraint" AccessDeniedException \
+  as_host kms create-grant --key-id "$key" --grantee-principal "$role_grantee" --operations Decrypt
 
 # --- IMDSv2
 imds_put() { curl -s -o "$tmp/imds.out" -w '%{http_code}' -X PUT "$@" "$IMDS/latest/api/token"; }

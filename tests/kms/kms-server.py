@@ -521,13 +521,14 @@ class KMS:
         return cred.get("principal") or \
             f"arn:aws:iam::{self.account}:user/{cred.get('user', 'test')}"
 
-    def check_access(self, cred, action, region, key, ctx=None, grants=True):
+    def check_access(self, cred, action, region, key, ctx=None, grants=True, child=None):
         """Access rules from the config, then grants. A credential without
         "allow" may do everything; otherwise some allow entry must match
         action and key, or a grant on the key must allow the action to the
         caller (see grant_allows). ctx: the request's encryption context, for
         the grants' constraints (None: the operation takes none). grants=False:
-        the allow list only."""
+        the allow list only. child: for kms:CreateGrant, the grant asked for
+        (see grant_allows)."""
         rules = cred.get("allow")
         if rules is None:
             return
@@ -546,7 +547,7 @@ class KMS:
                     return
             elif any(fnmatch.fnmatchcase(n, p) for p in pats for n in names):
                 return
-        if grants and key is not None and self.grant_allows(cred, action, key, ctx):
+        if grants and key is not None and self.grant_allows(cred, action, key, ctx, child):
             return
         resource = key["Arn"] if key is not None else "*"
         raise KMSError("AccessDeniedException",
@@ -965,11 +966,14 @@ class KMS:
         matches its role's ARN as well as its own."""
         return principal in (self.principal(cred), cred.get("role_arn"))
 
-    def grant_allows(self, cred, action, key, ctx):
+    def grant_allows(self, cred, action, key, ctx, child=None):
         """Some grant on key lets the caller do action: the grantee is the
         caller, the operation is granted, the constraints match ctx (not
         checked for operations without an encryption context, ctx None), and
-        the grant has propagated or its token is in this request."""
+        the grant has propagated or its token is in this request. child: the
+        grant a kms:CreateGrant asks for; as in AWS, a grant lets its grantee
+        create only grants with a subset of its operations and constraints at
+        least as strict as its own."""
         op = action[len("kms:"):]
         # Read at each check, so a test may end the propagation delay of
         # the grants it made.
@@ -980,9 +984,28 @@ class KMS:
                 continue
             if g["CreationDate"] > ready and g["GrantId"] not in self.call_grant_ids:
                 continue
+            if child is not None and not (
+                    set(child["Operations"]) <= set(g["Operations"])
+                    and self._as_strict(child.get("Constraints"), g.get("Constraints"))):
+                continue
             if ctx is None or self._constraints_match(g.get("Constraints"), ctx):
                 return True
         return False
+
+    @staticmethod
+    def _as_strict(cons, parent):
+        """Are constraints cons at least as strict as parent's? Equals E
+        needs Equals E; Subset S needs Equals or Subset holding all of S."""
+        if not parent:
+            return True
+        if not cons:
+            return False
+        have = {k.lower(): v for k, v in next(iter(cons.values())).items()}
+        if "EncryptionContextEquals" in parent:
+            want = {k.lower(): v for k, v in parent["EncryptionContextEquals"].items()}
+            return "EncryptionContextEquals" in cons and have == want
+        want = {k.lower(): v for k, v in parent["EncryptionContextSubset"].items()}
+        return all(have.get(k) == v for k, v in want.items())
 
     @staticmethod
     def _constraints_match(cons, ctx):
@@ -1052,8 +1075,6 @@ class KMS:
 
     def op_CreateGrant(self, region, cred, req):
         key = self.resolve(region, req.get("KeyId"), allow_alias=False)
-        self.check_access(cred, "kms:CreateGrant", region, key)
-        self.check_not_pending(key)
         grantee = req.get("GranteePrincipal")
         retiring = req.get("RetiringPrincipal")
         for field, p in (("granteePrincipal", grantee), ("retiringPrincipal", retiring)):
@@ -1079,10 +1100,12 @@ class KMS:
                            f"1 validation error detected: Value '{name}' at 'name' failed to "
                            "satisfy constraint: Member must satisfy regular expression "
                            "pattern: ^[a-zA-Z0-9:/_-]+$")
-        self._dry_run(req)
         shape = {"KeyId": key["Arn"], "GranteePrincipal": grantee,
                  "RetiringPrincipal": retiring, "Operations": sorted(set(ops)),
                  "Constraints": cons}
+        self.check_access(cred, "kms:CreateGrant", region, key, child=shape)
+        self.check_not_pending(key)
+        self._dry_run(req)
         if name is not None:
             for g in self.grants.values():
                 if g.get("Name") == name and all(g.get(k) == v for k, v in shape.items()):
