@@ -53,6 +53,11 @@ import time
 import urllib.parse
 import uuid
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree for the modules below
+import metadata  # noqa: E402
+from identity import (STS_VERSION, SIGV4_TO_STS, Identity, STSError,  # noqa: E402
+                      sts_error, sts_response)
+
 SERVICE = "kms"
 JSON_CT = "application/x-amz-json-1.1"
 CLOCK_SKEW = 15 * 60
@@ -221,6 +226,9 @@ def verify_sigv4(method, target, header_pairs, body, find_credential, regions,
             and hmac.compare_digest(want_token.encode(), got_token.encode())):
         raise KMSError("UnrecognizedClientException",
                        "The security token included in the request is invalid.")
+    if cred.get("expires") is not None and time.time() >= cred["expires"]:
+        raise KMSError("ExpiredTokenException",
+                       "The security token included in the request is expired")
 
     amz_date = one("x-amz-date")
     if amz_date is None:
@@ -361,6 +369,15 @@ _MRK_RE = re.compile(r"^mrk-[0-9a-f]{32}$")
 _ALIAS_RE = re.compile(r"^alias/[a-zA-Z0-9:/_-]{1,250}$")
 _KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):(\d{12}):key/(.+)$")
 _ALIAS_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):(\d{12}):(alias/.+)$")
+_PRINCIPAL_RE = re.compile(r"^(arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+|[a-z0-9.-]+\.amazonaws\.com)$")
+_GRANT_NAME_RE = re.compile(r"^[a-zA-Z0-9:/_-]{1,256}$")
+_GRANT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+GRANT_TOKEN_MAGIC = b"CVGT\x01"
+GRANT_OPERATIONS = ["Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+                    "ReEncryptFrom", "ReEncryptTo", "Sign", "Verify", "GetPublicKey",
+                    "CreateGrant", "RetireGrant", "DescribeKey", "GenerateDataKeyPair",
+                    "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "VerifyMac",
+                    "DeriveSharedSecret"]
 
 
 def _now():
@@ -379,15 +396,22 @@ class KMS:
         self.config = None
         self.config_mtime = None
         self.load_config()
+        self.identity = Identity(lambda: self.config)
         self.keys = {}       # region -> key id -> key record
         self.aliases = {}    # region -> alias name -> {target, created, updated}
         self.material = {}   # key id -> [hex material per version]
+        self.grants = {}     # grant id -> grant record (KeyId is the key ARN)
+        self.token_secret = secrets.token_bytes(32)  # MACs the grant tokens
+        self.call_grant_ids = set()  # grants whose tokens the current call presents
         if os.path.exists(self.state_path):
             with open(self.state_path) as f:
                 st = json.load(f)
             self.keys = st.get("keys", {})
             self.aliases = st.get("aliases", {})
             self.material = st.get("material", {})
+            self.grants = st.get("grants", {})
+            if "grant_token_secret" in st:
+                self.token_secret = bytes.fromhex(st["grant_token_secret"])
 
     # -- config ------------------------------------------------------------
 
@@ -422,7 +446,7 @@ class KMS:
         for c in self.config.get("credentials", []):
             if hmac.compare_digest(c["access_key_id"].encode(), akid.encode()):
                 return c
-        return None
+        return self.identity.find(akid)
 
     # -- persistence -------------------------------------------------------
 
@@ -431,7 +455,9 @@ class KMS:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump({"keys": self.keys, "aliases": self.aliases,
-                       "material": self.material}, f, indent=1, sort_keys=True)
+                       "material": self.material, "grants": self.grants,
+                       "grant_token_secret": self.token_secret.hex()},
+                      f, indent=1, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.state_path)
@@ -488,9 +514,21 @@ class KMS:
     def key_aliases(self, region, key_id):
         return [n for n, a in self.aliases.get(region, {}).items() if a["target"] == key_id]
 
-    def check_access(self, cred, action, region, key):
-        """Access rules from the config. A credential without "allow" may do
-        everything; otherwise some allow entry must match action and key."""
+    def principal(self, cred):
+        """The caller's principal ARN: an IAM user for the configured
+        credentials (config "user", default "test"), the assumed-role ARN for
+        credentials this server issued."""
+        return cred.get("principal") or \
+            f"arn:aws:iam::{self.account}:user/{cred.get('user', 'test')}"
+
+    def check_access(self, cred, action, region, key, ctx=None, grants=True, child=None):
+        """Access rules from the config, then grants. A credential without
+        "allow" may do everything; otherwise some allow entry must match
+        action and key, or a grant on the key must allow the action to the
+        caller (see grant_allows). ctx: the request's encryption context, for
+        the grants' constraints (None: the operation takes none). grants=False:
+        the allow list only. child: for kms:CreateGrant, the grant asked for
+        (see grant_allows)."""
         rules = cred.get("allow")
         if rules is None:
             return
@@ -509,10 +547,11 @@ class KMS:
                     return
             elif any(fnmatch.fnmatchcase(n, p) for p in pats for n in names):
                 return
-        user = cred.get("user", "cryptvol-test")
+        if grants and key is not None and self.grant_allows(cred, action, key, ctx, child):
+            return
         resource = key["Arn"] if key is not None else "*"
         raise KMSError("AccessDeniedException",
-                       f"User: arn:aws:iam::{self.account}:user/{user} is not "
+                       f"User: {self.principal(cred)} is not "
                        f"authorized to perform: {action} on resource: {resource} "
                        f"because no identity-based policy allows the {action} action")
 
@@ -591,7 +630,7 @@ class KMS:
             key = self.keys.get(region, {}).get(key_id)
             if key is None:
                 raise self._not_found(self.arn(region, key_id))
-        self.check_access(cred, action, region, key)
+        self.check_access(cred, action, region, key, ctx)
         self.check_usable(key)
         _, mat = self._material(key, version)
         return key, open_blob(mat, header, ct, tag, ctx)
@@ -832,7 +871,7 @@ class KMS:
         pt = self._b64(req, "Plaintext", maxlen=4096)
         ctx = self._ctx(req, "EncryptionContext")
         key = self.resolve(region, req.get("KeyId"))
-        self.check_access(cred, "kms:Encrypt", region, key)
+        self.check_access(cred, "kms:Encrypt", region, key, ctx)
         self.check_usable(key)
         self._dry_run(req)
         return {"CiphertextBlob": base64.b64encode(self._encrypt(key, pt, ctx)).decode(),
@@ -876,7 +915,7 @@ class KMS:
         ctx = self._ctx(req, "EncryptionContext")
         n = self._data_key_len(req)
         key = self.resolve(region, req.get("KeyId"))
-        self.check_access(cred, action, region, key)
+        self.check_access(cred, action, region, key, ctx)
         self.check_usable(key)
         self._dry_run(req)
         dk = secrets.token_bytes(n)
@@ -905,7 +944,7 @@ class KMS:
         src, pt = self._decrypt(region, cred, blob, sctx, req.get("SourceKeyId"),
                                 "kms:ReEncryptFrom", "sourceKeyId")
         dst = self.resolve(region, req["DestinationKeyId"], field="destinationKeyId")
-        self.check_access(cred, "kms:ReEncryptTo", region, dst)
+        self.check_access(cred, "kms:ReEncryptTo", region, dst, dctx)
         self.check_usable(dst)
         self._dry_run(req)
         return {"CiphertextBlob": base64.b64encode(self._encrypt(dst, pt, dctx)).decode(),
@@ -919,6 +958,275 @@ class KMS:
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1024:
             raise KMSError("ValidationException", "NumberOfBytes must be between 1 and 1024")
         return {"Plaintext": base64.b64encode(secrets.token_bytes(n)).decode()}
+
+    # -- grants ---------------------------------------------------------------
+
+    def _grantee_matches(self, cred, principal):
+        """Does the grant principal name the caller? An assumed-role session
+        matches its role's ARN as well as its own."""
+        return principal in (self.principal(cred), cred.get("role_arn"))
+
+    def grant_allows(self, cred, action, key, ctx, child=None):
+        """Some grant on key lets the caller do action: the grantee is the
+        caller, the operation is granted, the constraints match ctx (not
+        checked for operations without an encryption context, ctx None), and
+        the grant has propagated or its token is in this request. child: the
+        grant a kms:CreateGrant asks for; as in AWS, a grant lets its grantee
+        create only grants with a subset of its operations and constraints at
+        least as strict as its own."""
+        op = action[len("kms:"):]
+        # Read at each check, so a test may end the propagation delay of
+        # the grants it made.
+        ready = time.time() - float(self.config.get("grant_propagation_seconds", 0))
+        for g in self.grants.values():
+            if (g["KeyId"] != key["Arn"] or op not in g["Operations"]
+                    or not self._grantee_matches(cred, g["GranteePrincipal"])):
+                continue
+            if g["CreationDate"] > ready and g["GrantId"] not in self.call_grant_ids:
+                continue
+            if child is not None and not (
+                    set(child["Operations"]) <= set(g["Operations"])
+                    and self._as_strict(child.get("Constraints"), g.get("Constraints"))):
+                continue
+            if ctx is None or self._constraints_match(g.get("Constraints"), ctx):
+                return True
+        return False
+
+    @staticmethod
+    def _as_strict(cons, parent):
+        """Are constraints cons at least as strict as parent's? Equals E
+        needs Equals E; Subset S needs Equals or Subset holding all of S."""
+        if not parent:
+            return True
+        if not cons:
+            return False
+        have = {k.lower(): v for k, v in next(iter(cons.values())).items()}
+        if "EncryptionContextEquals" in parent:
+            want = {k.lower(): v for k, v in parent["EncryptionContextEquals"].items()}
+            return "EncryptionContextEquals" in cons and have == want
+        want = {k.lower(): v for k, v in parent["EncryptionContextSubset"].items()}
+        return all(have.get(k) == v for k, v in want.items())
+
+    @staticmethod
+    def _constraints_match(cons, ctx):
+        """Grant constraints against a request's encryption context: keys
+        compare without case, values with case (as AWS does)."""
+        if not cons:
+            return True
+        have = {k.lower(): v for k, v in ctx.items()}
+        if "EncryptionContextEquals" in cons:
+            want = {k.lower(): v for k, v in cons["EncryptionContextEquals"].items()}
+            return have == want
+        want = {k.lower(): v for k, v in cons["EncryptionContextSubset"].items()}
+        return all(have.get(k) == v for k, v in want.items())
+
+    def _grant_token(self, grant_id):
+        mac = _hmac(self.token_secret, bytes.fromhex(grant_id))
+        return base64.b64encode(GRANT_TOKEN_MAGIC + bytes.fromhex(grant_id) + mac).decode()
+
+    def grant_id_of_token(self, token):
+        """The grant id a grant token names (the grant may be gone); a token
+        this server did not make is InvalidGrantTokenException."""
+        bad = KMSError("InvalidGrantTokenException", "The grant token is invalid.")
+        if not isinstance(token, str) or not 1 <= len(token) <= 8192:
+            raise bad
+        try:
+            raw = base64.b64decode(token, validate=True)
+        except (ValueError, TypeError):
+            raise bad
+        n = len(GRANT_TOKEN_MAGIC)
+        if len(raw) != n + 64 or raw[:n] != GRANT_TOKEN_MAGIC:
+            raise bad
+        gid = raw[n:n + 32]
+        if not hmac.compare_digest(_hmac(self.token_secret, gid), raw[n + 32:]):
+            raise bad
+        return gid.hex()
+
+    def set_call_grant_tokens(self, req):
+        """Note the grant ids of the request's GrantTokens for grant_allows;
+        a malformed token fails the call."""
+        toks = req.get("GrantTokens")
+        if toks is None:
+            toks = []
+        if not isinstance(toks, list) or len(toks) > 10:
+            raise KMSError("ValidationException",
+                           "1 validation error detected: Value at 'grantTokens' failed to "
+                           "satisfy constraint: Member must have length less than or equal to 10")
+        self.call_grant_ids = {self.grant_id_of_token(t) for t in toks}
+
+    @staticmethod
+    def _validate_constraints(cons):
+        if cons is None:
+            return None
+        if (not isinstance(cons, dict) or len(cons) != 1 or
+                next(iter(cons)) not in ("EncryptionContextEquals", "EncryptionContextSubset")):
+            raise KMSError("ValidationException",
+                           "Constraints must have exactly one of EncryptionContextEquals "
+                           "or EncryptionContextSubset")
+        pairs = next(iter(cons.values()))
+        if not isinstance(pairs, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
+            raise KMSError("SerializationException",
+                           "Constraints must map strings to strings")
+        if len(pairs) > 8:
+            raise KMSError("ValidationException",
+                           "A grant constraint can have at most 8 encryption context pairs")
+        return {next(iter(cons)): dict(pairs)}
+
+    def op_CreateGrant(self, region, cred, req):
+        key = self.resolve(region, req.get("KeyId"), allow_alias=False)
+        grantee = req.get("GranteePrincipal")
+        retiring = req.get("RetiringPrincipal")
+        for field, p in (("granteePrincipal", grantee), ("retiringPrincipal", retiring)):
+            if p is None and field == "retiringPrincipal":
+                continue
+            if not isinstance(p, str) or not _PRINCIPAL_RE.match(p):
+                raise KMSError("ValidationException",
+                               f"1 validation error detected: Value '{p}' at '{field}' "
+                               "failed to satisfy constraint: Member must be a valid "
+                               "principal ARN or AWS service principal")
+        ops = req.get("Operations")
+        if (not isinstance(ops, list) or not ops or
+                not all(isinstance(o, str) and o in GRANT_OPERATIONS for o in ops)):
+            raise KMSError("ValidationException",
+                           f"1 validation error detected: Value '{ops}' at 'operations' "
+                           "failed to satisfy constraint: Member must satisfy constraint: "
+                           "[Member must satisfy enum value set: "
+                           f"[{', '.join(GRANT_OPERATIONS)}]]")
+        cons = self._validate_constraints(req.get("Constraints"))
+        name = req.get("Name")
+        if name is not None and (not isinstance(name, str) or not _GRANT_NAME_RE.match(name)):
+            raise KMSError("ValidationException",
+                           f"1 validation error detected: Value '{name}' at 'name' failed to "
+                           "satisfy constraint: Member must satisfy regular expression "
+                           "pattern: ^[a-zA-Z0-9:/_-]+$")
+        shape = {"KeyId": key["Arn"], "GranteePrincipal": grantee,
+                 "RetiringPrincipal": retiring, "Operations": sorted(set(ops)),
+                 "Constraints": cons}
+        self.check_access(cred, "kms:CreateGrant", region, key, child=shape)
+        self.check_not_pending(key)
+        self._dry_run(req)
+        if name is not None:
+            for g in self.grants.values():
+                if g.get("Name") == name and all(g.get(k) == v for k, v in shape.items()):
+                    return {"GrantId": g["GrantId"], "GrantToken": self._grant_token(g["GrantId"])}
+        gid = secrets.token_hex(32)
+        g = dict(shape, GrantId=gid, Name=name or "", CreationDate=_now(),
+                 IssuingAccount=f"arn:aws:iam::{self.account}:root")
+        self.grants[gid] = g
+        self.save()
+        return {"GrantId": gid, "GrantToken": self._grant_token(gid)}
+
+    def _listed(self, g):
+        out = {k: g[k] for k in ("KeyId", "GrantId", "Name", "CreationDate",
+                                 "GranteePrincipal", "IssuingAccount", "Operations")}
+        if g.get("RetiringPrincipal"):
+            out["RetiringPrincipal"] = g["RetiringPrincipal"]
+        if g.get("Constraints"):
+            out["Constraints"] = g["Constraints"]
+        return out
+
+    @staticmethod
+    def _page(req, items):
+        """Limit/Marker paging as KMS does it -> (page, Truncated, NextMarker)."""
+        limit = req.get("Limit", 50)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+            raise KMSError("ValidationException",
+                           f"1 validation error detected: Value '{limit}' at 'limit' failed "
+                           "to satisfy constraint: Member must have value between 1 and 1000")
+        limit = min(limit, 100)
+        start = 0
+        marker = req.get("Marker")
+        if marker is not None:
+            ids = [g["GrantId"] for g in items]
+            if marker not in ids:
+                raise KMSError("InvalidMarkerException", "Invalid marker")
+            start = ids.index(marker)
+        page = items[start:start + limit]
+        more = start + limit < len(items)
+        return page, more, items[start + limit]["GrantId"] if more else None
+
+    def _list_response(self, req, grants):
+        page, more, nxt = self._page(req, sorted(grants, key=lambda g: (g["CreationDate"],
+                                                                         g["GrantId"])))
+        out = {"Grants": [self._listed(g) for g in page], "Truncated": more}
+        if more:
+            out["NextMarker"] = nxt
+        return out
+
+    def op_ListGrants(self, region, cred, req):
+        key = self.resolve(region, req.get("KeyId"), allow_alias=False)
+        self.check_access(cred, "kms:ListGrants", region, key)
+        gid, grantee = req.get("GrantId"), req.get("GranteePrincipal")
+        sel = [g for g in self.grants.values() if g["KeyId"] == key["Arn"]
+               and (gid is None or g["GrantId"] == gid)
+               and (grantee is None or g["GranteePrincipal"] == grantee)]
+        return self._list_response(req, sel)
+
+    def op_ListRetirableGrants(self, region, cred, req):
+        self.check_access(cred, "kms:ListRetirableGrants", region, None)
+        who = req.get("RetiringPrincipal")
+        if not isinstance(who, str) or not who:
+            raise KMSError("ValidationException",
+                           "1 validation error detected: Value null at 'retiringPrincipal' "
+                           "failed to satisfy constraint: Member must not be null")
+        sel = [g for g in self.grants.values() if g.get("RetiringPrincipal") == who
+               and g["KeyId"].split(":")[3] == region]
+        return self._list_response(req, sel)
+
+    def _grant_on_key(self, key, gid):
+        if not isinstance(gid, str) or not _GRANT_ID_RE.match(gid):
+            raise KMSError("InvalidGrantIdException", "Invalid grant id")
+        g = self.grants.get(gid)
+        if g is None or g["KeyId"] != key["Arn"]:
+            raise KMSError("NotFoundException", f"Grant ID {gid} not found")
+        return g
+
+    def op_RevokeGrant(self, region, cred, req):
+        key = self.resolve(region, req.get("KeyId"), allow_alias=False)
+        self.check_access(cred, "kms:RevokeGrant", region, key)
+        g = self._grant_on_key(key, req.get("GrantId"))
+        self._dry_run(req)
+        del self.grants[g["GrantId"]]
+        self.save()
+        return {}
+
+    def op_RetireGrant(self, region, cred, req):
+        token = req.get("GrantToken")
+        if token is not None:
+            gid = self.grant_id_of_token(token)
+            g = self.grants.get(gid)
+            if g is None:
+                raise KMSError("NotFoundException", f"Grant ID {gid} not found")
+            if req.get("GrantId") is not None and req["GrantId"] != gid:
+                raise KMSError("InvalidGrantIdException",
+                               "The grant token does not match the grant id")
+        elif req.get("KeyId") is not None and req.get("GrantId") is not None:
+            key = self.resolve(region, req["KeyId"], allow_alias=False)
+            g = self._grant_on_key(key, req["GrantId"])
+        else:
+            raise KMSError("ValidationException",
+                           "Either grant token or both key ID and grant ID must be specified.")
+        region_of_key = g["KeyId"].split(":")[3]
+        key = self.keys.get(region_of_key, {}).get(g["KeyId"].rsplit("/", 1)[1])
+        may = (g.get("RetiringPrincipal") is not None and
+               self._grantee_matches(cred, g["RetiringPrincipal"])) or (
+            "RetireGrant" in g["Operations"] and
+            self._grantee_matches(cred, g["GranteePrincipal"]))
+        if not may:
+            try:
+                self.check_access(cred, "kms:RetireGrant", region_of_key, key,
+                                  grants=False)
+            except KMSError:
+                raise KMSError("AccessDeniedException",
+                               f"User: {self.principal(cred)} is not authorized to perform: "
+                               f"kms:RetireGrant on resource: {g['KeyId']} because it is "
+                               "neither the grant's retiring principal nor its grantee "
+                               "with RetireGrant")
+        self._dry_run(req)
+        del self.grants[g["GrantId"]]
+        self.save()
+        return {}
 
     # -- admin (not KMS) ---------------------------------------------------
 
@@ -1029,12 +1337,16 @@ class Faults:
             self.items.extend(a for a in added if a["count"] > 0)
             return self._pending()
 
-    def take(self, op):
-        """-> (delay_ms, fault or None) for this call; consumes counts."""
+    def take(self, op, named_only=False):
+        """-> (delay_ms, fault or None) for this call; consumes counts.
+        named_only: only faults whose "ops" name op apply (the calls that are
+        not KMS calls: STS, IMDS, container, SSO)."""
         delay, fault = 0, None
         with self.lock:
             for f in self.items:
                 if f["count"] <= 0 or (f["ops"] is not None and op not in f["ops"]):
+                    continue
+                if named_only and f["ops"] is None:
                     continue
                 if f["kind"] == "delay":
                     if delay == 0:
@@ -1045,6 +1357,8 @@ class Faults:
                     f["count"] -= 1
             self.items = [f for f in self.items if f["count"] > 0]
             r = self.random
+            if named_only and r is not None and r["ops"] is None:
+                r = None
             if (fault is None and r is not None and (r["ops"] is None or op in r["ops"])
                     and self.rng.random() < r["rate"]):
                 fault = {"kind": self.rng.choice(r["kinds"]), "random": True}
@@ -1154,6 +1468,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rid = str(uuid.uuid4())
         if self.path.startswith("/_admin/"):
             return self._admin("GET", rid)
+        if self.path.split("?")[0] == "/federation/credentials":
+            return self._sso(rid)
         self._send_error(KMSError("UnknownOperationException", None), rid)
 
     def do_DELETE(self):
@@ -1166,8 +1482,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rid = str(uuid.uuid4())
         if self.path.startswith("/_admin/"):
             return self._admin("POST", rid)
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if "X-Amz-Target" not in self.headers and ctype == "application/x-www-form-urlencoded":
+            return self._sts(rid)
         t0 = time.monotonic()
         op, key_ref, region, akid, fault_kind = None, None, None, None, None
+        self.principal = None
         try:
             try:
                 body = self._read_body()
@@ -1184,7 +1504,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 fault_kind = fault["kind"]
                 if fault_kind == "drop":
                     self.log.add(time=_now(), op=op, key_id=None, region=None,
-                                 result="dropped", status=None, request_id=rid,
+                                 principal=None, result="dropped", status=None, request_id=rid,
                                  fault="drop", ms=round((time.monotonic() - t0) * 1000))
                     self._say(rid, op, "dropped")
                     return self._drop()
@@ -1207,6 +1527,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.kms.find_credential, regions,
                     check_skew=not self.opts.no_clock_skew_check)
                 akid = cred["access_key_id"]
+                self.principal = self.kms.principal(cred)
                 ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
                 if ctype not in ("application/x-amz-json-1.1", "application/x-amz-json-1.0"):
                     raise KMSError("UnknownOperationException", None)
@@ -1221,6 +1542,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     raise KMSError("SerializationException",
                                    "Start of structure or map found where not expected.")
                 key_ref = req.get("KeyId") or req.get("TargetKeyId") or req.get("SourceKeyId")
+                self.kms.set_call_grant_tokens(req)
                 resp = getattr(self.kms, "op_" + op)(region, cred, req)
             self._send(200, resp, rid)
             self._finish_call(rid, op, key_ref, region, akid, "ok", 200, fault_kind, t0)
@@ -1238,12 +1560,145 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.opts.quiet:
             print(f"kms-server: {rid} {op} {result}", file=sys.stderr, flush=True)
 
-    def _finish_call(self, rid, op, key_ref, region, akid, result, status, fault, t0, msg=None):
-        self.log.add(time=_now(), op=op, key_id=key_ref if isinstance(key_ref, str) else None,
-                     region=region, access_key=akid, result=result, status=status,
+    def _finish_call(self, rid, op, key_ref, region, akid, result, status, fault, t0, msg=None,
+                     issued=None):
+        """Log a call; issued: the temporary credentials it gave out, if any
+        (their principal, access key id and expiry are logged, no secret)."""
+        entry = dict(time=_now(), op=op, key_id=key_ref if isinstance(key_ref, str) else None,
+                     region=region, access_key=akid, principal=self.principal,
+                     result=result, status=status,
                      message=msg, request_id=rid, fault=fault,
                      ms=round((time.monotonic() - t0) * 1000))
+        if issued is not None:
+            entry.update(assumed=issued["principal"], issued_access_key=issued["access_key_id"],
+                         expires=issued["expires"])
+        self.log.add(**entry)
         self._say(rid, op, result)
+
+    def _fault_for(self, op, rid, t0):
+        """A fault the admin API aimed at this non-KMS op by name ->
+        (kind, status, code, message), or None; a drop is done here."""
+        delay_ms, fault = self.faults.take(op, named_only=True)
+        if delay_ms:
+            time.sleep(delay_ms / 1000.0)
+        if fault is None:
+            return None
+        kind = fault["kind"]
+        if kind == "drop":
+            self._finish_call(rid, op, None, None, None, "dropped", None, kind, t0)
+            self._drop()
+            return kind, None, None, None
+        if kind == "throttle":
+            return kind, 400, "Throttling", "Rate exceeded"
+        if kind == "error500":
+            return kind, 500, "InternalFailure", "An internal error occurred."
+        return kind, fault["status"], fault["type"], fault.get("message") or fault["type"]
+
+    def _sts(self, rid):
+        """An STS call (Query protocol): AssumeRole, GetCallerIdentity (both
+        SigV4-signed for service sts), AssumeRoleWithWebIdentity (unsigned)."""
+        t0 = time.monotonic()
+        op, akid, region, fault_kind, issued = "sts:", None, None, None, None
+        self.principal = None
+        ident = self.kms.identity
+        try:
+            try:
+                body = self._read_body()
+                params = {k: v[0] for k, v in urllib.parse.parse_qs(
+                    body.decode("utf-8"), keep_blank_values=True).items()}
+            except (ValueError, OSError, KMSError):
+                self.close_connection = True
+                raise STSError("MalformedInput", "Could not read the request body")
+            action = params.get("Action", "")
+            op = "sts:" + action
+            f = self._fault_for(op, rid, t0)
+            if f is not None:
+                fault_kind = f[0]
+                if fault_kind == "drop":
+                    return
+                raise STSError(f[2], f[3], f[1])
+            if params.get("Version", STS_VERSION) != STS_VERSION or action not in (
+                    "AssumeRole", "AssumeRoleWithWebIdentity", "GetCallerIdentity"):
+                raise STSError("InvalidAction", f"Could not find operation {action} for "
+                               f"version {params.get('Version', STS_VERSION)}")
+            with self.kms.lock:
+                self.kms.load_config()
+                if action == "AssumeRoleWithWebIdentity":
+                    result, issued, self.principal = ident.AssumeRoleWithWebIdentity(params)
+                else:
+                    regions = sorted(set(self.kms.regions) | {"us-east-1"})
+                    try:
+                        caller, region = verify_sigv4(
+                            self.command, self.path, list(self.headers.items()), body,
+                            self.kms.find_credential, regions,
+                            check_skew=not self.opts.no_clock_skew_check, service="sts")
+                    except KMSError as e:
+                        code, status = SIGV4_TO_STS.get(e.etype, (e.etype, e.status))
+                        raise STSError(code, e.message or code, status)
+                    akid = caller["access_key_id"]
+                    self.principal = self.kms.principal(caller)
+                    if action == "AssumeRole":
+                        result, issued = ident.AssumeRole(caller, params, self.principal)
+                    else:
+                        result = ident.GetCallerIdentity(caller, self.principal)
+            self._send(200, sts_response(action, result, rid), rid, ctype="text/xml")
+            self._finish_call(rid, op, None, region, akid, "ok", 200, fault_kind, t0,
+                              issued=issued)
+        except STSError as e:
+            self._send(e.status, sts_error(e, rid), rid, ctype="text/xml")
+            self._finish_call(rid, op, None, region, akid, e.code, e.status, fault_kind, t0,
+                              e.message)
+        except Exception as e:  # a bug here: a 500, as AWS would
+            print(f"kms-server: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+            err = STSError("InternalFailure", "Internal error in the test STS.", 500)
+            self._send(500, sts_error(err, rid), rid, ctype="text/xml")
+            self._finish_call(rid, op, None, region, akid, err.code, 500, fault_kind, t0)
+
+    def _sso(self, rid):
+        """The SSO portal's GetRoleCredentials: GET /federation/credentials
+        ?account_id=&role_name= with the x-amz-sso_bearer_token header."""
+        t0 = time.monotonic()
+        op, fault_kind, issued = "sso:GetRoleCredentials", None, None
+        self.principal = None
+        try:
+            f = self._fault_for(op, rid, t0)
+            if f is not None:
+                fault_kind = f[0]
+                if fault_kind == "drop":
+                    return
+                code = "TooManyRequestsException" if fault_kind == "throttle" else f[2]
+                raise KMSError(code, f[3], 429 if fault_kind == "throttle" else f[1])
+            q = urllib.parse.parse_qs(self.path.partition("?")[2])
+            account = q.get("account_id", [None])[0]
+            role_name = q.get("role_name", [None])[0]
+            token = self.headers.get("x-amz-sso_bearer_token")
+            with self.kms.lock:
+                self.kms.load_config()
+                sso = self.kms.config.get("sso") or {}
+                if (token is None or "access_token" not in sso or
+                        not hmac.compare_digest(token.encode(), sso["access_token"].encode())):
+                    raise KMSError("UnauthorizedException",
+                                   "Session token not found or invalid", 401)
+                if account is None or role_name is None:
+                    raise KMSError("InvalidRequestException",
+                                   "account_id and role_name are required", 400)
+                if (account != sso.get("account_id") or role_name != sso.get("role_name")
+                        or self.kms.identity.role(role_name) is None):
+                    raise KMSError("ForbiddenException", "No access", 403)
+                issued = self.kms.identity.issue(role_name, "cryptvol-sso-user", 3600, "sso")
+            self.principal = issued["principal"]
+            self._send(200, {"roleCredentials": {
+                "accessKeyId": issued["access_key_id"],
+                "secretAccessKey": issued["secret_access_key"],
+                "sessionToken": issued["session_token"],
+                "expiration": int(issued["expires"] * 1000)}}, rid, ctype="application/json")
+            self._finish_call(rid, op, None, None, None, "ok", 200, fault_kind, t0,
+                              issued=issued)
+        except KMSError as e:
+            self._send(e.status, {"message": e.message}, rid, ctype="application/json",
+                       etype=e.etype)
+            self._finish_call(rid, op, None, None, None, e.etype, e.status, fault_kind, t0,
+                              e.message)
 
     def _admin(self, method, rid):
         path = self.path.split("?", 1)[0]
@@ -1334,6 +1789,12 @@ def main(argv=None):
                     metavar="REGION=PORT_FILE",
                     help="also listen on a port of its own that serves only REGION "
                          "(a per-region endpoint); its port is written to PORT_FILE")
+    ap.add_argument("--imds-port-file",
+                    help="serve EC2 instance metadata (IMDSv2) on a plain-HTTP loopback "
+                         "port, written to this file")
+    ap.add_argument("--container-port-file",
+                    help="serve the container credentials endpoint on a plain-HTTP "
+                         "loopback port, written to this file")
     ap.add_argument("--no-clock-skew-check", action="store_true",
                     help="accept any X-Amz-Date (for fixed-date test vectors)")
     ap.add_argument("--quiet", action="store_true", help="no per-call log lines on stderr")
@@ -1347,6 +1808,13 @@ def main(argv=None):
     ctx.load_cert_chain(opts.cert, opts.key)
 
     Handler.kms, Handler.faults, Handler.log, Handler.opts = kms, Faults(), CallLog(), opts
+    plain = []  # (server, port file) of the plain-HTTP listeners
+    for handler, pf, name in ((metadata.IMDSHandler, opts.imds_port_file, "instance metadata"),
+                              (metadata.ContainerHandler, opts.container_port_file,
+                               "container credentials")):
+        if pf:
+            plain.append((metadata.serve(handler, kms, Handler.faults, Handler.log, opts, pf,
+                                         write_port_file, name), pf))
 
     listeners = [(None, opts.port, opts.port_file)]
     for spec in opts.region_listener:
@@ -1382,12 +1850,12 @@ def main(argv=None):
 
     while not stop.wait(1.0):
         pass
-    for srv, _ in servers:
+    for srv, _ in servers + plain:
         srv.shutdown()
         srv.server_close()
     with kms.lock:
         kms.save()
-    for _, pf in servers:
+    for _, pf in servers + plain:
         if pf:
             try:
                 os.unlink(pf)
