@@ -361,6 +361,15 @@ _MRK_RE = re.compile(r"^mrk-[0-9a-f]{32}$")
 _ALIAS_RE = re.compile(r"^alias/[a-zA-Z0-9:/_-]{1,250}$")
 _KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):(\d{12}):key/(.+)$")
 _ALIAS_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):(\d{12}):(alias/.+)$")
+_PRINCIPAL_RE = re.compile(r"^(arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+|[a-z0-9.-]+\.amazonaws\.com)$")
+_GRANT_NAME_RE = re.compile(r"^[a-zA-Z0-9:/_-]{1,256}$")
+_GRANT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+GRANT_TOKEN_MAGIC = b"CVGT\x01"
+GRANT_OPERATIONS = ["Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+                    "ReEncryptFrom", "ReEncryptTo", "Sign", "Verify", "GetPublicKey",
+                    "CreateGrant", "RetireGrant", "DescribeKey", "GenerateDataKeyPair",
+                    "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "VerifyMac",
+                    "DeriveSharedSecret"]
 
 
 def _now():
@@ -382,12 +391,18 @@ class KMS:
         self.keys = {}       # region -> key id -> key record
         self.aliases = {}    # region -> alias name -> {target, created, updated}
         self.material = {}   # key id -> [hex material per version]
+        self.grants = {}     # grant id -> grant record (KeyId is the key ARN)
+        self.token_secret = secrets.token_bytes(32)  # MACs the grant tokens
+        self.call_grant_ids = set()  # grants whose tokens the current call presents
         if os.path.exists(self.state_path):
             with open(self.state_path) as f:
                 st = json.load(f)
             self.keys = st.get("keys", {})
             self.aliases = st.get("aliases", {})
             self.material = st.get("material", {})
+            self.grants = st.get("grants", {})
+            if "grant_token_secret" in st:
+                self.token_secret = bytes.fromhex(st["grant_token_secret"])
 
     # -- config ------------------------------------------------------------
 
@@ -431,7 +446,9 @@ class KMS:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump({"keys": self.keys, "aliases": self.aliases,
-                       "material": self.material}, f, indent=1, sort_keys=True)
+                       "material": self.material, "grants": self.grants,
+                       "grant_token_secret": self.token_secret.hex()},
+                      f, indent=1, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.state_path)
@@ -488,9 +505,20 @@ class KMS:
     def key_aliases(self, region, key_id):
         return [n for n, a in self.aliases.get(region, {}).items() if a["target"] == key_id]
 
-    def check_access(self, cred, action, region, key):
-        """Access rules from the config. A credential without "allow" may do
-        everything; otherwise some allow entry must match action and key."""
+    def principal(self, cred):
+        """The caller's principal ARN: an IAM user for the configured
+        credentials (config "user", default "test"), the assumed-role ARN for
+        credentials this server issued."""
+        return cred.get("principal") or \
+            f"arn:aws:iam::{self.account}:user/{cred.get('user', 'test')}"
+
+    def check_access(self, cred, action, region, key, ctx=None, grants=True):
+        """Access rules from the config, then grants. A credential without
+        "allow" may do everything; otherwise some allow entry must match
+        action and key, or a grant on the key must allow the action to the
+        caller (see grant_allows). ctx: the request's encryption context, for
+        the grants' constraints (None: the operation takes none). grants=False:
+        the allow list only."""
         rules = cred.get("allow")
         if rules is None:
             return
@@ -509,10 +537,11 @@ class KMS:
                     return
             elif any(fnmatch.fnmatchcase(n, p) for p in pats for n in names):
                 return
-        user = cred.get("user", "cryptvol-test")
+        if grants and key is not None and self.grant_allows(cred, action, key, ctx):
+            return
         resource = key["Arn"] if key is not None else "*"
         raise KMSError("AccessDeniedException",
-                       f"User: arn:aws:iam::{self.account}:user/{user} is not "
+                       f"User: {self.principal(cred)} is not "
                        f"authorized to perform: {action} on resource: {resource} "
                        f"because no identity-based policy allows the {action} action")
 
@@ -591,7 +620,7 @@ class KMS:
             key = self.keys.get(region, {}).get(key_id)
             if key is None:
                 raise self._not_found(self.arn(region, key_id))
-        self.check_access(cred, action, region, key)
+        self.check_access(cred, action, region, key, ctx)
         self.check_usable(key)
         _, mat = self._material(key, version)
         return key, open_blob(mat, header, ct, tag, ctx)
@@ -832,7 +861,7 @@ class KMS:
         pt = self._b64(req, "Plaintext", maxlen=4096)
         ctx = self._ctx(req, "EncryptionContext")
         key = self.resolve(region, req.get("KeyId"))
-        self.check_access(cred, "kms:Encrypt", region, key)
+        self.check_access(cred, "kms:Encrypt", region, key, ctx)
         self.check_usable(key)
         self._dry_run(req)
         return {"CiphertextBlob": base64.b64encode(self._encrypt(key, pt, ctx)).decode(),
@@ -876,7 +905,7 @@ class KMS:
         ctx = self._ctx(req, "EncryptionContext")
         n = self._data_key_len(req)
         key = self.resolve(region, req.get("KeyId"))
-        self.check_access(cred, action, region, key)
+        self.check_access(cred, action, region, key, ctx)
         self.check_usable(key)
         self._dry_run(req)
         dk = secrets.token_bytes(n)
@@ -905,7 +934,7 @@ class KMS:
         src, pt = self._decrypt(region, cred, blob, sctx, req.get("SourceKeyId"),
                                 "kms:ReEncryptFrom", "sourceKeyId")
         dst = self.resolve(region, req["DestinationKeyId"], field="destinationKeyId")
-        self.check_access(cred, "kms:ReEncryptTo", region, dst)
+        self.check_access(cred, "kms:ReEncryptTo", region, dst, dctx)
         self.check_usable(dst)
         self._dry_run(req)
         return {"CiphertextBlob": base64.b64encode(self._encrypt(dst, pt, dctx)).decode(),
@@ -919,6 +948,252 @@ class KMS:
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1024:
             raise KMSError("ValidationException", "NumberOfBytes must be between 1 and 1024")
         return {"Plaintext": base64.b64encode(secrets.token_bytes(n)).decode()}
+
+    # -- grants ---------------------------------------------------------------
+
+    def _grantee_matches(self, cred, principal):
+        """Does the grant principal name the caller? An assumed-role session
+        matches its role's ARN as well as its own."""
+        return principal in (self.principal(cred), cred.get("role_arn"))
+
+    def grant_allows(self, cred, action, key, ctx):
+        """Some grant on key lets the caller do action: the grantee is the
+        caller, the operation is granted, the constraints match ctx (not
+        checked for operations without an encryption context, ctx None), and
+        the grant has propagated or its token is in this request."""
+        op = action[len("kms:"):]
+        now = time.time()
+        for g in self.grants.values():
+            if (g["KeyId"] != key["Arn"] or op not in g["Operations"]
+                    or not self._grantee_matches(cred, g["GranteePrincipal"])):
+                continue
+            if now < g["ReadyAt"] and g["GrantId"] not in self.call_grant_ids:
+                continue
+            if ctx is None or self._constraints_match(g.get("Constraints"), ctx):
+                return True
+        return False
+
+    @staticmethod
+    def _constraints_match(cons, ctx):
+        """Grant constraints against a request's encryption context: keys
+        compare without case, values with case (as AWS does)."""
+        if not cons:
+            return True
+        have = {k.lower(): v for k, v in ctx.items()}
+        if "EncryptionContextEquals" in cons:
+            want = {k.lower(): v for k, v in cons["EncryptionContextEquals"].items()}
+            return have == want
+        want = {k.lower(): v for k, v in cons["EncryptionContextSubset"].items()}
+        return all(have.get(k) == v for k, v in want.items())
+
+    def _grant_token(self, grant_id):
+        mac = _hmac(self.token_secret, bytes.fromhex(grant_id))
+        return base64.b64encode(GRANT_TOKEN_MAGIC + bytes.fromhex(grant_id) + mac).decode()
+
+    def grant_id_of_token(self, token):
+        """The grant id a grant token names (the grant may be gone); a token
+        this server did not make is InvalidGrantTokenException."""
+        bad = KMSError("InvalidGrantTokenException", "The grant token is invalid.")
+        if not isinstance(token, str) or not 1 <= len(token) <= 8192:
+            raise bad
+        try:
+            raw = base64.b64decode(token, validate=True)
+        except (ValueError, TypeError):
+            raise bad
+        n = len(GRANT_TOKEN_MAGIC)
+        if len(raw) != n + 64 or raw[:n] != GRANT_TOKEN_MAGIC:
+            raise bad
+        gid = raw[n:n + 32]
+        if not hmac.compare_digest(_hmac(self.token_secret, gid), raw[n + 32:]):
+            raise bad
+        return gid.hex()
+
+    def set_call_grant_tokens(self, req):
+        """Note the grant ids of the request's GrantTokens for grant_allows;
+        a malformed token fails the call."""
+        toks = req.get("GrantTokens")
+        if toks is None:
+            toks = []
+        if not isinstance(toks, list) or len(toks) > 10:
+            raise KMSError("ValidationException",
+                           "1 validation error detected: Value at 'grantTokens' failed to "
+                           "satisfy constraint: Member must have length less than or equal to 10")
+        self.call_grant_ids = {self.grant_id_of_token(t) for t in toks}
+
+    @staticmethod
+    def _validate_constraints(cons):
+        if cons is None:
+            return None
+        if (not isinstance(cons, dict) or len(cons) != 1 or
+                next(iter(cons)) not in ("EncryptionContextEquals", "EncryptionContextSubset")):
+            raise KMSError("ValidationException",
+                           "Constraints must have exactly one of EncryptionContextEquals "
+                           "or EncryptionContextSubset")
+        pairs = next(iter(cons.values()))
+        if not isinstance(pairs, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
+            raise KMSError("SerializationException",
+                           "Constraints must map strings to strings")
+        if len(pairs) > 8:
+            raise KMSError("ValidationException",
+                           "A grant constraint can have at most 8 encryption context pairs")
+        return {next(iter(cons)): dict(pairs)}
+
+    def op_CreateGrant(self, region, cred, req):
+        key = self.resolve(region, req.get("KeyId"), allow_alias=False)
+        self.check_access(cred, "kms:CreateGrant", region, key)
+        self.check_not_pending(key)
+        grantee = req.get("GranteePrincipal")
+        retiring = req.get("RetiringPrincipal")
+        for field, p in (("granteePrincipal", grantee), ("retiringPrincipal", retiring)):
+            if p is None and field == "retiringPrincipal":
+                continue
+            if not isinstance(p, str) or not _PRINCIPAL_RE.match(p):
+                raise KMSError("ValidationException",
+                               f"1 validation error detected: Value '{p}' at '{field}' "
+                               "failed to satisfy constraint: Member must be a valid "
+                               "principal ARN or AWS service principal")
+        ops = req.get("Operations")
+        if (not isinstance(ops, list) or not ops or
+                not all(isinstance(o, str) and o in GRANT_OPERATIONS for o in ops)):
+            raise KMSError("ValidationException",
+                           f"1 validation error detected: Value '{ops}' at 'operations' "
+                           "failed to satisfy constraint: Member must satisfy constraint: "
+                           "[Member must satisfy enum value set: "
+                           f"[{', '.join(GRANT_OPERATIONS)}]]")
+        cons = self._validate_constraints(req.get("Constraints"))
+        name = req.get("Name")
+        if name is not None and (not isinstance(name, str) or not _GRANT_NAME_RE.match(name)):
+            raise KMSError("ValidationException",
+                           f"1 validation error detected: Value '{name}' at 'name' failed to "
+                           "satisfy constraint: Member must satisfy regular expression "
+                           "pattern: ^[a-zA-Z0-9:/_-]+$")
+        self._dry_run(req)
+        shape = {"KeyId": key["Arn"], "GranteePrincipal": grantee,
+                 "RetiringPrincipal": retiring, "Operations": sorted(set(ops)),
+                 "Constraints": cons}
+        if name is not None:
+            for g in self.grants.values():
+                if g.get("Name") == name and all(g.get(k) == v for k, v in shape.items()):
+                    return {"GrantId": g["GrantId"], "GrantToken": self._grant_token(g["GrantId"])}
+        gid = secrets.token_hex(32)
+        g = dict(shape, GrantId=gid, Name=name or "", CreationDate=_now(),
+                 IssuingAccount=f"arn:aws:iam::{self.account}:root",
+                 ReadyAt=time.time() + float(self.config.get("grant_propagation_seconds", 0)))
+        self.grants[gid] = g
+        self.save()
+        return {"GrantId": gid, "GrantToken": self._grant_token(gid)}
+
+    def _listed(self, g):
+        out = {k: g[k] for k in ("KeyId", "GrantId", "Name", "CreationDate",
+                                 "GranteePrincipal", "IssuingAccount", "Operations")}
+        if g.get("RetiringPrincipal"):
+            out["RetiringPrincipal"] = g["RetiringPrincipal"]
+        if g.get("Constraints"):
+            out["Constraints"] = g["Constraints"]
+        return out
+
+    @staticmethod
+    def _page(req, items):
+        """Limit/Marker paging as KMS does it -> (page, Truncated, NextMarker)."""
+        limit = req.get("Limit", 50)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+            raise KMSError("ValidationException",
+                           f"1 validation error detected: Value '{limit}' at 'limit' failed "
+                           "to satisfy constraint: Member must have value between 1 and 1000")
+        limit = min(limit, 100)
+        start = 0
+        marker = req.get("Marker")
+        if marker is not None:
+            ids = [g["GrantId"] for g in items]
+            if marker not in ids:
+                raise KMSError("InvalidMarkerException", "Invalid marker")
+            start = ids.index(marker)
+        page = items[start:start + limit]
+        more = start + limit < len(items)
+        return page, more, items[start + limit]["GrantId"] if more else None
+
+    def _list_response(self, req, grants):
+        page, more, nxt = self._page(req, sorted(grants, key=lambda g: (g["CreationDate"],
+                                                                         g["GrantId"])))
+        out = {"Grants": [self._listed(g) for g in page], "Truncated": more}
+        if more:
+            out["NextMarker"] = nxt
+        return out
+
+    def op_ListGrants(self, region, cred, req):
+        key = self.resolve(region, req.get("KeyId"), allow_alias=False)
+        self.check_access(cred, "kms:ListGrants", region, key)
+        gid, grantee = req.get("GrantId"), req.get("GranteePrincipal")
+        sel = [g for g in self.grants.values() if g["KeyId"] == key["Arn"]
+               and (gid is None or g["GrantId"] == gid)
+               and (grantee is None or g["GranteePrincipal"] == grantee)]
+        return self._list_response(req, sel)
+
+    def op_ListRetirableGrants(self, region, cred, req):
+        self.check_access(cred, "kms:ListRetirableGrants", region, None)
+        who = req.get("RetiringPrincipal")
+        if not isinstance(who, str) or not who:
+            raise KMSError("ValidationException",
+                           "1 validation error detected: Value null at 'retiringPrincipal' "
+                           "failed to satisfy constraint: Member must not be null")
+        sel = [g for g in self.grants.values() if g.get("RetiringPrincipal") == who
+               and g["KeyId"].split(":")[3] == region]
+        return self._list_response(req, sel)
+
+    def _grant_on_key(self, key, gid):
+        if not isinstance(gid, str) or not _GRANT_ID_RE.match(gid):
+            raise KMSError("InvalidGrantIdException", "Invalid grant id")
+        g = self.grants.get(gid)
+        if g is None or g["KeyId"] != key["Arn"]:
+            raise KMSError("NotFoundException", f"Grant ID {gid} not found")
+        return g
+
+    def op_RevokeGrant(self, region, cred, req):
+        key = self.resolve(region, req.get("KeyId"), allow_alias=False)
+        self.check_access(cred, "kms:RevokeGrant", region, key)
+        g = self._grant_on_key(key, req.get("GrantId"))
+        self._dry_run(req)
+        del self.grants[g["GrantId"]]
+        self.save()
+        return {}
+
+    def op_RetireGrant(self, region, cred, req):
+        token = req.get("GrantToken")
+        if token is not None:
+            gid = self.grant_id_of_token(token)
+            g = self.grants.get(gid)
+            if g is None:
+                raise KMSError("NotFoundException", f"Grant ID {gid} not found")
+            if req.get("GrantId") is not None and req["GrantId"] != gid:
+                raise KMSError("InvalidGrantIdException",
+                               "The grant token does not match the grant id")
+        elif req.get("KeyId") is not None and req.get("GrantId") is not None:
+            key = self.resolve(region, req["KeyId"], allow_alias=False)
+            g = self._grant_on_key(key, req["GrantId"])
+        else:
+            raise KMSError("ValidationException",
+                           "Either grant token or both key ID and grant ID must be specified.")
+        region_of_key = g["KeyId"].split(":")[3]
+        key = self.keys.get(region_of_key, {}).get(g["KeyId"].rsplit("/", 1)[1])
+        may = (g.get("RetiringPrincipal") is not None and
+               self._grantee_matches(cred, g["RetiringPrincipal"])) or (
+            "RetireGrant" in g["Operations"] and
+            self._grantee_matches(cred, g["GranteePrincipal"]))
+        if not may:
+            try:
+                self.check_access(cred, "kms:RetireGrant", region_of_key, key,
+                                  grants=False)
+            except KMSError:
+                raise KMSError("AccessDeniedException",
+                               f"User: {self.principal(cred)} is not authorized to perform: "
+                               f"kms:RetireGrant on resource: {g['KeyId']} because it is "
+                               "neither the grant's retiring principal nor its grantee "
+                               "with RetireGrant")
+        self._dry_run(req)
+        del self.grants[g["GrantId"]]
+        self.save()
+        return {}
 
     # -- admin (not KMS) ---------------------------------------------------
 
@@ -1168,6 +1443,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._admin("POST", rid)
         t0 = time.monotonic()
         op, key_ref, region, akid, fault_kind = None, None, None, None, None
+        self.principal = None
         try:
             try:
                 body = self._read_body()
@@ -1207,6 +1483,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.kms.find_credential, regions,
                     check_skew=not self.opts.no_clock_skew_check)
                 akid = cred["access_key_id"]
+                self.principal = self.kms.principal(cred)
                 ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
                 if ctype not in ("application/x-amz-json-1.1", "application/x-amz-json-1.0"):
                     raise KMSError("UnknownOperationException", None)
@@ -1221,6 +1498,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     raise KMSError("SerializationException",
                                    "Start of structure or map found where not expected.")
                 key_ref = req.get("KeyId") or req.get("TargetKeyId") or req.get("SourceKeyId")
+                self.kms.set_call_grant_tokens(req)
                 resp = getattr(self.kms, "op_" + op)(region, cred, req)
             self._send(200, resp, rid)
             self._finish_call(rid, op, key_ref, region, akid, "ok", 200, fault_kind, t0)
@@ -1240,7 +1518,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _finish_call(self, rid, op, key_ref, region, akid, result, status, fault, t0, msg=None):
         self.log.add(time=_now(), op=op, key_id=key_ref if isinstance(key_ref, str) else None,
-                     region=region, access_key=akid, result=result, status=status,
+                     region=region, access_key=akid, principal=self.principal,
+                     result=result, status=status,
                      message=msg, request_id=rid, fault=fault,
                      ms=round((time.monotonic() - t0) * 1000))
         self._say(rid, op, result)
