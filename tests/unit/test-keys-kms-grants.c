@@ -218,7 +218,7 @@ check_tokens (void)
   static const char *const take[]
       = { "Decrypt",   "Encrypt",     "GenerateDataKey",
           "ReEncrypt", "DescribeKey", "CreateGrant" };
-  static const char *const not []
+  static const char *const others[]
       = { "ListGrants", "RevokeGrant", "RetireGrant" };
   struct cv_creds c = { .kms_grant_token = "AQpAM2RhZTk" };
 
@@ -232,11 +232,11 @@ check_tokens (void)
                       == 0,
            "%s carries the grant token", take[i]);
   }
-  for (size_t i = 0; i < sizeof not / sizeof not [0]; i++) {
+  for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
     json_auto_t *req = json_pack ("{s:s}", "KeyId", "k");
-    CHECK (cv_kms_add_grant_token (not [i], &c, req) == 0
+    CHECK (cv_kms_add_grant_token (others[i], &c, req) == 0
                && !json_object_get (req, "GrantTokens"),
-           "%s takes no grant tokens", not [i]);
+           "%s takes no grant tokens", others[i]);
   }
   struct cv_creds none = { 0 };
   json_auto_t *req = json_pack ("{s:s}", "KeyId", "k");
