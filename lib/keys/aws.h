@@ -10,6 +10,7 @@
  *   aws-settings.c   region, endpoint (FIPS, dual-stack, endpoint URLs) and
  *                    retry mode from kms-*= options, the environment, the
  *                    profile
+ *   aws-creds.c      credentials as values: from strings, JSON; copies
  *   aws-fetch.c      plain HTTP(S) requests of the credential sources
  *   aws-sts.c        STS AssumeRole, AssumeRoleWithWebIdentity,
  *                    GetCallerIdentity (Query protocol, XML answers)
@@ -176,12 +177,20 @@ struct cv_aws_fetched {
 int cv_aws_fetch (const struct cv_aws_fetch *req, struct cv_aws_fetched *res);
 void cv_aws_fetched_free (struct cv_aws_fetched *res);
 
-/* --- credentials from JSON (aws-fetch.c) -------------------------------- */
+/* --- credentials as values (aws-creds.c) -------------------------------- */
+
+/* Fill c from strings: the secret and the token (when token_len is not 0)
+ * are copied into locked memory; expires is left 0. 0 or -ENOMEM. */
+int cv_aws_creds_set (struct cv_aws_creds *c, const char *akid, size_t akid_len,
+                      const char *secret, size_t secret_len, const char *token,
+                      size_t token_len, const char *source);
 
 /* Fill out from a JSON credential document: the members AccessKeyId,
  * SecretAccessKey and Token or SessionToken, and Expiration (RFC 3339, or
  * absent for long-lived ones); names differ per source, so they are given
- * (NULL for an absent one). source is copied into out->source. 0, -EPROTO
+ * (NULL for an absent one); an integer Expiration is taken as milliseconds
+ * since 1970 (the SSO portal). what names the answer in messages ("instance
+ * metadata at URL"). source is copied into out->source. 0, -EPROTO
  * (a member missing or malformed; logged with what and where from: what,
  * never a value), -ENOMEM. */
 struct cv_aws_json_names {

@@ -16,49 +16,10 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "crypto/secmem.h"
+#include "keys/aws.h"
 #include "keys/kms.h"
 
 #define CREDS_FILE_MAX (1 << 20)
-
-void
-cv_aws_creds_free (struct cv_aws_creds *c)
-{
-  free (c->access_key_id);
-  cv_key_free (c->secret);
-  cv_key_free (c->token);
-  free (c->source);
-  *c = (struct cv_aws_creds){ 0 };
-}
-
-/* A token as a cv_key holding the string and its NUL. */
-static int
-token_key (const char *s, size_t len, struct cv_key **out)
-{
-  int r = cv_key_new (len + 1, out);
-
-  if (r == 0)
-    memcpy ((*out)->b, s, len); /* the last byte stays 0 */
-  return r;
-}
-
-/* Fill c from strings (the secret and token are copied into cv_keys). */
-static int
-creds_set (struct cv_aws_creds *c, const char *akid, size_t akid_len,
-           const char *secret, size_t secret_len, const char *token,
-           size_t token_len, const char *source)
-{
-  int r;
-
-  if (!(c->access_key_id = strndup (akid, akid_len))
-      || !(c->source = strdup (source)))
-    r = -ENOMEM;
-  else if ((r = cv_key_from (secret, secret_len, &c->secret)) == 0 && token
-           && token_len)
-    r = token_key (token, token_len, &c->token);
-  if (r < 0)
-    cv_aws_creds_free (c);
-  return r;
-}
 
 /* True if [s, e) equals the string want. */
 static bool
@@ -129,8 +90,8 @@ cv_aws_creds_parse (const char *text, size_t len, const char *profile,
     return -EINVAL;
   }
   snprintf (source, sizeof source, "profile %s of %s", profile, path);
-  return creds_set (out, akid, akid_e - akid, sec, sec_e - sec, tok,
-                    tok ? (size_t) (tok_e - tok) : 0, source);
+  return cv_aws_creds_set (out, akid, akid_e - akid, sec, sec_e - sec, tok,
+                           tok ? (size_t) (tok_e - tok) : 0, source);
 }
 
 /* The path of the shared credentials file into a new string. */
@@ -209,8 +170,8 @@ cv_aws_creds_load (struct cv_aws_creds *out)
 
   *out = (struct cv_aws_creds){ 0 };
   if (akid && *akid && sec && *sec)
-    return creds_set (out, akid, strlen (akid), sec, strlen (sec), tok,
-                      tok ? strlen (tok) : 0, "the environment");
+    return cv_aws_creds_set (out, akid, strlen (akid), sec, strlen (sec), tok,
+                             tok ? strlen (tok) : 0, "the environment");
   if ((akid && *akid) != (sec && *sec))
     cv_warn ("%s is set but %s is not: AWS credentials in the environment "
              "are ignored",

@@ -64,9 +64,8 @@ cv_kms_json_wipe_init (void)
 static pthread_mutex_t curl_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool curl_ready;
 
-/* curl_global_init once; 0 or -EIO (logged). */
-static int
-curl_init (void)
+int
+cv_http_init (void)
 {
   int r = 0;
 
@@ -437,26 +436,20 @@ sleep_ms (long ms)
 
 /* --- one call ------------------------------------------------------------ */
 
-/* A growing response buffer; every buffer it drops is wiped first. */
-struct wbuf {
-  char *p;
-  size_t len, cap;
-};
-
-static void
-wbuf_wipe (struct wbuf *b)
+void
+cv_http_buf_wipe (struct cv_http_buf *b)
 {
   if (b->p) {
     cv_wipe (b->p, b->cap);
     free (b->p);
   }
-  *b = (struct wbuf){ 0 };
+  *b = (struct cv_http_buf){ 0 };
 }
 
-static size_t
-on_body (char *data, size_t size, size_t nmemb, void *opaque)
+size_t
+cv_http_buf_write (char *data, size_t size, size_t nmemb, void *opaque)
 {
-  struct wbuf *b = opaque;
+  struct cv_http_buf *b = opaque;
   size_t n = size * nmemb;
 
   if (b->len + n + 1 > b->cap) {
@@ -482,10 +475,8 @@ on_body (char *data, size_t size, size_t nmemb, void *opaque)
   return n;
 }
 
-/* Copy s (len bytes) into out (size outlen) keeping printable ASCII only,
- * so a message from the network is safe to log. */
-static void
-sanitise (char *out, size_t outlen, const char *s, size_t len)
+void
+cv_http_sanitise (char *out, size_t outlen, const char *s, size_t len)
 {
   size_t o = 0;
 
@@ -510,8 +501,8 @@ on_header (char *data, size_t size, size_t nmemb, void *opaque)
     const char *v = data + sizeof rid - 1;
     while (*v == ' ' && v < data + len)
       v++;
-    sanitise (res->request_id, sizeof res->request_id, v,
-              len - (size_t) (v - data));
+    cv_http_sanitise (res->request_id, sizeof res->request_id, v,
+                      len - (size_t) (v - data));
   } else if (len > sizeof etype - 1
              && strncasecmp (data, etype, sizeof etype - 1) == 0
              && !res->type[0]) {
@@ -519,8 +510,9 @@ on_header (char *data, size_t size, size_t nmemb, void *opaque)
     while (*v == ' ' && v < data + len)
       v++;
     size_t tl = strcspn (v, ":\r\n"); /* "Type:http://..." */
-    sanitise (res->type, sizeof res->type, v,
-              tl < len - (size_t) (v - data) ? tl : len - (size_t) (v - data));
+    cv_http_sanitise (
+        res->type, sizeof res->type, v,
+        tl < len - (size_t) (v - data) ? tl : len - (size_t) (v - data));
   }
   return n;
 }
@@ -528,7 +520,7 @@ on_header (char *data, size_t size, size_t nmemb, void *opaque)
 /* Fill res->type and res->message from an error body. The type may come as
  * "namespace#Type"; only Type is kept. */
 static void
-parse_error (const struct wbuf *b, struct cv_kms_result *res)
+parse_error (const struct cv_http_buf *b, struct cv_kms_result *res)
 {
   json_auto_t *j = b->len ? json_loadb (b->p, b->len, 0, NULL) : NULL;
   const char *type = json_string_value (json_object_get (j, "__type"));
@@ -539,10 +531,10 @@ parse_error (const struct wbuf *b, struct cv_kms_result *res)
   if (type) {
     const char *hash = strrchr (type, '#');
     type = hash ? hash + 1 : type;
-    sanitise (res->type, sizeof res->type, type, strcspn (type, ":"));
+    cv_http_sanitise (res->type, sizeof res->type, type, strcspn (type, ":"));
   }
   if (msg)
-    sanitise (res->message, sizeof res->message, msg, strlen (msg));
+    cv_http_sanitise (res->message, sizeof res->message, msg, strlen (msg));
   if (!res->type[0])
     snprintf (res->type, sizeof res->type, "HTTP %ld", res->status);
 }
@@ -554,7 +546,7 @@ attempt_once (CURL *e, const struct cv_kms_call *c, struct cv_kms_result *res,
               int *rc)
 {
   struct curl_slist *hdrs = NULL;
-  struct wbuf b = { 0 };
+  struct cv_http_buf b = { 0 };
   char errbuf[CURL_ERROR_SIZE] = "";
   enum cv_kms_retry how;
 
@@ -574,7 +566,7 @@ attempt_once (CURL *e, const struct cv_kms_call *c, struct cv_kms_result *res,
   *rc = -EIO;
   if (res->curl_code != CURLE_OK) {
     const char *m = errbuf[0] ? errbuf : curl_easy_strerror (res->curl_code);
-    sanitise (res->message, sizeof res->message, m, strlen (m));
+    cv_http_sanitise (res->message, sizeof res->message, m, strlen (m));
     res->type[0] = '\0';
   } else {
     curl_easy_getinfo (e, CURLINFO_RESPONSE_CODE, &res->status);
@@ -597,7 +589,7 @@ attempt_once (CURL *e, const struct cv_kms_call *c, struct cv_kms_result *res,
     } else
       parse_error (&b, res);
   }
-  wbuf_wipe (&b);
+  cv_http_buf_wipe (&b);
   how = cv_kms_classify (res->curl_code, res->status, res->type);
   return *rc == 0 ? CV_KMS_NO_RETRY : how;
 }
@@ -623,7 +615,7 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
   if (base < 0 || connect_ms < 0 || total_ms < 0)
     return -EINVAL;
   cv_kms_json_wipe_init ();
-  if ((rc = curl_init ()) < 0)
+  if ((rc = cv_http_init ()) < 0)
     return rc;
   if (!(e = curl_easy_init ()))
     return -ENOMEM;
@@ -641,7 +633,7 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
   curl_easy_setopt (e, CURLOPT_POST, 1L);
   curl_easy_setopt (e, CURLOPT_POSTFIELDS, c->body);
   curl_easy_setopt (e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) c->body_len);
-  curl_easy_setopt (e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt (e, CURLOPT_WRITEFUNCTION, cv_http_buf_write);
   curl_easy_setopt (e, CURLOPT_HEADERFUNCTION, on_header);
 
   for (int n = 1; n <= CV_KMS_MAX_ATTEMPTS; n++) {

@@ -186,6 +186,21 @@ struct cv_kms_result {
  * or -EINVAL (bad timeout knob; logged). */
 int cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res);
 
+/* Pieces shared with the credential sources' requests (aws-fetch.c). */
+/* curl_global_init once; 0 or -EIO (logged). */
+int cv_http_init (void);
+/* A growing response buffer, at most 1 MiB; every block it drops is wiped
+ * first. cv_http_buf_write is a CURLOPT_WRITEFUNCTION taking one. */
+struct cv_http_buf {
+  char *p;
+  size_t len, cap;
+};
+size_t cv_http_buf_write (char *data, size_t size, size_t nmemb, void *buf);
+void cv_http_buf_wipe (struct cv_http_buf *b);
+/* Copy s (len bytes) into out (size outlen) keeping printable ASCII only,
+ * so a message from the network is safe to log. */
+void cv_http_sanitise (char *out, size_t outlen, const char *s, size_t len);
+
 /* Install jansson allocation functions that wipe every block on free, so the
  * plaintext DEK in request and response JSON (and in jansson's parse
  * buffers) does not outlive its use. Safe to call at any time and more than

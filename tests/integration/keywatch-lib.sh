@@ -27,7 +27,7 @@ EOF
     printf 'user = "%s:%s"\n' "$KMS_AKID" "$KMS_SECRET" >"$tmp/curl-auth"
     chmod 600 "$tmp/curl-auth"
     export AWS_ACCESS_KEY_ID=$KMS_AKID AWS_SECRET_ACCESS_KEY=$KMS_SECRET
-    export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
+    export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
     unset AWS_PROFILE AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION AWS_CA_BUNDLE
     unset https_proxy HTTPS_PROXY all_proxy ALL_PROXY
     export CV_KMS_RETRY_BASE_MS=100 # test knob: 0.1 s backoff base (doc/kms.md)

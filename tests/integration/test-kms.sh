@@ -60,7 +60,7 @@ EP_WEST=https://127.0.0.1:$(cat port-west)
 
 # The environment of everything below: credentials only from here.
 export AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret
-export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
+export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION AWS_CA_BUNDLE
 unset https_proxy HTTPS_PROXY all_proxy ALL_PROXY
 export CV_KMS_RETRY_BASE_MS=100 # test knob: 0.1 s backoff base (doc/kms.md)
