@@ -319,6 +319,14 @@ call_failed (const char *op, const char *label, const char *key,
       continue;
     const char *what_to_do
         = k->todo ? k->todo : denied_todo (op, todo, sizeof todo);
+    const char *what = k->what;
+    /* RevokeGrant and RetireGrant say NotFound of the grant, not the key. */
+    if (k->err == -ENOENT && strstr (op, "Grant") && strcmp (op, "ListGrants")
+        && strcmp (op, "CreateGrant")) {
+      what = "has no such grant (it was revoked or retired already)";
+      what_to_do = "list the volume's grants with cryptvol-keymgr grants "
+                   "VOLUME";
+    }
     if (k->credentials)
       cv_err ("kms %s for %s: AWS did not accept the credentials from %s "
               "(%s%s%s; request id %s%s); %s",
@@ -326,7 +334,7 @@ call_failed (const char *op, const char *label, const char *key,
               what_to_do);
     else
       cv_err ("kms %s for %s: key %s %s (%s%s%s; request id %s%s); %s", op,
-              label, key, k->what, res->type, sep, res->message, rid, extra,
+              label, key, what, res->type, sep, res->message, rid, extra,
               what_to_do);
     return k->err;
   }

@@ -189,7 +189,7 @@ gid4=$(sed -n 's/.*: grant \([0-9a-f]*\) for .*/\1/p' grant4.out)
 grep -q "vol1: retired grant (given by its token) on key" retire.out || { cat retire.out; fail "retire-grant's line"; }
 "$KEYMGR" grants vol1 --json "${KM[@]}" | jq -e --arg g "$gid4" 'map(.GrantId) | index($g) == null' >/dev/null ||
   fail "the retired grant is still listed"
-expect_fail "retire a retired grant's token again" "kms RetireGrant for vol1 wrap 0: key .* was not found \(NotFoundException" \
+expect_fail "retire a retired grant's token again" "kms RetireGrant for vol1 wrap 0: key .* has no such grant \(it was revoked or retired already\) \(NotFoundException.*list the volume's grants" \
   "$KEYMGR" retire-grant vol1 --grant-token +tok3 "${KM[@]}"
 expect_fail "retire vol2's grant through vol1" "grant $gid2 on key .* is not one of vol1's grants: its constraints name volume $uuid2" \
   "$KEYMGR" retire-grant vol1 "$gid2" "${KM[@]}"
