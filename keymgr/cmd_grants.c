@@ -235,8 +235,10 @@ cmd_grant (int argc, char **argv)
     CLEANUP_FREE char *id = NULL, *token = NULL;
     rc = cv_kms_grant_create (v.key[i], label (&v, i, buf, sizeof buf), v.uuid,
                               &co.creds, &spec, &id, &token);
-    if (rc == 0 && g.token_file)
-      rc = write_token (g.token_file, token);
+    if (rc == 0 && g.token_file && (rc = write_token (g.token_file, token)) < 0)
+      cv_err ("grant %s on key %s was made, but its token is lost: revoke it "
+              "(revoke-grant %s %s) and grant again",
+              id, v.key[i], v.path, id);
     if (rc < 0)
       break;
     json_t *j = json_pack ("{s:I, s:s, s:s}", "wrap", (json_int_t) v.id[i],
@@ -449,6 +451,46 @@ cmd_revoke_grant (int argc, char **argv)
   return rc == -EPERM ? EXIT_USAGE : grant_exit (rc);
 }
 
+/* retire-grant once its options are parsed: the grant id (or NULL) and
+ * g->token (or NULL), exactly one of them. Returns an exit code. */
+static int
+retire (const char *path, const char *id, const struct grant_opts *g,
+        const struct common_opts *co)
+{
+  CLEANUP_FREE char *grantee = NULL;
+  struct grant_vol v;
+  size_t at = 0;
+  char buf[300];
+  int rc;
+
+  if (!id == !g->token) {
+    cv_err ("retire-grant needs the grant's token (--grant-token +FILE) or "
+            "its id (GRANT_ID), not both");
+    return EXIT_USAGE;
+  }
+  if (id && cv_kms_grant_id_check (id) < 0)
+    return EXIT_USAGE;
+  if ((rc = grant_vol_open (&v, path, co->header, g->wrap)) != 0) {
+    grant_vol_close (&v);
+    return rc;
+  }
+  /* By token, the call goes to the region of the (first) chosen key. */
+  if (id)
+    rc = find_grant (&v, &co->creds, id, &at, &grantee);
+  if (rc == 0
+      && (rc = cv_kms_grant_retire (v.key[at], label (&v, at, buf, sizeof buf),
+                                    &co->creds, id, g->token))
+             == 0)
+    report (co->json,
+            json_pack ("{s:s, s:s, s:s, s:s?, s:s?}", "volume", v.path,
+                       "key_arn", v.key[at], "by", id ? "id" : "token",
+                       "retired", id, "grantee", grantee),
+            "%s: retired grant %s on key %s\n", v.path,
+            id ? id : "(given by its token)", v.key[at]);
+  grant_vol_close (&v);
+  return rc == -EPERM ? EXIT_USAGE : grant_exit (rc);
+}
+
 int
 cmd_retire_grant (int argc, char **argv)
 {
@@ -460,50 +502,20 @@ cmd_retire_grant (int argc, char **argv)
   static const char usage[]
       = "usage: cryptvol-keymgr retire-grant VOLUME (--grant-token +FILE | "
         "GRANT_ID) [--wrap ID]\n"
-        "         [--header FILE]\n" KMS_USAGE
+        "         [--header FILE] [--json]\n" KMS_USAGE
         "Retires one of the volume's grants, by its token (as grant wrote "
-        "it) or its id:\nfor the grant's retiring principal (or the "
-        "account), when the grant is no\nlonger needed.\n";
+        "it) or its id,\nwhen it is no longer needed (the grant's retiring "
+        "principal may retire it).\n";
   struct grant_opts g = { .wrap = -1 };
   struct common_opts co;
-  struct grant_vol v = { .fd = -1 };
-  CLEANUP_FREE char *grantee = NULL;
-  size_t at = 0;
-  char buf[300];
   int rc = parse_args (argc, argv, own, grant_opt, &g, &co, usage, -2);
 
-  if (rc) {
-    free (g.token);
-    return rc < 0 ? EXIT_OK : rc;
-  }
-  const char *id = optind + 1 < argc ? argv[optind + 1] : NULL;
-  if (!id == !g.token) {
-    cv_err ("retire-grant needs the grant's token (--grant-token +FILE) or "
-            "its id (GRANT_ID), not both");
-    rc = -EINVAL;
-  } else if (id && cv_kms_grant_id_check (id) < 0)
-    rc = -EINVAL;
-  else if ((rc = grant_vol_open (&v, argv[optind], co.header, g.wrap)) != 0) {
-    grant_vol_close (&v);
-    free (g.token);
-    common_free (&co);
-    return rc;
-  }
-  /* By token: the call goes to the region of the (first) chosen key. */
-  if (rc == 0 && id)
-    rc = find_grant (&v, &co.creds, id, &at, &grantee);
-  if (rc == 0
-      && (rc = cv_kms_grant_retire (v.key[at], label (&v, at, buf, sizeof buf),
-                                    &co.creds, id, g.token))
-             == 0)
-    report (co.json,
-            json_pack ("{s:s, s:s, s:s, s:s?}", "volume", v.path, "key_arn",
-                       v.key[at], "retired", id ? id : "(by token)", "grantee",
-                       grantee),
-            "%s: retired grant %s on key %s\n", v.path,
-            id ? id : "(given by its token)", v.key[at]);
-  grant_vol_close (&v);
+  if (rc == 0)
+    rc = retire (argv[optind], optind + 1 < argc ? argv[optind + 1] : NULL, &g,
+                 &co);
+  else if (rc < 0)
+    rc = EXIT_OK;
   free (g.token);
   common_free (&co);
-  return rc == -EPERM ? EXIT_USAGE : grant_exit (rc);
+  return rc;
 }

@@ -199,6 +199,14 @@ expect_fail "retire vol2's grant through vol1" "grant $gid2 on key .* is not one
 refused "$H2" "host2 after its grant was retired" "AccessDeniedException" vol2 kms-grant-token=+tok2
 pass "retire-grant by token (the retiring principal) and by id; another volume's grant refused; a retired grant's token unlocks nothing"
 
+# --- a token file that cannot be written ---------------------------------------------
+expect_fail "--token-file in no directory" "cannot write the grant token to nodir/tok: No such file or directory" \
+  "$KEYMGR" grant vol1 --grantee "$HOST2" --token-file nodir/tok "${KM[@]}"
+grep -qE "grant [0-9a-f]{64} on key .* was made, but its token is lost: revoke it \(revoke-grant vol1 [0-9a-f]{64}\)" "$tmp/err" ||
+  { cat "$tmp/err"; fail "the lost token's grant is not named"; }
+lost=$(grep -oE 'revoke-grant vol1 [0-9a-f]{64}' "$tmp/err" | cut -d' ' -f3)
+"$KEYMGR" revoke-grant vol1 "$lost" "${KM[@]}" >/dev/null || fail "revoking the grant whose token was lost"
+
 # --- --all ---------------------------------------------------------------------------------
 kms CreateGrant "{\"KeyId\": \"$key1\", \"GranteePrincipal\": \"$HOST2\", \"Operations\": [\"Decrypt\"]}" >/dev/null
 n_mine=$("$KEYMGR" grants vol1 --json "${KM[@]}" | jq length)
