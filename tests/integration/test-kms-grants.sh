@@ -152,6 +152,8 @@ opens "$H2" vol2 kms-grant-token="$(cat tok2)"
 as "$H2" "$KEYMGR" verify vol2 --kms-grant-token +tok2 "${KM[@]}" >/dev/null || fail "keymgr --kms-grant-token"
 expect_fail "keymgr without the token" "AccessDeniedException" as "$H2" "$KEYMGR" verify vol2 "${KM[@]}"
 refused "$H2" "host2's token on vol1" "AccessDeniedException" vol1 kms-grant-token=+tok2
+refused "$H2" "a grant token KMS did not make" "key $(key_arn "$key1") refused the grant token \(InvalidGrantTokenException.*give the token cryptvol-keymgr grant printed" \
+  vol2 kms-grant-token=AQIDBAUGBwgJCgsMDQ4P
 pass "a grant not yet propagated: host2 unlocks vol2 with kms-grant-token= (+FILE, -FD, literal) and --kms-grant-token, not without; not vol1"
 config 0
 
