@@ -15,8 +15,7 @@
 #include "keys/kms.h"
 
 #define CTX_KEY "cryptvol:volume"
-#define PAGE_LIMIT 100  /* ListGrants Limit: AWS's maximum */
-#define PAGES_MAX 10000 /* a bound on a listing that never ends */
+#define PAGE_LIMIT 100 /* ListGrants Limit: AWS's maximum */
 #define PRINCIPAL_FORMS                                                        \
   "arn:aws:iam::ACCOUNT:role/NAME, arn:aws:iam::ACCOUNT:user/NAME, "           \
   "arn:aws:iam::ACCOUNT:root or "                                              \
@@ -260,23 +259,24 @@ cv_kms_grants_list (const char *key_arn, const char *label, const char *uuid,
     return -ENOMEM;
   if ((r = cv_kms_target_open (key_arn, c, &t)) < 0)
     return r;
-  for (int page = 0; r == 0; page++) {
+  while (r == 0) {
     json_auto_t *req = NULL, *resp = NULL;
     char *next = NULL;
-    if (page == PAGES_MAX) {
-      cv_err ("kms ListGrants for %s: more than %d pages of grants on key "
-              "%s; is the endpoint AWS KMS?",
-              label, PAGES_MAX, t.key_id);
-      r = -EPROTO;
-      break;
-    }
     req = json_pack ("{s:s, s:i}", "KeyId", t.key_id, "Limit", PAGE_LIMIT);
-    if (req && marker)
-      json_object_set_new (req, "Marker", json_string (marker));
-    r = req ? cv_kms_op ("ListGrants", label, t.key_id, &t, c, req, &resp)
-            : -ENOMEM;
+    if (req && marker
+        && json_object_set_new (req, "Marker", json_string (marker)) < 0)
+      r = -ENOMEM;
+    if (r == 0)
+      r = req ? cv_kms_op ("ListGrants", label, t.key_id, &t, c, req, &resp)
+              : -ENOMEM;
     if (r == 0)
       r = cv_kms_grants_page (resp, uuid, all, &next);
+    if (r == 0 && next && marker && strcmp (next, marker) == 0) {
+      cv_err ("kms ListGrants for %s: the answer for marker %.80s gives the "
+              "same marker for the next page; is the endpoint AWS KMS?",
+              label, marker);
+      r = -EPROTO;
+    }
     free (marker);
     marker = next;
     if (!marker)

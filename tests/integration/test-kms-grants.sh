@@ -218,6 +218,37 @@ n_all=$("$KEYMGR" grants vol1 --all --json "${KM[@]}" | jq length)
   fail "--all does not show the grant without constraints"
 pass "grants --all shows every grant on the key, also one that names no volume"
 
+# --- an endpoint whose listing goes round in a loop ----------------------------------------------
+cat >endless.py <<'EOS'
+import http.server, json, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"Grants": [], "Truncated": True, "NextMarker": "m"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+open(sys.argv[3] + ".tmp", "w").write(str(s.server_address[1]))
+import os; os.rename(sys.argv[3] + ".tmp", sys.argv[3])
+s.serve_forever()
+EOS
+"$PY" endless.py "$tmp/ca/server.pem" "$tmp/ca/server.key" endless.port 2>endless.err &
+endless=$!
+cleanup_hooks+=("kill $endless")
+for _ in $(seq 1 200); do [ -s endless.port ] && break; sleep 0.05; done
+[ -s endless.port ] || { cat endless.err; fail "the endless endpoint did not start"; }
+expect_fail "a listing that never ends" "kms ListGrants for vol1 wrap 0: the answer for marker m gives the same marker for the next page; is the endpoint AWS KMS\?" \
+  "$KEYMGR" grants vol1 --kms-endpoint "https://127.0.0.1:$(cat endless.port)" --ca-bundle "$CA"
+
 if grep -sqF -e "$KMS_SECRET" "$tmp/nbdkit.log" "$tmp/kms.log"; then
   fail "the secret access key appears in a log"
 fi
