@@ -117,9 +117,13 @@ grant_vol_open (struct grant_vol *v, const char *path, const char *header,
     const char *key = cv_hdr_wrap_member (v->h, w.id, "key_arn");
     bool kms = w.type && strcmp (w.type, "kms") == 0 && key;
     if (wrap >= 0 && w.id == wrap && !kms) {
-      cv_err ("wrap %lld of %s is not a kms wrap (it is %s): grants are "
-              "made on a KMS key",
-              (long long) wrap, path, w.type ? w.type : "of no type");
+      cv_err ("wrap %lld of %s is not a kms wrap with a key ARN (%s): grants "
+              "are made on a KMS key",
+              (long long) wrap, path,
+              !w.type                       ? "it has no type"
+              : strcmp (w.type, "kms") != 0 ? w.type
+                                            : "it has no key_arn: the wrap is "
+                                              "malformed");
       return EXIT_USAGE;
     }
     if (!kms || (wrap >= 0 && w.id != wrap))

@@ -75,6 +75,8 @@ expect_fail "no --grantee" 'grant needs --grantee ARN' "$KEYMGR" grant vol1 "${K
 expect_fail "no kms wrap" 'filevol has no kms wrap: grants are made on the KMS key of a kms wrap' \
   "$KEYMGR" grant filevol --grantee "$HOST1" "${KM[@]}"
 expect_fail "grants of a volume with no kms wrap" 'filevol has no kms wrap' "$KEYMGR" grants filevol "${KM[@]}"
+expect_fail "--wrap of a file wrap" 'wrap 0 of filevol is not a kms wrap with a key ARN \(file\)' \
+  "$KEYMGR" grant filevol --grantee "$HOST1" --wrap 0 "${KM[@]}"
 expect_fail "no such wrap" 'vol1 has no wrap 5' "$KEYMGR" grant vol1 --grantee "$HOST1" --wrap 5 "${KM[@]}"
 expect_fail "not a grant id" '"x;y" is not a KMS grant id' "$KEYMGR" revoke-grant vol1 'x;y' "${KM[@]}"
 unknown=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
