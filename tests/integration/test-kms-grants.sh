@@ -7,8 +7,10 @@
 # them; with grant_propagation_seconds large, the grantee unlocks with
 # kms-grant-token= (plugin) / --kms-grant-token (keymgr) and not without;
 # RevokeGrant makes a running server with a key watch revoke, and a new
-# grant brings it back at the watch's next check. Bad input and missing
-# permissions are refused with the messages checked.
+# grant brings it back at the watch's next check. The AWS CLI lists and
+# retires cryptvol's grants, and cryptvol lists and revokes the CLI's. Bad
+# input, missing permissions and an endpoint that pages in a loop are
+# refused with the messages checked.
 source "$(dirname "$0")/functions.sh"
 source "$CV_SRCDIR/tests/integration/keywatch-lib.sh"
 requires nbdkit nbdsh nbdinfo curl jq openssl
@@ -219,6 +221,29 @@ n_all=$("$KEYMGR" grants vol1 --all --json "${KM[@]}" | jq length)
 "$KEYMGR" grants vol1 --all "${KM[@]}" | grep -qE "^0 +[0-9a-f]{64} +Decrypt +- +$HOST2$" ||
   fail "--all does not show the grant without constraints"
 pass "grants --all shows every grant on the key, also one that names no volume"
+
+# --- the AWS CLI sees cryptvol's grants, and cryptvol the CLI's ---------------------------
+if [ -x /usr/bin/aws ]; then
+  awsk () { AWS_CA_BUNDLE=$CA AWS_DEFAULT_REGION=us-east-1 AWS_PAGER='' /usr/bin/aws --endpoint-url "$EP" kms "$@"; }
+  "$KEYMGR" grant vol2 --grantee "$HOST1" --retiring-principal "$ADMIN" --token-file tok5 "${KM[@]}" >grant5.out
+  gid5=$(sed -n 's/.*: grant \([0-9a-f]*\) for .*/\1/p' grant5.out)
+  awsk list-grants --key-id "$(key_arn "$key1")" >cli.json
+  jq -e --arg g "$gid5" --arg u "$uuid2" '[.Grants[] | select(.GrantId == $g)][0]
+    | .Name == "cryptvol-\($u)" and .Operations == ["Decrypt"]
+    and .Constraints.EncryptionContextEquals["cryptvol:volume"] == $u' cli.json >/dev/null ||
+    { cat cli.json; fail "aws kms list-grants does not show cryptvol's grant as made"; }
+  awsk retire-grant --grant-token "$(cat tok5)" || fail "aws kms retire-grant with cryptvol's token file"
+  cgid=$(awsk create-grant --key-id "$(key_arn "$key1")" --grantee-principal "$HOST2" --operations Decrypt \
+    --constraints "EncryptionContextEquals={cryptvol:volume=$uuid2}" --query GrantId --output text)
+  "$KEYMGR" grants vol2 --json "${KM[@]}" | jq -e --arg g "$cgid" 'map(.GrantId) == [$g]' >/dev/null ||
+    fail "cryptvol-keymgr grants does not list (only) the grant the AWS CLI made"
+  "$KEYMGR" revoke-grant vol2 "$cgid" "${KM[@]}" >/dev/null || fail "revoke-grant of the CLI's grant"
+  [ "$(awsk list-grants --key-id "$(key_arn "$key1")" --query "length(Grants[?GrantId=='$cgid'])")" = 0 ] ||
+    fail "the AWS CLI still lists the revoked grant"
+  pass "the AWS CLI lists cryptvol's grant as made and retires it by its token file; cryptvol lists and revokes the CLI's grant"
+else
+  echo "note: /usr/bin/aws is not installed (Debian package awscli); the CLI check did not run"
+fi
 
 # --- an endpoint whose listing goes round in a loop ----------------------------------------------
 cat >endless.py <<'EOS'
