@@ -55,12 +55,14 @@ struct common_opts {
   { "kms-region", required_argument, 0, 0x10e },                               \
   { "ca-bundle", required_argument, 0, 0x10f },                                \
   { "audit-log", required_argument, 0, 0x110 },                               \
-  { "unlock-wrap", required_argument, 0, 0x111 }
+  { "unlock-wrap", required_argument, 0, 0x111 },                            \
+  { "kms-grant-token", required_argument, 0, 0x112 }
 /* clang-format on */
 
 /* Parse a command line: own options (may be NULL) go to handle (returning 0,
  * or -1 after reporting a bad value), common ones into o (initialised here);
- * exactly nargs operands must follow, at argv[optind]. Returns 0, -1 after
+ * exactly nargs operands must follow, at argv[optind] (nargs < 0: 1 to
+ * -nargs). Returns 0, -1 after
  * printing --help (exit 0), or an exit code after a usage error. */
 struct option;
 int parse_args (int argc, char **argv, const struct option *own,
@@ -72,6 +74,10 @@ int parse_args (int argc, char **argv, const struct option *own,
  * Returns 0 or -errno (reported). */
 int common_creds (struct common_opts *o, bool want_passphrase, bool confirm);
 void common_free (struct common_opts *o);
+/* A KMS grant token given as opt's argument arg: +FILE (read, a trailing
+ * newline dropped) or the token itself. *out is malloc'd. 0, or -1 after
+ * reporting what is wrong (never the token). */
+int read_token_arg (const char *opt, const char *arg, char **out);
 /* A passphrase from file, else fd (>= 0), else (if prompt) the terminal,
  * asked twice if confirm; label names it in the prompt. Leaves *out NULL if
  * none was asked for. Returns 0 or -errno (reported). */
@@ -185,5 +191,9 @@ int cmd_status (int argc, char **argv);
 int cmd_lock (int argc, char **argv);
 int cmd_unlock (int argc, char **argv);
 int cmd_reload (int argc, char **argv);
+int cmd_grant (int argc, char **argv);
+int cmd_grants (int argc, char **argv);
+int cmd_revoke_grant (int argc, char **argv);
+int cmd_retire_grant (int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@
 #include "crypto/secmem.h"
 #include "format/header.h"
 #include "keymgr.h"
+#include "keys/kms-grants.h"
 
 static const struct {
   const char *name;
@@ -42,6 +43,10 @@ static const struct {
   { "lock", cmd_lock, "revoke a served volume now (--control PATH)" },
   { "unlock", cmd_unlock, "make a revoked server serve again (--control)" },
   { "reload", cmd_reload, "make a server re-read the header (--control)" },
+  { "grant", cmd_grant, "let one AWS principal unlock the volume (KMS grant)" },
+  { "grants", cmd_grants, "list the volume's KMS grants" },
+  { "revoke-grant", cmd_revoke_grant, "revoke one of the volume's grants" },
+  { "retire-grant", cmd_retire_grant, "retire one of the volume's grants" },
 };
 
 static void
@@ -173,6 +178,14 @@ common_opt (struct common_opts *o, int c, const char *arg)
     return 1;
   case 0x111:
     return cv_wrap_sel_add (&o->unlock_sel, arg) < 0 ? -1 : 1;
+  case 0x112:
+    free ((char *) o->creds.kms_grant_token);
+    o->creds.kms_grant_token = NULL;
+    return read_token_arg ("--kms-grant-token", arg,
+                           (char **) &o->creds.kms_grant_token)
+                   < 0
+               ? -1
+               : 1;
   }
   return 0;
 }
@@ -312,9 +325,38 @@ read_passphrase (const char *file, int fd, bool prompt, bool confirm,
   return rc;
 }
 
+int
+read_token_arg (const char *opt, const char *arg, char **out)
+{
+  char buf[CV_KMS_GRANT_TOKEN_MAX + 2];
+  size_t len = 0;
+  int rc;
+
+  if (arg[0] != '+')
+    len = strlen (arg) < sizeof buf ? strlen (arg) : sizeof buf - 1;
+  if (arg[0] != '+')
+    memcpy (buf, arg, len);
+  else {
+    CLEANUP_CLOSE int fd = open (arg + 1, O_RDONLY | O_CLOEXEC);
+    rc = fd < 0 ? -errno : cv_read_all (fd, buf, sizeof buf - 1, &len);
+    if (rc < 0) {
+      cv_err ("%s: cannot read %s: %s", opt, arg + 1, strerror (-rc));
+      return -1;
+    }
+  }
+  while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+    len--;
+  buf[len] = '\0';
+  if (cv_kms_grant_token_check (opt, buf) < 0)
+    return -1;
+  return (*out = strdup (buf)) ? 0 : -1;
+}
+
 void
 common_free (struct common_opts *o)
 {
+  free ((char *) o->creds.kms_grant_token);
+  o->creds.kms_grant_token = NULL;
   cv_key_free (o->creds.passphrase);
   cv_key_free (o->creds.pin);
   o->creds.passphrase = o->creds.pin = NULL;
@@ -451,7 +493,8 @@ parse_args (int argc, char **argv, const struct option *own,
       return EXIT_USAGE;
     }
   }
-  if (argc - optind != nargs) {
+  if (nargs < 0 ? argc - optind < 1 || argc - optind > -nargs
+                : argc - optind != nargs) {
     fputs (usage, stderr);
     return EXIT_USAGE;
   }

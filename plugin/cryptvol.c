@@ -17,6 +17,7 @@
 #include "ctl/audit.h"
 #include "ctl/ctl.h"
 #include "keys/keys.h"
+#include "keys/kms-grants.h"
 #include "vol/volume.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
@@ -33,6 +34,7 @@ static struct cv_vol *vol;
 static struct cv_watch_opts watch = CV_WATCH_OPTS_DEFAULT;
 static char *control_path, *audit_path; /* absolute: nbdkit may chdir / */
 static char *keyfile;                   /* creds.keyfile, absolute too */
+static char *grant_token;               /* creds.kms_grant_token */
 static gid_t control_gid = (gid_t) -1;
 static struct cv_ctl *ctl;
 static struct cv_audit *audit;
@@ -80,6 +82,7 @@ cryptvol_unload (void)
   free (control_path);
   free (audit_path);
   free (keyfile);
+  free (grant_token);
   cv_key_free (creds.passphrase);
   cv_key_free (creds.pin);
   cv_keys_cleanup ();
@@ -113,6 +116,32 @@ read_secret (const char *key, const char *value, struct cv_key **out)
     nbdkit_error ("%s: out of memory", key);
     return -1;
   }
+  return 0;
+}
+
+/* kms-grant-token=: read as nbdkit reads passwords (+FILE, -FD, - or the
+ * token itself), a trailing newline dropped, and checked. 0 or -1
+ * (reported). */
+static int
+read_grant_token (const char *value)
+{
+  char *s = NULL;
+  size_t n;
+
+  if (grant_token) {
+    nbdkit_error ("kms-grant-token= given twice");
+    return -1;
+  }
+  if (nbdkit_read_password (value, &s) == -1)
+    return -1;
+  n = strlen (s);
+  while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+    s[--n] = '\0';
+  if (cv_kms_grant_token_check ("kms-grant-token=", s) < 0) {
+    free (s);
+    return -1;
+  }
+  creds.kms_grant_token = grant_token = s;
   return 0;
 }
 
@@ -236,6 +265,8 @@ cryptvol_config (const char *key, const char *value)
     creds.kms_region = value;
   else if (strcmp (key, "ca-bundle") == 0)
     creds.ca_bundle = value;
+  else if (strcmp (key, "kms-grant-token") == 0)
+    return read_grant_token (value);
   else if (strcmp (key, "direct") == 0) {
     if ((r = nbdkit_parse_bool (value)) == -1)
       return -1;
@@ -284,6 +315,8 @@ cryptvol_config_complete (void)
   "kms-endpoint=URL     AWS KMS endpoint override (VPC, FIPS, test).\n"        \
   "kms-region=REGION    AWS region for KMS wraps (default: from the key).\n"   \
   "ca-bundle=FILE       CA certificates for the KMS endpoint.\n"               \
+  "kms-grant-token=+FILE|-FD|-|TOKEN  A KMS grant's token (not yet "           \
+  "propagated).\n"                                                             \
   "direct=true|false    Open the data with O_DIRECT (default false).\n"        \
   "io=auto|io_uring|posix  I/O backend (default auto: io_uring if usable).\n"  \
   "readonly=true|false  Open the volume read-only (default false).\n"          \

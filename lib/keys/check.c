@@ -130,6 +130,7 @@ cv_creds_copy (const struct cv_creds *c, struct cv_creds **out)
   DUP (kms_endpoint);
   DUP (kms_region);
   DUP (ca_bundle);
+  DUP (kms_grant_token); /* sent with every check: a grant's own token */
 #undef DUP
   if (r == 0 && c->passphrase)
     r = cv_key_from (c->passphrase->b, c->passphrase->len, &n->passphrase);
@@ -156,6 +157,7 @@ cv_creds_free (struct cv_creds *c)
   free ((char *) c->kms_endpoint);
   free ((char *) c->kms_region);
   free ((char *) c->ca_bundle);
+  free ((char *) c->kms_grant_token);
   cv_key_free (c->passphrase);
   cv_key_free (c->pin);
   free (c);

@@ -735,8 +735,11 @@ attempt_once (CURL *e, const struct cv_kms_call *c, struct cv_kms_result *res,
     if (res->status >= 200 && res->status < 300) {
       json_error_t err;
       res->type[0] = '\0';
-      res->body
-          = json_loadb (b.p ? b.p : "", b.len, JSON_REJECT_DUPLICATES, &err);
+      /* Operations with no result (RevokeGrant, RetireGrant) may answer
+       * with an empty body. */
+      res->body = b.len == 0
+                      ? json_object ()
+                      : json_loadb (b.p, b.len, JSON_REJECT_DUPLICATES, &err);
       if (json_is_object (res->body))
         *rc = 0;
       else {

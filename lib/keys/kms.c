@@ -167,15 +167,8 @@ cv_kms_ref_key_id (const char *ref, const struct cv_kms_ref *r,
 
 /* --- where a call goes --------------------------------------------------- */
 
-struct target {
-  char region[32];
-  char *key_id; /* KeyId to send */
-  char *url, *host;
-  struct cv_aws_creds cr;
-};
-
-static void
-target_free (struct target *t)
+void
+cv_kms_target_free (struct cv_kms_target *t)
 {
   free (t->key_id);
   free (t->url);
@@ -183,15 +176,14 @@ target_free (struct target *t)
   cv_aws_creds_free (&t->cr);
 }
 
-/* Resolve ref (a reference or a stored key ARN) into a target. Returns 0,
- * -ENOKEY (no credentials; not logged) or -EINVAL (logged). */
-static int
-target_open (const char *ref, const struct cv_creds *c, struct target *t)
+int
+cv_kms_target_open (const char *ref, const struct cv_creds *c,
+                    struct cv_kms_target *t)
 {
   struct cv_kms_ref r;
   int rc;
 
-  *t = (struct target){ 0 };
+  *t = (struct cv_kms_target){ 0 };
   if ((rc = cv_kms_ref_parse (ref, &r)) < 0
       || (rc = cv_kms_ref_region (&r, c, ref, t->region, sizeof t->region)) < 0
       || (rc = cv_kms_ref_key_id (ref, &r, t->region, &t->key_id)) < 0
@@ -199,7 +191,7 @@ target_open (const char *ref, const struct cv_creds *c, struct target *t)
                                 &t->host))
              < 0
       || (rc = cv_aws_creds_load (&t->cr)) < 0) {
-    target_free (t);
+    cv_kms_target_free (t);
     return rc;
   }
   return 0;
@@ -226,9 +218,7 @@ static const struct kms_error {
     "unlock with another wrap; for a multi-Region key give kms-region= (and "
     "kms-endpoint=) of a region that holds a replica" },
   { "AccessDeniedException", -EACCES, false,
-    "may not be used with these credentials",
-    "allow the operation for this caller in the key policy, with the "
-    "kms:EncryptionContext:" CTX_KEY " condition (doc/kms.md)" },
+    "may not be used with these credentials", NULL /* denied_todo */ },
   { "InvalidCiphertextException", -EBADMSG, false,
     "refused the wrap for this volume's encryption context",
     "the wrap was altered or copied from another volume; restore the header "
@@ -252,14 +242,51 @@ static const struct kms_error {
     "check the credentials" },
   { "ExpiredTokenException", -EKEYEXPIRED, true, NULL,
     "refresh the temporary credentials" },
+  { "InvalidGrantIdException", -ENOENT, false, "has no grant with that id",
+    "list the volume's grants with cryptvol-keymgr grants VOLUME" },
+  { "InvalidGrantTokenException", -EINVAL, false, "refused the grant token",
+    "give the token cryptvol-keymgr grant printed for this key "
+    "(kms-grant-token=, --kms-grant-token), or none" },
+  { "InvalidArnException", -EINVAL, false, "refused an ARN in the request",
+    "check the grantee and retiring principal ARNs" },
+  { "LimitExceededException", -ENOSPC, false, "has too many grants",
+    "retire or revoke the grants no longer used (cryptvol-keymgr grants "
+    "VOLUME --all)" },
 };
+
+/* What to do about AccessDeniedException from op: a policy statement to
+ * add, or for the operations a grant allows, a grant to make. buf holds it. */
+static const char *
+denied_todo (const char *op, char *buf, size_t len)
+{
+  const char *action = strcmp (op, "ReEncrypt") == 0
+                           ? "kms:ReEncryptFrom (old key) and "
+                             "kms:ReEncryptTo (new key)"
+                           : NULL;
+
+  if (strstr (op, "Grant"))
+    snprintf (buf, len,
+              "the key policy does not allow kms:%s for this caller: add "
+              "the statement of the Grants section of doc/kms.md",
+              op);
+  else
+    snprintf (buf, len,
+              "the key policy does not allow kms:%s for this caller, or the "
+              "grant that allowed it was revoked or retired (KMS does not "
+              "say which), or a new grant has not propagated yet: allow it "
+              "in the key policy with the kms:EncryptionContext:" CTX_KEY
+              " condition (doc/kms.md), make a new grant (cryptvol-keymgr "
+              "grant), or give a new grant's token (kms-grant-token=)",
+              action ? action : op);
+  return buf;
+}
 
 /* The provider's view of a failed call: log it once and return -errno.
  * label says what the call was for ("wrap 0 (kms alias/x)"), key is the key
  * it named. */
 static int
 call_failed (const char *op, const char *label, const char *key,
-             const struct target *t, const struct cv_kms_result *res)
+             const struct cv_kms_target *t, const struct cv_kms_result *res)
 {
   char extra[64] = "";
 
@@ -285,19 +312,30 @@ call_failed (const char *op, const char *label, const char *key,
   }
   const char *rid = res->request_id[0] ? res->request_id : "none";
   const char *sep = res->message[0] ? ": " : "";
+  char todo[512];
   for (size_t i = 0; i < ARRAY_SIZE (kms_errors); i++) {
     const struct kms_error *k = &kms_errors[i];
     if (strcmp (k->type, res->type) != 0)
       continue;
+    const char *what_to_do
+        = k->todo ? k->todo : denied_todo (op, todo, sizeof todo);
+    const char *what = k->what;
+    /* RevokeGrant and RetireGrant say NotFound of the grant, not the key. */
+    if (k->err == -ENOENT && strstr (op, "Grant") && strcmp (op, "ListGrants")
+        && strcmp (op, "CreateGrant")) {
+      what = "has no such grant (it was revoked or retired already)";
+      what_to_do = "list the volume's grants with cryptvol-keymgr grants "
+                   "VOLUME";
+    }
     if (k->credentials)
       cv_err ("kms %s for %s: AWS did not accept the credentials from %s "
               "(%s%s%s; request id %s%s); %s",
               op, label, t->cr.source, res->type, sep, res->message, rid, extra,
-              k->todo);
+              what_to_do);
     else
       cv_err ("kms %s for %s: key %s %s (%s%s%s; request id %s%s); %s", op,
-              label, key, k->what, res->type, sep, res->message, rid, extra,
-              k->todo);
+              label, key, what, res->type, sep, res->message, rid, extra,
+              what_to_do);
     return k->err;
   }
   if (res->status >= 500 || res->status == 429 || strstr (res->type, "Throttl")
@@ -319,18 +357,37 @@ call_failed (const char *op, const char *label, const char *key,
   return strcmp (res->type, "ValidationException") == 0 ? -EINVAL : -EIO;
 }
 
-/* Make call op with request req to t. Returns 0 with *resp (the answer,
- * caller decrefs) or -errno (logged). */
-static int
-kms_op (const char *op, const char *label, const char *key,
-        const struct target *t, const struct cv_creds *c, json_t *req,
-        json_t **resp)
+int
+cv_kms_add_grant_token (const char *op, const struct cv_creds *c, json_t *req)
+{
+  static const char *const takes[]
+      = { "Decrypt",   "Encrypt",     "GenerateDataKey",
+          "ReEncrypt", "DescribeKey", "CreateGrant" };
+
+  if (!c || !c->kms_grant_token)
+    return 0;
+  for (size_t i = 0; i < ARRAY_SIZE (takes); i++)
+    if (strcmp (op, takes[i]) == 0)
+      return json_object_set_new (req, "GrantTokens",
+                                  json_pack ("[s]", c->kms_grant_token))
+                     < 0
+                 ? -ENOMEM
+                 : 0;
+  return 0;
+}
+
+int
+cv_kms_op (const char *op, const char *label, const char *key,
+           const struct cv_kms_target *t, const struct cv_creds *c, json_t *req,
+           json_t **resp)
 {
   struct cv_kms_result res;
   char *body;
   int r;
 
   cv_kms_json_wipe_init ();
+  if ((r = cv_kms_add_grant_token (op, c, req)) < 0)
+    return r;
   body = json_dumps (req, JSON_COMPACT);
   if (!body)
     return -ENOMEM;
@@ -389,7 +446,7 @@ answer_string (const json_t *resp, const char *key, const char *op, int *r)
 /* Record the answer of Encrypt, GenerateDataKey or ReEncrypt in w. */
 static int
 store_wrap (json_t *w, const json_t *resp, const char *op,
-            const struct target *t, const json_t *ctx)
+            const struct cv_kms_target *t, const json_t *ctx)
 {
   int r = 0;
   const char *blob = answer_string (resp, "CiphertextBlob", op, &r);
@@ -456,7 +513,7 @@ kms_wrap (const char *ref, const struct cv_creds *c, const struct cv_key *dek,
   char label[CV_WRAP_LABEL_MAX];
   json_auto_t *ctx = NULL, *req = NULL, *resp = NULL;
   CLEANUP_FREE char *b64 = NULL;
-  struct target t;
+  struct cv_kms_target t;
   int r;
 
   if (!ref) {
@@ -464,19 +521,19 @@ kms_wrap (const char *ref, const struct cv_creds *c, const struct cv_key *dek,
     return -EINVAL;
   }
   if ((r = binding_ctx (binding, &ctx)) < 0
-      || (r = target_open (ref, c, &t)) < 0)
+      || (r = cv_kms_target_open (ref, c, &t)) < 0)
     return r;
   if ((r = cv_b64_encode (dek->b, dek->len, &b64)) == 0) {
     req = json_pack ("{s:s, s:s, s:O}", "KeyId", t.key_id, "Plaintext", b64,
                      "EncryptionContext", ctx);
     cv_wipe (b64, strlen (b64));
-    r = req ? kms_op ("Encrypt", new_label (ref, label, sizeof label), ref, &t,
-                      c, req, &resp)
+    r = req ? cv_kms_op ("Encrypt", new_label (ref, label, sizeof label), ref,
+                         &t, c, req, &resp)
             : -ENOMEM;
   }
   if (r == 0)
     r = store_wrap (w, resp, "Encrypt", &t, ctx);
-  target_free (&t);
+  cv_kms_target_free (&t);
   return r;
 }
 
@@ -487,7 +544,7 @@ kms_generate (const char *ref, const struct cv_creds *c, size_t len,
   char label[CV_WRAP_LABEL_MAX];
   json_auto_t *ctx = NULL, *req = NULL, *resp = NULL;
   CLEANUP_KEY struct cv_key *k = NULL;
-  struct target t;
+  struct cv_kms_target t;
   int r;
 
   if (!ref) {
@@ -495,16 +552,16 @@ kms_generate (const char *ref, const struct cv_creds *c, size_t len,
     return -EINVAL;
   }
   if ((r = binding_ctx (binding, &ctx)) < 0
-      || (r = target_open (ref, c, &t)) < 0)
+      || (r = cv_kms_target_open (ref, c, &t)) < 0)
     return r;
   req = json_pack ("{s:s, s:I, s:O}", "KeyId", t.key_id, "NumberOfBytes",
                    (json_int_t) len, "EncryptionContext", ctx);
-  r = req ? kms_op ("GenerateDataKey", new_label (ref, label, sizeof label),
-                    ref, &t, c, req, &resp)
+  r = req ? cv_kms_op ("GenerateDataKey", new_label (ref, label, sizeof label),
+                       ref, &t, c, req, &resp)
           : -ENOMEM;
   if (r == 0 && (r = answer_key (resp, "GenerateDataKey", len, &k)) == 0)
     r = store_wrap (w, resp, "GenerateDataKey", &t, ctx);
-  target_free (&t);
+  cv_kms_target_free (&t);
   if (r == 0)
     *dek = STEAL (k);
   return r;
@@ -528,20 +585,20 @@ kms_unwrap (const json_t *w, const struct cv_creds *c, const char *binding,
   char label[CV_WRAP_LABEL_MAX];
   json_auto_t *ctx = NULL, *req = NULL, *resp = NULL;
   const char *arn, *blob;
-  struct target t;
+  struct cv_kms_target t;
   int r;
 
   cv_wrap_label (w, label, sizeof label);
   if ((r = wrap_members (w, &arn, &blob)) < 0
       || (r = binding_ctx (binding, &ctx)) < 0
-      || (r = target_open (arn, c, &t)) < 0)
+      || (r = cv_kms_target_open (arn, c, &t)) < 0)
     return r;
   req = json_pack ("{s:s, s:s, s:O}", "CiphertextBlob", blob, "KeyId", t.key_id,
                    "EncryptionContext", ctx);
-  r = req ? kms_op ("Decrypt", label, t.key_id, &t, c, req, &resp) : -ENOMEM;
+  r = req ? cv_kms_op ("Decrypt", label, t.key_id, &t, c, req, &resp) : -ENOMEM;
   if (r == 0)
     r = answer_key (resp, "Decrypt", CV_DEK_LEN, dek);
-  target_free (&t);
+  cv_kms_target_free (&t);
   return r;
 }
 
@@ -554,7 +611,7 @@ kms_rewrap (const json_t *w, const char *new_ref, const struct cv_creds *c,
   CLEANUP_FREE char *dest = NULL;
   const char *arn, *blob;
   struct cv_kms_ref nr;
-  struct target t;
+  struct cv_kms_target t;
   int r;
 
   cv_wrap_label (w, label, sizeof label);
@@ -566,7 +623,7 @@ kms_rewrap (const json_t *w, const char *new_ref, const struct cv_creds *c,
       || (r = binding_ctx (binding, &ctx)) < 0
       || (r = cv_kms_ref_parse (new_ref, &nr)) < 0)
     return r;
-  if ((r = target_open (arn, c, &t)) < 0)
+  if ((r = cv_kms_target_open (arn, c, &t)) < 0)
     return r;
   /* ReEncrypt runs in one region: the new key must be there too. */
   r = cv_kms_ref_region (&nr, c, new_ref, region, sizeof region);
@@ -586,7 +643,7 @@ kms_rewrap (const json_t *w, const char *new_ref, const struct cv_creds *c,
                      ctx);
     snprintf (key, sizeof key, "%.300s (or the new key %.300s)", t.key_id,
               dest);
-    r = req ? kms_op ("ReEncrypt", label, key, &t, c, req, &resp) : -ENOMEM;
+    r = req ? cv_kms_op ("ReEncrypt", label, key, &t, c, req, &resp) : -ENOMEM;
   }
   if (r == 0) {
     cv_now_rfc3339 (created);
@@ -599,7 +656,7 @@ kms_rewrap (const json_t *w, const char *new_ref, const struct cv_creds *c,
   }
   if (r == 0)
     r = store_wrap (nw, resp, "ReEncrypt", &t, ctx);
-  target_free (&t);
+  cv_kms_target_free (&t);
   return r;
 }
 
@@ -609,15 +666,15 @@ kms_describe (const json_t *w, const struct cv_creds *c, char **state)
   char label[CV_WRAP_LABEL_MAX], when[64] = "";
   json_auto_t *req = NULL, *resp = NULL;
   const char *arn, *blob;
-  struct target t;
+  struct cv_kms_target t;
   int r;
 
   cv_wrap_label (w, label, sizeof label);
   if ((r = wrap_members (w, &arn, &blob)) < 0
-      || (r = target_open (arn, c, &t)) < 0)
+      || (r = cv_kms_target_open (arn, c, &t)) < 0)
     return r;
   req = json_pack ("{s:s}", "KeyId", t.key_id);
-  r = req ? kms_op ("DescribeKey", label, t.key_id, &t, c, req, &resp)
+  r = req ? cv_kms_op ("DescribeKey", label, t.key_id, &t, c, req, &resp)
           : -ENOMEM;
   if (r == 0) {
     json_t *md = json_object_get (resp, "KeyMetadata");
@@ -641,7 +698,7 @@ kms_describe (const json_t *w, const struct cv_creds *c, char **state)
              < 0)
       r = -ENOMEM;
   }
-  target_free (&t);
+  cv_kms_target_free (&t);
   return r;
 }
 

@@ -1,6 +1,8 @@
 /* The pieces of the AWS KMS provider, internal to lib/keys and exposed for
  * the unit tests:
- *   kms.c        the provider's operations, key references, error messages
+ *   kms.c        the provider's operations, key references, error messages,
+ *                where a call goes and how its failure is reported
+ *   kms-grants.c grants on a volume's key (kms-grants.h)
  *   kms-creds.c  the AWS credential chain (environment, shared credentials
  *                file)
  *   kms-http.c   signed HTTPS calls (AWS JSON 1.1) with the AWS SDKs'
@@ -73,6 +75,38 @@ int cv_kms_ref_region (const struct cv_kms_ref *r, const struct cv_creds *c,
  * ARN the ARN of its replica in region. *out is malloc'd. 0 or -ENOMEM. */
 int cv_kms_ref_key_id (const char *ref, const struct cv_kms_ref *r,
                        const char *region, char **out);
+
+/* --- Calls about a key (kms.c), shared with kms-grants.c ---------------- */
+
+/* Where the calls about one key go. */
+struct cv_kms_target {
+  char region[32];
+  char *key_id; /* KeyId to send */
+  char *url, *host;
+  struct cv_aws_creds cr;
+};
+
+/* Resolve ref (a reference or a stored key ARN) into a target (free with
+ * cv_kms_target_free). Returns 0, -ENOKEY (no credentials; not logged) or
+ * -EINVAL (logged). */
+int cv_kms_target_open (const char *ref, const struct cv_creds *c,
+                        struct cv_kms_target *t);
+void cv_kms_target_free (struct cv_kms_target *t);
+
+/* Make call op with request req to t; label says what it is for ("wrap 0
+ * (kms ARN)"), key the key it names, both for messages. When c holds a
+ * grant token and op takes grant tokens, it is added to req as
+ * GrantTokens. Returns 0 with *resp (the answer, caller decrefs) or -errno
+ * (logged: what failed, on which key, what to do). */
+int cv_kms_op (const char *op, const char *label, const char *key,
+               const struct cv_kms_target *t, const struct cv_creds *c,
+               json_t *req, json_t **resp);
+
+/* Add c's grant token to req as GrantTokens when op takes grant tokens
+ * (Decrypt, Encrypt, GenerateDataKey, ReEncrypt, DescribeKey, CreateGrant;
+ * not ListGrants, RevokeGrant, RetireGrant). 0 or -ENOMEM. */
+int cv_kms_add_grant_token (const char *op, const struct cv_creds *c,
+                            json_t *req);
 
 /* --- HTTPS calls (kms-http.c) ------------------------------------------- */
 

@@ -75,7 +75,10 @@ cv_wrap_why (const struct cv_wrap_type *t, int r, char *buf, size_t len)
   case -EKEYREVOKED:
     return "the key is disabled or pending deletion";
   case -EACCES:
-    return "access to the key denied";
+    return strcmp (t->type, "kms") == 0
+               ? "access to the key denied (the key policy denies it, or the "
+                 "grant that allowed it was revoked or retired)"
+               : "access to the key denied";
   case -EKEYEXPIRED:
     return "the key service did not accept the credentials";
   case -EINVAL:
