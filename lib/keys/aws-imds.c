@@ -144,7 +144,8 @@ imds_token (const char *base, char **header, char *why, size_t why_len)
               "service (AWS_EC2_METADATA_SERVICE_ENDPOINT), or set "
               "AWS_EC2_METADATA_DISABLED=true",
               base, res.status,
-              res.status == 200 ? "with no token" : "instead of a token");
+              res.status == 200 ? "without a usable token"
+                                : "instead of a token");
       r = -EPROTO;
     } else if (!(*header = strf ("X-aws-ec2-metadata-token: %s", t)))
       r = -ENOMEM;
@@ -247,16 +248,15 @@ role_creds (const char *base, const char *tok, struct cv_aws_creds *out,
                   JSON_REJECT_DUPLICATES, NULL);
   code = json_string_value (json_object_get (j, "Code"));
   if (!json_is_object (j) || !code || strcmp (code, "Success") != 0) {
-    char c[64] = "";
+    char c[64] = "missing";
     if (code)
       cv_http_sanitise (c, sizeof c, code, strlen (code));
-    cv_err ("%s: %s%s%s; the role's credentials are not available (check "
-            "the instance profile and its role)",
-            what, json_is_object (j) ? "Code is " : "not a JSON object",
-            !json_is_object (j) ? ""
-            : code              ? c
-                                : "missing",
-            json_is_object (j) ? ", not Success" : "");
+    if (!json_is_object (j))
+      cv_err ("%s: the answer is not a JSON object", what);
+    else
+      cv_err ("%s: Code is %s, not Success; the role's credentials are not "
+              "available (check the instance profile and its role)",
+              what, c);
     r = -EPROTO;
     goto out;
   }
