@@ -23,11 +23,18 @@ Blob format (all integers big-endian):
                                | canonical JSON of the EncryptionContext)
 The EncryptionContext must therefore match exactly on Decrypt ({} == absent).
 
+Besides KMS (with grants), the same port serves STS (Query protocol, see
+identity.py) and the SSO portal's GetRoleCredentials; --imds-port-file and
+--container-port-file open plain-HTTP loopback listeners for the EC2 instance
+metadata and the container credentials endpoint (metadata.py).
+
 Usage: kms-server.py --state-dir DIR --cert server.pem --key server.key
                      [--port N] [--port-file F]
                      [--region-listener REGION=PORT_FILE ...]
+                     [--imds-port-file F] [--container-port-file F]
                      [--no-clock-skew-check] [--quiet]
-See tests/kms/README.md for the config file, the regions, and the admin API.
+See tests/kms/README.md for the config file, the regions, the identity
+services, and the admin API.
 """
 
 import argparse
