@@ -37,17 +37,16 @@ struct cv_aws_creds {
 /* A copy of the process's AWS credentials (lib/keys/aws.h: the SDKs'
  * default chain), taken from a cache and resolved again ahead of their
  * expiry. Returns 0 (free with cv_aws_creds_free), -ENOKEY when no source
- * gives any (every source and why is logged), or the -errno of a source
- * that is configured but failed (logged). */
+ * gives any (every source and why is logged), -EKEYEXPIRED when a source
+ * is configured but failed (logged: what and why), -ENOMEM. Both are
+ * transient for the key watch: they are about the operator's credentials,
+ * not the customer's key. */
 int cv_aws_creds_load (struct cv_aws_creds *out);
 /* Drop the cache and the process's AWS settings (tests; a new environment
  * is read on the next call). */
 void cv_aws_creds_reset (void);
-/* Read profile from the text of a shared credentials file (len bytes; path
- * is for messages). Returns 0, -ENOKEY (no such profile), -EINVAL (the
- * profile lacks a key id or secret; logged), -ENOMEM. */
-int cv_aws_creds_parse (const char *text, size_t len, const char *profile,
-                        const char *path, struct cv_aws_creds *out);
+/* Test knob: the clock the cache judges freshness by (NULL: time()). */
+void cv_aws_creds_clock_for_tests (time_t (*now) (void));
 void cv_aws_creds_free (struct cv_aws_creds *c);
 
 /* --- Key references (kms.c) --------------------------------------------- */

@@ -1,0 +1,168 @@
+/* The KMS provider's inputs: key references and their regions
+ * (multi-Region keys), and endpoints (https only). The credential chain is
+ * test-keys-aws-chain.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fdio.h"
+#include "crypto/secmem.h"
+#include "harness.h"
+#include "keys/keys.h"
+#include "keys/kms.h"
+
+/* Parse ref and resolve its region and KeyId with creds c. */
+static int
+resolve (const char *ref, const char *kms_region, char *region, char **key_id)
+{
+  struct cv_creds c = { .kms_region = kms_region };
+  struct cv_kms_ref r;
+  int rc = cv_kms_ref_parse (ref, &r);
+
+  if (rc == 0)
+    rc = cv_kms_ref_region (&r, &c, ref, region, 32);
+  if (rc == 0)
+    rc = cv_kms_ref_key_id (ref, &r, region, key_id);
+  return rc;
+}
+
+static void
+check_refs (void)
+{
+  static const char arn[] = "arn:aws:kms:eu-west-1:111122223333:key/"
+                            "1234abcd-12ab-34cd-56ef-1234567890ab";
+  static const char mrk[] = "arn:aws:kms:us-east-1:111122223333:key/"
+                            "mrk-1234abcd12ab34cd56ef1234567890ab";
+  char region[32];
+  CLEANUP_FREE char *id1 = NULL, *id2 = NULL, *id3 = NULL, *id4 = NULL,
+                    *id5 = NULL, *id6 = NULL, *id7 = NULL;
+  struct cv_kms_ref r;
+
+  unsetenv ("AWS_REGION");
+  unsetenv ("AWS_DEFAULT_REGION");
+  CHECK (resolve (arn, NULL, region, &id1) == 0
+             && strcmp (region, "eu-west-1") == 0 && strcmp (id1, arn) == 0,
+         "key ARN: its region, as given");
+  CHECK (resolve (arn, "us-west-2", region, &id2) == 0
+             && strcmp (region, "eu-west-1") == 0,
+         "a single-Region key ARN keeps its region whatever kms-region says");
+  CHECK (resolve (mrk, "us-west-2", region, &id3) == 0
+             && strcmp (region, "us-west-2") == 0
+             && strcmp (id3, "arn:aws:kms:us-west-2:111122223333:key/"
+                             "mrk-1234abcd12ab34cd56ef1234567890ab")
+                    == 0,
+         "multi-Region key: kms-region picks the replica: %s", id3 ? id3 : "");
+  CHECK (cv_kms_ref_parse (mrk, &r) == 0 && r.mrk && r.arn && !r.alias,
+         "mrk flags");
+  harness_log_clear ();
+  CHECK (resolve ("alias/vol-keys", NULL, region, &id4) == -EINVAL,
+         "alias without a region");
+  CHECK (strstr (harness_logged (), "kms-region"), "message says how: %s",
+         harness_logged ());
+  setenv ("AWS_DEFAULT_REGION", "ap-south-1", 1);
+  CHECK (resolve ("alias/vol-keys", NULL, region, &id4) == 0
+             && strcmp (region, "ap-south-1") == 0
+             && strcmp (id4, "alias/vol-keys") == 0,
+         "alias with AWS_DEFAULT_REGION");
+  setenv ("AWS_REGION", "ca-central-1", 1);
+  CHECK (resolve ("1234abcd-12ab-34cd-56ef-1234567890ab", NULL, region, &id5)
+                 == 0
+             && strcmp (region, "ca-central-1") == 0,
+         "AWS_REGION before AWS_DEFAULT_REGION");
+  CHECK (resolve ("alias/x", "sa-east-1", region, &id6) == 0
+             && strcmp (region, "sa-east-1") == 0,
+         "kms-region before the environment");
+  CHECK (resolve ("arn:aws:kms:us-east-2:111122223333:alias/vol", NULL, region,
+                  &id7)
+                 == 0
+             && strcmp (region, "us-east-2") == 0,
+         "alias ARN: its region");
+  CHECK (cv_kms_ref_parse ("arn:aws:kms:us-east-2:111122223333:alias/vol", &r)
+                 == 0
+             && r.alias,
+         "alias ARN is an alias");
+  unsetenv ("AWS_REGION");
+  unsetenv ("AWS_DEFAULT_REGION");
+
+  static const char *const bad[] = {
+    "",
+    "arn:aws:kms:us-east-1:1111:key/abc",          /* short account */
+    "arn:aws:s3:us-east-1:111122223333:key/abc",   /* not kms */
+    "arn:aws:kms:us-east-1:111122223333:user/abc", /* not key or alias */
+    "arn:aws:kms:us-east-1:111122223333:key/alias/x",
+    "alias/",
+    "key with spaces",
+    "arn:aws:kms:US-EAST-1:111122223333:key/abc", /* region case */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    harness_log_clear ();
+    CHECK (cv_kms_ref_parse (bad[i], &r) == -EINVAL, "refused: \"%s\"", bad[i]);
+    CHECK (strstr (harness_logged (), "kms:"), "refusal logged for \"%s\"",
+           bad[i]);
+  }
+  struct cv_creds c = { .kms_region = "us-east-1\r\nX: y" };
+  CHECK (cv_kms_ref_parse ("alias/x", &r) == 0
+             && cv_kms_ref_region (&r, &c, "alias/x", region, sizeof region)
+                    == -EINVAL,
+         "a region with control characters is refused");
+  harness_log_clear ();
+}
+
+static void
+check_endpoints (void)
+{
+  struct {
+    const char *override, *region, *url, *host;
+  } ok[] = {
+    { NULL, "us-east-1", "https://kms.us-east-1.amazonaws.com/",
+      "kms.us-east-1.amazonaws.com" },
+    { NULL, "cn-north-1", "https://kms.cn-north-1.amazonaws.com.cn/",
+      "kms.cn-north-1.amazonaws.com.cn" },
+    { "https://127.0.0.1:8443", "us-east-1", "https://127.0.0.1:8443/",
+      "127.0.0.1:8443" },
+    { "https://KMS-FIPS.us-east-1.amazonaws.com/", "us-east-1",
+      "https://kms-fips.us-east-1.amazonaws.com/",
+      "kms-fips.us-east-1.amazonaws.com" },
+    { "https://vpce-1.kms.us-east-1.vpce.amazonaws.com:443", "us-east-1",
+      "https://vpce-1.kms.us-east-1.vpce.amazonaws.com/",
+      "vpce-1.kms.us-east-1.vpce.amazonaws.com" },
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    CLEANUP_FREE char *url = NULL, *host = NULL;
+    int r = cv_kms_endpoint (ok[i].override, ok[i].region, &url, &host);
+    CHECK (r == 0 && strcmp (url, ok[i].url) == 0
+               && strcmp (host, ok[i].host) == 0,
+           "endpoint %s: %d %s %s", ok[i].override ? ok[i].override : "-", r,
+           url ? url : "", host ? host : "");
+  }
+  static const char *const bad[] = {
+    "http://127.0.0.1:8080", "127.0.0.1:8443",    "https://host/path",
+    "https://user:pw@host/", "https://host/?q=1", "ftp://host/",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char *url = NULL, *host = NULL;
+    harness_log_clear ();
+    CHECK (cv_kms_endpoint (bad[i], "us-east-1", &url, &host) == -EINVAL,
+           "endpoint refused: %s", bad[i]);
+    CHECK (strstr (harness_logged (), "endpoint"), "refusal logged for %s",
+           bad[i]);
+  }
+  char *url = NULL, *host = NULL;
+  CHECK (cv_kms_endpoint (NULL, "us-east-1/x", &url, &host) == -EINVAL,
+         "a region that is not a name makes no endpoint");
+  harness_log_clear ();
+}
+
+int
+main (void)
+{
+  harness_init ();
+  check_refs ();
+  check_endpoints ();
+  return harness_done ("test-keys-kms-refs");
+}
