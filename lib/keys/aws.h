@@ -149,11 +149,7 @@ int cv_aws_endpoint (const struct cv_aws_ctx *ctx, const char *service,
 /* Retry settings: AWS_RETRY_MODE / retry_mode ("standard", "adaptive",
  * "legacy": legacy is taken as standard, as the SDKs now do, with a debug
  * line) and AWS_MAX_ATTEMPTS / max_attempts (1..20; default 3). */
-enum cv_aws_retry_mode { CV_AWS_RETRY_STANDARD, CV_AWS_RETRY_ADAPTIVE };
-struct cv_aws_retry {
-  enum cv_aws_retry_mode mode;
-  int max_attempts;
-};
+/* (struct cv_aws_retry is in kms.h, which holds it per KMS target.) */
 /* 0 or -EINVAL (logged: the variable or profile key and what it takes). */
 int cv_aws_retry_settings (const struct cv_aws_ctx *ctx,
                            struct cv_aws_retry *out);

@@ -25,6 +25,7 @@
 #include "crypto/secmem.h"
 #include "crypto/xts.h"
 #include "format/header.h"
+#include "keys/aws.h"
 #include "keys/keys.h"
 #include "keys/kms.h"
 #include "keys/providers.h"
@@ -119,6 +120,7 @@ cv_kms_ref_region (const struct cv_kms_ref *r, const struct cv_creds *c,
 {
   const char *want = c ? c->kms_region : NULL;
   const char *from = "kms-region";
+  char fallback[64];
 
   if (r->arn && (!r->mrk || !want)) {
     if (want && strcmp (want, r->region) != 0)
@@ -128,17 +130,22 @@ cv_kms_ref_region (const struct cv_kms_ref *r, const struct cv_creds *c,
     want = r->region;
     from = "the ARN";
   }
-  if (!want && (want = getenv ("AWS_REGION")) && *want)
-    from = "AWS_REGION";
-  else if (!want || !*want) {
-    want = getenv ("AWS_DEFAULT_REGION");
-    from = "AWS_DEFAULT_REGION";
-  }
-  if (!want || !*want) {
-    cv_err ("kms: no AWS region for key %.200s: give kms-region= (plugin) or "
-            "--kms-region (keymgr), set AWS_REGION, or use the key ARN",
-            ref);
-    return -EINVAL;
+  if (!want) {
+    const struct cv_aws_ctx *ctx;
+    int rc = cv_aws_process_ctx (&ctx);
+    if (rc < 0)
+      return rc;
+    rc = cv_aws_default_region (ctx, fallback, sizeof fallback, &from);
+    if (rc == -ENOENT) {
+      cv_err ("kms: no AWS region for key %.200s: give kms-region= (plugin) "
+              "or --kms-region (keymgr), set AWS_REGION, give the profile a "
+              "region, or use the key ARN",
+              ref);
+      return -EINVAL;
+    }
+    if (rc < 0)
+      return rc;
+    want = fallback;
   }
   if (strlen (want) >= len || strlen (want) >= 32
       || !all_in (want, strlen (want),
@@ -180,16 +187,20 @@ int
 cv_kms_target_open (const char *ref, const struct cv_creds *c,
                     struct cv_kms_target *t)
 {
+  const struct cv_aws_ctx *ctx;
+  const char *from;
   struct cv_kms_ref r;
   int rc;
 
   *t = (struct cv_kms_target){ 0 };
-  if ((rc = cv_kms_ref_parse (ref, &r)) < 0
+  if ((rc = cv_aws_process_ctx (&ctx)) < 0
+      || (rc = cv_kms_ref_parse (ref, &r)) < 0
       || (rc = cv_kms_ref_region (&r, c, ref, t->region, sizeof t->region)) < 0
       || (rc = cv_kms_ref_key_id (ref, &r, t->region, &t->key_id)) < 0
-      || (rc = cv_kms_endpoint (c ? c->kms_endpoint : NULL, t->region, &t->url,
-                                &t->host))
+      || (rc = cv_aws_endpoint (ctx, "KMS", "kms", c ? c->kms_endpoint : NULL,
+                                t->region, &t->url, &t->host, &from))
              < 0
+      || (rc = cv_aws_retry_settings (ctx, &t->retry)) < 0
       || (rc = cv_aws_creds_load (&t->cr)) < 0) {
     cv_kms_target_free (t);
     return rc;
@@ -400,6 +411,8 @@ cv_kms_op (const char *op, const char *label, const char *key,
     .creds = &t->cr,
     .body = body,
     .body_len = strlen (body),
+    .max_attempts = t->retry.max_attempts,
+    .adaptive = t->retry.mode == CV_AWS_RETRY_ADAPTIVE,
   };
   r = cv_kms_call (&call, &res);
   cv_wipe (body, call.body_len);

@@ -78,11 +78,19 @@ int cv_kms_ref_key_id (const char *ref, const struct cv_kms_ref *r,
 /* --- Calls about a key (kms.c), shared with kms-grants.c ---------------- */
 
 /* Where the calls about one key go. */
+/* The retry settings of AWS calls (cv_aws_retry_settings in aws.h). */
+enum cv_aws_retry_mode { CV_AWS_RETRY_STANDARD, CV_AWS_RETRY_ADAPTIVE };
+struct cv_aws_retry {
+  enum cv_aws_retry_mode mode;
+  int max_attempts;
+};
+
 struct cv_kms_target {
   char region[32];
   char *key_id; /* KeyId to send */
   char *url, *host;
   struct cv_aws_creds cr;
+  struct cv_aws_retry retry;
 };
 
 /* Resolve ref (a reference or a stored key ARN) into a target (free with
