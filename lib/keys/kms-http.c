@@ -544,11 +544,8 @@ cv_kms_rate_fill (bool *on)
   return f;
 }
 
-/* A number of milliseconds from the environment variable name (a tuning
- * and test knob, doc/kms.md), else def; -1 if it is set but not a number in
- * 1..600000 (logged). */
-static long
-env_ms (const char *name, long def)
+long
+cv_kms_knob_ms (const char *name, long def)
 {
   const char *s = getenv (name);
   char *end;
@@ -566,9 +563,8 @@ env_ms (const char *name, long def)
   return v;
 }
 
-/* A uniform random number in [0, 1). */
-static double
-jitter (void)
+double
+cv_kms_jitter (void)
 {
   uint32_t u = 0;
 
@@ -577,8 +573,8 @@ jitter (void)
   return u / 4294967296.0;
 }
 
-static void
-sleep_ms (long ms)
+void
+cv_kms_sleep_ms (long ms)
 {
   struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
@@ -766,9 +762,10 @@ attempt_error (const struct cv_kms_result *res)
 int
 cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
 {
-  long base = env_ms ("CV_KMS_RETRY_BASE_MS", RETRY_BASE_MS);
-  long connect_ms = env_ms ("CV_KMS_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT_MS);
-  long total_ms = env_ms ("CV_KMS_TIMEOUT_MS", TIMEOUT_MS);
+  long base = cv_kms_knob_ms ("CV_KMS_RETRY_BASE_MS", RETRY_BASE_MS);
+  long connect_ms
+      = cv_kms_knob_ms ("CV_KMS_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT_MS);
+  long total_ms = cv_kms_knob_ms ("CV_KMS_TIMEOUT_MS", TIMEOUT_MS);
   const char *ca = c->ca_bundle ? c->ca_bundle : getenv ("AWS_CA_BUNDLE");
   int max = c->max_attempts > 0 ? c->max_attempts : CV_KMS_MAX_ATTEMPTS;
   int acquired = 0, rc = -EIO;
@@ -806,7 +803,7 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
         cv_debug ("kms: %s attempt %d waits %ld ms for the adaptive retry "
                   "mode's rate limit",
                   c->op, n, wait);
-        sleep_ms (wait);
+        cv_kms_sleep_ms (wait);
       }
     }
     enum cv_kms_retry how = attempt_once (e, c, res, &rc);
@@ -842,12 +839,12 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
       break;
     }
     acquired = cost;
-    long ms = cv_kms_backoff_ms (n, base, jitter ());
+    long ms = cv_kms_backoff_ms (n, base, cv_kms_jitter ());
     cv_debug ("kms: %s attempt %d of %d failed: %s (HTTP %ld, request id "
               "%s); retrying in %ld ms",
               c->op, n, max, attempt_error (res), res->status,
               res->request_id[0] ? res->request_id : "none", ms);
-    sleep_ms (ms);
+    cv_kms_sleep_ms (ms);
   }
   curl_easy_cleanup (e);
   return rc;

@@ -233,6 +233,15 @@ void cv_http_buf_wipe (struct cv_http_buf *b);
  * so a message from the network is safe to log. */
 void cv_http_sanitise (char *out, size_t outlen, const char *s, size_t len);
 
+/* A number of milliseconds from the environment variable name (a tuning
+ * and test knob, doc/kms.md), else def; -1 if it is set but not a number in
+ * 1..600000 (logged). */
+long cv_kms_knob_ms (const char *name, long def);
+/* A uniform random number in [0, 1), for backoff jitter. */
+double cv_kms_jitter (void);
+/* Sleep ms milliseconds (again after a signal). */
+void cv_kms_sleep_ms (long ms);
+
 /* Install jansson allocation functions that wipe every block on free, so the
  * plaintext DEK in request and response JSON (and in jansson's parse
  * buffers) does not outlive its use. Safe to call at any time and more than
