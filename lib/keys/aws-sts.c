@@ -804,15 +804,8 @@ sts_call (const struct sts_call *c, struct sts_result *res)
     }
     if (rc != -EIO)
       return rc;
-    const char *why = NULL;
-    if (how == CV_KMS_NO_RETRY)
-      why = "not a retryable error";
-    else if (n == max)
-      why = "no attempts left";
-    else if (!cv_kms_quota_acquire (cost)) {
-      why = "the retry quota is exhausted";
-      res->quota_exhausted = true;
-    }
+    const char *why
+        = cv_kms_no_retry_why (how, n, max, cost, &res->quota_exhausted);
     if (why) {
       cv_debug ("sts: %s attempt %d of %d failed: %s (HTTP %ld, request id "
                 "%s); %s",

@@ -544,6 +544,21 @@ cv_kms_rate_fill (bool *on)
   return f;
 }
 
+const char *
+cv_kms_no_retry_why (enum cv_kms_retry how, int n, int max, int cost,
+                     bool *quota_exhausted)
+{
+  if (how == CV_KMS_NO_RETRY)
+    return "not a retryable error";
+  if (n == max)
+    return "no attempts left";
+  if (!cv_kms_quota_acquire (cost)) {
+    *quota_exhausted = true;
+    return "the retry quota is exhausted";
+  }
+  return NULL;
+}
+
 long
 cv_kms_knob_ms (const char *name, long def)
 {
@@ -822,15 +837,8 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
     }
     if (rc != -EIO) /* a local failure: nothing was sent */
       break;
-    const char *why = NULL;
-    if (how == CV_KMS_NO_RETRY)
-      why = "not a retryable error";
-    else if (n == max)
-      why = "no attempts left";
-    else if (!cv_kms_quota_acquire (cost)) {
-      why = "the retry quota is exhausted";
-      res->quota_exhausted = true;
-    }
+    const char *why
+        = cv_kms_no_retry_why (how, n, max, cost, &res->quota_exhausted);
     if (why) {
       cv_debug ("kms: %s attempt %d of %d failed: %s (HTTP %ld, request id "
                 "%s); %s",

@@ -233,6 +233,17 @@ void cv_http_buf_wipe (struct cv_http_buf *b);
  * so a message from the network is safe to log. */
 void cv_http_sanitise (char *out, size_t outlen, const char *s, size_t len);
 
+/* A string member key of a KMS answer to op, or NULL (logged, *r =
+ * -EPROTO). */
+const char *cv_kms_answer_string (const json_t *resp, const char *key,
+                                  const char *op, int *r);
+/* Why a failed attempt n of max is not retried ("not a retryable error",
+ * "no attempts left", "the retry quota is exhausted": then
+ * *quota_exhausted), or NULL when it is: then the retry's cost has been
+ * taken from the quota. */
+const char *cv_kms_no_retry_why (enum cv_kms_retry how, int n, int max,
+                                 int cost, bool *quota_exhausted);
+
 /* A number of milliseconds from the environment variable name (a tuning
  * and test knob, doc/kms.md), else def; -1 if it is set but not a number in
  * 1..600000 (logged). */
