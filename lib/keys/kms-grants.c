@@ -207,9 +207,6 @@ cv_kms_grants_page (const json_t *resp, const char *uuid, json_t *out,
   return 0;
 }
 
-return s;
-}
-
 int
 cv_kms_grant_create (const char *key_arn, const char *label, const char *uuid,
                      const struct cv_creds *c,
