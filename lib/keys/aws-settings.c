@@ -15,10 +15,6 @@
 #include "common/log.h"
 #include "keys/aws.h"
 
-/* aws-imds.c is written in parallel (issue 13): until it is merged the
- * instance's region is not asked for. */
-#pragma weak cv_aws_imds_region
-
 int
 cv_aws_ctx_load (struct cv_aws_ctx *ctx)
 {
@@ -151,7 +147,7 @@ cv_aws_default_region (const struct cv_aws_ctx *ctx, char *region, size_t len,
                                   false, &off))
         < 0)
       return r;
-    if (off || !cv_aws_imds_region)
+    if (off)
       return -ENOENT;
     const char *ep = cv_aws_setting (ctx, "AWS_EC2_METADATA_SERVICE_ENDPOINT",
                                      "ec2_metadata_service_endpoint");

@@ -7,7 +7,6 @@
  * buffers wiped before they are freed, and jansson frees through a wiping
  * free. curl's own receive buffer and OpenSSL's record buffers are outside
  * our reach (doc/kms.md says so). */
-#include <ctype.h>
 #include <errno.h>
 #include <malloc.h>
 #include <math.h>
@@ -92,88 +91,6 @@ cv_kms_cleanup (void)
     curl_global_cleanup ();
   curl_ready = false;
   pthread_mutex_unlock (&curl_lock);
-}
-
-/* --- endpoint ------------------------------------------------------------ */
-
-/* True if s is a plausible region name: [a-z0-9-], 1..31 bytes. */
-static bool
-region_ok (const char *s)
-{
-  size_t n = strspn (s, "abcdefghijklmnopqrstuvwxyz0123456789-");
-
-  return n > 0 && n < 32 && s[n] == '\0';
-}
-
-int
-cv_kms_endpoint (const char *override, const char *region, char **url,
-                 char **host)
-{
-  CLEANUP_FREE char *u = NULL, *h = NULL;
-  char *scheme = NULL, *hostname = NULL, *port = NULL, *path = NULL;
-  char *query = NULL, *user = NULL, *frag = NULL;
-  CURLU *cu = NULL;
-  int r = 0;
-
-  if (!override) {
-    if (!region_ok (region)) {
-      cv_err ("kms: \"%.40s\" is not an AWS region name", region);
-      return -EINVAL;
-    }
-    const char *dns = strncmp (region, "cn-", 3) == 0 ? "amazonaws.com.cn"
-                                                      : "amazonaws.com";
-    if (asprintf (&h, "kms.%s.%s", region, dns) < 0
-        || asprintf (&u, "https://%s/", h) < 0)
-      return -ENOMEM;
-    *url = STEAL (u);
-    *host = STEAL (h);
-    return 0;
-  }
-  if (!(cu = curl_url ()))
-    return -ENOMEM;
-  if (strncasecmp (override, "https://", 8) != 0
-      || curl_url_set (cu, CURLUPART_URL, override, 0) != CURLUE_OK
-      || curl_url_get (cu, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK
-      || curl_url_get (cu, CURLUPART_HOST, &hostname, 0) != CURLUE_OK) {
-    cv_err ("kms: endpoint \"%.200s\" is not an https:// URL (the KMS "
-            "endpoint is always TLS)",
-            override);
-    r = -EINVAL;
-    goto out;
-  }
-  curl_url_get (cu, CURLUPART_PORT, &port, 0);
-  curl_url_get (cu, CURLUPART_PATH, &path, 0);
-  curl_url_get (cu, CURLUPART_QUERY, &query, 0);
-  curl_url_get (cu, CURLUPART_USER, &user, 0);
-  curl_url_get (cu, CURLUPART_FRAGMENT, &frag, 0);
-  if ((path && strcmp (path, "/") != 0) || query || user || frag) {
-    cv_err ("kms: endpoint \"%.200s\" must be https://HOST[:PORT] with no "
-            "path, query or user name",
-            override);
-    r = -EINVAL;
-    goto out;
-  }
-  for (char *c = hostname; *c; c++)
-    *c = (char) tolower ((unsigned char) *c);
-  if (asprintf (&h, "%s%s%s", hostname, port && strcmp (port, "443") ? ":" : "",
-                port && strcmp (port, "443") ? port : "")
-          < 0
-      || asprintf (&u, "https://%s/", h) < 0) {
-    r = -ENOMEM;
-    goto out;
-  }
-  *url = STEAL (u);
-  *host = STEAL (h);
-out:
-  curl_free (scheme);
-  curl_free (hostname);
-  curl_free (port);
-  curl_free (path);
-  curl_free (query);
-  curl_free (user);
-  curl_free (frag);
-  curl_url_cleanup (cu);
-  return r;
 }
 
 /* --- signed request headers ----------------------------------------------

@@ -123,12 +123,6 @@ int cv_kms_add_grant_token (const char *op, const struct cv_creds *c,
 #define CV_KMS_RETRY_COST 5
 #define CV_KMS_TIMEOUT_RETRY_COST 10
 
-/* The endpoint for region: override (https only, no path, query or user) or
- * https://kms.REGION.amazonaws.com[.cn]. *url and *host (the Host header:
- * host[:port]) are malloc'd. Returns 0 or -EINVAL (logged) or -ENOMEM. */
-int cv_kms_endpoint (const char *override, const char *region, char **url,
-                     char **host);
-
 /* The headers of one KMS request, signed at time now: Content-Type, Host,
  * X-Amz-Date, [X-Amz-Security-Token,] X-Amz-Target, Authorization (in that
  * order), then lines that stop curl adding Accept and Expect. Free with
@@ -187,7 +181,7 @@ void cv_kms_rate_reset (double now);
 /* One KMS operation. */
 struct cv_kms_call {
   const char *op;                  /* "Decrypt": X-Amz-Target TrentService.op */
-  const char *url, *host, *region; /* from cv_kms_endpoint */
+  const char *url, *host, *region; /* from cv_aws_endpoint */
   const char *ca_bundle;           /* CA file, or NULL (AWS_CA_BUNDLE, or the
                                       system's) */
   const struct cv_aws_creds *creds;

@@ -2,8 +2,8 @@
  * settings from the environment over the profile, booleans, the default
  * region, service endpoints (options, AWS_ENDPOINT_URL_*, services
  * sections, endpoint_url, FIPS and dual-stack, China) and the retry mode,
- * with every refusal's message. Instance metadata is disabled throughout
- * (AWS_EC2_METADATA_DISABLED=true): nothing here leaves the machine. */
+ * with every refusal's message. Instance metadata is disabled but where a
+ * closed loopback port stands for it: nothing here leaves the machine. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,6 +199,12 @@ check_region (void)
   CHECK (cv_aws_default_region (&ctx, region, sizeof region, &from) == -ENOENT,
          "no region anywhere, no instance metadata");
   CHECK (!harness_logged ()[0], "-ENOENT is not logged: %s", harness_logged ());
+  /* Instance metadata asked, and nothing answers: still -ENOENT. */
+  unsetenv ("AWS_EC2_METADATA_DISABLED");
+  setenv ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1", 1);
+  CHECK (cv_aws_default_region (&ctx, region, sizeof region, &from) == -ENOENT,
+         "no instance metadata: no region");
+  unsetenv ("AWS_EC2_METADATA_SERVICE_ENDPOINT");
   setenv ("AWS_EC2_METADATA_DISABLED", "maybe", 1);
   CHECK (cv_aws_default_region (&ctx, region, sizeof region, &from) == -EINVAL,
          "AWS_EC2_METADATA_DISABLED=maybe");

@@ -1,5 +1,5 @@
 /* The KMS provider's inputs: key references and their regions
- * (multi-Region keys), and endpoints (https only). The credential chain is
+ * (multi-Region keys). Endpoints: test-keys-aws-settings.c. The chain is
  * test-keys-aws-chain.c. */
 #include <errno.h>
 #include <fcntl.h>
@@ -113,56 +113,10 @@ check_refs (void)
   harness_log_clear ();
 }
 
-static void
-check_endpoints (void)
-{
-  struct {
-    const char *override, *region, *url, *host;
-  } ok[] = {
-    { NULL, "us-east-1", "https://kms.us-east-1.amazonaws.com/",
-      "kms.us-east-1.amazonaws.com" },
-    { NULL, "cn-north-1", "https://kms.cn-north-1.amazonaws.com.cn/",
-      "kms.cn-north-1.amazonaws.com.cn" },
-    { "https://127.0.0.1:8443", "us-east-1", "https://127.0.0.1:8443/",
-      "127.0.0.1:8443" },
-    { "https://KMS-FIPS.us-east-1.amazonaws.com/", "us-east-1",
-      "https://kms-fips.us-east-1.amazonaws.com/",
-      "kms-fips.us-east-1.amazonaws.com" },
-    { "https://vpce-1.kms.us-east-1.vpce.amazonaws.com:443", "us-east-1",
-      "https://vpce-1.kms.us-east-1.vpce.amazonaws.com/",
-      "vpce-1.kms.us-east-1.vpce.amazonaws.com" },
-  };
-  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-    CLEANUP_FREE char *url = NULL, *host = NULL;
-    int r = cv_kms_endpoint (ok[i].override, ok[i].region, &url, &host);
-    CHECK (r == 0 && strcmp (url, ok[i].url) == 0
-               && strcmp (host, ok[i].host) == 0,
-           "endpoint %s: %d %s %s", ok[i].override ? ok[i].override : "-", r,
-           url ? url : "", host ? host : "");
-  }
-  static const char *const bad[] = {
-    "http://127.0.0.1:8080", "127.0.0.1:8443",    "https://host/path",
-    "https://user:pw@host/", "https://host/?q=1", "ftp://host/",
-  };
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    char *url = NULL, *host = NULL;
-    harness_log_clear ();
-    CHECK (cv_kms_endpoint (bad[i], "us-east-1", &url, &host) == -EINVAL,
-           "endpoint refused: %s", bad[i]);
-    CHECK (strstr (harness_logged (), "endpoint"), "refusal logged for %s",
-           bad[i]);
-  }
-  char *url = NULL, *host = NULL;
-  CHECK (cv_kms_endpoint (NULL, "us-east-1/x", &url, &host) == -EINVAL,
-         "a region that is not a name makes no endpoint");
-  harness_log_clear ();
-}
-
 int
 main (void)
 {
   harness_init ();
   check_refs ();
-  check_endpoints ();
   return harness_done ("test-keys-kms-refs");
 }

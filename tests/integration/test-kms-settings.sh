@@ -1,0 +1,137 @@
+#!/bin/bash
+# The AWS settings of the KMS provider, end to end through cryptvol-keymgr
+# and nbdkit against the local test KMS, with no kms-endpoint= or
+# kms-region=: the region and the endpoint from a profile (its services
+# section), AWS_ENDPOINT_URL_KMS and AWS_REGION, AWS_MAX_ATTEMPTS, the
+# adaptive retry mode slowing down after throttling, and the refusals of a
+# bad endpoint URL, retry mode and named profile with their messages.
+source "$(dirname "$0")/functions.sh"
+requires nbdkit nbdsh nbdinfo curl jq openssl
+PY=/usr/bin/python3
+[ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
+
+"$CV_SRCDIR/tests/kms/make-test-ca.sh" "$tmp/ca" || fail "make-test-ca.sh"
+CA=$tmp/ca/ca.pem
+account=111122223333
+akid=AKIA$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
+secret=$(head -c 30 /dev/urandom | base64 | tr -d '\n/+')
+mkdir -p state
+cat >state/config.json <<EOF
+{"account_id": "$account", "regions": ["us-east-1"],
+ "credentials": [{"access_key_id": "$akid", "secret_access_key": "$secret"}]}
+EOF
+kms_pid=
+stop_kms () {
+  if [ -n "$kms_pid" ]; then
+    kill "$kms_pid" 2>/dev/null || true
+    wait "$kms_pid" 2>/dev/null || true
+    kms_pid=
+  fi
+}
+cleanup_hooks+=(stop_kms)
+"$PY" "$CV_SRCDIR/tests/kms/kms-server.py" --state-dir state \
+  --cert ca/server.pem --key ca/server.key --port-file port >>kms.log 2>&1 &
+kms_pid=$!
+for _ in $(seq 1 200); do
+  [ -s port ] && break
+  kill -0 "$kms_pid" 2>/dev/null || break
+  sleep 0.05
+done
+[ -s port ] || { cat kms.log; fail "the test KMS did not start"; }
+EP=https://127.0.0.1:$(cat port)
+
+export AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret AWS_CA_BUNDLE=$CA
+export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=$tmp/config
+export AWS_EC2_METADATA_DISABLED=true CV_KMS_RETRY_BASE_MS=100
+unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION
+unset AWS_ENDPOINT_URL AWS_ENDPOINT_URL_KMS AWS_RETRY_MODE AWS_MAX_ATTEMPTS
+unset https_proxy HTTPS_PROXY all_proxy ALL_PROXY
+
+printf 'user = "%s:%s"\n' "$akid" "$secret" >curl-auth
+chmod 600 curl-auth
+kms () {  # OP JSON
+  curl -sS --fail-with-body -K curl-auth --cacert "$CA" \
+    --aws-sigv4 "aws:amz:us-east-1:kms" -H "Content-Type: application/x-amz-json-1.1" \
+    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$EP/"
+}
+admin () { curl -sS --fail --cacert "$CA" "$@"; }
+clear_calls () { admin -X DELETE "$EP/_admin/calls" >/dev/null; }
+fault () { admin -X POST -d "$1" "$EP/_admin/fault" >/dev/null; }
+calls () { admin "$EP/_admin/calls" | jq -r '[.calls[] | "\(.op):\(.result)"] | join(" ")'; }
+
+key=$(kms CreateKey '{"Description": "cryptvol settings test"}' | jq -r .KeyMetadata.KeyId)
+kms CreateAlias "{\"AliasName\": \"alias/settings\", \"TargetKeyId\": \"$key\"}" >/dev/null
+
+# --- a profile gives the region and, in its services section, the endpoint
+cat >"$tmp/config" <<EOF
+# the services section is how the AWS CLI points one service elsewhere
+[profile serve]
+region = us-east-1
+services = local
+[services local]
+kms =
+  endpoint_url = $EP
+[profile badmode]
+retry_mode = fast
+EOF
+clear_calls
+AWS_PROFILE=serve "$KEYMGR" create vol --size 8M --wrap kms:alias/settings >/dev/null ||
+  fail "create with the profile's region and services endpoint"
+[ "$(calls)" = "GenerateDataKey:ok" ] || fail "create: $(calls)"
+jq -e '.wraps[0].region == "us-east-1"' <("$KEYMGR" info vol --json) >/dev/null ||
+  fail "the wrap's region is not the profile's"
+pass "create with alias/NAME: region from the profile, endpoint from its services section"
+
+# --- the environment: AWS_REGION and AWS_ENDPOINT_URL_KMS, no profile
+export AWS_CONFIG_FILE=/dev/null AWS_ENDPOINT_URL_KMS=$EP
+clear_calls
+serve vol -- nbdinfo --size '$uri' >/dev/null || fail "open with AWS_ENDPOINT_URL_KMS"
+[ "$(calls)" = "Decrypt:ok" ] || fail "open: $(calls)"
+pass "served with the endpoint from AWS_ENDPOINT_URL_KMS (region from the key ARN)"
+
+expect_fail "an http endpoint URL" \
+  'KMS endpoint "http://127.0.0.1:1" \(from AWS_ENDPOINT_URL_KMS\) is not an https:// URL' \
+  env AWS_ENDPOINT_URL_KMS=http://127.0.0.1:1 nbdkit -U - "$PLUGIN" vol --run true
+expect_fail "an endpoint URL with a path" \
+  "KMS endpoint \"$EP/kms\" \\(from AWS_ENDPOINT_URL\\) must be https://HOST\\[:PORT\\] with no path" \
+  env -u AWS_ENDPOINT_URL_KMS AWS_ENDPOINT_URL="$EP/kms" nbdkit -U - "$PLUGIN" vol --run true
+expect_fail "alias/NAME without a region" \
+  "no AWS region for key alias/settings: give kms-region= .* give the profile a region" \
+  "$KEYMGR" create vol2 --size 8M --wrap kms:alias/settings
+expect_fail "a bad retry mode" \
+  "AWS_RETRY_MODE=sometimes is not a retry mode \(standard, adaptive or legacy\)" \
+  env AWS_RETRY_MODE=sometimes nbdkit -U - "$PLUGIN" vol --run true
+expect_fail "a bad retry mode in the profile" \
+  "retry_mode = fast in profile badmode of the AWS config file .*config is not a retry mode" \
+  env AWS_CONFIG_FILE="$tmp/config" AWS_PROFILE=badmode nbdkit -U - "$PLUGIN" vol --run true
+expect_fail "a named profile that does not exist" \
+  "AWS_PROFILE is nope, but neither the AWS config file .* nor the credentials file .* has that profile" \
+  env AWS_CONFIG_FILE="$tmp/config" AWS_PROFILE=nope nbdkit -U - "$PLUGIN" vol --run true
+
+# --- AWS_MAX_ATTEMPTS
+clear_calls
+fault '{"error500": 10, "ops": ["Decrypt"]}'
+expect_fail "permanent 500s with AWS_MAX_ATTEMPTS=5" "KMSInternalException.*5 attempts" \
+  env AWS_MAX_ATTEMPTS=5 nbdkit -U - "$PLUGIN" vol --run true
+[ "$(calls | wc -w)" = 5 ] || fail "AWS_MAX_ATTEMPTS=5: $(calls)"
+clear_calls
+expect_fail "permanent 500s with AWS_MAX_ATTEMPTS=1" "KMSInternalException" \
+  env AWS_MAX_ATTEMPTS=1 nbdkit -U - "$PLUGIN" vol --run true
+[ "$(calls)" = "Decrypt:KMSInternalException" ] || fail "AWS_MAX_ATTEMPTS=1: $(calls)"
+fault '{"clear": true}'
+pass "AWS_MAX_ATTEMPTS sets the attempts per call (5, 1)"
+
+# --- adaptive: after a throttle, the next attempt waits for the limiter
+clear_calls
+fault '{"throttle": 1, "ops": ["Decrypt"]}'
+AWS_RETRY_MODE=adaptive nbdkit -v -U - "$PLUGIN" vol --run 'nbdinfo --size "$uri"' >out 2>err ||
+  { tail -20 err; fail "adaptive: nbdkit did not start"; }
+[ "$(calls)" = "Decrypt:ThrottlingException Decrypt:ok" ] || fail "adaptive: $(calls)"
+grep -qE "kms: Decrypt attempt 2 waits [0-9]+ ms for the adaptive retry mode's rate limit" err ||
+  { grep kms: err; fail "adaptive: the second attempt did not wait for the rate limiter"; }
+fault '{"clear": true}'
+clear_calls
+AWS_RETRY_MODE=standard nbdkit -v -U - "$PLUGIN" vol --run 'nbdinfo --size "$uri"' >out 2>err ||
+  fail "standard: nbdkit did not start"
+! grep -q "rate limit" err || fail "standard mode waited for a rate limiter"
+pass "adaptive retry mode: after a ThrottlingException the retry waits for the client-side rate limiter; standard mode never does"
