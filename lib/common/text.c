@@ -1,6 +1,9 @@
-/* Spans of text read from files and tokens (see text.h). */
+/* Spans of text read from files and tokens, and formatted strings (see
+ * text.h). */
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "common/text.h"
 
@@ -17,4 +20,17 @@ cv_trim (const char **s, const char **e)
     (*s)++;
   while (*e > *s && blank ((*e)[-1]))
     (*e)--;
+}
+
+char *
+cv_strf (const char *fmt, ...)
+{
+  va_list ap;
+  char *s;
+  int n;
+
+  va_start (ap, fmt);
+  n = vasprintf (&s, fmt, ap);
+  va_end (ap);
+  return n < 0 ? NULL : s;
 }

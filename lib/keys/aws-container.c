@@ -7,7 +7,6 @@
  * 2 s with 1 s between them, as botocore. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "crypto/secmem.h"
 #include "keys/aws.h"
 #include "keys/kms.h"
@@ -32,19 +32,6 @@
 #define RELATIVE "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
 #define TOKEN_FILE "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
 #define TOKEN_ENV "AWS_CONTAINER_AUTHORIZATION_TOKEN"
-
-/* A new formatted string, or NULL when out of memory. */
-static char *__attribute__ ((format (printf, 1, 2))) strf (const char *fmt, ...)
-{
-  va_list ap;
-  char *s;
-  int n;
-
-  va_start (ap, fmt);
-  n = vasprintf (&s, fmt, ap);
-  va_end (ap);
-  return n < 0 ? NULL : s;
-}
 
 /* Whether an http:// URL may go to host (as curl gives it: IPv6 in
  * brackets): a loopback address, the ECS and EKS Pod Identity addresses,
@@ -99,8 +86,8 @@ check_full_uri (const char *uri, char **shown)
     goto out;
   }
   curl_url_get (u, CURLUPART_PORT, &port, 0);
-  if (!(*shown = strf ("%s://%s%s%s", scheme, host, port ? ":" : "",
-                       port ? port : ""))) {
+  if (!(*shown = cv_strf ("%s://%s%s%s", scheme, host, port ? ":" : "",
+                          port ? port : ""))) {
     r = -ENOMEM;
     goto out;
   }
@@ -156,16 +143,7 @@ auth_header (char **line)
               from);
       return -EINVAL;
     }
-  return (*line = strf ("Authorization: %s", tok)) ? 0 : -ENOMEM;
-}
-
-static void
-sleep_ms (long ms)
-{
-  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-  while (nanosleep (&ts, &ts) < 0 && errno == EINTR)
-    ;
+  return (*line = cv_strf ("Authorization: %s", tok)) ? 0 : -ENOMEM;
 }
 
 /* GET url with up to ATTEMPTS attempts (again when nothing answered or on
@@ -179,13 +157,14 @@ get (const char *url, const char *const *headers, struct cv_aws_fetched *res)
                               .headers = headers,
                               .connect_timeout_ms = TIMEOUT_MS,
                               .timeout_ms = TIMEOUT_MS };
-  const char *base = getenv ("CV_KMS_RETRY_BASE_MS"); /* the test knob */
-  long pause = base && atol (base) > 0 ? atol (base) : PAUSE_MS;
+  long pause = cv_kms_knob_ms ("CV_KMS_RETRY_BASE_MS", PAUSE_MS);
   int r = -EIO;
 
+  if (pause < 0) /* a bad knob, reported */
+    return -EINVAL;
   for (int n = 1; n <= ATTEMPTS; n++) {
     if (n > 1)
-      sleep_ms (pause);
+      cv_kms_sleep_ms (pause);
     cv_aws_fetched_free (res);
     r = cv_aws_fetch (&req, res);
     if (r != -EIO && !(r == 0 && res->status >= 500))
@@ -209,13 +188,13 @@ cv_aws_container_creds (struct cv_aws_creds *out, char *why, size_t why_len)
   int r;
 
   if (rel && *rel) { /* the SDKs take the relative URI first */
-    if (!(url = strf (ECS_HOST "%s%s", rel[0] == '/' ? "" : "/", rel))
+    if (!(url = cv_strf (ECS_HOST "%s%s", rel[0] == '/' ? "" : "/", rel))
         || !(shown = strdup (ECS_HOST " (" RELATIVE ")")))
       return -ENOMEM;
   } else if (full && *full) {
     if ((r = check_full_uri (full, &shown)) < 0)
       return r;
-    char *s = strf ("%s (" FULL ")", shown);
+    char *s = cv_strf ("%s (" FULL ")", shown);
     free (shown);
     if (!(shown = s) || !(url = strdup (full)))
       return -ENOMEM;
@@ -223,8 +202,8 @@ cv_aws_container_creds (struct cv_aws_creds *out, char *why, size_t why_len)
     snprintf (why, why_len, "neither " RELATIVE " nor " FULL " is set");
     return -ENOKEY;
   }
-  if (!(what = strf ("container credentials from %s", shown))
-      || !(source = strf ("the container credentials endpoint %s", shown)))
+  if (!(what = cv_strf ("container credentials from %s", shown))
+      || !(source = cv_strf ("the container credentials endpoint %s", shown)))
     return -ENOMEM;
   if ((r = auth_header (&auth)) < 0)
     return r;

@@ -5,7 +5,6 @@
  * is never made: doc/kms.md says why. The token and the answers live in
  * locked memory. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "crypto/secmem.h"
 #include "keys/aws.h"
 #include "keys/kms.h"
@@ -27,19 +27,6 @@
 #define HOP_HINT                                                               \
   "in a container on EC2, the instance's metadata hop limit must be 2 (aws "   \
   "ec2 modify-instance-metadata-options --http-put-response-hop-limit 2)"
-
-/* A new formatted string, or NULL when out of memory. */
-static char *__attribute__ ((format (printf, 1, 2))) strf (const char *fmt, ...)
-{
-  va_list ap;
-  char *s;
-  int n;
-
-  va_start (ap, fmt);
-  n = vasprintf (&s, fmt, ap);
-  va_end (ap);
-  return n < 0 ? NULL : s;
-}
 
 /* The endpoint without trailing slashes into *out (malloc'd): http or
  * https, no path. 0, -EINVAL (logged), -ENOMEM. */
@@ -119,7 +106,7 @@ imds_token (const char *base, char **header, char *why, size_t why_len)
   size_t len;
   int r;
 
-  if (!(url = strf ("%s/latest/api/token", base)))
+  if (!(url = cv_strf ("%s/latest/api/token", base)))
     return -ENOMEM;
   r = imds_get ("PUT", url, ttl, &res);
   if (r == -EIO) {
@@ -147,7 +134,7 @@ imds_token (const char *base, char **header, char *why, size_t why_len)
               res.status == 200 ? "without a usable token"
                                 : "instead of a token");
       r = -EPROTO;
-    } else if (!(*header = strf ("X-aws-ec2-metadata-token: %s", t)))
+    } else if (!(*header = cv_strf ("X-aws-ec2-metadata-token: %s", t)))
       r = -ENOMEM;
   }
   cv_aws_fetched_free (&res);
@@ -192,7 +179,7 @@ role_creds (const char *base, const char *tok, struct cv_aws_creds *out,
   size_t len;
   int r;
 
-  if (!(url = strf ("%s" CREDS_PATH, base)))
+  if (!(url = cv_strf ("%s" CREDS_PATH, base)))
     return -ENOMEM;
   if ((r = imds_get ("GET", url, hdrs, &res)) == -EIO) {
     cv_err ("instance metadata at %s: no answer to %s after a session token "
@@ -223,11 +210,11 @@ role_creds (const char *base, const char *tok, struct cv_aws_creds *out,
   if (!(role = strndup (t, len)))
     goto nomem;
   free (url);
-  if (!(url = strf ("%s" CREDS_PATH "%s", base, role))
-      || !(what = strf ("the credentials of role %s from instance metadata "
-                        "at %s",
-                        role, base))
-      || !(source = strf ("instance metadata (role %s)", role)))
+  if (!(url = cv_strf ("%s" CREDS_PATH "%s", base, role))
+      || !(what = cv_strf ("the credentials of role %s from instance metadata "
+                           "at %s",
+                           role, base))
+      || !(source = cv_strf ("instance metadata (role %s)", role)))
     goto nomem;
   cv_aws_fetched_free (&res);
   if ((r = imds_get ("GET", url, hdrs, &res)) == -EIO) {
@@ -300,7 +287,7 @@ cv_aws_imds_region (const char *endpoint, char *region, size_t len)
       || imds_token (base, &tok, why, sizeof why) < 0)
     return -ENOKEY;
   const char *const hdrs[] = { tok, NULL };
-  if (!(url = strf ("%s/latest/meta-data/placement/region", base))) {
+  if (!(url = cv_strf ("%s/latest/meta-data/placement/region", base))) {
     wipe_free (tok);
     return -ENOMEM;
   }

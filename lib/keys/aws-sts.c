@@ -7,7 +7,6 @@
  * call into locked memory and wiped after it. doc/kms.md is the operator's
  * side. */
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,6 +22,7 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/reqlog.h"
 #include "crypto/prim.h"
 #include "crypto/secmem.h"
@@ -578,19 +578,6 @@ cv_aws_sts_parse (const char *xml, size_t len, const char *op,
 
 /* --- requests ----------------------------------------------------------- */
 
-/* A new formatted string, or NULL when out of memory. */
-static char *__attribute__ ((format (printf, 1, 2))) strf (const char *fmt, ...)
-{
-  va_list ap;
-  char *s;
-  int n;
-
-  va_start (ap, fmt);
-  n = vasprintf (&s, fmt, ap);
-  va_end (ap);
-  return n < 0 ? NULL : s;
-}
-
 /* The length of v percent-encoded as the Query protocol does (RFC 3986:
  * all but unreserved characters), and the encoding at o when not NULL. */
 static size_t
@@ -710,9 +697,9 @@ make_lines (const struct sts_call *c, time_t now, char *lines[8])
   } else
     n = 1; /* unsigned: only the content type */
   for (size_t i = 0; i < n; i++)
-    if (!(lines[k++] = strf ("%s: %s", h[i].name, h[i].value)))
+    if (!(lines[k++] = cv_strf ("%s: %s", h[i].name, h[i].value)))
       return -ENOMEM;
-  if (authz && !(lines[k] = strf ("Authorization: %s", authz)))
+  if (authz && !(lines[k] = cv_strf ("Authorization: %s", authz)))
     return -ENOMEM;
   return 0;
 }
@@ -728,41 +715,6 @@ free_lines (char *lines[8])
     }
 }
 
-/* A number of milliseconds from the environment (the KMS provider's knobs,
- * which it checks and reports), else def. */
-static long
-knob_ms (const char *name, long def)
-{
-  const char *s = getenv (name);
-  char *end;
-  long v;
-
-  if (!s || !*s)
-    return def;
-  errno = 0;
-  v = strtol (s, &end, 10);
-  return errno || *end || v < 1 || v > 600000 ? def : v;
-}
-
-static double
-jitter (void)
-{
-  uint32_t u = 0;
-
-  if (cv_random (&u, sizeof u) < 0)
-    u = (uint32_t) rand ();
-  return u / 4294967296.0;
-}
-
-static void
-sleep_ms (long ms)
-{
-  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-  while (nanosleep (&ts, &ts) < 0 && errno == EINTR)
-    ;
-}
-
 /* One attempt: its retry class; 0 in *rc with res->got.body on success,
  * -EIO when STS failed (res says how), another -errno for a local
  * failure. */
@@ -771,11 +723,16 @@ attempt (const struct sts_call *c, struct sts_result *res, int *rc)
 {
   char *lines[8] = { 0 };
   const char *hdrs[8] = { 0 };
-  long connect_ms = knob_ms ("CV_KMS_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT_MS);
-  long total_ms = knob_ms ("CV_KMS_TIMEOUT_MS", TIMEOUT_MS);
+  long connect_ms
+      = cv_kms_knob_ms ("CV_KMS_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT_MS);
+  long total_ms = cv_kms_knob_ms ("CV_KMS_TIMEOUT_MS", TIMEOUT_MS);
 
   cv_aws_fetched_free (&res->got);
   res->code[0] = res->message[0] = '\0';
+  if (connect_ms < 0 || total_ms < 0) { /* a bad knob, reported */
+    *rc = -EINVAL;
+    return CV_KMS_NO_RETRY;
+  }
   if ((*rc = make_lines (c, time (NULL), lines)) < 0) {
     free_lines (lines);
     return CV_KMS_NO_RETRY;
@@ -826,10 +783,12 @@ sts_call (const struct sts_call *c, struct sts_result *res)
 {
   int max = c->sts->retry.max_attempts > 0 ? c->sts->retry.max_attempts
                                            : CV_KMS_MAX_ATTEMPTS;
-  long base = knob_ms ("CV_KMS_RETRY_BASE_MS", RETRY_BASE_MS);
+  long base = cv_kms_knob_ms ("CV_KMS_RETRY_BASE_MS", RETRY_BASE_MS);
   int acquired = 0, rc = -EIO;
 
   *res = (struct sts_result){ 0 };
+  if (base < 0) /* a bad knob, reported */
+    return -EINVAL;
   for (int n = 1; n <= max; n++) {
     enum cv_kms_retry how = attempt (c, res, &rc);
     int cost = how == CV_KMS_RETRY_TIMEOUT ? CV_KMS_TIMEOUT_RETRY_COST
@@ -845,15 +804,8 @@ sts_call (const struct sts_call *c, struct sts_result *res)
     }
     if (rc != -EIO)
       return rc;
-    const char *why = NULL;
-    if (how == CV_KMS_NO_RETRY)
-      why = "not a retryable error";
-    else if (n == max)
-      why = "no attempts left";
-    else if (!cv_kms_quota_acquire (cost)) {
-      why = "the retry quota is exhausted";
-      res->quota_exhausted = true;
-    }
+    const char *why
+        = cv_kms_no_retry_why (how, n, max, cost, &res->quota_exhausted);
     if (why) {
       cv_debug ("sts: %s attempt %d of %d failed: %s (HTTP %ld, request id "
                 "%s); %s",
@@ -861,11 +813,11 @@ sts_call (const struct sts_call *c, struct sts_result *res)
       break;
     }
     acquired = cost;
-    long ms = cv_kms_backoff_ms (n, base, jitter ());
+    long ms = cv_kms_backoff_ms (n, base, cv_kms_jitter ());
     cv_debug ("sts: %s attempt %d of %d failed: %s (HTTP %ld, request id %s); "
               "retrying in %ld ms",
               c->op, n, max, what, res->got.status, rid, ms);
-    sleep_ms (ms);
+    cv_kms_sleep_ms (ms);
   }
   return -EIO;
 }
@@ -1062,9 +1014,9 @@ cv_aws_sts_assume_role (const struct cv_aws_sts *sts,
   const char *via = source ? source : src->source;
   int r;
 
-  if (!(what = strf ("AssumeRole of role %s with the credentials from %s",
-                     role_arn, via))
-      || !(from = strf ("role %s via %s", role_arn, via)))
+  if (!(what = cv_strf ("AssumeRole of role %s with the credentials from %s",
+                        role_arn, via))
+      || !(from = cv_strf ("role %s via %s", role_arn, via)))
     return -ENOMEM;
   if ((r = check_duration (what, duration_s)) < 0)
     return r;
@@ -1142,15 +1094,16 @@ cv_aws_sts_web_identity (const struct cv_aws_sts *sts, const char *role_arn,
   const char *via = source ? source : "web identity";
   int r;
 
-  if (!(what = strf ("AssumeRoleWithWebIdentity of role %s with the token "
-                     "file %s (%s)",
-                     role_arn, token_file, via))
-      || !(from = strf ("role %s via %s", role_arn, via))
-      || !(todo = strf ("check %s, which names it; on EKS check the pod's "
-                        "service account (annotation "
-                        "eks.amazonaws.com/role-arn) and its projected token "
-                        "volume",
-                        via)))
+  if (!(what = cv_strf ("AssumeRoleWithWebIdentity of role %s with the token "
+                        "file %s (%s)",
+                        role_arn, token_file, via))
+      || !(from = cv_strf ("role %s via %s", role_arn, via))
+      || !(todo
+           = cv_strf ("check %s, which names it; on EKS check the pod's "
+                      "service account (annotation "
+                      "eks.amazonaws.com/role-arn) and its projected token "
+                      "volume",
+                      via)))
     return -ENOMEM;
   if ((r = check_duration (what, duration_s)) < 0
       || (r = cv_aws_read_token_file (token_file, "sts web identity", todo,
@@ -1184,8 +1137,8 @@ cv_aws_sts_caller_identity (const struct cv_aws_sts *sts,
   CLEANUP_KEY struct cv_key *body = NULL;
   int r;
 
-  if (!(what = strf ("GetCallerIdentity with the credentials from %s",
-                     c->source ? c->source : "the chain")))
+  if (!(what = cv_strf ("GetCallerIdentity with the credentials from %s",
+                        c->source ? c->source : "the chain")))
     return -ENOMEM;
   if ((r = cv_key_from (form, sizeof form - 1, &body)) < 0)
     return r;

@@ -207,19 +207,6 @@ cv_kms_grants_page (const json_t *resp, const char *uuid, json_t *out,
   return 0;
 }
 
-/* A string member of a grant answer, or NULL (logged, *r = -EPROTO). */
-static const char *
-answer_string (const json_t *resp, const char *key, const char *op, int *r)
-{
-  const char *s = json_string_value (json_object_get (resp, key));
-
-  if (!s || !*s) {
-    cv_err ("kms %s: the answer has no %s; is the endpoint AWS KMS?", op, key);
-    *r = -EPROTO;
-  }
-  return s;
-}
-
 int
 cv_kms_grant_create (const char *key_arn, const char *label, const char *uuid,
                      const struct cv_creds *c,
@@ -235,8 +222,9 @@ cv_kms_grant_create (const char *key_arn, const char *label, const char *uuid,
   if ((r = cv_kms_grant_request (t.key_id, uuid, s, &req)) == 0)
     r = cv_kms_op ("CreateGrant", label, t.key_id, &t, c, req, &resp);
   if (r == 0) {
-    const char *id = answer_string (resp, "GrantId", "CreateGrant", &r);
-    const char *tok = answer_string (resp, "GrantToken", "CreateGrant", &r);
+    const char *id = cv_kms_answer_string (resp, "GrantId", "CreateGrant", &r);
+    const char *tok
+        = cv_kms_answer_string (resp, "GrantToken", "CreateGrant", &r);
     if (r == 0 && (!(*grant_id = strdup (id)) || !(*token = strdup (tok)))) {
       free (*grant_id);
       r = -ENOMEM;

@@ -461,11 +461,23 @@ cv_kms_rate_fill (bool *on)
   return f;
 }
 
-/* A number of milliseconds from the environment variable name (a tuning
- * and test knob, doc/kms.md), else def; -1 if it is set but not a number in
- * 1..600000 (logged). */
-static long
-env_ms (const char *name, long def)
+const char *
+cv_kms_no_retry_why (enum cv_kms_retry how, int n, int max, int cost,
+                     bool *quota_exhausted)
+{
+  if (how == CV_KMS_NO_RETRY)
+    return "not a retryable error";
+  if (n == max)
+    return "no attempts left";
+  if (!cv_kms_quota_acquire (cost)) {
+    *quota_exhausted = true;
+    return "the retry quota is exhausted";
+  }
+  return NULL;
+}
+
+long
+cv_kms_knob_ms (const char *name, long def)
 {
   const char *s = getenv (name);
   char *end;
@@ -483,9 +495,8 @@ env_ms (const char *name, long def)
   return v;
 }
 
-/* A uniform random number in [0, 1). */
-static double
-jitter (void)
+double
+cv_kms_jitter (void)
 {
   uint32_t u = 0;
 
@@ -494,8 +505,8 @@ jitter (void)
   return u / 4294967296.0;
 }
 
-static void
-sleep_ms (long ms)
+void
+cv_kms_sleep_ms (long ms)
 {
   struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
@@ -683,9 +694,10 @@ attempt_error (const struct cv_kms_result *res)
 int
 cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
 {
-  long base = env_ms ("CV_KMS_RETRY_BASE_MS", RETRY_BASE_MS);
-  long connect_ms = env_ms ("CV_KMS_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT_MS);
-  long total_ms = env_ms ("CV_KMS_TIMEOUT_MS", TIMEOUT_MS);
+  long base = cv_kms_knob_ms ("CV_KMS_RETRY_BASE_MS", RETRY_BASE_MS);
+  long connect_ms
+      = cv_kms_knob_ms ("CV_KMS_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT_MS);
+  long total_ms = cv_kms_knob_ms ("CV_KMS_TIMEOUT_MS", TIMEOUT_MS);
   const char *ca = c->ca_bundle ? c->ca_bundle : getenv ("AWS_CA_BUNDLE");
   int max = c->max_attempts > 0 ? c->max_attempts : CV_KMS_MAX_ATTEMPTS;
   int acquired = 0, rc = -EIO;
@@ -723,7 +735,7 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
         cv_debug ("kms: %s attempt %d waits %ld ms for the adaptive retry "
                   "mode's rate limit",
                   c->op, n, wait);
-        sleep_ms (wait);
+        cv_kms_sleep_ms (wait);
       }
     }
     enum cv_kms_retry how = attempt_once (e, c, res, &rc);
@@ -742,15 +754,8 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
     }
     if (rc != -EIO) /* a local failure: nothing was sent */
       break;
-    const char *why = NULL;
-    if (how == CV_KMS_NO_RETRY)
-      why = "not a retryable error";
-    else if (n == max)
-      why = "no attempts left";
-    else if (!cv_kms_quota_acquire (cost)) {
-      why = "the retry quota is exhausted";
-      res->quota_exhausted = true;
-    }
+    const char *why
+        = cv_kms_no_retry_why (how, n, max, cost, &res->quota_exhausted);
     if (why) {
       cv_debug ("kms: %s attempt %d of %d failed: %s (HTTP %ld, request id "
                 "%s); %s",
@@ -759,12 +764,12 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
       break;
     }
     acquired = cost;
-    long ms = cv_kms_backoff_ms (n, base, jitter ());
+    long ms = cv_kms_backoff_ms (n, base, cv_kms_jitter ());
     cv_debug ("kms: %s attempt %d of %d failed: %s (HTTP %ld, request id "
               "%s); retrying in %ld ms",
               c->op, n, max, attempt_error (res), res->status,
               res->request_id[0] ? res->request_id : "none", ms);
-    sleep_ms (ms);
+    cv_kms_sleep_ms (ms);
   }
   curl_easy_cleanup (e);
   return rc;

@@ -443,9 +443,9 @@ binding_ctx (const char *binding, json_t **ctx)
   return *ctx ? 0 : -ENOMEM;
 }
 
-/* A string member of a KMS answer, or NULL (logged, *r = -EPROTO). */
-static const char *
-answer_string (const json_t *resp, const char *key, const char *op, int *r)
+const char *
+cv_kms_answer_string (const json_t *resp, const char *key, const char *op,
+                      int *r)
 {
   const char *s = json_string_value (json_object_get (resp, key));
 
@@ -462,8 +462,8 @@ store_wrap (json_t *w, const json_t *resp, const char *op,
             const struct cv_kms_target *t, const json_t *ctx)
 {
   int r = 0;
-  const char *blob = answer_string (resp, "CiphertextBlob", op, &r);
-  const char *arn = answer_string (resp, "KeyId", op, &r);
+  const char *blob = cv_kms_answer_string (resp, "CiphertextBlob", op, &r);
+  const char *arn = cv_kms_answer_string (resp, "KeyId", op, &r);
 
   if (r < 0)
     return r;
@@ -482,7 +482,7 @@ answer_key (const json_t *resp, const char *op, size_t want,
 {
   CLEANUP_KEY struct cv_key *tmp = NULL;
   int r = 0;
-  const char *b64 = answer_string (resp, "Plaintext", op, &r);
+  const char *b64 = cv_kms_answer_string (resp, "Plaintext", op, &r);
   size_t n = b64 ? strlen (b64) : 0;
 
   if (r < 0)
@@ -704,7 +704,7 @@ kms_describe (const json_t *w, const struct cv_creds *c, char **state)
       strftime (when, sizeof when, ", deletion on %Y-%m-%dT%H:%M:%SZ", &tm);
     }
     if (!st)
-      answer_string (md, "KeyState", "DescribeKey", &r);
+      cv_kms_answer_string (md, "KeyState", "DescribeKey", &r);
     else if (asprintf (state, "%s%s%s%s (%s in %s)", st, when,
                        mr ? ", multi-Region " : "", mr ? mr : "",
                        karn ? karn : t.key_id, t.region)

@@ -227,6 +227,26 @@ void cv_http_buf_wipe (struct cv_http_buf *b);
  * so a message from the network is safe to log. */
 void cv_http_sanitise (char *out, size_t outlen, const char *s, size_t len);
 
+/* A string member key of a KMS answer to op, or NULL (logged, *r =
+ * -EPROTO). */
+const char *cv_kms_answer_string (const json_t *resp, const char *key,
+                                  const char *op, int *r);
+/* Why a failed attempt n of max is not retried ("not a retryable error",
+ * "no attempts left", "the retry quota is exhausted": then
+ * *quota_exhausted), or NULL when it is: then the retry's cost has been
+ * taken from the quota. */
+const char *cv_kms_no_retry_why (enum cv_kms_retry how, int n, int max,
+                                 int cost, bool *quota_exhausted);
+
+/* A number of milliseconds from the environment variable name (a tuning
+ * and test knob, doc/kms.md), else def; -1 if it is set but not a number in
+ * 1..600000 (logged). */
+long cv_kms_knob_ms (const char *name, long def);
+/* A uniform random number in [0, 1), for backoff jitter. */
+double cv_kms_jitter (void);
+/* Sleep ms milliseconds (again after a signal). */
+void cv_kms_sleep_ms (long ms);
+
 /* Install jansson allocation functions that wipe every block on free, so the
  * plaintext DEK in request and response JSON (and in jansson's parse
  * buffers) does not outlive its use. Safe to call at any time and more than

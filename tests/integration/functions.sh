@@ -68,3 +68,24 @@ expect_fail () {
   fi
   pass "$what: $(grep -E -m1 "$pattern" "$tmp/err")"
 }
+
+# fuzz_briefly NAME RUNS SECONDS MAX_LEN: a short libFuzzer run of
+# build-fuzz/fuzz-NAME (make fuzz: clang, ASan and UBSan) from its seed
+# corpus tests/fuzz/corpus-NAME, at most RUNS inputs or SECONDS: it must
+# neither crash nor leak. New inputs go to this test's corpus/ (the seeds
+# are only read). Skips the test when clang's libFuzzer is missing.
+fuzz_briefly () {
+  local name=$1 runs=$2 secs=$3 max_len=$4
+  requires clang
+  if ! make -s -C "$CV_SRCDIR" fuzz >build.log 2>&1; then
+    cat build.log
+    echo "SKIP: cannot build with clang -fsanitize=fuzzer (libFuzzer missing?)"
+    exit 77
+  fi
+  mkdir -p corpus
+  "$CV_SRCDIR/build-fuzz/fuzz-$name" -runs="$runs" -max_total_time="$secs" \
+    -max_len="$max_len" -timeout=10 corpus "$CV_SRCDIR/tests/fuzz/corpus-$name" \
+    >fuzz.log 2>&1 || { tail -n 40 fuzz.log; fail "fuzz-$name found a crash"; }
+  grep -q '^Done [0-9]* runs' fuzz.log || { tail -n 20 fuzz.log; fail "fuzz-$name did not finish"; }
+  pass "fuzz-$name: $(grep -o '^Done .*' fuzz.log), corpus $(ls corpus | wc -l) new inputs"
+}

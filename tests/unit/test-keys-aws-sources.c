@@ -131,6 +131,14 @@ check_container_unset (void)
   CHECK (cv_aws_container_creds (&c, why, sizeof why) == -ENOKEY,
          "an empty variable is unset");
   unsetenv (FULL);
+
+  /* A pause knob that is not a number is refused before any request. */
+  setenv ("CV_KMS_RETRY_BASE_MS", "soon", 1);
+  CHECK (container ("http://127.0.0.1:9/creds", why, sizeof why) == -EINVAL,
+         "CV_KMS_RETRY_BASE_MS=soon: -EINVAL");
+  CHECK (strstr (harness_logged (), "is not a number of milliseconds"),
+         "message: %s", harness_logged ());
+  unsetenv ("CV_KMS_RETRY_BASE_MS");
 }
 
 static void

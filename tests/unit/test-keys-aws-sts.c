@@ -461,6 +461,26 @@ check_local_refusals (void)
          "STS unreachable, one attempt");
   CHECK (!strstr (harness_logged (), " attempts;"), "one attempt: %s",
          harness_logged ());
+
+  /* A timeout or backoff knob that is not a number is refused, not used. */
+  static const char *const knobs[]
+      = { "CV_KMS_TIMEOUT_MS", "CV_KMS_RETRY_BASE_MS" };
+  for (size_t i = 0; i < ARRAY_SIZE (knobs); i++) {
+    const char *old = getenv (knobs[i]);
+    char *keep = old ? strdup (old) : NULL;
+    setenv (knobs[i], "soon", 1);
+    harness_log_clear ();
+    CHECK (cv_aws_sts_assume_role (&sts, &src, role, "s", "x", 900, NULL, &out)
+               == -EINVAL,
+           "%s=soon: -EINVAL", knobs[i]);
+    CHECK (strstr (harness_logged (), "is not a number of milliseconds"),
+           "%s=soon: %s", knobs[i], harness_logged ());
+    if (keep)
+      setenv (knobs[i], keep, 1);
+    else
+      unsetenv (knobs[i]);
+    free (keep);
+  }
   cv_aws_creds_free (&src);
 }
 
