@@ -98,16 +98,6 @@ now_ms (void)
   return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-/* The time limit: CV_AWS_PROCESS_TIMEOUT_MS (a test knob), else 60 s. */
-static long
-timeout_ms (void)
-{
-  const char *s = getenv ("CV_AWS_PROCESS_TIMEOUT_MS");
-  long v = s ? strtol (s, NULL, 10) : 0;
-
-  return v > 0 ? v : TIMEOUT_MS;
-}
-
 /* Read fd into out (OUTPUT_MAX bytes and a NUL) until EOF or the deadline.
  * 0, -ETIMEDOUT, -EFBIG (more than OUTPUT_MAX), -errno. */
 static int
@@ -204,12 +194,15 @@ cv_aws_process_creds (const char *cmd, const char *profile,
   CLEANUP_KEY struct cv_key *text = NULL;
   CLEANUP_CLOSE int fd = -1;
   const char *why = NULL;
-  long long deadline = now_ms () + timeout_ms ();
+  long limit = cv_kms_knob_ms ("CV_AWS_PROCESS_TIMEOUT_MS", TIMEOUT_MS);
+  long long deadline = now_ms () + limit;
   size_t len = 0;
   int status = 0, r;
   pid_t pid;
 
   *out = (struct cv_aws_creds){ 0 };
+  if (limit < 0)
+    return -EINVAL;
   if ((r = split_words (cmd, &buf, &argv, &why)) < 0) {
     if (r == -EINVAL)
       cv_err ("credential_process of profile %s cannot be split into words "
@@ -237,8 +230,7 @@ cv_aws_process_creds (const char *cmd, const char *profile,
   if (r == 0)
     r = rr;
   if (r == -ETIMEDOUT) {
-    cv_err ("%s gave no credentials within %ld ms and was killed", what,
-            timeout_ms ());
+    cv_err ("%s gave no credentials within %ld ms and was killed", what, limit);
     return -ETIMEDOUT;
   }
   if (r == -EFBIG) {

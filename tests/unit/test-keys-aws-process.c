@@ -149,6 +149,9 @@ check_failures (void)
   /* Output closed, but the process goes on: killed at the limit too. */
   RUN (script ("lingers", "exec >&-; exec sleep 30"), -ETIMEDOUT,
        "gave no credentials within 300 ms");
+  setenv ("CV_AWS_PROCESS_TIMEOUT_MS", "soon", 1);
+  RUN (script ("knob", "echo '" GOOD_JSON "'"), -EINVAL,
+       "CV_AWS_PROCESS_TIMEOUT_MS=soon is not a number of milliseconds");
   unsetenv ("CV_AWS_PROCESS_TIMEOUT_MS");
 
   RUN ("'open SECRET", -EINVAL,
