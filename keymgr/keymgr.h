@@ -195,5 +195,6 @@ int cmd_grant (int argc, char **argv);
 int cmd_grants (int argc, char **argv);
 int cmd_revoke_grant (int argc, char **argv);
 int cmd_retire_grant (int argc, char **argv);
+int cmd_aws_identity (int argc, char **argv);
 
 #endif

@@ -47,6 +47,8 @@ static const struct {
   { "grants", cmd_grants, "list the volume's KMS grants" },
   { "revoke-grant", cmd_revoke_grant, "revoke one of the volume's grants" },
   { "retire-grant", cmd_retire_grant, "retire one of the volume's grants" },
+  { "aws-identity", cmd_aws_identity,
+    "the AWS principal, source and expiry of the credentials found" },
 };
 
 static void

@@ -497,6 +497,31 @@ out:
   return r == 0 || r == -ENOKEY || r == -ENOMEM ? r : -EKEYEXPIRED;
 }
 
+int
+cv_aws_identity (char **arn, char **source, time_t *expires)
+{
+  const struct cv_aws_ctx *ctx;
+  struct cv_aws_creds c;
+  struct sts t;
+  int r;
+
+  *arn = *source = NULL;
+  if ((r = cv_aws_process_ctx (&ctx)) < 0 || (r = cv_aws_creds_load (&c)) < 0)
+    return r;
+  if ((r = sts_open (ctx, &t)) == 0) {
+    r = cv_aws_sts_caller_identity (&t.s, &c, arn);
+    sts_free (&t);
+  }
+  if (r == 0 && !(*source = strdup (c.source))) {
+    free (*arn);
+    *arn = NULL;
+    r = -ENOMEM;
+  }
+  *expires = c.expires;
+  cv_aws_creds_free (&c);
+  return r;
+}
+
 void
 cv_aws_creds_reset (void)
 {

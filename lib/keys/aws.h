@@ -320,6 +320,12 @@ int cv_aws_sso_creds (const struct cv_aws_ctx *ctx, const char *profile,
  * until cv_aws_creds_reset. 0, or what cv_aws_ctx_load returned. */
 int cv_aws_process_ctx (const struct cv_aws_ctx **out);
 
+/* Who the process's credentials are: their ARN from STS GetCallerIdentity
+ * (*arn, malloc'd), where they came from (*source, malloc'd) and when they
+ * expire (0: never). 0, or the -errno of cv_aws_creds_load or of the call
+ * (logged). */
+int cv_aws_identity (char **arn, char **source, time_t *expires);
+
 /* Resolve credentials once, without the cache: the SDKs' order (doc/kms.md),
  * from the first source that is configured. -ENOKEY when none is: every
  * source looked at and why it gave nothing is logged as one error. */

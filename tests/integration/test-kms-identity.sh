@@ -232,6 +232,22 @@ unlocks_as "instance metadata (IMDSv2)" "$(assumed cv-imds)" \
 [ "$(admin "$EP/_admin/calls" | jq '[.calls[] | select(.op == "imds:token")] | length')" -ge 1 ] ||
   fail "instance metadata: no IMDSv2 token was asked for"
 
+# keymgr aws-identity: the principal (STS GetCallerIdentity), source, expiry.
+AWS_EC2_METADATA_SERVICE_ENDPOINT=$IMDS "$KEYMGR" aws-identity >whoami ||
+  fail "aws-identity with instance metadata"
+grep -Eq "^principal: $(assumed cv-imds)$" whoami && grep -q "^credentials from: .*instance metadata" whoami &&
+  grep -Eq "^expire: 20[0-9-]+T" whoami || { cat whoami; fail "aws-identity's answer"; }
+AWS_PROFILE=xacct "$KEYMGR" aws-identity --json >whoami.json || fail "aws-identity --json"
+[ "$(jq -r .arn whoami.json)" = "arn:aws:sts::$ACCT:assumed-role/cv-xacct/cv-storage-host-7" ] &&
+  jq -e '.expires | type == "string"' whoami.json >/dev/null || { cat whoami.json; fail "aws-identity --json's answer"; }
+env "${AS_ADMIN[@]}" "$KEYMGR" aws-identity >whoami || fail "aws-identity with the environment"
+grep -q "^principal: arn:aws:iam::$ACCT:user/admin$" whoami && grep -q "^expire: never" whoami ||
+  { cat whoami; fail "aws-identity of long-lived credentials"; }
+[ "$(count_ok sts:GetCallerIdentity)" -ge 3 ] || fail "aws-identity did not ask STS"
+expect_fail "aws-identity without credentials" "no AWS credentials found.*1\. the environment" \
+  "$KEYMGR" aws-identity
+pass "aws-identity: $(head -1 whoami)"
+
 # --- the order -------------------------------------------------------------
 unlocks_as "order: the environment before instance metadata" \
   "arn:aws:iam::$ACCT:user/admin" "${AS_ADMIN[@]}" AWS_EC2_METADATA_SERVICE_ENDPOINT="$IMDS"
