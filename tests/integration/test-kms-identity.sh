@@ -9,6 +9,7 @@
 #    credential_source, web_identity_token_file, credential_process, SSO through the CLI's token
 #    cache), the container endpoint, IMDSv2;
 #  - the chain's order: with two sources present, the earlier wins;
+#  - a key id's region from instance metadata; keymgr aws-identity;
 #  - credentials that expire every few seconds are refreshed while a server
 #    runs, and its key checks keep succeeding;
 #  - each misconfiguration has its message checked: an expired web-identity
@@ -231,6 +232,19 @@ unlocks_as "instance metadata (IMDSv2)" "$(assumed cv-imds)" \
   AWS_EC2_METADATA_SERVICE_ENDPOINT="$IMDS"
 [ "$(admin "$EP/_admin/calls" | jq '[.calls[] | select(.op == "imds:token")] | length')" -ge 1 ] ||
   fail "instance metadata: no IMDSv2 token was asked for"
+
+# The region of a key given by id alone: from instance metadata when nothing
+# else names one (and refused with a message when nothing does).
+clear_calls
+env "${AS_ADMIN[@]}" AWS_EC2_METADATA_SERVICE_ENDPOINT="$IMDS" \
+  "$KEYMGR" add-wrap vol --wrap "kms:$key" >/dev/null || fail "add-wrap kms:KEY-ID with the instance's region"
+[ "$("$KEYMGR" info vol --json | jq -r '.wraps[-1].region')" = us-east-1 ] || fail "the new wrap's region"
+admin "$EP/_admin/calls" | jq -e '[.calls[] | select(.op == "imds:metadata" and (.path | test("placement/region")))] | length > 0' >/dev/null ||
+  fail "the region was not asked of instance metadata"
+key2=$(kms CreateKey '{"Description": "cryptvol identity test 2"}' | jq -r .KeyMetadata.KeyId)
+expect_fail "a key id with no region anywhere" "no AWS region for key $key2: give kms-region=" \
+  env "${AS_ADMIN[@]}" AWS_EC2_METADATA_DISABLED=true "$KEYMGR" add-wrap vol --wrap "kms:$key2"
+pass "a key id's region from instance metadata"
 
 # keymgr aws-identity: the principal (STS GetCallerIdentity), source, expiry.
 AWS_EC2_METADATA_SERVICE_ENDPOINT=$IMDS "$KEYMGR" aws-identity >whoami ||
