@@ -6,8 +6,8 @@
 #  - each source unlocks a KMS-wrapped volume, and the local KMS sees the
 #    principal that source stands for: the environment, web identity,
 #    profiles (static keys, role_arn with source_profile and external_id,
-#    credential_source, web_identity_token_file, credential_process, SSO through the CLI's token
-#    cache), the container endpoint, IMDSv2;
+#    credential_source, web_identity_token_file, credential_process, SSO
+#    through the CLI's token cache), the container endpoint, IMDSv2;
 #  - the chain's order: with two sources present, the earlier wins;
 #  - a key id's region from instance metadata; keymgr aws-identity;
 #  - credentials that expire every few seconds are refreshed while a server
