@@ -168,6 +168,51 @@ error_message (const struct cv_aws_fetched *res, char *msg, size_t len)
   cv_http_sanitise (msg, len, m ? m : "", m ? strlen (m) : 0);
 }
 
+/* req with the retries of the process's retry mode (attempts, backoff, the
+ * retry quota), as the SDKs' SSO client makes them: again when nothing
+ * answered, on 5xx and on 429. Returns what the last cv_aws_fetch did. */
+static int
+fetch_retried (const struct cv_aws_ctx *ctx, const struct cv_aws_fetch *req,
+               struct cv_aws_fetched *res)
+{
+  long base = cv_kms_knob_ms ("CV_KMS_RETRY_BASE_MS", 1000);
+  struct cv_aws_retry rt;
+  bool exhausted = false;
+  int acquired = 0, r;
+
+  if ((r = cv_aws_retry_settings (ctx, &rt)) < 0)
+    return r;
+  if (base < 0) /* a bad knob, reported */
+    return -EINVAL;
+  for (int n = 1;; n++) {
+    r = cv_aws_fetch (req, res);
+    if (r < 0 && r != -EIO)
+      return r;
+    if (r == 0 && res->status < 300) {
+      cv_kms_quota_release (acquired);
+      return 0;
+    }
+    enum cv_kms_retry how = cv_kms_classify (res->curl_code, res->status, "");
+    int cost = how == CV_KMS_RETRY_TIMEOUT ? CV_KMS_TIMEOUT_RETRY_COST
+                                           : CV_KMS_RETRY_COST;
+    const char *why
+        = cv_kms_no_retry_why (how, n, rt.max_attempts, cost, &exhausted);
+    if (why) {
+      cv_debug ("sso: GetRoleCredentials attempt %d of %d failed (HTTP %ld); "
+                "%s",
+                n, rt.max_attempts, res->status, why);
+      return r;
+    }
+    acquired = cost;
+    long ms = cv_kms_backoff_ms (n, base, cv_kms_jitter ());
+    cv_debug ("sso: GetRoleCredentials attempt %d of %d failed (HTTP %ld); "
+              "retrying in %ld ms",
+              n, rt.max_attempts, res->status, ms);
+    cv_aws_fetched_free (res);
+    cv_kms_sleep_ms (ms);
+  }
+}
+
 /* GetRoleCredentials at the portal with the token header. */
 static int
 role_credentials (const struct cv_aws_ctx *ctx, const struct sso *s,
@@ -206,7 +251,7 @@ role_credentials (const struct cv_aws_ctx *ctx, const struct sso *s,
                               .headers = headers,
                               .connect_timeout_ms = 5000,
                               .timeout_ms = 20000 };
-  r = cv_aws_fetch (&req, &res);
+  r = fetch_retried (ctx, &req, &res);
   if (r == -EIO) {
     cv_err ("AWS profile %s: cannot reach the SSO portal at %s: %s; check "
             "the network and sso_region",

@@ -111,17 +111,22 @@ cache corp "$sso_token" 2020-01-01T00:00:00UTC
 refuses "an expired token (the older CLI's UTC suffix)" \
   "AWS profile corp: the SSO token cached in .* expired at 2020-01-01T00:00:00Z; run \`aws sso login --profile corp\`" corp
 
-# The portal unavailable: 500 and throttled (429) say to try again (one
-# attempt: the SSO source makes no retries of its own).
+# The portal unavailable: retried as the SDKs retry (3 attempts); when every
+# attempt fails, 500 and throttled (429) say to try again.
 admin () { curl -sS --fail --cacert "$CA" "$@"; }
 cache corp "$sso_token" "$later"
-admin -X POST -d '{"error500": 1, "ops": ["sso:GetRoleCredentials"]}' "$EP/_admin/fault" >/dev/null
-refuses "the portal failing (500)" \
+admin -X POST -d '{"error500": 3, "ops": ["sso:GetRoleCredentials"]}' "$EP/_admin/fault" >/dev/null
+refuses "the portal failing (500, 3 attempts)" \
   "AWS profile corp: the SSO portal at $EP/ failed \(HTTP 500: .*; request id .*\); try again later" corp
-admin -X POST -d '{"throttle": 1, "ops": ["sso:GetRoleCredentials"]}' "$EP/_admin/fault" >/dev/null
-refuses "the portal throttling (429)" "the SSO portal at .* failed \(HTTP 429: .*\); try again later" corp
+admin -X POST -d '{"throttle": 3, "ops": ["sso:GetRoleCredentials"]}' "$EP/_admin/fault" >/dev/null
+refuses "the portal throttling (429, 3 attempts)" "the SSO portal at .* failed \(HTTP 429: .*\); try again later" corp
+admin -X POST -d '{"drop": 3, "ops": ["sso:GetRoleCredentials"]}' "$EP/_admin/fault" >/dev/null
+refuses "the portal dropping the connection (3 attempts)" "AWS profile corp: cannot reach the SSO portal at $EP/" corp
+admin -X POST -d '{"error500": 1, "ops": ["sso:GetRoleCredentials"]}' "$EP/_admin/fault" >/dev/null
 admin -X POST -d '{"drop": 1, "ops": ["sso:GetRoleCredentials"]}' "$EP/_admin/fault" >/dev/null
-refuses "the portal dropping the connection" "AWS profile corp: cannot reach the SSO portal at $EP/" corp
+AWS_PROFILE=corp nbdkit -U - "$PLUGIN" vol --run 'nbdinfo --size "$uri"' >/dev/null 2>err ||
+  { cat err; fail "a 500 and a dropped connection were not retried"; }
+pass "a 500 and a dropped connection from the portal are retried"
 AWS_PROFILE=corp nbdkit -U - "$PLUGIN" vol --run 'nbdinfo --size "$uri"' >/dev/null 2>err ||
   { cat err; fail "the session profile did not unlock once the portal is back"; }
 pass "an sso-session profile unlocks once the portal answers again"
