@@ -67,3 +67,22 @@ local_aws_env () {
   [ "${1-}" = --metadata ] || export AWS_EC2_METADATA_DISABLED=true
   export CV_KMS_RETRY_BASE_MS=100
 }
+
+# local_aws_signer AKID SECRET: the credentials of the test's own KMS calls
+# (kms below), kept in $tmp/curl-auth so that the secret is on no command line.
+local_aws_signer () {
+  printf 'user = "%s:%s"\n' "$1" "$2" >"$tmp/curl-auth"
+  chmod 600 "$tmp/curl-auth"
+}
+# kms OP JSON: a KMS call to $EP in us-east-1, signed by curl (SigV4) with
+# the local_aws_signer credentials; prints the answer, fails on an error.
+kms () {
+  curl -sS --fail-with-body -K "$tmp/curl-auth" --cacert "$CA" \
+    --aws-sigv4 "aws:amz:us-east-1:kms" -H "Content-Type: application/x-amz-json-1.1" \
+    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$EP/"
+}
+# admin CURL-ARGS...: curl to the local AWS's admin interface (/_admin/...);
+# clear_calls empties its call log, fault JSON sets a fault injection.
+admin () { curl -sS --fail --cacert "$CA" "$@"; }
+clear_calls () { admin -X DELETE "$EP/_admin/calls" >/dev/null; }
+fault () { admin -X POST -d "$1" "$EP/_admin/fault" >/dev/null; }

@@ -21,8 +21,7 @@ start_kms () {
 {"account_id": "111122223333", "regions": ["us-east-1"],
  "credentials": [{"access_key_id": "$KMS_AKID", "secret_access_key": "$KMS_SECRET"}]}
 EOF
-    printf 'user = "%s:%s"\n' "$KMS_AKID" "$KMS_SECRET" >"$tmp/curl-auth"
-    chmod 600 "$tmp/curl-auth"
+    local_aws_signer "$KMS_AKID" "$KMS_SECRET"
     local_aws_env
     export AWS_ACCESS_KEY_ID=$KMS_AKID AWS_SECRET_ACCESS_KEY=$KMS_SECRET
     export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
@@ -31,15 +30,6 @@ EOF
   KMS_PORT=$(cat "$tmp/port")
 }
 
-# kms OP JSON: a signed KMS call (curl does SigV4; the secret stays in a file).
-kms () {
-  curl -sS --fail-with-body -K "$tmp/curl-auth" --cacert "$CA" \
-    --aws-sigv4 "aws:amz:us-east-1:kms" -H "Content-Type: application/x-amz-json-1.1" \
-    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$EP/"
-}
-admin () { curl -sS --fail --cacert "$CA" "$@"; }
-clear_calls () { admin -X DELETE "$EP/_admin/calls" >/dev/null; }
-fault () { admin -X POST -d "$1" "$EP/_admin/fault" >/dev/null; }
 # count_calls JQ-FILTER: how many logged KMS calls match (e.g.
 # 'select(.op == "Decrypt" and .result == "ok")').
 count_calls () { admin "$EP/_admin/calls" | jq "[.calls[] | $1] | length"; }

@@ -70,15 +70,8 @@ export AWS_CA_BUNDLE=$CA AWS_ENDPOINT_URL_KMS=$EP AWS_ENDPOINT_URL_STS=$EP \
 # Where the machine has no instance metadata, nothing answers here.
 export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9
 
-admin () { curl -sS --fail --cacert "$CA" "$@"; }
-printf 'user = "%s:%s"\n' "$akid" "$secret" >curl-auth
-chmod 600 curl-auth
-kms () {
-  curl -sS --fail-with-body -K curl-auth --cacert "$CA" \
-    --aws-sigv4 "aws:amz:us-east-1:kms" -H "Content-Type: application/x-amz-json-1.1" \
-    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$EP/"
-}
-clear_calls () { admin -X DELETE "$EP/_admin/calls" >/dev/null; }
+local_aws_signer "$akid" "$secret"
+
 # principals OP: the principals of the successful calls OP since clear_calls.
 principals () {
   admin "$EP/_admin/calls" |

@@ -23,16 +23,8 @@ local_aws_env
 export AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret AWS_CA_BUNDLE=$CA
 export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=$tmp/config
 
-printf 'user = "%s:%s"\n' "$akid" "$secret" >curl-auth
-chmod 600 curl-auth
-kms () {  # OP JSON
-  curl -sS --fail-with-body -K curl-auth --cacert "$CA" \
-    --aws-sigv4 "aws:amz:us-east-1:kms" -H "Content-Type: application/x-amz-json-1.1" \
-    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$EP/"
-}
-admin () { curl -sS --fail --cacert "$CA" "$@"; }
-clear_calls () { admin -X DELETE "$EP/_admin/calls" >/dev/null; }
-fault () { admin -X POST -d "$1" "$EP/_admin/fault" >/dev/null; }
+local_aws_signer "$akid" "$secret"
+
 calls () { admin "$EP/_admin/calls" | jq -r '[.calls[] | "\(.op):\(.result)"] | join(" ")'; }
 
 key=$(kms CreateKey '{"Description": "cryptvol settings test"}' | jq -r .KeyMetadata.KeyId)

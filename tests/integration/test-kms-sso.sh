@@ -28,13 +28,7 @@ local_aws_env
 export HOME=$tmp/home AWS_CA_BUNDLE=$CA AWS_ENDPOINT_URL_KMS=$EP AWS_ENDPOINT_URL_SSO=$EP
 mkdir -p "$HOME/.aws/sso/cache"
 
-printf 'user = "%s:%s"\n' "$akid" "$secret" >curl-auth
-chmod 600 curl-auth
-kms () {
-  curl -sS --fail-with-body -K curl-auth --cacert "$CA" \
-    --aws-sigv4 "aws:amz:us-east-1:kms" -H "Content-Type: application/x-amz-json-1.1" \
-    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$EP/"
-}
+local_aws_signer "$akid" "$secret"
 key=$(kms CreateKey '{"Description": "cryptvol sso test"}' | jq -r .KeyMetadata.KeyId)
 AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret "$KEYMGR" create vol --size 8M \
   --wrap "kms:arn:aws:kms:us-east-1:$ACCT:key/$key" >/dev/null || fail "create"
@@ -90,7 +84,6 @@ refuses "an expired token (the older CLI's UTC suffix)" \
 
 # The portal unavailable: 500 and throttled (429) say to try again (one
 # attempt: the SSO source makes no retries of its own).
-admin () { curl -sS --fail --cacert "$CA" "$@"; }
 cache corp "$sso_token" "$later"
 admin -X POST -d '{"error500": 1, "ops": ["sso:GetRoleCredentials"]}' "$EP/_admin/fault" >/dev/null
 refuses "the portal failing (500)" \

@@ -42,18 +42,7 @@ export AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret
 export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
 
 # KMS calls for the test's own set-up, signed by curl (secret in a file).
-printf 'user = "%s:%s"\n' "$akid" "$secret" >curl-auth
-chmod 600 curl-auth
-kms () {  # [--west] OP JSON
-  local ep=$EP region=us-east-1
-  if [ "$1" = --west ]; then ep=$EP_WEST region=us-west-2; shift; fi
-  curl -sS --fail-with-body -K curl-auth --cacert "$CA" \
-    --aws-sigv4 "aws:amz:$region:kms" -H "Content-Type: application/x-amz-json-1.1" \
-    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$ep/"
-}
-admin () { curl -sS --fail --cacert "$CA" "$@"; }
-clear_calls () { admin -X DELETE "$EP/_admin/calls" >/dev/null; }
-fault () { admin -X POST -d "$1" "$EP/_admin/fault" >/dev/null; }
+local_aws_signer "$akid" "$secret"
 calls () {  # "op:result ..." of the KMS calls logged since clear_calls
   admin "$EP/_admin/calls" | jq -r '[.calls[] | "\(.op):\(.result)"] | join(" ")'
 }
