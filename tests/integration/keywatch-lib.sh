@@ -3,20 +3,17 @@
 # KMS (tests/kms/kms-server.py) and one nbdkit at a time in the background,
 # each stopped by the trap, and waits for the server's key state by polling
 # `cryptvol-keymgr status --control PATH --json`, never by sleeping.
-PY=/usr/bin/python3
 FUA_WRITER=$CV_SRCDIR/tests/integration/fua-writer.py
+source "$CV_SRCDIR/tests/integration/aws-lib.sh"
 
 # --- the local KMS --------------------------------------------------------
 # start_kms [PORT]: start the test KMS on PORT (default: any free port, then
 # kept in KMS_PORT so a restart gets the same endpoint) with its state in
-# $tmp/kms-state (kept across restarts). The first call makes the CA, the
+# $tmp/kms-state (kept across restarts). The first call makes the
 # credentials (exported as the AWS_* of everything below) and the config.
-kms_pid=
 KMS_PORT=
 start_kms () {
-  local port=${1:-0}
   if [ ! -e "$tmp/kms-state/config.json" ]; then
-    "$CV_SRCDIR/tests/kms/make-test-ca.sh" "$tmp/ca" >/dev/null || fail "make-test-ca.sh"
     KMS_AKID=AKIA$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
     KMS_SECRET=$(head -c 30 /dev/urandom | base64 | tr -d '\n/+')
     mkdir -p "$tmp/kms-state"
@@ -24,49 +21,15 @@ start_kms () {
 {"account_id": "111122223333", "regions": ["us-east-1"],
  "credentials": [{"access_key_id": "$KMS_AKID", "secret_access_key": "$KMS_SECRET"}]}
 EOF
-    printf 'user = "%s:%s"\n' "$KMS_AKID" "$KMS_SECRET" >"$tmp/curl-auth"
-    chmod 600 "$tmp/curl-auth"
+    local_aws_signer "$KMS_AKID" "$KMS_SECRET"
+    local_aws_env
     export AWS_ACCESS_KEY_ID=$KMS_AKID AWS_SECRET_ACCESS_KEY=$KMS_SECRET
-    export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
-    unset AWS_PROFILE AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION AWS_CA_BUNDLE
-    unset https_proxy HTTPS_PROXY all_proxy ALL_PROXY
-    export CV_KMS_RETRY_BASE_MS=100 # test knob: 0.1 s backoff base (doc/kms.md)
-    CA=$tmp/ca/ca.pem
+    export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
   fi
-  rm -f "$tmp/kms-port"
-  "$PY" "$CV_SRCDIR/tests/kms/kms-server.py" --state-dir "$tmp/kms-state" \
-    --cert "$tmp/ca/server.pem" --key "$tmp/ca/server.key" --port "$port" \
-    --port-file "$tmp/kms-port" >>"$tmp/kms.log" 2>&1 &
-  kms_pid=$!
-  local _
-  for _ in $(seq 1 200); do
-    [ -s "$tmp/kms-port" ] && break
-    kill -0 "$kms_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  [ -s "$tmp/kms-port" ] || { cat "$tmp/kms.log"; fail "the test KMS did not start"; }
-  KMS_PORT=$(cat "$tmp/kms-port")
-  EP=https://127.0.0.1:$KMS_PORT
+  local_aws_start "$tmp/kms-state" --port "${1:-0}"
+  KMS_PORT=$(cat "$tmp/port")
 }
-# stop_kms: SIGTERM (the server saves its state) and wait for the exit.
-stop_kms () {
-  if [ -n "$kms_pid" ]; then
-    kill "$kms_pid" 2>/dev/null || true
-    wait "$kms_pid" 2>/dev/null || true
-    kms_pid=
-  fi
-}
-cleanup_hooks+=(stop_kms)
 
-# kms OP JSON: a signed KMS call (curl does SigV4; the secret stays in a file).
-kms () {
-  curl -sS --fail-with-body -K "$tmp/curl-auth" --cacert "$CA" \
-    --aws-sigv4 "aws:amz:us-east-1:kms" -H "Content-Type: application/x-amz-json-1.1" \
-    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$EP/"
-}
-admin () { curl -sS --fail --cacert "$CA" "$@"; }
-clear_calls () { admin -X DELETE "$EP/_admin/calls" >/dev/null; }
-fault () { admin -X POST -d "$1" "$EP/_admin/fault" >/dev/null; }
 # count_calls JQ-FILTER: how many logged KMS calls match (e.g.
 # 'select(.op == "Decrypt" and .result == "ok")').
 count_calls () { admin "$EP/_admin/calls" | jq "[.calls[] | $1] | length"; }

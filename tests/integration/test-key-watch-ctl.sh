@@ -12,7 +12,6 @@
 source "$(dirname "$0")/functions.sh"
 source "$CV_SRCDIR/tests/integration/keywatch-lib.sh"
 requires nbdkit nbdsh curl jq openssl
-[ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
 
 BOUND=3   # the issue's bound, seconds, at key-check=1
 HARD=30   # how long to wait for a state at all before failing

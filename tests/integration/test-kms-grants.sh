@@ -14,7 +14,6 @@
 source "$(dirname "$0")/functions.sh"
 source "$CV_SRCDIR/tests/integration/keywatch-lib.sh"
 requires nbdkit nbdsh nbdinfo curl jq openssl
-[ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
 HARD=30
 
 start_kms
@@ -276,7 +275,7 @@ for _ in $(seq 1 200); do [ -s endless.port ] && break; sleep 0.05; done
 expect_fail "a listing that never ends" "kms ListGrants for vol1 wrap 0: the answer for marker m gives the same marker for the next page; is the endpoint AWS KMS\?" \
   "$KEYMGR" grants vol1 --kms-endpoint "https://127.0.0.1:$(cat endless.port)" --ca-bundle "$CA"
 
-if grep -sqF -e "$KMS_SECRET" "$tmp/nbdkit.log" "$tmp/kms.log"; then
+if grep -sqF -e "$KMS_SECRET" "$tmp/nbdkit.log" "$tmp/aws.log"; then
   fail "the secret access key appears in a log"
 fi
 if grep -sqF -e "$(cat tok1)" "$tmp/nbdkit.log"; then

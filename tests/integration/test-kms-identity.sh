@@ -17,13 +17,10 @@
 #    credential_process, SSO without a cached token, a role profile without
 #    a source, and "no credentials" listing every source.
 source "$(dirname "$0")/functions.sh"
+source "$CV_SRCDIR/tests/integration/aws-lib.sh"
 requires nbdkit nbdsh curl jq openssl
-PY=/usr/bin/python3
-[ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
 
 # --- the local AWS ----------------------------------------------------------
-"$CV_SRCDIR/tests/kms/make-test-ca.sh" "$tmp/ca" >/dev/null || fail "make-test-ca.sh"
-CA=$tmp/ca/ca.pem
 ACCT=111122223333
 rnd () { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F; }
 akid=AKIA$(rnd 8) secret=$(head -c 30 /dev/urandom | base64 | tr -d '\n/+')
@@ -61,33 +58,12 @@ cat >state/config.json <<EOF
  "sso": {"access_token": "$sso_token", "account_id": "$ACCT", "role_name": "cv-sso"}}
 EOF
 
-aws_pid=
-stop_aws () {
-  if [ -n "$aws_pid" ]; then
-    kill "$aws_pid" 2>/dev/null || true
-    wait "$aws_pid" 2>/dev/null || true
-    aws_pid=
-  fi
-}
-cleanup_hooks+=(stop_aws)
-"$PY" "$CV_SRCDIR/tests/kms/kms-server.py" --state-dir state \
-  --cert ca/server.pem --key ca/server.key --port-file port \
-  --imds-port-file imds-port --container-port-file ctr-port >>aws.log 2>&1 &
-aws_pid=$!
-for _ in $(seq 1 200); do
-  [ -s port ] && [ -s imds-port ] && [ -s ctr-port ] && break
-  kill -0 "$aws_pid" 2>/dev/null || break
-  sleep 0.05
-done
-[ -s port ] && [ -s imds-port ] && [ -s ctr-port ] || { cat aws.log; fail "the local AWS did not start"; }
-EP=https://127.0.0.1:$(cat port)
+local_aws_start state --imds-port-file imds-port --container-port-file ctr-port
 IMDS=http://127.0.0.1:$(cat imds-port)
 CTR=http://127.0.0.1:$(cat ctr-port)/v2/credentials/cv
 
 # Nothing from the machine: every source below is given by the test.
-for v in $(env | sed -n 's/^\(AWS_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
-unset https_proxy HTTPS_PROXY all_proxy ALL_PROXY http_proxy HTTP_PROXY
-export CV_KMS_RETRY_BASE_MS=100 # test knob: 0.1 s backoff base (doc/kms.md)
+local_aws_env --metadata
 export HOME=$tmp/home
 mkdir -p "$HOME/.aws"
 export AWS_CA_BUNDLE=$CA AWS_ENDPOINT_URL_KMS=$EP AWS_ENDPOINT_URL_STS=$EP \
@@ -95,15 +71,8 @@ export AWS_CA_BUNDLE=$CA AWS_ENDPOINT_URL_KMS=$EP AWS_ENDPOINT_URL_STS=$EP \
 # Where the machine has no instance metadata, nothing answers here.
 export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9
 
-admin () { curl -sS --fail --cacert "$CA" "$@"; }
-printf 'user = "%s:%s"\n' "$akid" "$secret" >curl-auth
-chmod 600 curl-auth
-kms () {
-  curl -sS --fail-with-body -K curl-auth --cacert "$CA" \
-    --aws-sigv4 "aws:amz:us-east-1:kms" -H "Content-Type: application/x-amz-json-1.1" \
-    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$EP/"
-}
-clear_calls () { admin -X DELETE "$EP/_admin/calls" >/dev/null; }
+local_aws_signer "$akid" "$secret"
+
 # principals OP: the principals of the successful calls OP since clear_calls.
 principals () {
   admin "$EP/_admin/calls" |

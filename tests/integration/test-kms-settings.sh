@@ -6,12 +6,9 @@
 # adaptive retry mode slowing down after throttling, and the refusals of a
 # bad endpoint URL, retry mode and named profile with their messages.
 source "$(dirname "$0")/functions.sh"
+source "$CV_SRCDIR/tests/integration/aws-lib.sh"
 requires nbdkit nbdsh nbdinfo curl jq openssl
-PY=/usr/bin/python3
-[ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
 
-"$CV_SRCDIR/tests/kms/make-test-ca.sh" "$tmp/ca" || fail "make-test-ca.sh"
-CA=$tmp/ca/ca.pem
 account=111122223333
 akid=AKIA$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
 secret=$(head -c 30 /dev/urandom | base64 | tr -d '\n/+')
@@ -20,43 +17,14 @@ cat >state/config.json <<EOF
 {"account_id": "$account", "regions": ["us-east-1"],
  "credentials": [{"access_key_id": "$akid", "secret_access_key": "$secret"}]}
 EOF
-kms_pid=
-stop_kms () {
-  if [ -n "$kms_pid" ]; then
-    kill "$kms_pid" 2>/dev/null || true
-    wait "$kms_pid" 2>/dev/null || true
-    kms_pid=
-  fi
-}
-cleanup_hooks+=(stop_kms)
-"$PY" "$CV_SRCDIR/tests/kms/kms-server.py" --state-dir state \
-  --cert ca/server.pem --key ca/server.key --port-file port >>kms.log 2>&1 &
-kms_pid=$!
-for _ in $(seq 1 200); do
-  [ -s port ] && break
-  kill -0 "$kms_pid" 2>/dev/null || break
-  sleep 0.05
-done
-[ -s port ] || { cat kms.log; fail "the test KMS did not start"; }
-EP=https://127.0.0.1:$(cat port)
+local_aws_start state
 
+local_aws_env
 export AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret AWS_CA_BUNDLE=$CA
 export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=$tmp/config
-export AWS_EC2_METADATA_DISABLED=true CV_KMS_RETRY_BASE_MS=100
-unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION
-unset AWS_ENDPOINT_URL AWS_ENDPOINT_URL_KMS AWS_RETRY_MODE AWS_MAX_ATTEMPTS
-unset https_proxy HTTPS_PROXY all_proxy ALL_PROXY
 
-printf 'user = "%s:%s"\n' "$akid" "$secret" >curl-auth
-chmod 600 curl-auth
-kms () {  # OP JSON
-  curl -sS --fail-with-body -K curl-auth --cacert "$CA" \
-    --aws-sigv4 "aws:amz:us-east-1:kms" -H "Content-Type: application/x-amz-json-1.1" \
-    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$EP/"
-}
-admin () { curl -sS --fail --cacert "$CA" "$@"; }
-clear_calls () { admin -X DELETE "$EP/_admin/calls" >/dev/null; }
-fault () { admin -X POST -d "$1" "$EP/_admin/fault" >/dev/null; }
+local_aws_signer "$akid" "$secret"
+
 calls () { admin "$EP/_admin/calls" | jq -r '[.calls[] | "\(.op):\(.result)"] | join(" ")'; }
 
 key=$(kms CreateKey '{"Description": "cryptvol settings test"}' | jq -r .KeyMetadata.KeyId)

@@ -7,12 +7,9 @@
 # (also written the older CLI's way, "...UTC"), the portal failing,
 # throttling or dropping the connection. The token is never printed.
 source "$(dirname "$0")/functions.sh"
+source "$CV_SRCDIR/tests/integration/aws-lib.sh"
 requires nbdkit nbdinfo curl jq openssl sha1sum
-PY=/usr/bin/python3
-[ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
 
-"$CV_SRCDIR/tests/kms/make-test-ca.sh" "$tmp/ca" >/dev/null || fail "make-test-ca.sh"
-CA=$tmp/ca/ca.pem
 ACCT=111122223333
 akid=AKIA$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
 secret=$(head -c 30 /dev/urandom | base64 | tr -d '\n/+')
@@ -25,39 +22,13 @@ cat >state/config.json <<EOF
             "allow": [{"actions": ["kms:Decrypt"], "keys": ["*"]}]}],
  "sso": {"access_token": "$sso_token", "account_id": "$ACCT", "role_name": "cv-sso"}}
 EOF
-aws_pid=
-stop_aws () {
-  if [ -n "$aws_pid" ]; then
-    kill "$aws_pid" 2>/dev/null || true
-    wait "$aws_pid" 2>/dev/null || true
-    aws_pid=
-  fi
-}
-cleanup_hooks+=(stop_aws)
-"$PY" "$CV_SRCDIR/tests/kms/kms-server.py" --state-dir state \
-  --cert ca/server.pem --key ca/server.key --port-file port >>aws.log 2>&1 &
-aws_pid=$!
-for _ in $(seq 1 200); do
-  [ -s port ] && break
-  kill -0 "$aws_pid" 2>/dev/null || break
-  sleep 0.05
-done
-[ -s port ] || { cat aws.log; fail "the local AWS did not start"; }
-EP=https://127.0.0.1:$(cat port)
+local_aws_start state
 
-for v in $(env | sed -n 's/^\(AWS_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
-unset https_proxy HTTPS_PROXY all_proxy ALL_PROXY http_proxy HTTP_PROXY
+local_aws_env
 export HOME=$tmp/home AWS_CA_BUNDLE=$CA AWS_ENDPOINT_URL_KMS=$EP AWS_ENDPOINT_URL_SSO=$EP
-export AWS_EC2_METADATA_DISABLED=true CV_KMS_RETRY_BASE_MS=100
 mkdir -p "$HOME/.aws/sso/cache"
 
-printf 'user = "%s:%s"\n' "$akid" "$secret" >curl-auth
-chmod 600 curl-auth
-kms () {
-  curl -sS --fail-with-body -K curl-auth --cacert "$CA" \
-    --aws-sigv4 "aws:amz:us-east-1:kms" -H "Content-Type: application/x-amz-json-1.1" \
-    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$EP/"
-}
+local_aws_signer "$akid" "$secret"
 key=$(kms CreateKey '{"Description": "cryptvol sso test"}' | jq -r .KeyMetadata.KeyId)
 AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret "$KEYMGR" create vol --size 8M \
   --wrap "kms:arn:aws:kms:us-east-1:$ACCT:key/$key" >/dev/null || fail "create"
@@ -113,7 +84,6 @@ refuses "an expired token (the older CLI's UTC suffix)" \
 
 # The portal unavailable: retried as the SDKs retry (3 attempts); when every
 # attempt fails, 500 and throttled (429) say to try again.
-admin () { curl -sS --fail --cacert "$CA" "$@"; }
 cache corp "$sso_token" "$later"
 admin -X POST -d '{"error500": 3, "ops": ["sso:GetRoleCredentials"]}' "$EP/_admin/fault" >/dev/null
 refuses "the portal failing (500, 3 attempts)" \

@@ -13,15 +13,12 @@
 # request ids) after which the old key can be disabled; info --check; TLS always verified; and a blob wrapped by
 # cryptvol decrypts with the real AWS CLI given the same context.
 source "$(dirname "$0")/functions.sh"
+source "$CV_SRCDIR/tests/integration/aws-lib.sh"
 requires nbdkit nbdsh nbdinfo curl jq openssl
-PY=/usr/bin/python3
-[ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
 TAMPER=$CV_BUILD/tools/cv-tamper
 AWS=/usr/bin/aws
 
 # --- the local KMS ---------------------------------------------------------
-"$CV_SRCDIR/tests/kms/make-test-ca.sh" "$tmp/ca" || fail "make-test-ca.sh"
-CA=$tmp/ca/ca.pem
 account=111122223333
 akid=AKIA$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
 secret=$(head -c 30 /dev/urandom | base64 | tr -d '\n/+')
@@ -36,48 +33,16 @@ cat >state/config.json <<EOF
  ]}
 EOF
 
-kms_pid=
-stop_kms () {
-  if [ -n "$kms_pid" ]; then
-    kill "$kms_pid" 2>/dev/null || true
-    wait "$kms_pid" 2>/dev/null || true
-    kms_pid=
-  fi
-}
-cleanup_hooks+=(stop_kms)
-"$PY" "$CV_SRCDIR/tests/kms/kms-server.py" --state-dir state \
-  --cert ca/server.pem --key ca/server.key --port-file port \
-  --region-listener "us-west-2=$tmp/port-west" >>kms.log 2>&1 &
-kms_pid=$!
-for _ in $(seq 1 200); do
-  [ -s port ] && [ -s port-west ] && break
-  kill -0 "$kms_pid" 2>/dev/null || break
-  sleep 0.05
-done
-[ -s port ] && [ -s port-west ] || { cat kms.log; fail "the test KMS did not start"; }
-EP=https://127.0.0.1:$(cat port)
+local_aws_start state --region-listener "us-west-2=$tmp/port-west"
 EP_WEST=https://127.0.0.1:$(cat port-west)
 
 # The environment of everything below: credentials only from here.
+local_aws_env
 export AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret
-export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
-unset AWS_PROFILE AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION AWS_CA_BUNDLE
-unset https_proxy HTTPS_PROXY all_proxy ALL_PROXY
-export CV_KMS_RETRY_BASE_MS=100 # test knob: 0.1 s backoff base (doc/kms.md)
+export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
 
 # KMS calls for the test's own set-up, signed by curl (secret in a file).
-printf 'user = "%s:%s"\n' "$akid" "$secret" >curl-auth
-chmod 600 curl-auth
-kms () {  # [--west] OP JSON
-  local ep=$EP region=us-east-1
-  if [ "$1" = --west ]; then ep=$EP_WEST region=us-west-2; shift; fi
-  curl -sS --fail-with-body -K curl-auth --cacert "$CA" \
-    --aws-sigv4 "aws:amz:$region:kms" -H "Content-Type: application/x-amz-json-1.1" \
-    -H "X-Amz-Target: TrentService.$1" --data-binary "$2" "$ep/"
-}
-admin () { curl -sS --fail --cacert "$CA" "$@"; }
-clear_calls () { admin -X DELETE "$EP/_admin/calls" >/dev/null; }
-fault () { admin -X POST -d "$1" "$EP/_admin/fault" >/dev/null; }
+local_aws_signer "$akid" "$secret"
 calls () {  # "op:result ..." of the KMS calls logged since clear_calls
   admin "$EP/_admin/calls" | jq -r '[.calls[] | "\(.op):\(.result)"] | join(" ")'
 }
@@ -361,7 +326,7 @@ else
 fi
 
 # --- no secret anywhere -----------------------------------------------------------
-if grep -sqF -e "$secret" all.err check.out kms.log awserr; then
+if grep -sqF -e "$secret" all.err check.out aws.log awserr; then
   fail "the secret access key appears in an output"
 fi
 if grep -sqi -e Plaintext -e "$(base64 -w0 dek.bin 2>/dev/null || echo none)" all.err; then

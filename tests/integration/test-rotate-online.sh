@@ -28,7 +28,6 @@
 source "$(dirname "$0")/functions.sh"
 source "$CV_SRCDIR/tests/integration/keywatch-lib.sh"
 requires nbdkit nbdcopy nbdsh fio jq
-[ -x "$PY" ] || { echo "SKIP: $PY is not installed"; exit 77; }
 fio --enghelp 2>/dev/null | grep -qw nbd || { echo "SKIP: this fio has no nbd engine"; exit 77; }
 
 MIB=1048576
