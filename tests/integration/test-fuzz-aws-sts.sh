@@ -4,4 +4,4 @@
 # credentials taken only whole and printable. Skipped when clang's
 # libFuzzer is not installed.
 source "$(dirname "$0")/functions.sh"
-fuzz_briefly aws-sts 20000 25 8192
+fuzz_briefly aws-sts 400000 20 8192
