@@ -64,6 +64,28 @@ harness_init (void)
   cv_log_set_sink (harness_sink);
 }
 
+/* Make the test's scratch directory from templ ("/tmp/NAME-XXXXXX",
+ * changed in place); the test exits 1 when it cannot. */
+static inline void
+harness_mkdtemp (char *templ)
+{
+  if (!mkdtemp (templ)) {
+    perror ("mkdtemp");
+    exit (1);
+  }
+}
+
+/* Remove the scratch directory dir and everything below it. */
+static inline void
+harness_rm_rf (const char *dir)
+{
+  char cmd[600];
+
+  snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system (cmd) != 0)
+    fprintf (stderr, "cannot remove %s\n", dir);
+}
+
 /* Print the summary for this test program and return its exit status. */
 static inline int
 harness_done (const char *name)

@@ -302,8 +302,7 @@ main (void)
 {
   harness_init ();
   cv_log_set_debug (true);
-  if (!mkdtemp (dir))
-    return 1;
+  harness_mkdtemp (dir);
   snprintf (path_creds, sizeof path_creds, "%s/credentials", dir);
   snprintf (path_config, sizeof path_config, "%s/config", dir);
   snprintf (path_count, sizeof path_count, "%s/count", dir);
@@ -312,9 +311,6 @@ main (void)
   check_sources ();
   check_cache ();
   cv_aws_creds_reset ();
-  char cmd[700];
-  snprintf (cmd, sizeof cmd, "rm -rf %s", dir);
-  if (system (cmd) != 0)
-    return 1;
+  harness_rm_rf (dir);
   return harness_done ("test-keys-aws-chain");
 }

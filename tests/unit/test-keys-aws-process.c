@@ -166,15 +166,9 @@ int
 main (void)
 {
   harness_init ();
-  if (!mkdtemp (dir)) {
-    perror ("mkdtemp");
-    return 1;
-  }
+  harness_mkdtemp (dir);
   check_success ();
   check_failures ();
-  char cmd[400];
-  snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system (cmd) != 0)
-    perror ("rm");
+  harness_rm_rf (dir);
   return harness_done ("test-keys-aws-process");
 }

@@ -433,10 +433,7 @@ int
 main (void)
 {
   harness_init ();
-  if (!mkdtemp (dir)) {
-    perror ("mkdtemp");
-    return 1;
-  }
+  harness_mkdtemp (dir);
   snprintf (config_path, sizeof config_path, "%s/config", dir);
   setenv ("AWS_CONFIG_FILE", config_path, 1);
   setenv ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null", 1);
@@ -445,7 +442,6 @@ main (void)
   check_region ();
   check_endpoint ();
   check_retry ();
-  unlink (config_path);
-  rmdir (dir);
+  harness_rm_rf (dir);
   return harness_done ("test-keys-aws-settings");
 }

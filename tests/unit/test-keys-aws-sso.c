@@ -107,10 +107,7 @@ main (void)
   char path[400], msg[600];
 
   harness_init ();
-  if (!mkdtemp (dir)) {
-    perror ("mkdtemp");
-    return 1;
-  }
+  harness_mkdtemp (dir);
   setenv ("HOME", dir, 1);
   snprintf (path, sizeof path, "%s/.aws", dir);
   mkdir (path, 0700);
@@ -191,8 +188,6 @@ main (void)
   unsetenv ("AWS_ENDPOINT_URL_SSO");
 
   cv_aws_config_free (cfg);
-  snprintf (path, sizeof path, "rm -rf '%s'", dir);
-  if (system (path) != 0)
-    perror ("rm");
+  harness_rm_rf (dir);
   return harness_done ("test-keys-aws-sso");
 }

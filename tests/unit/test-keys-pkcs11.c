@@ -267,8 +267,6 @@ main (void)
     cv_p11_close (p);
   }
   cv_key_free (c.pin);
-  snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system (cmd) != 0)
-    fprintf (stderr, "cannot remove %s\n", dir);
+  harness_rm_rf (dir);
   return harness_done ("test-keys-pkcs11");
 }
