@@ -179,10 +179,7 @@ main (void)
 {
   harness_init ();
   setenv ("CV_KMS_RETRY_BASE_MS", "1", 1); /* the pause between attempts */
-  if (!mkdtemp (dir)) {
-    perror ("mkdtemp");
-    return 1;
-  }
+  harness_mkdtemp (dir);
   unsetenv (RELATIVE);
   unsetenv (TOKEN_FILE);
   unsetenv (TOKEN_ENV);

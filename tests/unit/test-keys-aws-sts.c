@@ -489,10 +489,7 @@ main (void)
 {
   harness_init ();
   cv_log_set_debug (true);
-  if (!mkdtemp (dir)) {
-    perror ("mkdtemp");
-    return 1;
-  }
+  harness_mkdtemp (dir);
   check_answers ();
   check_entities_in_secrets ();
   check_spoiled ();
