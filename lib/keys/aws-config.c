@@ -92,6 +92,7 @@ trim_nul (char *s, char *e)
   return s;
 }
 
+/* Append a section to c's table (grown by doubling). 0 or -ENOMEM. */
 static int
 add_section (struct cv_aws_config *c, enum kind kind, const char *name,
              int file)
@@ -108,6 +109,8 @@ add_section (struct cv_aws_config *c, enum kind kind, const char *name,
   return 0;
 }
 
+/* Append a key and value (pointers into the locked text) of section to c's
+ * table. 0 or -ENOMEM. */
 static int
 add_entry (struct cv_aws_config *c, size_t section, const char *sub,
            const char *key, const char *value)
