@@ -35,6 +35,7 @@ struct report {
   int n;
 };
 
+/* Add "N. source: why" to the report. */
 static void
 note (struct report *rp, const char *source, const char *why)
 {
@@ -65,6 +66,7 @@ struct sts {
   char region[32];
 };
 
+/* Free what sts_open made. */
 static void
 sts_free (struct sts *t)
 {
@@ -107,6 +109,7 @@ sts_open (const struct cv_aws_ctx *ctx, struct sts *t)
 
 /* --- the sources ---------------------------------------------------------- */
 
+/* The environment's key pair (and session token), or -ENOKEY with why. */
 static int
 from_env (struct cv_aws_creds *out, char *why, size_t len)
 {
@@ -152,6 +155,8 @@ duration_of (const struct cv_aws_ctx *ctx, const char *profile, int *out)
   return 0;
 }
 
+/* Web identity from AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, or
+ * -ENOKEY with why when they are not both set. */
 static int
 from_env_web_identity (const struct cv_aws_ctx *ctx, struct cv_aws_creds *out,
                        char *why, size_t len)
@@ -351,6 +356,8 @@ from_profile (const struct cv_aws_ctx *ctx, const char *name, int depth,
   return -ENOKEY;
 }
 
+/* The instance role's credentials, unless instance metadata is disabled
+ * (-ENOKEY with why). */
 static int
 from_imds (const struct cv_aws_ctx *ctx, struct cv_aws_creds *out, char *why,
            size_t len)

@@ -183,6 +183,7 @@ section_header (struct cv_aws_config *c, int file, char *h, long *cur)
   return add_section (c, kind, name, file);
 }
 
+/* Say (debug) that a line of a file was skipped, and why; never its text. */
 static void
 malformed (const struct cv_aws_config *c, int file, unsigned line,
            const char *what)
@@ -314,6 +315,7 @@ cv_aws_config_free (struct cv_aws_config *c)
   free (c);
 }
 
+/* For CLEANUP_CONFIG. */
 static void
 config_freep (struct cv_aws_config **c)
 {

@@ -141,6 +141,7 @@ imds_token (const char *base, char **header, char *why, size_t why_len)
   return r;
 }
 
+/* Wipe and free a string that held a token. */
 static void
 wipe_free (char *s)
 {
