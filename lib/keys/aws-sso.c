@@ -168,49 +168,49 @@ error_message (const struct cv_aws_fetched *res, char *msg, size_t len)
   cv_http_sanitise (msg, len, m ? m : "", m ? strlen (m) : 0);
 }
 
-/* req with the retries of the process's retry mode (attempts, backoff, the
- * retry quota), as the SDKs' SSO client makes them: again when nothing
- * answered, on 5xx and on 429. Returns what the last cv_aws_fetch did. */
+/* One GET of the portal, for cv_aws_retried: again when nothing answered,
+ * on 5xx and on 429, as the SDKs' SSO client. */
+struct sso_attempt {
+  const struct cv_aws_fetch *req;
+  struct cv_aws_fetched *res;
+  int fetched; /* what cv_aws_fetch returned */
+};
+
+static int
+sso_attempt (void *arg, struct cv_aws_attempt *a)
+{
+  struct sso_attempt *t = arg;
+
+  cv_aws_fetched_free (t->res);
+  t->fetched = cv_aws_fetch (t->req, t->res);
+  a->status = t->res->status;
+  a->request_id = t->res->request_id;
+  a->what = t->fetched == -EIO ? t->res->message : "an HTTP error";
+  if (t->fetched < 0)
+    a->how = cv_kms_classify (t->res->curl_code, 0, "");
+  else if (t->res->status >= 300)
+    a->how = cv_kms_classify (CURLE_OK, t->res->status, "");
+  return t->fetched < 0 || t->res->status >= 300 ? -EIO : 0;
+}
+
+/* req with the retries of the process's retry mode. Returns what the last
+ * cv_aws_fetch returned (res holds its answer), or -EINVAL for a bad knob
+ * or retry setting (logged). */
 static int
 fetch_retried (const struct cv_aws_ctx *ctx, const struct cv_aws_fetch *req,
                struct cv_aws_fetched *res)
 {
-  long base = cv_kms_knob_ms ("CV_KMS_RETRY_BASE_MS", 1000);
+  struct sso_attempt t = { req, res, -EIO };
   struct cv_aws_retry rt;
   bool exhausted = false;
-  int acquired = 0, r;
+  int attempts, r;
 
+  *res = (struct cv_aws_fetched){ 0 };
   if ((r = cv_aws_retry_settings (ctx, &rt)) < 0)
     return r;
-  if (base < 0) /* a bad knob, reported */
-    return -EINVAL;
-  for (int n = 1;; n++) {
-    r = cv_aws_fetch (req, res);
-    if (r < 0 && r != -EIO)
-      return r;
-    if (r == 0 && res->status < 300) {
-      cv_kms_quota_release (acquired);
-      return 0;
-    }
-    enum cv_kms_retry how = cv_kms_classify (res->curl_code, res->status, "");
-    int cost = how == CV_KMS_RETRY_TIMEOUT ? CV_KMS_TIMEOUT_RETRY_COST
-                                           : CV_KMS_RETRY_COST;
-    const char *why
-        = cv_kms_no_retry_why (how, n, rt.max_attempts, cost, &exhausted);
-    if (why) {
-      cv_debug ("sso: GetRoleCredentials attempt %d of %d failed (HTTP %ld); "
-                "%s",
-                n, rt.max_attempts, res->status, why);
-      return r;
-    }
-    acquired = cost;
-    long ms = cv_kms_backoff_ms (n, base, cv_kms_jitter ());
-    cv_debug ("sso: GetRoleCredentials attempt %d of %d failed (HTTP %ld); "
-              "retrying in %ld ms",
-              n, rt.max_attempts, res->status, ms);
-    cv_aws_fetched_free (res);
-    cv_kms_sleep_ms (ms);
-  }
+  r = cv_aws_retried ("sso", "GetRoleCredentials", rt.max_attempts, false,
+                      sso_attempt, &t, &attempts, &exhausted);
+  return r == -EIO || r == 0 ? t.fetched : r;
 }
 
 /* GetRoleCredentials at the portal with the token header. */

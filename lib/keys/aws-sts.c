@@ -34,7 +34,6 @@
 #define FORM_CT "application/x-www-form-urlencoded; charset=utf-8"
 #define CONNECT_TIMEOUT_MS 5000
 #define TIMEOUT_MS 20000
-#define RETRY_BASE_MS 1000
 #define XML_MAX (64 * 1024) /* an answer with a session token is ~2 KiB */
 #define XML_DEPTH 8
 #define XML_NAME_MAX 64
@@ -774,6 +773,25 @@ attempt (const struct sts_call *c, struct sts_result *res, int *rc)
   return cv_kms_classify (CURLE_OK, st, res->code);
 }
 
+/* One attempt of a call, for cv_aws_retried. */
+struct sts_attempt {
+  const struct sts_call *c;
+  struct sts_result *res;
+};
+
+static int
+sts_attempt (void *arg, struct cv_aws_attempt *a)
+{
+  struct sts_attempt *t = arg;
+  int rc;
+
+  a->how = attempt (t->c, t->res, &rc);
+  a->what = t->res->code[0] ? t->res->code : t->res->message;
+  a->status = t->res->got.status;
+  a->request_id = t->res->got.request_id;
+  return rc;
+}
+
 /* Make the call with the retries of c->sts->retry (adaptive mode retries as
  * standard: a credential call is made once an hour, there is no rate to
  * adapt). 0 with res->got.body on success; -EIO when STS failed (res says
@@ -781,45 +799,12 @@ attempt (const struct sts_call *c, struct sts_result *res, int *rc)
 static int
 sts_call (const struct sts_call *c, struct sts_result *res)
 {
-  int max = c->sts->retry.max_attempts > 0 ? c->sts->retry.max_attempts
-                                           : CV_KMS_MAX_ATTEMPTS;
-  long base = cv_kms_knob_ms ("CV_KMS_RETRY_BASE_MS", RETRY_BASE_MS);
-  int acquired = 0, rc = -EIO;
+  struct sts_attempt t = { c, res };
 
   *res = (struct sts_result){ 0 };
-  if (base < 0) /* a bad knob, reported */
-    return -EINVAL;
-  for (int n = 1; n <= max; n++) {
-    enum cv_kms_retry how = attempt (c, res, &rc);
-    int cost = how == CV_KMS_RETRY_TIMEOUT ? CV_KMS_TIMEOUT_RETRY_COST
-                                           : CV_KMS_RETRY_COST;
-    const char *what = res->code[0] ? res->code : res->message;
-    const char *rid = res->got.request_id[0] ? res->got.request_id : "none";
-    res->attempts = n;
-    if (rc == 0) {
-      cv_kms_quota_release (acquired);
-      cv_debug ("sts: %s succeeded on attempt %d of %d (request id %s)", c->op,
-                n, max, rid);
-      return 0;
-    }
-    if (rc != -EIO)
-      return rc;
-    const char *why
-        = cv_kms_no_retry_why (how, n, max, cost, &res->quota_exhausted);
-    if (why) {
-      cv_debug ("sts: %s attempt %d of %d failed: %s (HTTP %ld, request id "
-                "%s); %s",
-                c->op, n, max, what, res->got.status, rid, why);
-      break;
-    }
-    acquired = cost;
-    long ms = cv_kms_backoff_ms (n, base, cv_kms_jitter ());
-    cv_debug ("sts: %s attempt %d of %d failed: %s (HTTP %ld, request id %s); "
-              "retrying in %ld ms",
-              c->op, n, max, what, res->got.status, rid, ms);
-    cv_kms_sleep_ms (ms);
-  }
-  return -EIO;
+  return cv_aws_retried ("sts", c->op, c->sts->retry.max_attempts, false,
+                         sts_attempt, &t, &res->attempts,
+                         &res->quota_exhausted);
 }
 
 /* --- errors -------------------------------------------------------------- */

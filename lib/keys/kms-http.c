@@ -692,19 +692,96 @@ attempt_error (const struct cv_kms_result *res)
 }
 
 int
-cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
+cv_aws_retried (const char *svc, const char *op, int max, bool adaptive,
+                int (*attempt) (void *arg, struct cv_aws_attempt *a), void *arg,
+                int *attempts, bool *quota_exhausted)
 {
   long base = cv_kms_knob_ms ("CV_KMS_RETRY_BASE_MS", RETRY_BASE_MS);
+  int acquired = 0, rc = -EIO;
+
+  if (base < 0) /* a bad knob, reported */
+    return -EINVAL;
+  if (max <= 0)
+    max = CV_KMS_MAX_ATTEMPTS;
+  for (int n = 1; n <= max; n++) {
+    struct cv_aws_attempt a = { CV_KMS_NO_RETRY, "", 0, "", false };
+    if (adaptive) {
+      long wait = (long) (cv_kms_rate_acquire (mono_s ()) * 1000);
+      if (wait > 0) {
+        cv_debug ("%s: %s attempt %d waits %ld ms for the adaptive retry "
+                  "mode's rate limit",
+                  svc, op, n, wait);
+        cv_kms_sleep_ms (wait);
+      }
+    }
+    rc = attempt (arg, &a);
+    if (adaptive && (rc == 0 || rc == -EIO)) /* an answer or none */
+      cv_kms_rate_update (a.throttled, mono_s ());
+    const char *rid = a.request_id[0] ? a.request_id : "none";
+    int cost = a.how == CV_KMS_RETRY_TIMEOUT ? CV_KMS_TIMEOUT_RETRY_COST
+                                             : CV_KMS_RETRY_COST;
+    *attempts = n;
+    if (rc == 0) {
+      cv_kms_quota_release (acquired);
+      cv_debug ("%s: %s succeeded on attempt %d of %d (request id %s)", svc, op,
+                n, max, rid);
+      return 0;
+    }
+    if (rc != -EIO) /* a local failure: nothing was sent */
+      return rc;
+    const char *why
+        = cv_kms_no_retry_why (a.how, n, max, cost, quota_exhausted);
+    if (why) {
+      cv_debug ("%s: %s attempt %d of %d failed: %s (HTTP %ld, request id "
+                "%s); %s",
+                svc, op, n, max, a.what, a.status, rid, why);
+      return rc;
+    }
+    acquired = cost;
+    long ms = cv_kms_backoff_ms (n, base, cv_kms_jitter ());
+    cv_debug ("%s: %s attempt %d of %d failed: %s (HTTP %ld, request id %s); "
+              "retrying in %ld ms",
+              svc, op, n, max, a.what, a.status, rid, ms);
+    cv_kms_sleep_ms (ms);
+  }
+  return rc;
+}
+
+/* One KMS attempt, for cv_aws_retried. */
+struct kms_attempt {
+  CURL *e;
+  const struct cv_kms_call *c;
+  struct cv_kms_result *res;
+};
+
+static int
+kms_attempt (void *arg, struct cv_aws_attempt *a)
+{
+  struct kms_attempt *k = arg;
+  int rc;
+
+  a->how = attempt_once (k->e, k->c, k->res, &rc);
+  if (k->res->request_id[0])
+    cv_reqlog_add ("kms", k->c->op, k->res->request_id);
+  a->what = attempt_error (k->res);
+  a->status = k->res->status;
+  a->request_id = k->res->request_id;
+  a->throttled = cv_kms_throttling (k->res->type);
+  return rc;
+}
+
+int
+cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
+{
   long connect_ms
       = cv_kms_knob_ms ("CV_KMS_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT_MS);
   long total_ms = cv_kms_knob_ms ("CV_KMS_TIMEOUT_MS", TIMEOUT_MS);
   const char *ca = c->ca_bundle ? c->ca_bundle : getenv ("AWS_CA_BUNDLE");
-  int max = c->max_attempts > 0 ? c->max_attempts : CV_KMS_MAX_ATTEMPTS;
-  int acquired = 0, rc = -EIO;
+  int rc;
   CURL *e;
 
   *res = (struct cv_kms_result){ 0 };
-  if (base < 0 || connect_ms < 0 || total_ms < 0)
+  if (connect_ms < 0 || total_ms < 0)
     return -EINVAL;
   cv_kms_json_wipe_init ();
   if ((rc = cv_http_init ()) < 0)
@@ -728,49 +805,9 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
   curl_easy_setopt (e, CURLOPT_WRITEFUNCTION, cv_http_buf_write);
   curl_easy_setopt (e, CURLOPT_HEADERFUNCTION, on_header);
 
-  for (int n = 1; n <= max; n++) {
-    if (c->adaptive) {
-      long wait = (long) (cv_kms_rate_acquire (mono_s ()) * 1000);
-      if (wait > 0) {
-        cv_debug ("kms: %s attempt %d waits %ld ms for the adaptive retry "
-                  "mode's rate limit",
-                  c->op, n, wait);
-        cv_kms_sleep_ms (wait);
-      }
-    }
-    enum cv_kms_retry how = attempt_once (e, c, res, &rc);
-    if (c->adaptive && (rc == 0 || rc == -EIO)) /* an answer or none */
-      cv_kms_rate_update (cv_kms_throttling (res->type), mono_s ());
-    if (res->request_id[0])
-      cv_reqlog_add ("kms", c->op, res->request_id);
-    int cost = how == CV_KMS_RETRY_TIMEOUT ? CV_KMS_TIMEOUT_RETRY_COST
-                                           : CV_KMS_RETRY_COST;
-    res->attempts = n;
-    if (rc == 0) {
-      cv_kms_quota_release (acquired);
-      cv_debug ("kms: %s succeeded on attempt %d of %d (request id %s)", c->op,
-                n, max, res->request_id[0] ? res->request_id : "none");
-      break;
-    }
-    if (rc != -EIO) /* a local failure: nothing was sent */
-      break;
-    const char *why
-        = cv_kms_no_retry_why (how, n, max, cost, &res->quota_exhausted);
-    if (why) {
-      cv_debug ("kms: %s attempt %d of %d failed: %s (HTTP %ld, request id "
-                "%s); %s",
-                c->op, n, max, attempt_error (res), res->status,
-                res->request_id[0] ? res->request_id : "none", why);
-      break;
-    }
-    acquired = cost;
-    long ms = cv_kms_backoff_ms (n, base, cv_kms_jitter ());
-    cv_debug ("kms: %s attempt %d of %d failed: %s (HTTP %ld, request id "
-              "%s); retrying in %ld ms",
-              c->op, n, max, attempt_error (res), res->status,
-              res->request_id[0] ? res->request_id : "none", ms);
-    cv_kms_sleep_ms (ms);
-  }
+  struct kms_attempt ka = { e, c, res };
+  rc = cv_aws_retried ("kms", c->op, c->max_attempts, c->adaptive, kms_attempt,
+                       &ka, &res->attempts, &res->quota_exhausted);
   curl_easy_cleanup (e);
   return rc;
 }

@@ -238,6 +238,27 @@ const char *cv_kms_answer_string (const json_t *resp, const char *key,
 const char *cv_kms_no_retry_why (enum cv_kms_retry how, int n, int max,
                                  int cost, bool *quota_exhausted);
 
+/* What one attempt of a retried call says to cv_aws_retried. */
+struct cv_aws_attempt {
+  enum cv_kms_retry how;  /* whether a failure may be retried */
+  const char *what;       /* what failed (error type or message) */
+  long status;            /* HTTP status, 0 when none came */
+  const char *request_id; /* or "" */
+  bool throttled;         /* a throttling error (the adaptive mode) */
+};
+/* A call to service svc ("kms", "sts", "sso") operation op with up to max
+ * attempts (0: CV_KMS_MAX_ATTEMPTS), as the SDKs' retry modes make them:
+ * attempt (arg, a) returns 0 (done), -EIO (failed: a says whether it may
+ * be retried) or another -errno (a local failure: not retried). Between
+ * attempts the full-jitter backoff and the process's retry quota; with
+ * adaptive, every attempt waits for the client-side rate limiter and
+ * updates it. A debug line per attempt. Returns the last attempt's return
+ * (*attempts made; *quota_exhausted when the quota refused a retry), or
+ * -EINVAL for a bad CV_KMS_RETRY_BASE_MS (logged). */
+int cv_aws_retried (const char *svc, const char *op, int max, bool adaptive,
+                    int (*attempt) (void *arg, struct cv_aws_attempt *a),
+                    void *arg, int *attempts, bool *quota_exhausted);
+
 /* A number of milliseconds from the environment variable name (a tuning
  * and test knob, doc/kms.md), else def; -1 if it is set but not a number in
  * 1..600000 (logged). */
