@@ -28,7 +28,6 @@
 #include "crypto/secmem.h"
 #include "keys/aws.h"
 #include "keys/kms.h"
-#include "keys/sigv4.h"
 
 #define STS_VERSION "2011-06-15"
 #define FORM_CT "application/x-www-form-urlencoded; charset=utf-8"
@@ -659,59 +658,18 @@ struct sts_result {
   bool quota_exhausted;
 };
 
-/* "Name: value" lines of one attempt, signed at now when c->signer. They
- * may hold the session token: free with free_lines. */
+/* The headers of one attempt, signed at now when c->signer (SigV4 for
+ * "sts", as botocore signs them), else only the content type. They may hold
+ * the session token: free with cv_kms_headers_free. */
 static int
-make_lines (const struct sts_call *c, time_t now, char *lines[8])
+make_headers (const struct sts_call *c, time_t now, struct curl_slist **out)
 {
-  char date[CV_SIGV4_DATE_LEN + 1];
-  const struct cv_aws_creds *cr = c->signer;
-  const char *token = cr && cr->token ? (const char *) cr->token->b : NULL;
-  struct cv_sigv4_header h[4] = {
-    { "Content-Type", FORM_CT },
-    { "Host", c->sts->host },
-    { "X-Amz-Date", date },
-  };
-  size_t n = 3, k = 0;
-  CLEANUP_FREE char *authz = NULL;
-  int r;
-
-  cv_sigv4_date (now, date);
-  if (token)
-    h[n++] = (struct cv_sigv4_header){ "X-Amz-Security-Token", token };
-  if (cr) {
-    struct cv_sigv4_request req = { .method = "POST",
-                                    .path = "/",
-                                    .headers = h,
-                                    .nheaders = n,
-                                    .body = c->body->b,
-                                    .body_len = c->body->len };
-    struct cv_sigv4_scope scope = { .access_key_id = cr->access_key_id,
-                                    .secret = cr->secret,
-                                    .region = c->sts->region,
-                                    .service = "sts",
-                                    .amz_date = date };
-    if ((r = cv_sigv4_sign (&req, &scope, &authz, NULL, NULL)) < 0)
-      return r;
-  } else
-    n = 1; /* unsigned: only the content type */
-  for (size_t i = 0; i < n; i++)
-    if (!(lines[k++] = cv_strf ("%s: %s", h[i].name, h[i].value)))
-      return -ENOMEM;
-  if (authz && !(lines[k] = cv_strf ("Authorization: %s", authz)))
-    return -ENOMEM;
-  return 0;
-}
-
-static void
-free_lines (char *lines[8])
-{
-  for (int i = 0; i < 8; i++)
-    if (lines[i]) {
-      cv_wipe (lines[i], strlen (lines[i]));
-      free (lines[i]);
-      lines[i] = NULL;
-    }
+  if (c->signer)
+    return cv_aws_sign_headers ("sts", FORM_CT, NULL, c->sts->host,
+                                c->sts->region, c->body->b, c->body->len,
+                                c->signer, now, out);
+  *out = curl_slist_append (NULL, "Content-Type: " FORM_CT);
+  return *out ? 0 : -ENOMEM;
 }
 
 /* One attempt: its retry class; 0 in *rc with res->got.body on success,
@@ -720,8 +678,8 @@ free_lines (char *lines[8])
 static enum cv_kms_retry
 attempt (const struct sts_call *c, struct sts_result *res, int *rc)
 {
-  char *lines[8] = { 0 };
-  const char *hdrs[8] = { 0 };
+  struct curl_slist *signed_hdrs = NULL;
+  const char *hdrs[10] = { 0 };
   long connect_ms
       = cv_kms_knob_ms ("CV_KMS_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT_MS);
   long total_ms = cv_kms_knob_ms ("CV_KMS_TIMEOUT_MS", TIMEOUT_MS);
@@ -732,12 +690,12 @@ attempt (const struct sts_call *c, struct sts_result *res, int *rc)
     *rc = -EINVAL;
     return CV_KMS_NO_RETRY;
   }
-  if ((*rc = make_lines (c, time (NULL), lines)) < 0) {
-    free_lines (lines);
+  if ((*rc = make_headers (c, time (NULL), &signed_hdrs)) < 0)
     return CV_KMS_NO_RETRY;
-  }
-  for (int i = 0; i < 8 && lines[i]; i++)
-    hdrs[i] = lines[i];
+  size_t k = 0;
+  for (struct curl_slist *l = signed_hdrs; l && k + 1 < ARRAY_SIZE (hdrs);
+       l = l->next)
+    hdrs[k++] = l->data;
   struct cv_aws_fetch req = { .method = "POST",
                               .url = c->sts->url,
                               .headers = hdrs,
@@ -747,7 +705,7 @@ attempt (const struct sts_call *c, struct sts_result *res, int *rc)
                               .connect_timeout_ms = connect_ms,
                               .timeout_ms = total_ms };
   *rc = cv_aws_fetch (&req, &res->got);
-  free_lines (lines);
+  cv_kms_headers_free (signed_hdrs);
   if (res->got.request_id[0])
     cv_reqlog_add ("sts", c->op, res->got.request_id);
   if (*rc == -EIO) {

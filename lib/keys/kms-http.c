@@ -126,15 +126,16 @@ add_header (struct curl_slist **l, const char *name, const char *value)
 }
 
 int
-cv_kms_sign_request (const char *host, const char *region, const char *op,
+cv_aws_sign_headers (const char *service, const char *content_type,
+                     const char *target, const char *host, const char *region,
                      const void *body, size_t len,
                      const struct cv_aws_creds *cr, time_t now,
                      struct curl_slist **headers)
 {
-  char date[CV_SIGV4_DATE_LEN + 1], target[96];
+  char date[CV_SIGV4_DATE_LEN + 1];
   const char *token = cr->token ? (const char *) cr->token->b : NULL;
   struct cv_sigv4_header h[5] = {
-    { "Content-Type", JSON_CT },
+    { "Content-Type", content_type },
     { "Host", host },
     { "X-Amz-Date", date },
   };
@@ -144,12 +145,10 @@ cv_kms_sign_request (const char *host, const char *region, const char *op,
   int r;
 
   cv_sigv4_date (now, date);
-  if ((size_t) snprintf (target, sizeof target, "TrentService.%s", op)
-      >= sizeof target)
-    return -EINVAL;
   if (token)
     h[n++] = (struct cv_sigv4_header){ "X-Amz-Security-Token", token };
-  h[n++] = (struct cv_sigv4_header){ "X-Amz-Target", target };
+  if (target)
+    h[n++] = (struct cv_sigv4_header){ "X-Amz-Target", target };
   struct cv_sigv4_request req = {
     .method = "POST",
     .path = "/",
@@ -162,7 +161,7 @@ cv_kms_sign_request (const char *host, const char *region, const char *op,
     .access_key_id = cr->access_key_id,
     .secret = cr->secret,
     .region = region,
-    .service = "kms",
+    .service = service,
     .amz_date = date,
   };
   if ((r = cv_sigv4_sign (&req, &scope, &authz, NULL, NULL)) < 0)
@@ -178,6 +177,21 @@ cv_kms_sign_request (const char *host, const char *region, const char *op,
   }
   *headers = l;
   return 0;
+}
+
+int
+cv_kms_sign_request (const char *host, const char *region, const char *op,
+                     const void *body, size_t len,
+                     const struct cv_aws_creds *cr, time_t now,
+                     struct curl_slist **headers)
+{
+  char target[96];
+
+  if ((size_t) snprintf (target, sizeof target, "TrentService.%s", op)
+      >= sizeof target)
+    return -EINVAL;
+  return cv_aws_sign_headers ("kms", JSON_CT, target, host, region, body, len,
+                              cr, now, headers);
 }
 
 /* --- retry policy --------------------------------------------------------

@@ -123,6 +123,17 @@ int cv_kms_add_grant_token (const char *op, const struct cv_creds *c,
 #define CV_KMS_RETRY_COST 5
 #define CV_KMS_TIMEOUT_RETRY_COST 10
 
+/* The headers of one POST / to service (SigV4, signed at time now):
+ * Content-Type, Host, X-Amz-Date, [X-Amz-Security-Token,] [X-Amz-Target
+ * when target is not NULL,] Authorization, in that order, then lines that
+ * stop curl adding Accept and Expect. Free with cv_kms_headers_free (it
+ * wipes: the list holds the session token). 0, -EINVAL or -ENOMEM; logs
+ * nothing. */
+int cv_aws_sign_headers (const char *service, const char *content_type,
+                         const char *target, const char *host,
+                         const char *region, const void *body, size_t len,
+                         const struct cv_aws_creds *cr, time_t now,
+                         struct curl_slist **headers);
 /* The headers of one KMS request, signed at time now: Content-Type, Host,
  * X-Amz-Date, [X-Amz-Security-Token,] X-Amz-Target, Authorization (in that
  * order), then lines that stop curl adding Accept and Expect. Free with
