@@ -158,21 +158,11 @@ get (const char *url, const char *const *headers, struct cv_aws_fetched *res)
                               .connect_timeout_ms = TIMEOUT_MS,
                               .timeout_ms = TIMEOUT_MS };
   long pause = cv_kms_knob_ms ("CV_KMS_RETRY_BASE_MS", PAUSE_MS);
-  int r = -EIO;
 
   if (pause < 0) /* a bad knob, reported */
     return -EINVAL;
-  for (int n = 1; n <= ATTEMPTS; n++) {
-    if (n > 1)
-      cv_kms_sleep_ms (pause);
-    cv_aws_fetched_free (res);
-    r = cv_aws_fetch (&req, res);
-    if (r != -EIO && !(r == 0 && res->status >= 500))
-      break;
-    cv_debug ("container credentials: attempt %d of %d: %s", n, ATTEMPTS,
-              r == 0 ? "a server error" : res->message);
-  }
-  return r;
+  return cv_aws_fetch_tries (&req, ATTEMPTS, pause, "container credentials",
+                             res);
 }
 
 int

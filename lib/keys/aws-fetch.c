@@ -139,3 +139,22 @@ cv_aws_fetch (const struct cv_aws_fetch *req, struct cv_aws_fetched *res)
   cv_http_buf_wipe (&b);
   return r;
 }
+
+int
+cv_aws_fetch_tries (const struct cv_aws_fetch *req, int attempts, long pause_ms,
+                    const char *what, struct cv_aws_fetched *res)
+{
+  int r = -EIO;
+
+  for (int n = 1; n <= attempts; n++) {
+    if (n > 1 && pause_ms > 0)
+      cv_kms_sleep_ms (pause_ms);
+    cv_aws_fetched_free (res);
+    r = cv_aws_fetch (req, res);
+    if (r != -EIO && !(r == 0 && res->status >= 500))
+      break;
+    cv_debug ("%s: %s attempt %d of %d: %s", what, req->method, n, attempts,
+              r == 0 ? "a server error" : res->message);
+  }
+  return r;
+}

@@ -65,17 +65,8 @@ imds_get (const char *method, const char *url, const char *const *headers,
                               .headers = headers,
                               .connect_timeout_ms = IMDS_TIMEOUT_MS,
                               .timeout_ms = IMDS_TIMEOUT_MS };
-  int r = -EIO;
 
-  for (int n = 1; n <= IMDS_ATTEMPTS; n++) {
-    cv_aws_fetched_free (res);
-    r = cv_aws_fetch (&req, res);
-    if (r != -EIO && !(r == 0 && res->status >= 500))
-      break;
-    cv_debug ("instance metadata: %s %s attempt %d of %d: %s", method, url, n,
-              IMDS_ATTEMPTS, r == 0 ? "a server error" : res->message);
-  }
-  return r;
+  return cv_aws_fetch_tries (&req, IMDS_ATTEMPTS, 0, "instance metadata", res);
 }
 
 /* The text of an answer: its body without trailing white space (a view

@@ -180,6 +180,15 @@ struct cv_aws_fetched {
  * URL not allowed: logged). Free with cv_aws_fetched_free. */
 int cv_aws_fetch (const struct cv_aws_fetch *req, struct cv_aws_fetched *res);
 void cv_aws_fetched_free (struct cv_aws_fetched *res);
+/* req tried up to attempts times, pause_ms apart: again when nothing
+ * answered or on HTTP 5xx (the fixed attempts of the instance metadata and
+ * container sources, as the SDKs make them). A debug line per failed
+ * attempt, what naming the source (never the URL: a container URI's path
+ * is not for logs). Returns as cv_aws_fetch, for the last
+ * attempt (res holds its answer). */
+int cv_aws_fetch_tries (const struct cv_aws_fetch *req, int attempts,
+                        long pause_ms, const char *what,
+                        struct cv_aws_fetched *res);
 
 /* --- credentials as values (aws-creds.c) -------------------------------- */
 
