@@ -1,7 +1,7 @@
 /* One plain HTTP(S) request of a credential source (instance metadata, the
- * container endpoint, STS, the SSO portal): no signing, no retries (the
- * sources know their own), the answer in locked memory because it carries
- * credentials. TLS is always verified. */
+ * container endpoint, STS, the SSO portal), and the same tried a fixed
+ * number of times; no signing. The answer is kept in locked memory because
+ * it carries credentials. TLS is always verified. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
