@@ -42,7 +42,8 @@ struct opts {
   unsigned conns;
   double duration;
   double warmup;
-  unsigned sector_size; /* xts mode */
+  unsigned sector_size;      /* xts mode */
+  enum cv_xts_impl xts_impl; /* xts mode: --engine */
   const char *uri;
 };
 
@@ -307,7 +308,7 @@ run_xts (const struct opts *o)
   for (size_t i = 0; i < sizeof key; i++)
     key[i] = (uint8_t) xorshift (&rng);
   cv_log_set_debug (true); /* says if the engine takes its slow path */
-  if (cv_xts_new (key, o->sector_size, &x) < 0)
+  if (cv_xts_new (o->xts_impl, key, o->sector_size, &x) < 0)
     return -1;
   if (nsect == 0 || len % o->sector_size) {
     fprintf (stderr, "cryptvol-bench: --bs must be a multiple of %u\n",
@@ -350,7 +351,8 @@ usage (FILE *f)
            "  --conns N        connections (1)\n"
            "  --duration S     seconds measured (5)\n"
            "  --warmup S       seconds run before measuring (0.5)\n"
-           "  --sector-size N  xts mode: 512 or 4096 (4096)\n");
+           "  --sector-size N  xts mode: 512 or 4096 (4096)\n"
+           "  --engine E       xts mode: auto, openssl or gcrypt (auto)\n");
 }
 
 int
@@ -364,6 +366,7 @@ main (int argc, char **argv)
           { "duration", required_argument, NULL, 'd' },
           { "warmup", required_argument, NULL, 'w' },
           { "sector-size", required_argument, NULL, 's' },
+          { "engine", required_argument, NULL, 'e' },
           { "help", no_argument, NULL, 'h' },
           { NULL, 0, NULL, 0 } };
   struct opts o = { .mode = RAND_READ,
@@ -374,7 +377,7 @@ main (int argc, char **argv)
                     .sector_size = 4096 };
   int c;
 
-  while ((c = getopt_long (argc, argv, "m:q:b:c:d:w:s:h", longopts, NULL))
+  while ((c = getopt_long (argc, argv, "m:q:b:c:d:w:s:e:h", longopts, NULL))
          != -1) {
     switch (c) {
     case 'm': {
@@ -406,6 +409,15 @@ main (int argc, char **argv)
       break;
     case 's':
       o.sector_size = (unsigned) strtoul (optarg, NULL, 0);
+      break;
+    case 'e':
+      if (cv_xts_impl_parse (optarg, &o.xts_impl) < 0) {
+        fprintf (stderr,
+                 "cryptvol-bench: --engine %s: expected auto, "
+                 "openssl or gcrypt\n",
+                 optarg);
+        return 2;
+      }
       break;
     case 'h':
       usage (stdout);

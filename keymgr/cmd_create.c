@@ -280,7 +280,7 @@ cmd_create (int argc, char **argv)
     /* The halves of an imported key, or of one from a key service, must
      * differ, as for a generated one: refuse it otherwise. */
     struct cv_xts *x = NULL;
-    rc = cv_xts_new (dek->b, (unsigned) sector_size, &x);
+    rc = cv_xts_new (CV_XTS_AUTO, dek->b, (unsigned) sector_size, &x);
     cv_xts_free (x);
     if (rc == 0 && (rc = cv_hdr_seal (h, dek)) == 0)
       for (size_t i = made >= 0; i < nwraps && rc == 0; i++)

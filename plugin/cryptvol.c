@@ -27,7 +27,8 @@ static const char *volume_path;
 static const char *header_path;
 static bool direct;
 static bool readonly;
-static enum cv_io_kind io_kind; /* io=; CV_IO_AUTO */
+static enum cv_io_kind io_kind;   /* io=; CV_IO_AUTO */
+static enum cv_xts_impl xts_impl; /* xts-engine=; CV_XTS_AUTO */
 static struct cv_creds creds = { .pbkdf = CV_PBKDF_DEFAULT };
 static struct cv_wrap_sel wraps = CV_WRAP_SEL_ALL;
 static struct cv_vol *vol;
@@ -282,6 +283,11 @@ cryptvol_config (const char *key, const char *value)
       nbdkit_error ("io=%s: expected auto, io_uring or posix", value);
       return -1;
     }
+  } else if (strcmp (key, "xts-engine") == 0) {
+    if (cv_xts_impl_parse (value, &xts_impl) < 0) {
+      nbdkit_error ("xts-engine=%s: expected auto, openssl or gcrypt", value);
+      return -1;
+    }
   } else if (strcmp (key, "readonly") == 0) {
     if ((r = nbdkit_parse_bool (value)) == -1)
       return -1;
@@ -319,6 +325,8 @@ cryptvol_config_complete (void)
   "propagated).\n"                                                             \
   "direct=true|false    Open the data with O_DIRECT (default false).\n"        \
   "io=auto|io_uring|posix  I/O backend (default auto: io_uring if usable).\n"  \
+  "xts-engine=auto|openssl|gcrypt  XTS implementation (default auto: the "     \
+  "faster).\n"                                                                 \
   "readonly=true|false  Open the volume read-only (default false).\n"          \
   "key-check=SECONDS    Re-check the key every SECONDS (default 60; 0: "       \
   "off).\n"                                                                    \
@@ -354,6 +362,7 @@ cryptvol_get_ready (void)
     .creds = &creds,
     .wraps = &wraps,
     .io = io_kind,
+    .xts_impl = xts_impl,
     .keep_creds = watch.interval_s > 0 || control_path,
   };
 

@@ -117,8 +117,8 @@ provider_iv (EVP_CIPHER_CTX *ctx)
 /* Key both directions once; refuse what XTS or our format forbids. 0,
  * -EINVAL, -ENOMEM or -EIO, each logged here. */
 int
-cv_xts_new (const uint8_t key[CV_DEK_LEN], unsigned sector_size,
-            struct cv_xts **out)
+cv_xts_new (enum cv_xts_impl impl, const uint8_t key[CV_DEK_LEN],
+            unsigned sector_size, struct cv_xts **out)
 {
   __attribute__ ((cleanup (cipher_freep))) EVP_CIPHER *cipher = NULL;
   __attribute__ ((cleanup (xts_freep))) struct cv_xts *x = NULL;
@@ -156,6 +156,40 @@ cv_xts_new (const uint8_t key[CV_DEK_LEN], unsigned sector_size,
   if (!x->enc_iv || !x->dec_iv)
     cv_debug ("xts: setting tweaks through EVP_CipherInit_ex2 (slower)");
   *out = STEAL (x);
+  return 0;
+}
+
+enum cv_xts_impl
+cv_xts_impl_of (const struct cv_xts *x)
+{
+  return CV_XTS_OPENSSL;
+}
+
+int
+cv_xts_impl_parse (const char *s, enum cv_xts_impl *out)
+{
+  static const char *const names[] = { "auto", "openssl", "gcrypt" };
+
+  for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp (s, names[i]) == 0) {
+      *out = (enum cv_xts_impl) i;
+      return 0;
+    }
+  return -EINVAL;
+}
+
+const char *
+cv_xts_impl_name (enum cv_xts_impl impl)
+{
+  return impl == CV_XTS_OPENSSL  ? "openssl"
+         : impl == CV_XTS_GCRYPT ? "gcrypt"
+                                 : "auto";
+}
+
+int
+cv_xts_pick (enum cv_xts_impl want, unsigned sector_size, enum cv_xts_impl *got)
+{
+  *got = CV_XTS_OPENSSL;
   return 0;
 }
 

@@ -1,4 +1,5 @@
-/* The AES-256-XTS sector engine (OpenSSL EVP), dm-crypt's aes-xts-plain64.
+/* The AES-256-XTS sector engine, dm-crypt's aes-xts-plain64, over one of two
+ * implementations: OpenSSL's EVP or libgcrypt's (which has a VAES path).
  * The tweak of a data unit is the 16-byte little-endian value of
  * (byte offset of the unit within the data area / 512); for 4096-byte sectors
  * sector n therefore uses tweak 8n, as LUKS2 does.
@@ -15,11 +16,31 @@
 
 struct cv_xts;
 
-/* Key an engine with a 64-byte key for data units of sector_size bytes (512 or
- * 4096). Returns 0, -EINVAL (bad sector size, or the two key halves are
- * equal: OpenSSL refuses those and XTS loses its security), or -ENOMEM. */
-int cv_xts_new (const uint8_t key[CV_DEK_LEN], unsigned sector_size,
-                struct cv_xts **out);
+/* Which implementation an engine uses. CV_XTS_AUTO: the faster here. */
+enum cv_xts_impl { CV_XTS_AUTO = 0, CV_XTS_OPENSSL, CV_XTS_GCRYPT };
+
+/* "auto", "openssl", "gcrypt" <-> the enum. Parse returns 0 or -EINVAL. */
+int cv_xts_impl_parse (const char *s, enum cv_xts_impl *out);
+const char *cv_xts_impl_name (enum cv_xts_impl impl);
+
+/* Resolve want for data units of sector_size bytes into an implementation
+ * that passed its known-answer self-test in this process. For CV_XTS_AUTO,
+ * both are timed for a few milliseconds on a throw-away key and the faster
+ * is taken (logged once per process and sector size, with both rates). The
+ * result is cached. Returns 0, -EIO (the implementation asked for failed its
+ * self-test; with auto, only if both did) or -ENOMEM. */
+int cv_xts_pick (enum cv_xts_impl want, unsigned sector_size,
+                 enum cv_xts_impl *got);
+
+/* Key an engine of implementation impl (CV_XTS_AUTO: cv_xts_pick) with a
+ * 64-byte key for data units of sector_size bytes (512 or 4096). The key
+ * schedules live in locked memory excluded from core dumps. Returns 0,
+ * -EINVAL (bad sector size, or the two key halves are equal: XTS loses its
+ * security), -EIO or -ENOMEM. */
+int cv_xts_new (enum cv_xts_impl impl, const uint8_t key[CV_DEK_LEN],
+                unsigned sector_size, struct cv_xts **out);
+/* The implementation an engine uses. */
+enum cv_xts_impl cv_xts_impl_of (const struct cv_xts *x);
 void cv_xts_free (struct cv_xts *x);
 
 /* Encrypt nsect sectors from src into dst (dst may equal src); first is the

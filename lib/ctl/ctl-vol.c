@@ -61,6 +61,8 @@ status (void *arg, const json_t *req, json_t *reply)
                        json_pack ("{s:I, s:I}", "read",
                                   (json_int_t) st.bytes_read, "written",
                                   (json_int_t) st.bytes_written));
+  json_object_set_new (reply, "xts_engine",
+                       json_string (cv_xts_impl_name (st.xts_impl)));
   put_rotation (reply, arg);
   return 0;
 }

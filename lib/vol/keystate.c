@@ -513,4 +513,5 @@ cv_vol_get_status (struct cv_vol *v, struct cv_vol_status *st)
   st->refused = __atomic_load_n (&v->refused, __ATOMIC_RELAXED);
   st->bytes_read = __atomic_load_n (&v->bytes_read, __ATOMIC_RELAXED);
   st->bytes_written = __atomic_load_n (&v->bytes_written, __ATOMIC_RELAXED);
+  st->xts_impl = v->xts_impl;
 }

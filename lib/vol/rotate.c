@@ -278,8 +278,8 @@ rot_ctx_new (const struct cv_vol *v, struct cv_io_queue *q, struct rot_ctx *c)
 
   *c = (struct rot_ctx){ .q = q, .own_q = !q };
   if ((rc = tag_key (v, &c->g)) < 0
-      || (rc = cv_xts_new (v->odek->b, v->ss, &c->old)) < 0
-      || (rc = cv_xts_new (v->dek->b, v->ss, &c->new)) < 0
+      || (rc = cv_xts_new (v->xts_impl, v->odek->b, v->ss, &c->old)) < 0
+      || (rc = cv_xts_new (v->xts_impl, v->dek->b, v->ss, &c->new)) < 0
       || (!q && (rc = cv_io_queue_new (v->io, 1, &c->q)) < 0))
     rot_ctx_free (c);
   return rc;

@@ -56,9 +56,10 @@ struct cv_vol {
    * under the range lock over the hotzone it passes, so a request reads it
    * with __atomic_load_n and sees one value for its whole range. */
   uint64_t boundary;
-  uint64_t size;        /* bytes in the data area */
-  uint64_t data_offset; /* of the data area in the data file */
-  unsigned ss;          /* encryption sector size */
+  uint64_t size;             /* bytes in the data area */
+  uint64_t data_offset;      /* of the data area in the data file */
+  unsigned ss;               /* encryption sector size */
+  enum cv_xts_impl xts_impl; /* picked at open (cv_xts_pick) */
   bool direct;
   /* A rotation step failed after its hotzone was rewritten and could not be
    * finished: what is on disk may not match boundary, so the data path

@@ -89,8 +89,10 @@ thr_new (struct cv_vol *v, struct cv_thr **out)
   t->v = v;
   t->gen = v->gen;
   if ((rc = cv_io_queue_new (v->io, QUEUE_DEPTH, &t->q)) < 0
-      || (rc = cv_xts_new (v->dek->b, v->ss, &t->xts)) < 0
-      || (v->odek && (rc = cv_xts_new (v->odek->b, v->ss, &t->xts_old)) < 0))
+      || (rc = cv_xts_new (v->xts_impl, v->dek->b, v->ss, &t->xts)) < 0
+      || (v->odek
+          && (rc = cv_xts_new (v->xts_impl, v->odek->b, v->ss, &t->xts_old))
+                 < 0))
     goto fail;
   if ((rc = posix_memalign ((void **) &t->edge, ALIGN, v->ss)) != 0) {
     t->edge = NULL;
@@ -126,8 +128,10 @@ thr_rekey (struct cv_thr *t)
   cv_xts_free (t->xts);
   cv_xts_free (t->xts_old);
   t->xts = t->xts_old = NULL;
-  if ((rc = cv_xts_new (v->dek->b, v->ss, &t->xts)) < 0
-      || (v->odek && (rc = cv_xts_new (v->odek->b, v->ss, &t->xts_old)) < 0))
+  if ((rc = cv_xts_new (v->xts_impl, v->dek->b, v->ss, &t->xts)) < 0
+      || (v->odek
+          && (rc = cv_xts_new (v->xts_impl, v->odek->b, v->ss, &t->xts_old))
+                 < 0))
     return rc;
   t->gen = v->gen;
   return 0;
@@ -690,6 +694,7 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   int64_t wrap_id = -1;
   uint64_t fsize, doff, size;
   unsigned valid, ss;
+  enum cv_xts_impl impl;
   int rc;
 
   if ((rc = cv_io_open (&io_opts, &io)) < 0)
@@ -730,7 +735,8 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
              "devices with 4096-byte logical blocks will refuse I/O",
              o->path, ss, (unsigned long long) doff);
 
-  if ((rc = cv_unlock (hdr, hname, o->creds, o->wraps, &dek, &wrap_id)) < 0
+  if ((rc = cv_xts_pick (o->xts_impl, ss, &impl)) < 0
+      || (rc = cv_unlock (hdr, hname, o->creds, o->wraps, &dek, &wrap_id)) < 0
       || (o->keep_creds && (rc = cv_creds_copy (o->creds, &kept)) < 0))
     goto fail;
 
@@ -754,6 +760,7 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   v->size = v->boundary = size;
   v->data_offset = doff;
   v->ss = ss;
+  v->xts_impl = impl;
   v->direct = o->direct;
   v->creds = kept;
   cv_vol_key_init (v, wrap_id);

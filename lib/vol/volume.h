@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "crypto/xts.h"
 #include "io/backend.h"
 #include "keys/keys.h"
 
@@ -34,6 +35,8 @@ struct cv_vol_opts {
    * resume (a server with key-check= > 0). Without it cv_vol_check_key and
    * cv_vol_resume fail with -ENOKEY. */
   bool keep_creds;
+  /* XTS implementation (cv_xts_pick): CV_XTS_AUTO (0) takes the faster. */
+  enum cv_xts_impl xts_impl;
 };
 
 /* Open the volume, read its header, unlock a DEK and authenticate the header.
@@ -205,6 +208,7 @@ struct cv_vol_status {
   char next_check[32];      /* RFC 3339 UTC, "" when no watch */
   uint64_t served, refused; /* requests */
   uint64_t bytes_read, bytes_written;
+  enum cv_xts_impl xts_impl; /* the XTS implementation serving it */
 };
 void cv_vol_get_status (struct cv_vol *v, struct cv_vol_status *st);
 

@@ -104,7 +104,7 @@ test_vectors (void)
     if (r < 0)
       continue;
     count++;
-    r = cv_xts_new (v->key, 512, &x);
+    r = cv_xts_new (CV_XTS_AUTO, v->key, 512, &x);
     CHECK (r == 0, "%s: cv_xts_new: %d", v->id, r);
     if (r < 0)
       continue;
@@ -171,7 +171,7 @@ check_sectors (unsigned ss, uint64_t first, size_t nsect)
     key[i] = (uint8_t) (i * 7 + 1);
   for (size_t i = 0; i < n; i++)
     pt[i] = (uint8_t) (i * 131 + i / 251);
-  r = cv_xts_new (key, ss, &x);
+  r = cv_xts_new (CV_XTS_AUTO, key, ss, &x);
   CHECK (r == 0, "cv_xts_new (%u): %d", ss, r);
   if (r < 0)
     return;
@@ -226,14 +226,14 @@ test_equal_halves (void)
   for (size_t i = 0; i < sizeof key; i++)
     key[i] = (uint8_t) (i % (CV_DEK_LEN / 2));
   harness_log_clear ();
-  r = cv_xts_new (key, 4096, &x);
+  r = cv_xts_new (CV_XTS_AUTO, key, 4096, &x);
   CHECK (r == -EINVAL && x == NULL, "equal halves: %d", r);
   CHECK (strstr (harness_logged (), "halves") != NULL,
          "equal halves: no message, log: %s", harness_logged ());
   cv_xts_free (x);
 
   key[CV_DEK_LEN - 1] ^= 1; /* one bit apart: accepted */
-  r = cv_xts_new (key, 4096, &x);
+  r = cv_xts_new (CV_XTS_AUTO, key, 4096, &x);
   CHECK (r == 0, "halves one bit apart: %d", r);
   cv_xts_free (x);
 }
@@ -252,7 +252,7 @@ test_bad_sizes (void)
     key[i] = (uint8_t) i;
   for (size_t i = 0; i < ARRAY_SIZE (bad); i++) {
     harness_log_clear ();
-    r = cv_xts_new (key, bad[i], &x);
+    r = cv_xts_new (CV_XTS_AUTO, key, bad[i], &x);
     CHECK (r == -EINVAL && x == NULL, "sector size %u: %d", bad[i], r);
     CHECK (strstr (harness_logged (), "sector size") != NULL,
            "sector size %u: log: %s", bad[i], harness_logged ());
@@ -260,7 +260,7 @@ test_bad_sizes (void)
     x = NULL;
   }
 
-  r = cv_xts_new (key, 512, &x);
+  r = cv_xts_new (CV_XTS_AUTO, key, 512, &x);
   CHECK (r == 0, "cv_xts_new: %d", r);
   if (r < 0)
     return;
@@ -294,7 +294,7 @@ test_dek_generate (void)
   CHECK (memcmp (b->b, b->b + CV_DEK_LEN / 2, CV_DEK_LEN / 2) != 0,
          "halves equal");
   CHECK (memcmp (a->b, b->b, CV_DEK_LEN) != 0, "two DEKs are equal");
-  r = cv_xts_new (a->b, 4096, &x);
+  r = cv_xts_new (CV_XTS_AUTO, a->b, 4096, &x);
   CHECK (r == 0, "generated DEK refused: %d", r);
   cv_xts_free (x);
 }

@@ -240,9 +240,9 @@ vm_check_disk (struct vm *m, const char *what)
   if (m->v)
     cv_vol_rotating (m->v, &boundary);
   CLEANUP_CLOSE int fd = open (m->path, O_RDONLY | O_CLOEXEC);
-  rc = cv_xts_new (m->dek->b, m->ss, &x);
+  rc = cv_xts_new (CV_XTS_AUTO, m->dek->b, m->ss, &x);
   if (rc == 0 && m->odek)
-    rc = cv_xts_new (m->odek->b, m->ss, &xo);
+    rc = cv_xts_new (CV_XTS_AUTO, m->odek->b, m->ss, &xo);
   if (rc == 0
       && (fd < 0 || pread (fd, m->buf, m->size, m->doff) != (ssize_t) m->size
           || pread (fd, guard, GUARD, m->doff + m->size) != GUARD))

@@ -242,7 +242,7 @@ cut_half_written (struct vm *m, uint64_t step)
   uint8_t *p = m->buf;
   memcpy (p, m->model + b, half * m->ss);
   int fd = open (m->path, O_WRONLY | O_CLOEXEC);
-  CHECK (fd >= 0 && cv_xts_new (m->dek->b, m->ss, &x) == 0
+  CHECK (fd >= 0 && cv_xts_new (CV_XTS_AUTO, m->dek->b, m->ss, &x) == 0
              && cv_xts_encrypt (x, p, p, b / m->ss, half) == 0
              && pwrite (fd, p, half * m->ss, m->doff + b)
                     == (ssize_t) (half * m->ss),
