@@ -8,7 +8,9 @@
 # 1. The rotation's rate, in DIR/rotate.jsonl: the same volume rotated
 #    online without a rate limit (`rotate-dek --control --detach`, timed to
 #    the status "done"), offline (`rotate-dek`, server stopped), and copied
-#    plainly (dd of the data area, fdatasync).
+#    plainly: dd of the data area onto itself, the same bytes of the same
+#    file rewritten in place as rotate-dek does, conv=fdatasync. Each starts
+#    from the same state: no dirty pages, the whole file in the page cache.
 # 2. A client during a rotation, in DIR/rotate-online.jsonl: each workload of
 #    build/cryptvol-bench against the idle volume ("idle"), and started right
 #    after an online rotation without a limit ("rot-unl") or at --rate
@@ -49,7 +51,7 @@ cd "$dir"
 server_pid=
 cleanup () {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -f rot.img rot.copy rot.kek timed.*
+  rm -f rot.img rot.kek timed.*
 }
 trap cleanup EXIT
 : >rotate.jsonl
@@ -112,12 +114,13 @@ print(json.dumps(r))' "$obj" "$@" >>"$file"
 rate_one () {
   local round=$1 how=$2 wall cpu r
   sync
+  cat rot.img >/dev/null
   case $how in
     copy)
-      timed dd if=rot.img of=rot.copy bs=16M skip="$offset" iflag=skip_bytes \
-        conv=fdatasync status=none
+      timed dd if=rot.img of=rot.img bs=16M skip="$offset" seek="$offset" \
+        iflag=skip_bytes,count_bytes oflag=seek_bytes count="$vsize" \
+        conv=notrunc,fdatasync status=none
       read -r wall cpu <timed.res
-      rm -f rot.copy
       r="{\"wall_s\": $wall, \"cpu_s\": $cpu}" ;;
     offline)
       timed "$KEYMGR" rotate-dek rot.img --keyfile rot.kek
