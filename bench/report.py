@@ -357,8 +357,11 @@ if runs:
         f"{c} {fmt(get('rand-read', c, 'lat_p50_us'))}/{fmt(get('rand-read', c, 'lat_p99_us'))}" for c in configs))
     print("server peak RSS MiB, 1 conn:", ", ".join(f"{c} {fmt(rss1[c], 1)}" for c in configs))
     print("server peak RSS MiB, 4 conns:", ", ".join(f"{c} {fmt(rss[c], 1)}" for c in configs))
+    cold = [r for r in runs if r.get("cached_pct", 0) < 99]
     print("page cache at the start of each run: min",
-          fmt(min(r.get("cached_pct", 0) for r in runs), 1), "% of the backing file")
+          fmt(min(r.get("cached_pct", 0) for r in runs), 1), "% of the backing file" +
+          ("" if not cold else "; below 99% (evicted by others meanwhile): " + ", ".join(
+              f"round {r['round']} {r['config']} {r['workload']} {r['cached_pct']}%" for r in cold)))
 for size in ("4096", "512"):
     x = xts_sum.get(size)
     if not x:
@@ -435,10 +438,10 @@ def chart(png):
     width = 0.8 / max(nc, 1)
     xs = {(w, c): i - 0.4 + width * (j + 0.5)
           for i, w in enumerate(workloads) for j, c in enumerate(shown)}
-    panels = [("ratio", "throughput / plain's", 1.6,
+    panels = [("ratio", "throughput / plain's", (1.2, 1.6),
                [("seq", 0.90, "target >= 0.90 (1 MiB seq)", "#000000", 2),
                 ("rand", 0.95, "target >= 0.95 (4 KiB random)", "#666666", 4)]),
-              ("cpu_ratio", "server CPU s/GiB / plain's", 3.0,
+              ("cpu_ratio", "server CPU s/GiB / plain's", (1.5, 3.0),
                [("seq", 1.12, "target <= 1.12 (1 MiB seq)", "#000000", 2)])]
     script = [f"set terminal pngcairo size 1400,1000 font 'sans,10'",
               f"set output '{png}'",
@@ -459,7 +462,13 @@ def chart(png):
                                          f"{unit_of[metric[w]]}" if get(w, 'plain', metric[w])
                                      else "plain n/a", i)
                    for i, w in enumerate(workloads))
-    for k, ylabel, cap, lines_ in panels:
+    for k, ylabel, (low, high), lines_ in panels:
+        # The y axis: up to the highest whisker, within [low, high]; bars
+        # above are cut and labelled with their value.
+        top = max([get(w, c, k + "_max") or 0 for w in workloads for c in shown] + [0])
+        cap = round(min(high, max(low, top * 1.08)), 1)
+        # Target lines only over workloads they apply to, and only those.
+        lines_ = [t for t in lines_ if any(w.startswith(t[0]) for w in workloads)]
         dat = os.path.join(a.out, f"chart-{k}.dat")
         labels = []
         with open(dat, "w") as f:
