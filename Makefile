@@ -75,10 +75,8 @@ $(B)/tools/%: $(B)/obj/tests/tools/%.o $(LIB)
 $(B)/tools/no-uring: $(B)/obj/tests/tools/no-uring.o
 	$(call quiet,LD,$@)mkdir -p $(@D) && $(CC) -o $@ $^ -lseccomp
 
-# The bench times libgcrypt's own XTS call too (--one-call).
 $(B)/cryptvol-bench: $(call obj,$(BENCH_SRCS)) $(LIB)
-	$(call quiet,LD,$@)$(CC) -o $@ $^ $(NBD_LIBS) $(LDLIBS) \
-	  $(shell pkg-config --libs libgcrypt 2>/dev/null || echo -lgcrypt)
+	$(call quiet,LD,$@)$(CC) -o $@ $^ $(NBD_LIBS) $(LDLIBS)
 
 $(B)/man/%.1 $(B)/man/%.8: doc/%.pod
 	$(call quiet,POD2MAN,$@)mkdir -p $(@D) && podchecker -nowarnings $< 2>/dev/null && \

@@ -370,7 +370,6 @@ one_call_setup (struct xts_timed *t, const uint8_t key[CV_DEK_LEN])
   if (t->impl == CV_XTS_GCRYPT) {
     if (!gcry_control (GCRYCTL_INITIALIZATION_FINISHED_P)) {
       gcry_check_version (NULL);
-      gcry_control (GCRYCTL_DISABLE_SECMEM, 0);
       gcry_control (GCRYCTL_INITIALIZATION_FINISHED, 0);
     }
     if ((e = gcry_cipher_open (&t->gh, GCRY_CIPHER_AES256, GCRY_CIPHER_MODE_XTS,
