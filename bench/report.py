@@ -115,14 +115,16 @@ def get(w, c, k="ratio"):
 
 
 # The XTS part: per round, the engine (per implementation) and the library's
-# single call, each against openssl speed or the engine; an entry whose
-# engine ran another implementation than asked for does not count.
+# single call, each against openssl speed or the engine, in bytes per user
+# CPU second (as openssl speed counts: another process on the core does not
+# move it); an entry whose engine ran another implementation than asked for
+# does not count.
 def xts_rate(rnd, what, size, engine):
     x = next((x for x in xts if x["round"] == rnd and x["what"] == what
               and x["size"] == size and x["engine"] == engine), None)
-    if not x or not x.get("bytes_per_s") or x.get("impl") != engine:
+    if not x or not x.get("bytes_per_cpu_s") or x.get("impl") != engine:
         return None
-    return x["bytes_per_s"]
+    return x["bytes_per_cpu_s"]
 
 
 def div(x, y):
@@ -367,13 +369,13 @@ for size in ("4096", "512"):
     if not x:
         continue
     os_ = x["openssl_speed_mb_s"]
-    print(f"XTS {size}-byte units, one core, MB/s median (min-max): openssl speed "
+    print(f"XTS {size}-byte units, one core, MB per user CPU second, median (min-max): openssl speed "
           f"{fsp(os_['median'], os_['min'], os_['max'])}; engine " + "; ".join(
               f"{impl} {fsp(e['median'], e['min'], e['max'])} = "
               f"{fsp(x['vs_openssl_speed'][impl]['median'], x['vs_openssl_speed'][impl]['min'], x['vs_openssl_speed'][impl]['max'], 2, 'x')}"
               for impl, e in x["engine_mb_s"].items()) + f"; auto picks {x['auto']}")
 if xts_sum["one_call"]:
-    print("XTS one library call over 1 MiB, MB/s: " + "; ".join(
+    print("XTS one library call over 1 MiB, MB per user CPU second: " + "; ".join(
         f"{impl} {fsp(e['median'], e['min'], e['max'])}, engine at 4096 B / this "
         f"{fsp(xts_sum['engine_vs_one_call'][impl]['median'], xts_sum['engine_vs_one_call'][impl]['min'], xts_sum['engine_vs_one_call'][impl]['max'], 2, 'x')}"
         for impl, e in xts_sum["one_call"].items() if e["n"]))
