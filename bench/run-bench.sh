@@ -15,8 +15,9 @@
 #
 # Order: in each round, each workload runs its configurations in an order
 # drawn from BENCH_SEED (printed, and "seed" in results.json; each run's
-# place is its "pos"): a workload's order differs from the round before, and
-# over the rounds no configuration always follows the same one.
+# place is its "pos"), balanced over the rounds: each configuration takes
+# each place about equally often, none always follows the same one, and a
+# workload's order differs from the round before.
 # The state every measurement starts from: no dirty pages (sync), the whole
 # backing file in the page cache (read through once; the cached share is
 # recorded per run as "cached_pct"), a server started for it alone. So the
@@ -223,23 +224,29 @@ print("  round %d %-10s %-14s %10s IOPS %9s MiB/s %6s CPU s/GiB  cache %s%%" % (
 }
 
 # schedule: the I/O measurements in the order they run, "ROUND WORKLOAD POS
-# CONFIG" per line: round by round, workload by workload, each workload's
-# configurations in an order drawn from the seed, drawn again until it
-# differs from the round before and, over all rounds, no configuration
-# directly follows the same one every time.
+# CONFIG" per line: round by round, workload by workload. Each workload's
+# order in a round is, of 2000 permutations drawn from the seed, one that
+# repeats least what earlier rounds did: a configuration at a place it held
+# before, or right after the one it followed before. So over n rounds each
+# of n configurations takes each place about once (a Latin square), none
+# follows the same one every round, and no two rounds run alike.
 schedule () {
   python3 -c 'import random, sys
+from collections import Counter
 seed, rounds = int(sys.argv[1]), int(sys.argv[2])
 cfg, wls = sys.argv[3].split(), sys.argv[4].split()
 plan = {}
 for wi, w in enumerate(wls):
     rng = random.Random(seed * 1000 + wi)
-    for _ in range(10000):
-        orders = [rng.sample(cfg, len(cfg)) for _ in range(rounds)]
-        changes = all(a != b for a, b in zip(orders, orders[1:]))
-        always = set.intersection(*(set(zip(o, o[1:])) for o in orders))
-        if len(cfg) < 3 or rounds < 2 or (changes and not always):
-            break
+    place, after, orders = Counter(), Counter(), []
+    for r in range(rounds):
+        def cost(o):
+            return (sum(place[c, i] for i, c in enumerate(o)) +
+                    sum(after[p] for p in zip(o, o[1:])) + 100 * (orders[-1:] == [o]))
+        best = min((rng.sample(cfg, len(cfg)) for _ in range(2000)), key=cost)
+        place.update((c, i) for i, c in enumerate(best))
+        after.update(zip(best, best[1:]))
+        orders.append(best)
     plan[w] = orders
 for r in range(rounds):
     for w in wls:
