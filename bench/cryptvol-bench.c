@@ -12,7 +12,8 @@
  * --qd requests in flight; all connections are driven by one thread polling
  * their sockets, so the client costs one core at most. Requests completed in
  * the first --warmup seconds are not counted. One JSON object is printed on
- * stdout: MiB/s, IOPS, latency p50/p99 in microseconds, errors.
+ * stdout: MiB/s, IOPS, latency p50/p99 in microseconds, errors, and
+ * all_bytes: what every request moved, the warm-up's included.
  *
  * Example, against nbdkit:
  *   nbdkit -U /tmp/sock memory 1G &
@@ -74,10 +75,11 @@ struct conn {
   uint64_t rng;
 };
 
-/* What the run measured, after the warm-up. */
+/* What the run measured, after the warm-up; all_ops counts the warm-up's
+ * requests too (all the server did, for its CPU per byte). */
 struct stats {
   double measure_start;
-  uint64_t ops, bytes, errors;
+  uint64_t ops, all_ops, errors;
   float *lat; /* microseconds, one per counted request */
   size_t nlat, cap;
 };
@@ -145,6 +147,7 @@ completed (void *user_data, int *error)
     st.errors++;
     return 1;
   }
+  st.all_ops++;
   if (s->start >= st.measure_start) {
     st.ops++;
     record_latency ((t - s->start) * 1e6);
@@ -305,10 +308,11 @@ run_io (const struct opts *o)
   printf ("{\"mode\": \"%s\", \"qd\": %u, \"bs\": %zu, \"conns\": %u, "
           "\"seconds\": %.3f, \"ops\": %" PRIu64 ", \"bytes\": %" PRIu64 ", "
           "\"iops\": %.1f, \"mib_s\": %.2f, \"lat_p50_us\": %.1f, "
-          "\"lat_p99_us\": %.1f, \"errors\": %" PRIu64 "}\n",
+          "\"lat_p99_us\": %.1f, \"errors\": %" PRIu64 ", "
+          "\"all_bytes\": %" PRIu64 "}\n",
           mode_names[o->mode], o->qd, o->bs, o->conns, secs, st.ops,
           bytes_counted, st.ops / secs, bytes_counted / secs / 1048576.0,
-          percentile (50), percentile (99), st.errors);
+          percentile (50), percentile (99), st.errors, st.all_ops * o->bs);
   return st.errors ? -1 : 0;
 }
 

@@ -63,10 +63,12 @@ def run_of(w, c, rnd):
 
 
 def cpu_per_gib(r):
-    """Server CPU seconds per GiB moved in run r (None: nothing moved)."""
-    if not r or not r.get("bytes"):
+    """Server CPU seconds per GiB moved in run r, the warm-up's requests
+    included as its CPU time is (None: nothing moved)."""
+    moved = r and r.get("all_bytes", r.get("bytes"))
+    if not moved:
         return None
-    return r["server_cpu_s"] / (r["bytes"] / 2**30)
+    return r["server_cpu_s"] / (moved / 2**30)
 
 
 def value(r, k):

@@ -25,7 +25,8 @@
 # no cold cache to whatever runs next.
 #
 # Reported per configuration and workload (bench/report.py): throughput and
-# the server's CPU seconds (user + system, /proc/PID/stat) per GiB moved,
+# the server's CPU seconds (user + system, /proc/PID/stat, from its start to
+# the client's end) per GiB moved (by every request, the warm-up's too),
 # each as the median and min-max of the rounds, and their ratios to plain
 # (median and min-max of the per-round ratios). Then the XTS engine, each
 # implementation, on one core against `openssl speed` and against the same
@@ -215,7 +216,7 @@ r.update(round=int(sys.argv[3]), pos=int(sys.argv[4]), config=sys.argv[5], workl
          server_hwm_kib=int(sys.argv[9]), cached_pct=float(sys.argv[10]))
 with open(sys.argv[1], "a") as f:
     print(json.dumps(r), file=f)
-gib = r["bytes"] / 2**30
+gib = r.get("all_bytes", r["bytes"]) / 2**30
 print("  round %d %-10s %-14s %10s IOPS %9s MiB/s %6s CPU s/GiB  cache %s%%" % (
     r["round"], r["config"], r["workload"], r.get("iops"), r.get("mib_s"),
     "%.3f" % (r["server_cpu_s"] / gib) if gib else "-", sys.argv[10]))' \
