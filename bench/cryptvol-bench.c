@@ -328,6 +328,7 @@ struct xts_timed {
   EVP_CIPHER_CTX *ctx;  /* one-call, OpenSSL */
 };
 
+/* A step through cryptvol's engine: len bytes as sector_size units. */
 static int
 engine_step (struct xts_timed *t, uint8_t *buf, size_t len, uint64_t unit)
 {
@@ -344,6 +345,7 @@ unit_tweak (uint64_t unit, uint8_t tweak[16])
     tweak[i] = (uint8_t) (unit >> (8 * i));
 }
 
+/* A step as one libgcrypt call: len bytes as one data unit. */
 static int
 gcrypt_call_step (struct xts_timed *t, uint8_t *buf, size_t len, uint64_t unit)
 {
@@ -359,6 +361,7 @@ gcrypt_call_step (struct xts_timed *t, uint8_t *buf, size_t len, uint64_t unit)
   return 0;
 }
 
+/* A step as one OpenSSL EVP call: len bytes as one data unit. */
 static int
 openssl_call_step (struct xts_timed *t, uint8_t *buf, size_t len, uint64_t unit)
 {
