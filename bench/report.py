@@ -376,7 +376,7 @@ for size in ("4096", "512"):
               f"{impl} {fsp(e['median'], e['min'], e['max'])} = "
               f"{fsp(x['vs_openssl_speed'][impl]['median'], x['vs_openssl_speed'][impl]['min'], x['vs_openssl_speed'][impl]['max'], 2, 'x')}"
               for impl, e in x["engine_mb_s"].items()) + f"; auto picks {x['auto']}")
-if xts_sum["one_call"]:
+if any(e["n"] for e in xts_sum["one_call"].values()):
     print("XTS one library call over 1 MiB, MB per user CPU second: " + "; ".join(
         f"{impl} {fsp(e['median'], e['min'], e['max'])}, engine at 4096 B / this "
         f"{fsp(xts_sum['engine_vs_one_call'][impl]['median'], xts_sum['engine_vs_one_call'][impl]['min'], xts_sum['engine_vs_one_call'][impl]['max'], 2, 'x')}"
