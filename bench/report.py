@@ -462,10 +462,15 @@ def chart(png):
               "set key outside top center horizontal Left reverse samplen 4 width 2",
               "set style textbox opaque fillcolor rgb 'white' noborder",
               "set lmargin 10", "set rmargin 3", "set bmargin 3.5"]
-    xt = ", ".join('"%s\\n%s" %d' % (w, f"plain {fmt(get(w, 'plain', metric[w]))} "
-                                         f"{unit_of[metric[w]]}" if get(w, 'plain', metric[w])
-                                     else "plain n/a", i)
-                   for i, w in enumerate(workloads))
+    def xtics(k):
+        """Each cluster's label: the workload and plain's figure the panel's
+        ratios are of."""
+        def base(w):
+            v = get(w, "plain", metric[w] if k == "ratio" else "cpu_s_per_gib")
+            unit = unit_of[metric[w]] if k == "ratio" else "CPU s/GiB"
+            return "plain n/a" if v is None else f"plain {fmt(v, 0 if k == 'ratio' else 3)} {unit}"
+        return ", ".join('"%s\\n%s" %d' % (w, base(w), i) for i, w in enumerate(workloads))
+
     for k, ylabel, (low, high), lines_ in panels:
         # The y axis: up to the highest whisker, within [low, high]; bars
         # above are cut and labelled with their value.
@@ -498,7 +503,7 @@ def chart(png):
                         f.write(f"{i - 0.45:.3f} {y}\n{i + 0.45:.3f} {y}\n\n")
                 f.write("\n")
         script += ["unset label", f"set yrange [0:{cap}]", f"set ylabel \"{ylabel}\"",
-                   f"set xtics ({xt}) scale 0", "set ytics 0.2" if cap < 2 else "set ytics 0.5"]
+                   f"set xtics ({xtics(k)}) scale 0", "set ytics 0.2" if cap < 2 else "set ytics 0.5"]
         for x, y, text, col in labels:
             script.append(f"set label '{text}' at {x:.4f},{y:.3f} rotate by 90 left "
                           f"font 'sans,9' textcolor rgb '{col}' boxed front")
