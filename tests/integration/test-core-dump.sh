@@ -9,20 +9,9 @@
 # enough to find what is there). The control socket's status names the
 # implementation serving, and auto logs its timing of both.
 source "$(dirname "$0")/functions.sh"
-requires nbdkit nbdsh gcore python3
+requires nbdkit nbdsh gcore python3 jq
 
-SOCK=$tmp/nbd.sock
-CTL=$tmp/ctl.sock
-URI="nbd+unix:///?socket=$SOCK"
-nbd_pid=
-stop_nbd () {
-  if [ -n "$nbd_pid" ]; then
-    kill "$nbd_pid" 2>/dev/null || true
-    wait "$nbd_pid" 2>/dev/null || true
-    nbd_pid=
-  fi
-}
-cleanup_hooks+=(stop_nbd)
+nbd_opts=(-v) # the pick is logged at debug level
 
 head -c 64 /dev/urandom >dek
 "$KEYMGR" genkey vol.kek >/dev/null
@@ -30,23 +19,15 @@ head -c 64 /dev/urandom >dek
 uuid=$("$KEYMGR" info vol --json | jq -r .uuid)
 
 for engine in openssl gcrypt auto; do
-  rm -f "$SOCK" core.*
-  : >nbdkit.log
-  nbdkit -f -v -U "$SOCK" "$PLUGIN" vol keyfile=vol.kek key-check=0 \
-    xts-engine=$engine control="$CTL" >>nbdkit.log 2>&1 &
-  nbd_pid=$!
-  for _ in $(seq 1 400); do
-    [ -S "$SOCK" ] && "$KEYMGR" status --control "$CTL" >/dev/null 2>&1 && break
-    kill -0 "$nbd_pid" 2>/dev/null || { cat nbdkit.log >&2; fail "$engine: nbdkit did not start"; }
-    sleep 0.05
-  done
+  rm -f core.* "$tmp/nbdkit.log"
+  start_nbd vol keyfile=vol.kek key-check=0 xts-engine=$engine
   shown=$("$KEYMGR" status --control "$CTL" --json | jq -r .xts_engine)
   case $engine in
     auto) [ "$shown" = openssl ] || [ "$shown" = gcrypt ] ||
             fail "auto: status shows xts_engine '$shown'"
-          grep -q "xts: 4096-byte sectors: libgcrypt .* GB/s, OpenSSL .* GB/s" nbdkit.log ||
+          grep -q "xts: 4096-byte sectors: libgcrypt .* GB/s, OpenSSL .* GB/s" "$tmp/nbdkit.log" ||
             fail "auto: the timing of both implementations is not logged"
-          pass "auto picked $shown and logged why: $(grep -o 'xts: 4096.*' nbdkit.log | head -1)"
+          pass "auto picked $shown and logged why: $(grep -o 'xts: 4096.*' "$tmp/nbdkit.log" | head -1)"
           stop_nbd
           continue ;; # it serves with one of the two dumped below
     *) [ "$shown" = "$engine" ] || fail "$engine: status shows xts_engine '$shown'" ;;
