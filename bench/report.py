@@ -306,6 +306,17 @@ def row_verdict(row):
     return None if None in ms or not ms else True
 
 
+# cryptvol against other builds of it served in the same run (BENCH_PLUGINS,
+# "cv-NAME"): per workload, the per-round ratios of throughput and of CPU
+# per GiB, median (min-max): a change's effect, measured in one run.
+builds = {}
+for b in configs:
+    if b.startswith("cv-") and b != "cv-direct" and "cryptvol" in configs:
+        builds[b] = {w: {"ratio": spread(per_round_ratio(w, "cryptvol", b,
+                                                         lambda r: value(r, metric[w]))),
+                         "cpu_ratio": spread(per_round_ratio(w, "cryptvol", b, cpu_per_gib))}
+                     for w in workloads}
+
 rows = [{"row": n, "measure": m, "want": want, "met": row_verdict(n),
          "items": [t["target"] for t in targets if t["row"] == n]}
         for n, (m, want) in ROWS.items()]
@@ -315,7 +326,7 @@ result = {"machine": machine, "params": params, "summary": summary,
           "xts": xts_sum, "rotate": rot_sum, "rotate_runs": rot,
           "rotate_online": ron_sum, "rotate_online_runs": ron,
           "rss_peak_mib_4conns": rss, "rss_peak_mib_1conn": rss1, "rss_over_plain_mib": rss_over,
-          "targets": targets, "target_rows": rows, "fio": fio, "runs": runs, "xts_runs": xts}
+          "targets": targets, "target_rows": rows, "vs_builds": builds, "fio": fio, "runs": runs, "xts_runs": xts}
 os.makedirs(a.out, exist_ok=True)
 with open(os.path.join(a.out, "results.json"), "w") as f:
     json.dump(result, f, indent=1)
@@ -413,6 +424,12 @@ if ron_sum:
 for f in fio:
     print(f"fio nbd engine: {f['config']:10s} {f['workload']:16s} {fmt(f['iops'])} IOPS {fmt(f['mib_s'])} MiB/s")
 print()
+for b, ws in builds.items():
+    print(f"cryptvol vs {b} (the same run), per-round ratios, median (min-max):")
+    for w, x in ws.items():
+        t, c = x["ratio"], x["cpu_ratio"]
+        print(f"  {w:14s} throughput {fsp(t['median'], t['min'], t['max'], 2, 'x')}, "
+              f"CPU s/GiB {fsp(c['median'], c['min'], c['max'], 2, 'x')}")
 print("Targets (issue 14), judged from the medians; value median (min-max):")
 for row in rows:
     if not runs and row["row"] != 6:

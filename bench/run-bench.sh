@@ -46,7 +46,8 @@
 # opinion), BENCH_QUICK=1 (a smoke test: small file, short runs, one round
 # unless BENCH_ROUNDS says), BENCH_PLUGINS="NAME=PATH.so ..." (more cryptvol
 # builds served like `cryptvol`, e.g. the plugin before a change, to measure
-# the change in the same run); the rotation's: BENCH_ROT_CLIENT_ROUNDS (3:
+# the change in the same run: the report gives cryptvol's per-round ratios
+# to each, throughput and CPU per GiB); the rotation's: BENCH_ROT_CLIENT_ROUNDS (3:
 # rounds of a client during a rotation; the rotation's own rate gets
 # BENCH_ROUNDS), BENCH_ROTATE_SIZE (1536M), BENCH_ROT_RATE (100),
 # BENCH_ROT_WORKLOADS, BENCH_ROT_PARTS (see bench/rotate-online.sh).
