@@ -30,8 +30,13 @@
 #define TAG_SLOT_SHIFT 40
 #define TAG_CHUNK_MASK ((1ULL << TAG_SLOT_SHIFT) - 1)
 
+/* A cache line: thread states are aligned to it and padded to a multiple of
+ * it, so that one thread's per-request writes (its counts) never share a line
+ * with another's state. */
+#define CACHE_LINE 64
+
 /* What one thread needs for I/O on one volume, made on its first request. */
-struct cv_thr {
+struct __attribute__ ((aligned (CACHE_LINE))) cv_thr {
   struct cv_thr *next;
   struct cv_vol *v;
   struct cv_io_queue *q;
@@ -97,13 +102,14 @@ thr_exit (void *p)
 static int
 thr_new (struct cv_vol *v, struct cv_thr **out)
 {
-  struct cv_thr *t = calloc (1, sizeof *t);
+  struct cv_thr *t = aligned_alloc (CACHE_LINE, sizeof *t);
   int rc;
 
   if (!t) {
     cv_err ("%s: out of memory for this thread's I/O state", v->path);
     return -ENOMEM;
   }
+  *t = (struct cv_thr){ 0 };
   t->v = v;
   t->gen = v->gen;
   if ((rc = cv_io_queue_new (v->io, QUEUE_DEPTH, &t->q)) < 0
