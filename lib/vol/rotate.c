@@ -51,8 +51,10 @@
 #define JHDR 4096             /* journal record; sector hashes follow */
 #define JMAGIC "CVROTJ01"
 #define TAG CV_GCM_TAG_LEN
-#define PIECE (1024 * 1024) /* data written between fault points */
-#define PASS (256 * 1024)   /* data tagged and re-encrypted in one pass */
+#define PIECE (1024 * 1024)      /* data written between fault points */
+#define PASS (256 * 1024)        /* data tagged and re-encrypted in one pass */
+#define RCHUNK (4 * 1024 * 1024) /* offline: hotzone read in pieces... */
+#define RDEPTH 4                 /* ... this many in flight */
 
 /* Journal record layout (big-endian integers). */
 enum {
@@ -647,6 +649,119 @@ step_failed (struct cv_vol *v, const struct rot_ctx *c, uint64_t start,
   return rc;
 }
 
+/* Tag every sector of the n bytes at off of the hotzone at start (in
+ * buf + off) under the old DEK, re-encrypt them and tag them again, into
+ * hashes (the tags of the whole hotzone); PASS bytes at a time, so that each
+ * pass is tagged, re-encrypted and tagged again while it is in the cache. */
+static int
+transform (const struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
+           uint64_t start, uint64_t off, uint64_t n, uint8_t *hashes)
+{
+  int rc;
+
+  for (uint64_t o = off; o < off + n; o += PASS) {
+    size_t k = (off + n - o < PASS ? off + n - o : PASS) / v->ss;
+    uint8_t *p = buf + o, *h = hashes + o / v->ss * 2 * TAG;
+    uint64_t first = (start + o) / v->ss;
+    if ((rc = tag_sectors (v, c->g, p, first, k, h, 0)) < 0
+        || (rc = reencrypt (c, p, first, k)) < 0
+        || (rc = tag_sectors (v, c->g, p, first, k, h, 1)) < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* Journal the hotzone [start, start + len), whose tags are in jbuf after its
+ * JHDR-byte record: the record is filled in and, with the tags, made durable
+ * before any sector of the hotzone is rewritten. */
+static int
+journal_write (struct cv_vol *v, const struct rot_ctx *c, uint8_t *jbuf,
+               uint64_t start, uint64_t len)
+{
+  size_t nhash = len / v->ss * 2 * TAG;
+  struct cv_hdr_rotation r;
+  int rc;
+
+  memset (jbuf, 0, JHDR);
+  memcpy (jbuf + J_MAGIC, JMAGIC, 8);
+  if ((rc = rotation_of (v, v->hdr, &r)) < 0)
+    return rc;
+  cv_hex_decode (r.id, jbuf + J_ID, 8);
+  cv_put_be64 (jbuf + J_START, start);
+  cv_put_be64 (jbuf + J_LEN, len);
+  if ((rc = journal_mac (v, jbuf, jbuf + JHDR, nhash, jbuf + J_MAC)) < 0)
+    return rc;
+  /* The hotzone on disk must be what was read and tagged before the
+   * journal names it: a served volume's clients may have written it
+   * without a flush (offline, a server killed before its flush), and a
+   * power loss must not leave a sector that matches neither tag. With an
+   * attached header, the hotzone's range is written back and the journal's
+   * hashes, written with DSYNC (which flushes the device's cache), make it
+   * durable before the record that validates them: nothing syncs the rest
+   * of the file, which may hold much that the clients wrote. A detached
+   * header may be on another device: the data store is flushed whole. The
+   * record is durable (DSYNC) before the first sector of the hotzone is
+   * written: else a crash could leave new sectors that no record
+   * identifies. */
+  if ((rc = strcmp (v->hname, v->path) == 0
+                ? cv_io_sync_range (c->q, v->data_offset + start, len)
+                : cv_io_flush (c->q))
+      < 0)
+    return io_fail (v, "syncing", v->path, start, rc);
+  if ((rc = cv_pwrite_all (v->hfd, jbuf + JHDR, nhash, JOFF + JHDR, RWF_DSYNC))
+          < 0
+      || (rc = cv_pwrite_all (v->hfd, jbuf, JHDR, JOFF, RWF_DSYNC)) < 0)
+    return io_fail (v, "writing the journal of", v->hname, JOFF, rc);
+  __atomic_store_n (&v->jstart, start, __ATOMIC_RELAXED);
+  __atomic_store_n (&v->jlen, len, __ATOMIC_RELAXED);
+  cv_fault_point ("rotate: journal written");
+  return 0;
+}
+
+/* Write the re-encrypted hotzone [start, start + len) from buf, PIECE bytes
+ * at a time (a fault point after each), each durable as it is written if fua
+ * (DSYNC: its own range, and the device's cache), else left for one flush
+ * before the commit; then the boundary moves past it in memory. Reads of the
+ * hotzone wait while it is rewritten, then go on under the new DEK; writes
+ * wait until the boundary is committed (until then the journal's tags must
+ * describe the hotzone). Returns 0 or -errno (logged); the step is then to
+ * be finished from its journal (step_failed). */
+static int
+hotzone_write (struct cv_vol *v, const struct rot_ctx *c, const uint8_t *buf,
+               uint64_t start, uint64_t len, bool fua)
+{
+  int rc = 0;
+
+  cv_vol_range_reads (v, true);
+  for (uint64_t off = 0; off < len; off += PIECE) {
+    size_t n = len - off < PIECE ? len - off : PIECE;
+    if ((rc
+         = cv_io_pwrite (c->q, buf + off, n, v->data_offset + start + off, fua))
+        < 0)
+      return io_fail (v, "writing", v->path, start + off, rc);
+    cv_fault_point ("rotate: hotzone piece written");
+  }
+  __atomic_store_n (&v->boundary, start + len, __ATOMIC_RELEASE);
+  cv_vol_range_reads (v, false);
+  return 0;
+}
+
+/* The hotzone [start, start + len) is durable under the new DEK: commit the
+ * boundary past it; if that fails, finish it from its journal (step_failed,
+ * with buf and the journal's hashes). */
+static int
+step_commit (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
+             const uint8_t *hashes, uint64_t start, uint64_t len)
+{
+  int rc = commit_boundary (v, start + len);
+
+  if (rc < 0)
+    return step_failed (v, c, start, len, hashes, buf, rc);
+  __atomic_store_n (&v->jlen, 0, __ATOMIC_RELAXED);
+  cv_fault_point ("rotate: step committed");
+  return 0;
+}
+
 /* One step (step_once, under the range lock): journal the hotzone at the
  * boundary, rewrite it, commit. */
 static int
@@ -654,77 +769,17 @@ step_locked (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
              uint8_t *jbuf, uint64_t len)
 {
   uint64_t start = v->boundary;
-  size_t nsect = len / v->ss, nhash = nsect * 2 * TAG;
   uint8_t *hashes = jbuf + JHDR;
   int rc;
 
   if ((rc = cv_io_pread (c->q, buf, len, v->data_offset + start)) < 0)
     return io_fail (v, "reading", v->path, start, rc);
-  /* Piece by piece, so that each is tagged, re-encrypted and tagged again
-   * while it is in the cache. */
-  for (size_t i = 0; i < nsect; i += PASS / v->ss) {
-    size_t n = nsect - i < PASS / v->ss ? nsect - i : PASS / v->ss;
-    uint8_t *p = buf + i * v->ss, *h = hashes + i * 2 * TAG;
-    uint64_t first = start / v->ss + i;
-    if ((rc = tag_sectors (v, c->g, p, first, n, h, 0)) < 0
-        || (rc = reencrypt (c, p, first, n)) < 0
-        || (rc = tag_sectors (v, c->g, p, first, n, h, 1)) < 0)
-      return rc;
-  }
-
-  memset (jbuf, 0, JHDR);
-  memcpy (jbuf + J_MAGIC, JMAGIC, 8);
-  struct cv_hdr_rotation r;
-  if ((rc = rotation_of (v, v->hdr, &r)) < 0)
+  if ((rc = transform (v, c, buf, start, 0, len, hashes)) < 0
+      || (rc = journal_write (v, c, jbuf, start, len)) < 0)
     return rc;
-  cv_hex_decode (r.id, jbuf + J_ID, 8);
-  cv_put_be64 (jbuf + J_START, start);
-  cv_put_be64 (jbuf + J_LEN, len);
-  if ((rc = journal_mac (v, jbuf, hashes, nhash, jbuf + J_MAC)) < 0)
-    return rc;
-  /* The hotzone on disk must be what was read and tagged before the
-   * journal names it: a served volume's clients may have written it
-   * without a flush, and a power loss must not leave a sector that matches
-   * neither tag. With an attached header, the hotzone's range is written
-   * back and the journal's hashes, written with DSYNC (which flushes the
-   * device's cache), make it durable before the record that validates
-   * them: nothing syncs the rest of the file, which may hold much that the
-   * clients wrote. A detached header may be on another device: the data
-   * store is flushed whole. */
-  if ((rc = strcmp (v->hname, v->path) == 0
-                ? cv_io_sync_range (c->q, v->data_offset + start, len)
-                : cv_io_flush (c->q))
-      < 0)
-    return io_fail (v, "syncing", v->path, start, rc);
-  if ((rc = cv_pwrite_all (v->hfd, hashes, nhash, JOFF + JHDR, RWF_DSYNC)) < 0
-      || (rc = cv_pwrite_all (v->hfd, jbuf, JHDR, JOFF, RWF_DSYNC)) < 0)
-    return io_fail (v, "writing the journal of", v->hname, JOFF, rc);
-  __atomic_store_n (&v->jstart, start, __ATOMIC_RELAXED);
-  __atomic_store_n (&v->jlen, len, __ATOMIC_RELAXED);
-  cv_fault_point ("rotate: journal written");
-
-  /* Each piece durable as it is written (DSYNC: its own range, and the
-   * device's cache), before the boundary moves past it. Reads of the
-   * hotzone wait while it is rewritten, then go on under the new DEK;
-   * writes wait until the boundary is committed (until then the journal's
-   * tags must describe the hotzone). */
-  cv_vol_range_reads (v, true);
-  for (uint64_t off = 0; off < len; off += PIECE) {
-    size_t n = len - off < PIECE ? len - off : PIECE;
-    if ((rc = cv_io_pwrite (c->q, buf + off, n, v->data_offset + start + off,
-                            true))
-        < 0)
-      return step_failed (v, c, start, len, hashes, buf,
-                          io_fail (v, "writing", v->path, start + off, rc));
-    cv_fault_point ("rotate: hotzone piece written");
-  }
-  __atomic_store_n (&v->boundary, start + len, __ATOMIC_RELEASE);
-  cv_vol_range_reads (v, false);
-  if ((rc = commit_boundary (v, start + len)) < 0)
+  if ((rc = hotzone_write (v, c, buf, start, len, true)) < 0)
     return step_failed (v, c, start, len, hashes, buf, rc);
-  __atomic_store_n (&v->jlen, 0, __ATOMIC_RELAXED);
-  cv_fault_point ("rotate: step committed");
-  return 0;
+  return step_commit (v, c, buf, hashes, start, len);
 }
 
 /* One step of len bytes at the boundary, which client requests overlapping
@@ -803,11 +858,190 @@ cv_rot_finish (struct cv_vol *v)
   return 0; /* status keeps the id of the rotation "done" */
 }
 
+/* The offline run's pipeline (cv_vol_rotate_run), so that the device and
+ * the cipher work at once as in a copy: while step k is written and
+ * flushed, the hotzone of step k + 1 is read into the other buffer, RCHUNK
+ * at a time with RDEPTH reads in flight on a queue of its own, and each
+ * piece is tagged and re-encrypted as it arrives. Step k is committed once
+ * its flush has completed, before step k + 1 is journalled: the journal
+ * holds one step, and the crash protocol is each step's, unchanged. */
+struct run {
+  struct rot_ctx c;
+  struct cv_io_queue *rq;    /* the reads ahead */
+  uint8_t *buf[2], *jbuf[2]; /* for two steps in turn */
+  int cur;                   /* the step being read: buf[cur], jbuf[cur] */
+  uint64_t start, len;       /* its hotzone */
+  uint64_t queued;           /* bytes of it whose read is queued */
+  unsigned inflight;         /* reads in flight on rq */
+  /* The step written, its flush queued on c.q and not yet reaped (flen 0:
+   * none), and where its data and tags are. */
+  uint64_t fstart, flen;
+  uint8_t *fbuf, *fjbuf;
+};
+
+/* Queue reads of the hotzone into buf[cur] while there is room, each tagged
+ * with its offset in the hotzone, and submit them. */
+static int
+run_queue_reads (struct cv_vol *v, struct run *r)
+{
+  int rc;
+
+  while (r->queued < r->len && r->inflight < RDEPTH) {
+    size_t n = r->len - r->queued < RCHUNK ? r->len - r->queued : RCHUNK;
+    if ((rc
+         = cv_io_queue_read (r->rq, r->buf[r->cur] + r->queued, n,
+                             v->data_offset + r->start + r->queued, r->queued))
+        < 0)
+      return io_fail (v, "reading", v->path, r->start + r->queued, rc);
+    r->queued += n;
+    r->inflight++;
+  }
+  return cv_io_submit (r->rq);
+}
+
+/* Wait for the next read on rq (none left: returns 0 with *off CV_IO_BROKEN).
+ */
+static int
+run_reap (struct run *r, uint64_t *off)
+{
+  int rc = cv_io_reap (r->rq, off);
+
+  if (*off == CV_IO_BROKEN)
+    r->inflight = 0;
+  else
+    r->inflight--;
+  return rc == -ENOENT ? 0 : rc;
+}
+
+/* The hotzone [start, start + len) into buf[cur], tagged and re-encrypted
+ * piece by piece as the reads complete (in any order), its tags into
+ * jbuf[cur]. */
+static int
+run_read_in (struct cv_vol *v, struct run *r)
+{
+  uint8_t *hashes = r->jbuf[r->cur] + JHDR;
+  uint64_t off;
+  int rc;
+
+  for (uint64_t done = 0; done < r->len;) {
+    if ((rc = run_queue_reads (v, r)) < 0)
+      return rc;
+    if ((rc = run_reap (r, &off)) < 0)
+      return off == CV_IO_BROKEN
+                 ? rc
+                 : io_fail (v, "reading", v->path, r->start + off, rc);
+    size_t n = r->len - off < RCHUNK ? r->len - off : RCHUNK;
+    if ((rc = transform (v, &r->c, r->buf[r->cur], r->start, off, n, hashes))
+        < 0)
+      return rc;
+    done += n;
+  }
+  return 0;
+}
+
+/* Start reading the step after the one in buf[cur], into the other buffer;
+ * step: the bytes of a step. */
+static int
+run_read_next (struct cv_vol *v, struct run *r, uint64_t step)
+{
+  r->cur ^= 1;
+  r->start += r->len;
+  r->len = v->size - r->start < step ? v->size - r->start : step;
+  r->queued = 0;
+  return run_queue_reads (v, r);
+}
+
+/* The step written before: wait for its flush, then commit it (a failure of
+ * either finishes it from its journal: step_failed). Nothing to do if
+ * there is none. */
+static int
+run_commit_prev (struct cv_vol *v, struct run *r,
+                 void (*progress) (uint64_t done, uint64_t total, void *arg),
+                 void *arg)
+{
+  uint64_t start = r->fstart, len = r->flen, tag;
+  uint8_t *hashes = r->fjbuf + JHDR;
+  int rc;
+
+  if (len == 0)
+    return 0;
+  r->flen = 0;
+  if ((rc = cv_io_reap (r->c.q, &tag)) < 0) {
+    if (tag != CV_IO_BROKEN)
+      io_fail (v, "syncing", v->path, start, rc);
+    return step_failed (v, &r->c, start, len, hashes, r->fbuf, rc);
+  }
+  if ((rc = step_commit (v, &r->c, r->fbuf, hashes, start, len)) < 0)
+    return rc;
+  if (progress)
+    progress (start + len, v->size, arg);
+  return 0;
+}
+
+/* One step of the pipeline: the hotzone in buf[cur] has been read; journal
+ * it, start reading the next, write it and queue its flush. */
+static int
+run_write (struct cv_vol *v, struct run *r, uint64_t step)
+{
+  uint64_t start = r->start, len = r->len;
+  uint8_t *buf = r->buf[r->cur], *jbuf = r->jbuf[r->cur];
+  int rc;
+
+  if ((rc = journal_write (v, &r->c, jbuf, start, len)) < 0)
+    return rc;
+  if ((start + len < v->size && (rc = run_read_next (v, r, step)) < 0)
+      || (rc = hotzone_write (v, &r->c, buf, start, len, false)) < 0)
+    return step_failed (v, &r->c, start, len, jbuf + JHDR, buf, rc);
+  /* One flush for the step's pieces, instead of a DSYNC each: the hotzone
+   * must be durable before the header's boundary moves past it, else a
+   * power loss could leave sectors under the old DEK that the header says
+   * are new, and no journal to find them. Its wait overlaps the next
+   * step's reads and cipher; its commit comes before that step's journal
+   * (run_commit_prev). */
+  if ((rc = cv_io_queue_flush (r->c.q, 0)) < 0
+      || (rc = cv_io_submit (r->c.q)) < 0)
+    return step_failed (v, &r->c, start, len, jbuf + JHDR, buf,
+                        io_fail (v, "syncing", v->path, start, rc));
+  r->fstart = start;
+  r->flen = len;
+  r->fbuf = buf;
+  r->fjbuf = jbuf;
+  return 0;
+}
+
+/* Run the pipeline from the boundary to the end of the volume, under the
+ * range lock over all of it (offline: the volume is opened exclusively, and
+ * the next step's hotzone is read while the current one is written). */
+static int
+run_steps (struct cv_vol *v, struct run *r, uint64_t step,
+           void (*progress) (uint64_t done, uint64_t total, void *arg),
+           void *arg)
+{
+  int rc, frc;
+
+  r->start = v->boundary;
+  r->len = v->size - r->start < step ? v->size - r->start : step;
+  rc = run_queue_reads (v, r);
+  for (;;) {
+    bool last = r->start + r->len == v->size;
+    if (rc == 0)
+      rc = run_read_in (v, r);
+    frc = run_commit_prev (v, r, progress, arg);
+    if (rc == 0 && (rc = frc) == 0 && (rc = run_write (v, r, step)) == 0
+        && last)
+      rc = run_commit_prev (v, r, progress, arg);
+    if (rc < 0 || last)
+      return rc;
+  }
+}
+
 int
 cv_vol_rotate_run (struct cv_vol *v,
                    void (*progress) (uint64_t done, uint64_t total, void *arg),
                    void *arg)
 {
+  struct run r = { .cur = 0 };
+  uint64_t off;
   int rc = 0;
 
   if (!v->odek) {
@@ -820,21 +1054,30 @@ cv_vol_rotate_run (struct cv_vol *v,
             v->path);
     return -EIO;
   }
+  if (v->boundary == v->size)
+    return cv_rot_finish (v); /* killed after the last step's commit */
   uint64_t step = cv_rot_step_max (v, 0);
-  CLEANUP_FREE uint8_t *buf = io_buffer (step);
-  CLEANUP_FREE uint8_t *jbuf = malloc (cv_rot_jbuf_size (v, step));
-  if (!buf || !jbuf)
-    return -ENOMEM;
-  struct rot_ctx c;
-  if ((rc = rot_ctx_new (v, NULL, &c)) < 0)
-    return rc;
-  while (v->boundary < v->size) {
-    uint64_t len = v->size - v->boundary < step ? v->size - v->boundary : step;
-    if ((rc = step_once (v, &c, buf, jbuf, len)) < 0)
-      break;
-    if (progress)
-      progress (v->boundary, v->size, arg);
+  size_t jlen = cv_rot_jbuf_size (v, step);
+  for (int i = 0; i < 2; i++)
+    if (!(r.buf[i] = io_buffer (step)) || !(r.jbuf[i] = malloc (jlen)))
+      rc = -ENOMEM;
+  if (rc == 0 && (rc = rot_ctx_new (v, NULL, &r.c)) == 0) {
+    if ((rc = cv_io_queue_new (v->io, RDEPTH, &r.rq)) == 0) {
+      cv_vol_range_lock (v, v->boundary, v->size, false);
+      rc = run_steps (v, &r, step, progress, arg);
+      cv_vol_range_unlock (v);
+      while (r.inflight) /* reads ahead of a failed step */
+        run_reap (&r, &off);
+      cv_io_queue_free (r.rq);
+    }
+    rot_ctx_free (&r.c);
   }
-  rot_ctx_free (&c);
+  for (int i = 0; i < 2; i++) {
+    if (rc < 0 && r.buf[i])
+      cv_wipe (r.buf[i],
+               step); /* may hold plaintext; steps end in ciphertext */
+    free (r.buf[i]);
+    free (r.jbuf[i]);
+  }
   return rc < 0 ? rc : cv_rot_finish (v);
 }
