@@ -22,6 +22,7 @@
  * finished. A sector that matches neither (a torn write) is reported, never
  * guessed. The record is authenticated with HMAC under HKDF(new DEK). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,10 +52,10 @@
 #define JHDR 4096             /* journal record; sector hashes follow */
 #define JMAGIC "CVROTJ01"
 #define TAG CV_GCM_TAG_LEN
-#define PIECE (1024 * 1024)      /* data written between fault points */
-#define PASS (256 * 1024)        /* data tagged and re-encrypted in one pass */
-#define RCHUNK (4 * 1024 * 1024) /* offline: hotzone read in pieces... */
-#define RDEPTH 4                 /* ... this many in flight */
+#define PIECE (1024 * 1024)  /* data written between fault points */
+#define PASS (256 * 1024)    /* data tagged and re-encrypted in one pass */
+#define RCHUNK (1024 * 1024) /* offline: hotzone read in pieces... */
+#define RDEPTH 8             /* ... this many in flight */
 
 /* Journal record layout (big-endian integers). */
 enum {
@@ -858,6 +859,113 @@ cv_rot_finish (struct cv_vol *v)
   return 0; /* status keeps the id of the rotation "done" */
 }
 
+/* A second thread for the cipher of the offline run: a piece of the hotzone
+ * whose read completed is handed to it when it is idle, while this thread
+ * takes the next; each thread has its own tag context and XTS engines. */
+struct helper {
+  pthread_t t;
+  pthread_mutex_t m;
+  pthread_cond_t cv;
+  const struct cv_vol *v;
+  struct rot_ctx c;
+  bool busy, stop; /* a piece is handed over / the run ends */
+  uint8_t *buf, *hashes;
+  uint64_t start, off, n; /* the piece: transform's arguments */
+  int rc;                 /* its first failure */
+};
+
+static void *
+helper_main (void *arg)
+{
+  struct helper *h = arg;
+
+  pthread_mutex_lock (&h->m);
+  for (;;) {
+    while (!h->busy && !h->stop)
+      pthread_cond_wait (&h->cv, &h->m);
+    if (!h->busy)
+      break;
+    pthread_mutex_unlock (&h->m);
+    int rc = transform (h->v, &h->c, h->buf, h->start, h->off, h->n, h->hashes);
+    pthread_mutex_lock (&h->m);
+    if (rc < 0 && h->rc == 0)
+      h->rc = rc;
+    h->busy = false;
+    pthread_cond_broadcast (&h->cv);
+  }
+  pthread_mutex_unlock (&h->m);
+  return NULL;
+}
+
+/* Start the helper with its own keys (q: the run's queue, which it does not
+ * use). Returns false, with nothing to free, where there is no second CPU
+ * or it cannot be made: the run then does without. */
+static bool
+helper_start (const struct cv_vol *v, struct cv_io_queue *q, struct helper *h)
+{
+  *h = (struct helper){ .v = v };
+  if (sysconf (_SC_NPROCESSORS_ONLN) < 2 || rot_ctx_new (v, q, &h->c) < 0)
+    return false;
+  pthread_mutex_init (&h->m, NULL);
+  pthread_cond_init (&h->cv, NULL);
+  int err = pthread_create (&h->t, NULL, helper_main, h);
+  if (err == 0)
+    return true;
+  cv_debug ("%s: rotation: no second thread for the cipher: %s", v->path,
+            strerror (err));
+  pthread_mutex_destroy (&h->m);
+  pthread_cond_destroy (&h->cv);
+  rot_ctx_free (&h->c);
+  return false;
+}
+
+static void
+helper_stop (struct helper *h)
+{
+  pthread_mutex_lock (&h->m);
+  h->stop = true;
+  pthread_cond_broadcast (&h->cv);
+  pthread_mutex_unlock (&h->m);
+  pthread_join (h->t, NULL);
+  pthread_mutex_destroy (&h->m);
+  pthread_cond_destroy (&h->cv);
+  rot_ctx_free (&h->c);
+}
+
+/* Hand the piece to the helper if it is idle; false if it is busy. */
+static bool
+helper_take (struct helper *h, uint8_t *buf, uint64_t start, uint64_t off,
+             uint64_t n, uint8_t *hashes)
+{
+  pthread_mutex_lock (&h->m);
+  bool idle = !h->busy;
+  if (idle) {
+    h->buf = buf;
+    h->hashes = hashes;
+    h->start = start;
+    h->off = off;
+    h->n = n;
+    h->busy = true;
+    pthread_cond_broadcast (&h->cv);
+  }
+  pthread_mutex_unlock (&h->m);
+  return idle;
+}
+
+/* Wait until the helper is idle; its first failure since the last call, or
+ * 0. */
+static int
+helper_wait (struct helper *h)
+{
+  pthread_mutex_lock (&h->m);
+  while (h->busy)
+    pthread_cond_wait (&h->cv, &h->m);
+  int rc = h->rc;
+  h->rc = 0;
+  pthread_mutex_unlock (&h->m);
+  return rc;
+}
+
 /* The offline run's pipeline (cv_vol_rotate_run), so that the device and
  * the cipher work at once as in a copy: while step k is written and
  * flushed, the hotzone of step k + 1 is read into the other buffer, RCHUNK
@@ -877,6 +985,8 @@ struct run {
    * none), and where its data and tags are. */
   uint64_t fstart, flen;
   uint8_t *fbuf, *fjbuf;
+  struct helper h;
+  bool helped; /* h runs */
 };
 
 /* Queue reads of the hotzone into buf[cur] while there is room, each tagged
@@ -914,29 +1024,30 @@ run_reap (struct run *r, uint64_t *off)
 }
 
 /* The hotzone [start, start + len) into buf[cur], tagged and re-encrypted
- * piece by piece as the reads complete (in any order), its tags into
- * jbuf[cur]. */
+ * piece by piece as the reads complete (in any order; by the helper when it
+ * is idle), its tags into jbuf[cur]. */
 static int
 run_read_in (struct cv_vol *v, struct run *r)
 {
-  uint8_t *hashes = r->jbuf[r->cur] + JHDR;
+  uint8_t *buf = r->buf[r->cur], *hashes = r->jbuf[r->cur] + JHDR;
   uint64_t off;
-  int rc;
+  int rc = 0;
 
-  for (uint64_t done = 0; done < r->len;) {
+  for (uint64_t done = 0; done < r->len && rc == 0;) {
     if ((rc = run_queue_reads (v, r)) < 0)
-      return rc;
-    if ((rc = run_reap (r, &off)) < 0)
-      return off == CV_IO_BROKEN
-                 ? rc
-                 : io_fail (v, "reading", v->path, r->start + off, rc);
+      break;
+    if ((rc = run_reap (r, &off)) < 0) {
+      if (off != CV_IO_BROKEN)
+        io_fail (v, "reading", v->path, r->start + off, rc);
+      break;
+    }
     size_t n = r->len - off < RCHUNK ? r->len - off : RCHUNK;
-    if ((rc = transform (v, &r->c, r->buf[r->cur], r->start, off, n, hashes))
-        < 0)
-      return rc;
+    if (!r->helped || !helper_take (&r->h, buf, r->start, off, n, hashes))
+      rc = transform (v, &r->c, buf, r->start, off, n, hashes);
     done += n;
   }
-  return 0;
+  int hrc = r->helped ? helper_wait (&r->h) : 0;
+  return rc < 0 ? rc : hrc;
 }
 
 /* Start reading the step after the one in buf[cur], into the other buffer;
@@ -1063,11 +1174,14 @@ cv_vol_rotate_run (struct cv_vol *v,
       rc = -ENOMEM;
   if (rc == 0 && (rc = rot_ctx_new (v, NULL, &r.c)) == 0) {
     if ((rc = cv_io_queue_new (v->io, RDEPTH, &r.rq)) == 0) {
+      r.helped = helper_start (v, r.c.q, &r.h);
       cv_vol_range_lock (v, v->boundary, v->size, false);
       rc = run_steps (v, &r, step, progress, arg);
       cv_vol_range_unlock (v);
       while (r.inflight) /* reads ahead of a failed step */
         run_reap (&r, &off);
+      if (r.helped)
+        helper_stop (&r.h);
       cv_io_queue_free (r.rq);
     }
     rot_ctx_free (&r.c);
