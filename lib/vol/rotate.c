@@ -874,6 +874,7 @@ struct helper {
   int rc;                 /* its first failure */
 };
 
+/* The helper's thread: transform each piece handed over, until stopped. */
 static void *
 helper_main (void *arg)
 {
@@ -919,6 +920,7 @@ helper_start (const struct cv_vol *v, struct cv_io_queue *q, struct helper *h)
   return false;
 }
 
+/* Stop the helper (idle: after helper_wait) and free what it holds. */
 static void
 helper_stop (struct helper *h)
 {
@@ -1009,8 +1011,9 @@ run_queue_reads (struct cv_vol *v, struct run *r)
   return cv_io_submit (r->rq);
 }
 
-/* Wait for the next read on rq (none left: returns 0 with *off CV_IO_BROKEN).
- */
+/* Wait for the next of the reads in flight (there is one) to complete: 0 or
+ * its -errno with *off its tag, or -errno with *off CV_IO_BROKEN when the
+ * queue failed (logged) with none left in flight. */
 static int
 run_reap (struct run *r, uint64_t *off)
 {
@@ -1020,7 +1023,7 @@ run_reap (struct run *r, uint64_t *off)
     r->inflight = 0;
   else
     r->inflight--;
-  return rc == -ENOENT ? 0 : rc;
+  return rc;
 }
 
 /* The hotzone [start, start + len) into buf[cur], tagged and re-encrypted
@@ -1110,9 +1113,8 @@ run_write (struct cv_vol *v, struct run *r, uint64_t step)
    * step's reads and cipher; its commit comes before that step's journal
    * (run_commit_prev). */
   if ((rc = cv_io_queue_flush (r->c.q, 0)) < 0
-      || (rc = cv_io_submit (r->c.q)) < 0)
-    return step_failed (v, &r->c, start, len, jbuf + JHDR, buf,
-                        io_fail (v, "syncing", v->path, start, rc));
+      || (rc = cv_io_submit (r->c.q)) < 0) /* the queue failed (logged) */
+    return step_failed (v, &r->c, start, len, jbuf + JHDR, buf, rc);
   r->fstart = start;
   r->flen = len;
   r->fbuf = buf;
@@ -1187,9 +1189,9 @@ cv_vol_rotate_run (struct cv_vol *v,
     rot_ctx_free (&r.c);
   }
   for (int i = 0; i < 2; i++) {
+    /* A failed step may leave plaintext; a step ends in ciphertext. */
     if (rc < 0 && r.buf[i])
-      cv_wipe (r.buf[i],
-               step); /* may hold plaintext; steps end in ciphertext */
+      cv_wipe (r.buf[i], step);
     free (r.buf[i]);
     free (r.jbuf[i]);
   }
