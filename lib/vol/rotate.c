@@ -859,54 +859,90 @@ cv_rot_finish (struct cv_vol *v)
   return 0; /* status keeps the id of the rotation "done" */
 }
 
-/* A second thread for the cipher of the offline run: a piece of the hotzone
- * whose read completed is handed to it when it is idle, while this thread
- * takes the next; each thread has its own tag context and XTS engines. */
+/* A second thread for the cipher of the offline run. The pieces of a
+ * hotzone whose reads completed wait in a list; the helper takes them one by
+ * one, and the run's thread too whenever it would otherwise wait (for a
+ * read, or at the end of the step). Each thread has its own tag context and
+ * XTS engines. */
 struct helper {
   pthread_t t;
   pthread_mutex_t m;
   pthread_cond_t cv;
   const struct cv_vol *v;
   struct rot_ctx c;
-  bool busy, stop; /* a piece is handed over / the run ends */
+  /* The hotzone: transform's arguments but the piece. */
   uint8_t *buf, *hashes;
-  uint64_t start, off, n; /* the piece: transform's arguments */
-  int rc;                 /* its first failure */
+  uint64_t start, len;
+  uint64_t *pend; /* offsets of the pieces waiting, [head, tail) */
+  size_t head, tail;
+  unsigned busy; /* pieces being transformed by either thread */
+  bool stop;
+  int rc; /* the first failure */
 };
 
-/* The helper's thread: transform each piece handed over, until stopped. */
+/* Take the next waiting piece into *off; false if none. Under h->m. */
+static bool
+helper_pop (struct helper *h, uint64_t *off)
+{
+  if (h->head == h->tail)
+    return false;
+  *off = h->pend[h->head++];
+  h->busy++;
+  return true;
+}
+
+/* Transform the piece at off (popped), outside h->m, with the context c. */
+static void
+helper_do (struct helper *h, const struct rot_ctx *c, uint64_t off)
+{
+  uint64_t n = h->len - off < RCHUNK ? h->len - off : RCHUNK;
+  int rc = transform (h->v, c, h->buf, h->start, off, n, h->hashes);
+
+  pthread_mutex_lock (&h->m);
+  if (rc < 0 && h->rc == 0)
+    h->rc = rc;
+  h->busy--;
+  pthread_cond_broadcast (&h->cv);
+  pthread_mutex_unlock (&h->m);
+}
+
+/* The helper's thread: transform the waiting pieces, until stopped. */
 static void *
 helper_main (void *arg)
 {
   struct helper *h = arg;
+  uint64_t off;
 
   pthread_mutex_lock (&h->m);
   for (;;) {
-    while (!h->busy && !h->stop)
+    while (!h->stop && h->head == h->tail)
       pthread_cond_wait (&h->cv, &h->m);
-    if (!h->busy)
+    if (!helper_pop (h, &off))
       break;
     pthread_mutex_unlock (&h->m);
-    int rc = transform (h->v, &h->c, h->buf, h->start, h->off, h->n, h->hashes);
+    helper_do (h, &h->c, off);
     pthread_mutex_lock (&h->m);
-    if (rc < 0 && h->rc == 0)
-      h->rc = rc;
-    h->busy = false;
-    pthread_cond_broadcast (&h->cv);
   }
   pthread_mutex_unlock (&h->m);
   return NULL;
 }
 
 /* Start the helper with its own keys (q: the run's queue, which it does not
- * use). Returns false, with nothing to free, where there is no second CPU
- * or it cannot be made: the run then does without. */
+ * use), for hotzones of up to step bytes. Returns false, with nothing to
+ * free, where there is no second CPU or it cannot be made: the run then
+ * does without. */
 static bool
-helper_start (const struct cv_vol *v, struct cv_io_queue *q, struct helper *h)
+helper_start (const struct cv_vol *v, struct cv_io_queue *q, uint64_t step,
+              struct helper *h)
 {
   *h = (struct helper){ .v = v };
-  if (sysconf (_SC_NPROCESSORS_ONLN) < 2 || rot_ctx_new (v, q, &h->c) < 0)
+  if (sysconf (_SC_NPROCESSORS_ONLN) < 2
+      || !(h->pend = calloc (step / RCHUNK + 1, sizeof *h->pend)))
     return false;
+  if (rot_ctx_new (v, q, &h->c) < 0) {
+    free (h->pend);
+    return false;
+  }
   pthread_mutex_init (&h->m, NULL);
   pthread_cond_init (&h->cv, NULL);
   int err = pthread_create (&h->t, NULL, helper_main, h);
@@ -917,10 +953,11 @@ helper_start (const struct cv_vol *v, struct cv_io_queue *q, struct helper *h)
   pthread_mutex_destroy (&h->m);
   pthread_cond_destroy (&h->cv);
   rot_ctx_free (&h->c);
+  free (h->pend);
   return false;
 }
 
-/* Stop the helper (idle: after helper_wait) and free what it holds. */
+/* Stop the helper (idle: after helper_finish) and free what it holds. */
 static void
 helper_stop (struct helper *h)
 {
@@ -932,33 +969,55 @@ helper_stop (struct helper *h)
   pthread_mutex_destroy (&h->m);
   pthread_cond_destroy (&h->cv);
   rot_ctx_free (&h->c);
+  free (h->pend);
 }
 
-/* Hand the piece to the helper if it is idle; false if it is busy. */
-static bool
-helper_take (struct helper *h, uint8_t *buf, uint64_t start, uint64_t off,
-             uint64_t n, uint8_t *hashes)
+/* The next hotzone, in buf (its tags into hashes); the helper is idle. */
+static void
+helper_hotzone (struct helper *h, uint8_t *buf, uint8_t *hashes, uint64_t start,
+                uint64_t len)
 {
   pthread_mutex_lock (&h->m);
-  bool idle = !h->busy;
-  if (idle) {
-    h->buf = buf;
-    h->hashes = hashes;
-    h->start = start;
-    h->off = off;
-    h->n = n;
-    h->busy = true;
-    pthread_cond_broadcast (&h->cv);
-  }
+  h->buf = buf;
+  h->hashes = hashes;
+  h->start = start;
+  h->len = len;
+  h->head = h->tail = 0;
   pthread_mutex_unlock (&h->m);
-  return idle;
 }
 
-/* Wait until the helper is idle; its first failure since the last call, or
- * 0. */
-static int
-helper_wait (struct helper *h)
+/* The piece at off of the hotzone was read: to be transformed. */
+static void
+helper_push (struct helper *h, uint64_t off)
 {
+  pthread_mutex_lock (&h->m);
+  h->pend[h->tail++] = off;
+  pthread_cond_broadcast (&h->cv);
+  pthread_mutex_unlock (&h->m);
+}
+
+/* With the run's context c, transform one waiting piece if there is one;
+ * false if there was none. */
+static bool
+helper_lend (struct helper *h, const struct rot_ctx *c)
+{
+  uint64_t off;
+
+  pthread_mutex_lock (&h->m);
+  bool got = helper_pop (h, &off);
+  pthread_mutex_unlock (&h->m);
+  if (got)
+    helper_do (h, c, off);
+  return got;
+}
+
+/* Every piece pushed transformed (helping with c); the first failure since
+ * the last call, or 0. */
+static int
+helper_finish (struct helper *h, const struct rot_ctx *c)
+{
+  while (helper_lend (h, c))
+    ;
   pthread_mutex_lock (&h->m);
   while (h->busy)
     pthread_cond_wait (&h->cv, &h->m);
@@ -982,6 +1041,7 @@ struct run {
   int cur;                   /* the step being read: buf[cur], jbuf[cur] */
   uint64_t start, len;       /* its hotzone */
   uint64_t queued;           /* bytes of it whose read is queued */
+  uint64_t got;              /* bytes of it whose read completed */
   unsigned inflight;         /* reads in flight on rq */
   /* The step written, its flush queued on c.q and not yet reaped (flen 0:
    * none), and where its data and tags are. */
@@ -1026,30 +1086,64 @@ run_reap (struct run *r, uint64_t *off)
   return rc;
 }
 
-/* The hotzone [start, start + len) into buf[cur], tagged and re-encrypted
- * piece by piece as the reads complete (in any order; by the helper when it
- * is idle), its tags into jbuf[cur]. */
+/* A read of the hotzone completed (rc, at off): its piece is transformed,
+ * by the helper if there is one. */
 static int
-run_read_in (struct cv_vol *v, struct run *r)
+run_got (struct cv_vol *v, struct run *r, int rc, uint64_t off)
 {
-  uint8_t *buf = r->buf[r->cur], *hashes = r->jbuf[r->cur] + JHDR;
+  if (rc < 0)
+    return off == CV_IO_BROKEN
+               ? rc
+               : io_fail (v, "reading", v->path, r->start + off, rc);
+  r->got += r->len - off < RCHUNK ? r->len - off : RCHUNK;
+  if (r->helped) {
+    helper_push (&r->h, off);
+    return 0;
+  }
+  return transform (v, &r->c, r->buf[r->cur], r->start, off,
+                    r->len - off < RCHUNK ? r->len - off : RCHUNK,
+                    r->jbuf[r->cur] + JHDR);
+}
+
+/* Without waiting: the reads of the hotzone that completed go to run_got,
+ * and more are queued. */
+static int
+run_poll (struct cv_vol *v, struct run *r)
+{
   uint64_t off;
   int rc = 0;
 
-  for (uint64_t done = 0; done < r->len && rc == 0;) {
-    if ((rc = run_queue_reads (v, r)) < 0)
-      break;
-    if ((rc = run_reap (r, &off)) < 0) {
-      if (off != CV_IO_BROKEN)
-        io_fail (v, "reading", v->path, r->start + off, rc);
-      break;
-    }
-    size_t n = r->len - off < RCHUNK ? r->len - off : RCHUNK;
-    if (!r->helped || !helper_take (&r->h, buf, r->start, off, n, hashes))
-      rc = transform (v, &r->c, buf, r->start, off, n, hashes);
-    done += n;
+  while (rc == 0 && r->got < r->queued) {
+    if ((rc = cv_io_reap_ready (r->rq, &off)) == -EAGAIN)
+      return run_queue_reads (v, r);
+    if (off == CV_IO_BROKEN)
+      r->inflight = 0;
+    else
+      r->inflight--;
+    rc = run_got (v, r, rc, off);
   }
-  int hrc = r->helped ? helper_wait (&r->h) : 0;
+  return rc < 0 ? rc : run_queue_reads (v, r);
+}
+
+/* The rest of the hotzone [start, start + len) into buf[cur], each piece
+ * tagged and re-encrypted as its read completes (in any order), its tags
+ * into jbuf[cur]; this thread takes a piece itself whenever it would wait
+ * for a read. */
+static int
+run_read_in (struct cv_vol *v, struct run *r)
+{
+  uint64_t off;
+  int rc = 0;
+
+  while (rc == 0 && r->got < r->len) {
+    if ((rc = run_poll (v, r)) < 0 || r->got == r->len)
+      break;
+    if (!r->helped || !helper_lend (&r->h, &r->c)) {
+      rc = run_reap (r, &off);
+      rc = run_got (v, r, rc, off);
+    }
+  }
+  int hrc = r->helped ? helper_finish (&r->h, &r->c) : 0;
   return rc < 0 ? rc : hrc;
 }
 
@@ -1061,7 +1155,10 @@ run_read_next (struct cv_vol *v, struct run *r, uint64_t step)
   r->cur ^= 1;
   r->start += r->len;
   r->len = v->size - r->start < step ? v->size - r->start : step;
-  r->queued = 0;
+  r->queued = r->got = 0;
+  if (r->helped)
+    helper_hotzone (&r->h, r->buf[r->cur], r->jbuf[r->cur] + JHDR, r->start,
+                    r->len);
   return run_queue_reads (v, r);
 }
 
@@ -1134,6 +1231,9 @@ run_steps (struct cv_vol *v, struct run *r, uint64_t step,
 
   r->start = v->boundary;
   r->len = v->size - r->start < step ? v->size - r->start : step;
+  if (r->helped)
+    helper_hotzone (&r->h, r->buf[r->cur], r->jbuf[r->cur] + JHDR, r->start,
+                    r->len);
   rc = run_queue_reads (v, r);
   for (;;) {
     bool last = r->start + r->len == v->size;
@@ -1176,7 +1276,7 @@ cv_vol_rotate_run (struct cv_vol *v,
       rc = -ENOMEM;
   if (rc == 0 && (rc = rot_ctx_new (v, NULL, &r.c)) == 0) {
     if ((rc = cv_io_queue_new (v->io, RDEPTH, &r.rq)) == 0) {
-      r.helped = helper_start (v, r.c.q, &r.h);
+      r.helped = helper_start (v, r.c.q, step, &r.h);
       cv_vol_range_lock (v, v->boundary, v->size, false);
       rc = run_steps (v, &r, step, progress, arg);
       cv_vol_range_unlock (v);
