@@ -1071,14 +1071,17 @@ run_queue_reads (struct cv_vol *v, struct run *r)
   return cv_io_submit (r->rq);
 }
 
-/* Wait for the next of the reads in flight (there is one) to complete: 0 or
- * its -errno with *off its tag, or -errno with *off CV_IO_BROKEN when the
- * queue failed (logged) with none left in flight. */
+/* The next of the reads in flight (there is one) that completed, waiting
+ * for it if wait, else -EAGAIN if there is none yet: 0 or its -errno with
+ * *off its tag, or -errno with *off CV_IO_BROKEN when the queue failed
+ * (logged) with none left in flight. */
 static int
-run_reap (struct run *r, uint64_t *off)
+run_reap (struct run *r, uint64_t *off, bool wait)
 {
-  int rc = cv_io_reap (r->rq, off);
+  int rc = wait ? cv_io_reap (r->rq, off) : cv_io_reap_ready (r->rq, off);
 
+  if (rc == -EAGAIN)
+    return rc;
   if (*off == CV_IO_BROKEN)
     r->inflight = 0;
   else
@@ -1114,12 +1117,8 @@ run_poll (struct cv_vol *v, struct run *r)
   int rc = 0;
 
   while (rc == 0 && r->got < r->queued) {
-    if ((rc = cv_io_reap_ready (r->rq, &off)) == -EAGAIN)
+    if ((rc = run_reap (r, &off, false)) == -EAGAIN)
       return run_queue_reads (v, r);
-    if (off == CV_IO_BROKEN)
-      r->inflight = 0;
-    else
-      r->inflight--;
     rc = run_got (v, r, rc, off);
   }
   return rc < 0 ? rc : run_queue_reads (v, r);
@@ -1139,7 +1138,7 @@ run_read_in (struct cv_vol *v, struct run *r)
     if ((rc = run_poll (v, r)) < 0 || r->got == r->len)
       break;
     if (!r->helped || !helper_lend (&r->h, &r->c)) {
-      rc = run_reap (r, &off);
+      rc = run_reap (r, &off, true);
       rc = run_got (v, r, rc, off);
     }
   }
@@ -1281,7 +1280,7 @@ cv_vol_rotate_run (struct cv_vol *v,
       rc = run_steps (v, &r, step, progress, arg);
       cv_vol_range_unlock (v);
       while (r.inflight) /* reads ahead of a failed step */
-        run_reap (&r, &off);
+        run_reap (&r, &off, true);
       if (r.helped)
         helper_stop (&r.h);
       cv_io_queue_free (r.rq);
