@@ -22,6 +22,7 @@
  * finished. A sector that matches neither (a torn write) is reported, never
  * guessed. The record is authenticated with HMAC under HKDF(new DEK). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,8 +52,10 @@
 #define JHDR 4096             /* journal record; sector hashes follow */
 #define JMAGIC "CVROTJ01"
 #define TAG CV_GCM_TAG_LEN
-#define PIECE (1024 * 1024) /* data written between fault points */
-#define PASS (256 * 1024)   /* data tagged and re-encrypted in one pass */
+#define PIECE (1024 * 1024)  /* data written between fault points */
+#define PASS (256 * 1024)    /* data tagged and re-encrypted in one pass */
+#define RCHUNK (1024 * 1024) /* offline: hotzone read in pieces... */
+#define RDEPTH 8             /* ... this many in flight */
 
 /* Journal record layout (big-endian integers). */
 enum {
@@ -647,6 +650,119 @@ step_failed (struct cv_vol *v, const struct rot_ctx *c, uint64_t start,
   return rc;
 }
 
+/* Tag every sector of the n bytes at off of the hotzone at start (in
+ * buf + off) under the old DEK, re-encrypt them and tag them again, into
+ * hashes (the tags of the whole hotzone); PASS bytes at a time, so that each
+ * pass is tagged, re-encrypted and tagged again while it is in the cache. */
+static int
+transform (const struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
+           uint64_t start, uint64_t off, uint64_t n, uint8_t *hashes)
+{
+  int rc;
+
+  for (uint64_t o = off; o < off + n; o += PASS) {
+    size_t k = (off + n - o < PASS ? off + n - o : PASS) / v->ss;
+    uint8_t *p = buf + o, *h = hashes + o / v->ss * 2 * TAG;
+    uint64_t first = (start + o) / v->ss;
+    if ((rc = tag_sectors (v, c->g, p, first, k, h, 0)) < 0
+        || (rc = reencrypt (c, p, first, k)) < 0
+        || (rc = tag_sectors (v, c->g, p, first, k, h, 1)) < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* Journal the hotzone [start, start + len), whose tags are in jbuf after its
+ * JHDR-byte record: the record is filled in and, with the tags, made durable
+ * before any sector of the hotzone is rewritten. */
+static int
+journal_write (struct cv_vol *v, const struct rot_ctx *c, uint8_t *jbuf,
+               uint64_t start, uint64_t len)
+{
+  size_t nhash = len / v->ss * 2 * TAG;
+  struct cv_hdr_rotation r;
+  int rc;
+
+  memset (jbuf, 0, JHDR);
+  memcpy (jbuf + J_MAGIC, JMAGIC, 8);
+  if ((rc = rotation_of (v, v->hdr, &r)) < 0)
+    return rc;
+  cv_hex_decode (r.id, jbuf + J_ID, 8);
+  cv_put_be64 (jbuf + J_START, start);
+  cv_put_be64 (jbuf + J_LEN, len);
+  if ((rc = journal_mac (v, jbuf, jbuf + JHDR, nhash, jbuf + J_MAC)) < 0)
+    return rc;
+  /* The hotzone on disk must be what was read and tagged before the
+   * journal names it: a served volume's clients may have written it
+   * without a flush (offline, a server killed before its flush), and a
+   * power loss must not leave a sector that matches neither tag. With an
+   * attached header, the hotzone's range is written back and the journal's
+   * hashes, written with DSYNC (which flushes the device's cache), make it
+   * durable before the record that validates them: nothing syncs the rest
+   * of the file, which may hold much that the clients wrote. A detached
+   * header may be on another device: the data store is flushed whole. The
+   * record is durable (DSYNC) before the first sector of the hotzone is
+   * written: else a crash could leave new sectors that no record
+   * identifies. */
+  if ((rc = strcmp (v->hname, v->path) == 0
+                ? cv_io_sync_range (c->q, v->data_offset + start, len)
+                : cv_io_flush (c->q))
+      < 0)
+    return io_fail (v, "syncing", v->path, start, rc);
+  if ((rc = cv_pwrite_all (v->hfd, jbuf + JHDR, nhash, JOFF + JHDR, RWF_DSYNC))
+          < 0
+      || (rc = cv_pwrite_all (v->hfd, jbuf, JHDR, JOFF, RWF_DSYNC)) < 0)
+    return io_fail (v, "writing the journal of", v->hname, JOFF, rc);
+  __atomic_store_n (&v->jstart, start, __ATOMIC_RELAXED);
+  __atomic_store_n (&v->jlen, len, __ATOMIC_RELAXED);
+  cv_fault_point ("rotate: journal written");
+  return 0;
+}
+
+/* Write the re-encrypted hotzone [start, start + len) from buf, PIECE bytes
+ * at a time (a fault point after each), each durable as it is written if fua
+ * (DSYNC: its own range, and the device's cache), else left for one flush
+ * before the commit; then the boundary moves past it in memory. Reads of the
+ * hotzone wait while it is rewritten, then go on under the new DEK; writes
+ * wait until the boundary is committed (until then the journal's tags must
+ * describe the hotzone). Returns 0 or -errno (logged); the step is then to
+ * be finished from its journal (step_failed). */
+static int
+hotzone_write (struct cv_vol *v, const struct rot_ctx *c, const uint8_t *buf,
+               uint64_t start, uint64_t len, bool fua)
+{
+  int rc = 0;
+
+  cv_vol_range_reads (v, true);
+  for (uint64_t off = 0; off < len; off += PIECE) {
+    size_t n = len - off < PIECE ? len - off : PIECE;
+    if ((rc
+         = cv_io_pwrite (c->q, buf + off, n, v->data_offset + start + off, fua))
+        < 0)
+      return io_fail (v, "writing", v->path, start + off, rc);
+    cv_fault_point ("rotate: hotzone piece written");
+  }
+  __atomic_store_n (&v->boundary, start + len, __ATOMIC_RELEASE);
+  cv_vol_range_reads (v, false);
+  return 0;
+}
+
+/* The hotzone [start, start + len) is durable under the new DEK: commit the
+ * boundary past it; if that fails, finish it from its journal (step_failed,
+ * with buf and the journal's hashes). */
+static int
+step_commit (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
+             const uint8_t *hashes, uint64_t start, uint64_t len)
+{
+  int rc = commit_boundary (v, start + len);
+
+  if (rc < 0)
+    return step_failed (v, c, start, len, hashes, buf, rc);
+  __atomic_store_n (&v->jlen, 0, __ATOMIC_RELAXED);
+  cv_fault_point ("rotate: step committed");
+  return 0;
+}
+
 /* One step (step_once, under the range lock): journal the hotzone at the
  * boundary, rewrite it, commit. */
 static int
@@ -654,77 +770,17 @@ step_locked (struct cv_vol *v, const struct rot_ctx *c, uint8_t *buf,
              uint8_t *jbuf, uint64_t len)
 {
   uint64_t start = v->boundary;
-  size_t nsect = len / v->ss, nhash = nsect * 2 * TAG;
   uint8_t *hashes = jbuf + JHDR;
   int rc;
 
   if ((rc = cv_io_pread (c->q, buf, len, v->data_offset + start)) < 0)
     return io_fail (v, "reading", v->path, start, rc);
-  /* Piece by piece, so that each is tagged, re-encrypted and tagged again
-   * while it is in the cache. */
-  for (size_t i = 0; i < nsect; i += PASS / v->ss) {
-    size_t n = nsect - i < PASS / v->ss ? nsect - i : PASS / v->ss;
-    uint8_t *p = buf + i * v->ss, *h = hashes + i * 2 * TAG;
-    uint64_t first = start / v->ss + i;
-    if ((rc = tag_sectors (v, c->g, p, first, n, h, 0)) < 0
-        || (rc = reencrypt (c, p, first, n)) < 0
-        || (rc = tag_sectors (v, c->g, p, first, n, h, 1)) < 0)
-      return rc;
-  }
-
-  memset (jbuf, 0, JHDR);
-  memcpy (jbuf + J_MAGIC, JMAGIC, 8);
-  struct cv_hdr_rotation r;
-  if ((rc = rotation_of (v, v->hdr, &r)) < 0)
+  if ((rc = transform (v, c, buf, start, 0, len, hashes)) < 0
+      || (rc = journal_write (v, c, jbuf, start, len)) < 0)
     return rc;
-  cv_hex_decode (r.id, jbuf + J_ID, 8);
-  cv_put_be64 (jbuf + J_START, start);
-  cv_put_be64 (jbuf + J_LEN, len);
-  if ((rc = journal_mac (v, jbuf, hashes, nhash, jbuf + J_MAC)) < 0)
-    return rc;
-  /* The hotzone on disk must be what was read and tagged before the
-   * journal names it: a served volume's clients may have written it
-   * without a flush, and a power loss must not leave a sector that matches
-   * neither tag. With an attached header, the hotzone's range is written
-   * back and the journal's hashes, written with DSYNC (which flushes the
-   * device's cache), make it durable before the record that validates
-   * them: nothing syncs the rest of the file, which may hold much that the
-   * clients wrote. A detached header may be on another device: the data
-   * store is flushed whole. */
-  if ((rc = strcmp (v->hname, v->path) == 0
-                ? cv_io_sync_range (c->q, v->data_offset + start, len)
-                : cv_io_flush (c->q))
-      < 0)
-    return io_fail (v, "syncing", v->path, start, rc);
-  if ((rc = cv_pwrite_all (v->hfd, hashes, nhash, JOFF + JHDR, RWF_DSYNC)) < 0
-      || (rc = cv_pwrite_all (v->hfd, jbuf, JHDR, JOFF, RWF_DSYNC)) < 0)
-    return io_fail (v, "writing the journal of", v->hname, JOFF, rc);
-  __atomic_store_n (&v->jstart, start, __ATOMIC_RELAXED);
-  __atomic_store_n (&v->jlen, len, __ATOMIC_RELAXED);
-  cv_fault_point ("rotate: journal written");
-
-  /* Each piece durable as it is written (DSYNC: its own range, and the
-   * device's cache), before the boundary moves past it. Reads of the
-   * hotzone wait while it is rewritten, then go on under the new DEK;
-   * writes wait until the boundary is committed (until then the journal's
-   * tags must describe the hotzone). */
-  cv_vol_range_reads (v, true);
-  for (uint64_t off = 0; off < len; off += PIECE) {
-    size_t n = len - off < PIECE ? len - off : PIECE;
-    if ((rc = cv_io_pwrite (c->q, buf + off, n, v->data_offset + start + off,
-                            true))
-        < 0)
-      return step_failed (v, c, start, len, hashes, buf,
-                          io_fail (v, "writing", v->path, start + off, rc));
-    cv_fault_point ("rotate: hotzone piece written");
-  }
-  __atomic_store_n (&v->boundary, start + len, __ATOMIC_RELEASE);
-  cv_vol_range_reads (v, false);
-  if ((rc = commit_boundary (v, start + len)) < 0)
+  if ((rc = hotzone_write (v, c, buf, start, len, true)) < 0)
     return step_failed (v, c, start, len, hashes, buf, rc);
-  __atomic_store_n (&v->jlen, 0, __ATOMIC_RELAXED);
-  cv_fault_point ("rotate: step committed");
-  return 0;
+  return step_commit (v, c, buf, hashes, start, len);
 }
 
 /* One step of len bytes at the boundary, which client requests overlapping
@@ -803,11 +859,401 @@ cv_rot_finish (struct cv_vol *v)
   return 0; /* status keeps the id of the rotation "done" */
 }
 
+/* A second thread for the cipher of the offline run. The pieces of a
+ * hotzone whose reads completed wait in a list; the helper takes them one by
+ * one, and the run's thread too whenever it would otherwise wait (for a
+ * read, or at the end of the step). Each thread has its own tag context and
+ * XTS engines. */
+struct helper {
+  pthread_t t;
+  pthread_mutex_t m;
+  pthread_cond_t cv;
+  const struct cv_vol *v;
+  struct rot_ctx c;
+  /* The hotzone: transform's arguments but the piece. */
+  uint8_t *buf, *hashes;
+  uint64_t start, len;
+  uint64_t *pend; /* offsets of the pieces waiting, [head, tail) */
+  size_t head, tail;
+  unsigned busy; /* pieces being transformed by either thread */
+  bool stop;
+  int rc; /* the first failure */
+};
+
+/* Take the next waiting piece into *off; false if none. Under h->m. */
+static bool
+helper_pop (struct helper *h, uint64_t *off)
+{
+  if (h->head == h->tail)
+    return false;
+  *off = h->pend[h->head++];
+  h->busy++;
+  return true;
+}
+
+/* Transform the piece at off (popped), outside h->m, with the context c. */
+static void
+helper_do (struct helper *h, const struct rot_ctx *c, uint64_t off)
+{
+  uint64_t n = h->len - off < RCHUNK ? h->len - off : RCHUNK;
+  int rc = transform (h->v, c, h->buf, h->start, off, n, h->hashes);
+
+  pthread_mutex_lock (&h->m);
+  if (rc < 0 && h->rc == 0)
+    h->rc = rc;
+  h->busy--;
+  pthread_cond_broadcast (&h->cv);
+  pthread_mutex_unlock (&h->m);
+}
+
+/* The helper's thread: transform the waiting pieces, until stopped. */
+static void *
+helper_main (void *arg)
+{
+  struct helper *h = arg;
+  uint64_t off;
+
+  pthread_mutex_lock (&h->m);
+  for (;;) {
+    while (!h->stop && h->head == h->tail)
+      pthread_cond_wait (&h->cv, &h->m);
+    if (!helper_pop (h, &off))
+      break;
+    pthread_mutex_unlock (&h->m);
+    helper_do (h, &h->c, off);
+    pthread_mutex_lock (&h->m);
+  }
+  pthread_mutex_unlock (&h->m);
+  return NULL;
+}
+
+/* Start the helper with its own keys (q: the run's queue, which it does not
+ * use), for hotzones of up to step bytes. Returns false, with nothing to
+ * free, where there is no second CPU or it cannot be made: the run then
+ * does without. */
+static bool
+helper_start (const struct cv_vol *v, struct cv_io_queue *q, uint64_t step,
+              struct helper *h)
+{
+  *h = (struct helper){ .v = v };
+  if (sysconf (_SC_NPROCESSORS_ONLN) < 2
+      || !(h->pend = calloc (step / RCHUNK + 1, sizeof *h->pend)))
+    return false;
+  if (rot_ctx_new (v, q, &h->c) < 0) {
+    free (h->pend);
+    return false;
+  }
+  pthread_mutex_init (&h->m, NULL);
+  pthread_cond_init (&h->cv, NULL);
+  int err = pthread_create (&h->t, NULL, helper_main, h);
+  if (err == 0)
+    return true;
+  cv_debug ("%s: rotation: no second thread for the cipher: %s", v->path,
+            strerror (err));
+  pthread_mutex_destroy (&h->m);
+  pthread_cond_destroy (&h->cv);
+  rot_ctx_free (&h->c);
+  free (h->pend);
+  return false;
+}
+
+/* Stop the helper (idle: after helper_finish) and free what it holds. */
+static void
+helper_stop (struct helper *h)
+{
+  pthread_mutex_lock (&h->m);
+  h->stop = true;
+  pthread_cond_broadcast (&h->cv);
+  pthread_mutex_unlock (&h->m);
+  pthread_join (h->t, NULL);
+  pthread_mutex_destroy (&h->m);
+  pthread_cond_destroy (&h->cv);
+  rot_ctx_free (&h->c);
+  free (h->pend);
+}
+
+/* The next hotzone, in buf (its tags into hashes); the helper is idle. */
+static void
+helper_hotzone (struct helper *h, uint8_t *buf, uint8_t *hashes, uint64_t start,
+                uint64_t len)
+{
+  pthread_mutex_lock (&h->m);
+  h->buf = buf;
+  h->hashes = hashes;
+  h->start = start;
+  h->len = len;
+  h->head = h->tail = 0;
+  pthread_mutex_unlock (&h->m);
+}
+
+/* The piece at off of the hotzone was read: to be transformed. */
+static void
+helper_push (struct helper *h, uint64_t off)
+{
+  pthread_mutex_lock (&h->m);
+  h->pend[h->tail++] = off;
+  pthread_cond_broadcast (&h->cv);
+  pthread_mutex_unlock (&h->m);
+}
+
+/* With the run's context c, transform one waiting piece if there is one;
+ * false if there was none. */
+static bool
+helper_lend (struct helper *h, const struct rot_ctx *c)
+{
+  uint64_t off;
+
+  pthread_mutex_lock (&h->m);
+  bool got = helper_pop (h, &off);
+  pthread_mutex_unlock (&h->m);
+  if (got)
+    helper_do (h, c, off);
+  return got;
+}
+
+/* Every piece pushed transformed (helping with c); the first failure since
+ * the last call, or 0. */
+static int
+helper_finish (struct helper *h, const struct rot_ctx *c)
+{
+  while (helper_lend (h, c))
+    ;
+  pthread_mutex_lock (&h->m);
+  while (h->busy)
+    pthread_cond_wait (&h->cv, &h->m);
+  int rc = h->rc;
+  h->rc = 0;
+  pthread_mutex_unlock (&h->m);
+  return rc;
+}
+
+/* The offline run's pipeline (cv_vol_rotate_run), so that the device and
+ * the cipher work at once as in a copy: while step k is written and
+ * flushed, the hotzone of step k + 1 is read into the other buffer, RCHUNK
+ * at a time with RDEPTH reads in flight on a queue of its own, and each
+ * piece is tagged and re-encrypted as it arrives. Step k is committed once
+ * its flush has completed, before step k + 1 is journalled: the journal
+ * holds one step, and the crash protocol is each step's, unchanged. */
+struct run {
+  struct rot_ctx c;
+  struct cv_io_queue *rq;    /* the reads ahead */
+  uint8_t *buf[2], *jbuf[2]; /* for two steps in turn */
+  int cur;                   /* the step being read: buf[cur], jbuf[cur] */
+  uint64_t start, len;       /* its hotzone */
+  uint64_t queued;           /* bytes of it whose read is queued */
+  uint64_t got;              /* bytes of it whose read completed */
+  unsigned inflight;         /* reads in flight on rq */
+  /* The step written, its flush queued on c.q and not yet reaped (flen 0:
+   * none), and where its data and tags are. */
+  uint64_t fstart, flen;
+  uint8_t *fbuf, *fjbuf;
+  struct helper h;
+  bool helped; /* h runs */
+};
+
+/* Queue reads of the hotzone into buf[cur] while there is room, each tagged
+ * with its offset in the hotzone, and submit them. */
+static int
+run_queue_reads (struct cv_vol *v, struct run *r)
+{
+  int rc;
+
+  while (r->queued < r->len && r->inflight < RDEPTH) {
+    size_t n = r->len - r->queued < RCHUNK ? r->len - r->queued : RCHUNK;
+    if ((rc
+         = cv_io_queue_read (r->rq, r->buf[r->cur] + r->queued, n,
+                             v->data_offset + r->start + r->queued, r->queued))
+        < 0)
+      return io_fail (v, "reading", v->path, r->start + r->queued, rc);
+    r->queued += n;
+    r->inflight++;
+  }
+  return cv_io_submit (r->rq);
+}
+
+/* The next of the reads in flight (there is one) that completed, waiting
+ * for it if wait, else -EAGAIN if there is none yet: 0 or its -errno with
+ * *off its tag, or -errno with *off CV_IO_BROKEN when the queue failed
+ * (logged) with none left in flight. */
+static int
+run_reap (struct run *r, uint64_t *off, bool wait)
+{
+  int rc = wait ? cv_io_reap (r->rq, off) : cv_io_reap_ready (r->rq, off);
+
+  if (rc == -EAGAIN)
+    return rc;
+  if (*off == CV_IO_BROKEN)
+    r->inflight = 0;
+  else
+    r->inflight--;
+  return rc;
+}
+
+/* A read of the hotzone completed (rc, at off): its piece is transformed,
+ * by the helper if there is one. */
+static int
+run_got (struct cv_vol *v, struct run *r, int rc, uint64_t off)
+{
+  if (rc < 0)
+    return off == CV_IO_BROKEN
+               ? rc
+               : io_fail (v, "reading", v->path, r->start + off, rc);
+  r->got += r->len - off < RCHUNK ? r->len - off : RCHUNK;
+  if (r->helped) {
+    helper_push (&r->h, off);
+    return 0;
+  }
+  return transform (v, &r->c, r->buf[r->cur], r->start, off,
+                    r->len - off < RCHUNK ? r->len - off : RCHUNK,
+                    r->jbuf[r->cur] + JHDR);
+}
+
+/* Without waiting: the reads of the hotzone that completed go to run_got,
+ * and more are queued. */
+static int
+run_poll (struct cv_vol *v, struct run *r)
+{
+  uint64_t off;
+  int rc = 0;
+
+  while (rc == 0 && r->got < r->queued) {
+    if ((rc = run_reap (r, &off, false)) == -EAGAIN)
+      return run_queue_reads (v, r);
+    rc = run_got (v, r, rc, off);
+  }
+  return rc < 0 ? rc : run_queue_reads (v, r);
+}
+
+/* The rest of the hotzone [start, start + len) into buf[cur], each piece
+ * tagged and re-encrypted as its read completes (in any order), its tags
+ * into jbuf[cur]; this thread takes a piece itself whenever it would wait
+ * for a read. */
+static int
+run_read_in (struct cv_vol *v, struct run *r)
+{
+  uint64_t off;
+  int rc = 0;
+
+  while (rc == 0 && r->got < r->len) {
+    if ((rc = run_poll (v, r)) < 0 || r->got == r->len)
+      break;
+    if (!r->helped || !helper_lend (&r->h, &r->c)) {
+      rc = run_reap (r, &off, true);
+      rc = run_got (v, r, rc, off);
+    }
+  }
+  int hrc = r->helped ? helper_finish (&r->h, &r->c) : 0;
+  return rc < 0 ? rc : hrc;
+}
+
+/* Start reading the step after the one in buf[cur], into the other buffer;
+ * step: the bytes of a step. */
+static int
+run_read_next (struct cv_vol *v, struct run *r, uint64_t step)
+{
+  r->cur ^= 1;
+  r->start += r->len;
+  r->len = v->size - r->start < step ? v->size - r->start : step;
+  r->queued = r->got = 0;
+  if (r->helped)
+    helper_hotzone (&r->h, r->buf[r->cur], r->jbuf[r->cur] + JHDR, r->start,
+                    r->len);
+  return run_queue_reads (v, r);
+}
+
+/* The step written before: wait for its flush, then commit it (a failure of
+ * either finishes it from its journal: step_failed). Nothing to do if
+ * there is none. */
+static int
+run_commit_prev (struct cv_vol *v, struct run *r,
+                 void (*progress) (uint64_t done, uint64_t total, void *arg),
+                 void *arg)
+{
+  uint64_t start = r->fstart, len = r->flen, tag;
+  uint8_t *hashes = r->fjbuf + JHDR;
+  int rc;
+
+  if (len == 0)
+    return 0;
+  r->flen = 0;
+  if ((rc = cv_io_reap (r->c.q, &tag)) < 0) {
+    if (tag != CV_IO_BROKEN)
+      io_fail (v, "syncing", v->path, start, rc);
+    return step_failed (v, &r->c, start, len, hashes, r->fbuf, rc);
+  }
+  if ((rc = step_commit (v, &r->c, r->fbuf, hashes, start, len)) < 0)
+    return rc;
+  if (progress)
+    progress (start + len, v->size, arg);
+  return 0;
+}
+
+/* One step of the pipeline: the hotzone in buf[cur] has been read; journal
+ * it, start reading the next, write it and queue its flush. */
+static int
+run_write (struct cv_vol *v, struct run *r, uint64_t step)
+{
+  uint64_t start = r->start, len = r->len;
+  uint8_t *buf = r->buf[r->cur], *jbuf = r->jbuf[r->cur];
+  int rc;
+
+  if ((rc = journal_write (v, &r->c, jbuf, start, len)) < 0)
+    return rc;
+  if ((start + len < v->size && (rc = run_read_next (v, r, step)) < 0)
+      || (rc = hotzone_write (v, &r->c, buf, start, len, false)) < 0)
+    return step_failed (v, &r->c, start, len, jbuf + JHDR, buf, rc);
+  /* One flush for the step's pieces, instead of a DSYNC each: the hotzone
+   * must be durable before the header's boundary moves past it, else a
+   * power loss could leave sectors under the old DEK that the header says
+   * are new, and no journal to find them. Its wait overlaps the next
+   * step's reads and cipher; its commit comes before that step's journal
+   * (run_commit_prev). */
+  if ((rc = cv_io_queue_flush (r->c.q, 0)) < 0
+      || (rc = cv_io_submit (r->c.q)) < 0) /* the queue failed (logged) */
+    return step_failed (v, &r->c, start, len, jbuf + JHDR, buf, rc);
+  r->fstart = start;
+  r->flen = len;
+  r->fbuf = buf;
+  r->fjbuf = jbuf;
+  return 0;
+}
+
+/* Run the pipeline from the boundary to the end of the volume, under the
+ * range lock over all of it (offline: the volume is opened exclusively, and
+ * the next step's hotzone is read while the current one is written). */
+static int
+run_steps (struct cv_vol *v, struct run *r, uint64_t step,
+           void (*progress) (uint64_t done, uint64_t total, void *arg),
+           void *arg)
+{
+  int rc, frc;
+
+  r->start = v->boundary;
+  r->len = v->size - r->start < step ? v->size - r->start : step;
+  if (r->helped)
+    helper_hotzone (&r->h, r->buf[r->cur], r->jbuf[r->cur] + JHDR, r->start,
+                    r->len);
+  rc = run_queue_reads (v, r);
+  for (;;) {
+    bool last = r->start + r->len == v->size;
+    if (rc == 0)
+      rc = run_read_in (v, r);
+    frc = run_commit_prev (v, r, progress, arg);
+    if (rc == 0 && (rc = frc) == 0 && (rc = run_write (v, r, step)) == 0
+        && last)
+      rc = run_commit_prev (v, r, progress, arg);
+    if (rc < 0 || last)
+      return rc;
+  }
+}
+
 int
 cv_vol_rotate_run (struct cv_vol *v,
                    void (*progress) (uint64_t done, uint64_t total, void *arg),
                    void *arg)
 {
+  struct run r = { .cur = 0 };
+  uint64_t off;
   int rc = 0;
 
   if (!v->odek) {
@@ -820,21 +1266,33 @@ cv_vol_rotate_run (struct cv_vol *v,
             v->path);
     return -EIO;
   }
+  if (v->boundary == v->size)
+    return cv_rot_finish (v); /* killed after the last step's commit */
   uint64_t step = cv_rot_step_max (v, 0);
-  CLEANUP_FREE uint8_t *buf = io_buffer (step);
-  CLEANUP_FREE uint8_t *jbuf = malloc (cv_rot_jbuf_size (v, step));
-  if (!buf || !jbuf)
-    return -ENOMEM;
-  struct rot_ctx c;
-  if ((rc = rot_ctx_new (v, NULL, &c)) < 0)
-    return rc;
-  while (v->boundary < v->size) {
-    uint64_t len = v->size - v->boundary < step ? v->size - v->boundary : step;
-    if ((rc = step_once (v, &c, buf, jbuf, len)) < 0)
-      break;
-    if (progress)
-      progress (v->boundary, v->size, arg);
+  size_t jlen = cv_rot_jbuf_size (v, step);
+  for (int i = 0; i < 2; i++)
+    if (!(r.buf[i] = io_buffer (step)) || !(r.jbuf[i] = malloc (jlen)))
+      rc = -ENOMEM;
+  if (rc == 0 && (rc = rot_ctx_new (v, NULL, &r.c)) == 0) {
+    if ((rc = cv_io_queue_new (v->io, RDEPTH, &r.rq)) == 0) {
+      r.helped = helper_start (v, r.c.q, step, &r.h);
+      cv_vol_range_lock (v, v->boundary, v->size, false);
+      rc = run_steps (v, &r, step, progress, arg);
+      cv_vol_range_unlock (v);
+      while (r.inflight) /* reads ahead of a failed step */
+        run_reap (&r, &off, true);
+      if (r.helped)
+        helper_stop (&r.h);
+      cv_io_queue_free (r.rq);
+    }
+    rot_ctx_free (&r.c);
   }
-  rot_ctx_free (&c);
+  for (int i = 0; i < 2; i++) {
+    /* A failed step may leave plaintext; a step ends in ciphertext. */
+    if (rc < 0 && r.buf[i])
+      cv_wipe (r.buf[i], step);
+    free (r.buf[i]);
+    free (r.jbuf[i]);
+  }
   return rc < 0 ? rc : cv_rot_finish (v);
 }

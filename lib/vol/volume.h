@@ -85,7 +85,10 @@ const struct cv_key *cv_vol_dek (const struct cv_vol *v);
  * read-only), -ENOSPC (no room for the journal) or another -errno; logged.
  * cv_vol_rotate_run: re-encrypt the rest, one step at a time (each journalled
  * so that a crash anywhere is recovered by the next open), calling progress
- * after each; at the end the old DEK is forgotten. Returns 0 or -errno
+ * after each; at the end the old DEK is forgotten. The next step is read
+ * while one is written (two steps' buffers), with a second thread for the
+ * cipher where there is a second CPU; writes to the part not yet
+ * re-encrypted wait until it returns. Returns 0 or -errno
  * (logged). A rotation interrupted at any point is continued by opening the
  * volume and calling cv_vol_rotate_run. */
 int cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c,

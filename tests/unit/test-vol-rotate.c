@@ -318,12 +318,12 @@ run_faults (struct vm *m, uint64_t step)
 {
   static const char *const op[] = { "reading", "syncing", "writing" };
   const unsigned journalled = 2; /* ops before it leave the step undone */
+  uint64_t b;
 
   vm_close (m);
   m->io = CV_IO_POSIX;
   m->faults = &faults;
   for (unsigned i = 0; i < ARRAY_SIZE (op); i++) {
-    uint64_t b;
     char what[64];
     snprintf (what, sizeof what, "rotate_run failing at %s", op[i]);
     harness_log_clear ();
@@ -347,13 +347,37 @@ run_faults (struct vm *m, uint64_t step)
     vm_close (m);
   }
 
+  /* The flush of a step's written hotzone fails (the offline run's one
+   * flush per step: the second flush of the step, after the sync before its
+   * journal): the step is finished from its journal at once. */
+  harness_log_clear ();
+  arm (0, 0);
+  CHECK (eopen (m, false, true) == 0, "open before a failed flush: %s",
+         harness_logged ());
+  b = boundary (m);
+  arm (2, 1);
+  faults.ops = CV_IO_OP_FLUSH;
+  int frc = cv_vol_rotate_run (m->v, NULL, NULL);
+  arm (0, 0);
+  CHECK (frc == -EIO && error_lines () == 1
+             && strstr (harness_logged (), "rotation: syncing"),
+         "rotate_run failing at the hotzone's flush: %d: %s", frc,
+         harness_logged ());
+  CHECK (boundary (m) == b + step,
+         "a failed flush: the boundary is where the data is: %llu (from %llu)",
+         (unsigned long long) boundary (m), (unsigned long long) b);
+  vm_check (m, "rotate_run failing at the hotzone's flush");
+  vm_close (m);
+  open_recovered (m, b + step, "reopened after a failed flush");
+  vm_close (m);
+
   /* The hotzone's write fails, and so does every operation after it, the
    * step's recovery too: the open volume refuses I/O (what it holds may no
    * longer match its boundary) until it is opened again, which finishes the
    * step. */
   harness_log_clear ();
   CHECK (eopen (m, false, true) == 0, "open: %s", harness_logged ());
-  uint64_t b = boundary (m);
+  b = boundary (m);
   uint8_t byte;
   arm (3, 1000);
   int rc = cv_vol_rotate_run (m->v, NULL, NULL);
@@ -582,6 +606,38 @@ no_journal_room (void)
   vm_destroy (&m);
 }
 
+/* A rotation whose steps span several of the offline run's read pieces
+ * (1 MiB) and end off their edges, on the default backend (io_uring where
+ * it works): with reads ahead and two threads on the cipher, every sector
+ * ends under the new DEK and reads as written. */
+static void
+pipelined (void)
+{
+  const uint64_t step = 3 * 1024 * 1024 + 3 * 4096;
+  struct vm m;
+
+  vm_create (&m, 4096, 2 * step + 5 * 4096, false);
+  begin (&m, step);
+  /* Out of the page cache, so that reads wait for the disk. */
+  int fd = open (m.path, O_RDONLY | O_CLOEXEC);
+  CHECK (fd >= 0 && fdatasync (fd) == 0
+             && posix_fadvise (fd, 0, 0, POSIX_FADV_DONTNEED) == 0,
+         "drop %s from the page cache", m.path);
+  if (fd >= 0)
+    close (fd);
+  harness_log_clear ();
+  CHECK (eopen (&m, false, true) == 0, "exclusive open: %s", harness_logged ());
+  int rc = cv_vol_rotate_run (m.v, NULL, NULL);
+  CHECK (rc == 0 && error_lines () == 0, "pipelined rotate_run: %d: %s", rc,
+         harness_logged ());
+  CHECK (!cv_vol_rotating (m.v, NULL), "the pipelined rotation is over");
+  cv_key_free (m.odek);
+  m.odek = NULL;
+  vm_check (&m, "after a pipelined rotation");
+  vm_check_disk (&m, "after a pipelined rotation");
+  vm_destroy (&m);
+}
+
 int
 main (void)
 {
@@ -590,6 +646,7 @@ main (void)
   vm_init ();
   snprintf (trace, sizeof trace, "%s/fault-trace", vm_dir);
   no_journal_room ();
+  pipelined ();
   for (int direct = 0; direct < 2; direct++) {
     /* 512-byte sectors buffered, 4096 with O_DIRECT; steps that put the
      * boundary off chunk edges. */
