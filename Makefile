@@ -3,7 +3,7 @@
 
 B        := build
 CC       ?= cc
-PKGS     := openssl jansson liburing libargon2 libcurl p11-kit-1
+PKGS     := openssl libgcrypt jansson liburing libargon2 libcurl p11-kit-1
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter \
             -Wvla -Wformat=2 -fPIC -D_GNU_SOURCE -Ilib \

@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "common/log.h"
+#include "crypto/secheap.h"
 #include "secmem.h"
 
 struct region {
@@ -108,5 +109,6 @@ cv_key_relock_all (void)
   for (struct region *r = live; r; r = r->next)
     lock_region (r);
   pthread_mutex_unlock (&lock);
+  cv_secheap_relock ();
   return 0;
 }
