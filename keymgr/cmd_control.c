@@ -231,6 +231,8 @@ print_status (const json_t *r)
   printf ("bytes:       %lld read, %lld written\n",
           (long long) count (r, "bytes", "read"),
           (long long) count (r, "bytes", "written"));
+  if (json_string_length (json_object_get (r, "xts_engine")))
+    printf ("xts engine:  %s\n", member (r, "xts_engine"));
   print_rotation (json_object_get (r, "rotation"));
 }
 

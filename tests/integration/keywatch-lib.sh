@@ -38,36 +38,6 @@ key_arn () { echo "arn:aws:kms:us-east-1:111122223333:key/$1"; }
 disable_key () { kms DisableKey "{\"KeyId\": \"$1\"}" >/dev/null; }
 enable_key () { kms EnableKey "{\"KeyId\": \"$1\"}" >/dev/null; }
 
-# --- nbdkit in the background ---------------------------------------------
-# start_nbd VOLUME [PLUGIN-PARAMS...]: serve VOLUME on $SOCK with its control
-# socket at $CTL; return once the control socket answers `status`. nbdkit's
-# stderr goes to $tmp/nbdkit.log.
-SOCK=$tmp/nbd.sock
-CTL=$tmp/ctl.sock
-URI="nbd+unix:///?socket=$SOCK"
-nbd_pid=
-start_nbd () {
-  rm -f "$SOCK" "$CTL"
-  nbdkit -f -U "$SOCK" "$PLUGIN" "$@" control="$CTL" >>"$tmp/nbdkit.log" 2>&1 &
-  nbd_pid=$!
-  local _
-  for _ in $(seq 1 400); do
-    [ -S "$SOCK" ] && [ -S "$CTL" ] && "$KEYMGR" status --control "$CTL" --json >/dev/null 2>&1 && return 0
-    kill -0 "$nbd_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  tail -n 30 "$tmp/nbdkit.log" >&2
-  fail "nbdkit did not start serving $1 with a control socket"
-}
-stop_nbd () {
-  if [ -n "$nbd_pid" ]; then
-    kill "$nbd_pid" 2>/dev/null || true
-    wait "$nbd_pid" 2>/dev/null || true
-    nbd_pid=
-  fi
-}
-cleanup_hooks+=(stop_nbd)
-
 # --- the key state, by polling the control socket ---------------------------
 status_json () { "$KEYMGR" status --control "$CTL" --json; }
 key_state () { status_json | jq -r .state; }

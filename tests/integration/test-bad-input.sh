@@ -26,6 +26,7 @@ refuses "wrong key file" "vol.*(not this wrap's key|wrong key)" vol keyfile=othe
 refuses "key file of the wrong size" "32" vol keyfile=pass
 refuses "missing key file" "other-missing.kek.*(No such file|cannot)" vol keyfile=other-missing.kek
 refuses "wrong passphrase" "pvol.*wrong passphrase" pvol passphrase=+wrongpass
+refuses "unknown XTS implementation" "xts-engine=nettle: expected auto, openssl or gcrypt" vol keyfile=vol.kek xts-engine=nettle
 refuses "passphrase on the command line" "must not be given on the command line" pvol passphrase=secret
 refuses "no key at all" "cannot unlock volume vol: .*no key file given" vol
 refuses "not a cryptvol volume" "random.img is not a cryptvol volume" random.img keyfile=vol.kek
