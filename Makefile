@@ -58,9 +58,12 @@ $(call obj,$(filter-out lib/format/%,$(LIB_SRCS)) $(PLUGIN_SRCS) \
 $(LIB): $(call obj,$(LIB_SRCS))
 	$(call quiet,AR,$@)rm -f $@ && ar rcs $@ $^
 
+# nodelete: OpenSSL and libgcrypt (which stay loaded) call our allocator
+# hooks (lib/crypto/secheap.c) until the process exits, after nbdkit has
+# unloaded the plugin; unmapped, they would crash nbdkit on its way out.
 $(PLUGIN): $(call obj,$(PLUGIN_SRCS)) $(LIB)
 	$(call quiet,LD,$@)$(CC) -shared \
-	  -Wl,--version-script=plugin/plugin.syms -o $@ $^ $(LDLIBS)
+	  -Wl,--version-script=plugin/plugin.syms -Wl,-z,nodelete -o $@ $^ $(LDLIBS)
 
 $(KEYMGR): $(call obj,$(KEYMGR_SRCS)) $(LIB)
 	$(call quiet,LD,$@)$(CC) -o $@ $^ $(LDLIBS)

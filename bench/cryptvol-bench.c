@@ -3,13 +3,17 @@
  *
  *   cryptvol-bench [OPTIONS] URI          I/O against an NBD server
  *   cryptvol-bench --mode xts [OPTIONS]   the XTS engine, no server
+ *   cryptvol-bench --mode xts --one-call --engine gcrypt|openssl
+ *                                         the library alone, one call per
+ *                                         1 MiB data unit (its best case)
  *
  * I/O modes: seq-read, seq-write (1 MiB requests by default), rand-read,
  * rand-write, mixed (4 KiB, 70% reads). Each of --conns connections keeps
  * --qd requests in flight; all connections are driven by one thread polling
  * their sockets, so the client costs one core at most. Requests completed in
  * the first --warmup seconds are not counted. One JSON object is printed on
- * stdout: MiB/s, IOPS, latency p50/p99 in microseconds, errors.
+ * stdout: MiB/s, IOPS, latency p50/p99 in microseconds, errors, and
+ * all_bytes: what every request moved, the warm-up's included.
  *
  * Example, against nbdkit:
  *   nbdkit -U /tmp/sock memory 1G &
@@ -23,10 +27,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
+#include <gcrypt.h>
 #include <libnbd.h>
+#include <openssl/evp.h>
 
+#include "common/cleanup.h"
 #include "common/log.h"
 #include "crypto/xts.h"
 
@@ -44,6 +52,7 @@ struct opts {
   double warmup;
   unsigned sector_size;      /* xts mode */
   enum cv_xts_impl xts_impl; /* xts mode: --engine */
+  bool one_call;             /* xts mode: one library call per --bs */
   const char *uri;
 };
 
@@ -66,10 +75,11 @@ struct conn {
   uint64_t rng;
 };
 
-/* What the run measured, after the warm-up. */
+/* What the run measured, after the warm-up; all_ops counts the warm-up's
+ * requests too (all the server did, for its CPU per byte). */
 struct stats {
   double measure_start;
-  uint64_t ops, bytes, errors;
+  uint64_t ops, all_ops, errors;
   float *lat; /* microseconds, one per counted request */
   size_t nlat, cap;
 };
@@ -84,6 +94,17 @@ now (void)
 
   clock_gettime (CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* User CPU seconds of the calling thread so far: what `openssl speed`
+ * divides by, and what another process on the same core does not inflate. */
+static double
+user_secs (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_THREAD, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
 }
 
 static uint64_t
@@ -126,6 +147,7 @@ completed (void *user_data, int *error)
     st.errors++;
     return 1;
   }
+  st.all_ops++;
   if (s->start >= st.measure_start) {
     st.ops++;
     record_latency ((t - s->start) * 1e6);
@@ -286,73 +308,193 @@ run_io (const struct opts *o)
   printf ("{\"mode\": \"%s\", \"qd\": %u, \"bs\": %zu, \"conns\": %u, "
           "\"seconds\": %.3f, \"ops\": %" PRIu64 ", \"bytes\": %" PRIu64 ", "
           "\"iops\": %.1f, \"mib_s\": %.2f, \"lat_p50_us\": %.1f, "
-          "\"lat_p99_us\": %.1f, \"errors\": %" PRIu64 "}\n",
+          "\"lat_p99_us\": %.1f, \"errors\": %" PRIu64 ", "
+          "\"all_bytes\": %" PRIu64 "}\n",
           mode_names[o->mode], o->qd, o->bs, o->conns, secs, st.ops,
           bytes_counted, st.ops / secs, bytes_counted / secs / 1048576.0,
-          percentile (50), percentile (99), st.errors);
+          percentile (50), percentile (99), st.errors, st.all_ops * o->bs);
   return st.errors ? -1 : 0;
 }
 
-/* The XTS engine alone: encrypt a buffer of --bs bytes (64 KiB: a cached
- * working set, as `openssl speed` uses) sector by sector, in place, for
- * --duration seconds; print bytes per second as JSON. */
+/* What the xts mode times: one step processes len bytes of buf in place,
+ * from data unit index `unit` on. Returns 0 or -1 (reported). */
+struct xts_timed {
+  const char *what; /* "engine" or "one-call" */
+  enum cv_xts_impl impl;
+  int (*step) (struct xts_timed *t, uint8_t *buf, size_t len, uint64_t unit);
+  unsigned sector_size; /* engine: its data unit */
+  struct cv_xts *x;     /* engine */
+  gcry_cipher_hd_t gh;  /* one-call, libgcrypt */
+  EVP_CIPHER_CTX *ctx;  /* one-call, OpenSSL */
+};
+
+/* A step through cryptvol's engine: len bytes as sector_size units. */
+static int
+engine_step (struct xts_timed *t, uint8_t *buf, size_t len, uint64_t unit)
+{
+  return cv_xts_encrypt (t->x, buf, buf, unit * (len / t->sector_size),
+                         len / t->sector_size);
+}
+
+/* The 16-byte little-endian tweak of data unit `unit`. */
+static void
+unit_tweak (uint64_t unit, uint8_t tweak[16])
+{
+  memset (tweak, 0, 16);
+  for (int i = 0; i < 8; i++)
+    tweak[i] = (uint8_t) (unit >> (8 * i));
+}
+
+/* A step as one libgcrypt call: len bytes as one data unit. */
+static int
+gcrypt_call_step (struct xts_timed *t, uint8_t *buf, size_t len, uint64_t unit)
+{
+  uint8_t tweak[16];
+  gcry_error_t e;
+
+  unit_tweak (unit, tweak);
+  if ((e = gcry_cipher_setiv (t->gh, tweak, sizeof tweak))
+      || (e = gcry_cipher_encrypt (t->gh, buf, len, NULL, 0))) {
+    fprintf (stderr, "cryptvol-bench: libgcrypt XTS: %s\n", gcry_strerror (e));
+    return -1;
+  }
+  return 0;
+}
+
+/* A step as one OpenSSL EVP call: len bytes as one data unit. */
+static int
+openssl_call_step (struct xts_timed *t, uint8_t *buf, size_t len, uint64_t unit)
+{
+  uint8_t tweak[16];
+  int outl;
+
+  unit_tweak (unit, tweak);
+  if (!EVP_EncryptInit_ex2 (t->ctx, NULL, NULL, tweak, NULL)
+      || !EVP_EncryptUpdate (t->ctx, buf, &outl, buf, (int) len)) {
+    fprintf (stderr, "cryptvol-bench: OpenSSL aes-256-xts failed\n");
+    return -1;
+  }
+  return 0;
+}
+
+/* Key the library impl directly for one AES-256-XTS data unit per call (the
+ * library's own best case, for the engine to be compared with). Returns 0
+ * or -1 (reported). */
+static int
+one_call_setup (struct xts_timed *t, const uint8_t key[CV_DEK_LEN])
+{
+  gcry_error_t e;
+
+  t->what = "one-call";
+  if (t->impl == CV_XTS_GCRYPT) {
+    if (!gcry_control (GCRYCTL_INITIALIZATION_FINISHED_P)) {
+      gcry_check_version (NULL);
+      gcry_control (GCRYCTL_INITIALIZATION_FINISHED, 0);
+    }
+    if ((e = gcry_cipher_open (&t->gh, GCRY_CIPHER_AES256, GCRY_CIPHER_MODE_XTS,
+                               0))
+        || (e = gcry_cipher_setkey (t->gh, key, CV_DEK_LEN))) {
+      fprintf (stderr, "cryptvol-bench: libgcrypt XTS: %s\n",
+               gcry_strerror (e));
+      return -1;
+    }
+    t->step = gcrypt_call_step;
+    return 0;
+  }
+  t->ctx = EVP_CIPHER_CTX_new ();
+  if (!t->ctx
+      || !EVP_EncryptInit_ex2 (t->ctx, EVP_aes_256_xts (), key, NULL, NULL)) {
+    fprintf (stderr, "cryptvol-bench: OpenSSL aes-256-xts: cannot key\n");
+    return -1;
+  }
+  t->step = openssl_call_step;
+  return 0;
+}
+
+/* The xts mode: encrypt a buffer of --bs bytes in place for --duration
+ * seconds, either through cryptvol's engine in --sector-size units (--bs 64
+ * KiB by default: a cached working set, as `openssl speed` uses) or, with
+ * --one-call, as one data unit per library call (--bs 1 MiB by default),
+ * with the library --engine names; print bytes per second of wall time and
+ * per user CPU second (as `openssl speed` counts) as JSON. */
 static int
 run_xts (const struct opts *o)
 {
-  const size_t len = o->bs ? o->bs : 64 * 1024, nsect = len / o->sector_size;
+  const size_t len = o->bs ? o->bs : o->one_call ? 1024 * 1024 : 64 * 1024;
+  struct xts_timed t = { .what = "engine",
+                         .step = engine_step,
+                         .sector_size = o->sector_size };
   uint8_t key[CV_DEK_LEN];
-  struct cv_xts *x = NULL;
-  uint8_t *buf = NULL;
-  uint64_t rng = 1, bytes = 0;
+  CLEANUP_FREE uint8_t *buf = NULL;
+  uint64_t rng = 1, bytes = 0, unit = 0;
+  int r = -1;
 
   for (size_t i = 0; i < sizeof key; i++)
     key[i] = (uint8_t) xorshift (&rng);
-  cv_log_set_debug (true); /* says if the engine takes its slow path */
-  if (cv_xts_new (o->xts_impl, key, o->sector_size, &x) < 0)
-    return -1;
-  if (nsect == 0 || len % o->sector_size) {
+  if (len < 16 || (!o->one_call && len % o->sector_size)) {
     fprintf (stderr, "cryptvol-bench: --bs must be a multiple of %u\n",
              o->sector_size);
     return -1;
   }
+  cv_log_set_debug (true); /* says if the engine takes its slow path */
+  if (o->one_call) {
+    t.impl = o->xts_impl;
+    if ((t.impl == CV_XTS_AUTO && cv_xts_pick (t.impl, 4096, &t.impl) < 0)
+        || one_call_setup (&t, key) < 0)
+      goto out;
+  } else {
+    if (cv_xts_new (o->xts_impl, key, o->sector_size, &t.x) < 0)
+      goto out;
+    t.impl = cv_xts_impl_of (t.x);
+  }
   if (posix_memalign ((void **) &buf, 4096, len) != 0) {
     perror ("posix_memalign");
-    return -1;
+    goto out;
   }
   memset (buf, 0x5a, len);
-  double start = now (), t = start;
-  while (t - start < o->duration) {
-    for (int i = 0; i < 64; i++) {
-      if (cv_xts_encrypt (x, buf, buf, bytes / o->sector_size, nsect) < 0)
-        return -1;
+  double start = now (), end = start, user0 = user_secs ();
+  while (end - start < o->duration) {
+    for (int i = 0; i < 64; i++, unit++) {
+      if (t.step (&t, buf, len, unit) < 0)
+        goto out;
       bytes += len;
     }
-    t = now ();
+    end = now ();
   }
-  printf ("{\"mode\": \"xts\", \"sector_size\": %u, \"seconds\": %.3f, "
-          "\"bs\": %zu, \"bytes\": %" PRIu64 ", \"bytes_per_s\": %.0f}\n",
-          o->sector_size, t - start, len, bytes, bytes / (t - start));
-  cv_xts_free (x);
-  free (buf);
-  return 0;
+  const double user = user_secs () - user0;
+  printf ("{\"mode\": \"xts\", \"what\": \"%s\", \"impl\": \"%s\", "
+          "\"sector_size\": %u, \"seconds\": %.3f, \"bs\": %zu, "
+          "\"bytes\": %" PRIu64 ", \"bytes_per_s\": %.0f, \"user_s\": %.3f, "
+          "\"bytes_per_user_s\": %.0f}\n",
+          t.what, cv_xts_impl_name (t.impl),
+          o->one_call ? (unsigned) len : o->sector_size, end - start, len,
+          bytes, bytes / (end - start), user, user > 0 ? bytes / user : 0);
+  r = 0;
+out:
+  cv_xts_free (t.x);
+  gcry_cipher_close (t.gh);
+  EVP_CIPHER_CTX_free (t.ctx);
+  return r;
 }
 
 static void
 usage (FILE *f)
 {
-  fprintf (f,
-           "usage: cryptvol-bench [OPTIONS] NBD-URI\n"
-           "       cryptvol-bench --mode xts [--sector-size 512|4096] "
-           "[--duration S]\n"
-           "  --mode M         seq-read seq-write rand-read rand-write mixed "
-           "xts\n"
-           "  --qd N           requests in flight per connection (32)\n"
-           "  --bs BYTES       request size (1 MiB sequential, 4 KiB random)\n"
-           "  --conns N        connections (1)\n"
-           "  --duration S     seconds measured (5)\n"
-           "  --warmup S       seconds run before measuring (0.5)\n"
-           "  --sector-size N  xts mode: 512 or 4096 (4096)\n"
-           "  --engine E       xts mode: auto, openssl or gcrypt (auto)\n");
+  fprintf (
+      f, "usage: cryptvol-bench [OPTIONS] NBD-URI\n"
+         "       cryptvol-bench --mode xts [--sector-size 512|4096] "
+         "[--duration S]\n"
+         "  --mode M         seq-read seq-write rand-read rand-write mixed "
+         "xts\n"
+         "  --qd N           requests in flight per connection (32)\n"
+         "  --bs BYTES       request size (1 MiB sequential, 4 KiB random)\n"
+         "  --conns N        connections (1)\n"
+         "  --duration S     seconds measured (5)\n"
+         "  --warmup S       seconds run before measuring (0.5)\n"
+         "  --sector-size N  xts mode: 512 or 4096 (4096)\n"
+         "  --engine E       xts mode: auto, openssl or gcrypt (auto)\n"
+         "  --one-call       xts mode: time the --engine library itself, one\n"
+         "                   call over --bs bytes (1 MiB) as one data unit\n");
 }
 
 int
@@ -367,6 +509,7 @@ main (int argc, char **argv)
           { "warmup", required_argument, NULL, 'w' },
           { "sector-size", required_argument, NULL, 's' },
           { "engine", required_argument, NULL, 'e' },
+          { "one-call", no_argument, NULL, '1' },
           { "help", no_argument, NULL, 'h' },
           { NULL, 0, NULL, 0 } };
   struct opts o = { .mode = RAND_READ,
@@ -377,7 +520,7 @@ main (int argc, char **argv)
                     .sector_size = 4096 };
   int c;
 
-  while ((c = getopt_long (argc, argv, "m:q:b:c:d:w:s:e:h", longopts, NULL))
+  while ((c = getopt_long (argc, argv, "m:q:b:c:d:w:s:e:1h", longopts, NULL))
          != -1) {
     switch (c) {
     case 'm': {
@@ -418,6 +561,9 @@ main (int argc, char **argv)
                  optarg);
         return 2;
       }
+      break;
+    case '1':
+      o.one_call = true;
       break;
     case 'h':
       usage (stdout);

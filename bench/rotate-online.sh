@@ -8,7 +8,9 @@
 # 1. The rotation's rate, in DIR/rotate.jsonl: the same volume rotated
 #    online without a rate limit (`rotate-dek --control --detach`, timed to
 #    the status "done"), offline (`rotate-dek`, server stopped), and copied
-#    plainly (dd of the data area, fdatasync).
+#    plainly: dd of the data area onto itself, the same bytes of the same
+#    file rewritten in place as rotate-dek does, conv=fdatasync. Each starts
+#    from the same state: no dirty pages, the whole file in the page cache.
 # 2. A client during a rotation, in DIR/rotate-online.jsonl: each workload of
 #    build/cryptvol-bench against the idle volume ("idle"), and started right
 #    after an online rotation without a limit ("rot-unl") or at --rate
@@ -17,8 +19,9 @@
 #    then it is finished unlimited and the server stopped.
 #
 # Every record has the server's CPU seconds (/proc/PID/stat of nbdkit).
-# Environment (defaults): BENCH_ROUNDS (3), BENCH_ROT_DURATION (client
-# seconds per measurement, 2: an unlimited rotation must outlast it),
+# Environment (defaults): BENCH_ROUNDS (3), BENCH_ROT_CLIENT_ROUNDS (part
+# 2's rounds, BENCH_ROUNDS), BENCH_ROT_DURATION (client seconds per
+# measurement, 2: an unlimited rotation must outlast it),
 # BENCH_ROTATE_SIZE (1536M), BENCH_ROT_RATE (100, MiB/s),
 # BENCH_ROT_WORKLOADS (name:mode:qd:conns, as run-bench.sh), BENCH_QUICK=1
 # (smoke test: 32M, one short round), BENCH_ROT_PARTS ("rate client").
@@ -33,6 +36,7 @@ ROTCTL=$src/bench/rotctl.py
 
 dir=${1:?usage: rotate-online.sh DIR}
 rounds=${BENCH_ROUNDS:-3}
+client_rounds=${BENCH_ROT_CLIENT_ROUNDS:-$rounds}
 duration=${BENCH_ROT_DURATION:-2}
 size=${BENCH_ROTATE_SIZE:-1536M}
 rate=${BENCH_ROT_RATE:-100}
@@ -40,7 +44,7 @@ parts=${BENCH_ROT_PARTS:-rate client}
 workloads=${BENCH_ROT_WORKLOADS:-rand-read:rand-read:32:1 rand-write:rand-write:32:1 \
 seq-read:seq-read:16:1 seq-write:seq-write:16:1}
 if [ -n "${BENCH_QUICK:-}" ]; then
-  rounds=1 duration=${BENCH_ROT_DURATION:-0.3} size=${BENCH_ROTATE_SIZE:-32M}
+  rounds=1 client_rounds=1 duration=${BENCH_ROT_DURATION:-0.3} size=${BENCH_ROTATE_SIZE:-32M}
 fi
 warmup=$(python3 -c "print(min(0.5, $duration / 2))")
 
@@ -49,7 +53,7 @@ cd "$dir"
 server_pid=
 cleanup () {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -f rot.img rot.copy rot.kek timed.*
+  rm -f rot.img rot.kek timed.* rate.err
 }
 trap cleanup EXIT
 : >rotate.jsonl
@@ -112,12 +116,13 @@ print(json.dumps(r))' "$obj" "$@" >>"$file"
 rate_one () {
   local round=$1 how=$2 wall cpu r
   sync
+  cat rot.img >/dev/null
   case $how in
     copy)
-      timed dd if=rot.img of=rot.copy bs=16M skip="$offset" iflag=skip_bytes \
-        conv=fdatasync status=none
+      timed dd if=rot.img of=rot.img bs=16M skip="$offset" seek="$offset" \
+        iflag=skip_bytes,count_bytes oflag=seek_bytes count="$vsize" \
+        conv=notrunc,fdatasync status=none
       read -r wall cpu <timed.res
-      rm -f rot.copy
       r="{\"wall_s\": $wall, \"cpu_s\": $cpu}" ;;
     offline)
       timed "$KEYMGR" rotate-dek rot.img --keyfile rot.kek
@@ -136,6 +141,12 @@ print("%.0f MiB/s" % (int(sys.argv[2]) / 2**20 / r["wall_s"]))' "$r" "$vsize")"
 }
 
 # --- 2. A client during an online rotation ----------------------------------
+# rot_state: the state of the server's rotation (status "state").
+rot_state () {
+  python3 "$ROTCTL" "$PWD/ctl" status | python3 -c 'import json, sys
+print(json.load(sys.stdin)["state"])'
+}
+
 client_one () {
   local round=$1 config=$2 name mode qd conns r
   IFS=: read -r name mode qd conns <<<"$3"
@@ -152,11 +163,14 @@ client_one () {
       "$KEYMGR" rotate-dek rot.img --control "$PWD/ctl" --keyfile rot.kek "${limit[@]}" \
         --detach >/dev/null
       r=$(python3 "$ROTCTL" "$PWD/ctl" during --pid "$server_pid" -- "${bench[@]}")
-      # Finish it unlimited: the next measurement starts from a volume at rest.
-      if [ "$config" = rot-rate ] &&
-         [ "$(python3 "$ROTCTL" "$PWD/ctl" status | python3 -c 'import json, sys
-print(json.load(sys.stdin)["state"])')" != done ]; then
-        "$KEYMGR" rotate-dek rot.img --control "$PWD/ctl" --rate 0 --detach >/dev/null
+      # Finish it unlimited: the next measurement starts from a volume at
+      # rest. It may end between the look and the change: without keys,
+      # rotate-dek then fails to start another, and that is fine.
+      if [ "$config" = rot-rate ] && [ "$(rot_state)" != done ] &&
+         ! "$KEYMGR" rotate-dek rot.img --control "$PWD/ctl" --rate 0 --detach \
+             >/dev/null 2>rate.err && [ "$(rot_state)" != done ]; then
+        echo "rotate-online: $(cat rate.err)" >&2
+        exit 1
       fi
       python3 "$ROTCTL" "$PWD/ctl" wait >/dev/null ;;
   esac
@@ -171,12 +185,12 @@ print("%s IOPS  %s MiB/s  p99 %s us  rotation %.0f MiB/s%s" % (r["iops"], r["mib
       else " (ended before the client)"))' "$r" "$config")"
 }
 
-for ((round = 1; round <= rounds; round++)); do
-  echo "rotation round $round/$rounds ($size)"
-  if [[ " $parts " == *" rate "* ]]; then
+for ((round = 1; round <= rounds || round <= client_rounds; round++)); do
+  echo "rotation round $round ($size)"
+  if [[ " $parts " == *" rate "* ]] && ((round <= rounds)); then
     for how in $(shuf -e copy offline online); do rate_one "$round" "$how"; done
   fi
-  if [[ " $parts " == *" client "* ]]; then
+  if [[ " $parts " == *" client "* ]] && ((round <= client_rounds)); then
     for w in $workloads; do
       for config in $(shuf -e idle rot-unl rot-rate); do client_one "$round" "$config" "$w"; done
     done

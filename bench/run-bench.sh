@@ -1,7 +1,7 @@
 #!/bin/bash
 # The benchmark driver (`make bench`). In one run, over one backing file, it
 # serves the same bytes five ways and measures them alternately, round after
-# round, rotating the order, with a fresh server per measurement:
+# round, with a fresh server per measurement:
 #
 #   plain      nbdkit file                       (the line to reach)
 #   cryptvol   nbdkit cryptvol                   (buffered)
@@ -11,24 +11,49 @@
 #
 # The backing file is a LUKS1 image made by cryptsetup, its payload pre-filled
 # with random bytes; cryptvol serves the payload through a detached header, so
-# every server reads and writes the same extents of the same file. Workloads
-# come from build/cryptvol-bench; the XTS engine is compared with
-# `openssl speed` on one core; DEK rotation online, offline and against a
-# plain synced copy of the same file, and a client's throughput during an
-# online rotation (bench/rotate-online.sh). Results: a table on stdout
-# (medians, ratio to plain, targets met or not), $OUT/results.json and
-# $OUT/chart.png.
+# every server reads and writes the same extents of the same file.
 #
-# Environment: BENCH_ROUNDS (3), BENCH_DURATION (seconds per measurement, 3),
-# BENCH_SIZE (1G), BENCH_OUT (build/bench), BENCH_DIR (backing file's
-# directory: build/bench/data, on the same file system as the build),
-# BENCH_CONFIGS, BENCH_WORKLOADS (subsets, space separated), BENCH_FIO=1 (add
-# fio's nbd engine as a second opinion), BENCH_QUICK=1 (a smoke test: small
-# file, one short round), BENCH_PLUGINS="NAME=PATH.so ..." (more cryptvol
+# Order: in each round, each workload runs its configurations in an order
+# drawn from BENCH_SEED (printed, and "seed" in results.json; each run's
+# place is its "pos"), balanced over the rounds: each configuration takes
+# each place about equally often, none always follows the same one, and a
+# workload's order differs from the round before.
+# The state every measurement starts from: no dirty pages (sync), the whole
+# backing file in the page cache (read through once; the cached share is
+# recorded per run as "cached_pct"), a server started for it alone. So the
+# O_DIRECT writes of cv-direct, which drop the cached pages they cover, leave
+# no cold cache to whatever runs next.
+#
+# Reported per configuration and workload (bench/report.py): throughput and
+# the server's CPU seconds (user + system, /proc/PID/stat, from its start to
+# the client's end) per GiB moved (by every request, the warm-up's too),
+# each as the median and min-max of the rounds, and their ratios to plain
+# (median and min-max of the per-round ratios). Then the XTS engine, each
+# implementation, on one core against `openssl speed` and against the same
+# library's single call over 1 MiB, alternately in a shuffled order, in
+# bytes per user CPU second (cryptvol-bench --mode xts [--one-call]); DEK rotation online, offline and
+# against dd of the same data, and a client during an online rotation
+# (bench/rotate-online.sh). The issue's targets are judged from the medians.
+# Out: a table on stdout, $OUT/results.json and $OUT/chart.png.
+#
+# Environment: BENCH_ROUNDS (5), BENCH_DURATION (seconds measured per run, 2;
+# each run adds a 0.5 s warm-up and about 1 s to settle and start), BENCH_SEED
+# (the order's seed; random by default), BENCH_SIZE (1G), BENCH_OUT
+# (build/bench), BENCH_DIR (the backing file's directory: build/bench/data,
+# on the same file system as the build), BENCH_CONFIGS, BENCH_WORKLOADS
+# (subsets, space separated), BENCH_XTS=0 and BENCH_ROTATE=0 (leave out the
+# XTS or the rotation part), BENCH_FIO=1 (add fio's nbd engine as a second
+# opinion), BENCH_QUICK=1 (a smoke test: small file, short runs, one round
+# unless BENCH_ROUNDS says), BENCH_PLUGINS="NAME=PATH.so ..." (more cryptvol
 # builds served like `cryptvol`, e.g. the plugin before a change, to measure
-# the change in the same run); the rotation's: BENCH_ROTATE_SIZE (1536M),
-# BENCH_ROT_RATE (100), BENCH_ROT_WORKLOADS, BENCH_ROT_PARTS (see
-# bench/rotate-online.sh).
+# the change in the same run: the report gives cryptvol's per-round ratios
+# to each, throughput and CPU per GiB); the rotation's: BENCH_ROT_CLIENT_ROUNDS (3:
+# rounds of a client during a rotation; the rotation's own rate gets
+# BENCH_ROUNDS), BENCH_ROTATE_SIZE (1536M), BENCH_ROT_RATE (100),
+# BENCH_ROT_WORKLOADS, BENCH_ROT_PARTS (see bench/rotate-online.sh).
+# Time, on this 2-core machine shared with other work: the I/O part 200
+# runs of about 3.5 s (12 min), XTS 1 min, the rotation 8-10 min (its rate 5
+# rounds of ~20 s, a client during it 3 rounds of ~2.5 min): about 22 min.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,8 +63,9 @@ PLUGIN=$build/nbdkit-cryptvol-plugin.so
 KEYMGR=$build/cryptvol-keymgr
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 
-rounds=${BENCH_ROUNDS:-3}
-duration=${BENCH_DURATION:-3}
+rounds=${BENCH_ROUNDS:-5}
+duration=${BENCH_DURATION:-2}
+seed=${BENCH_SEED:-$(( $(date +%s%N) % 1000000 ))}
 size=${BENCH_SIZE:-1G}
 out=${BENCH_OUT:-$build/bench}
 configs=${BENCH_CONFIGS:-plain cryptvol cv-direct luks qemu-nbd}
@@ -49,12 +75,13 @@ workloads=${BENCH_WORKLOADS:-seq-read:seq-read:16:1 seq-write:seq-write:16:1 \
 rand-read:rand-read:32:1 rand-write:rand-write:32:1 \
 rand-read-4c:rand-read:32:4 rand-write-4c:rand-write:32:4 \
 mixed:mixed:32:1 seq-write-4c:seq-write:16:4}
-xts_secs=1 xts_rounds=$(( ${BENCH_ROUNDS:-3} + 2 ))
+xts_secs=1
 if [ -n "${BENCH_QUICK:-}" ]; then
-  rounds=1 duration=${BENCH_DURATION:-0.3} size=${BENCH_SIZE:-64M} xts_secs=0.2 xts_rounds=1
+  rounds=${BENCH_ROUNDS:-1} duration=${BENCH_DURATION:-0.3} size=${BENCH_SIZE:-64M} xts_secs=0.2
 fi
+warmup=$(python3 -c "print(min(0.5, $duration / 2))")
 
-for c in nbdkit "$BENCH" "$KEYMGR" cryptsetup openssl python3; do
+for c in nbdkit "$BENCH" "$KEYMGR" cryptsetup openssl python3 fincore taskset; do
   command -v "$c" >/dev/null || { echo "run-bench: $c is not installed (make deps; make)" >&2; exit 1; }
 done
 for c in $configs; do
@@ -91,6 +118,8 @@ print(json.dumps({"cpu": cpu, "cpus": os.cpu_count(), "mem_gib": round(int(mem) 
 EOF
 )
 echo "machine: $machine"
+echo "order seed: $seed (BENCH_SEED=$seed repeats this run's order)"
+t_start=$SECONDS
 
 # --- The backing file ------------------------------------------------------
 echo "preparing a $size LUKS1 image in $work ..."
@@ -151,16 +180,33 @@ stop_server () {
   server_pid=
 }
 
-# measure ROUND CONFIG WORKLOAD: one fresh server, one benchmark, one line of
-# JSON in runs.jsonl (with the server's CPU time and peak RSS).
+# settle: bring the backing file to the state every measurement starts from:
+# no dirty pages, all of it in the page cache (read again, up to three times,
+# while others on the machine evict it). Prints the cached percentage.
+settle () {
+  local pct
+  for _ in 1 2 3; do
+    sync
+    cat disk.img >/dev/null
+    pct=$(fincore --bytes --noheadings --output RES,SIZE disk.img |
+            awk '{ printf "%.1f", $2 ? 100 * $1 / $2 : 0 }')
+    awk -v p="$pct" 'BEGIN { exit !(p >= 99) }' && break
+  done
+  echo "$pct"
+}
+
+# measure ROUND POS CONFIG WORKLOAD: settle, one fresh server, one benchmark;
+# one line of JSON in runs.jsonl (with the server's CPU time and peak RSS,
+# the run's place in its round's order, the cached share it started from).
 measure () {
-  local round=$1 config=$2 name mode qd conns
-  IFS=: read -r name mode qd conns <<<"$3"
+  local round=$1 pos=$2 config=$3 name mode qd conns cached
+  IFS=: read -r name mode qd conns <<<"$4"
+  cached=$(settle)
   start_server "$config"
   local c0; c0=$(cpu_secs "$server_pid")
   local res
   if ! res=$("$BENCH" --mode "$mode" --qd "$qd" --conns "$conns" \
-               --duration "$duration" --warmup "$(python3 -c "print(min(0.5, $duration / 2))")" \
+               --duration "$duration" --warmup "$warmup" \
                "nbd+unix:///?socket=$PWD/sock" 2>bench.err); then
     echo "run-bench: $config $name failed: $(cat bench.err)" >&2
     res='{"iops": null, "mib_s": null, "bytes": 0}'
@@ -169,25 +215,64 @@ measure () {
   hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || echo 0)
   stop_server
   python3 -c 'import json, sys
-r = json.loads(sys.argv[1])
-r.update(round=int(sys.argv[2]), config=sys.argv[3], workload=sys.argv[4],
-         server_cpu_s=float(sys.argv[5]), server_hwm_kib=int(sys.argv[6]))
-print(json.dumps(r))' "$res" "$round" "$config" "$name" "$(awk "BEGIN {print $c1 - $c0}")" "$hwm" >>"$raw"
-  printf '  round %d %-10s %-14s %s\n' "$round" "$config" "$name" \
-    "$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%s IOPS  %s MiB/s" % (r.get("iops"), r.get("mib_s")))' "$res")"
+r = json.loads(sys.argv[2])
+r.update(round=int(sys.argv[3]), pos=int(sys.argv[4]), config=sys.argv[5], workload=sys.argv[6],
+         conns=int(sys.argv[7]), server_cpu_s=float(sys.argv[8]),
+         server_hwm_kib=int(sys.argv[9]), cached_pct=float(sys.argv[10]))
+with open(sys.argv[1], "a") as f:
+    print(json.dumps(r), file=f)
+gib = r.get("all_bytes", r["bytes"]) / 2**30
+print("  round %d %-10s %-14s %10s IOPS %9s MiB/s %6s CPU s/GiB  cache %s%%" % (
+    r["round"], r["config"], r["workload"], r.get("iops"), r.get("mib_s"),
+    "%.3f" % (r["server_cpu_s"] / gib) if gib else "-", sys.argv[10]))' \
+    "$raw" "$res" "$round" "$pos" "$config" "$name" "$conns" \
+    "$(awk "BEGIN {print $c1 - $c0}")" "$hwm" "$cached"
 }
 
-# --- I/O: alternate configurations, rotating the order each round ----------
+# schedule: the I/O measurements in the order they run, "ROUND WORKLOAD POS
+# CONFIG" per line: round by round, workload by workload. Each workload's
+# order in a round is, of 2000 permutations drawn from the seed, one that
+# repeats least what earlier rounds did: a configuration at a place it held
+# before, or right after the one it followed before. So over n rounds each
+# of n configurations takes each place about once (a Latin square), none
+# follows the same one every round, and no two rounds run alike.
+schedule () {
+  python3 -c 'import random, sys
+from collections import Counter
+seed, rounds = int(sys.argv[1]), int(sys.argv[2])
+cfg, wls = sys.argv[3].split(), sys.argv[4].split()
+plan = {}
+for wi, w in enumerate(wls):
+    rng = random.Random(seed * 1000 + wi)
+    place, after, orders = Counter(), Counter(), []
+    for r in range(rounds):
+        def cost(o):
+            return (sum(place[c, i] for i, c in enumerate(o)) +
+                    sum(after[p] for p in zip(o, o[1:])) + 100 * (orders[-1:] == [o]))
+        best = min((rng.sample(cfg, len(cfg)) for _ in range(2000)), key=cost)
+        place.update((c, i) for i, c in enumerate(best))
+        after.update(zip(best, best[1:]))
+        orders.append(best)
+    plan[w] = orders
+for r in range(rounds):
+    for w in wls:
+        for pos, c in enumerate(plan[w][r]):
+            print(r + 1, w, pos, c)' "$seed" "$rounds" "$configs" "$workloads"
+}
+
+# --- I/O: every configuration per workload, each round in its own order ----
 read -r -a cfg <<<"$configs"
-for ((r = 1; r <= rounds; r++)); do
-  echo "round $r/$rounds"
-  for w in $workloads; do
-    n=${#cfg[@]}
-    for ((i = 0; i < n; i++)); do
-      measure "$r" "${cfg[$(( (i + r - 1) % n ))]}" "$w"
-    done
-  done
+t_io=$SECONDS
+mapfile -t plan < <(schedule)
+cur=
+for line in "${plan[@]}"; do
+  read -r r w pos c <<<"$line"
+  [ "$r" = "$cur" ] || { echo "round $r/$rounds"; cur=$r; }
+  measure "$r" "$pos" "$c" "$w"
 done
+n_io=$(wc -l <"$raw")
+io_s=$(( SECONDS - t_io ))
+echo "I/O: $n_io measurements in $io_s s"
 
 # --- fio's nbd engine, a second opinion (one round) --------------------------
 fio_raw=$work/fio.jsonl
@@ -210,25 +295,78 @@ print(json.dumps({"config": sys.argv[1], "workload": "fio-" + sys.argv[2] + "-" 
   done
 fi
 
-# --- The XTS engine vs openssl speed, alternately, on one core --------------
+# --- The XTS engine, on one core, alternately in a shuffled order -----------
+# Per round: cryptvol's engine with each implementation (4096- and 512-byte
+# units), `openssl speed -evp aes-256-xts` at the same sizes, and each
+# library's single call over 1 MiB (cryptvol-bench --one-call). Which
+# implementation `auto` picks is recorded once per unit size. An engine that
+# reports another implementation than asked for (not built yet) is recorded
+# as what it is, and the report leaves the one asked for out. Rates are per
+# user CPU second, as `openssl speed` counts them (wall-clock rates, kept
+# for cryptvol-bench, swing with whatever else runs on the core).
 xts_raw=$work/xts.jsonl
 : >"$xts_raw"
 core=$(( $(nproc) - 1 ))
-for ((r = 1; r <= xts_rounds; r++)); do
-  for ss in 4096 512; do
-    v=$(taskset -c "$core" "$BENCH" --mode xts --sector-size "$ss" --duration "$xts_secs" \
-          | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_per_s"])')
-    o=$(taskset -c "$core" openssl speed -mr -seconds 1 -evp aes-256-xts -bytes "$ss" 2>/dev/null \
-          | awk -F: '/^\+F:/ {print $4}')
-    echo "{\"round\": $r, \"sector_size\": $ss, \"cryptvol\": $v, \"openssl\": $o}" >>"$xts_raw"
+
+# xts_one ROUND WHAT SIZE ENGINE: one timing on $core, one line in xts.jsonl.
+xts_one () {
+  local round=$1 what=$2 size=$3 engine=$4 r
+  case $what in
+    engine)   r=$(taskset -c "$core" "$BENCH" --mode xts --engine "$engine" \
+                    --sector-size "$size" --duration "$xts_secs") ;;
+    one-call) r=$(taskset -c "$core" "$BENCH" --mode xts --one-call --engine "$engine" \
+                    --bs "$size" --duration "$xts_secs") ;;
+    auto)     r=$("$BENCH" --mode xts --engine auto --sector-size "$size" --duration 0.01 2>/dev/null) ;;
+    openssl-speed)
+              r=$(taskset -c "$core" openssl speed -mr -seconds 1 -evp aes-256-xts \
+                    -bytes "$size" 2>/dev/null |
+                  awk -F: '/^\+F:/ {printf "{\"impl\": \"openssl\", \"bytes_per_user_s\": %s}", $4}') ;;
+  esac
+  python3 -c 'import json, sys
+r = json.loads(sys.argv[2] or "{}")
+out = {"round": int(sys.argv[3]), "what": sys.argv[4], "size": int(sys.argv[5]),
+       "engine": sys.argv[6], "impl": r.get("impl"), "bytes_per_s": r.get("bytes_per_s"),
+       "bytes_per_cpu_s": r.get("bytes_per_user_s")}
+with open(sys.argv[1], "a") as f:
+    print(json.dumps(out), file=f)
+if out["what"] != "auto":
+    print("  round %d xts %-13s %-7s %7d B  %s MB per CPU s%s" % (
+        out["round"], out["what"], out["engine"], out["size"],
+        "%.0f" % (out["bytes_per_cpu_s"] / 1e6) if out["bytes_per_cpu_s"] else "-",
+        "" if out["impl"] in (None, out["engine"]) else "  (ran " + out["impl"] + ")"))' \
+    "$xts_raw" "$r" "$round" "$what" "$size" "$engine"
+}
+
+if [ "${BENCH_XTS:-1}" != 0 ]; then
+  echo "XTS on core $core"
+  t_xts=$SECONDS
+  xts_one 0 auto 4096 auto
+  xts_one 0 auto 512 auto
+  for ((r = 1; r <= rounds; r++)); do
+    mapfile -t items < <(python3 -c 'import random, sys
+items = ["engine 4096 openssl", "engine 4096 gcrypt", "openssl-speed 4096 openssl",
+         "one-call 1048576 openssl", "one-call 1048576 gcrypt",
+         "engine 512 openssl", "engine 512 gcrypt", "openssl-speed 512 openssl"]
+random.Random(int(sys.argv[1]) * 1000 + 999 - int(sys.argv[2])).shuffle(items)
+print("\n".join(items))' "$seed" "$r")
+    for item in "${items[@]}"; do
+      read -r what usize engine <<<"$item"
+      xts_one "$r" "$what" "$usize" "$engine"
+    done
   done
-done
+  echo "XTS: $(( SECONDS - t_xts )) s"
+fi
 
 # --- DEK rotation: its rate online, offline and as a plain copy; a client
 # during an online rotation (bench/rotate-online.sh says how) ---------------
-"$src/bench/rotate-online.sh" "$work/rot"
+t_rot=$SECONDS
+if [ "${BENCH_ROTATE:-1}" != 0 ]; then
+  BENCH_ROUNDS=$rounds BENCH_ROT_CLIENT_ROUNDS=${BENCH_ROT_CLIENT_ROUNDS:-3} \
+    "$src/bench/rotate-online.sh" "$work/rot"
+fi
+echo "rotation: $(( SECONDS - t_rot )) s; whole run so far $(( SECONDS - t_start )) s"
 
 python3 "$src/bench/report.py" --raw "$raw" --xts "$xts_raw" --fio "$fio_raw" \
   --rotate "$work/rot/rotate.jsonl" --rotate-online "$work/rot/rotate-online.jsonl" \
-  --machine "$machine" --params "{\"rounds\": $rounds, \"duration_s\": $duration, \"size\": \"$size\", \"configs\": \"$configs\"}" \
+  --machine "$machine" --params "{\"rounds\": $rounds, \"duration_s\": $duration, \"warmup_s\": $warmup, \"seed\": $seed, \"size\": \"$size\", \"configs\": \"$configs\", \"io_s\": $io_s, \"io_runs\": $n_io}" \
   --out "$out"

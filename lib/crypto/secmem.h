@@ -19,8 +19,9 @@ int cv_key_new (size_t len, struct cv_key **out);
 int cv_key_from (const void *p, size_t len, struct cv_key **out);
 /* Wipe, unlock and free k. NULL is allowed. */
 void cv_key_free (struct cv_key *k);
-/* Lock every live key's pages, and the secure heap's (secheap.h), again: memory locks are not inherited across
- * fork(2), so the nbdkit plugin calls this in .after_fork. Returns 0 or -errno.
+/* Lock every live key's pages, and the secure heap's (secheap.h), again: memory
+ * locks are not inherited across fork(2), so the nbdkit plugin calls this in
+ * .after_fork. Returns 0 or -errno.
  */
 int cv_key_relock_all (void);
 /* Wipe len bytes at p in a way the compiler cannot elide. */

@@ -206,8 +206,8 @@ calibrate (unsigned ss, enum cv_xts_impl *got)
   free (buf);
   *got = r_gc > r_ossl ? CV_XTS_GCRYPT : CV_XTS_OPENSSL;
   cv_debug ("xts: %u-byte sectors: libgcrypt %.1f GB/s, OpenSSL %.1f GB/s "
-           "(one core): using %s",
-           ss, r_gc / 1e9, r_ossl / 1e9, impl_names[*got]);
+            "(one core): using %s",
+            ss, r_gc / 1e9, r_ossl / 1e9, impl_names[*got]);
   return 0;
 }
 

@@ -54,6 +54,10 @@ struct cv_ring {
   unsigned depth;
   unsigned nfree;
   unsigned free_head;
+  /* SQEs prepared and not yet taken by the kernel, as last known: submit
+   * with none is a no-op that reads no ring memory (buffered writes never
+   * queue any; see the top of the file). */
+  unsigned unsent;
 };
 
 /* Why io_uring_queue_init may have failed, for the message. */
@@ -157,6 +161,7 @@ prep_slot (struct cv_ring *r, unsigned idx)
     break;
   }
   io_uring_sqe_set_data64 (sqe, idx);
+  r->unsent++;
 }
 
 /* Take a free slot, fill it and queue its SQE. -EBUSY if none is free. */
@@ -214,11 +219,12 @@ cv_ring_submit (struct cv_ring *r)
 {
   int n;
 
-  if (io_uring_sq_ready (&r->ring) == 0)
+  if (r->unsent == 0)
     return 0;
   do
     n = io_uring_submit (&r->ring);
   while (n == -EINTR);
+  r->unsent = io_uring_sq_ready (&r->ring);
   if (n < 0 && in_kernel (r) == 0) {
     cv_err ("io_uring_submit: %s", strerror (-n));
     return n;
@@ -275,9 +281,10 @@ reap (struct cv_ring *r, uint64_t *tag, bool wait)
     unsigned idx;
     int res, err;
 
-    if (io_uring_sq_ready (&r->ring) > 0) {
+    if (r->unsent > 0) {
       err = wait ? io_uring_submit_and_wait (&r->ring, 1)
                  : io_uring_submit (&r->ring);
+      r->unsent = io_uring_sq_ready (&r->ring);
       if (err == -EINTR)
         continue;
       /* With requests in the kernel, wait for them and retry later. */

@@ -509,9 +509,11 @@ cv_vol_get_status (struct cv_vol *v, struct cv_vol_status *st)
   if (v->next_check)
     rfc3339 (v->next_check, st->next_check);
   pthread_mutex_unlock (&v->slock);
-  st->served = __atomic_load_n (&v->served, __ATOMIC_RELAXED);
+  struct cv_vol_counts n;
+  cv_vol_counts (v, &n);
+  st->served = n.served;
   st->refused = __atomic_load_n (&v->refused, __ATOMIC_RELAXED);
-  st->bytes_read = __atomic_load_n (&v->bytes_read, __ATOMIC_RELAXED);
-  st->bytes_written = __atomic_load_n (&v->bytes_written, __ATOMIC_RELAXED);
+  st->bytes_read = n.bytes_read;
+  st->bytes_written = n.bytes_written;
   st->xts_impl = v->xts_impl;
 }

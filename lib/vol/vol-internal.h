@@ -43,6 +43,11 @@ struct cv_rot_engine {
 struct cv_key;
 struct cv_creds;
 
+/* Requests served and the bytes they moved. */
+struct cv_vol_counts {
+  uint64_t served, bytes_read, bytes_written;
+};
+
 struct cv_vol {
   char *path;       /* data file, for messages */
   char *hname;      /* header file (path, or the detached header) */
@@ -96,8 +101,7 @@ struct cv_vol {
   char cause[256];
   char last_check[32], last_outcome[256], last_request_id[80];
   time_t next_check; /* wall time, 0: none (watch.c) */
-  /* Counters (atomic). */
-  uint64_t served, refused, bytes_read, bytes_written;
+  uint64_t refused;  /* requests refused while revoked (atomic) */
 
   /* The range lock between client requests and the rotation step's hotzone
    * [rl_lo, rl_hi) while rl_held: during a rotation every request records
@@ -118,8 +122,11 @@ struct cv_vol {
 
   pthread_key_t tkey;
   bool tkey_made;
-  pthread_mutex_t thr_lock; /* guards thrs */
+  pthread_mutex_t thr_lock; /* guards thrs and gone */
   struct cv_thr *thrs;
+  /* The counts of threads whose state was freed (the live ones keep their
+   * own: cv_vol_counts sums both). */
+  struct cv_vol_counts gone;
   pthread_mutex_t stripe[NSTRIPES];
 };
 
@@ -198,5 +205,9 @@ void cv_vol_wipe_threads (struct cv_vol *v);
 
 /* Drop all threads' state (their engines hold the old keys). */
 void cv_vol_drop_threads (struct cv_vol *v);
+
+/* The requests served and bytes moved so far, over all threads (volume.c;
+ * for status). */
+void cv_vol_counts (struct cv_vol *v, struct cv_vol_counts *n);
 
 #endif

@@ -35,8 +35,13 @@
 #define TAG_SLOT_SHIFT 40
 #define TAG_CHUNK_MASK ((1ULL << TAG_SLOT_SHIFT) - 1)
 
+/* A cache line: thread states are aligned to it and padded to a multiple of
+ * it, so that one thread's per-request writes (its counts) never share a line
+ * with another's state. */
+#define CACHE_LINE 64
+
 /* What one thread needs for I/O on one volume, made on its first request. */
-struct cv_thr {
+struct __attribute__ ((aligned (CACHE_LINE))) cv_thr {
   struct cv_thr *next;
   struct cv_vol *v;
   struct cv_io_queue *q;
@@ -49,6 +54,11 @@ struct cv_thr {
    * (v->rl_m guards them), which the rotation's step waits for. */
   bool rl_on, rl_write;
   uint64_t rl_lo, rl_hi;
+  /* Requests served and bytes moved by this thread: written by it alone,
+   * summed by cv_vol_counts, folded into the volume's totals when the
+   * thread's state is freed. Per thread, so that a request writes no cache
+   * line that other threads write too. */
+  struct cv_vol_counts n;
 };
 
 /* Free one thread's state (the caller has unlinked it). */
@@ -63,6 +73,19 @@ thr_free (struct cv_thr *t)
   free (t);
 }
 
+/* Unlink t from the volume's threads and keep its counts in the volume's
+ * totals (thr_lock held). */
+static void
+thr_unlink (struct cv_vol *v, struct cv_thr **pp)
+{
+  struct cv_thr *t = *pp;
+
+  *pp = t->next;
+  v->gone.served += t->n.served;
+  v->gone.bytes_read += t->n.bytes_read;
+  v->gone.bytes_written += t->n.bytes_written;
+}
+
 /* pthread_key destructor: a worker thread exits (its connection closed). */
 static void
 thr_exit (void *p)
@@ -73,7 +96,7 @@ thr_exit (void *p)
   pthread_mutex_lock (&v->thr_lock);
   for (struct cv_thr **pp = &v->thrs; *pp; pp = &(*pp)->next)
     if (*pp == t) {
-      *pp = t->next;
+      thr_unlink (v, pp);
       break;
     }
   pthread_mutex_unlock (&v->thr_lock);
@@ -84,13 +107,14 @@ thr_exit (void *p)
 static int
 thr_new (struct cv_vol *v, struct cv_thr **out)
 {
-  struct cv_thr *t = calloc (1, sizeof *t);
+  struct cv_thr *t = aligned_alloc (CACHE_LINE, sizeof *t);
   int rc;
 
   if (!t) {
     cv_err ("%s: out of memory for this thread's I/O state", v->path);
     return -ENOMEM;
   }
+  *t = (struct cv_thr){ 0 };
   t->v = v;
   t->gen = v->gen;
   if ((rc = cv_io_queue_new (v->io, QUEUE_DEPTH, &t->q)) < 0
@@ -601,17 +625,24 @@ key_enter (struct cv_vol *v)
   return 0;
 }
 
-/* End a request begun by key_enter: count it, return rc. */
+/* End a request begun by key_enter; return rc. */
 static int
-key_leave (struct cv_vol *v, int rc, uint64_t *bytes, uint32_t count)
+key_leave (struct cv_vol *v, int rc)
 {
   pthread_rwlock_unlock (&v->klock);
-  if (rc < 0)
-    return rc;
-  __atomic_add_fetch (&v->served, 1, __ATOMIC_RELAXED);
+  return rc;
+}
+
+/* Count a request served by t that moved count bytes (*bytes: one of t->n's
+ * byte counts, or NULL). Only t's thread writes t->n; cv_vol_counts reads
+ * it from another, hence the atomic stores (plain ones underneath: no
+ * locked instruction). */
+static void
+count_served (struct cv_thr *t, uint64_t *bytes, uint32_t count)
+{
+  __atomic_store_n (&t->n.served, t->n.served + 1, __ATOMIC_RELAXED);
   if (bytes)
-    __atomic_add_fetch (bytes, count, __ATOMIC_RELAXED);
-  return 0;
+    __atomic_store_n (bytes, *bytes + count, __ATOMIC_RELAXED);
 }
 
 static int
@@ -656,6 +687,8 @@ read_range (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
   range_leave (t);
   if (rc < 0)
     cv_wipe (buf, count); /* what was decrypted before the failure */
+  else
+    count_served (t, &t->n.bytes_read, count);
   return rc;
 }
 
@@ -701,6 +734,8 @@ write_range (struct cv_vol *v, const uint8_t *src, uint32_t count, uint64_t off,
   range_enter (t, off, off + count, true);
   rc = write_sectors (t, src, count, off, fua);
   range_leave (t);
+  if (rc == 0)
+    count_served (t, &t->n.bytes_written, count);
   return rc;
 }
 
@@ -711,7 +746,7 @@ cv_vol_pread (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
 
   if (rc < 0)
     return rc;
-  return key_leave (v, read_range (v, buf, count, off), &v->bytes_read, count);
+  return key_leave (v, read_range (v, buf, count, off));
 }
 
 int
@@ -722,8 +757,7 @@ cv_vol_pwrite (struct cv_vol *v, const void *buf, uint32_t count, uint64_t off,
 
   if (rc < 0)
     return rc;
-  return key_leave (v, write_range (v, buf, count, off, fua), &v->bytes_written,
-                    count);
+  return key_leave (v, write_range (v, buf, count, off, fua));
 }
 
 int
@@ -733,8 +767,7 @@ cv_vol_zero (struct cv_vol *v, uint32_t count, uint64_t off, bool fua)
 
   if (rc < 0)
     return rc;
-  return key_leave (v, write_range (v, NULL, count, off, fua),
-                    &v->bytes_written, count);
+  return key_leave (v, write_range (v, NULL, count, off, fua));
 }
 
 int
@@ -745,10 +778,13 @@ cv_vol_flush (struct cv_vol *v)
 
   if (rc < 0)
     return rc;
-  if ((rc = thr_get (v, &t)) == 0 && (rc = cv_io_flush (t->q)) < 0
-      && cv_io_queue_error (t->q) == 0)
+  if ((rc = thr_get (v, &t)) < 0)
+    return key_leave (v, rc);
+  if ((rc = cv_io_flush (t->q)) < 0 && cv_io_queue_error (t->q) == 0)
     cv_err ("%s: flush: %s", v->path, strerror (-rc));
-  return key_leave (v, rc, NULL, 0);
+  if (rc == 0)
+    count_served (t, NULL, 0);
+  return key_leave (v, rc);
 }
 
 int
@@ -923,7 +959,7 @@ cv_vol_drop_threads (struct cv_vol *v)
   pthread_mutex_lock (&v->thr_lock);
   while (v->thrs) {
     struct cv_thr *t = v->thrs;
-    v->thrs = t->next;
+    thr_unlink (v, &v->thrs);
     thr_free (t);
   }
   pthread_mutex_unlock (&v->thr_lock);
@@ -931,6 +967,19 @@ cv_vol_drop_threads (struct cv_vol *v)
    * used single-threaded (close, and keymgr between rotation phases). */
   if (v->tkey_made)
     pthread_setspecific (v->tkey, NULL);
+}
+
+void
+cv_vol_counts (struct cv_vol *v, struct cv_vol_counts *n)
+{
+  pthread_mutex_lock (&v->thr_lock);
+  *n = v->gone;
+  for (struct cv_thr *t = v->thrs; t; t = t->next) {
+    n->served += __atomic_load_n (&t->n.served, __ATOMIC_RELAXED);
+    n->bytes_read += __atomic_load_n (&t->n.bytes_read, __ATOMIC_RELAXED);
+    n->bytes_written += __atomic_load_n (&t->n.bytes_written, __ATOMIC_RELAXED);
+  }
+  pthread_mutex_unlock (&v->thr_lock);
 }
 
 const struct cv_header *
