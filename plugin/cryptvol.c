@@ -27,8 +27,9 @@ static const char *volume_path;
 static const char *header_path;
 static bool direct;
 static bool readonly;
-static enum cv_io_kind io_kind;   /* io=; CV_IO_AUTO */
-static enum cv_xts_impl xts_impl; /* xts-engine=; CV_XTS_AUTO */
+static enum cv_io_kind io_kind;     /* io=; CV_IO_AUTO */
+static enum cv_xts_impl xts_impl;   /* xts-engine=; CV_XTS_AUTO */
+static enum cv_read_path read_path; /* read-path=; CV_READ_AUTO */
 static struct cv_creds creds = { .pbkdf = CV_PBKDF_DEFAULT };
 static struct cv_wrap_sel wraps = CV_WRAP_SEL_ALL;
 static struct cv_vol *vol;
@@ -288,6 +289,17 @@ cryptvol_config (const char *key, const char *value)
       nbdkit_error ("xts-engine=%s: expected auto, openssl or gcrypt", value);
       return -1;
     }
+  } else if (strcmp (key, "read-path") == 0) {
+    if (strcmp (value, "auto") == 0)
+      read_path = CV_READ_AUTO;
+    else if (strcmp (value, "map") == 0)
+      read_path = CV_READ_MAP;
+    else if (strcmp (value, "pread") == 0)
+      read_path = CV_READ_PREAD;
+    else {
+      nbdkit_error ("read-path=%s: expected auto, map or pread", value);
+      return -1;
+    }
   } else if (strcmp (key, "readonly") == 0) {
     if ((r = nbdkit_parse_bool (value)) == -1)
       return -1;
@@ -327,6 +339,8 @@ cryptvol_config_complete (void)
   "io=auto|io_uring|posix  I/O backend (default auto: io_uring if usable).\n"  \
   "xts-engine=auto|openssl|gcrypt  XTS implementation (default auto: the "     \
   "faster).\n"                                                                 \
+  "read-path=auto|map|pread  Decrypt reads from a mapping of the file or "     \
+  "after pread (auto).\n"                                                      \
   "readonly=true|false  Open the volume read-only (default false).\n"          \
   "key-check=SECONDS    Re-check the key every SECONDS (default 60; 0: "       \
   "off).\n"                                                                    \
@@ -363,6 +377,7 @@ cryptvol_get_ready (void)
     .wraps = &wraps,
     .io = io_kind,
     .xts_impl = xts_impl,
+    .read_path = read_path,
     .keep_creds = watch.interval_s > 0 || control_path,
   };
 

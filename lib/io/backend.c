@@ -84,6 +84,12 @@ cv_io_size (struct cv_io *io, uint64_t *size)
 }
 
 int
+cv_io_map (struct cv_io *io, const uint8_t **base, uint64_t *len)
+{
+  return io->ops->map ? io->ops->map (io, base, len) : -ENOTSUP;
+}
+
+int
 cv_io_queue_new (struct cv_io *io, unsigned depth, struct cv_io_queue **out)
 {
   int rc = io->ops->queue_new (io, depth, out);

@@ -71,6 +71,14 @@ void cv_io_close (struct cv_io *io);
 const char *cv_io_name (const struct cv_io *io);
 /* Size in bytes of the store. Returns 0 or -errno (logged). */
 int cv_io_size (struct cv_io *io, uint64_t *size);
+/* A read-only shared mapping (MAP_SHARED, PROT_READ) of the whole store as it
+ * was at open: *base and *len (its size then), valid until cv_io_close. It
+ * exists for a non-empty regular file opened without O_DIRECT (mapped at
+ * open, unmapped at close); for a block device, O_DIRECT or a failed mmap
+ * (logged as debug) it returns -ENOTSUP. A read of a page beyond the file's
+ * current end, or one the kernel cannot read in, raises SIGBUS: access it
+ * only under cv_sigbus_run (common/sigbus.h). Returns 0 or -ENOTSUP. */
+int cv_io_map (struct cv_io *io, const uint8_t **base, uint64_t *len);
 
 /* A queue with room for depth requests in flight (depth >= 1). Returns 0 or
  * -errno (logged). */

@@ -13,6 +13,8 @@ struct cv_io_ops {
   int (*open) (const struct cv_io_open_opts *o, struct cv_io **out);
   void (*close) (struct cv_io *io);
   int (*size) (struct cv_io *io, uint64_t *size);
+  /* cv_io_map; NULL: the backend has no mapping (-ENOTSUP). */
+  int (*map) (struct cv_io *io, const uint8_t **base, uint64_t *len);
   int (*queue_new) (struct cv_io *io, unsigned depth, struct cv_io_queue **out);
   void (*queue_free) (struct cv_io_queue *q);
   unsigned (*space) (const struct cv_io_queue *q);
@@ -54,6 +56,8 @@ struct cv_io_file {
   bool direct;
   char *path;                  /* for messages */
   struct cv_io_faults *faults; /* NULL, or honoured by posix.c */
+  const uint8_t *map;          /* cv_io_map, or NULL */
+  size_t map_len;
 };
 
 /* Open o->path (O_DIRECT if o->direct) into a new cv_io_file of ops. Returns
@@ -66,5 +70,7 @@ void cv_io_file_close (struct cv_io *io);
 int cv_io_file_sync_range (struct cv_io *io, uint64_t off, uint64_t len);
 /* Size of a regular file or block device: 0 or -errno (logged). */
 int cv_io_file_size (struct cv_io *io, uint64_t *size);
+/* The mapping made at open (cv_io_map): 0 or -ENOTSUP. */
+int cv_io_file_map (struct cv_io *io, const uint8_t **base, uint64_t *len);
 
 #endif

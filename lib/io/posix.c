@@ -190,6 +190,7 @@ const struct cv_io_ops cv_io_posix_ops = {
   .open = posix_open,
   .close = cv_io_file_close,
   .size = cv_io_file_size,
+  .map = cv_io_file_map,
   .queue_new = posix_queue_new,
   .queue_free = posix_queue_free,
   .space = posix_space,

@@ -525,6 +525,7 @@ const struct cv_io_ops cv_io_uring_ops = {
   .open = uring_open,
   .close = cv_io_file_close,
   .size = cv_io_file_size,
+  .map = cv_io_file_map,
   .queue_new = uring_queue_new,
   .queue_free = uring_queue_free,
   .space = uring_space,

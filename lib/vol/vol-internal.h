@@ -66,6 +66,9 @@ struct cv_vol {
   unsigned ss;               /* encryption sector size */
   enum cv_xts_impl xts_impl; /* picked at open (cv_xts_pick) */
   bool direct;
+  /* The data area in the data file's read-only mapping (cv_io_map), when
+   * reads decrypt from it (cv_read_path); else NULL. */
+  const uint8_t *map;
   /* A rotation step failed after its hotzone was rewritten and could not be
    * finished: what is on disk may not match boundary, so the data path
    * refuses every request (-EIO) until the volume is reopened, which

@@ -1,6 +1,7 @@
 /* The volume data path: sectors of the data area are AES-256-XTS encrypted;
  * requests are split into chunks queued together on the calling thread's I/O
- * queue so that I/O and crypto overlap. Unaligned edges are
+ * queue so that I/O and crypto overlap; reads of a mapped data file decrypt
+ * straight from the mapping instead (cv_read_path). Unaligned edges are
  * read-modify-written under a striped per-sector lock. Which backend stores
  * the ciphertext (lib/io/backend.h) is not known here. */
 #include <errno.h>
@@ -12,6 +13,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/sigbus.h"
 #include "crypto/secmem.h"
 #include "crypto/xts.h"
 #include "format/header.h"
@@ -26,6 +28,9 @@
 #define NSLOTS 4
 #define QUEUE_DEPTH 32 /* requests in flight per thread */
 #define ALIGN 4096     /* bounce alignment, enough for O_DIRECT */
+/* Reads from the mapping decrypt this much at a time (or a sector, if
+ * larger) while the next as much is prefetched. */
+#define MAP_UNIT 4096
 /* A queue tag carries the chunk index and the bounce slot it uses. */
 #define TAG_SLOT_SHIFT 40
 #define TAG_CHUNK_MASK ((1ULL << TAG_SLOT_SHIFT) - 1)
@@ -285,6 +290,68 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
   return rc;
 }
 
+/* One read from the mapping: len bytes (whole sectors) at src, the first
+ * being sector first, decrypted into dst. */
+struct map_job {
+  struct cv_xts *x;
+  uint8_t *dst;
+  const uint8_t *src;
+  uint64_t first;
+  size_t len;
+  unsigned ss;
+};
+
+/* Decrypt a map_job unit by unit, prefetching the next unit's cache lines
+ * while the current one is decrypted: the data comes from the page cache
+ * once, into the cipher, and leaves it into dst. Runs under cv_sigbus_run:
+ * returns 0 or -EIO (the engine failed, logged). */
+static int
+map_decrypt (void *arg)
+{
+  const struct map_job *j = arg;
+  size_t unit = j->ss > MAP_UNIT ? j->ss : MAP_UNIT;
+
+  for (size_t o = 0; o < j->len; o += unit) {
+    size_t n = j->len - o < unit ? j->len - o : unit;
+    size_t next = j->len - o - n < unit ? j->len - o - n : unit;
+    for (size_t c = 0; c < next; c += 64)
+      __builtin_prefetch (j->src + o + n + c, 0, 3);
+    int rc = cv_xts_decrypt (j->x, j->dst + o, j->src + o, j->first + o / j->ss,
+                             n / j->ss);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* Decrypt the sector-aligned range [off, off+len) of the data area from the
+ * mapping into dst. A SIGBUS there (the file was truncated underneath, or
+ * the page could not be read in) fails this request alone: dst is wiped and
+ * -EIO returned, logged with the offset. Returns 0 or -EIO. */
+static int
+map_read (struct cv_thr *t, struct cv_xts *x, uint8_t *dst, uint64_t off,
+          uint64_t len)
+{
+  struct cv_vol *v = t->v;
+  struct map_job j = { .x = x,
+                       .dst = dst,
+                       .src = v->map + off,
+                       .first = off / v->ss,
+                       .len = len,
+                       .ss = v->ss };
+  uint64_t at = 0;
+  int rc = cv_sigbus_run (j.src, len, map_decrypt, &j, &at);
+
+  if (rc != -EFAULT)
+    return rc;
+  cv_wipe (dst, len);
+  cv_err ("%s: read at offset %llu: the data file ends before the volume "
+          "(truncated while served?) or cannot be read there (I/O error); "
+          "check the file",
+          v->path, (unsigned long long) (off + at));
+  return -EIO;
+}
+
 /* Encrypt the sector-aligned range from src (NULL: zeros) and write it at
  * [off, off+len) of the data area: each chunk is encrypted into a free bounce
  * slot and queued; while slots are free, the next one is encrypted as the
@@ -484,6 +551,9 @@ static int
 read_sector (struct cv_thr *t, struct cv_xts *x, uint64_t sec)
 {
   struct cv_vol *v = t->v;
+
+  if (v->map)
+    return map_read (t, x, t->edge, sec * v->ss, v->ss);
   int rc = cv_io_pread (t->q, t->edge, v->ss, v->data_offset + sec * v->ss);
 
   if (rc < 0)
@@ -595,7 +665,9 @@ read_sectors (struct cv_thr *t, uint8_t *p, uint32_t count, uint64_t off)
       continue;
     }
     uint64_t len = aligned_run (v, off, count);
-    if ((rc = read_aligned (t, engine (t, off), p, off, len)) < 0)
+    rc = v->map ? map_read (t, engine (t, off), p, off, len)
+                : read_aligned (t, engine (t, off), p, off, len);
+    if (rc < 0)
       return rc;
     p += len, off += len, count -= len;
   }
@@ -613,7 +685,9 @@ read_range (struct cv_vol *v, void *buf, uint32_t count, uint64_t off)
   range_enter (t, off, off + count, false);
   rc = read_sectors (t, buf, count, off);
   range_leave (t);
-  if (rc == 0)
+  if (rc < 0)
+    cv_wipe (buf, count); /* what was decrypted before the failure */
+  else
     count_served (t, &t->n.bytes_read, count);
   return rc;
 }
@@ -728,7 +802,8 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   struct cv_key *dek = NULL;
   struct cv_creds *kept = NULL;
   int64_t wrap_id = -1;
-  uint64_t fsize, doff, size;
+  uint64_t fsize, doff, size, mlen;
+  const uint8_t *mbase, *map = NULL;
   unsigned valid, ss;
   enum cv_xts_impl impl;
   int rc;
@@ -766,6 +841,16 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
     rc = -EINVAL;
     goto fail;
   }
+  if (o->read_path != CV_READ_PREAD && cv_io_map (io, &mbase, &mlen) == 0
+      && mlen >= doff + size)
+    map = mbase + doff;
+  else if (o->read_path == CV_READ_MAP) {
+    cv_err ("%s: read-path=map needs a regular file opened without "
+            "direct=true; use read-path=auto or read-path=pread",
+            o->path);
+    rc = -ENOTSUP;
+    goto fail;
+  }
   if (o->direct && (doff % 4096 || ss < 4096))
     cv_warn ("%s: direct=true with sector size %u and data offset %llu: "
              "devices with 4096-byte logical blocks will refuse I/O",
@@ -798,6 +883,7 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   v->ss = ss;
   v->xts_impl = impl;
   v->direct = o->direct;
+  v->map = map;
   v->creds = kept;
   cv_vol_key_init (v, wrap_id);
   pthread_mutex_init (&v->thr_lock, NULL);

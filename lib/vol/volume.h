@@ -15,6 +15,13 @@
 
 struct cv_vol;
 
+/* How reads get the ciphertext (plugin read-path=). CV_READ_MAP decrypts
+ * straight from a shared mapping of the data file into the caller's buffer
+ * (one pass, no copy; a regular file without O_DIRECT only); CV_READ_PREAD
+ * reads it into the buffer through the I/O backend and decrypts in place.
+ * CV_READ_AUTO: the mapping where there is one (see doc/architecture.md). */
+enum cv_read_path { CV_READ_AUTO = 0, CV_READ_MAP, CV_READ_PREAD };
+
 struct cv_vol_opts {
   const char *path;        /* data file or block device */
   const char *header_path; /* detached header, or NULL */
@@ -37,6 +44,9 @@ struct cv_vol_opts {
   bool keep_creds;
   /* XTS implementation (cv_xts_pick): CV_XTS_AUTO (0) takes the faster. */
   enum cv_xts_impl xts_impl;
+  /* CV_READ_MAP where the data file cannot be mapped fails the open with
+   * -ENOTSUP. */
+  enum cv_read_path read_path;
 };
 
 /* Open the volume, read its header, unlock a DEK and authenticate the header.

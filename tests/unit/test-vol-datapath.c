@@ -1,6 +1,7 @@
 /* The lib/vol data path against a plaintext model: writes, zeroes and reads
  * at every sector and chunk edge, requests beyond the end, for both sector
- * sizes, buffered and O_DIRECT. */
+ * sizes, buffered (reads from the file's mapping and by pread) and O_DIRECT;
+ * a mapped file truncated underneath. */
 #include <pthread.h>
 
 #include "test-vol-model.h"
@@ -229,24 +230,126 @@ open_errors (struct vm *m)
     vm_close (m);
 }
 
+/* read-path=map where there is no mapping (O_DIRECT) is refused at open,
+ * with one error saying what to do. */
+static void
+map_refused (struct vm *m)
+{
+  struct vm other = *m;
+  int rc;
+
+  other.read_path = CV_READ_MAP;
+  harness_log_clear ();
+  rc = vm_open_opts (&other, false, false);
+  CHECK (rc == -ENOTSUP && error_lines () == 1
+             && strstr (harness_logged (), "read-path=pread"),
+         "read-path=map with O_DIRECT: %d: %s", rc, harness_logged ());
+  if (rc == 0)
+    vm_close (&other);
+}
+
+struct reader {
+  pthread_t tid;
+  struct vm *m;
+  unsigned id;
+  uint64_t cut; /* data-area offset where the file now ends */
+  int wrong;    /* reads that did not end as they should */
+};
+
+/* Read ranges on both sides of the cut and across it: those before it read
+ * the model; the others fail with -EIO and leave no plaintext behind. */
+static void *
+reader (void *arg)
+{
+  struct reader *r = arg;
+  struct vm *m = r->m;
+  const uint32_t len = 3 * 4096 + 100;
+  uint8_t *buf = malloc (len);
+
+  if (!buf)
+    exit (99);
+  for (unsigned i = 0; i < 200; i++) {
+    uint64_t off = (i * 7919 + r->id * 4096 + 17) % (m->size - len);
+    memset (buf, 0xAA, len);
+    int rc = cv_vol_pread (m->v, buf, len, off);
+    bool zeroed = true;
+    for (uint32_t k = 0; k < len && zeroed; k++)
+      zeroed = buf[k] == 0;
+    if (off + len <= r->cut ? rc != 0 || memcmp (buf, m->model + off, len)
+                            : rc != -EIO || !zeroed)
+      r->wrong++;
+  }
+  free (buf);
+  return NULL;
+}
+
+/* A mapped volume whose file is truncated while threads read: reads past
+ * the new end fail with -EIO and an error naming the file, reads before it
+ * are right; once the bytes are written back, everything reads right. */
+static void
+truncated_underneath (struct vm *m)
+{
+  struct reader r[NTHREADS];
+  const uint64_t cut = m->size / 2 / 4096 * 4096;
+  const size_t tail = m->size - cut;
+  uint8_t *saved = malloc (tail);
+  CLEANUP_CLOSE int fd = open (m->path, O_RDWR | O_CLOEXEC);
+
+  if (!saved || fd < 0
+      || pread (fd, saved, tail, m->doff + cut) != (ssize_t) tail)
+    exit (99);
+  vm_close (m);
+  m->read_path = CV_READ_MAP;
+  vm_open (m);
+  CHECK (ftruncate (fd, m->doff + cut) == 0, "truncate");
+  harness_log_clear ();
+  for (unsigned i = 0; i < NTHREADS; i++) {
+    r[i] = (struct reader){ .m = m, .id = i, .cut = cut };
+    if (pthread_create (&r[i].tid, NULL, reader, &r[i]) != 0)
+      exit (99);
+  }
+  for (unsigned i = 0; i < NTHREADS; i++) {
+    pthread_join (r[i].tid, NULL);
+    CHECK (r[i].wrong == 0,
+           "thread %u: %d reads wrong with the file cut at %llu", i, r[i].wrong,
+           (unsigned long long) cut);
+  }
+  CHECK (error_lines () > 0 && strstr (harness_logged (), m->path)
+             && strstr (harness_logged (), "truncated while served"),
+         "the failed reads said why: %s", harness_logged ());
+  CHECK (pwrite (fd, saved, tail, m->doff + cut) == (ssize_t) tail, "restore");
+  free (saved);
+  vm_check (m, "after restoring a file truncated underneath");
+}
+
 int
 main (void)
 {
   vm_init ();
   for (int direct = 0; direct < 2; direct++)
-    for (unsigned ss = 512; ss <= 4096; ss *= 8) {
-      struct vm m;
-      vm_create (&m, ss, VOLSIZE, direct);
-      vm_check (&m, "after filling");
-      vm_check_disk (&m, "after filling");
-      edges (&m);
-      beyond_end (&m);
-      concurrent_rmw (&m);
-      reopen (&m);
-      if (!direct && ss == 512)
-        open_errors (&m);
-      vm_destroy (&m);
-    }
+    for (unsigned ss = 512; ss <= 4096; ss *= 8)
+      for (int rp = CV_READ_AUTO; rp <= CV_READ_PREAD; rp += 2) {
+        struct vm m;
+        if (direct && rp != CV_READ_AUTO)
+          continue;
+        vm_create (&m, ss, VOLSIZE, direct);
+        m.read_path = rp;
+        vm_close (&m);
+        vm_open (&m);
+        vm_check (&m, "after filling");
+        vm_check_disk (&m, "after filling");
+        edges (&m);
+        beyond_end (&m);
+        concurrent_rmw (&m);
+        reopen (&m);
+        if (direct)
+          map_refused (&m);
+        else if (rp == CV_READ_AUTO)
+          truncated_underneath (&m);
+        if (!direct && ss == 512 && rp == CV_READ_AUTO)
+          open_errors (&m);
+        vm_destroy (&m);
+      }
   vm_cleanup ();
   return harness_done ("test-vol-datapath");
 }

@@ -46,6 +46,7 @@ struct vm {
   struct cv_key *odek; /* during a rotation: the old DEK, else NULL */
   enum cv_io_kind io;  /* the I/O backend opens use */
   struct cv_io_faults *faults; /* what it injects (CV_IO_POSIX), or NULL */
+  enum cv_read_path read_path; /* how opens read */
 };
 
 static inline uint64_t
@@ -118,7 +119,8 @@ vm_open_opts (struct vm *m, bool readonly, bool exclusive)
                            .exclusive = exclusive,
                            .creds = &c,
                            .io = m->io,
-                           .faults = m->faults };
+                           .faults = m->faults,
+                           .read_path = m->read_path };
 
   m->v = NULL;
   return cv_vol_open (&o, &m->v);
