@@ -231,12 +231,24 @@ rss = {c: max((r["server_hwm_kib"] / 1024 for r in runs
                if r["config"] == c and r["conns"] == 4), default=None) for c in configs}
 rss1 = {c: max((r["server_hwm_kib"] / 1024 for r in runs
                 if r["config"] == c and r["conns"] == 1), default=None) for c in configs}
-# cryptvol's peak RSS over plain's, same workload and round, 4 connections.
-rss_over = spread(
-    (run_of(w, "cryptvol", rnd)["server_hwm_kib"] - run_of(w, "plain", rnd)["server_hwm_kib"]) / 1024
-    if run_of(w, "cryptvol", rnd) and run_of(w, "plain", rnd) else None
-    for w in workloads if any(r["conns"] == 4 for r in runs if r["workload"] == w)
-    for rnd in rounds)
+anon = {c: max((r.get("server_anon_kib", 0) / 1024 for r in runs
+                if r["config"] == c and r["conns"] == 4), default=None) for c in configs}
+
+
+def over_plain(key):
+    """cryptvol's figure over plain's, same workload and round, 4 connections."""
+    return spread(
+        (run_of(w, "cryptvol", rnd)[key] - run_of(w, "plain", rnd)[key]) / 1024
+        if run_of(w, "cryptvol", rnd) and run_of(w, "plain", rnd)
+        and key in run_of(w, "cryptvol", rnd) else None
+        for w in workloads if any(r["conns"] == 4 for r in runs if r["workload"] == w)
+        for rnd in rounds)
+
+
+# Private memory (RssAnon) is what the target is about; peak RSS (VmHWM)
+# also counts the page cache of the data file that cryptvol maps.
+rss_over = over_plain("server_anon_kib")
+hwm_over = over_plain("server_hwm_kib")
 
 # The issue's Targets table, row by row; a row with several items is met
 # when every item is.
@@ -284,7 +296,7 @@ target(6, "rotate-dek offline vs dd of the data area onto itself",
 for w in ("seq-read", "seq-write"):
     target(7, f"cryptvol vs luks filter, {w}",
            spread(per_round_ratio(w, "cryptvol", "luks", lambda r: value(r, "mib_s"))))
-target(8, "cryptvol peak RSS - plain's, 4 conns (MiB)", rss_over)
+target(8, "cryptvol peak private memory (RssAnon) - plain's, 4 conns (MiB)", rss_over)
 # Checks from earlier issues, kept.
 for w in ("rand-read", "rand-write"):
     target(None, f"cryptvol 4 conns vs 1, {w} IOPS",
@@ -325,7 +337,8 @@ machine = json.loads(a.machine)
 result = {"machine": machine, "params": params, "summary": summary,
           "xts": xts_sum, "rotate": rot_sum, "rotate_runs": rot,
           "rotate_online": ron_sum, "rotate_online_runs": ron,
-          "rss_peak_mib_4conns": rss, "rss_peak_mib_1conn": rss1, "rss_over_plain_mib": rss_over,
+          "rss_peak_mib_4conns": rss, "rss_peak_mib_1conn": rss1, "rss_over_plain_mib": rss_over, "anon_peak_mib_4conns": anon,
+          "hwm_over_plain_mib": hwm_over,
           "targets": targets, "target_rows": rows, "vs_builds": builds, "fio": fio, "runs": runs, "xts_runs": xts}
 os.makedirs(a.out, exist_ok=True)
 with open(os.path.join(a.out, "results.json"), "w") as f:
@@ -372,6 +385,10 @@ if runs:
         f"{c} {fmt(get('rand-read', c, 'lat_p50_us'))}/{fmt(get('rand-read', c, 'lat_p99_us'))}" for c in configs))
     print("server peak RSS MiB, 1 conn:", ", ".join(f"{c} {fmt(rss1[c], 1)}" for c in configs))
     print("server peak RSS MiB, 4 conns:", ", ".join(f"{c} {fmt(rss[c], 1)}" for c in configs))
+    print("server peak private memory (RssAnon) MiB, 4 conns:",
+          ", ".join(f"{c} {fmt(anon[c], 1)}" for c in configs))
+    print("cryptvol over plain, 4 conns, MiB: private %s, peak RSS with mapped page cache %s"
+          % (fmt(rss_over["median"], 1), fmt(hwm_over["median"], 1)))
     cold = [r for r in runs if r.get("cached_pct", 0) < 99]
     print("page cache at the start of each run: min",
           fmt(min(r.get("cached_pct", 0) for r in runs), 1), "% of the backing file" +

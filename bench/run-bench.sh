@@ -205,20 +205,35 @@ measure () {
   start_server "$config"
   local c0; c0=$(cpu_secs "$server_pid")
   local res
+  # The server's private memory (RssAnon), sampled while it serves: VmHWM
+  # also counts file pages it maps (cryptvol's mapped read path maps the
+  # data file, so the page cache it reads shows up in its RSS).
+  local anon_pid
+  (peak=0; while [ -e "/proc/$server_pid" ]; do
+     a=$(awk '/^RssAnon:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || echo 0)
+     [ "${a:-0}" -gt "$peak" ] && { peak=$a; echo "$peak" >anon.peak; }
+     sleep 0.1
+   done) &
+  anon_pid=$!
   if ! res=$("$BENCH" --mode "$mode" --qd "$qd" --conns "$conns" \
                --duration "$duration" --warmup "$warmup" \
                "nbd+unix:///?socket=$PWD/sock" 2>bench.err); then
     echo "run-bench: $config $name failed: $(cat bench.err)" >&2
     res='{"iops": null, "mib_s": null, "bytes": 0}'
   fi
-  local c1 hwm; c1=$(cpu_secs "$server_pid")
+  local c1 hwm anon; c1=$(cpu_secs "$server_pid")
   hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || echo 0)
+  kill "$anon_pid" 2>/dev/null || true
+  wait "$anon_pid" 2>/dev/null || true
+  anon=$(cat anon.peak 2>/dev/null || echo 0)
+  rm -f anon.peak
   stop_server
   python3 -c 'import json, sys
 r = json.loads(sys.argv[2])
 r.update(round=int(sys.argv[3]), pos=int(sys.argv[4]), config=sys.argv[5], workload=sys.argv[6],
          conns=int(sys.argv[7]), server_cpu_s=float(sys.argv[8]),
-         server_hwm_kib=int(sys.argv[9]), cached_pct=float(sys.argv[10]))
+         server_hwm_kib=int(sys.argv[9]), cached_pct=float(sys.argv[10]),
+         server_anon_kib=int(sys.argv[11]))
 with open(sys.argv[1], "a") as f:
     print(json.dumps(r), file=f)
 gib = r.get("all_bytes", r["bytes"]) / 2**30
@@ -226,7 +241,7 @@ print("  round %d %-10s %-14s %10s IOPS %9s MiB/s %6s CPU s/GiB  cache %s%%" % (
     r["round"], r["config"], r["workload"], r.get("iops"), r.get("mib_s"),
     "%.3f" % (r["server_cpu_s"] / gib) if gib else "-", sys.argv[10]))' \
     "$raw" "$res" "$round" "$pos" "$config" "$name" "$conns" \
-    "$(awk "BEGIN {print $c1 - $c0}")" "$hwm" "$cached"
+    "$(awk "BEGIN {print $c1 - $c0}")" "$hwm" "$cached" "$anon"
 }
 
 # schedule: the I/O measurements in the order they run, "ROUND WORKLOAD POS

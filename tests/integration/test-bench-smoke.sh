@@ -44,6 +44,8 @@ for w in ("seq-read", "rand-read", "rand-write"):
                                                 key=lambda x: x["pos"])] for rnd in (1, 2)}
     assert sorted(order[1]) == sorted(configs), f"{w}: round 1 ran {order[1]}"
     assert order[1] != order[2], f"{w}: both rounds ran in the order {order[1]}"
+for c in configs:
+    assert r["anon_peak_mib_4conns"][c] > 0, f"{c}: no private-memory peak with 4 conns"
 for x in r["runs"]:
     assert x["cached_pct"] >= 99, f"{x['config']} {x['workload']}: started {x['cached_pct']}% cached"
 for ss in ("4096", "512"):
