@@ -106,9 +106,11 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
 FUZZ_CONTROL_SRCS := tests/fuzz/fuzz-control.c lib/ctl/dispatch.c \
                      lib/ctl/audit.c lib/common/log.c lib/common/clock.c
 FUZZ_AWS_CONFIG_SRCS := tests/fuzz/fuzz-aws-config.c lib/keys/aws-config.c \
-                        lib/crypto/secmem.c lib/common/log.c lib/common/fdio.c
+                        lib/crypto/secmem.c lib/crypto/secheap.c \
+                        lib/common/log.c lib/common/fdio.c
 FUZZ_AWS_CREDS_SRCS := tests/fuzz/fuzz-aws-creds.c lib/keys/aws-creds.c \
-                       lib/crypto/secmem.c lib/common/log.c
+                       lib/crypto/secmem.c lib/crypto/secheap.c \
+                       lib/common/log.c
 fuzz: build-fuzz/fuzz-control build-fuzz/fuzz-aws-config \
       build-fuzz/fuzz-aws-creds
 build-fuzz/fuzz-control: $(FUZZ_CONTROL_SRCS) tests/unit/ctl-fake.h lib/ctl/ctl.h
@@ -116,10 +118,12 @@ build-fuzz/fuzz-control: $(FUZZ_CONTROL_SRCS) tests/unit/ctl-fake.h lib/ctl/ctl.
 	  $(FUZZ_CONTROL_SRCS) $(shell pkg-config --libs jansson 2>/dev/null)
 build-fuzz/fuzz-aws-config: $(FUZZ_AWS_CONFIG_SRCS) lib/keys/aws.h
 	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
-	  $(FUZZ_AWS_CONFIG_SRCS) $(shell pkg-config --libs jansson libcrypto 2>/dev/null)
+	  $(FUZZ_AWS_CONFIG_SRCS) \
+	  $(shell pkg-config --libs jansson libcrypto libgcrypt 2>/dev/null)
 build-fuzz/fuzz-aws-creds: $(FUZZ_AWS_CREDS_SRCS) lib/keys/aws.h
 	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
-	  $(FUZZ_AWS_CREDS_SRCS) $(shell pkg-config --libs jansson libcrypto 2>/dev/null)
+	  $(FUZZ_AWS_CREDS_SRCS) \
+	  $(shell pkg-config --libs jansson libcrypto libgcrypt 2>/dev/null)
 
 # fuzz-aws-sts: the STS answer reader, aws-sts.c instrumented, the rest of
 # the library as built. test-fuzz-aws-sts.sh runs it from its seed corpus.
