@@ -65,7 +65,8 @@ URI="nbd+unix:///?socket=$SOCK"
 nbd_pid=
 nbd_opts=()
 start_nbd () {
-  rm -f "$SOCK" "$CTL"
+  [ -z "$nbd_pid" ] || fail "start_nbd: nbdkit $nbd_pid is still serving (stop_nbd first)"
+  rm -f "$SOCK" # a stale $CTL stays: the server must replace it
   nbdkit -f "${nbd_opts[@]}" -U "$SOCK" "$PLUGIN" "$@" control="$CTL" >>"$tmp/nbdkit.log" 2>&1 &
   nbd_pid=$!
   local _
@@ -77,9 +78,9 @@ start_nbd () {
   tail -n 30 "$tmp/nbdkit.log" >&2
   fail "nbdkit did not start serving $1 with a control socket"
 }
-stop_nbd () {
+stop_nbd () { # [SIGNAL] (TERM)
   if [ -n "$nbd_pid" ]; then
-    kill "$nbd_pid" 2>/dev/null || true
+    kill -"${1:-TERM}" "$nbd_pid" 2>/dev/null || true
     wait "$nbd_pid" 2>/dev/null || true
     nbd_pid=
   fi

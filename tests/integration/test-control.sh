@@ -13,35 +13,6 @@
 source "$(dirname "$0")/functions.sh"
 requires nbdkit nbdsh jq
 
-SOCK=$tmp/nbd.sock
-CTL=$tmp/ctl.sock
-URI="nbd+unix:///?socket=$SOCK"
-nbd_pid=
-
-# start_nbd VOLUME [PARAMS...]: serve VOLUME in the background with its
-# control socket at $CTL; return once `status` answers.
-start_nbd () {
-  rm -f "$SOCK"
-  nbdkit -f -U "$SOCK" "$PLUGIN" "$@" control="$CTL" >>"$tmp/nbdkit.log" 2>&1 &
-  nbd_pid=$!
-  local _
-  for _ in $(seq 1 400); do
-    [ -S "$SOCK" ] && "$KEYMGR" status --control "$CTL" >/dev/null 2>&1 && return 0
-    kill -0 "$nbd_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  tail -n 20 "$tmp/nbdkit.log" >&2
-  fail "nbdkit did not start serving $1 with a control socket"
-}
-stop_nbd () {
-  if [ -n "$nbd_pid" ]; then
-    kill -"${1:-TERM}" "$nbd_pid" 2>/dev/null || true
-    wait "$nbd_pid" 2>/dev/null || true
-    nbd_pid=
-  fi
-}
-cleanup_hooks+=(stop_nbd)
-
 # io_errno: the errno of a read and of a write through NBD ("ok" if served).
 io_errno () {
   nbdsh -u "$URI" -c '

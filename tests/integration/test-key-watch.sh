@@ -166,6 +166,7 @@ start_nbd vol "${KP[@]}" resume=false
 io_served
 same_data before 0
 pass "resume=false: revoked stays revoked (3 s with the key usable, unlock refused) until restart"
+stop_nbd
 
 # --- on-unreachable=serve: served past key-grace while KMS is down ------------------
 start_nbd vol kms-endpoint="$EP" ca-bundle="$CA" key-check=1 key-grace=2 on-unreachable=serve
