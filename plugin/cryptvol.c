@@ -233,6 +233,27 @@ rotate_config (const char *key, const char *value)
   return 0;
 }
 
+/* The index of value among the n names of parameter key (in the order of
+ * the enum it sets), or -1 with an error naming them. */
+static int
+choice (const char *key, const char *value, const char *const *names, int n)
+{
+  char expected[128] = "";
+
+  for (int i = 0; i < n; i++) {
+    if (strcmp (value, names[i]) == 0)
+      return i;
+    snprintf (expected + strlen (expected), sizeof expected - strlen (expected),
+              "%s%s",
+              i == 0       ? ""
+              : i == n - 1 ? " or "
+                           : ", ",
+              names[i]);
+  }
+  nbdkit_error ("%s=%s: expected %s", key, value, expected);
+  return -1;
+}
+
 static int
 cryptvol_config (const char *key, const char *value)
 {
@@ -274,32 +295,20 @@ cryptvol_config (const char *key, const char *value)
       return -1;
     direct = r;
   } else if (strcmp (key, "io") == 0) {
-    if (strcmp (value, "auto") == 0)
-      io_kind = CV_IO_AUTO;
-    else if (strcmp (value, "io_uring") == 0)
-      io_kind = CV_IO_URING;
-    else if (strcmp (value, "posix") == 0)
-      io_kind = CV_IO_POSIX;
-    else {
-      nbdkit_error ("io=%s: expected auto, io_uring or posix", value);
+    static const char *const names[] = { "auto", "io_uring", "posix" };
+    if ((r = choice (key, value, names, 3)) < 0)
       return -1;
-    }
+    io_kind = (enum cv_io_kind) r;
   } else if (strcmp (key, "xts-engine") == 0) {
-    if (cv_xts_impl_parse (value, &xts_impl) < 0) {
-      nbdkit_error ("xts-engine=%s: expected auto, openssl or gcrypt", value);
+    static const char *const names[] = { "auto", "openssl", "gcrypt" };
+    if ((r = choice (key, value, names, 3)) < 0)
       return -1;
-    }
+    xts_impl = (enum cv_xts_impl) r;
   } else if (strcmp (key, "read-path") == 0) {
-    if (strcmp (value, "auto") == 0)
-      read_path = CV_READ_AUTO;
-    else if (strcmp (value, "map") == 0)
-      read_path = CV_READ_MAP;
-    else if (strcmp (value, "pread") == 0)
-      read_path = CV_READ_PREAD;
-    else {
-      nbdkit_error ("read-path=%s: expected auto, map or pread", value);
+    static const char *const names[] = { "auto", "map", "pread" };
+    if ((r = choice (key, value, names, 3)) < 0)
       return -1;
-    }
+    read_path = (enum cv_read_path) r;
   } else if (strcmp (key, "readonly") == 0) {
     if ((r = nbdkit_parse_bool (value)) == -1)
       return -1;
