@@ -13,9 +13,11 @@
  *   range it covers and a sigjmp_buf. The handler jumps back only when
  *   si_addr is inside that range: a bug elsewhere in the same thread still
  *   crashes.
- * - sigsetjmp (env, 1): the handler runs with SIGBUS blocked; jumping out
- *   without restoring the signal mask would leave it blocked, and the next
- *   fault on a blocked SIGBUS kills the process outright.
+ * - sigsetjmp (env, 0), and SIGBUS unblocked again after a catch: the
+ *   handler runs with SIGBUS blocked, and jumping out leaves it blocked; the
+ *   next fault on a blocked SIGBUS kills the process outright. Saving the
+ *   whole mask instead (sigsetjmp (env, 1)) would cost a system call on
+ *   every guarded read; unblocking on the rare catch costs one there.
  * - SIGBUS unblocked in each thread at its first use: a fault while SIGBUS
  *   is blocked (nbdkit or a library may block signals in its threads) is
  *   not delivered to a handler either.
@@ -117,6 +119,17 @@ wipe_stack (void)
   __asm__ volatile("" : : "r"(pad) : "memory");
 }
 
+/* Unblock SIGBUS in the calling thread. */
+static void
+unblock (void)
+{
+  sigset_t bus;
+
+  sigemptyset (&bus);
+  sigaddset (&bus, SIGBUS);
+  pthread_sigmask (SIG_UNBLOCK, &bus, NULL);
+}
+
 int
 cv_sigbus_run (const void *lo, size_t len, int (*fn) (void *arg), void *arg,
                uint64_t *fault)
@@ -126,13 +139,11 @@ cv_sigbus_run (const void *lo, size_t len, int (*fn) (void *arg), void *arg,
 
   pthread_once (&install_once, install);
   if (!unblocked) {
-    sigset_t bus;
-    sigemptyset (&bus);
-    sigaddset (&bus, SIGBUS);
-    pthread_sigmask (SIG_UNBLOCK, &bus, NULL);
+    unblock ();
     unblocked = true;
   }
-  if (sigsetjmp (g.env, 1)) {
+  if (sigsetjmp (g.env, 0)) {
+    unblock (); /* the handler's mask stayed */
     __atomic_store_n (&active, NULL, __ATOMIC_RELAXED);
     __atomic_signal_fence (__ATOMIC_SEQ_CST);
     wipe_stack ();
