@@ -3,12 +3,14 @@
  * meaning; this file only reads and writes it. */
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/cleanup.h"
 #include "common/encode.h"
 #include "common/log.h"
 #include "crypto/prim.h"
+#include "crypto/secmem.h"
 #include "crypto/xts.h"
 #include "format/header-internal.h"
 
@@ -113,4 +115,61 @@ cv_hdr_rotation_clear (struct cv_header *h)
 {
   if (h->extra)
     json_object_del (h->extra, "rotation");
+}
+
+/* The key the old DEK is sealed under, from the new DEK, and the additional
+ * data binding it to volume and rotation (doc/format.md). */
+static int
+old_dek_key (const struct cv_header *h, const struct cv_key *dek,
+             const char *id, struct cv_key **k, char *aad, size_t len)
+{
+  int rc = cv_key_new (32, k);
+
+  if (rc == 0)
+    rc = cv_hkdf_sha256 (dek->b, dek->len, (const uint8_t *) h->uuid,
+                         strlen (h->uuid), "cryptvol v1 rotation old dek",
+                         (*k)->b, 32);
+  snprintf (aad, len, "%s:rotation:%s", h->binding, id);
+  return rc;
+}
+
+int
+cv_hdr_rotation_seal_old (const struct cv_header *h, struct cv_hdr_rotation *r,
+                          const struct cv_key *dek, const struct cv_key *odek)
+{
+  CLEANUP_KEY struct cv_key *k = NULL;
+  char aad[256];
+  int rc;
+
+  if ((rc = old_dek_key (h, dek, r->id, &k, aad, sizeof aad)) < 0
+      || (rc = cv_random (r->iv, sizeof r->iv)) < 0)
+    return rc;
+  return cv_gcm_seal (k->b, r->iv, aad, strlen (aad), odek->b, CV_DEK_LEN,
+                      r->ct, r->tag);
+}
+
+int
+cv_hdr_rotation_old_dek (const struct cv_header *h, const char *name,
+                         const struct cv_key *dek, struct cv_key **odek)
+{
+  struct cv_hdr_rotation r;
+  CLEANUP_KEY struct cv_key *k = NULL, *o = NULL;
+  char aad[256];
+  int rc = cv_hdr_rotation_get (h, name, &r);
+
+  if (rc < 0)
+    return rc;
+  if ((rc = old_dek_key (h, dek, r.id, &k, aad, sizeof aad)) < 0
+      || (rc = cv_key_new (CV_DEK_LEN, &o)) < 0)
+    return rc;
+  if (cv_gcm_open (k->b, r.iv, aad, strlen (aad), r.ct, sizeof r.ct, r.tag,
+                   o->b)
+      < 0) {
+    cv_err ("%s: the old DEK of the rotation in progress does not "
+            "authenticate; the header was altered",
+            name);
+    return -EBADMSG;
+  }
+  *odek = STEAL (o);
+  return 0;
 }

@@ -2,12 +2,16 @@
  * wrap ids, the common members of a new wrap, and adding, replacing,
  * removing and marking wraps. The providers' own members are lib/keys'. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/cleanup.h"
 #include "common/clock.h"
+#include "common/encode.h"
 #include "common/log.h"
+#include "crypto/prim.h"
 #include "format/header-internal.h"
 
 /* The id of wrap w, or -1 (the decoder has checked it is an integer). */
@@ -205,4 +209,139 @@ cv_hdr_wrap_mark_verified (struct cv_header *h, int64_t id)
   cv_now_rfc3339 (now);
   return json_object_set_new (w, "verified", json_string (now)) < 0 ? -ENOMEM
                                                                     : 0;
+}
+
+/* Wrap binding (doc/format.md "Wrap binding"): the volume MAC covers the
+ * digest of every wrap as the DEK holder last sealed it. */
+
+/* SHA-256 (hex) of w's canonical JSON into hex[65]. */
+static int
+wrap_digest (const json_t *w, char hex[65])
+{
+  CLEANUP_FREE char *text = json_dumps (w, JSON_COMPACT | JSON_SORT_KEYS);
+  CLEANUP_FREE char *h = NULL;
+  uint8_t d[32];
+  int r;
+
+  if (!text)
+    return -ENOMEM;
+  if ((r = cv_sha256 (text, strlen (text), d)) < 0
+      || (r = cv_hex_encode (d, sizeof d, &h)) < 0)
+    return r;
+  memcpy (hex, h, 65);
+  return 0;
+}
+
+int
+cv_hdr_bind_wraps (struct cv_header *h)
+{
+  json_auto_t *b = json_object ();
+  size_t i;
+  json_t *w;
+  int r;
+
+  if (!b)
+    return -ENOMEM;
+  json_array_foreach (h->wraps, i, w)
+  {
+    char id[24], hex[65];
+    snprintf (id, sizeof id, "%" PRId64, id_of (w));
+    if ((r = wrap_digest (w, hex)) < 0)
+      return r;
+    if (json_object_set_new (b, id, json_string (hex)) < 0)
+      return -ENOMEM;
+  }
+  json_decref (h->bound);
+  h->bound = STEAL (b);
+  h->bound_next = cv_hdr_next_wrap_id (h);
+  return 0;
+}
+
+/* A wrap added since the last seal may stand only if it authenticates its
+ * own metadata without the DEK: a KMS wrap whose encryption context binds
+ * it (made by a re-wrap inside KMS, which never sees the DEK). */
+static bool
+self_bound (const json_t *w)
+{
+  const char *type = json_string_value (json_object_get (w, "type"));
+
+  return type && strcmp (type, "kms") == 0
+         && json_is_string (
+             json_object_get (json_object_get (w, "ctx"), "cryptvol:wrap"));
+}
+
+int
+cv_hdr_wrap_bound (const struct cv_header *h, int64_t id)
+{
+  char key[24], hex[65];
+  json_t *w = find (h, id, NULL);
+
+  if (!h->bound || !w)
+    return -ENOENT;
+  snprintf (key, sizeof key, "%" PRId64, id);
+  const char *want = json_string_value (json_object_get (h->bound, key));
+  if (!want)
+    return 0;
+  if (wrap_digest (w, hex) < 0)
+    return -ENOMEM;
+  return strcmp (hex, want) == 0 ? 1 : -EBADMSG;
+}
+
+int
+cv_hdr_wraps_check (const struct cv_header *h, char *why, size_t len)
+{
+  size_t i;
+  json_t *w;
+
+  if (!h->bound)
+    return 0;
+  if (cv_hdr_next_wrap_id (h) < h->bound_next) {
+    snprintf (why, len,
+              "its next_wrap_id %" PRId64 " is below the %" PRId64
+              " the volume key sealed",
+              cv_hdr_next_wrap_id (h), h->bound_next);
+    return -EBADMSG;
+  }
+  json_array_foreach (h->wraps, i, w)
+  {
+    int64_t id = id_of (w);
+    int r = cv_hdr_wrap_bound (h, id);
+    if (r == -ENOMEM)
+      return r;
+    if (r == -EBADMSG) {
+      snprintf (why, len,
+                "its wrap %" PRId64 " is not as the volume key sealed it "
+                "(its type, reference, key id, KDF parameters, dates or "
+                "other members were altered)",
+                id);
+      return -EBADMSG;
+    }
+    if (r == 0 && (id < h->bound_next || !self_bound (w))) {
+      snprintf (why, len,
+                "its wrap %" PRId64 " was not sealed by the volume key and "
+                "does not authenticate itself (only a KMS re-wrap adds a "
+                "wrap without the key): it was put in by editing the header",
+                id);
+      return -EBADMSG;
+    }
+  }
+  return 0;
+}
+
+bool
+cv_hdr_wraps_settled (const struct cv_header *h)
+{
+  size_t i;
+  json_t *w;
+
+  if (!h->bound)
+    return true;
+  if (json_object_size (h->bound) != json_array_size (h->wraps))
+    return false;
+  json_array_foreach (h->wraps, i, w)
+  {
+    if (cv_hdr_wrap_bound (h, id_of (w)) != 1)
+      return false;
+  }
+  return true;
 }

@@ -4,6 +4,7 @@
 #ifndef CV_HEADER_INTERNAL_H
 #define CV_HEADER_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -14,6 +15,9 @@
  * CV_HEADER_OPAQUE (see the Makefile): including this there is an error. */
 #ifdef CV_HEADER_OPAQUE
 #error "struct cv_header is private to lib/format: use format/header.h"
+/* The binary form (16 bytes) of h's UUID. */
+void cv_hdr_uuid_bin (const struct cv_header *h, uint8_t out[16]);
+
 #endif
 
 struct cv_header {
@@ -36,10 +40,29 @@ struct cv_header {
   json_t *extra; /* MAC-covered "volume" members this version keeps
                     but does not interpret (e.g. rotation state);
                     owned, may be NULL */
+  /* Anti-rollback ("volume.seal", requirement "seal"): the seal sector's
+   * byte offset in the data file, and the generation every seal (a commit
+   * by a DEK holder) bumps. has_seal false: a volume without one. */
+  bool has_seal;
+  uint64_t seal_offset;
+  uint64_t generation;
+  /* Wrap binding ("volume.wrap_binding", requirement "wrap-binding"): wrap
+   * id (decimal text) -> SHA-256 (hex) of the wrap's canonical JSON, and
+   * next_wrap_id, as the DEK holder last sealed them; owned. NULL: the
+   * wraps are not bound (a volume made before, not upgraded). */
+  json_t *bound;
+  int64_t bound_next;
+  /* cv_hdr_read: the other copy when it is valid too (a tampered copy is
+   * set aside for it by cv_hdr_use_other); owned, may be NULL. */
+  struct cv_header *other;
+  int copy; /* the copy this was read from: 0 or 1 (cv_hdr_new: 0) */
 };
 
 /* The id the next new wrap gets: h->next_wrap_id, or one past the largest
  * id present if that is higher. The one place that decides wrap ids. */
 int64_t cv_hdr_next_wrap_id (const struct cv_header *h);
+
+/* The binary form (16 bytes) of h's UUID. */
+void cv_hdr_uuid_bin (const struct cv_header *h, uint8_t out[16]);
 
 #endif

@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -65,9 +66,15 @@ static const char *const copy_name[2] = { "primary", "secondary" };
 
 /* Members of "volume" this version interprets; all others go to h->extra. */
 static const char *const volume_known[] = {
-  "uuid", "cipher",  "key_bits", "sector_size",  "data_offset",
-  "size", "created", "kcv",      "requirements",
+  "uuid", "cipher", "key_bits",     "sector_size", "data_offset", "size",
+  "created", "kcv", "requirements", "seal",        "wrap_binding",
 };
+
+/* The features a volume may require (volume.requirements), each with the
+ * member that carries it. A reader that lacks one refuses the volume: an
+ * older cryptvol would neither check nor keep up the protection. */
+#define REQ_SEAL "seal"
+#define REQ_BINDING "wrap-binding"
 
 static void
 hdr_freep (struct cv_header **h)
@@ -206,7 +213,22 @@ volume_json (const struct cv_header *h)
   e |= json_object_set_new (v, "size", json_integer ((json_int_t) h->size));
   e |= json_object_set_new (v, "created", json_string (h->created));
   e |= json_object_set_new (v, "kcv", json_string (kcv));
-  e |= json_object_set_new (v, "requirements", json_array ());
+  json_t *req = json_array ();
+  e |= json_object_set_new (v, "requirements", req);
+  if (h->has_seal) {
+    e |= json_array_append_new (req, json_string (REQ_SEAL));
+    e |= json_object_set_new (
+        v, "seal",
+        json_pack ("{s:I, s:I}", "offset", (json_int_t) h->seal_offset,
+                   "generation", (json_int_t) h->generation));
+  }
+  if (h->bound) {
+    e |= json_array_append_new (req, json_string (REQ_BINDING));
+    e |= json_object_set_new (
+        v, "wrap_binding",
+        json_pack ("{s:I, s:O}", "next_wrap_id", (json_int_t) h->bound_next,
+                   "wraps", h->bound));
+  }
   return e ? NULL : STEAL (v);
 }
 
@@ -290,6 +312,82 @@ is_known (const char *key)
   return false;
 }
 
+/* volume.seal, present exactly when required: the seal sector lies in the
+ * data file before the data area, 4096-aligned (the layout checks that it
+ * misses the header copies: cv_seal_*). */
+static int
+parse_seal (json_t *vol, bool required, struct cv_header *h, char *why,
+            size_t n)
+{
+  json_t *seal = json_object_get (vol, "seal");
+  int r;
+
+  if (!required)
+    return seal ? bad (why, n, -EBADMSG,
+                       "volume.seal without the requirement \"" REQ_SEAL "\"")
+                : 0;
+  if ((r = member (vol, "volume.", "seal", JSON_OBJECT, &seal, why, n)) < 0
+      || (r = member_u64 (seal, "volume.seal.", "offset", &h->seal_offset, why,
+                          n))
+             < 0
+      || (r = member_u64 (seal, "volume.seal.", "generation", &h->generation,
+                          why, n))
+             < 0)
+    return r;
+  if (json_object_size (seal) != 2)
+    return bad (why, n, -EBADMSG, "volume.seal has unknown members");
+  if (h->data_offset < CV_SEAL_SIZE || h->seal_offset % CV_SEAL_SIZE
+      || h->seal_offset > h->data_offset - CV_SEAL_SIZE)
+    return bad (why, n, -EBADMSG,
+                "the seal sector at %" PRIu64
+                " is not a 4096-byte block before the data area (%" PRIu64 ")",
+                h->seal_offset, h->data_offset);
+  h->has_seal = true;
+  return 0;
+}
+
+/* volume.wrap_binding, present exactly when required. */
+static int
+parse_binding (json_t *vol, bool required, struct cv_header *h, char *why,
+               size_t n)
+{
+  json_t *b = json_object_get (vol, "wrap_binding"), *wraps, *v;
+  uint64_t next;
+  const char *key;
+  int r;
+
+  if (!required)
+    return b ? bad (why, n, -EBADMSG,
+                    "volume.wrap_binding without the requirement "
+                    "\"" REQ_BINDING "\"")
+             : 0;
+  if ((r = member (vol, "volume.", "wrap_binding", JSON_OBJECT, &b, why, n)) < 0
+      || (r = member_u64 (b, "volume.wrap_binding.", "next_wrap_id", &next, why,
+                          n))
+             < 0
+      || (r = member (b, "volume.wrap_binding.", "wraps", JSON_OBJECT, &wraps,
+                      why, n))
+             < 0)
+    return r;
+  if (json_object_size (b) != 2)
+    return bad (why, n, -EBADMSG, "volume.wrap_binding has unknown members");
+  json_object_foreach (wraps, key, v)
+  {
+    uint8_t d[32];
+    char *end;
+    errno = 0;
+    long long id = strtoll (key, &end, 10);
+    if (!*key || *end || errno || id < 0 || !json_is_string (v)
+        || cv_hex_decode (json_string_value (v), d, sizeof d) < 0)
+      return bad (why, n, -EBADMSG,
+                  "volume.wrap_binding.wraps has a malformed entry \"%.32s\"",
+                  key);
+  }
+  h->bound = json_incref (wraps);
+  h->bound_next = (int64_t) next;
+  return 0;
+}
+
 /* Fill h from the "volume" object; uuid is the binary header's. */
 static int
 parse_volume (json_t *vol, const char *uuid, struct cv_header *h, char *why,
@@ -298,6 +396,7 @@ parse_volume (json_t *vol, const char *uuid, struct cv_header *h, char *why,
   const char *key;
   json_t *v;
   uint64_t u;
+  bool seal = false, binding = false;
   int r;
 
   /* What this version cannot handle first: it explains everything else. */
@@ -310,12 +409,19 @@ parse_volume (json_t *vol, const char *uuid, struct cv_header *h, char *why,
     json_t *req;
     json_array_foreach (v, i, req)
     {
-      if (!json_is_string (req))
+      const char *name = json_string_value (req);
+      if (!name)
         return bad (why, n, -EBADMSG,
                     "volume.requirements[%zu] is not a string", i);
-      size_t used = strlen (list);
-      snprintf (list + used, sizeof list - used, "%s%s", i ? ", " : "",
-                json_string_value (req));
+      if (strcmp (name, REQ_SEAL) == 0 && !seal)
+        seal = true;
+      else if (strcmp (name, REQ_BINDING) == 0 && !binding)
+        binding = true;
+      else {
+        size_t used = strlen (list);
+        snprintf (list + used, sizeof list - used, "%s%s", used ? ", " : "",
+                  name);
+      }
     }
     if (list[0])
       return bad (why, n, -EPROTONOSUPPORT,
@@ -362,6 +468,9 @@ parse_volume (json_t *vol, const char *uuid, struct cv_header *h, char *why,
   snprintf (h->created, sizeof h->created, "%s", json_string_value (v));
   if ((r = member_hex (vol, "volume.", "kcv", h->kcv, sizeof h->kcv, why, n))
       < 0)
+    return r;
+  if ((r = parse_seal (vol, seal, h, why, n)) < 0
+      || (r = parse_binding (vol, binding, h, why, n)) < 0)
     return r;
 
   json_object_foreach (vol, key, v)
@@ -502,6 +611,7 @@ decode_copy (const uint8_t *buf, int copy, struct cv_header **out, char *why,
   if (!h)
     return bad (why, n, -ENOMEM, "out of memory");
   h->seqid = seqid;
+  h->copy = copy;
   if ((r = parse_root (root, uuid, h, why, n)) < 0)
     return r;
   *out = STEAL (h);
@@ -598,6 +708,8 @@ cv_hdr_free (struct cv_header *h)
     return;
   json_decref (h->wraps);
   json_decref (h->extra);
+  json_decref (h->bound);
+  cv_hdr_free (h->other);
   free (h);
 }
 
@@ -619,6 +731,23 @@ cv_hdr_decode (const uint8_t *buf, int copy, const char *name,
   return r;
 }
 
+/* Take (F_RDLCK, F_WRLCK, waiting) or drop (F_UNLCK) the commit lock, an
+ * OFD lock held by a commit while it writes the copies and by a reader while
+ * it reads them, so that a reader never sees a commit half done and warns of
+ * an interrupted one. Advisory and best effort: where the file system has no
+ * locks, each copy's checksum still protects the reader. */
+static void
+commit_lock (int fd, short type)
+{
+  struct flock fl = { .l_type = type,
+                      .l_whence = SEEK_SET,
+                      .l_start = CV_LOCK_COMMIT_BYTE,
+                      .l_len = 1 };
+
+  while (fcntl (fd, F_OFD_SETLKW, &fl) < 0 && errno == EINTR)
+    ;
+}
+
 static void
 hdr_pair_free (struct cv_header *(*p)[2])
 {
@@ -638,7 +767,11 @@ cv_hdr_read (int fd, const char *name, struct cv_header **out, unsigned *valid)
   /* Aligned, so that an O_DIRECT descriptor works too. */
   if (posix_memalign ((void **) &buf, 4096, CV_HDR_AREA_SIZE) != 0)
     return -ENOMEM;
+  /* Both copies as one commit left them, not one from before and one from
+   * after: a commit holds this lock while it writes. */
+  commit_lock (fd, F_RDLCK);
   int e = cv_pread_all (fd, buf, CV_HDR_AREA_SIZE, 0, &got);
+  commit_lock (fd, F_UNLCK);
   if (e < 0) {
     cv_err ("cannot read the header of %s: %s", name, strerror (-e));
     return -EIO;
@@ -705,6 +838,8 @@ cv_hdr_read (int fd, const char *name, struct cv_header **out, unsigned *valid)
   }
   if (valid)
     *valid = (r[0] == 0 ? CV_HDR_COPY0 : 0) | (r[1] == 0 ? CV_HDR_COPY1 : 0);
+  /* The other copy, for when this one fails authentication. */
+  hc[use]->other = STEAL (hc[!use]);
   *out = STEAL (hc[use]);
   return 0;
 }
@@ -740,18 +875,25 @@ cv_hdr_commit (int fd, const char *name, struct cv_header *h)
   if (posix_memalign ((void **) &buf, 4096, CV_HDR_COPY_SIZE) != 0)
     return -ENOMEM;
 
-  /* Both encodings first: a header that cannot be encoded writes nothing. */
-  if ((r = encode_copy (h, next, 0, buf)) < 0
-      || (r = write_copy (fd, name, 0, buf)) < 0)
+  if ((r = encode_copy (h, next, 0, buf)) < 0)
     return r;
+  commit_lock (fd, F_WRLCK);
+  if ((r = write_copy (fd, name, 0, buf)) < 0)
+    goto out;
   h->seqid = next; /* copy 0 with this seqid is on disk */
 
   cv_fault_point ("header commit: copy 0 written, copy 1 not");
 
-  if ((r = encode_copy (h, next, 1, buf)) < 0
-      || (r = write_copy (fd, name, 1, buf)) < 0)
-    return r;
-  return 0;
+  if ((r = encode_copy (h, next, 1, buf)) == 0)
+    r = write_copy (fd, name, 1, buf);
+out:
+  commit_lock (fd, F_UNLCK);
+  /* Both copies are h now: nothing is left to fall back to. */
+  if (r == 0) {
+    cv_hdr_free (h->other);
+    h->other = NULL;
+  }
+  return r;
 }
 
 /* kcv (16 bytes) and MAC key (32 bytes, in *mackey) from the DEK. */
@@ -800,6 +942,10 @@ cv_hdr_seal (struct cv_header *h, const struct cv_key *dek)
             dek->len);
     return -EINVAL;
   }
+  if (h->bound && (r = cv_hdr_bind_wraps (h)) < 0)
+    return r;
+  if (h->has_seal)
+    h->generation++;
   if ((r = derive (h, dek, kcv, &mk)) < 0)
     return r;
   memcpy (h->kcv, kcv, sizeof kcv); /* the MAC covers the kcv */
@@ -905,4 +1051,87 @@ cv_hdr_to_json (const struct cv_header *h)
              < 0)
     return NULL;
   return STEAL (root);
+}
+
+int
+cv_hdr_protect (struct cv_header *h, uint64_t seal_offset)
+{
+  if (seal_offset != UINT64_MAX) {
+    if (h->data_offset < CV_SEAL_SIZE || seal_offset % CV_SEAL_SIZE
+        || seal_offset > h->data_offset - CV_SEAL_SIZE) {
+      cv_err ("volume %s: no room for a seal sector at %" PRIu64
+              " (it must be a 4096-byte block before the data area at %" PRIu64
+              ")",
+              h->uuid, seal_offset, h->data_offset);
+      return -EINVAL;
+    }
+    h->has_seal = true;
+    h->seal_offset = seal_offset;
+  }
+  if (!h->bound && !(h->bound = json_object ()))
+    return -ENOMEM;
+  return 0;
+}
+
+bool
+cv_hdr_sealed (const struct cv_header *h, uint64_t *offset,
+               uint64_t *generation)
+{
+  if (offset)
+    *offset = h->seal_offset;
+  if (generation)
+    *generation = h->generation;
+  return h->has_seal;
+}
+
+bool
+cv_hdr_binds_wraps (const struct cv_header *h)
+{
+  return h->bound != NULL;
+}
+
+const struct cv_header *
+cv_hdr_other (const struct cv_header *h)
+{
+  return h->other;
+}
+
+const char *
+cv_hdr_copy_name (const struct cv_header *h)
+{
+  return copy_name[h->copy];
+}
+
+bool
+cv_hdr_use_other (struct cv_header *h, const char *name, const char *why)
+{
+  struct cv_header *o = h->other;
+
+  if (!o)
+    return false;
+  if (o->seqid == h->seqid) {
+    json_auto_t *a = root_json (h), *b = root_json (o);
+    if (a && b && json_equal (a, b))
+      return false; /* the same header: nothing else to try */
+  }
+  cv_warn ("the %s header copy of %s %s; opened from the %s copy, which "
+           "authenticates; the next header update rewrites both",
+           copy_name[h->copy], name, why, copy_name[o->copy]);
+  /* h takes o's contents; o, holding h's, is freed. */
+  struct cv_header tmp = *h;
+  *h = *o;
+  *o = tmp;
+  h->other = NULL;
+  o->other = NULL;
+  /* The next commit must supersede the copy set aside. */
+  if (h->seqid < o->seqid)
+    h->seqid = o->seqid;
+  cv_hdr_free (o);
+  return true;
+}
+
+void
+cv_hdr_uuid_bin (const struct cv_header *h, uint8_t out[16])
+{
+  uuid_from_text (h->uuid, out);
 }

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -70,14 +71,94 @@ int cv_hdr_decode (const uint8_t *buf, int copy, const char *name,
  * disk. Returns 0 or -errno (logged). */
 int cv_hdr_commit (int fd, const char *name, struct cv_header *h);
 
-/* Compute and store kcv and mac from the DEK. Call after any change to the
- * "volume" object (not needed after changing wraps). */
+/* Compute and store kcv and mac from the DEK: the seal of a DEK holder's
+ * commit. A volume with wrap binding gets its wraps bound as they are now
+ * (cv_hdr_bind_wraps); one with a seal sector gets its generation bumped,
+ * which the seal sector then records (cv_hdr_commit_sealed). Call before
+ * every commit made with the DEK. */
 int cv_hdr_seal (struct cv_header *h, const struct cv_key *dek);
 /* Check a DEK against the header: -EKEYREJECTED if the key check value does
  * not match (a wrong DEK), -EBADMSG if it matches but the MAC does not (the
  * header was altered). Returns 0 when both hold. Logs nothing: callers know
  * which wrap produced the DEK and say so. */
 int cv_hdr_authenticate (const struct cv_header *h, const struct cv_key *dek);
+
+/* --- Anti-rollback (lib/format/seal.c; doc/format.md "Seal") ---------
+ * The seal sector: CV_SEAL_SIZE bytes in the data file (before the data
+ * area) that record the volume's UUID and the generation of the header last
+ * committed by a DEK holder, under a MAC keyed from the DEK. A header older
+ * than the seal (restored from before a wrap change or a DEK rotation), or
+ * another volume's, is refused before any data is served or written. */
+#define CV_SEAL_SIZE 4096
+#define CV_LOCK_COMMIT_BYTE (((off_t) 1 << 62) + 2)
+
+/* Give h (new, or being upgraded) a seal sector at seal_offset of the data
+ * file and wrap binding; seal_offset UINT64_MAX: binding only (no room).
+ * Seal h afterwards. Returns 0, -EINVAL (the offset is not a 4096-byte
+ * block before the data area; logged) or -ENOMEM. */
+int cv_hdr_protect (struct cv_header *h, uint64_t seal_offset);
+/* Whether h has a seal sector (*offset and *generation, may be NULL) and
+ * whether its wraps are bound. */
+bool cv_hdr_sealed (const struct cv_header *h, uint64_t *offset,
+                    uint64_t *generation);
+bool cv_hdr_binds_wraps (const struct cv_header *h);
+
+/* Check the seal sector (read from dfd, the data file named dname; attached:
+ * the header lives in the same file) against h, authenticated with dek (h's
+ * DEK; during a DEK rotation also the old DEK, which a seal written before
+ * the rotation's first commit is under). Returns 0 when h is the newest
+ * header the volume has had, with *behind set when the seal lags h (a
+ * commit interrupted before its seal was written: write it again);
+ * -ESTALE: h is older than the volume (a header from before a wrap change
+ * or a DEK rotation, or another volume's with the same key);
+ * -EBADMSG: the seal is missing, altered or another volume's; -EIO.
+ * Logged, naming the header, the data file and what to do. A header
+ * without a seal: 0. */
+int cv_seal_check (int dfd, const char *dname, bool attached,
+                   const struct cv_header *h, const struct cv_key *dek,
+                   bool *behind);
+/* Write the seal sector for h (sealed with dek) and make it durable.
+ * Returns 0 or -errno (logged); 0 without a seal. */
+int cv_seal_write (int dfd, const char *dname, bool attached,
+                   const struct cv_header *h, const struct cv_key *dek);
+/* A DEK holder's commit: cv_hdr_seal, cv_hdr_commit, then the seal sector
+ * (in the data file dfd; attached as above). Crash-safe in this order: a
+ * seal that lags its header is accepted and written again at the next
+ * open. Returns 0 or -errno (logged). */
+int cv_hdr_commit_sealed (int hfd, const char *name, int dfd, const char *dname,
+                          struct cv_header *h, const struct cv_key *dek);
+
+/* --- Wrap binding (lib/format/hdr-wraps.c) ----------------------------
+ * cv_hdr_bind_wraps: record the digest of every wrap of h (and its next
+ * wrap id) under the volume MAC; cv_hdr_seal does it. Returns 0 or -ENOMEM.
+ * cv_hdr_wraps_check: after the MAC holds, check the wraps against what was
+ * bound: a bound wrap changed in any member, a wrap added since that does
+ * not authenticate itself (only KMS wraps whose encryption context binds
+ * their metadata may be added without the DEK), or next_wrap_id lowered:
+ * -EBADMSG, with the reason in why (not logged). Bound wraps that are gone are not an
+ * error (a KMS re-wrap removes one without the DEK). 0 for a volume
+ * without binding.
+ * cv_hdr_wrap_bound: 1 (bound, unchanged), 0 (added since the last seal),
+ * -EBADMSG (changed), -ENOENT (no such wrap, or no binding); not logged.
+ * cv_hdr_wraps_settled: true when every wrap is bound and every bound wrap
+ * is there (nothing for a DEK holder to seal). */
+int cv_hdr_bind_wraps (struct cv_header *h);
+int cv_hdr_wraps_check (const struct cv_header *h, char *why, size_t len);
+int cv_hdr_wrap_bound (const struct cv_header *h, int64_t id);
+bool cv_hdr_wraps_settled (const struct cv_header *h);
+
+/* --- The other copy ---------------------------------------------------
+ * cv_hdr_read keeps the other header copy when it is valid too. When the
+ * copy read fails authentication (its MAC, its wraps) and the other passes,
+ * the caller switches: cv_hdr_use_other makes h the other copy (h keeps its
+ * address; the copy set aside is dropped) and warns, naming both copies;
+ * the next commit rewrites both. Returns false when there is no other copy
+ * or it is identical. cv_hdr_other: the other copy or NULL (for checking
+ * it too: one that fails while h passes is reported by the caller). */
+bool cv_hdr_use_other (struct cv_header *h, const char *name, const char *why);
+const struct cv_header *cv_hdr_other (const struct cv_header *h);
+/* The copy h was read from: "primary" or "secondary". */
+const char *cv_hdr_copy_name (const struct cv_header *h);
 
 /* The binding string every wrap is bound to ("cryptvol:v1:volume:<uuid>");
  * points into h. */
@@ -175,6 +256,17 @@ int cv_hdr_rotation_get (const struct cv_header *h, const char *name,
 int cv_hdr_rotation_set (struct cv_header *h, const struct cv_hdr_rotation *r);
 /* Forget the rotation state (the rotation finished). */
 void cv_hdr_rotation_clear (struct cv_header *h);
+/* Seal odek, the old DEK, under dek, the new one, into r (iv, ct, tag) for
+ * rotation r->id of h. Returns 0 or -errno. */
+int cv_hdr_rotation_seal_old (const struct cv_header *h,
+                              struct cv_hdr_rotation *r,
+                              const struct cv_key *dek,
+                              const struct cv_key *odek);
+/* The old DEK of the rotation h records, under dek (its new DEK), in *odek
+ * (caller frees). Returns 0, -ENOENT (no rotation; not logged), -EBADMSG
+ * (it does not authenticate: altered; logged) or -errno. */
+int cv_hdr_rotation_old_dek (const struct cv_header *h, const char *name,
+                             const struct cv_key *dek, struct cv_key **odek);
 
 /* The whole header as a JSON object, as `keymgr info --json` shows it: the
  * stored JSON metadata plus "seqid". Never contains secrets (wrap blobs are

@@ -191,9 +191,14 @@ int cv_wrap_sel_add (struct cv_wrap_sel *s, const char *arg);
 
 /* Unlock: try the wraps sel chooses (NULL: all, in header order) with
  * whatever credentials c holds; the first whose DEK passes
- * cv_hdr_authenticate wins. Failures of wraps tried before the one that
+ * cv_hdr_authenticate, with the wraps as the key sealed them
+ * (cv_hdr_wraps_check), wins. Failures of wraps tried before the one that
  * succeeds are debug messages; when none succeeds, one error names the volume
  * (name: its path) and each wrap tried with its reason.
+ * When the header copy h was read from fails authentication (or none of its
+ * wraps authenticates) and the other copy passes, h becomes the other copy
+ * with a warning (cv_hdr_use_other). A valid other copy of the same seqid
+ * that fails authentication is reported as a warning.
  * Returns 0 with *dek (caller frees) and *wrap_id (may be NULL), or:
  *   -ENOKEY        no credential given matches any wrap tried (the message
  *                  lists the wraps and what each needs), or sel chose none
@@ -203,7 +208,7 @@ int cv_wrap_sel_add (struct cv_wrap_sel *s, const char *arg);
  *                  another volume)
  *   other -errno from providers (network, revoked key) when nothing else
  *                  succeeded. */
-int cv_unlock (const struct cv_header *h, const char *name,
+int cv_unlock (struct cv_header *h, const char *name,
                const struct cv_creds *c, const struct cv_wrap_sel *sel,
                struct cv_key **dek, int64_t *wrap_id);
 

@@ -91,13 +91,30 @@ cv_wrap_why (const struct cv_wrap_type *t, int r, char *buf, size_t len)
   }
 }
 
+/* Does the DEK k authenticate header h: its MAC, and its wraps as the key
+ * sealed them? 0, -EKEYREJECTED (not h's key: the kcv differs), or -EBADMSG
+ * with the reason in why (h was altered). */
+static int
+authentic (const struct cv_header *h, const struct cv_key *k, char *why,
+           size_t len)
+{
+  int r = cv_hdr_authenticate (h, k);
+
+  if (r == -EBADMSG)
+    snprintf (why, len, "fails its MAC");
+  else if (r == 0)
+    r = cv_hdr_wraps_check (h, why, len);
+  return r;
+}
+
 /* Try one wrap: 0 with *dek when it unlocks the volume; otherwise -errno and
  * *why (the short reason for the final message). -EBADMSG with *fatal set
- * when the header itself fails its MAC. */
+ * and the reason in tampered when the header itself fails authentication
+ * under the volume's key. */
 static int
 try_wrap (const struct cv_header *h, const char *name, const json_t *w,
           const struct cv_creds *c, struct cv_key **dek, const char **why,
-          char *buf, size_t len, int *fatal)
+          char *buf, size_t len, int *fatal, char *tampered, size_t tlen)
 {
   char label[CV_WRAP_LABEL_MAX];
   const char *type = json_string_value (json_object_get (w, "type"));
@@ -125,16 +142,12 @@ try_wrap (const struct cv_header *h, const char *name, const json_t *w,
     *why = cv_wrap_why (t, r, buf, len);
     return r;
   }
-  r = cv_hdr_authenticate (h, k);
+  r = authentic (h, k, tampered, tlen);
   switch (r) {
   case 0:
     *dek = STEAL (k);
     return 0;
   case -EBADMSG:
-    cv_err ("header of volume %s fails its MAC: it was altered (tampered); "
-            "refusing (the key from %s is this volume's key); restore the "
-            "header from a backup",
-            name, label);
     *fatal = 1;
     return r;
   case -EKEYREJECTED:
@@ -219,13 +232,18 @@ plan (const json_t *wraps, const struct cv_creds *c,
   return 0;
 }
 
-int
-cv_unlock (const struct cv_header *h, const char *name,
-           const struct cv_creds *c, const struct cv_wrap_sel *sel,
-           struct cv_key **dek, int64_t *wrap_id)
+/* The unlock loop on the copy h holds, with the log held (cv_log_hold).
+ * On success the failures of the wraps tried before are released as debug
+ * messages. On failure the messages stay held, *sum (caller frees) lists
+ * each wrap tried with its reason, and *tampered gets the reason when a key
+ * unlocked but h fails authentication under it. */
+static int
+unlock_copy (const struct cv_header *h, const char *name,
+             const struct cv_creds *c, const struct cv_wrap_sel *sel,
+             struct cv_key **dek, int64_t *wrap_id, char **sum,
+             char *tampered, size_t tlen)
 {
   const json_t *wraps = cv_hdr_wraps (h);
-  CLEANUP_FREE char *sum = NULL;
   CLEANUP_FREE size_t *order = NULL;
   size_t sumlen = 0, n;
   FILE *f;
@@ -243,12 +261,9 @@ cv_unlock (const struct cv_header *h, const char *name,
             name);
     return -ENOKEY;
   }
-  f = open_memstream (&sum, &sumlen);
+  f = open_memstream (sum, &sumlen);
   if (!f)
     return -ENOMEM;
-  /* What a failed wrap's provider says is held back: it is only an error if
-   * no wrap unlocks the volume. */
-  cv_log_hold ();
   for (size_t i = 0; i < n; i++) {
     const json_t *w = json_array_get (wraps, order[i]);
     char label[CV_WRAP_LABEL_MAX], buf[128];
@@ -256,7 +271,8 @@ cv_unlock (const struct cv_header *h, const char *name,
     size_t mark = cv_log_held ();
     int fatal = 0;
 
-    r = try_wrap (h, name, w, c, dek, &why, buf, sizeof buf, &fatal);
+    r = try_wrap (h, name, w, c, dek, &why, buf, sizeof buf, &fatal,
+                  tampered, tlen);
     if (r == 0) {
       fclose (f);
       cv_log_release (mark);
@@ -268,7 +284,6 @@ cv_unlock (const struct cv_header *h, const char *name,
     }
     if (fatal) {
       fclose (f);
-      cv_log_release (mark);
       return r;
     }
     cv_log (CV_LOG_DEBUG, "volume %s: %s: %s", name,
@@ -277,10 +292,58 @@ cv_unlock (const struct cv_header *h, const char *name,
     if (worst == 0 || severity (r) > severity (worst))
       worst = r;
   }
-  cv_log_release (0);
   if (fclose (f) != 0)
     return -ENOMEM;
-  cv_err ("cannot unlock volume %s: no wrap could be unlocked: %s", name, sum);
   assert (worst < 0);
   return worst;
+}
+
+int
+cv_unlock (struct cv_header *h, const char *name, const struct cv_creds *c,
+           const struct cv_wrap_sel *sel, struct cv_key **dek,
+           int64_t *wrap_id)
+{
+  const struct cv_header *o = cv_hdr_other (h);
+  CLEANUP_FREE char *sum = NULL, *osum = NULL;
+  char why[256] = "", owhy[256] = "";
+  bool tried_other = false;
+  int r;
+
+  /* What a failed wrap's provider says is held back: it is only an error if
+   * no wrap unlocks the volume. */
+  cv_log_hold ();
+  r = unlock_copy (h, name, c, sel, dek, wrap_id, &sum, why, sizeof why);
+  if (r < 0 && o && (why[0] || r == -EBADMSG)) {
+    /* This copy, or its wraps, was altered: the other may be intact. */
+    tried_other = true;
+    if (unlock_copy (o, name, c, sel, dek, wrap_id, &osum, owhy, sizeof owhy)
+        == 0) {
+      cv_hdr_use_other (h, name,
+                        why[0] ? why : "has no wrap that authenticates");
+      return 0;
+    }
+  }
+  if (r < 0) {
+    /* Both copies' failures would say the same twice: the summary says it. */
+    cv_log_release (tried_other || why[0] ? SIZE_MAX : 0);
+    if (r == -EBADMSG && why[0])
+      cv_err ("header of volume %s %s: it was altered (tampered); refusing "
+              "(the key that unlocked it is this volume's key); restore the "
+              "header from a backup",
+              name, why);
+    else if (sum)
+      cv_err ("cannot unlock volume %s: no wrap could be unlocked: %s", name,
+              sum);
+    return r;
+  }
+  /* A twin copy that does not authenticate was altered: say so (the next
+   * commit rewrites it). */
+  if (o && cv_hdr_seqid (o) == cv_hdr_seqid (h)
+      && authentic (o, *dek, owhy, sizeof owhy) < 0)
+    cv_warn ("the %s header copy of %s %s: it was altered; the %s copy is "
+             "used, and the next header update rewrites both",
+             cv_hdr_copy_name (o), name,
+             owhy[0] ? owhy : "is not sealed with this volume's key",
+             cv_hdr_copy_name (h));
+  return 0;
 }

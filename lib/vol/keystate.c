@@ -408,7 +408,7 @@ same_volume (struct cv_vol *v, const struct cv_header *h)
  * wrap in use is gone: its id in *id. h is authenticated under v's DEK, so
  * the DEK it opens is v's. */
 static int
-another_wrap (struct cv_vol *v, const struct cv_header *h, int64_t *id)
+another_wrap (struct cv_vol *v, struct cv_header *h, int64_t *id)
 {
   struct cv_key *k = NULL;
 

@@ -85,12 +85,6 @@ derive (const char *uuid, const struct cv_key *dek, const char *info,
   return rc;
 }
 
-/* The additional data binding the sealed old DEK to volume and rotation. */
-static void
-rot_aad (const struct cv_header *h, const char *id, char *buf, size_t len)
-{
-  snprintf (buf, len, "%s:rotation:%s", cv_hdr_binding (h), id);
-}
 
 static void
 hdr_freep (struct cv_header **h)
@@ -182,20 +176,25 @@ commit_boundary (struct cv_vol *v, uint64_t boundary)
   return rc;
 }
 
-/* Room for the journal: the gap between the header copies and the data in an
- * attached header (hname == path); unbounded in a detached header file. */
+/* Room for the journal: the gap between the header copies and the data (or
+ * the seal sector before it) in an attached header (hname == path);
+ * unbounded in a detached header file. */
 static uint64_t
-room_of (const char *path, const char *hname, uint64_t data_offset)
+room_of (const char *path, const char *hname, const struct cv_header *h)
 {
+  uint64_t end = cv_hdr_data_offset (h), seal;
+
   if (strcmp (hname, path) != 0)
     return UINT64_MAX;
-  return data_offset > JOFF ? data_offset - JOFF : 0;
+  if (cv_hdr_sealed (h, &seal, NULL) && seal >= JOFF && seal < end)
+    end = seal;
+  return end > JOFF ? end - JOFF : 0;
 }
 
 static uint64_t
 journal_room (const struct cv_vol *v)
 {
-  return room_of (v->path, v->hname, v->data_offset);
+  return room_of (v->path, v->hname, v->hdr);
 }
 
 /* HMAC of a journal record and its hashes. */
@@ -437,27 +436,7 @@ int
 cv_rot_old_dek_of (struct cv_vol *v, const struct cv_header *h,
                    const struct cv_key *dek, struct cv_key **odek)
 {
-  struct cv_hdr_rotation r;
-  CLEANUP_KEY struct cv_key *k = NULL, *o = NULL;
-  char aad[256];
-  int rc = cv_hdr_rotation_get (h, v->hname, &r);
-
-  if (rc < 0)
-    return rc;
-  if ((rc = derive (v->uuid, dek, "cryptvol v1 rotation old dek", &k)) < 0
-      || (rc = cv_key_new (CV_DEK_LEN, &o)) < 0)
-    return rc;
-  rot_aad (h, r.id, aad, sizeof aad);
-  rc = cv_gcm_open (k->b, r.iv, aad, strlen (aad), r.ct, sizeof r.ct, r.tag,
-                    o->b);
-  if (rc < 0) {
-    cv_err ("%s: the old DEK of the rotation in progress does not "
-            "authenticate; the header was altered",
-            v->hname);
-    return -EBADMSG;
-  }
-  *odek = STEAL (o);
-  return 0;
+  return cv_hdr_rotation_old_dek (h, v->hname, dek, odek);
 }
 
 int
@@ -519,11 +498,10 @@ rot_prepare (struct cv_header *h, const char *path, const char *hname,
              const struct cv_creds *c, const struct cv_key *dek, uint64_t step,
              bool online, struct cv_key **dek1, struct cv_hdr_rotation *rout)
 {
-  CLEANUP_KEY struct cv_key *nk = NULL, *k = NULL;
+  CLEANUP_KEY struct cv_key *nk = NULL;
   struct cv_hdr_rotation r = { .boundary = 0 };
   uint8_t idbin[8];
   CLEANUP_FREE char *id = NULL;
-  char aad[256];
   unsigned ss = cv_hdr_sector_size (h);
   int rc;
 
@@ -533,7 +511,7 @@ rot_prepare (struct cv_header *h, const char *path, const char *hname,
             path);
     return -EALREADY;
   }
-  uint64_t room = room_of (path, hname, cv_hdr_data_offset (h));
+  uint64_t room = room_of (path, hname, h);
   if (room < JHDR + 2 * TAG) {
     cv_err ("%s: no room for the rotation journal between the header and "
             "the data (data offset %llu); use a detached header",
@@ -553,16 +531,10 @@ rot_prepare (struct cv_header *h, const char *path, const char *hname,
   cv_now_rfc3339 (r.started);
   if ((rc = cv_dek_generate (&nk)) < 0
       || (rc = cv_random (idbin, sizeof idbin)) < 0
-      || (rc = cv_random (r.iv, sizeof r.iv)) < 0
-      || (rc = cv_hex_encode (idbin, sizeof idbin, &id)) < 0
-      || (rc = derive (cv_hdr_uuid (h), nk, "cryptvol v1 rotation old dek", &k))
-             < 0)
+      || (rc = cv_hex_encode (idbin, sizeof idbin, &id)) < 0)
     return rc;
   snprintf (r.id, sizeof r.id, "%s", id);
-  rot_aad (h, r.id, aad, sizeof aad);
-  if ((rc = cv_gcm_seal (k->b, r.iv, aad, strlen (aad), dek->b, CV_DEK_LEN,
-                         r.ct, r.tag))
-          < 0
+  if ((rc = cv_hdr_rotation_seal_old (h, &r, nk, dek)) < 0
       || (rc = cv_wrap_remake_all (h, hname, c, dek, nk)) < 0
       || (rc = cv_hdr_rotation_set (h, &r)) < 0
       || (rc = cv_hdr_seal (h, nk)) < 0)

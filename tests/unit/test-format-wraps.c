@@ -44,7 +44,7 @@ same_key (const struct cv_key *a, const struct cv_key *b)
 
 /* Unlock h with wrap id alone, with c. */
 static int
-unlock_with (const struct cv_header *h, int64_t id, const struct cv_creds *c,
+unlock_with (struct cv_header *h, int64_t id, const struct cv_creds *c,
              struct cv_key **out)
 {
   struct cv_wrap_sel sel = { .n = 1, .item = { { id, NULL } }, .except = -1 };

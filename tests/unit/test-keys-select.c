@@ -50,7 +50,7 @@ sel_of (const char *const *args)
 /* Unlock h with keyfile kf and passphrase pp through sel; *id gets the wrap
  * that unlocked. */
 static int
-unlock (const struct cv_header *h, const char *kf, struct cv_key *pp,
+unlock (struct cv_header *h, const char *kf, struct cv_key *pp,
         const struct cv_wrap_sel *sel, int64_t *id)
 {
   struct cv_creds c = { .keyfile = kf, .passphrase = pp };

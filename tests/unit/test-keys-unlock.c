@@ -58,7 +58,7 @@ new_volume (struct cv_key **dek)
 
 /* cv_unlock with keyfile and passphrase; checks the DEK when it succeeds. */
 static int
-unlock (const struct cv_header *h, const char *keyfile, struct cv_key *pp,
+unlock (struct cv_header *h, const char *keyfile, struct cv_key *pp,
         const struct cv_key *want, int64_t *id)
 {
   struct cv_creds c = { .keyfile = keyfile, .passphrase = pp };
