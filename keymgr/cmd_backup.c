@@ -67,6 +67,23 @@ cmd_backup_header (int argc, char **argv)
   return exit_code (rc);
 }
 
+/* Warn about each wrap of the backup bh that the current header cur no
+ * longer has: restoring brings it back. */
+static void
+readmitted (const struct cv_header *bh, const struct cv_header *cur,
+            const char *file)
+{
+  struct cv_wrap_info w;
+
+  for (size_t i = 0; cv_hdr_wrap_at (bh, i, &w) == 0; i++)
+    if (cv_hdr_wrap_find (cur, w.id, NULL) < 0)
+      cv_warn ("restoring %s brings back wrap %lld (%s%s%s), removed since "
+               "the backup was taken; remove it again with remove-wrap if it "
+               "must stay out",
+               file, (long long) w.id, w.type, w.ref ? " " : "",
+               w.ref ? w.ref : "");
+}
+
 int
 cmd_restore_header (int argc, char **argv)
 {
@@ -134,8 +151,10 @@ cmd_restore_header (int argc, char **argv)
       } else if (rc == -EBADMSG)
         cv_err ("%s fails its MAC: it was altered; refusing", file);
     }
-    if (rc == 0)
+    if (rc == 0) {
       cv_hdr_supersede (bh, cur);
+      readmitted (bh, cur, file);
+    }
   } else {
     /* No usable header to compare with: the backup must at least unlock. */
     cv_warn ("%s has no readable header: the backup cannot be checked "
@@ -143,8 +162,15 @@ cmd_restore_header (int argc, char **argv)
              name);
     rc = cv_unlock (bh, file, &co.creds, &co.unlock_sel, &dek, NULL);
   }
-  if (rc == 0)
-    rc = cv_hdr_commit (fd, name, bh);
+  if (rc == 0) {
+    CLEANUP_CLOSE int dfd = -1;
+    if (co.header && (dfd = open (path, O_RDWR | O_CLOEXEC)) < 0) {
+      rc = -errno;
+      cv_err ("cannot open %s (the data file, for its seal sector): %s", path,
+              strerror (-rc));
+    } else
+      rc = cv_hdr_commit_sealed (fd, name, co.header ? dfd : fd, path, bh, dek);
+  }
   if (rc == 0)
     report (co.json,
             json_pack ("{s:s, s:s, s:I}", "volume", name, "restored_from", file,

@@ -104,14 +104,15 @@ target_size (int fd, uint64_t *size, bool *blockdev)
   return 0;
 }
 
-/* True if the first len bytes at fd are all zero (or the file is shorter). */
+/* True if the len bytes at off of fd are all zero (or the file is
+ * shorter). */
 static bool
-area_is_blank (int fd, size_t len)
+area_is_blank (int fd, uint64_t off, size_t len)
 {
   CLEANUP_FREE uint8_t *buf = malloc (len);
   size_t n = 0;
 
-  if (!buf || cv_pread_all (fd, buf, len, 0, &n) < 0)
+  if (!buf || cv_pread_all (fd, buf, len, off, &n) < 0)
     return false;
   for (size_t i = 0; i < n; i++)
     if (buf[i])
@@ -189,8 +190,18 @@ cmd_create (int argc, char **argv)
     if (cv_wrap_spec_parse (wraps[i], &p, &ref) < 0)
       return EXIT_USAGE;
   }
+  /* A detached header leaves the data file one block for the seal. */
   if (data_offset == UINT64_MAX)
-    data_offset = detached ? 0 : CV_DATA_OFFSET_DEFAULT;
+    data_offset = detached ? CV_SEAL_SIZE : CV_DATA_OFFSET_DEFAULT;
+  uint64_t seal = cv_seal_offset_for (!detached, data_offset);
+  if (seal == UINT64_MAX)
+    cv_warn ("--data-offset %llu leaves no room for a seal sector before the "
+             "data: a stale header (a backup from before a DEK rotation or a "
+             "wrap removal) could not be told from the current one; use "
+             "--data-offset %llu or more",
+             (unsigned long long) data_offset,
+             (unsigned long long) (detached ? CV_SEAL_SIZE
+                                            : CV_HDR_AREA_SIZE + CV_SEAL_SIZE));
   if (data_offset % sector_size) {
     cv_err ("--data-offset %llu is not a multiple of the sector size %llu",
             (unsigned long long) data_offset, (unsigned long long) sector_size);
@@ -236,11 +247,22 @@ cmd_create (int argc, char **argv)
       return EXIT_USAGE;
     }
     /* Formatting overwrites the start of the target: only with consent. */
-    if (!detached && !yes && !area_is_blank (fd, CV_HDR_AREA_SIZE)) {
+    if (!detached && !yes && !area_is_blank (fd, 0, CV_HDR_AREA_SIZE)) {
       cv_err ("%s is not blank: creating a volume overwrites its first %d "
               "bytes; add --yes to do it",
               path, CV_HDR_AREA_SIZE);
       return EXIT_USAGE;
+    }
+    /* The block before the data of a target with a detached header may
+     * hold what it had before (an imported LUKS volume's key material). */
+    if (detached && seal != UINT64_MAX && !yes
+        && !area_is_blank (fd, seal, CV_SEAL_SIZE)) {
+      cv_warn ("%s: the 4096 bytes before the data (at %llu) are not blank "
+               "(an imported LUKS header's key material?): no seal sector, "
+               "so a stale header could not be told from the current one; "
+               "add --yes to use them, or run upgrade --yes later",
+               path, (unsigned long long) seal);
+      seal = UINT64_MAX;
     }
   }
   if (size % sector_size) {
@@ -274,6 +296,7 @@ cmd_create (int argc, char **argv)
   if (rc == 0 && (!import || (rc = import_key (import, &dek)) == 0)
       && (rc = common_creds (&co, want_pass, true)) == 0
       && (rc = cv_hdr_new ((uint32_t) sector_size, data_offset, size, &h)) == 0
+      && (rc = cv_hdr_protect (h, seal)) == 0
       && (import
           || (rc = cv_wrap_generate (h, wraps[0], &co.creds, &dek, &made))
                  == 0)) {
@@ -295,7 +318,7 @@ cmd_create (int argc, char **argv)
       cv_err ("cannot size %s: %s", detached, strerror (errno));
     }
     if (rc == 0)
-      rc = cv_hdr_commit (hdr_fd, hname, h);
+      rc = cv_hdr_commit_sealed (hdr_fd, hname, fd, path, h, dek);
   } else if (rc == -EBUSY)
     cv_err ("%s is locked by another cryptvol-keymgr", hname);
   if (rc < 0) {

@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "crypto/secmem.h"
 #include "format/header.h"
 #include "keymgr.h"
 #include "vol/volume.h"
@@ -148,10 +149,15 @@ rotate_prepare (const char *path, struct common_opts *co,
   }
   /* The library names a wrap whose key is missing; on failure nothing was
    * committed. */
+  /* The header is sealed, and its seal sector written, with the new DEK. */
+  struct cv_key *dek1 = NULL;
   if ((rc = cv_rot_prepare (s.h, path, s.name, &co->creds, s.dek, ro->step,
-                            online))
-          < 0
-      || (rc = session_commit (&s)) < 0) {
+                            online, &dek1))
+      == 0) {
+    cv_key_free (s.dek);
+    s.dek = dek1;
+  }
+  if (rc < 0 || (rc = session_commit (&s)) < 0) {
     cv_info ("%s: the DEK rotation was not begun; nothing was changed", path);
     goto out;
   }

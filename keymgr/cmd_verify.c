@@ -34,17 +34,34 @@ cmd_verify (int argc, char **argv)
   rc = unlock_creds (&co, h);
   if (rc == 0)
     rc = cv_unlock (h, path, &co.creds, &co.unlock_sel, &dek, &id);
+  if (rc == 0)
+    rc = check_seal (path, co.header, fd, h, dek);
   if (rc == 0) {
+    uint64_t gen;
+    bool sealed = cv_hdr_sealed (h, NULL, &gen);
     if (co.json) {
-      json_t *j = json_pack ("{s:s, s:s, s:I, s:b, s:b}", "volume", path,
-                             "uuid", cv_hdr_uuid (h), "unlocked_by_wrap",
-                             (json_int_t) id, "kcv_ok", 1, "mac_ok", 1);
+      json_t *j = json_pack ("{s:s, s:s, s:I, s:b, s:b, s:b, s:b}", "volume",
+                             path, "uuid", cv_hdr_uuid (h), "unlocked_by_wrap",
+                             (json_int_t) id, "kcv_ok", 1, "mac_ok", 1,
+                             "wraps_bound", cv_hdr_binds_wraps (h), "sealed",
+                             sealed);
+      if (sealed)
+        json_object_set_new (j, "generation", json_integer ((json_int_t) gen));
       print_json (j);
       json_decref (j);
-    } else
+    } else {
       printf ("%s: wrap %lld unlocks the volume; key check value and header "
               "MAC verified\n",
               path, (long long) id);
+      if (sealed)
+        printf ("%s: wraps as sealed; the header is current (generation "
+                "%llu, as the volume's seal sector says)\n",
+                path, (unsigned long long) gen);
+      else
+        printf ("%s: no seal sector%s: a stale header would not be "
+                "detected (see cryptvol-keymgr upgrade)\n",
+                path, cv_hdr_binds_wraps (h) ? "" : " and wraps not bound");
+    }
   }
   cv_hdr_free (h);
   common_free (&co);

@@ -341,8 +341,10 @@ cmd_rewrap (int argc, char **argv)
       && (rc = new_wrap_creds (&co, &n, &nc)) == 0
       && (rc = cv_wrap_move (s.h, s.name, n.id, n.spec, &co.creds, &nc, &mv))
              == 0
-      && !mv.resumed)
+      && !mv.resumed) {
+    s.dek = STEAL (mv.dek); /* unlocked here: the commits are sealed */
     rc = session_commit (&s);
+  }
   if (rc == 0
       && (rc = cv_wrap_verify (s.h, s.name, mv.id, &nc, mv.in_service)) < 0)
     cv_err ("the new wrap %lld does not unlock %s; wrap %lld is kept (remove "

@@ -100,6 +100,11 @@ void report (bool json, json_t *j, const char *fmt, ...)
 /* Open the header of volume (or header, if given) read-only. Returns 0, or
  * the exit code for the failure (reported): EXIT_HEADER when it is not a
  * usable cryptvol header. */
+/* Refuse a header (read by open_header from hfd) that is older than the
+ * volume: cv_seal_check on the data file, with the unlocked DEK. Returns 0
+ * or -errno (reported). */
+int check_seal (const char *volume, const char *header, int hfd,
+                const struct cv_header *h, const struct cv_key *dek);
 int open_header (const char *volume, const char *header, int *fd_out,
                  struct cv_header **h, unsigned *valid);
 
@@ -108,6 +113,7 @@ int open_header (const char *volume, const char *header, int *fd_out,
 struct session {
   const char *volume, *name; /* volume path; header file (name) */
   int fd;
+  int dfd; /* the data file when the header is detached (its seal), or -1 */
   struct cv_header *h;
   struct cv_key *dek;  /* after session_unlock */
   int64_t unlocked_by; /* id of the wrap that unlocked */
@@ -116,11 +122,18 @@ struct session {
  * locked). */
 int session_open (struct session *s, const char *volume, const char *header);
 void session_close (struct session *s);
-/* Unlock with a wrap sel chooses (NULL: any; s->dek, s->unlocked_by) and record
- * that wrap as verified. Returns 0 or -errno (reported). */
+/* Unlock with a wrap sel chooses (NULL: any; s->dek, s->unlocked_by), check
+ * that the header is not older than the volume (its seal sector), and
+ * record that wrap as verified. Returns 0 or -errno (reported). */
 int session_unlock (struct session *s, const struct cv_creds *c,
                     const struct cv_wrap_sel *sel);
+/* Commit s->h: sealed with the DEK after session_unlock (the wraps bound,
+ * the seal sector written), else as it is (a change made without the DEK:
+ * a re-wrap inside KMS). Returns 0 or -errno (reported). */
 int session_commit (struct session *s);
+/* The descriptor of the data file (for its seal sector) and whether the
+ * header is attached to it. */
+int session_data_fd (const struct session *s, bool *attached);
 
 /* The audit log (audit.c). audit_init installs the log sink that remembers
  * the last error; audit_end writes the record if --audit-log was given and
@@ -187,6 +200,7 @@ int cmd_rotate_dek (int argc, char **argv);
 int cmd_backup_header (int argc, char **argv);
 int cmd_restore_header (int argc, char **argv);
 int cmd_shred (int argc, char **argv);
+int cmd_upgrade (int argc, char **argv);
 int cmd_status (int argc, char **argv);
 int cmd_lock (int argc, char **argv);
 int cmd_unlock (int argc, char **argv);

@@ -39,6 +39,8 @@ static const struct {
   { "backup-header", cmd_backup_header, "save the header to a file" },
   { "restore-header", cmd_restore_header, "put a saved header back (offline)" },
   { "shred", cmd_shred, "crypto-erase: destroy the header and every wrap" },
+  { "upgrade", cmd_upgrade,
+    "add the seal sector and wrap binding to an older volume" },
   { "status", cmd_status, "a running server's key state (--control PATH)" },
   { "lock", cmd_lock, "revoke a served volume now (--control PATH)" },
   { "unlock", cmd_unlock, "make a revoked server serve again (--control)" },
@@ -458,6 +460,22 @@ open_header (const char *volume, const char *header, int *fd_out,
   }
   *fd_out = fd;
   return 0;
+}
+
+int
+check_seal (const char *volume, const char *header, int hfd,
+            const struct cv_header *h, const struct cv_key *dek)
+{
+  CLEANUP_CLOSE int dfd = -1;
+  bool behind;
+
+  if (header && (dfd = open (volume, O_RDONLY | O_CLOEXEC)) < 0) {
+    int e = errno;
+    cv_err ("cannot open %s (the data file, for its seal sector): %s", volume,
+            strerror (e));
+    return -e;
+  }
+  return cv_seal_check (header ? dfd : hfd, volume, !header, h, dek, &behind);
 }
 
 int

@@ -39,7 +39,23 @@ open_locked (struct session *s)
     return exit_code (rc);
   if ((rc = cv_hdr_read (s->fd, s->name, &s->h, &valid)) < 0)
     return rc == -EIO ? EXIT_IO : EXIT_HEADER;
+  if (strcmp (s->name, s->volume) != 0) {
+    s->dfd = open (s->volume, O_RDWR | O_CLOEXEC);
+    if (s->dfd < 0) {
+      int e = errno;
+      cv_err ("cannot open %s (the data file, for its seal sector): %s",
+              s->volume, strerror (e));
+      return e == ENOENT ? EXIT_USAGE : EXIT_IO;
+    }
+  }
   return 0;
+}
+
+int
+session_data_fd (const struct session *s, bool *attached)
+{
+  *attached = s->dfd < 0;
+  return s->dfd >= 0 ? s->dfd : s->fd;
 }
 
 int
@@ -48,6 +64,7 @@ session_open (struct session *s, const char *volume, const char *header)
   *s = (struct session){ .volume = volume,
                          .name = header ? header : volume,
                          .fd = -1,
+                         .dfd = -1,
                          .unlocked_by = -1 };
   int rc = open_locked (s);
 
@@ -66,9 +83,11 @@ session_close (struct session *s)
   cv_key_free (s->dek);
   if (s->fd >= 0)
     close (s->fd); /* releases the locks */
+  if (s->dfd >= 0)
+    close (s->dfd);
   s->h = NULL;
   s->dek = NULL;
-  s->fd = -1;
+  s->fd = s->dfd = -1;
 }
 
 int
@@ -76,7 +95,12 @@ session_unlock (struct session *s, const struct cv_creds *c,
                 const struct cv_wrap_sel *sel)
 {
   int rc = cv_unlock (s->h, s->name, c, sel, &s->dek, &s->unlocked_by);
+  bool attached, behind;
 
+  if (rc == 0) {
+    int dfd = session_data_fd (s, &attached);
+    rc = cv_seal_check (dfd, s->volume, attached, s->h, s->dek, &behind);
+  }
   if (rc == 0)
     rc = cv_hdr_wrap_mark_verified (s->h, s->unlocked_by);
   return rc;
@@ -85,5 +109,10 @@ session_unlock (struct session *s, const struct cv_creds *c,
 int
 session_commit (struct session *s)
 {
-  return cv_hdr_commit (s->fd, s->name, s->h);
+  bool attached;
+  int dfd = session_data_fd (s, &attached);
+
+  if (!s->dek)
+    return cv_hdr_commit (s->fd, s->name, s->h);
+  return cv_hdr_commit_sealed (s->fd, s->name, dfd, s->volume, s->h, s->dek);
 }

@@ -1028,6 +1028,16 @@ cv_hdr_supersede (struct cv_header *h, const struct cv_header *cur)
 {
   if (h->seqid < cur->seqid)
     h->seqid = cur->seqid;
+  /* The volume keeps the protection it has (a backup from before upgrade
+   * gets it back), and the next seal's generation passes the seal's. */
+  if (cur->has_seal && !h->has_seal) {
+    h->has_seal = true;
+    h->seal_offset = cur->seal_offset;
+  }
+  if (h->generation < cur->generation)
+    h->generation = cur->generation;
+  if (cur->bound && !h->bound)
+    h->bound = json_object ();
 }
 
 const char *

@@ -103,6 +103,12 @@ bool cv_hdr_sealed (const struct cv_header *h, uint64_t *offset,
                     uint64_t *generation);
 bool cv_hdr_binds_wraps (const struct cv_header *h);
 
+/* Where create and upgrade put the seal sector: the last 4096-byte block
+ * before the data area, or UINT64_MAX when there is no room (a detached
+ * header with data offset 0; an attached one whose data starts right after
+ * the header copies). */
+uint64_t cv_seal_offset_for (bool attached, uint64_t data_offset);
+
 /* Check the seal sector (read from dfd, the data file named dname; attached:
  * the header lives in the same file) against h, authenticated with dek (h's
  * DEK; during a DEK rotation also the old DEK, which a seal written before
@@ -178,7 +184,8 @@ const char *cv_hdr_cipher (const struct cv_header *h);
 const char *cv_hdr_created (const struct cv_header *h);
 
 /* Make h's next commit supersede cur, the header now on disk (restoring a
- * backup): h's seqid is raised to cur's if it is lower. */
+ * backup): h's seqid and generation are raised to cur's if lower, and h
+ * takes cur's seal sector and wrap binding if it has none. Seal h after. */
 void cv_hdr_supersede (struct cv_header *h, const struct cv_header *cur);
 
 /* The wraps (lib/format/hdr-wraps.c). A wrap's common members as read from

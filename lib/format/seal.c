@@ -62,6 +62,39 @@ placed (const struct cv_header *h, const char *dname, bool attached)
   return 0;
 }
 
+/* A header without a seal, for a volume that has one where create and
+ * upgrade put it (just before the data area): a header from before the
+ * upgrade, which would bypass the check. */
+static int
+unsealed_check (int dfd, const char *dname, bool attached,
+                const struct cv_header *h)
+{
+  CLEANUP_FREE uint8_t *sec = NULL;
+  uint8_t uuid[16];
+  size_t got = 0;
+
+  uint64_t off = cv_seal_offset_for (attached, h->data_offset);
+
+  if (off == UINT64_MAX)
+    return 0;
+  if (posix_memalign ((void **) &sec, 4096, CV_SEAL_SIZE) != 0)
+    return -ENOMEM;
+  if (cv_pread_all (dfd, sec, CV_SEAL_SIZE, off, &got) < 0
+      || got < CV_SEAL_SIZE)
+    return 0; /* nothing there to contradict the header */
+  cv_hdr_uuid_bin (h, uuid);
+  if (memcmp (sec + S_MAGIC, seal_magic, sizeof seal_magic) == 0
+      && memcmp (sec + S_UUID, uuid, sizeof uuid) == 0) {
+    cv_err ("the header given for %s has no seal, but the volume has one: "
+            "a header from before cryptvol-keymgr upgrade (a stale copy or "
+            "backup); refusing to serve or write with it; restore the "
+            "current header",
+            dname);
+    return -ESTALE;
+  }
+  return 0;
+}
+
 int
 cv_seal_write (int dfd, const char *dname, bool attached,
                const struct cv_header *h, const struct cv_key *dek)
@@ -104,7 +137,7 @@ cv_seal_check (int dfd, const char *dname, bool attached,
 
   *behind = false;
   if (!h->has_seal)
-    return 0;
+    return unsealed_check (dfd, dname, attached, h);
   if ((r = placed (h, dname, attached)) < 0)
     return r;
   if (posix_memalign ((void **) &sec, 4096, CV_SEAL_SIZE) != 0)
@@ -180,4 +213,13 @@ cv_hdr_commit_sealed (int hfd, const char *name, int dfd, const char *dname,
     return r;
   return cv_seal_write (dfd, dname, hfd == dfd || strcmp (name, dname) == 0, h,
                         dek);
+}
+
+uint64_t
+cv_seal_offset_for (bool attached, uint64_t data_offset)
+{
+  if (data_offset < CV_SEAL_SIZE
+      || (attached && data_offset - CV_SEAL_SIZE < CV_HDR_AREA_SIZE))
+    return UINT64_MAX;
+  return (data_offset - CV_SEAL_SIZE) / CV_SEAL_SIZE * CV_SEAL_SIZE;
 }

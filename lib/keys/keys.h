@@ -136,6 +136,9 @@ struct cv_wrap_moved {
   int64_t id;      /* the new wrap */
   bool in_service; /* re-wrapped inside the key service */
   bool resumed;    /* the new wrap existed already: h is unchanged */
+  /* The DEK, when the move unlocked it here (not in_service): the caller
+   * seals its commit with it (cv_hdr_commit_sealed) and frees it. */
+  struct cv_key *dek;
 };
 int cv_wrap_move (struct cv_header *h, const char *name, int64_t old_id,
                   const char *spec, const struct cv_creds *oc,

@@ -139,7 +139,7 @@ cv_wrap_move (struct cv_header *h, const char *name, int64_t old_id,
   int64_t done = cv_wrap_same_key (h, spec, old_id);
   if (done >= 0) {
     /* An earlier move added the new wrap and stopped: finish it. */
-    *out = (struct cv_wrap_moved){ done, p->rewrap != NULL, true };
+    *out = (struct cv_wrap_moved){ done, p->rewrap != NULL, true, NULL };
     cv_info ("wrap %lld to %s exists already (an interrupted rewrap); "
              "finishing",
              (long long) done, spec);
@@ -147,13 +147,15 @@ cv_wrap_move (struct cv_header *h, const char *name, int64_t old_id,
   }
   *out = (struct cv_wrap_moved){ -1,
                                  p->rewrap && strcmp (old.type, p->type) == 0,
-                                 false };
+                                 false, NULL };
   if (!out->in_service) {
     CLEANUP_KEY struct cv_key *dek = NULL;
     struct cv_wrap_sel sel = only (old_id);
-    if ((r = cv_unlock (h, name, oc, &sel, &dek, NULL)) < 0)
+    if ((r = cv_unlock (h, name, oc, &sel, &dek, NULL)) < 0
+        || (r = cv_wrap_add (h, spec, nc, dek, &out->id)) < 0)
       return r;
-    return cv_wrap_add (h, spec, nc, dek, &out->id);
+    out->dek = STEAL (dek);
+    return 0;
   }
   json_auto_t *nw = NULL;
   if ((r = cv_hdr_wrap_new (h, CV_WRAP_ID_NEW, p->type, ref, &nw)) < 0

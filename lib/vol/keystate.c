@@ -404,6 +404,34 @@ same_volume (struct cv_vol *v, const struct cv_header *h)
   return what == NULL;
 }
 
+/* Is h, read from disk and authenticated under v's DEK, at least as new as
+ * the header v serves, with its wraps as the key sealed them? A header
+ * written back from before (dd of old copies) would re-admit removed wraps.
+ * 0 or -ESTALE / -EBADMSG (logged). */
+static int
+fresher (const struct cv_vol *v, const struct cv_header *h)
+{
+  uint64_t have = 0, got = 0;
+  char why[256];
+
+  cv_hdr_sealed (v->hdr, NULL, &have);
+  cv_hdr_sealed (h, NULL, &got);
+  if (got < have || cv_hdr_binds_wraps (v->hdr) > cv_hdr_binds_wraps (h)) {
+    cv_err ("%s: reload refused: the header on disk (generation %llu) is "
+            "older than the one being served (generation %llu): a stale "
+            "header was written back; the server keeps its header",
+            v->hname, (unsigned long long) got, (unsigned long long) have);
+    return -ESTALE;
+  }
+  if (cv_hdr_wraps_check (h, why, sizeof why) < 0) {
+    cv_err ("%s: reload refused: the header on disk %s; the server keeps "
+            "its header",
+            v->hname, why);
+    return -EBADMSG;
+  }
+  return 0;
+}
+
 /* A wrap of h that opens the volume with the kept credentials, when the
  * wrap in use is gone: its id in *id. h is authenticated under v's DEK, so
  * the DEK it opens is v's. */
@@ -465,7 +493,9 @@ cv_vol_reload (struct cv_vol *v)
               "the server keeps the previous header",
               v->hname);
       rc = -EINVAL;
-    } else if (cv_hdr_wrap_find (h, id, NULL) < 0)
+    } else if ((rc = fresher (v, h)) < 0)
+      ;
+    else if (cv_hdr_wrap_find (h, id, NULL) < 0)
       rc = another_wrap (v, h, &id);
   }
   if (rc == 0) {

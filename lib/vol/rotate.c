@@ -125,10 +125,8 @@ seal_commit_unlock (struct cv_vol *v, struct cv_header *h,
                     const struct cv_key *dek)
 {
   CLEANUP_HDR struct cv_header *nh = h;
-  int rc = cv_hdr_seal (nh, dek);
+  int rc = cv_hdr_commit_sealed (v->hfd, v->hname, v->dfd, v->path, nh, dek);
 
-  if (rc == 0)
-    rc = cv_hdr_commit (v->hfd, v->hname, nh);
   cv_unlock_header (v->hfd);
   if (rc < 0)
     return rc;
@@ -549,9 +547,9 @@ rot_prepare (struct cv_header *h, const char *path, const char *hname,
 int
 cv_rot_prepare (struct cv_header *h, const char *path, const char *hname,
                 const struct cv_creds *c, const struct cv_key *dek,
-                uint64_t step, bool online)
+                uint64_t step, bool online, struct cv_key **dek1)
 {
-  return rot_prepare (h, path, hname, c, dek, step, online, NULL, NULL);
+  return rot_prepare (h, path, hname, c, dek, step, online, dek1, NULL);
 }
 
 int
@@ -593,6 +591,9 @@ cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
     report_begin_failure (v, r.id);
     return rc;
   }
+  /* Under the new DEK; until it is written the seal, under the old one,
+   * still authenticates (cv_seal_check). */
+  cv_seal_write (v->dfd, v->path, v->dfd == v->hfd, h, dek1);
   cv_hdr_free (v->hdr);
   v->hdr = STEAL (h);
   v->odek = v->dek;

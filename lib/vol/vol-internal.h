@@ -53,6 +53,9 @@ struct cv_vol {
   char *hname;      /* header file (path, or the detached header) */
   struct cv_io *io; /* the data store, through its I/O backend */
   int hfd; /* header file (the volume itself when attached); holds locks */
+  /* The data file, for its seal sector (format/header.h): hfd when
+   * attached, else a descriptor of its own. */
+  int dfd;
   bool readonly;
   struct cv_header *hdr;
   struct cv_key *dek;  /* the volume's DEK (the new one during a rotation) */

@@ -787,6 +787,41 @@ cv_vol_flush (struct cv_vol *v)
   return key_leave (v, rc);
 }
 
+/* The data file's own descriptor for its seal sector, when the header is
+ * detached; -1 when attached (the header's descriptor serves). */
+static int
+open_data_fd (const struct cv_vol_opts *o, const char *hname, int *dfd)
+{
+  *dfd = -1;
+  if (hname == o->path)
+    return 0;
+  *dfd = open (o->path, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (*dfd < 0) {
+    int e = errno;
+    cv_err ("cannot open %s: %s", o->path, strerror (e));
+    return -e;
+  }
+  return 0;
+}
+
+/* Refuse a header older than the volume (its seal sector) before a sector
+ * is served; write a seal that lags its header again (a commit interrupted
+ * between the two). */
+static int
+check_seal (const struct cv_vol_opts *o, int dfd, bool attached,
+            const struct cv_header *h, const struct cv_key *dek)
+{
+  bool behind;
+  int rc = cv_seal_check (dfd, o->path, attached, h, dek, &behind);
+
+  if (rc == 0 && behind && !o->readonly
+      && cv_seal_write (dfd, o->path, attached, h, dek) == 0)
+    cv_info ("%s: the seal sector lagged the header (a header update was "
+             "interrupted); written again",
+             o->path);
+  return rc;
+}
+
 int
 cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
 {
@@ -797,7 +832,7 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
                                            .direct = o->direct,
                                            .faults = o->faults };
   struct cv_io *io = NULL;
-  CLEANUP_CLOSE int hfd = -1;
+  CLEANUP_CLOSE int hfd = -1, dfd = -1;
   struct cv_header *hdr = NULL;
   struct cv_key *dek = NULL;
   struct cv_creds *kept = NULL;
@@ -858,6 +893,8 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
 
   if ((rc = cv_xts_pick (o->xts_impl, ss, &impl)) < 0
       || (rc = cv_unlock (hdr, hname, o->creds, o->wraps, &dek, &wrap_id)) < 0
+      || (rc = open_data_fd (o, hname, &dfd)) < 0
+      || (rc = check_seal (o, dfd >= 0 ? dfd : hfd, dfd < 0, hdr, dek)) < 0
       || (o->keep_creds && (rc = cv_creds_copy (o->creds, &kept)) < 0))
     goto fail;
 
@@ -874,6 +911,7 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
     goto fail;
   }
   v->io = io;
+  v->dfd = dfd >= 0 ? STEAL_FD (dfd) : hfd;
   v->hfd = STEAL_FD (hfd);
   v->readonly = o->readonly;
   v->hdr = hdr;
@@ -931,6 +969,8 @@ cv_vol_close (struct cv_vol *v)
   pthread_cond_destroy (&v->rl_cv);
   cv_rot_engine_fini (v);
   cv_io_close (v->io);
+  if (v->dfd != v->hfd)
+    close (v->dfd);
   close (v->hfd);
   cv_hdr_free (v->hdr);
   cv_key_free (v->dek);

@@ -117,7 +117,8 @@ bool cv_vol_rotating (const struct cv_vol *v, uint64_t *done);
  * every wrap of h for it with c (cv_wrap_remake_all: each wrap's key is
  * needed; drop unwanted wraps from h first), record the rotation state (the
  * old DEK sealed under the new one, boundary 0, hotzone step) and seal h
- * with the new DEK. The caller commits h (cv_hdr_commit) and then asks the
+ * with the new DEK (in *dek1 when not NULL; caller frees). The caller
+ * commits h (cv_hdr_commit_sealed with *dek1) and then asks the
  * server to adopt it (cv_vol_rotate_start). path is the data file: with an
  * attached header (hname == path) the journal lives between the header
  * copies and the data, and step is capped to fit it. step 0: the default
@@ -129,7 +130,7 @@ bool cv_vol_rotating (const struct cv_vol *v, uint64_t *done);
 #define CV_ROT_STEP_ONLINE (8 * 1024 * 1024)
 int cv_rot_prepare (struct cv_header *h, const char *path, const char *hname,
                     const struct cv_creds *c, const struct cv_key *dek,
-                    uint64_t step, bool online);
+                    uint64_t step, bool online, struct cv_key **dek1);
 
 /* The rotation engine of a served volume (a thread per volume, started on
  * demand). Each step takes a range lock over its hotzone: client requests

@@ -52,12 +52,13 @@ for f in create.out info.json err; do
 done
 pass "no secret printed"
 
-# Detached header: the data file is pure ciphertext from byte 0, and the
-# plugin needs header= to open it.
+# Detached header: the data file is its seal sector (4096 bytes) and then
+# pure ciphertext, and the plugin needs header= to open it.
 "$KEYMGR" create data.img --size 8M --detached-header data.hdr --wrap file:a.kek >/dev/null
-[ "$(stat -c %s data.img)" = 8388608 ] || fail "detached: data file size"
+[ "$(stat -c %s data.img)" = $((8388608 + 4096)) ] || fail "detached: data file size"
 "$KEYMGR" info data.img --header data.hdr --json | python3 -c '
-import json, sys; assert json.load(sys.stdin)["volume"]["data_offset"] == 0'
+import json, sys; v = json.load(sys.stdin)["volume"]
+assert v["data_offset"] == 4096 and v["seal"]["offset"] == 0, v'
 serve data.img header=data.hdr keyfile=a.kek -- nbdsh -u '$uri' -c 'h.pwrite(b"x" * 4096, 0)'
 expect_fail "detached volume without header=" "not a cryptvol volume.*header" \
   nbdkit -U - "$PLUGIN" data.img keyfile=a.kek --run true
