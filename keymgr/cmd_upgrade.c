@@ -98,14 +98,12 @@ cmd_upgrade (int argc, char **argv)
     goto out;
   if (!uo.reseal) {
     bool behind;
-    if ((rc = cv_seal_check (dfd, s.volume, attached, s.h, s.dek, &behind))
-        < 0)
+    if ((rc = cv_seal_check (dfd, s.volume, attached, s.h, s.dek, &behind)) < 0)
       goto out;
     if (had_seal && had_binding && settled && !behind) {
-      report (co.json,
-              json_pack ("{s:s, s:b}", "volume", s.volume, "changed", 0),
-              "%s: already up to date (seal sector and wrap binding)\n",
-              s.volume);
+      report (
+          co.json, json_pack ("{s:s, s:b}", "volume", s.volume, "changed", 0),
+          "%s: already up to date (seal sector and wrap binding)\n", s.volume);
       goto out;
     }
   }

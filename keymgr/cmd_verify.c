@@ -40,11 +40,10 @@ cmd_verify (int argc, char **argv)
     uint64_t gen;
     bool sealed = cv_hdr_sealed (h, NULL, &gen);
     if (co.json) {
-      json_t *j = json_pack ("{s:s, s:s, s:I, s:b, s:b, s:b, s:b}", "volume",
-                             path, "uuid", cv_hdr_uuid (h), "unlocked_by_wrap",
-                             (json_int_t) id, "kcv_ok", 1, "mac_ok", 1,
-                             "wraps_bound", cv_hdr_binds_wraps (h), "sealed",
-                             sealed);
+      json_t *j = json_pack (
+          "{s:s, s:s, s:I, s:b, s:b, s:b, s:b}", "volume", path, "uuid",
+          cv_hdr_uuid (h), "unlocked_by_wrap", (json_int_t) id, "kcv_ok", 1,
+          "mac_ok", 1, "wraps_bound", cv_hdr_binds_wraps (h), "sealed", sealed);
       if (sealed)
         json_object_set_new (j, "generation", json_integer ((json_int_t) gen));
       print_json (j);

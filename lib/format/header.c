@@ -66,8 +66,8 @@ static const char *const copy_name[2] = { "primary", "secondary" };
 
 /* Members of "volume" this version interprets; all others go to h->extra. */
 static const char *const volume_known[] = {
-  "uuid", "cipher", "key_bits",     "sector_size", "data_offset", "size",
-  "created", "kcv", "requirements", "seal",        "wrap_binding",
+  "uuid",    "cipher", "key_bits",     "sector_size", "data_offset",  "size",
+  "created", "kcv",    "requirements", "seal",        "wrap_binding",
 };
 
 /* The features a volume may require (volume.requirements), each with the
@@ -224,10 +224,10 @@ volume_json (const struct cv_header *h)
   }
   if (h->bound) {
     e |= json_array_append_new (req, json_string (REQ_BINDING));
-    e |= json_object_set_new (
-        v, "wrap_binding",
-        json_pack ("{s:I, s:O}", "next_wrap_id", (json_int_t) h->bound_next,
-                   "wraps", h->bound));
+    e |= json_object_set_new (v, "wrap_binding",
+                              json_pack ("{s:I, s:O}", "next_wrap_id",
+                                         (json_int_t) h->bound_next, "wraps",
+                                         h->bound));
   }
   return e ? NULL : STEAL (v);
 }
@@ -1067,14 +1067,9 @@ int
 cv_hdr_protect (struct cv_header *h, uint64_t seal_offset)
 {
   if (seal_offset != UINT64_MAX) {
-    if (h->data_offset < CV_SEAL_SIZE || seal_offset % CV_SEAL_SIZE
-        || seal_offset > h->data_offset - CV_SEAL_SIZE) {
-      cv_err ("volume %s: no room for a seal sector at %" PRIu64
-              " (it must be a 4096-byte block before the data area at %" PRIu64
-              ")",
-              h->uuid, seal_offset, h->data_offset);
-      return -EINVAL;
-    }
+    /* Callers place it with cv_seal_offset_for. */
+    assert (h->data_offset >= CV_SEAL_SIZE && seal_offset % CV_SEAL_SIZE == 0
+            && seal_offset <= h->data_offset - CV_SEAL_SIZE);
     h->has_seal = true;
     h->seal_offset = seal_offset;
   }
@@ -1124,8 +1119,9 @@ cv_hdr_use_other (struct cv_header *h, const char *name, const char *why)
     if (a && b && json_equal (a, b))
       return false; /* the same header: nothing else to try */
   }
-  cv_warn ("the %s header copy of %s %s; opened from the %s copy, which "
-           "authenticates; the next header update rewrites both",
+  cv_warn ("the %s header copy of %s does not authenticate (%s): it was "
+           "altered; opened from the %s copy, which does; the next header "
+           "update rewrites both",
            copy_name[h->copy], name, why, copy_name[o->copy]);
   /* h takes o's contents; o, holding h's, is freed. */
   struct cv_header tmp = *h;

@@ -93,9 +93,8 @@ int cv_hdr_authenticate (const struct cv_header *h, const struct cv_key *dek);
 #define CV_LOCK_COMMIT_BYTE (((off_t) 1 << 62) + 2)
 
 /* Give h (new, or being upgraded) a seal sector at seal_offset of the data
- * file and wrap binding; seal_offset UINT64_MAX: binding only (no room).
- * Seal h afterwards. Returns 0, -EINVAL (the offset is not a 4096-byte
- * block before the data area; logged) or -ENOMEM. */
+ * file (from cv_seal_offset_for) and wrap binding; seal_offset UINT64_MAX:
+ * binding only (no room). Seal h afterwards. Returns 0 or -ENOMEM. */
 int cv_hdr_protect (struct cv_header *h, uint64_t seal_offset);
 /* Whether h has a seal sector (*offset and *generation, may be NULL) and
  * whether its wraps are bound. */
@@ -141,8 +140,8 @@ int cv_hdr_commit_sealed (int hfd, const char *name, int dfd, const char *dname,
  * bound: a bound wrap changed in any member, a wrap added since that does
  * not authenticate itself (only KMS wraps whose encryption context binds
  * their metadata may be added without the DEK), or next_wrap_id lowered:
- * -EBADMSG, with the reason in why (not logged). Bound wraps that are gone are not an
- * error (a KMS re-wrap removes one without the DEK). 0 for a volume
+ * -EBADMSG, with the reason in why (not logged). Bound wraps that are gone are
+ * not an error (a KMS re-wrap removes one without the DEK). 0 for a volume
  * without binding.
  * cv_hdr_wrap_bound: 1 (bound, unchanged), 0 (added since the last seal),
  * -EBADMSG (changed), -ENOENT (no such wrap, or no binding); not logged.

@@ -211,9 +211,9 @@ int cv_wrap_sel_add (struct cv_wrap_sel *s, const char *arg);
  *                  another volume)
  *   other -errno from providers (network, revoked key) when nothing else
  *                  succeeded. */
-int cv_unlock (struct cv_header *h, const char *name,
-               const struct cv_creds *c, const struct cv_wrap_sel *sel,
-               struct cv_key **dek, int64_t *wrap_id);
+int cv_unlock (struct cv_header *h, const char *name, const struct cv_creds *c,
+               const struct cv_wrap_sel *sel, struct cv_key **dek,
+               int64_t *wrap_id);
 
 /* Read a 32-byte KEK file; refuses other sizes with a clear message. */
 int cv_keyfile_read (const char *path, struct cv_key **kek);

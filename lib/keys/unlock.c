@@ -101,7 +101,7 @@ authentic (const struct cv_header *h, const struct cv_key *k, char *why,
   int r = cv_hdr_authenticate (h, k);
 
   if (r == -EBADMSG)
-    snprintf (why, len, "fails its MAC");
+    snprintf (why, len, "its MAC does not match");
   else if (r == 0)
     r = cv_hdr_wraps_check (h, why, len);
   return r;
@@ -240,8 +240,8 @@ plan (const json_t *wraps, const struct cv_creds *c,
 static int
 unlock_copy (const struct cv_header *h, const char *name,
              const struct cv_creds *c, const struct cv_wrap_sel *sel,
-             struct cv_key **dek, int64_t *wrap_id, char **sum,
-             char *tampered, size_t tlen)
+             struct cv_key **dek, int64_t *wrap_id, char **sum, char *tampered,
+             size_t tlen)
 {
   const json_t *wraps = cv_hdr_wraps (h);
   CLEANUP_FREE size_t *order = NULL;
@@ -271,8 +271,8 @@ unlock_copy (const struct cv_header *h, const char *name,
     size_t mark = cv_log_held ();
     int fatal = 0;
 
-    r = try_wrap (h, name, w, c, dek, &why, buf, sizeof buf, &fatal,
-                  tampered, tlen);
+    r = try_wrap (h, name, w, c, dek, &why, buf, sizeof buf, &fatal, tampered,
+                  tlen);
     if (r == 0) {
       fclose (f);
       cv_log_release (mark);
@@ -300,8 +300,7 @@ unlock_copy (const struct cv_header *h, const char *name,
 
 int
 cv_unlock (struct cv_header *h, const char *name, const struct cv_creds *c,
-           const struct cv_wrap_sel *sel, struct cv_key **dek,
-           int64_t *wrap_id)
+           const struct cv_wrap_sel *sel, struct cv_key **dek, int64_t *wrap_id)
 {
   const struct cv_header *o = cv_hdr_other (h);
   CLEANUP_FREE char *sum = NULL, *osum = NULL;
@@ -327,7 +326,7 @@ cv_unlock (struct cv_header *h, const char *name, const struct cv_creds *c,
     /* Both copies' failures would say the same twice: the summary says it. */
     cv_log_release (tried_other || why[0] ? SIZE_MAX : 0);
     if (r == -EBADMSG && why[0])
-      cv_err ("header of volume %s %s: it was altered (tampered); refusing "
+      cv_err ("header of volume %s: %s; it was altered (tampered); refusing "
               "(the key that unlocked it is this volume's key); restore the "
               "header from a backup",
               name, why);
@@ -340,10 +339,11 @@ cv_unlock (struct cv_header *h, const char *name, const struct cv_creds *c,
    * commit rewrites it). */
   if (o && cv_hdr_seqid (o) == cv_hdr_seqid (h)
       && authentic (o, *dek, owhy, sizeof owhy) < 0)
-    cv_warn ("the %s header copy of %s %s: it was altered; the %s copy is "
+    cv_warn ("the %s header copy of %s does not authenticate (%s): it was "
+             "altered; the %s copy is "
              "used, and the next header update rewrites both",
              cv_hdr_copy_name (o), name,
-             owhy[0] ? owhy : "is not sealed with this volume's key",
+             owhy[0] ? owhy : "not sealed with this volume's key",
              cv_hdr_copy_name (h));
   return 0;
 }

@@ -85,7 +85,6 @@ derive (const char *uuid, const struct cv_key *dek, const char *info,
   return rc;
 }
 
-
 static void
 hdr_freep (struct cv_header **h)
 {

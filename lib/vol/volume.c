@@ -862,7 +862,10 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
               "(rotate-dek, restore-header or shred); try again when it ends",
               hname);
   }
+  /* Unlocked first: the geometry is read from the copy that authenticates
+   * (cv_unlock may set a tampered copy aside for the other). */
   if (rc < 0 || (rc = cv_hdr_read (hfd, hname, &hdr, &valid)) < 0
+      || (rc = cv_unlock (hdr, hname, o->creds, o->wraps, &dek, &wrap_id)) < 0
       || (rc = cv_io_size (io, &fsize)) < 0)
     goto fail;
   doff = cv_hdr_data_offset (hdr);
@@ -892,7 +895,6 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
              o->path, ss, (unsigned long long) doff);
 
   if ((rc = cv_xts_pick (o->xts_impl, ss, &impl)) < 0
-      || (rc = cv_unlock (hdr, hname, o->creds, o->wraps, &dek, &wrap_id)) < 0
       || (rc = open_data_fd (o, hname, &dfd)) < 0
       || (rc = check_seal (o, dfd >= 0 ? dfd : hfd, dfd < 0, hdr, dek)) < 0
       || (o->keep_creds && (rc = cv_creds_copy (o->creds, &kept)) < 0))

@@ -57,8 +57,8 @@ set_json (int fd, int copy, const char *path, const char *value)
 
   if (!buf || !p || cv_pread_all (fd, buf, CV_HDR_COPY_SIZE, off, NULL) < 0)
     return -EIO;
-  uint32_t len = (uint32_t) buf[12] << 24 | buf[13] << 16 | buf[14] << 8
-                 | buf[15];
+  uint32_t len
+      = (uint32_t) buf[12] << 24 | buf[13] << 16 | buf[14] << 8 | buf[15];
   json_t *root = json_loadb ((char *) buf + CV_HDR_BIN_SIZE, len, 0, NULL);
   if (!root)
     return -EBADMSG;
@@ -68,9 +68,11 @@ set_json (int fd, int copy, const char *path, const char *value)
   if (strcmp (value, "-") != 0
       && !(v = json_loads (value, JSON_DECODE_ANY, NULL)))
     return -EINVAL;
-  if (json_is_array (parent))
-    v ? json_array_set_new (parent, strtoul (last, NULL, 10), v)
-      : json_array_remove (parent, strtoul (last, NULL, 10));
+  size_t i = strtoul (last, NULL, 10);
+  if (json_is_array (parent) && v && i >= json_array_size (parent))
+    json_array_append_new (parent, v); /* past the end: appended */
+  else if (json_is_array (parent))
+    v ? json_array_set_new (parent, i, v) : json_array_remove (parent, i);
   else
     v ? json_object_set_new (parent, last, v) : json_object_del (parent, last);
   CLEANUP_FREE char *text = json_dumps (root, JSON_COMPACT | JSON_SORT_KEYS);

@@ -175,8 +175,8 @@ main (void)
   h->size += 4096;
   CHECK (unlock (h, k1, NULL, dek, &id) == -EBADMSG, "altered size: -EBADMSG");
   snprintf (want, sizeof want,
-            "error: header of volume test-volume fails its MAC: it was "
-            "altered (tampered); refusing");
+            "error: header of volume test-volume: its MAC does not match; it "
+            "was altered (tampered); refusing");
   CHECK (logged (want), "log: %s", harness_logged ());
   CHECK (unlock (h, NULL, pass, dek, &id) == -EBADMSG,
          "altered size, passphrase: -EBADMSG");

@@ -185,8 +185,8 @@ begin_on_disk (struct vm *m, const struct cv_key *dek, uint64_t step)
 
   if (rc == 0) {
     if ((rc = cv_hdr_read (fd, m->path, &h, &valid)) == 0
-        && (rc = cv_rot_prepare (h, m->path, m->path, &c, dek, step, true,
-                                  NULL))
+        && (rc
+            = cv_rot_prepare (h, m->path, m->path, &c, dek, step, true, NULL))
                == 0)
       rc = cv_hdr_commit (fd, m->path, h);
     cv_unlock_header (fd);
