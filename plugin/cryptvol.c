@@ -4,6 +4,7 @@
  * cv_vol_*. See doc/nbdkit-cryptvol-plugin.pod for every parameter. */
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <nbdkit-plugin.h>
 
 #include "common/log.h"
+#include "common/secfile.h"
 #include "crypto/secmem.h"
 #include "ctl/audit.h"
 #include "ctl/ctl.h"
@@ -90,6 +92,26 @@ cryptvol_unload (void)
   cv_keys_cleanup ();
 }
 
+/* Warn about a secret file others can read before nbdkit reads it: the file
+ * after +, or the file open on fd N for -N. */
+static void
+check_secret_file (const char *key, const char *value)
+{
+  char what[64];
+  char *end;
+  long fd;
+
+  snprintf (what, sizeof what, "%s= file", key);
+  if (value[0] == '+')
+    cv_secret_path_check (value + 1, what);
+  else if (value[0] == '-' && value[1]) {
+    errno = 0;
+    fd = strtol (value + 1, &end, 10);
+    if (!errno && !*end && fd >= 0 && fd <= INT_MAX)
+      cv_secret_fd_check ((int) fd, what, NULL);
+  }
+}
+
 /* Read a secret with nbdkit's password conventions (+FILE, -FD, -), refusing
  * one written on the command line, where ps(1) and shell history would show
  * it. */
@@ -109,6 +131,7 @@ read_secret (const char *key, const char *value, struct cv_key **out)
     nbdkit_error ("%s= given twice", key);
     return -1;
   }
+  check_secret_file (key, value);
   if (nbdkit_read_password (value, &s) == -1)
     return -1;
   rc = cv_key_from (s, strlen (s), out);
@@ -134,6 +157,7 @@ read_grant_token (const char *value)
     nbdkit_error ("kms-grant-token= given twice");
     return -1;
   }
+  check_secret_file ("kms-grant-token", value);
   if (nbdkit_read_password (value, &s) == -1)
     return -1;
   n = strlen (s);
