@@ -34,18 +34,25 @@ cmd_verify (int argc, char **argv)
   rc = unlock_creds (&co, h);
   if (rc == 0)
     rc = cv_unlock (h, path, &co.creds, &co.unlock_sel, &dek, &id);
+  json_t *rot
+      = rc == 0 ? rotation_state (h, fd, co.header ? co.header : path) : NULL;
   if (rc == 0) {
     if (co.json) {
       json_t *j = json_pack ("{s:s, s:s, s:I, s:b, s:b}", "volume", path,
                              "uuid", cv_hdr_uuid (h), "unlocked_by_wrap",
                              (json_int_t) id, "kcv_ok", 1, "mac_ok", 1);
+      if (rot)
+        json_object_set (j, "dek_rotation", rot);
       print_json (j);
       json_decref (j);
     } else
       printf ("%s: wrap %lld unlocks the volume; key check value and header "
               "MAC verified\n",
               path, (long long) id);
+    if (!co.json && rot)
+      rotation_state_print (rot);
   }
+  json_decref (rot);
   cv_hdr_free (h);
   common_free (&co);
   return exit_code (rc);
