@@ -12,6 +12,7 @@ requires nbdkit nbdinfo
 "$KEYMGR" genkey vol.kek >/dev/null
 printf 'correct horse battery staple\n' >pass
 printf '123456\n' >pin
+printf 'another passphrase\n' >newpass.src
 head -c 64 /dev/urandom >master.key
 printf 'AQpAMzU4ZTYz%s\n' "$(head -c 30 /dev/urandom | od -An -tx1 | tr -d ' \n')" >token
 "$KEYMGR" create vol --size 4M --wrap file:vol.kek --wrap passphrase \
@@ -29,6 +30,9 @@ keymgr_runs () {
     fail "verify --passphrase-file"
   "$KEYMGR" verify vol --passphrase-fd 3 3<pass >/dev/null 2>>keymgr.err ||
     fail "verify --passphrase-fd"
+  cp newpass.src newpass.tmp && chmod --reference=pass newpass.tmp
+  "$KEYMGR" add-wrap vol --wrap passphrase --new-passphrase-file newpass.tmp \
+    --keyfile vol.kek "${FAST_KDF[@]}" >/dev/null 2>>keymgr.err || fail "add-wrap"
   rm -f imported imported.kek
   "$KEYMGR" genkey imported.kek >/dev/null
   "$KEYMGR" create imported --size 1M --wrap file:imported.kek \
@@ -64,6 +68,7 @@ expect_warning keymgr.err "PIN file" pin
 expect_warning keymgr.err "grant token file" token
 expect_warning keymgr.err "passphrase file" pass
 expect_warning keymgr.err "passphrase fd" "$tmp/pass"
+expect_warning keymgr.err "passphrase file" newpass.tmp
 expect_warning keymgr.err "--import-key file" master.key
 plugin_runs
 expect_warning nbdkit.err "key file" "$tmp/vol.kek"
@@ -72,7 +77,7 @@ expect_warning nbdkit.err "kms-grant-token= file" token
 expect_warning nbdkit.err "passphrase= file" pass
 expect_warning nbdkit.err "passphrase= file" "$tmp/pass"
 # No secret in any message.
-! grep -F -e 'correct horse' -e 123456 keymgr.err nbdkit.err ||
+! grep -F -e 'correct horse' -e 123456 -e another keymgr.err nbdkit.err ||
   fail "a secret was printed"
 
 # Group-readable only (0640) is warned about too.
