@@ -16,6 +16,7 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/log.h"
+#include "common/secfile.h"
 #include "crypto/secmem.h"
 #include "crypto/xts.h"
 #include "format/header.h"
@@ -134,6 +135,7 @@ import_key (const char *path, struct cv_key **dek)
     cv_err ("--import-key: cannot open %s: %s", path, strerror (-rc0));
     return rc0;
   }
+  cv_secret_fd_check (fd, "--import-key file", path);
   if ((rc = cv_key_new (CV_DEK_LEN, &k)) < 0)
     return rc;
   size_t n = 0, more = 0;

@@ -116,7 +116,10 @@ cmd_info (int argc, char **argv)
     return rc;
 
   json_t *j = cv_hdr_to_json (h);
+  json_t *rot = rotation_state (h, fd, co.header ? co.header : path);
   if (co.json) {
+    if (rot)
+      json_object_set (j, "dek_rotation", rot);
     json_object_set_new (j, "volume_path", json_string (path));
     if (check) {
       json_t *states = json_array ();
@@ -153,7 +156,10 @@ cmd_info (int argc, char **argv)
       if (check)
         unusable |= !check_wrap (h, &w, &co.creds, NULL);
     }
+    if (rot)
+      rotation_state_print (rot);
   }
+  json_decref (rot);
   json_decref (j);
   cv_hdr_free (h);
   return unusable ? EXIT_NOKEY : EXIT_OK;

@@ -36,6 +36,8 @@ cmd_verify (int argc, char **argv)
     rc = cv_unlock (h, path, &co.creds, &co.unlock_sel, &dek, &id);
   if (rc == 0)
     rc = check_seal (path, co.header, fd, h, dek);
+  json_t *rot
+      = rc == 0 ? rotation_state (h, fd, co.header ? co.header : path) : NULL;
   if (rc == 0) {
     uint64_t gen;
     bool sealed = cv_hdr_sealed (h, NULL, &gen);
@@ -46,6 +48,8 @@ cmd_verify (int argc, char **argv)
           "mac_ok", 1, "wraps_bound", cv_hdr_binds_wraps (h), "sealed", sealed);
       if (sealed)
         json_object_set_new (j, "generation", json_integer ((json_int_t) gen));
+      if (rot)
+        json_object_set (j, "dek_rotation", rot);
       print_json (j);
       json_decref (j);
     } else {
@@ -60,8 +64,11 @@ cmd_verify (int argc, char **argv)
         printf ("%s: no seal sector%s: a stale header would not be "
                 "detected (see cryptvol-keymgr upgrade)\n",
                 path, cv_hdr_binds_wraps (h) ? "" : " and wraps not bound");
+      if (rot)
+        rotation_state_print (rot);
     }
   }
+  json_decref (rot);
   cv_hdr_free (h);
   common_free (&co);
   return exit_code (rc);

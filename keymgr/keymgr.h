@@ -87,6 +87,16 @@ int read_passphrase (const char *file, int fd, bool prompt, bool confirm,
 struct cv_header;
 bool has_wrap_type (const struct cv_header *h, const char *type);
 
+/* An unfinished DEK rotation of h (fd: its header file, open) for info and
+ * verify (rotstate.c): NULL when there is none (or its state is malformed:
+ * logged), else a new object {state: "interrupted" | "running" (offline
+ * rotate-dek) | "served" (a server holds the volume), percent, boundary,
+ * size, id, started, next: what continues it}. Caller decrefs. */
+json_t *rotation_state (const struct cv_header *h, int fd, const char *name);
+/* That object as one line on stdout ("DEK rotation: interrupted at 37% ...").
+ */
+void rotation_state_print (const json_t *r);
+
 /* The exit code for a -errno from the library. */
 int exit_code (int rc);
 /* Parse a size with an optional K/M/G/T (binary) suffix. */

@@ -14,6 +14,7 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/log.h"
+#include "common/secfile.h"
 #include "crypto/secmem.h"
 #include "format/header.h"
 #include "keymgr.h"
@@ -194,28 +195,31 @@ common_opt (struct common_opts *o, int c, const char *arg)
   return 0;
 }
 
-/* Read a secret from fd up to EOF; strip one trailing newline. */
+/* Read a secret from fd up to EOF; strip one trailing newline. A regular
+ * file others can read is warned about (named by path, else by its fd). */
 static int
-read_secret_fd (int fd, const char *what, struct cv_key **out)
+read_secret_fd (int fd, const char *what, const char *path, struct cv_key **out)
 {
   CLEANUP_KEY struct cv_key *buf = NULL;
+  const char *name = path ? path : what;
   size_t len = 0;
   int rc = cv_key_new (4096, &buf);
 
   if (rc < 0)
     return rc;
+  cv_secret_fd_check (fd, what, path);
   if ((rc = cv_read_all (fd, buf->b, buf->len, &len)) < 0) {
-    cv_err ("cannot read %s: %s", what, strerror (-rc));
+    cv_err ("cannot read %s: %s", name, strerror (-rc));
     return rc;
   }
   if (len == buf->len) {
-    cv_err ("%s is longer than %zu bytes", what, buf->len - 1);
+    cv_err ("%s is longer than %zu bytes", name, buf->len - 1);
     return -EINVAL;
   }
   if (len > 0 && buf->b[len - 1] == '\n')
     len--;
   if (len == 0) {
-    cv_err ("%s is empty", what);
+    cv_err ("%s is empty", name);
     return -EINVAL;
   }
   return cv_key_from (buf->b, len, out);
@@ -275,10 +279,10 @@ read_secret_file (const char *path, const char *what, struct cv_key **out)
 
   if (fd < 0) {
     int rc = -errno;
-    cv_err ("cannot open %s file %s: %s", what, path, strerror (errno));
+    cv_err ("cannot open %s %s: %s", what, path, strerror (errno));
     return rc;
   }
-  return read_secret_fd (fd, path, out);
+  return read_secret_fd (fd, what, path, out);
 }
 
 int
@@ -288,9 +292,9 @@ common_creds (struct common_opts *o, bool want_passphrase, bool confirm)
 
   o->creds.keyfile = o->keyfile;
   if (o->pin_file)
-    rc = read_secret_file (o->pin_file, "PIN", &o->creds.pin);
+    rc = read_secret_file (o->pin_file, "PIN file", &o->creds.pin);
   else if (o->pin_fd >= 0)
-    rc = read_secret_fd (o->pin_fd, "PIN fd", &o->creds.pin);
+    rc = read_secret_fd (o->pin_fd, "PIN fd", NULL, &o->creds.pin);
   if (rc < 0)
     return rc;
 
@@ -306,9 +310,9 @@ read_passphrase (const char *file, int fd, bool prompt, bool confirm,
   int rc = 0;
 
   if (file)
-    return read_secret_file (file, "passphrase", out);
+    return read_secret_file (file, "passphrase file", out);
   if (fd >= 0)
-    return read_secret_fd (fd, "passphrase fd", out);
+    return read_secret_fd (fd, "passphrase fd", NULL, out);
   if (!prompt)
     return 0;
   snprintf (p1, sizeof p1, "%s: ", label);
@@ -342,6 +346,8 @@ read_token_arg (const char *opt, const char *arg, char **out)
     memcpy (buf, arg, len);
   else {
     CLEANUP_CLOSE int fd = open (arg + 1, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+      cv_secret_fd_check (fd, "grant token file", arg + 1);
     rc = fd < 0 ? -errno : cv_read_all (fd, buf, sizeof buf - 1, &len);
     if (rc < 0) {
       cv_err ("%s: cannot read %s: %s", opt, arg + 1, strerror (-rc));

@@ -3,16 +3,20 @@
  * cv_vol_opts, routes log messages to nbdkit, and maps callbacks to
  * cv_vol_*. See doc/nbdkit-cryptvol-plugin.pod for every parameter. */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 #include "common/log.h"
+#include "common/secfile.h"
 #include "crypto/secmem.h"
 #include "ctl/audit.h"
 #include "ctl/ctl.h"
@@ -90,6 +94,26 @@ cryptvol_unload (void)
   cv_keys_cleanup ();
 }
 
+/* Warn about a secret file others can read before nbdkit reads it: the file
+ * after +, or the file open on fd N for -N. */
+static void
+check_secret_file (const char *key, const char *value)
+{
+  char what[64];
+  char *end;
+  long fd;
+
+  snprintf (what, sizeof what, "%s= file", key);
+  if (value[0] == '+')
+    cv_secret_path_check (value + 1, what);
+  else if (value[0] == '-' && value[1]) {
+    errno = 0;
+    fd = strtol (value + 1, &end, 10);
+    if (!errno && !*end && fd >= 0 && fd <= INT_MAX)
+      cv_secret_fd_check ((int) fd, what, NULL);
+  }
+}
+
 /* Read a secret with nbdkit's password conventions (+FILE, -FD, -), refusing
  * one written on the command line, where ps(1) and shell history would show
  * it. */
@@ -109,6 +133,7 @@ read_secret (const char *key, const char *value, struct cv_key **out)
     nbdkit_error ("%s= given twice", key);
     return -1;
   }
+  check_secret_file (key, value);
   if (nbdkit_read_password (value, &s) == -1)
     return -1;
   rc = cv_key_from (s, strlen (s), out);
@@ -134,6 +159,7 @@ read_grant_token (const char *value)
     nbdkit_error ("kms-grant-token= given twice");
     return -1;
   }
+  check_secret_file ("kms-grant-token", value);
   if (nbdkit_read_password (value, &s) == -1)
     return -1;
   n = strlen (s);
@@ -350,7 +376,8 @@ cryptvol_config_complete (void)
   "faster).\n"                                                                 \
   "read-path=auto|map|pread  Decrypt reads from a mapping of the file or "     \
   "after pread (auto).\n"                                                      \
-  "readonly=true|false  Open the volume read-only (default false).\n"          \
+  "readonly=true|false  Open the volume read-only (default: if not "           \
+  "writable).\n"                                                               \
   "key-check=SECONDS    Re-check the key every SECONDS (default 60; 0: "       \
   "off).\n"                                                                    \
   "key-grace=SECONDS    Serve while the key service is unreachable (900).\n"   \
@@ -372,11 +399,42 @@ audit_event (void *arg, struct cv_vol *v, json_t *ev)
   cv_audit_write (arg, volume_path, cv_vol_uuid (v), ev);
 }
 
+/* Whether path may be opened for writing: false, with errno, when its
+ * mode, a read-only mount or the immutable flag forbids it. Other failures
+ * (no such file) are left to the open, which reports them. */
+static bool
+writable (const char *path)
+{
+  if (faccessat (AT_FDCWD, path, W_OK, AT_EACCESS) == 0)
+    return true;
+  return errno != EACCES && errno != EROFS && errno != EPERM
+         && errno != ETXTBSY;
+}
+
+/* A volume or header this process cannot write is served read-only, with a
+ * notice, instead of failing to open (readonly=true says it on purpose, and
+ * skips this). */
+static void
+readonly_if_unwritable (void)
+{
+  const char *path = volume_path;
+
+  if (readonly)
+    return;
+  if (writable (volume_path) && (!header_path || writable (path = header_path)))
+    return;
+  nbdkit_error ("warning: %s cannot be written (%s): serving it read-only; "
+                "readonly=true says so and silences this",
+                path, strerror (errno));
+  readonly = true;
+}
+
 /* Unlock once, before nbdkit listens: a missing or wrong key stops the server
  * here with a message naming the volume and the reason. */
 static int
 cryptvol_get_ready (void)
 {
+  readonly_if_unwritable ();
   struct cv_vol_opts o = {
     .path = volume_path,
     .header_path = header_path,

@@ -289,5 +289,9 @@ json_t *cv_hdr_to_json (const struct cv_header *h);
 int cv_lock_header (int fd, bool wait);
 int cv_unlock_header (int fd);
 int cv_lock_in_use (int fd, bool exclusive, bool wait);
+/* Who holds the in-use lock of fd's file, without taking it (fd may be
+ * read-only): 0 (nobody else), 1 (held shared: a server) or 2 (held
+ * exclusive: an offline keymgr operation), or -errno (logged). */
+int cv_lock_in_use_holder (int fd);
 
 #endif

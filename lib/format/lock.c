@@ -63,3 +63,20 @@ cv_lock_in_use (int fd, bool exclusive, bool wait)
   return ofd_lock (fd, exclusive ? F_WRLCK : F_RDLCK, LOCK_IN_USE_BYTE, wait,
                    "volume in-use");
 }
+
+int
+cv_lock_in_use_holder (int fd)
+{
+  struct flock fl = { .l_type = F_WRLCK,
+                      .l_whence = SEEK_SET,
+                      .l_start = LOCK_IN_USE_BYTE,
+                      .l_len = 1,
+                      .l_pid = 0 };
+
+  if (fcntl (fd, F_OFD_GETLK, &fl) < 0) {
+    int e = errno;
+    cv_err ("cannot test the volume in-use lock: %s", strerror (e));
+    return -e;
+  }
+  return fl.l_type == F_UNLCK ? 0 : fl.l_type == F_RDLCK ? 1 : 2;
+}

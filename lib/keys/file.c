@@ -10,6 +10,7 @@
 #include "common/encode.h"
 #include "common/fdio.h"
 #include "common/log.h"
+#include "common/secfile.h"
 #include "crypto/prim.h"
 #include "crypto/secmem.h"
 #include "keys/aead_wrap.h"
@@ -50,10 +51,7 @@ cv_keyfile_read (const char *path, struct cv_key **kek)
             path, (long long) st.st_size, KEK_LEN);
     return -EINVAL;
   }
-  if (st.st_mode & 077)
-    cv_warn ("key file %s can be accessed by group or others (mode %04o); "
-             "chmod 0400 %s",
-             path, (unsigned) (st.st_mode & 07777), path);
+  cv_secret_fd_check (fd, "key file", path);
   r = cv_key_new (KEK_LEN, &k);
   if (r < 0)
     return r;
