@@ -143,7 +143,7 @@ cv_kms_grant_request (const char *key_id, const char *uuid,
   json_auto_t *j = json_pack (
       "{s:s, s:s, s:[s], s:{s:{s:s}}, s:s}", "KeyId", key_id,
       "GranteePrincipal", s->grantee, "Operations", "Decrypt", "Constraints",
-      "EncryptionContextEquals", CTX_KEY, uuid, "Name", name);
+      "EncryptionContextSubset", CTX_KEY, uuid, "Name", name);
   if (!j)
     return -ENOMEM;
   if (s->reencrypt

@@ -1,7 +1,8 @@
 /* KMS grants on the key of a volume's kms wrap (kms-grants.c), as EBS uses
  * them: one grantee principal (a storage host's role) may Decrypt (and
  * ReEncryptFrom) with that key only under the volume's encryption context
- * (constraint EncryptionContextEquals {"cryptvol:volume": UUID}); the grant
+ * (constraint EncryptionContextSubset {"cryptvol:volume": UUID}: the
+ * context also holds the wrap's own pair, "cryptvol:wrap"); the grant
  * is named "cryptvol-UUID". A revoked or retired grant cuts off that one
  * volume for that principal without touching the key. doc/kms.md, section
  * Grants, is the operator's side; cryptvol-keymgr grant, grants,
@@ -45,7 +46,7 @@ int cv_kms_grant_id_check (const char *id);
 
 /* The CreateGrant request for key_id and the volume uuid: GranteePrincipal,
  * Operations ["Decrypt"(, "ReEncryptFrom")], Constraints
- * {"EncryptionContextEquals": {"cryptvol:volume": uuid}}, Name
+ * {"EncryptionContextSubset": {"cryptvol:volume": uuid}}, Name
  * "cryptvol-UUID", RetiringPrincipal when given. *req: caller decrefs.
  * Returns 0, -EINVAL (a principal or uuid that is not one; logged) or
  * -ENOMEM. */

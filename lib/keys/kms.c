@@ -1,15 +1,20 @@
 /* Provider "kms": the DEK wrapped by a customer's AWS KMS key (bring your
- * own key), bound to the volume by the encryption context
- * {"cryptvol:volume": "<uuid>"}. Operations: Encrypt (wrap an existing DEK),
- * GenerateDataKey (a new DEK and its wrap in one call), Decrypt (always
- * naming the key), ReEncrypt (rewrap without the DEK leaving KMS),
- * DescribeKey (key state). doc/kms.md is the operator's side.
+ * own key), bound to the volume and to the wrap's own metadata by the
+ * encryption context {"cryptvol:volume": "<uuid>", "cryptvol:wrap":
+ * "v1:<digest of the wrap's id, type, ref, created, region>"}. Operations:
+ * Encrypt (wrap an existing DEK), GenerateDataKey (a new DEK and its wrap in
+ * one call), Decrypt (always naming the key), ReEncrypt (rewrap without the
+ * DEK leaving KMS), DescribeKey (key state). doc/kms.md is the operator's
+ * side.
  *
  * Wrap members: "ref" (as given), "key_arn" (as KMS returned it), "region",
  * "ctx" (the encryption context, for operators and the AWS CLI), "blob"
- * (base64 CiphertextBlob). Unlock always sends the context derived from the
- * volume's own UUID, never the stored "ctx", so a wrap copied from another
- * volume is refused by KMS (InvalidCiphertextException). */
+ * (base64 CiphertextBlob). Unlock always rebuilds the context from the
+ * volume's own UUID and the wrap's own metadata, never from the stored
+ * "ctx", so a wrap copied from another volume, or whose metadata was edited,
+ * is refused by KMS (InvalidCiphertextException). Wraps made before the
+ * "cryptvol:wrap" pair existed have the one-pair context (see wrap_ctx). */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +36,14 @@
 #include "keys/providers.h"
 
 #define CTX_KEY "cryptvol:volume"
+#define CTX_WRAP "cryptvol:wrap"
+#define WRAP_DIGEST_TAG "v1:"
+#define WRAP_DIGEST_LEN (sizeof WRAP_DIGEST_TAG - 1 + 32) /* without NUL */
+#define WRAP_ALTERED                                                           \
+  "the wrap's metadata (id, type, ref, created, region) does not match what "  \
+  "it was wrapped with, or its blob was altered, or it was copied from "       \
+  "another volume; restore the header from a backup or unlock with another "   \
+  "wrap"
 #define REF_FORMS                                                              \
   "a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), an alias ARN, alias/NAME "   \
   "or a key id (the last two with kms-region= or AWS_REGION)"
@@ -286,18 +299,23 @@ denied_todo (const char *op, char *buf, size_t len)
               "grant that allowed it was revoked or retired (KMS does not "
               "say which), or a new grant has not propagated yet: allow it "
               "in the key policy with the kms:EncryptionContext:" CTX_KEY
-              " condition (doc/kms.md), make a new grant (cryptvol-keymgr "
-              "grant), or give a new grant's token (kms-grant-token=)",
+              " condition (a kms:EncryptionContextKeys condition must also "
+              "list " CTX_WRAP "; doc/kms.md), make a new grant "
+              "(cryptvol-keymgr grant; grants made before cryptvol:wrap "
+              "existed are EncryptionContextEquals and do not open newer "
+              "wraps), or give a new grant's token (kms-grant-token=)",
               action ? action : op);
   return buf;
 }
 
 /* The provider's view of a failed call: log it once and return -errno.
  * label says what the call was for ("wrap 0 (kms alias/x)"), key is the key
- * it named. */
+ * it named; bad_ctx_todo, when not NULL, is what to do about
+ * InvalidCiphertextException instead of the table's advice. */
 static int
 call_failed (const char *op, const char *label, const char *key,
-             const struct cv_kms_target *t, const struct cv_kms_result *res)
+             const struct cv_kms_target *t, const struct cv_kms_result *res,
+             const char *bad_ctx_todo)
 {
   char extra[64] = "";
 
@@ -323,13 +341,15 @@ call_failed (const char *op, const char *label, const char *key,
   }
   const char *rid = res->request_id[0] ? res->request_id : "none";
   const char *sep = res->message[0] ? ": " : "";
-  char todo[512];
+  char todo[1024];
   for (size_t i = 0; i < ARRAY_SIZE (kms_errors); i++) {
     const struct kms_error *k = &kms_errors[i];
     if (strcmp (k->type, res->type) != 0)
       continue;
     const char *what_to_do
         = k->todo ? k->todo : denied_todo (op, todo, sizeof todo);
+    if (k->err == -EBADMSG && bad_ctx_todo)
+      what_to_do = bad_ctx_todo;
     const char *what = k->what;
     /* RevokeGrant and RetireGrant say NotFound of the grant, not the key. */
     if (k->err == -ENOENT && strstr (op, "Grant") && strcmp (op, "ListGrants")
@@ -387,10 +407,11 @@ cv_kms_add_grant_token (const char *op, const struct cv_creds *c, json_t *req)
   return 0;
 }
 
-int
-cv_kms_op (const char *op, const char *label, const char *key,
-           const struct cv_kms_target *t, const struct cv_creds *c, json_t *req,
-           json_t **resp)
+/* cv_kms_op, with bad_ctx_todo as in call_failed. */
+static int
+kms_op (const char *op, const char *label, const char *key,
+        const struct cv_kms_target *t, const struct cv_creds *c, json_t *req,
+        json_t **resp, const char *bad_ctx_todo)
 {
   struct cv_kms_result res;
   char *body;
@@ -418,18 +439,27 @@ cv_kms_op (const char *op, const char *label, const char *key,
   cv_wipe (body, call.body_len);
   free (body);
   if (r == -EIO)
-    return call_failed (op, label, key, t, &res);
+    return call_failed (op, label, key, t, &res, bad_ctx_todo);
   if (r < 0)
     return r;
   *resp = STEAL (res.body);
   return 0;
 }
 
+int
+cv_kms_op (const char *op, const char *label, const char *key,
+           const struct cv_kms_target *t, const struct cv_creds *c, json_t *req,
+           json_t **resp)
+{
+  return kms_op (op, label, key, t, c, req, resp, NULL);
+}
+
 /* --- wrap members -------------------------------------------------------- */
 
-/* The encryption context for binding ("cryptvol:v1:volume:<uuid>"). */
-static int
-binding_ctx (const char *binding, json_t **ctx)
+/* The "cryptvol:volume" value of binding ("cryptvol:v1:volume:<uuid>"):
+ * the uuid, or NULL (logged). */
+static const char *
+binding_uuid (const char *binding)
 {
   size_t n = strlen (CV_BINDING_PREFIX);
 
@@ -437,10 +467,114 @@ binding_ctx (const char *binding, json_t **ctx)
       || strlen (binding + n) != CV_UUID_LEN) {
     cv_err ("kms: binding \"%.80s\" is not a cryptvol volume binding",
             binding ? binding : "");
-    return -EINVAL;
+    return NULL;
   }
-  *ctx = json_pack ("{s:s}", CTX_KEY, binding + n);
+  return binding + n;
+}
+
+int
+cv_kms_wrap_digest (const json_t *w, char out[CV_KMS_WRAP_DIGEST_SIZE])
+{
+  static const char *const covered[]
+      = { "id", "type", "ref", "created", "region" };
+  static_assert (CV_KMS_WRAP_DIGEST_SIZE == WRAP_DIGEST_LEN + 1, "digest size");
+  json_auto_t *meta = json_object ();
+  CLEANUP_FREE char *text = NULL;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen;
+
+  if (!meta)
+    return -ENOMEM;
+  for (size_t i = 0; i < ARRAY_SIZE (covered); i++) {
+    json_t *v = json_object_get (w, covered[i]);
+    if (json_object_set (meta, covered[i], v ? v : json_null ()) < 0)
+      return -ENOMEM;
+  }
+  text = json_dumps (meta, JSON_COMPACT | JSON_SORT_KEYS);
+  if (!text)
+    return -ENOMEM;
+  if (!EVP_Digest (text, strlen (text), md, &mdlen, EVP_sha256 (), NULL))
+    return -ENOMEM;
+  strcpy (out, WRAP_DIGEST_TAG);
+  for (size_t i = 0; i < 16; i++)
+    snprintf (out + strlen (WRAP_DIGEST_TAG) + 2 * i, 3, "%02x", md[i]);
+  return 0;
+}
+
+bool
+cv_kms_wrap_self_bound (const json_t *w)
+{
+  return json_object_get (json_object_get (w, "ctx"), CTX_WRAP) != NULL;
+}
+
+/* The encryption context of wrap w of the volume binding, into *ctx (caller
+ * decrefs): {"cryptvol:volume": uuid}, and when self_bound also
+ * {"cryptvol:wrap": cv_kms_wrap_digest (w)}, computed from w's members as
+ * they are now and never copied from w's "ctx".
+ *
+ * Every wrap made now is self-bound. Which context an existing wrap is
+ * opened with follows its "ctx" (cv_kms_wrap_self_bound), which is not
+ * authenticated here, and need not be: KMS authenticates the context a
+ * blob was made with, so sending the other one makes KMS refuse the blob.
+ * Stripping "cryptvol:wrap" from a self-bound wrap's "ctx" (a downgrade, to
+ * hide an edit of its metadata) sends the one-pair context and is refused;
+ * adding it to an old wrap sends a second pair that wrap was not made with
+ * and is refused. Only wraps made before the pair existed go without it;
+ * their metadata is authenticated by the volume MAC alone. */
+static int
+wrap_ctx (const char *binding, const json_t *w, bool self_bound, json_t **ctx)
+{
+  const char *uuid = binding_uuid (binding);
+  char digest[CV_KMS_WRAP_DIGEST_SIZE];
+  int r;
+
+  if (!uuid)
+    return -EINVAL;
+  if (!self_bound)
+    *ctx = json_pack ("{s:s}", CTX_KEY, uuid);
+  else if ((r = cv_kms_wrap_digest (w, digest)) < 0)
+    return r;
+  else
+    *ctx = json_pack ("{s:s, s:s}", CTX_KEY, uuid, CTX_WRAP, digest);
   return *ctx ? 0 : -ENOMEM;
+}
+
+/* What to do when KMS refuses the existing wrap w's context: for a
+ * self-bound wrap its metadata is among the suspects. */
+static const char *
+bad_ctx_todo (const json_t *w)
+{
+  return cv_kms_wrap_self_bound (w) ? WRAP_ALTERED : NULL;
+}
+
+/* The context to open the existing wrap w with (wrap_ctx). For a
+ * self-bound wrap whose stored digest differs from the one its metadata
+ * gives now, the metadata (or "ctx") was edited: -EBADMSG (logged) without
+ * asking KMS, which would refuse it too (or would accept it only if "ctx"
+ * alone was edited). op names the call for the message. */
+static int
+existing_ctx (const char *op, const char *label, const char *binding,
+              const json_t *w, json_t **ctx)
+{
+  bool self_bound = cv_kms_wrap_self_bound (w);
+  int r = wrap_ctx (binding, w, self_bound, ctx);
+
+  if (r < 0 || !self_bound)
+    return r;
+  const char *stored = json_string_value (
+      json_object_get (json_object_get (w, "ctx"), CTX_WRAP));
+  const char *now = json_string_value (json_object_get (*ctx, CTX_WRAP));
+  if (!stored || strcmp (stored, now) != 0) {
+    cv_err ("kms %s for %s: the wrap's metadata (id, type, ref, created, "
+            "region) does not match what it was wrapped with (its ctx "
+            "member's " CTX_WRAP "): the header was altered; restore it from "
+            "a backup or unlock with another wrap",
+            op, label);
+    json_decref (*ctx);
+    *ctx = NULL;
+    return -EBADMSG;
+  }
+  return 0;
 }
 
 const char *
@@ -456,10 +590,23 @@ cv_kms_answer_string (const json_t *resp, const char *key, const char *op,
   return s;
 }
 
-/* Record the answer of Encrypt, GenerateDataKey or ReEncrypt in w. */
+/* The context of the new wrap w (id, type, ref and created filled in by
+ * cv_hdr_wrap_new) made in t's region, which is recorded in w first: every
+ * member the digest covers is known before the call. The key ARN is not
+ * covered: it comes from KMS's answer, and KMS checks the key itself. */
 static int
-store_wrap (json_t *w, const json_t *resp, const char *op,
-            const struct cv_kms_target *t, const json_t *ctx)
+new_wrap_ctx (const char *binding, const struct cv_kms_target *t, json_t *w,
+              json_t **ctx)
+{
+  if (json_object_set_new (w, "region", json_string (t->region)) < 0)
+    return -ENOMEM;
+  return wrap_ctx (binding, w, true, ctx);
+}
+
+/* Record the answer of Encrypt, GenerateDataKey or ReEncrypt in w, and the
+ * context ctx it was made with. */
+static int
+store_wrap (json_t *w, const json_t *resp, const char *op, const json_t *ctx)
 {
   int r = 0;
   const char *blob = cv_kms_answer_string (resp, "CiphertextBlob", op, &r);
@@ -468,7 +615,6 @@ store_wrap (json_t *w, const json_t *resp, const char *op,
   if (r < 0)
     return r;
   if (json_object_set_new (w, "key_arn", json_string (arn)) < 0
-      || json_object_set_new (w, "region", json_string (t->region)) < 0
       || json_object_set_new (w, "ctx", json_deep_copy (ctx)) < 0
       || json_object_set_new (w, "blob", json_string (blob)) < 0)
     return -ENOMEM;
@@ -533,10 +679,10 @@ kms_wrap (const char *ref, const struct cv_creds *c, const struct cv_key *dek,
     cv_err ("a kms wrap needs a key reference: %s", REF_FORMS);
     return -EINVAL;
   }
-  if ((r = binding_ctx (binding, &ctx)) < 0
-      || (r = cv_kms_target_open (ref, c, &t)) < 0)
+  if ((r = cv_kms_target_open (ref, c, &t)) < 0)
     return r;
-  if ((r = cv_b64_encode (dek->b, dek->len, &b64)) == 0) {
+  if ((r = new_wrap_ctx (binding, &t, w, &ctx)) == 0
+      && (r = cv_b64_encode (dek->b, dek->len, &b64)) == 0) {
     req = json_pack ("{s:s, s:s, s:O}", "KeyId", t.key_id, "Plaintext", b64,
                      "EncryptionContext", ctx);
     cv_wipe (b64, strlen (b64));
@@ -545,7 +691,7 @@ kms_wrap (const char *ref, const struct cv_creds *c, const struct cv_key *dek,
             : -ENOMEM;
   }
   if (r == 0)
-    r = store_wrap (w, resp, "Encrypt", &t, ctx);
+    r = store_wrap (w, resp, "Encrypt", ctx);
   cv_kms_target_free (&t);
   return r;
 }
@@ -564,16 +710,18 @@ kms_generate (const char *ref, const struct cv_creds *c, size_t len,
     cv_err ("a kms wrap needs a key reference: %s", REF_FORMS);
     return -EINVAL;
   }
-  if ((r = binding_ctx (binding, &ctx)) < 0
-      || (r = cv_kms_target_open (ref, c, &t)) < 0)
+  if ((r = cv_kms_target_open (ref, c, &t)) < 0)
     return r;
-  req = json_pack ("{s:s, s:I, s:O}", "KeyId", t.key_id, "NumberOfBytes",
-                   (json_int_t) len, "EncryptionContext", ctx);
-  r = req ? cv_kms_op ("GenerateDataKey", new_label (ref, label, sizeof label),
-                       ref, &t, c, req, &resp)
-          : -ENOMEM;
+  if ((r = new_wrap_ctx (binding, &t, w, &ctx)) == 0) {
+    req = json_pack ("{s:s, s:I, s:O}", "KeyId", t.key_id, "NumberOfBytes",
+                     (json_int_t) len, "EncryptionContext", ctx);
+    r = req ? cv_kms_op ("GenerateDataKey",
+                         new_label (ref, label, sizeof label), ref, &t, c, req,
+                         &resp)
+            : -ENOMEM;
+  }
   if (r == 0 && (r = answer_key (resp, "GenerateDataKey", len, &k)) == 0)
-    r = store_wrap (w, resp, "GenerateDataKey", &t, ctx);
+    r = store_wrap (w, resp, "GenerateDataKey", ctx);
   cv_kms_target_free (&t);
   if (r == 0)
     *dek = STEAL (k);
@@ -603,24 +751,29 @@ kms_unwrap (const json_t *w, const struct cv_creds *c, const char *binding,
 
   cv_wrap_label (w, label, sizeof label);
   if ((r = wrap_members (w, &arn, &blob)) < 0
-      || (r = binding_ctx (binding, &ctx)) < 0
+      || (r = existing_ctx ("Decrypt", label, binding, w, &ctx)) < 0
       || (r = cv_kms_target_open (arn, c, &t)) < 0)
     return r;
   req = json_pack ("{s:s, s:s, s:O}", "CiphertextBlob", blob, "KeyId", t.key_id,
                    "EncryptionContext", ctx);
-  r = req ? cv_kms_op ("Decrypt", label, t.key_id, &t, c, req, &resp) : -ENOMEM;
+  r = req ? kms_op ("Decrypt", label, t.key_id, &t, c, req, &resp,
+                    bad_ctx_todo (w))
+          : -ENOMEM;
   if (r == 0)
     r = answer_key (resp, "Decrypt", CV_DEK_LEN, dek);
   cv_kms_target_free (&t);
   return r;
 }
 
+/* ReEncrypt w to new_ref into nw: from w's own context (as kms_unwrap) to
+ * nw's, built from nw's metadata (cv_hdr_wrap_new filled id, type, ref and
+ * created; cv_wrap_verify passes an empty scratch object, filled here). */
 static int
 kms_rewrap (const json_t *w, const char *new_ref, const struct cv_creds *c,
             const char *binding, json_t *nw)
 {
   char label[CV_WRAP_LABEL_MAX], region[32], created[32], key[700];
-  json_auto_t *ctx = NULL, *req = NULL, *resp = NULL;
+  json_auto_t *sctx = NULL, *dctx = NULL, *req = NULL, *resp = NULL;
   CLEANUP_FREE char *dest = NULL;
   const char *arn, *blob;
   struct cv_kms_ref nr;
@@ -633,7 +786,7 @@ kms_rewrap (const json_t *w, const char *new_ref, const struct cv_creds *c,
     return -EINVAL;
   }
   if ((r = wrap_members (w, &arn, &blob)) < 0
-      || (r = binding_ctx (binding, &ctx)) < 0
+      || (r = existing_ctx ("ReEncrypt", label, binding, w, &sctx)) < 0
       || (r = cv_kms_ref_parse (new_ref, &nr)) < 0)
     return r;
   if ((r = cv_kms_target_open (arn, c, &t)) < 0)
@@ -650,15 +803,6 @@ kms_rewrap (const json_t *w, const char *new_ref, const struct cv_creds *c,
   if (r == 0)
     r = cv_kms_ref_key_id (new_ref, &nr, region, &dest);
   if (r == 0) {
-    req = json_pack ("{s:s, s:s, s:O, s:s, s:O}", "CiphertextBlob", blob,
-                     "SourceKeyId", t.key_id, "SourceEncryptionContext", ctx,
-                     "DestinationKeyId", dest, "DestinationEncryptionContext",
-                     ctx);
-    snprintf (key, sizeof key, "%.300s (or the new key %.300s)", t.key_id,
-              dest);
-    r = req ? cv_kms_op ("ReEncrypt", label, key, &t, c, req, &resp) : -ENOMEM;
-  }
-  if (r == 0) {
     cv_now_rfc3339 (created);
     if ((!json_object_get (nw, "type")
          && json_object_set_new (nw, "type", json_string ("kms")) < 0)
@@ -668,7 +812,20 @@ kms_rewrap (const json_t *w, const char *new_ref, const struct cv_creds *c,
       r = -ENOMEM;
   }
   if (r == 0)
-    r = store_wrap (nw, resp, "ReEncrypt", &t, ctx);
+    r = new_wrap_ctx (binding, &t, nw, &dctx);
+  if (r == 0) {
+    req = json_pack ("{s:s, s:s, s:O, s:s, s:O}", "CiphertextBlob", blob,
+                     "SourceKeyId", t.key_id, "SourceEncryptionContext", sctx,
+                     "DestinationKeyId", dest, "DestinationEncryptionContext",
+                     dctx);
+    snprintf (key, sizeof key, "%.300s (or the new key %.300s)", t.key_id,
+              dest);
+    r = req ? kms_op ("ReEncrypt", label, key, &t, c, req, &resp,
+                      bad_ctx_todo (w))
+            : -ENOMEM;
+  }
+  if (r == 0)
+    r = store_wrap (nw, resp, "ReEncrypt", dctx);
   cv_kms_target_free (&t);
   return r;
 }

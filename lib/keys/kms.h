@@ -115,6 +115,24 @@ int cv_kms_op (const char *op, const char *label, const char *key,
 int cv_kms_add_grant_token (const char *op, const struct cv_creds *c,
                             json_t *req);
 
+/* --- A wrap's own encryption context pair (kms.c) ------------------------ */
+
+#define CV_KMS_WRAP_DIGEST_SIZE 36 /* "v1:" + 32 hex digits + NUL */
+
+/* The "cryptvol:wrap" value of wrap w's encryption context: "v1:" and the
+ * lower-case hex of the first 16 bytes of SHA-256 over the canonical JSON
+ * (json_dumps JSON_COMPACT | JSON_SORT_KEYS) of an object of exactly w's
+ * members "id", "type", "ref", "created" and "region" (null for one w
+ * lacks). Returns 0 or -ENOMEM; logs nothing. */
+int cv_kms_wrap_digest (const json_t *w, char out[CV_KMS_WRAP_DIGEST_SIZE]);
+
+/* True if w is a self-bound kms wrap: its metadata is in its encryption
+ * context, which its "ctx" member shows with a "cryptvol:wrap" member. Not
+ * authenticated, and need not be: opening w with the context it was not
+ * made with is refused by KMS (see wrap_ctx in kms.c). Every kms wrap made
+ * now is; older ones are not. */
+bool cv_kms_wrap_self_bound (const json_t *w);
+
 /* --- HTTPS calls (kms-http.c) ------------------------------------------- */
 
 #define CV_KMS_MAX_ATTEMPTS 3 /* unless the call says otherwise */

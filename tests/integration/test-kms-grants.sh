@@ -120,7 +120,7 @@ pass "grant: one CreateGrant; the id printed, the token in a 0600 file"
 jq -e --arg g "$gid1" --arg p "$HOST1" --arg u "$uuid1" --arg k "$(key_arn "$key1")" '
   length == 1 and .[0].GrantId == $g and .[0].GranteePrincipal == $p
   and .[0].Operations == ["Decrypt"] and .[0].Name == "cryptvol-\($u)"
-  and .[0].Constraints == {"EncryptionContextEquals": {"cryptvol:volume": $u}}
+  and .[0].Constraints == {"EncryptionContextSubset": {"cryptvol:volume": $u}}
   and .[0].wrap == 0 and .[0].key_arn == $k' grants.json >/dev/null ||
   { cat grants.json; fail "grants --json"; }
 "$KEYMGR" grants vol1 "${KM[@]}" >grants.out
@@ -229,7 +229,7 @@ if [ -x /usr/bin/aws ]; then
   awsk list-grants --key-id "$(key_arn "$key1")" >cli.json
   jq -e --arg g "$gid5" --arg u "$uuid2" '[.Grants[] | select(.GrantId == $g)][0]
     | .Name == "cryptvol-\($u)" and .Operations == ["Decrypt"]
-    and .Constraints.EncryptionContextEquals["cryptvol:volume"] == $u' cli.json >/dev/null ||
+    and .Constraints.EncryptionContextSubset["cryptvol:volume"] == $u' cli.json >/dev/null ||
     { cat cli.json; fail "aws kms list-grants does not show cryptvol's grant as made"; }
   awsk retire-grant --grant-token "$(cat tok5)" || fail "aws kms retire-grant with cryptvol's token file"
   cgid=$(awsk create-grant --key-id "$(key_arn "$key1")" --grantee-principal "$HOST2" --operations Decrypt \

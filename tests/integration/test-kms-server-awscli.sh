@@ -167,6 +167,23 @@ expect_error "decrypt with no context: InvalidCiphertextException" \
 expect_error "decrypt of a tampered blob: InvalidCiphertextException" \
   InvalidCiphertextException kms decrypt --ciphertext-blob "fileb://$tmp/blob1.bad" \
   --encryption-context "$ctx1"
+# Two pairs (cryptvol's context for a wrap): every pair must match, in any
+# order; one pair fewer or one more is a different context.
+ctx2p='{"cryptvol:volume":"0b4e6c8e-6f5e-4f0c-9a1e-1f2a3b4c5d6e","cryptvol:wrap":"v1:00112233445566778899aabbccddeeff"}'
+ctx2p_swapped='{"cryptvol:wrap":"v1:00112233445566778899aabbccddeeff","cryptvol:volume":"0b4e6c8e-6f5e-4f0c-9a1e-1f2a3b4c5d6e"}'
+two_pairs_any_order() {
+  encrypt_to "$tmp/blob2p" "$key1" "$ctx2p" && decrypts_to_dek "$tmp/blob2p" "$ctx2p_swapped" "$arn1"
+}
+check "encrypt with a two-pair context; decrypt with its pairs in the other order" two_pairs_any_order
+expect_error "two-pair blob, decrypt with the first pair alone: InvalidCiphertextException" \
+  InvalidCiphertextException kms decrypt --ciphertext-blob "fileb://$tmp/blob2p" \
+  --encryption-context "$ctx1" --key-id "$arn1"
+expect_error "two-pair blob, decrypt with the second value changed: InvalidCiphertextException" \
+  InvalidCiphertextException kms decrypt --ciphertext-blob "fileb://$tmp/blob2p" \
+  --encryption-context "${ctx2p/v1:0011/v1:0012}" --key-id "$arn1"
+expect_error "one-pair blob, decrypt with a pair added: InvalidCiphertextException" \
+  InvalidCiphertextException kms decrypt --ciphertext-blob "fileb://$tmp/blob1" \
+  --encryption-context "$ctx2p" --key-id "$arn1"
 head -c 4097 /dev/zero >"$tmp/big"
 expect_error "encrypt of 4097 bytes: ValidationException" ValidationException \
   kms encrypt --key-id "$key1" --plaintext "fileb://$tmp/big"

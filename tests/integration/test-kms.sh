@@ -87,11 +87,12 @@ clear_calls
 [ "$(calls)" = "GenerateDataKey:ok" ] || fail "create did not use one GenerateDataKey: $(calls)"
 "$KEYMGR" info vol --json >info.json
 uuid=$(jq -r .volume.uuid info.json)
-jq -e --arg arn "$arn1" --arg u "$uuid" '.wraps | length == 1 and .[0].type == "kms"
+digest=$("$PY" "$CV_SRCDIR/tests/kms/edit-wrap.py" --digest "$(jq -c '.wraps[0]' info.json)")
+jq -e --arg arn "$arn1" --arg u "$uuid" --arg d "$digest" '.wraps | length == 1 and .[0].type == "kms"
   and .[0].ref == $arn and .[0].key_arn == $arn and .[0].region == "us-east-1"
-  and .[0].ctx == {"cryptvol:volume": $u} and (.[0].blob | length > 40)
+  and .[0].ctx == {"cryptvol:volume": $u, "cryptvol:wrap": $d} and (.[0].blob | length > 40)
   and (.[0].created | test("Z$"))' info.json >/dev/null ||
-  { cat info.json; fail "the kms wrap does not record ref, key_arn, region, ctx, blob, created"; }
+  { cat info.json; fail "the kms wrap does not record ref, key_arn, region, ctx (with its metadata's digest $digest), blob, created"; }
 pass "create --wrap kms:ARN: the DEK comes from GenerateDataKey; the wrap records ref, key_arn, region, ctx, blob"
 serve vol "${KP[@]}" -- nbdsh -u '$uri' -c "h.pwrite($DATA, 8192)"
 clear_calls

@@ -87,7 +87,7 @@ check_request (void)
   want = json_pack ("{s:s, s:s, s:[s], s:{s:{s:s}}, s:s}", "KeyId",
                     "arn:aws:kms:us-east-1:111122223333:key/k1",
                     "GranteePrincipal", s.grantee, "Operations", "Decrypt",
-                    "Constraints", "EncryptionContextEquals", "cryptvol:volume",
+                    "Constraints", "EncryptionContextSubset", "cryptvol:volume",
                     UUID, "Name", "cryptvol-" UUID);
   text = json_dumps (req, JSON_SORT_KEYS | JSON_COMPACT);
   CHECK (json_equal (req, want),

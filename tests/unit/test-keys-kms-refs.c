@@ -1,5 +1,6 @@
 /* The KMS provider's inputs: key references and their regions
- * (multi-Region keys). Endpoints: test-keys-aws-settings.c. The chain is
+ * (multi-Region keys), and the digest of a wrap's metadata in its
+ * encryption context. Endpoints: test-keys-aws-settings.c. The chain is
  * test-keys-aws-chain.c. */
 #include <errno.h>
 #include <fcntl.h>
@@ -113,10 +114,43 @@ check_refs (void)
   harness_log_clear ();
 }
 
+/* cv_kms_wrap_digest against values computed with Python's json and
+ * hashlib from doc/kms.md's definition: only id, type, ref, created and
+ * region count, a missing one counts as null. */
+static void
+check_wrap_digest (void)
+{
+  char d[CV_KMS_WRAP_DIGEST_SIZE];
+  json_auto_t *w = json_pack (
+      "{s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "id", (json_int_t) 3, "type",
+      "kms", "ref", "alias/x", "created", "2026-01-02T03:04:05Z", "region",
+      "eu-west-1", "key_arn", "arn:aws:kms:eu-west-1:111122223333:key/k",
+      "verified", "2026-02-02T00:00:00Z");
+
+  CHECK (cv_kms_wrap_digest (w, d) == 0
+             && strcmp (d, "v1:2e0866503664e0d51f03f8a87370513c") == 0,
+         "the digest of a wrap's metadata: %s", d);
+  json_object_set_new (w, "key_arn", json_string ("other"));
+  json_object_set_new (w, "blob", json_string ("AAAA"));
+  CHECK (cv_kms_wrap_digest (w, d) == 0
+             && strcmp (d, "v1:2e0866503664e0d51f03f8a87370513c") == 0,
+         "key_arn, blob and verified are not covered: %s", d);
+  json_object_del (w, "ref");
+  CHECK (cv_kms_wrap_digest (w, d) == 0
+             && strcmp (d, "v1:684f5e845da40bcf9a3c4d1b7910e80c") == 0,
+         "a missing member counts as null: %s", d);
+  CHECK (!cv_kms_wrap_self_bound (w), "no ctx: not self-bound");
+  json_object_set_new (
+      w, "ctx",
+      json_pack ("{s:s, s:s}", "cryptvol:volume", "u", "cryptvol:wrap", d));
+  CHECK (cv_kms_wrap_self_bound (w), "ctx with cryptvol:wrap: self-bound");
+}
+
 int
 main (void)
 {
   harness_init ();
   check_refs ();
+  check_wrap_digest ();
   return harness_done ("test-keys-kms-refs");
 }
