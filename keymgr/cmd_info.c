@@ -51,9 +51,32 @@ print_wrap (const struct cv_header *h, const struct cv_wrap_info *w)
     printf ("%s", w->ref);
   else if (w->kdf)
     print_clean (w->kdf);
-  printf ("  created %s\n", w->created ? w->created : "?");
+  printf ("  created %s%s\n", w->created ? w->created : "?",
+          cv_hdr_wrap_bound (h, w->id) == 0
+              ? "  (added by a KMS re-wrap; sealed at the next commit "
+                "with the key)"
+              : "");
   if (w->type && strcmp (w->type, "pkcs11") == 0)
     print_pkcs11 (h, w->id);
+}
+
+/* What protects the header from rollback and edits (doc/format.md); info
+ * reads the header only, so this is what it claims: verify checks it. */
+static void
+print_protection (const struct cv_header *h)
+{
+  uint64_t off, gen;
+
+  if (cv_hdr_sealed (h, &off, &gen))
+    printf ("seal:         sector at %llu, generation %llu; wraps %s\n",
+            (unsigned long long) off, (unsigned long long) gen,
+            cv_hdr_binds_wraps (h) ? "bound" : "not bound");
+  else if (cv_hdr_binds_wraps (h))
+    printf ("seal:         none (no room): a stale header would not be "
+            "detected; wraps bound\n");
+  else
+    printf ("seal:         none, wraps not bound (made before them: see "
+            "cryptvol-keymgr upgrade)\n");
 }
 
 /* --check: the state of w's key from its provider (KMS DescribeKey), as one
@@ -149,6 +172,7 @@ cmd_info (int argc, char **argv)
             (unsigned long long) cv_hdr_seqid (h),
             valid & CV_HDR_COPY0 ? "valid" : "CORRUPT",
             valid & CV_HDR_COPY1 ? "valid" : "CORRUPT");
+    print_protection (h);
     printf ("wraps:        %zu\n", cv_hdr_wrap_count (h));
     struct cv_wrap_info w;
     for (size_t i = 0; cv_hdr_wrap_at (h, i, &w) == 0; i++) {

@@ -123,7 +123,12 @@ cmd_upgrade (int argc, char **argv)
   bool sealed = cv_hdr_sealed (s.h, &at, &gen);
   json_t *j = json_pack ("{s:s, s:b, s:b, s:b}", "volume", s.volume, "changed",
                          1, "sealed", sealed, "wraps_bound", 1);
-  if (sealed)
+  if (had_seal && had_binding)
+    report (co.json, j,
+            "%s: wraps sealed as they are now (generation %llu): changes "
+            "made without the key (a KMS re-wrap) are bound\n",
+            s.volume, (unsigned long long) gen);
+  else if (sealed)
     report (co.json, j,
             "%s: seal sector at %llu (generation %llu) written; wraps bound "
             "to the volume key. A stale header is now refused; cryptvol "

@@ -99,6 +99,15 @@ cv_log_held (void)
 }
 
 void
+cv_log_forget (size_t from)
+{
+  for (size_t i = from; i < hold.n; i++)
+    free (hold.m[i].msg);
+  if (from < hold.n)
+    hold.n = from;
+}
+
+void
 cv_log_release (size_t keep_from)
 {
   hold.on = false;

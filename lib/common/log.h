@@ -28,6 +28,9 @@ void cv_log (enum cv_log_level level, const char *fmt, ...)
 void cv_log_hold (void);
 size_t cv_log_held (void);
 void cv_log_release (size_t keep_from);
+/* Drop the messages held from index from on (a count from cv_log_held):
+ * what a second attempt said when the first attempt's say it better. */
+void cv_log_forget (size_t from);
 
 /* The last message this thread passed on as an error, or "" since
  * cv_log_clear_last_error: for a reply that must say why an operation

@@ -748,6 +748,18 @@ commit_lock (int fd, short type)
     ;
 }
 
+/* Do the two copies in buf (the header area) hold the same commit: the
+ * same seqid and JSON text? */
+static bool
+same_copy (const uint8_t *buf, bool same_seqid)
+{
+  const uint8_t *b = buf + CV_HDR_COPY_SIZE;
+  uint32_t len = cv_get_be32 (buf + OFF_JSON_LEN);
+
+  return same_seqid && len == cv_get_be32 (b + OFF_JSON_LEN)
+         && memcmp (buf + CV_HDR_BIN_SIZE, b + CV_HDR_BIN_SIZE, len) == 0;
+}
+
 static void
 hdr_pair_free (struct cv_header *(*p)[2])
 {
@@ -838,8 +850,10 @@ cv_hdr_read (int fd, const char *name, struct cv_header **out, unsigned *valid)
   }
   if (valid)
     *valid = (r[0] == 0 ? CV_HDR_COPY0 : 0) | (r[1] == 0 ? CV_HDR_COPY1 : 0);
-  /* The other copy, for when this one fails authentication. */
-  hc[use]->other = STEAL (hc[!use]);
+  /* The other copy, for when this one fails authentication: unless it is
+   * the same commit byte for byte (the usual case), which would fail too. */
+  if (hc[!use] && !same_copy (buf, hc[0]->seqid == hc[1]->seqid))
+    hc[use]->other = STEAL (hc[!use]);
   *out = STEAL (hc[use]);
   return 0;
 }
@@ -1114,11 +1128,6 @@ cv_hdr_use_other (struct cv_header *h, const char *name, const char *why)
 
   if (!o)
     return false;
-  if (o->seqid == h->seqid) {
-    json_auto_t *a = root_json (h), *b = root_json (o);
-    if (a && b && json_equal (a, b))
-      return false; /* the same header: nothing else to try */
-  }
   cv_warn ("the %s header copy of %s does not authenticate (%s): it was "
            "altered; opened from the %s copy, which does; the next header "
            "update rewrites both",

@@ -157,9 +157,10 @@ bool cv_hdr_wraps_settled (const struct cv_header *h);
  * copy read fails authentication (its MAC, its wraps) and the other passes,
  * the caller switches: cv_hdr_use_other makes h the other copy (h keeps its
  * address; the copy set aside is dropped) and warns, naming both copies;
- * the next commit rewrites both. Returns false when there is no other copy
- * or it is identical. cv_hdr_other: the other copy or NULL (for checking
- * it too: one that fails while h passes is reported by the caller). */
+ * the next commit rewrites both. Returns false when there is no other copy.
+ * cv_hdr_other: the other copy or NULL (none valid, or the same commit byte
+ * for byte); for checking it too: one that fails while h passes is reported
+ * by the caller. */
 bool cv_hdr_use_other (struct cv_header *h, const char *name, const char *why);
 const struct cv_header *cv_hdr_other (const struct cv_header *h);
 /* The copy h was read from: "primary" or "secondary". */

@@ -305,7 +305,6 @@ cv_unlock (struct cv_header *h, const char *name, const struct cv_creds *c,
   const struct cv_header *o = cv_hdr_other (h);
   CLEANUP_FREE char *sum = NULL, *osum = NULL;
   char why[256] = "", owhy[256] = "";
-  bool tried_other = false;
   int r;
 
   /* What a failed wrap's provider says is held back: it is only an error if
@@ -313,18 +312,20 @@ cv_unlock (struct cv_header *h, const char *name, const struct cv_creds *c,
   cv_log_hold ();
   r = unlock_copy (h, name, c, sel, dek, wrap_id, &sum, why, sizeof why);
   if (r < 0 && o && (why[0] || r == -EBADMSG)) {
-    /* This copy, or its wraps, was altered: the other may be intact. */
-    tried_other = true;
+    /* This copy, or its wraps, was altered: the other may be intact. If
+     * not, what the first attempt said is the story. */
+    size_t mark = cv_log_held ();
     if (unlock_copy (o, name, c, sel, dek, wrap_id, &osum, owhy, sizeof owhy)
         == 0) {
       cv_hdr_use_other (h, name,
                         why[0] ? why : "has no wrap that authenticates");
       return 0;
     }
+    cv_log_forget (mark);
   }
   if (r < 0) {
-    /* Both copies' failures would say the same twice: the summary says it. */
-    cv_log_release (tried_other || why[0] ? SIZE_MAX : 0);
+    /* Tampering: the summary below says it; else each wrap's reason. */
+    cv_log_release (why[0] ? SIZE_MAX : 0);
     if (r == -EBADMSG && why[0])
       cv_err ("header of volume %s: %s; it was altered (tampered); refusing "
               "(the key that unlocked it is this volume's key); restore the "

@@ -54,6 +54,22 @@ serve () {
   nbdkit -U - "$PLUGIN" "${args[@]}" --run "$cmd"
 }
 
+# remac HEADER DEKFILE: the MAC of both header copies computed again with the
+# DEK in DEKFILE (a volume made with --import-key), after a test edited
+# MAC-covered members with cv-tamper set-json: doc/format.md's MAC, in
+# Python, as an oracle independent of lib/format.
+remac () {
+  local mac; mac=$("$KEYMGR" info "$1" --json | python3 -c '
+import hashlib, hmac, json, sys
+vol = json.load(sys.stdin)["volume"]
+dek = open(sys.argv[1], "rb").read()
+prk = hmac.new(vol["uuid"].encode(), dek, hashlib.sha256).digest()
+key = hmac.new(prk, b"cryptvol v1 metadata mac\x01", hashlib.sha256).digest()
+text = json.dumps(vol, sort_keys=True, separators=(",", ":"))
+print(hmac.new(key, text.encode(), hashlib.sha256).hexdigest())' "$2")
+  "$CV_BUILD/tools/cv-tamper" "$1" set-json both mac "\"$mac\""
+}
+
 # --- nbdkit in the background ---------------------------------------------
 # start_nbd VOLUME [PLUGIN-PARAMS...]: serve VOLUME on $SOCK with its control
 # socket at $CTL; return once the control socket answers `status`. nbdkit's

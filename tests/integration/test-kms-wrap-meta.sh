@@ -101,6 +101,11 @@ old_blob=$(kms Encrypt "{\"KeyId\": \"$arn1\", \"Plaintext\": \"$(base64 -w0 dek
 cp vol old
 "${EDIT[@]}" old 0 blob "\"$old_blob\""
 "${EDIT[@]}" old 0 ctx "{\"cryptvol:volume\": \"$uuid\"}"
+# ...on a volume made before wrap binding (the binding would refuse the
+# changed wrap): binding taken out, the MAC made again with the DEK.
+"$CV_BUILD/tools/cv-tamper" old set-json both volume.wrap_binding -
+"$CV_BUILD/tools/cv-tamper" old set-json both volume.requirements '["seal"]'
+remac old dek.bin
 clear_calls
 "$KEYMGR" verify old "${KM[@]}" >/dev/null || fail "an old-style wrap does not unlock"
 [ "$(calls)" = "Decrypt:ok" ] || fail "old-style unlock: $(calls)"
@@ -128,6 +133,14 @@ for src in vol old; do
   verify_fails "rewrapped wrap of $src, created edited" t "InvalidCiphertextException.*$ALTERED"
 done
 pass "rewrap KMS to KMS (ReEncrypt, from an old or a new wrap): the new wrap has the pair, unlocks, and an edit is refused"
+
+# The re-wrapped wrap is pending (made without the DEK) until a commit with
+# the key binds it (doc/format.md, "Wrap binding"): upgrade does.
+"$KEYMGR" info r-vol | grep -q "added by a KMS re-wrap" || fail "info does not show the pending wrap"
+"$KEYMGR" upgrade r-vol "${KM[@]}" | grep -q "wraps sealed as they are now" || fail "upgrade of pending wraps"
+! "$KEYMGR" info r-vol | grep -q "added by a KMS re-wrap" || fail "the wrap is still pending after upgrade"
+"$KEYMGR" verify r-vol "${KM[@]}" >/dev/null || fail "verify after the pending wrap was sealed"
+pass "a wrap added by ReEncrypt is shown pending until upgrade seals it with the key"
 
 # A source wrap with edited metadata is refused by ReEncrypt as by Decrypt.
 cp vol t
