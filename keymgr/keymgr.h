@@ -56,7 +56,8 @@ struct common_opts {
   { "ca-bundle", required_argument, 0, 0x10f },                                \
   { "audit-log", required_argument, 0, 0x110 },                               \
   { "unlock-wrap", required_argument, 0, 0x111 },                            \
-  { "kms-grant-token", required_argument, 0, 0x112 }
+  { "kms-grant-token", required_argument, 0, 0x112 },                        \
+  { "allow-costly-kdf", no_argument, 0, 0x113 }
 /* clang-format on */
 
 /* Parse a command line: own options (may be NULL) go to handle (returning 0,

@@ -188,6 +188,9 @@ common_opt (struct common_opts *o, int c, const char *arg)
                    < 0
                ? -1
                : 1;
+  case 0x113:
+    o->creds.allow_costly_kdf = true;
+    return 1;
   }
   return 0;
 }
