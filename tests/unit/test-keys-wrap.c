@@ -191,6 +191,27 @@ test_file_wrap (void)
   CHECK (logged ("is not this wrap's key") && logged (k2) && logged (id),
          "log: %s", harness_logged ());
 
+  /* The right key file under an altered kek_id: the AEAD still opens, so it
+   * is the kek_id that was altered, not the key file that is wrong. */
+  static const char *const ids[] = { "0000000000000000", "not hex" };
+  for (size_t i = 0; i < ARRAY_SIZE (ids); i++) {
+    json_auto_t *t = json_deep_copy (w);
+    json_object_set_new (t, "kek_id", json_string (ids[i]));
+    clear ();
+    CHECK (p->unwrap (t, &c, BINDING, &out) == -EBADMSG && !out,
+           "kek_id %s: -EBADMSG", ids[i]);
+    CHECK (logged ("wrap 0 (file ") && logged ("kek_id was altered")
+               && logged (i == 0 ? ids[0] : "a malformed id") && logged (id),
+           "log: %s", harness_logged ());
+    /* Altered kek_id and another key file: still a wrong key file. */
+    clear ();
+    CHECK (p->unwrap (t, &(struct cv_creds){ .keyfile = k2 }, BINDING, &out)
+                   == -EKEYREJECTED
+               && !out,
+           "kek_id %s, other key file: -EKEYREJECTED", ids[i]);
+    CHECK (!logged ("altered"), "log: %s", harness_logged ());
+  }
+
   /* No key file given: skipped silently. */
   struct cv_creds none = { 0 };
   clear ();
