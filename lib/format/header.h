@@ -191,5 +191,9 @@ json_t *cv_hdr_to_json (const struct cv_header *h);
 int cv_lock_header (int fd, bool wait);
 int cv_unlock_header (int fd);
 int cv_lock_in_use (int fd, bool exclusive, bool wait);
+/* As cv_lock_header and cv_lock_in_use, but a busy lock is retried for up to
+ * wait_ms milliseconds (0: once) before -EBUSY (not logged). */
+int cv_lock_header_for (int fd, unsigned wait_ms);
+int cv_lock_in_use_for (int fd, bool exclusive, unsigned wait_ms);
 
 #endif
