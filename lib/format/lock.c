@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "format/header.h"
@@ -81,18 +82,18 @@ now_ms (void)
  * F_OFD_SETLKW ends only on a signal, so a timeout would need a timer signal
  * directed at this thread and a handler installed without SA_RESTART, in a
  * library that also runs inside the multi-threaded nbdkit and must not
- * change its signal dispositions. The kernel does not queue OFD lock waiters
- * in order either (it wakes them all), so a blocking wait is no fairer than
- * a retry. The back-off starts at 1 ms, so a lock held for a commit (a few
- * milliseconds) is taken soon after it is released, and doubles up to 50 ms,
- * so that twenty waiters cost a few hundred wake-ups a second at most; it is
- * staggered by the descriptor so that waiters do not retry in step. */
+ * change its signal dispositions. Nor is a blocking wait fairer: the kernel
+ * wakes every waiter of a released lock to race for it. The back-off starts
+ * at about 1 ms, so that a lock held for a commit (a few milliseconds) is
+ * taken soon after it is released, and doubles up to 50 ms, so that twenty
+ * waiters cost a few hundred wake-ups a second at most; its start varies
+ * with the process so that waiters do not retry in step. */
 static int
 ofd_lock_for (int fd, short type, off_t byte, unsigned wait_ms,
               const char *what)
 {
   uint64_t deadline = now_ms () + wait_ms;
-  long delay_us = 1000 + (fd % 8) * 100;
+  long delay_us = 1000 + (getpid () % 8) * 100;
 
   for (;;) {
     int r = ofd_lock (fd, type, byte, false, what);
