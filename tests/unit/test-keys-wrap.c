@@ -452,6 +452,13 @@ test_kdf_limit (void)
   p17.allow_costly_kdf = true;
   CHECK (p->unwrap (n, &p17, BINDING, &out) == 0 && same_key (out, dek),
          "p=17 wrap opens with the override");
+  cv_key_free (out), out = NULL;
+  /* The key watch re-checks with its copy of the credentials. */
+  struct cv_creds *copy = NULL;
+  CHECK (cv_creds_copy (&p17, &copy) == 0 && copy->allow_costly_kdf
+             && p->unwrap (n, copy, BINDING, &out) == 0,
+         "the copy of the credentials keeps the override");
+  cv_creds_free (copy);
   cv_key_free (out);
   clear ();
 }
