@@ -97,6 +97,7 @@ cmd_restore_header (int argc, char **argv)
   struct cv_header *bh = NULL, *cur = NULL;
   CLEANUP_KEY struct cv_key *dek = NULL;
   unsigned valid;
+  int ec = 0; /* an exit code from lock_volume */
   int rc = parse_args (argc, argv, NULL, NULL, NULL, &co, usage, 2);
 
   if (rc)
@@ -112,13 +113,7 @@ cmd_restore_header (int argc, char **argv)
     cv_err ("cannot open %s: %s", name, strerror (-rc));
     goto out;
   }
-  if ((rc = cv_lock_in_use (fd, true, false)) == 0)
-    rc = cv_lock_header (fd, false);
-  if (rc == -EBUSY)
-    cv_err ("%s is in use (served, or changed by another cryptvol-keymgr); "
-            "stop the server first",
-            name);
-  if (rc < 0)
+  if ((ec = lock_volume (fd, name, true)) != 0)
     goto out;
   if ((rc = common_creds (&co, has_wrap_type (bh, "passphrase") && isatty (0),
                           false))
@@ -181,5 +176,5 @@ out:
   cv_hdr_free (bh);
   cv_hdr_free (cur);
   common_free (&co);
-  return exit_code (rc);
+  return ec ? ec : exit_code (rc);
 }

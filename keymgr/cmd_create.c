@@ -294,7 +294,7 @@ cmd_create (int argc, char **argv)
   struct cv_header *h = NULL;
   CLEANUP_KEY struct cv_key *dek = NULL;
   int64_t made = -1; /* the wrap made with the DEK (GenerateDataKey), or -1 */
-  rc = cv_lock_header (hdr_fd, false);
+  rc = cv_lock_header_for (hdr_fd, keymgr_wait_s * 1000);
   if (rc == 0 && (!import || (rc = import_key (import, &dek)) == 0)
       && (rc = common_creds (&co, want_pass, true)) == 0
       && (rc = cv_hdr_new ((uint32_t) sector_size, data_offset, size, &h)) == 0
@@ -322,7 +322,9 @@ cmd_create (int argc, char **argv)
     if (rc == 0)
       rc = cv_hdr_commit_sealed (hdr_fd, hname, fd, path, h, dek);
   } else if (rc == -EBUSY)
-    cv_err ("%s is locked by another cryptvol-keymgr", hname);
+    cv_err ("%s is locked by another cryptvol-keymgr, still after waiting "
+            "%u s (--wait SECONDS)",
+            hname, keymgr_wait_s);
   if (rc < 0) {
     /* Leave nothing half-made behind; a pre-existing target was not yet
      * written (the commit is the last step). */

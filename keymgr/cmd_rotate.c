@@ -171,9 +171,10 @@ out:
   return exit_code (rc);
 }
 
-/* The exclusive in-use lock is free, or say who holds it: a server (or a
- * short keymgr change) holds it shared, an offline keymgr exclusive.
- * Returns 0 or an exit code (reported). */
+/* The exclusive in-use lock is free (waited for up to --wait seconds: a
+ * short keymgr change ends), or say who holds it: a server (or a long keymgr
+ * change) holds it shared, an offline keymgr exclusive. Returns 0 or an
+ * exit code (reported). */
 static int
 check_not_served (const char *path, const char *name)
 {
@@ -181,17 +182,19 @@ check_not_served (const char *path, const char *name)
 
   if (fd < 0)
     return 0; /* cv_vol_open says why */
-  if (cv_lock_in_use (fd, true, false) != -EBUSY)
+  if (cv_lock_in_use_for (fd, true, keymgr_wait_s * 1000) != -EBUSY)
     return 0;
   if (cv_lock_in_use (fd, false, false) == -EBUSY)
     cv_err ("%s is being changed offline by another cryptvol-keymgr "
-            "(rotate-dek, restore-header or shred); try again when it ends",
-            name);
+            "(rotate-dek, restore-header or shred), still after waiting %u s "
+            "(--wait SECONDS); try again when it ends",
+            name, keymgr_wait_s);
   else
-    cv_err ("%s is in use (being served): rotate it online with "
-            "`cryptvol-keymgr rotate-dek %s --control SOCKET` (the server's "
-            "control= path), or stop the server first",
-            name, path);
+    cv_err ("%s is in use (being served, or changed by another "
+            "cryptvol-keymgr, still after waiting %u s with --wait): rotate "
+            "it online with `cryptvol-keymgr rotate-dek %s --control SOCKET` "
+            "(the server's control= path), or stop the server first",
+            name, keymgr_wait_s, path);
   return EXIT_BUSY;
 }
 

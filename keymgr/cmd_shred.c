@@ -137,16 +137,8 @@ cmd_shred (int argc, char **argv)
     cv_err ("cannot open %s: %s", name, strerror (e));
     return e == ENOENT ? EXIT_USAGE : EXIT_IO;
   }
-  if ((rc = cv_lock_in_use (fd, true, false)) == 0)
-    rc = cv_lock_header (fd, false);
-  if (rc == -EBUSY) {
-    cv_err ("%s is in use (served, or changed by another cryptvol-keymgr); "
-            "stop the server first",
-            name);
-    return EXIT_BUSY;
-  }
-  if (rc < 0)
-    return exit_code (rc);
+  if ((rc = lock_volume (fd, name, true)) != 0)
+    return rc;
   rc = cv_hdr_read (fd, name, &h, &valid);
   if (rc == -EINVAL)
     return EXIT_HEADER; /* not a cryptvol volume: nothing to shred */

@@ -56,7 +56,9 @@ struct common_opts {
   { "ca-bundle", required_argument, 0, 0x10f },                                \
   { "audit-log", required_argument, 0, 0x110 },                               \
   { "unlock-wrap", required_argument, 0, 0x111 },                            \
-  { "kms-grant-token", required_argument, 0, 0x112 }
+  { "kms-grant-token", required_argument, 0, 0x112 },                        \
+  { "allow-costly-kdf", no_argument, 0, 0x113 },                            \
+  { "wait", required_argument, 0, 0x114 }
 /* clang-format on */
 
 /* Parse a command line: own options (may be NULL) go to handle (returning 0,
@@ -117,6 +119,18 @@ int check_seal (const char *volume, const char *header, int hfd,
                 const struct cv_header *h, const struct cv_key *dek);
 int open_header (const char *volume, const char *header, int *fd_out,
                  struct cv_header **h, unsigned *valid);
+
+/* --wait SECONDS: how long a command waits for a volume's locks held by
+ * another process before it gives up with EXIT_BUSY (0: not at all). */
+#define KEYMGR_WAIT_DEFAULT 5
+extern unsigned keymgr_wait_s;
+
+/* Take the locks of the volume whose header is open (read-write) on fd, name
+ * in messages: the in-use lock, exclusive for an offline change (rotate-dek,
+ * restore-header, shred) or else shared, then the header write lock, waiting
+ * up to --wait seconds in all. Returns 0, or an exit code after saying who
+ * may hold the lock and what to do (EXIT_BUSY when it stayed busy). */
+int lock_volume (int fd, const char *name, bool exclusive);
 
 /* A volume header opened for a change (session.c): the in-use lock shared,
  * the header write lock held until session_close. */

@@ -82,10 +82,13 @@ main (int argc, char **argv)
   return EXIT_USAGE;
 }
 
+unsigned keymgr_wait_s = KEYMGR_WAIT_DEFAULT;
+
 /* Defaults for the options every command shares. */
 static void
 common_init (struct common_opts *o)
 {
+  keymgr_wait_s = KEYMGR_WAIT_DEFAULT;
   *o = (struct common_opts){ .pass_fd = -1,
                              .pin_fd = -1,
                              .unlock_sel = CV_WRAP_SEL_ALL,
@@ -191,6 +194,20 @@ common_opt (struct common_opts *o, int c, const char *arg)
                    < 0
                ? -1
                : 1;
+  case 0x113:
+    o->creds.allow_costly_kdf = true;
+    return 1;
+  case 0x114: {
+    uint32_t secs;
+    if (parse_u32 ("--wait", arg, &secs) < 0)
+      return -1;
+    if (secs > 86400) {
+      cv_err ("--wait: %u seconds is more than a day", (unsigned) secs);
+      return -1;
+    }
+    keymgr_wait_s = secs;
+    return 1;
+  }
   }
   return 0;
 }

@@ -3,7 +3,9 @@
  * not) and the header write lock for the whole read-change-commit. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -11,7 +13,78 @@
 #include "format/header.h"
 #include "keymgr.h"
 
-/* Open and lock s->name and read its header; an exit code on failure. */
+/* Milliseconds of CLOCK_MONOTONIC. */
+static uint64_t
+now_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+/* After waiting: "still locked after N s; " (or nothing with --wait 0), and
+ * how to wait longer. */
+static const char *
+waited (char *buf, size_t len)
+{
+  if (keymgr_wait_s == 0)
+    snprintf (buf, len, "--wait 0 was given: not waiting; ");
+  else
+    snprintf (buf, len,
+              "still locked after waiting %u s; wait longer with --wait "
+              "SECONDS, or ",
+              keymgr_wait_s);
+  return buf;
+}
+
+int
+lock_volume (int fd, const char *name, bool exclusive)
+{
+  uint64_t start = now_ms (), wait_ms = (uint64_t) keymgr_wait_s * 1000, used;
+  char w[128];
+  int rc = cv_lock_in_use_for (fd, exclusive, (unsigned) wait_ms);
+
+  if (rc == -EBUSY && exclusive) {
+    /* Held shared: a server, or a keymgr changing the wraps; exclusive: an
+     * offline change. */
+    if (cv_lock_in_use (fd, false, false) == -EBUSY)
+      cv_err ("%s is being changed offline by another cryptvol-keymgr "
+              "(rotate-dek, restore-header or shred); %stry again when it ends "
+              "(fuser -v %s lists the processes that have it open)",
+              name, waited (w, sizeof w), name);
+    else
+      cv_err ("%s is in use (being served, or changed by another "
+              "cryptvol-keymgr); %sstop the server first (fuser -v %s lists "
+              "the processes that have it open)",
+              name, waited (w, sizeof w), name);
+    return EXIT_BUSY;
+  }
+  if (rc == -EBUSY) {
+    cv_err ("%s is being changed offline by another cryptvol-keymgr "
+            "(rotate-dek, restore-header or shred); %stry again when it ends "
+            "(fuser -v %s lists the processes that have it open)",
+            name, waited (w, sizeof w), name);
+    return EXIT_BUSY;
+  }
+  if (rc < 0)
+    return exit_code (rc);
+  used = now_ms () - start;
+  rc = cv_lock_header_for (fd,
+                           used < wait_ms ? (unsigned) (wait_ms - used) : 0);
+  if (rc == -EBUSY) {
+    cv_err ("%s: another cryptvol-keymgr, or the nbdkit serving it (online "
+            "rotation, reload), is changing the header; %stry again (fuser -v "
+            "%s lists the processes that have it open)",
+            name, waited (w, sizeof w), name);
+    return EXIT_BUSY;
+  }
+  return rc < 0 ? exit_code (rc) : 0;
+}
+
+/* Open and lock s->name (the in-use lock shared, the header write lock; both
+ * waited for up to --wait seconds) and read its header; an exit code on
+ * failure. */
 static int
 open_locked (struct session *s)
 {
@@ -24,19 +97,8 @@ open_locked (struct session *s)
     cv_err ("cannot open %s: %s", s->name, strerror (e));
     return e == ENOENT ? EXIT_USAGE : EXIT_IO;
   }
-  if ((rc = cv_lock_in_use (s->fd, false, false)) == -EBUSY) {
-    cv_err ("%s is being changed offline by another cryptvol-keymgr "
-            "(rotate-dek, restore-header or shred); try again when it ends",
-            s->name);
-    return EXIT_BUSY;
-  }
-  if (rc == 0 && (rc = cv_lock_header (s->fd, false)) == -EBUSY) {
-    cv_err ("%s: another cryptvol-keymgr is changing the header; try again",
-            s->name);
-    return EXIT_BUSY;
-  }
-  if (rc < 0)
-    return exit_code (rc);
+  if ((rc = lock_volume (s->fd, s->name, false)) != 0)
+    return rc;
   if ((rc = cv_hdr_read (s->fd, s->name, &s->h, &valid)) < 0)
     return rc == -EIO ? EXIT_IO : EXIT_HEADER;
   if (strcmp (s->name, s->volume) != 0) {

@@ -316,7 +316,11 @@ cryptvol_config (const char *key, const char *value)
     creds.ca_bundle = value;
   else if (strcmp (key, "kms-grant-token") == 0)
     return read_grant_token (value);
-  else if (strcmp (key, "direct") == 0) {
+  else if (strcmp (key, "allow-costly-kdf") == 0) {
+    if ((r = nbdkit_parse_bool (value)) == -1)
+      return -1;
+    creds.allow_costly_kdf = r;
+  } else if (strcmp (key, "direct") == 0) {
     if ((r = nbdkit_parse_bool (value)) == -1)
       return -1;
     direct = r;
@@ -370,6 +374,8 @@ cryptvol_config_complete (void)
   "ca-bundle=FILE       CA certificates for the KMS endpoint.\n"               \
   "kms-grant-token=+FILE|-FD|-|TOKEN  A KMS grant's token (not yet "           \
   "propagated).\n"                                                             \
+  "allow-costly-kdf=true|false  Unlock a passphrase wrap whose KDF is over "   \
+  "the limit.\n"                                                               \
   "direct=true|false    Open the data with O_DIRECT (default false).\n"        \
   "io=auto|io_uring|posix  I/O backend (default auto: io_uring if usable).\n"  \
   "xts-engine=auto|openssl|gcrypt  XTS implementation (default auto: the "     \

@@ -294,5 +294,9 @@ int cv_lock_in_use (int fd, bool exclusive, bool wait);
  * read-only): 0 (nobody else), 1 (held shared: a server) or 2 (held
  * exclusive: an offline keymgr operation), or -errno (logged). */
 int cv_lock_in_use_holder (int fd);
+/* As cv_lock_header and cv_lock_in_use, but a busy lock is retried for up to
+ * wait_ms milliseconds (0: once) before -EBUSY (not logged). */
+int cv_lock_header_for (int fd, unsigned wait_ms);
+int cv_lock_in_use_for (int fd, bool exclusive, unsigned wait_ms);
 
 #endif

@@ -142,6 +142,7 @@ cv_creds_copy (const struct cv_creds *c, struct cv_creds **out)
     return r;
   }
   n->pbkdf = c->pbkdf;
+  n->allow_costly_kdf = c->allow_costly_kdf;
   n->pbkdf.type = NULL; /* new passphrase wraps are never made from a copy */
   *out = n;
   return 0;

@@ -160,6 +160,33 @@ file_wrap (const char *ref, const struct cv_creds *c, const struct cv_key *dek,
   return cv_aead_wrap_seal (kek, dek, binding, w);
 }
 
+/* A wrap's kek_id as it may be logged: read from disk, so only when it is
+ * hex (at most its first 16 characters are printed). */
+static const char *
+shown_id (const char *want)
+{
+  return strspn (want, "0123456789abcdef") >= 2 * KEK_ID_LEN ? want
+                                                             : "a malformed id";
+}
+
+/* Does w open under kek although its kek_id is not kek's id? Tried on a
+ * copy of w carrying kek's id, so that the answer holds whether or not the
+ * wrap's additional data covers kek_id. 1: it opens (the key is right, the
+ * kek_id was altered), 0: it does not (another key), or -errno. */
+static int
+opens_anyway (const struct cv_key *kek, const char *id, const json_t *w,
+              const char *binding)
+{
+  json_auto_t *copy = json_deep_copy (w);
+  CLEANUP_KEY struct cv_key *dek = NULL;
+  int r;
+
+  if (!copy || json_object_set_new (copy, "kek_id", json_string (id)) < 0)
+    return -ENOMEM;
+  r = cv_aead_wrap_open (kek, copy, binding, &dek);
+  return r == 0 ? 1 : r == -EBADMSG ? 0 : r;
+}
+
 /* Unwrap w with the key file of the credentials. */
 static int
 file_unwrap (const json_t *w, const struct cv_creds *c, const char *binding,
@@ -184,12 +211,22 @@ file_unwrap (const json_t *w, const struct cv_creds *c, const char *binding,
     return r;
   cv_wrap_label (w, label, sizeof label);
   if (strcmp (id, want) != 0) {
+    /* Most likely another key file; but the key id is not authenticated on
+     * its own, so ask the AEAD (one 64-byte open) before saying so. */
+    r = opens_anyway (kek, id, w, binding);
+    if (r < 0)
+      return r;
+    if (r == 1) {
+      cv_warn ("%s: key file %s opens the wrap but the wrap's kek_id (%.16s) "
+               "is not its key id %s: the wrap's kek_id was altered; refusing "
+               "(remove the wrap and add it again, or restore the header from "
+               "a backup)",
+               label, c->keyfile, shown_id (want), id);
+      return -EBADMSG;
+    }
     cv_debug ("%s: key file %s is not this wrap's key (key id %s, wrap wants "
               "%.16s)",
-              label, c->keyfile, id,
-              strspn (want, "0123456789abcdef") == 2 * KEK_ID_LEN
-                  ? want
-                  : "a malformed id");
+              label, c->keyfile, id, shown_id (want));
     return -EKEYREJECTED;
   }
   r = cv_aead_wrap_open (kek, w, binding, dek);

@@ -63,6 +63,10 @@ struct cv_creds {
   const char *kms_grant_token; /* a KMS grant token sent with every call
                                   (a grant not yet propagated), or NULL */
   struct cv_pbkdf pbkdf;       /* for new passphrase wraps */
+  /* Accept passphrase KDF parameters over the unlock limit (argon2id m <=
+   * 1 GiB, t <= 10, p <= 16, m*t <= 4 GiB-passes; scrypt N <= 2^20), in a
+   * wrap read from disk or a new one: --allow-costly-kdf. */
+  bool allow_costly_kdf;
 };
 
 struct cv_provider {

@@ -3,6 +3,7 @@
  *   "kdf": {"type":"argon2id","t":T,"m":KIB,"p":P,"salt":b64}
  *   "kdf": {"type":"scrypt","n":N,"r":8,"p":1,"salt":b64} */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "common/cleanup.h"
@@ -17,15 +18,32 @@
 #define KEK_LEN 32
 #define SALT_LEN 32
 
-/* Bounds on KDF parameters, for new wraps and for wraps read from disk: the
- * header is not authenticated before unlock, so its parameters must not make
- * unlock allocate unbounded memory or run for days. */
+/* What the format allows at all, for new wraps and for wraps read from disk,
+ * with or without --allow-costly-kdf: the header is not authenticated before
+ * unlock, so its parameters must never make unlock allocate unbounded memory
+ * or run for days. */
 #define ARGON2_T_MAX 100
 #define ARGON2_M_MAX (4u * 1024 * 1024) /* KiB: 4 GiB */
 #define ARGON2_P_MAX 64
 #define SCRYPT_N_MAX (1u << 22) /* 128 * r * N = 4 GiB */
 #define SCRYPT_R 8
 #define SCRYPT_P 1
+
+/* The unlock limit: the most one unlock may cost unless the user allows more
+ * (cv_creds.allow_costly_kdf). The worst accepted argon2id unlock (1 GiB, 4
+ * passes, 1 lane) takes a few seconds on a small machine (figures in
+ * cryptvol-keymgr(8)); the bounds above take about 14 minutes. Checked before
+ * any key derivation, so that a header edited to ask for more costs the
+ * reader nothing. */
+#define ARGON2_T_LIMIT 10
+#define ARGON2_M_LIMIT (1u << 20) /* KiB: 1 GiB */
+#define ARGON2_P_LIMIT 16
+#define ARGON2_MT_LIMIT (4ull << 20) /* KiB x passes: 4 GiB-passes */
+#define SCRYPT_N_LIMIT (1u << 20)    /* 128 * r * N = 1 GiB */
+
+#define OVERRIDE                                                               \
+  "--allow-costly-kdf (cryptvol-keymgr) or allow-costly-kdf=true (nbdkit "     \
+  "plugin)"
 
 struct kdf {
   int scrypt; /* 0: argon2id */
@@ -34,11 +52,12 @@ struct kdf {
   uint8_t salt[SALT_LEN];
 };
 
-/* Check k against the bounds; what names it in the message, logged as an
- * error for a new wrap, as a warning for a wrap read from disk (unlock may go
- * on to the next wrap). */
+/* Check k against the format's bounds; what names it in the message, logged
+ * as an error for a new wrap, as a warning for a wrap read from disk (unlock
+ * may go on to the next wrap). */
 static int
-kdf_check (const struct kdf *k, const char *what, enum cv_log_level level)
+kdf_check_bounds (const struct kdf *k, const char *what,
+                  enum cv_log_level level)
 {
   if (!k->scrypt
       && (k->t < 1 || k->t > ARGON2_T_MAX || k->p < 1 || k->p > ARGON2_P_MAX
@@ -55,6 +74,48 @@ kdf_check (const struct kdf *k, const char *what, enum cv_log_level level)
             "%s: scrypt N=%llu is out of bounds (a power of two, 2..%u); "
             "refusing",
             what, (unsigned long long) k->n, SCRYPT_N_MAX);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* Check k (within the format's bounds) against the unlock limit unless
+ * allow_costly. new_wrap: k is for a wrap being made (an error: such a wrap
+ * would be refused at every unlock), else read from disk (a warning: unlock
+ * may go on to the next wrap). */
+static int
+kdf_check_limit (const struct kdf *k, const char *what, bool new_wrap,
+                 bool allow_costly)
+{
+  enum cv_log_level level = new_wrap ? CV_LOG_ERROR : CV_LOG_WARN;
+  const char *why
+      = new_wrap ? "every unlock would refuse such a wrap; choose smaller "
+                   "--pbkdf-memory/--pbkdf-time/--pbkdf-parallel values, or "
+                   "accept the cost with"
+                 : "refusing before any key derivation: a header edited to "
+                   "make unlock slow asks for this; if this wrap was made "
+                   "with these parameters, allow them with";
+
+  if (allow_costly)
+    return 0;
+  if (!k->scrypt
+      && (k->t > ARGON2_T_LIMIT || k->m_kib > ARGON2_M_LIMIT
+          || k->p > ARGON2_P_LIMIT
+          || (uint64_t) k->m_kib * k->t > ARGON2_MT_LIMIT)) {
+    cv_log (level,
+            "%s: argon2id t=%u m=%u KiB p=%u is over the unlock limit (t <= "
+            "%d, m <= %u GiB, p <= %d, m*t <= %llu GiB-passes); %s %s",
+            what, k->t, k->m_kib, k->p, ARGON2_T_LIMIT, ARGON2_M_LIMIT >> 20,
+            ARGON2_P_LIMIT, (unsigned long long) ARGON2_MT_LIMIT >> 20, why,
+            OVERRIDE);
+    return -EINVAL;
+  }
+  if (k->scrypt && k->n > SCRYPT_N_LIMIT) {
+    cv_log (level,
+            "%s: scrypt N=%llu r=%d p=%d is over the unlock limit (N <= %u); "
+            "%s %s",
+            what, (unsigned long long) k->n, SCRYPT_R, SCRYPT_P, SCRYPT_N_LIMIT,
+            why, OVERRIDE);
     return -EINVAL;
   }
   return 0;
@@ -119,7 +180,8 @@ get_uint (const json_t *o, const char *key, uint64_t max, uint64_t *v,
   return 0;
 }
 
-/* Read and check the wrap's "kdf" object into k. */
+/* Read the wrap's "kdf" object into k and check it against the format's
+ * bounds (not the unlock limit). */
 static int
 kdf_from_json (const json_t *w, struct kdf *k, const char *label)
 {
@@ -169,7 +231,7 @@ kdf_from_json (const json_t *w, struct kdf *k, const char *label)
     cv_warn ("%s: unknown kdf type; the wrap is malformed", label);
     return -EINVAL;
   }
-  return kdf_check (k, label, CV_LOG_WARN);
+  return kdf_check_bounds (k, label, CV_LOG_WARN);
 }
 
 /* Wrap dek under a KEK derived from the credentials' passphrase with their
@@ -196,7 +258,10 @@ pass_wrap (const char *ref, const struct cv_creds *c, const struct cv_key *dek,
             type);
     return -EINVAL;
   }
-  r = kdf_check (&k, "new passphrase wrap", CV_LOG_ERROR);
+  r = kdf_check_bounds (&k, "new passphrase wrap", CV_LOG_ERROR);
+  if (r < 0)
+    return r;
+  r = kdf_check_limit (&k, "new passphrase wrap", true, c->allow_costly_kdf);
   if (r < 0)
     return r;
   r = cv_random (k.salt, SALT_LEN);
@@ -227,6 +292,9 @@ pass_unwrap (const json_t *w, const struct cv_creds *c, const char *binding,
     return -ENOKEY;
   cv_wrap_label (w, label, sizeof label);
   r = kdf_from_json (w, &k, label);
+  if (r < 0)
+    return r;
+  r = kdf_check_limit (&k, label, false, c->allow_costly_kdf);
   if (r < 0)
     return r;
   r = kdf_derive (&k, c->passphrase, &kek);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -419,7 +420,21 @@ test_locks (void)
   CHECK (cv_lock_in_use (fd2, false, false) == 0, "in-use shared fd2");
   CHECK (cv_lock_in_use (fd3, false, false) == 0, "in-use shared fd3");
   CHECK (cv_lock_in_use (fd1, true, false) == -EBUSY, "in-use exclusive");
+  /* A timed wait gives up after its time, quietly. */
+  struct timespec t0, t1;
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  CHECK (cv_lock_header_for (fd2, 60) == -EBUSY, "timed header lock busy");
+  CHECK (cv_lock_in_use_for (fd1, true, 60) == -EBUSY, "timed in-use busy");
+  clock_gettime (CLOCK_MONOTONIC, &t1);
+  long ms
+      = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+  CHECK (ms >= 120 && ms < 2000, "two 60 ms waits took %ld ms", ms);
+  CHECK (cv_lock_header_for (fd2, 0) == -EBUSY, "wait 0: one try");
+  CHECK (harness_logged ()[0] == '\0', "-EBUSY logged: %s", harness_logged ());
+  CHECK (cv_lock_in_use_for (fd3, false, 0) == 0, "timed shared, free");
   CHECK (cv_unlock_header (fd1) == 0, "unlock");
+  CHECK (cv_lock_header_for (fd3, 60) == 0, "timed lock, free");
+  CHECK (cv_unlock_header (fd3) == 0, "unlock fd3");
   CHECK (cv_lock_header (fd2, true) == 0, "lock fd2 after unlock");
   close (fd2);
   fd2 = -1; /* closing releases both of fd2's locks */

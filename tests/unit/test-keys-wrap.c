@@ -191,6 +191,27 @@ test_file_wrap (void)
   CHECK (logged ("is not this wrap's key") && logged (k2) && logged (id),
          "log: %s", harness_logged ());
 
+  /* The right key file under an altered kek_id: the AEAD still opens, so it
+   * is the kek_id that was altered, not the key file that is wrong. */
+  static const char *const ids[] = { "0000000000000000", "not hex" };
+  for (size_t i = 0; i < ARRAY_SIZE (ids); i++) {
+    json_auto_t *t = json_deep_copy (w);
+    json_object_set_new (t, "kek_id", json_string (ids[i]));
+    clear ();
+    CHECK (p->unwrap (t, &c, BINDING, &out) == -EBADMSG && !out,
+           "kek_id %s: -EBADMSG", ids[i]);
+    CHECK (logged ("wrap 0 (file ") && logged ("kek_id was altered")
+               && logged (i == 0 ? ids[0] : "a malformed id") && logged (id),
+           "log: %s", harness_logged ());
+    /* Altered kek_id and another key file: still a wrong key file. */
+    clear ();
+    CHECK (p->unwrap (t, &(struct cv_creds){ .keyfile = k2 }, BINDING, &out)
+                   == -EKEYREJECTED
+               && !out,
+           "kek_id %s, other key file: -EKEYREJECTED", ids[i]);
+    CHECK (!logged ("altered"), "log: %s", harness_logged ());
+  }
+
   /* No key file given: skipped silently. */
   struct cv_creds none = { 0 };
   clear ();
@@ -352,6 +373,96 @@ test_kdf_bounds (void)
   clear ();
 }
 
+/* The unlock limit: within the format's bounds but costly parameters are
+ * refused before any key derivation unless allow_costly_kdf. The cheap ones
+ * over the limit (t = 11, p = 17 at little memory) show that the override
+ * lets the derivation run. */
+static void
+test_kdf_limit (void)
+{
+  const struct cv_provider *p = cv_provider_find ("passphrase");
+  CLEANUP_KEY struct cv_key *pass = NULL;
+  json_auto_t *a = new_wrap ("passphrase", NULL);
+  json_auto_t *s = new_wrap ("passphrase", NULL);
+  struct cv_key *out = NULL;
+
+  cv_key_from (PASS, strlen (PASS), &pass);
+  struct cv_creds ca
+      = { .passphrase = pass, .pbkdf = { "argon2id", 1, 8192, 1, 0 } };
+  struct cv_creds cs
+      = { .passphrase = pass, .pbkdf = { "scrypt", 0, 0, 0, 1 << 10 } };
+  CHECK (p->wrap (NULL, &ca, dek, BINDING, a) == 0, "argon2id wrap");
+  CHECK (p->wrap (NULL, &cs, dek, BINDING, s) == 0, "scrypt wrap");
+
+  /* The finding's header: 4 GiB, 100 passes (about 14 minutes). */
+  json_auto_t *h = json_deep_copy (a);
+  json_object_set_new (json_object_get (h, "kdf"), "m",
+                       json_integer (4LL << 20));
+  json_object_set_new (json_object_get (h, "kdf"), "t", json_integer (100));
+  clear ();
+  CHECK (p->unwrap (h, &ca, BINDING, &out) == -EINVAL && !out,
+         "4 GiB x 100 refused");
+  CHECK (logged ("wrap 0 (passphrase): argon2id t=100 m=4194304 KiB p=1 is "
+                 "over the unlock limit")
+             && logged ("--allow-costly-kdf")
+             && logged ("allow-costly-kdf=true"),
+         "log: %s", harness_logged ());
+
+  absurd (a, &ca, "t", 11, "t=11 m=8192 KiB p=1 is over the unlock limit");
+  absurd (a, &ca, "m", (1LL << 20) + 1, "m=1048577 KiB p=1 is over");
+  absurd (a, &ca, "p", 17, "p=17 is over the unlock limit");
+  /* 512 MiB is within m, 9 passes within t, the product is not. */
+  json_auto_t *mt = json_deep_copy (a);
+  json_object_set_new (json_object_get (mt, "kdf"), "m",
+                       json_integer (512 * 1024));
+  absurd (mt, &ca, "t", 9, "m*t <= 4 GiB-passes");
+  absurd (s, &cs, "n", 1LL << 21,
+          "scrypt N=2097152 r=8 p=1 is over the unlock limit (N <= 1048576)");
+
+  /* With the override the derivation runs: t = 11 in the header is not the t
+   * the wrap was made with, so the key is wrong. */
+  json_auto_t *t11 = json_deep_copy (a);
+  json_object_set_new (json_object_get (t11, "kdf"), "t", json_integer (11));
+  ca.allow_costly_kdf = true;
+  clear ();
+  CHECK (p->unwrap (t11, &ca, BINDING, &out) == -EKEYREJECTED && !out,
+         "t=11 with the override: derived, wrong key");
+  CHECK (!logged ("unlock limit"), "log: %s", harness_logged ());
+  ca.allow_costly_kdf = false;
+
+  /* New wraps over the limit: refused, or made with the override; then such
+   * a wrap opens only with it. */
+  struct cv_creds p17
+      = { .passphrase = pass, .pbkdf = { "argon2id", 1, 8 * 17, 17, 0 } };
+  json_auto_t *n = new_wrap ("passphrase", NULL);
+  clear ();
+  CHECK (p->wrap (NULL, &p17, dek, BINDING, n) == -EINVAL
+             && !json_object_get (n, "ct"),
+         "new wrap with p=17 refused");
+  CHECK (logged ("new passphrase wrap: argon2id t=1 m=136 KiB p=17 is over "
+                 "the unlock limit")
+             && logged ("every unlock would refuse"),
+         "log: %s", harness_logged ());
+  p17.allow_costly_kdf = true;
+  clear ();
+  CHECK (p->wrap (NULL, &p17, dek, BINDING, n) == 0, "p=17 with the override");
+  p17.allow_costly_kdf = false;
+  CHECK (p->unwrap (n, &p17, BINDING, &out) == -EINVAL && !out,
+         "p=17 wrap refused without the override");
+  p17.allow_costly_kdf = true;
+  CHECK (p->unwrap (n, &p17, BINDING, &out) == 0 && same_key (out, dek),
+         "p=17 wrap opens with the override");
+  cv_key_free (out), out = NULL;
+  /* The key watch re-checks with its copy of the credentials. */
+  struct cv_creds *copy = NULL;
+  CHECK (cv_creds_copy (&p17, &copy) == 0 && copy->allow_costly_kdf
+             && p->unwrap (n, copy, BINDING, &out) == 0,
+         "the copy of the credentials keeps the override");
+  cv_creds_free (copy);
+  cv_key_free (out);
+  clear ();
+}
+
 static void
 spec (const char *s, int want_r, const char *want_type, const char *want_ref)
 {
@@ -442,6 +553,7 @@ main (void)
   test_pass_kdf (&(struct cv_pbkdf){ "argon2id", 1, 8192, 1, 0 });
   test_pass_kdf (&(struct cv_pbkdf){ "scrypt", 0, 0, 0, 1 << 14 });
   test_kdf_bounds ();
+  test_kdf_limit ();
   test_specs ();
   test_label ();
   clear ();
