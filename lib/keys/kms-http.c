@@ -598,25 +598,29 @@ cv_kms_header_line (char *data, size_t size, size_t nmemb, void *opaque)
   struct cv_kms_result *res = opaque;
   size_t n = size * nmemb, len = n;
   static const char rid[] = "x-amzn-requestid:", etype[] = "x-amzn-errortype:";
+  const char *v, *end;
 
+  /* data is not NUL-terminated (curl's header callback): every scan stops
+   * at end. */
   while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
     len--;
+  end = data + len;
   if (len > sizeof rid - 1 && strncasecmp (data, rid, sizeof rid - 1) == 0) {
-    const char *v = data + sizeof rid - 1;
-    while (*v == ' ' && v < data + len)
-      v++;
+    for (v = data + sizeof rid - 1; v < end && *v == ' '; v++)
+      ;
     cv_http_sanitise (res->request_id, sizeof res->request_id, v,
-                      len - (size_t) (v - data));
+                      (size_t) (end - v));
   } else if (len > sizeof etype - 1
              && strncasecmp (data, etype, sizeof etype - 1) == 0
              && !res->type[0]) {
-    const char *v = data + sizeof etype - 1;
-    while (*v == ' ' && v < data + len)
-      v++;
-    size_t tl = strcspn (v, ":\r\n"); /* "Type:http://..." */
-    cv_http_sanitise (
-        res->type, sizeof res->type, v,
-        tl < len - (size_t) (v - data) ? tl : len - (size_t) (v - data));
+    size_t tl = 0;
+    for (v = data + sizeof etype - 1; v < end && *v == ' '; v++)
+      ;
+    /* "Type:http://...": the type ends at a colon (or a NUL or line end,
+     * as before). */
+    while (v + tl < end && v[tl] && !strchr (":\r\n", v[tl]))
+      tl++;
+    cv_http_sanitise (res->type, sizeof res->type, v, tl);
   }
   return n;
 }
