@@ -136,14 +136,13 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if (hdr_input_area (data, size, area) == 0)
     return 0;
 
+  /* Each copy alone (cv_hdr_read below exercises the one it takes). */
   for (int i = 0; i < 2; i++) {
     h = NULL;
     r = cv_hdr_decode (area + (size_t) i * CV_HDR_COPY_SIZE, i, "fuzz", &h);
     check (r == 0 || r == -EINVAL || r == -EBADMSG || r == -EPROTONOSUPPORT
            || r == -ENOMEM);
     check ((r == 0) == (h != NULL));
-    if (h)
-      exercise (h);
     cv_hdr_free (h);
   }
 
