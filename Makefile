@@ -106,9 +106,13 @@ sanitize:
 # each for 30 s in make check. doc/security.md, "Fuzzing", has the record.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined \
-                -fno-sanitize-recover=all -std=gnu11 -D_GNU_SOURCE -Ilib \
-                -Itests/unit $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_BASE    := -g -O1 -std=gnu11 -D_GNU_SOURCE -Ilib -Itests/unit \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_FLAGS   := $(FUZZ_BASE) -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all
+# The same targets for line coverage (tests/fuzz/coverage.sh): no sanitizer.
+FUZZ_COV_FLAGS := $(FUZZ_BASE) -fsanitize=fuzzer -fprofile-instr-generate \
+                  -fcoverage-mapping
 FUZZ_TARGETS := control aws-config aws-creds aws-sts header unlock kms
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build-fuzz/fuzz-%)
 FUZZ_SRCS_control    := lib/ctl/dispatch.c lib/ctl/audit.c lib/common/log.c \
@@ -123,25 +127,28 @@ FUZZ_SRCS_unlock     := $(FUZZ_SRCS_header) lib/keys/unlock.c lib/keys/file.c \
                         lib/keys/passphrase.c lib/keys/aead_wrap.c \
                         lib/keys/provider.c
 FUZZ_SRCS_kms        := lib/keys/kms.c lib/keys/kms-http.c
-# Targets whose sources stand alone, and those linked with the library.
+# Targets whose sources stand alone; the others link the library.
 FUZZ_ALONE      := control aws-config aws-creds
 FUZZ_ALONE_LIBS := $(shell pkg-config --libs jansson libcrypto libgcrypt 2>/dev/null)
 fuzz_srcs = $(FUZZ_SRCS_$(1))
+fuzz_alone = $(filter $(1),$(FUZZ_ALONE))
+fuzz_deps = tests/fuzz/fuzz-$(1).c $(call fuzz_srcs,$(1)) \
+            $(if $(call fuzz_alone,$(1)),,$(LIB)) \
+            $(wildcard lib/*/*.h tests/fuzz/*.h tests/unit/ctl-fake.h)
+fuzz_link = mkdir -p $(@D) && $(FUZZ_CC) $(1) -o $@ $< $(call fuzz_srcs,$*) \
+            $(if $(call fuzz_alone,$*),$(FUZZ_ALONE_LIBS),$(LIB) $(LDLIBS))
 
 fuzz-build: $(FUZZ_BINS)
 fuzz: fuzz-build build-fuzz/seeds/.done
 	$(Q)tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-print-srcs-%:
+	@echo $(call fuzz_srcs,$*)
 
 .SECONDEXPANSION:
-$(FUZZ_ALONE:%=build-fuzz/fuzz-%): build-fuzz/fuzz-%: tests/fuzz/fuzz-%.c \
-    $$(call fuzz_srcs,$$*) $(wildcard lib/*/*.h tests/unit/ctl-fake.h)
-	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
-	  $< $(call fuzz_srcs,$*) $(FUZZ_ALONE_LIBS)
-$(filter-out $(FUZZ_ALONE:%=build-fuzz/fuzz-%),$(FUZZ_BINS)): \
-    build-fuzz/fuzz-%: tests/fuzz/fuzz-%.c $$(call fuzz_srcs,$$*) $(LIB) \
-    $(wildcard lib/*/*.h tests/fuzz/*.h)
-	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
-	  $< $(call fuzz_srcs,$*) $(LIB) $(LDLIBS)
+build-fuzz/fuzz-%: $$(call fuzz_deps,$$*)
+	$(call quiet,FUZZ,$@)$(call fuzz_link,$(FUZZ_FLAGS))
+build-fuzz/cov/fuzz-%: $$(call fuzz_deps,$$*)
+	$(call quiet,FUZZ,$@)$(call fuzz_link,$(FUZZ_COV_FLAGS))
 
 # Seeds for fuzz-header and fuzz-unlock: the headers of volumes keymgr makes.
 build-fuzz/seeds/.done: tests/fuzz/make-seeds.sh $(KEYMGR)

@@ -19,6 +19,8 @@
 #include "format/header.h"
 #include "hdr-input.h"
 
+#define HDR_SHORT_FILE 0x80 /* above the bits of hdr-input.h */
+
 static int memfd = -1;
 static uint8_t *area, *copy;
 static struct cv_key *dek;
@@ -146,12 +148,16 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     cv_hdr_free (h);
   }
 
-  /* Both copies as a volume's header area. */
+  /* Both copies as a volume's header area; bit 7 of the first byte: a
+   * file cut short after copy 0. */
   check (pwrite (memfd, area, CV_HDR_AREA_SIZE, 0) == CV_HDR_AREA_SIZE);
+  check (ftruncate (memfd, data[0] & HDR_SHORT_FILE ? CV_HDR_COPY_SIZE
+                                                    : CV_HDR_AREA_SIZE)
+         == 0);
   h = NULL;
   r = cv_hdr_read (memfd, "fuzz", &h, &valid);
   check (r == 0 || r == -EINVAL || r == -EBADMSG || r == -EPROTONOSUPPORT
-         || r == -ENOMEM);
+         || r == -EIO || r == -ENOMEM);
   check ((r == 0) == (h != NULL));
   if (h) {
     check (valid & (CV_HDR_COPY0 | CV_HDR_COPY1));

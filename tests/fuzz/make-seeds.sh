@@ -6,9 +6,10 @@
 # the same wrap edited to scrypt N=16); a detached header; 512-byte sectors;
 # a rotation in progress (rotate-dek killed after its first step); a header
 # commit interrupted between the copies; three wraps after add-wrap and
-# remove-wrap. Each header area is written in the compact form of
-# tests/fuzz/hdr-input.h: both copies, and each copy alone. `make fuzz`
-# runs it into build-fuzz/seeds (the Makefile rule build-fuzz/seeds/.done).
+# remove-wrap; the copies of two volumes in one header area. Each header
+# area is written in the compact form of tests/fuzz/hdr-input.h: both
+# copies, each copy alone, copy 0 for fuzz-unlock without the key file.
+# `make fuzz` runs it into build-fuzz/seeds (build-fuzz/seeds/.done).
 set -euo pipefail
 
 keymgr=$(realpath "$1")
@@ -78,6 +79,11 @@ for w in passphrase passphrase passphrase; do
 done
 km remove-wrap wraps.img --id 1 --keyfile "$key"
 compact wraps wraps.img
+
+# Copies of two volumes: copy 0 of one, copy 1 of another (both valid).
+head -c 65536 file.img >foreign.img
+dd if=pass.img bs=65536 skip=1 count=1 status=none >>foreign.img
+compact foreign foreign.img
 
 # A commit killed between the copies: copy 0 newer than copy 1.
 cp file.img torn.img
