@@ -95,7 +95,7 @@ check (bool ok)
     abort ();
 }
 
-/* An integer member of o in 0..max: its value, else -1. */
+/* The integer member key of o, or -1 if it is not an integer. */
 static json_int_t
 int_member (const json_t *o, const char *key)
 {
