@@ -41,7 +41,8 @@ quiet = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
 .PHONY: all deps check check-unit check-integration demo bench install \
-        format format-check clean sanitize fuzz
+        format format-check clean sanitize fuzz \
+        fuzz-build
 all: $(LIB) $(PLUGIN) $(KEYMGR) $(UNITS) $(TOOLS) $(BENCH) $(MANS)
 
 deps:
@@ -96,43 +97,63 @@ sanitize:
 	  LDFLAGS="$(SAN_FLAGS)" $(patsubst $(B)/%,build-san/%,$(UNITS) $(PLUGIN))
 
 # Fuzz targets for the parsers of untrusted input (libFuzzer: clang only),
-# built with the sources they need under ASan and UBSan in build-fuzz/.
-# test-fuzz-control.sh and test-fuzz-aws-config.sh run them briefly from
-# their seed corpora.
-FUZZ_CC    ?= clang
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
-              -fno-sanitize-recover=all -std=gnu11 -D_GNU_SOURCE -Ilib \
-              -Itests/unit $(shell pkg-config --cflags jansson 2>/dev/null)
-FUZZ_CONTROL_SRCS := tests/fuzz/fuzz-control.c lib/ctl/dispatch.c \
-                     lib/ctl/audit.c lib/common/log.c lib/common/clock.c
-FUZZ_AWS_CONFIG_SRCS := tests/fuzz/fuzz-aws-config.c lib/keys/aws-config.c \
-                        lib/crypto/secmem.c lib/crypto/secheap.c \
-                        lib/common/log.c lib/common/fdio.c
-FUZZ_AWS_CREDS_SRCS := tests/fuzz/fuzz-aws-creds.c lib/keys/aws-creds.c \
-                       lib/crypto/secmem.c lib/crypto/secheap.c \
-                       lib/common/log.c
-fuzz: build-fuzz/fuzz-control build-fuzz/fuzz-aws-config \
-      build-fuzz/fuzz-aws-creds
-build-fuzz/fuzz-control: $(FUZZ_CONTROL_SRCS) tests/unit/ctl-fake.h lib/ctl/ctl.h
-	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
-	  $(FUZZ_CONTROL_SRCS) $(shell pkg-config --libs jansson 2>/dev/null)
-build-fuzz/fuzz-aws-config: $(FUZZ_AWS_CONFIG_SRCS) lib/keys/aws.h
-	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
-	  $(FUZZ_AWS_CONFIG_SRCS) \
-	  $(shell pkg-config --libs jansson libcrypto libgcrypt 2>/dev/null)
-build-fuzz/fuzz-aws-creds: $(FUZZ_AWS_CREDS_SRCS) lib/keys/aws.h
-	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) -o $@ \
-	  $(FUZZ_AWS_CREDS_SRCS) \
-	  $(shell pkg-config --libs jansson libcrypto libgcrypt 2>/dev/null)
+# in build-fuzz/: the sources a target covers built under ASan and UBSan
+# with libFuzzer's coverage, the rest of the library as built. `make fuzz`
+# builds them, makes seeds from real volumes (tests/fuzz/make-seeds.sh) and
+# runs each for FUZZ_SECONDS from its corpora (tests/fuzz/run.sh, which
+# keeps what they find in build-fuzz/corpus/ and a crash's reproducer in
+# build-fuzz/crashes/); `make fuzz-build` only builds; test-fuzz-*.sh run
+# each for 30 s in make check. doc/security.md, "Fuzzing", has the record.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BASE    := -g -O1 -std=gnu11 -D_GNU_SOURCE -Ilib -Itests/unit \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_FLAGS   := $(FUZZ_BASE) -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all
+# The same targets for line coverage (tests/fuzz/coverage.sh): no sanitizer.
+FUZZ_COV_FLAGS := $(FUZZ_BASE) -fsanitize=fuzzer -fprofile-instr-generate \
+                  -fcoverage-mapping
+FUZZ_TARGETS := control aws-config aws-creds aws-sts header unlock kms
+FUZZ_BINS    := $(FUZZ_TARGETS:%=build-fuzz/fuzz-%)
+FUZZ_SRCS_control    := lib/ctl/dispatch.c lib/ctl/audit.c lib/common/log.c \
+                        lib/common/clock.c
+FUZZ_SRCS_aws-config := lib/keys/aws-config.c lib/crypto/secmem.c \
+                        lib/crypto/secheap.c lib/common/log.c lib/common/fdio.c
+FUZZ_SRCS_aws-creds  := lib/keys/aws-creds.c lib/crypto/secmem.c \
+                        lib/crypto/secheap.c lib/common/log.c
+FUZZ_SRCS_aws-sts    := lib/keys/aws-sts.c
+FUZZ_SRCS_header     := $(wildcard lib/format/*.c) lib/common/encode.c
+FUZZ_SRCS_unlock     := $(FUZZ_SRCS_header) lib/keys/unlock.c lib/keys/file.c \
+                        lib/keys/passphrase.c lib/keys/aead_wrap.c \
+                        lib/keys/provider.c
+FUZZ_SRCS_kms        := lib/keys/kms.c lib/keys/kms-http.c
+# Targets whose sources stand alone; the others link the library.
+FUZZ_ALONE      := control aws-config aws-creds
+FUZZ_ALONE_LIBS := $(shell pkg-config --libs jansson libcrypto libgcrypt 2>/dev/null)
+fuzz_srcs = $(FUZZ_SRCS_$(1))
+fuzz_alone = $(filter $(1),$(FUZZ_ALONE))
+fuzz_deps = tests/fuzz/fuzz-$(1).c $(call fuzz_srcs,$(1)) \
+            $(if $(call fuzz_alone,$(1)),,$(LIB)) \
+            $(wildcard lib/*/*.h tests/fuzz/*.h tests/unit/ctl-fake.h)
+fuzz_link = mkdir -p $(@D) && $(FUZZ_CC) $(1) -o $@ $< $(call fuzz_srcs,$*) \
+            $(if $(call fuzz_alone,$*),$(FUZZ_ALONE_LIBS),$(LIB) $(LDLIBS))
 
-# fuzz-aws-sts: the STS answer reader, aws-sts.c instrumented, the rest of
-# the library as built. test-fuzz-aws-sts.sh runs it from its seed corpus.
-FUZZ_AWS_STS_SRCS := tests/fuzz/fuzz-aws-sts.c lib/keys/aws-sts.c
-fuzz: build-fuzz/fuzz-aws-sts
-build-fuzz/fuzz-aws-sts: $(FUZZ_AWS_STS_SRCS) $(LIB) lib/keys/aws.h
-	$(call quiet,FUZZ,$@)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_FLAGS) \
-	  $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -o $@ \
-	  $(FUZZ_AWS_STS_SRCS) $(LIB) $(LDLIBS)
+fuzz-build: $(FUZZ_BINS)
+fuzz: fuzz-build build-fuzz/seeds/.done
+	$(Q)tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-print-srcs-%:
+	@echo $(call fuzz_srcs,$*)
+
+.SECONDEXPANSION:
+build-fuzz/fuzz-%: $$(call fuzz_deps,$$*)
+	$(call quiet,FUZZ,$@)$(call fuzz_link,$(FUZZ_FLAGS))
+build-fuzz/cov/fuzz-%: $$(call fuzz_deps,$$*)
+	$(call quiet,FUZZ,$@)$(call fuzz_link,$(FUZZ_COV_FLAGS))
+
+# Seeds for fuzz-header and fuzz-unlock: the headers of volumes keymgr makes.
+build-fuzz/seeds/.done: tests/fuzz/make-seeds.sh $(KEYMGR)
+	$(call quiet,SEEDS,build-fuzz/seeds)tests/fuzz/make-seeds.sh \
+	  $(KEYMGR) build-fuzz/seeds && touch $@
 
 # make check: install what is missing, build, run every test. The runner
 # prints "N passed, N failed, N skipped" and exits non-zero on any failure.

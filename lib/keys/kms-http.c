@@ -591,32 +591,36 @@ cv_http_sanitise (char *out, size_t outlen, const char *s, size_t len)
   out[o] = '\0';
 }
 
-/* Take the request id and the error type from response headers. */
-static size_t
-on_header (char *data, size_t size, size_t nmemb, void *opaque)
+/* Take the request id and the error type from response headers (kms.h). */
+size_t
+cv_kms_header_line (char *data, size_t size, size_t nmemb, void *opaque)
 {
   struct cv_kms_result *res = opaque;
   size_t n = size * nmemb, len = n;
   static const char rid[] = "x-amzn-requestid:", etype[] = "x-amzn-errortype:";
+  const char *v, *end;
 
+  /* data is not NUL-terminated (curl's header callback): every scan stops
+   * at end. */
   while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
     len--;
+  end = data + len;
   if (len > sizeof rid - 1 && strncasecmp (data, rid, sizeof rid - 1) == 0) {
-    const char *v = data + sizeof rid - 1;
-    while (*v == ' ' && v < data + len)
-      v++;
+    for (v = data + sizeof rid - 1; v < end && *v == ' '; v++)
+      ;
     cv_http_sanitise (res->request_id, sizeof res->request_id, v,
-                      len - (size_t) (v - data));
+                      (size_t) (end - v));
   } else if (len > sizeof etype - 1
              && strncasecmp (data, etype, sizeof etype - 1) == 0
              && !res->type[0]) {
-    const char *v = data + sizeof etype - 1;
-    while (*v == ' ' && v < data + len)
-      v++;
-    size_t tl = strcspn (v, ":\r\n"); /* "Type:http://..." */
-    cv_http_sanitise (
-        res->type, sizeof res->type, v,
-        tl < len - (size_t) (v - data) ? tl : len - (size_t) (v - data));
+    size_t tl = 0;
+    for (v = data + sizeof etype - 1; v < end && *v == ' '; v++)
+      ;
+    /* "Type:http://...": the type ends at a colon (or a NUL or line end,
+     * as before). */
+    while (v + tl < end && v[tl] && !strchr (":\r\n", v[tl]))
+      tl++;
+    cv_http_sanitise (res->type, sizeof res->type, v, tl);
   }
   return n;
 }
@@ -641,6 +645,32 @@ parse_error (const struct cv_http_buf *b, struct cv_kms_result *res)
     cv_http_sanitise (res->message, sizeof res->message, msg, strlen (msg));
   if (!res->type[0])
     snprintf (res->type, sizeof res->type, "HTTP %ld", res->status);
+}
+
+/* What attempt_once does with an answer that came (kms.h). */
+int
+cv_kms_answer_read (long status, const char *body, size_t len,
+                    struct cv_kms_result *res)
+{
+  const struct cv_http_buf b = { (char *) body, len, len };
+
+  res->status = status;
+  if (status >= 200 && status < 300) {
+    json_error_t err;
+    res->type[0] = '\0';
+    /* Operations with no result (RevokeGrant, RetireGrant) may answer
+     * with an empty body. */
+    res->body = len == 0 ? json_object ()
+                         : json_loadb (body, len, JSON_REJECT_DUPLICATES, &err);
+    if (json_is_object (res->body))
+      return 0;
+    json_decref (res->body);
+    res->body = NULL;
+    snprintf (res->message, sizeof res->message,
+              "the answer (HTTP %ld) is not a JSON object", status);
+  } else
+    parse_error (&b, res);
+  return -EIO;
 }
 
 /* One attempt on handle e (already set up for the call). Returns the retry
@@ -673,25 +703,9 @@ attempt_once (CURL *e, const struct cv_kms_call *c, struct cv_kms_result *res,
     cv_http_sanitise (res->message, sizeof res->message, m, strlen (m));
     res->type[0] = '\0';
   } else {
-    curl_easy_getinfo (e, CURLINFO_RESPONSE_CODE, &res->status);
-    if (res->status >= 200 && res->status < 300) {
-      json_error_t err;
-      res->type[0] = '\0';
-      /* Operations with no result (RevokeGrant, RetireGrant) may answer
-       * with an empty body. */
-      res->body = b.len == 0
-                      ? json_object ()
-                      : json_loadb (b.p, b.len, JSON_REJECT_DUPLICATES, &err);
-      if (json_is_object (res->body))
-        *rc = 0;
-      else {
-        json_decref (res->body);
-        res->body = NULL;
-        snprintf (res->message, sizeof res->message,
-                  "the answer (HTTP %ld) is not a JSON object", res->status);
-      }
-    } else
-      parse_error (&b, res);
+    long status;
+    curl_easy_getinfo (e, CURLINFO_RESPONSE_CODE, &status);
+    *rc = cv_kms_answer_read (status, b.p, b.len, res);
   }
   cv_http_buf_wipe (&b);
   how = cv_kms_classify (res->curl_code, res->status, res->type);
@@ -817,7 +831,7 @@ cv_kms_call (const struct cv_kms_call *c, struct cv_kms_result *res)
   curl_easy_setopt (e, CURLOPT_POSTFIELDS, c->body);
   curl_easy_setopt (e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) c->body_len);
   curl_easy_setopt (e, CURLOPT_WRITEFUNCTION, cv_http_buf_write);
-  curl_easy_setopt (e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt (e, CURLOPT_HEADERFUNCTION, cv_kms_header_line);
 
   struct kms_attempt ka = { e, c, res };
   rc = cv_aws_retried ("kms", c->op, c->max_attempts, c->adaptive, kms_attempt,

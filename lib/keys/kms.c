@@ -830,10 +830,40 @@ kms_rewrap (const json_t *w, const char *new_ref, const struct cv_creds *c,
   return r;
 }
 
+/* The key's state in a DescribeKey answer about t's key, into *state. */
+static int
+describe_answer (const json_t *resp, const struct cv_kms_target *t,
+                 char **state)
+{
+  char when[64] = "";
+  json_t *md = json_object_get (resp, "KeyMetadata");
+  const char *st = json_string_value (json_object_get (md, "KeyState"));
+  const char *karn = json_string_value (json_object_get (md, "Arn"));
+  const char *mr = json_string_value (json_object_get (
+      json_object_get (md, "MultiRegionConfiguration"), "MultiRegionKeyType"));
+  json_t *del = json_object_get (md, "DeletionDate");
+  int r = 0;
+
+  if (json_is_number (del)) {
+    time_t d = (time_t) json_number_value (del);
+    struct tm tm;
+    gmtime_r (&d, &tm);
+    strftime (when, sizeof when, ", deletion on %Y-%m-%dT%H:%M:%SZ", &tm);
+  }
+  if (!st)
+    cv_kms_answer_string (md, "KeyState", "DescribeKey", &r);
+  else if (asprintf (state, "%s%s%s%s (%s in %s)", st, when,
+                     mr ? ", multi-Region " : "", mr ? mr : "",
+                     karn ? karn : t->key_id, t->region)
+           < 0)
+    r = -ENOMEM;
+  return r;
+}
+
 static int
 kms_describe (const json_t *w, const struct cv_creds *c, char **state)
 {
-  char label[CV_WRAP_LABEL_MAX], when[64] = "";
+  char label[CV_WRAP_LABEL_MAX];
   json_auto_t *req = NULL, *resp = NULL;
   const char *arn, *blob;
   struct cv_kms_target t;
@@ -846,28 +876,8 @@ kms_describe (const json_t *w, const struct cv_creds *c, char **state)
   req = json_pack ("{s:s}", "KeyId", t.key_id);
   r = req ? cv_kms_op ("DescribeKey", label, t.key_id, &t, c, req, &resp)
           : -ENOMEM;
-  if (r == 0) {
-    json_t *md = json_object_get (resp, "KeyMetadata");
-    const char *st = json_string_value (json_object_get (md, "KeyState"));
-    const char *karn = json_string_value (json_object_get (md, "Arn"));
-    const char *mr = json_string_value (
-        json_object_get (json_object_get (md, "MultiRegionConfiguration"),
-                         "MultiRegionKeyType"));
-    json_t *del = json_object_get (md, "DeletionDate");
-    if (json_is_number (del)) {
-      time_t d = (time_t) json_number_value (del);
-      struct tm tm;
-      gmtime_r (&d, &tm);
-      strftime (when, sizeof when, ", deletion on %Y-%m-%dT%H:%M:%SZ", &tm);
-    }
-    if (!st)
-      cv_kms_answer_string (md, "KeyState", "DescribeKey", &r);
-    else if (asprintf (state, "%s%s%s%s (%s in %s)", st, when,
-                       mr ? ", multi-Region " : "", mr ? mr : "",
-                       karn ? karn : t.key_id, t.region)
-             < 0)
-      r = -ENOMEM;
-  }
+  if (r == 0)
+    r = describe_answer (resp, &t, state);
   cv_kms_target_free (&t);
   return r;
 }
@@ -880,3 +890,38 @@ const struct cv_provider cv_provider_kms = {
   .rewrap = kms_rewrap,
   .describe = kms_describe,
 };
+
+/* For tests/fuzz/fuzz-kms.c: the provider's reading of an answer, about a
+ * fixed key and volume (kms.h). */
+int
+cv_kms_answer_use (const char *op, int rc, const struct cv_kms_result *res,
+                   json_t *w, struct cv_key **dek, char **state)
+{
+  static const char arn[] = "arn:aws:kms:eu-west-1:111122223333:key/"
+                            "1234abcd-12ab-34cd-56ef-1234567890ab";
+  struct cv_kms_target t = { .region = "eu-west-1",
+                             .key_id = (char *) arn,
+                             .url = "https://kms.eu-west-1.amazonaws.com/",
+                             .host = "kms.eu-west-1.amazonaws.com",
+                             .cr = { .source = "environment" } };
+  json_auto_t *ctx = NULL;
+  int r = 0;
+
+  if (rc == -EIO)
+    return call_failed (op, "wrap 1 (kms fuzz)", arn, &t, res);
+  if (rc < 0)
+    return rc;
+  if ((r = binding_ctx (
+           CV_BINDING_PREFIX "0b6e4d0a-6b0e-4b8e-9d0c-2f3f1c1d5e6a", &ctx))
+      < 0)
+    return r;
+  if (strcmp (op, "Decrypt") == 0 || strcmp (op, "GenerateDataKey") == 0)
+    r = answer_key (res->body, op, CV_DEK_LEN, dek);
+  if (r == 0
+      && (strcmp (op, "Encrypt") == 0 || strcmp (op, "GenerateDataKey") == 0
+          || strcmp (op, "ReEncrypt") == 0))
+    r = store_wrap (w, res->body, op, &t, ctx);
+  if (r == 0 && strcmp (op, "DescribeKey") == 0)
+    r = describe_answer (res->body, &t, state);
+  return r;
+}

@@ -256,6 +256,28 @@ void cv_http_buf_wipe (struct cv_http_buf *b);
  * so a message from the network is safe to log. */
 void cv_http_sanitise (char *out, size_t outlen, const char *s, size_t len);
 
+/* What cv_kms_call does with an answer curl received, exposed for the fuzz
+ * target tests/fuzz/fuzz-kms.c. cv_kms_header_line is its
+ * CURLOPT_HEADERFUNCTION (opaque: a struct cv_kms_result): it takes the
+ * request id and the error type from a response header line.
+ * cv_kms_answer_read reads the HTTP status and the body (len bytes; not
+ * NUL-terminated) into res: 0 with res->body, a JSON object, for a 2xx
+ * status with a JSON object or empty body; else -EIO with res->type and
+ * res->message saying why (sanitised: printable ASCII). */
+size_t cv_kms_header_line (char *data, size_t size, size_t nmemb, void *opaque);
+int cv_kms_answer_read (long status, const char *body, size_t len,
+                        struct cv_kms_result *res);
+
+/* What the provider makes of a call's outcome (rc and res as cv_kms_call
+ * left them), for the fuzz target: a failed call (-EIO) is reported and
+ * mapped to -errno as for a wrap of key_id; an answer to op is read as the
+ * provider reads it (Decrypt and GenerateDataKey: the DEK of CV_DEK_LEN
+ * bytes into *dek; Encrypt, GenerateDataKey and ReEncrypt: the wrap's
+ * members into w; DescribeKey: the key's state into *state). Returns 0 or
+ * -errno (logged). */
+int cv_kms_answer_use (const char *op, int rc, const struct cv_kms_result *res,
+                       json_t *w, struct cv_key **dek, char **state);
+
 /* A string member key of a KMS answer to op, or NULL (logged, *r =
  * -EPROTO). */
 const char *cv_kms_answer_string (const json_t *resp, const char *key,

@@ -118,13 +118,14 @@ expect_fail () {
   pass "$what: $(grep -E -m1 "$pattern" "$tmp/err")"
 }
 
-# fuzz_briefly NAME RUNS SECONDS MAX_LEN: a short libFuzzer run of
-# build-fuzz/fuzz-NAME (make fuzz: clang, ASan and UBSan) from its seed
-# corpus tests/fuzz/corpus-NAME, at most RUNS inputs or SECONDS: it must
-# neither crash nor leak. New inputs go to this test's corpus/ (the seeds
-# are only read). Skips the test when clang's libFuzzer is missing.
+# fuzz_briefly NAME: a short libFuzzer run of build-fuzz/fuzz-NAME (make
+# fuzz-build: clang, ASan and UBSan) from its seed corpora, for
+# FUZZ_CHECK_SECONDS (30) through tests/fuzz/run.sh: it must neither crash,
+# leak nor time out; a crash's reproducer stays in build-fuzz/crashes/ and
+# its path is in this test's log. New inputs go to this test's corpus/.
+# Skips the test when clang's libFuzzer is missing.
 fuzz_briefly () {
-  local name=$1 runs=$2 secs=$3 max_len=$4
+  local name=$1
   requires clang
   # Skip only where clang cannot make a fuzzer at all; a fuzzer of ours
   # that does not build is a failure.
@@ -133,11 +134,10 @@ fuzz_briefly () {
     echo "SKIP: clang cannot build with -fsanitize=fuzzer (libFuzzer missing)"
     exit 77
   fi
-  make -s -C "$CV_SRCDIR" fuzz >build.log 2>&1 || { cat build.log; fail "make fuzz failed"; }
-  mkdir -p corpus
-  "$CV_SRCDIR/build-fuzz/fuzz-$name" -runs="$runs" -max_total_time="$secs" \
-    -max_len="$max_len" -timeout=10 corpus "$CV_SRCDIR/tests/fuzz/corpus-$name" \
-    >fuzz.log 2>&1 || { tail -n 40 fuzz.log; fail "fuzz-$name found a crash"; }
-  grep -q '^Done [0-9]* runs' fuzz.log || { tail -n 20 fuzz.log; fail "fuzz-$name did not finish"; }
-  pass "fuzz-$name: $(grep -o '^Done .*' fuzz.log), corpus $(ls corpus | wc -l) new inputs"
+  local goals=("build-fuzz/fuzz-$name")
+  [ "$name" = header ] || [ "$name" = unlock ] && goals+=(build-fuzz/seeds/.done)
+  make -s -C "$CV_SRCDIR" "${goals[@]}" >build.log 2>&1 || { cat build.log; fail "building fuzz-$name failed"; }
+  "$CV_SRCDIR/tests/fuzz/run.sh" -c "$tmp/corpus" -l "$CV_BUILD/test-logs" \
+    "${FUZZ_CHECK_SECONDS:-30}" "$name" >run.out 2>&1 || { cat run.out; fail "fuzz-$name found a crash"; }
+  pass "$(cat run.out)"
 }
