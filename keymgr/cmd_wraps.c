@@ -173,7 +173,7 @@ cmd_add_wrap (int argc, char **argv)
       && (rc = cv_wrap_add (s.h, n.spec, &nc, s.dek, &id)) == 0
       && (rc = session_commit (&s)) == 0) {
     /* Prove the new wrap opens the volume before saying it does. */
-    if ((rc = cv_wrap_verify (s.h, s.name, id, &nc, false)) == 0)
+    if ((rc = cv_wrap_verify (s.h, s.name, id, &nc, false, NULL)) == 0)
       rc = session_commit (&s);
     else
       cv_err ("the new wrap %lld was written but does not unlock the volume; "
@@ -346,7 +346,8 @@ cmd_rewrap (int argc, char **argv)
     rc = session_commit (&s);
   }
   if (rc == 0
-      && (rc = cv_wrap_verify (s.h, s.name, mv.id, &nc, mv.in_service)) < 0)
+      && (rc = cv_wrap_verify (s.h, s.name, mv.id, &nc, mv.in_service, &s.dek))
+             < 0)
     cv_err ("the new wrap %lld does not unlock %s; wrap %lld is kept (remove "
             "the new one with remove-wrap --id %lld)",
             (long long) mv.id, s.name, (long long) n.id, (long long) mv.id);

@@ -45,26 +45,19 @@ lock_volume (int fd, const char *name, bool exclusive)
   char w[128];
   int rc = cv_lock_in_use_for (fd, exclusive, (unsigned) wait_ms);
 
-  if (rc == -EBUSY && exclusive) {
-    /* Held shared: a server, or a keymgr changing the wraps; exclusive: an
-     * offline change. */
-    if (cv_lock_in_use (fd, false, false) == -EBUSY)
+  if (rc == -EBUSY) {
+    /* Held exclusive: an offline change. Held shared (which only an
+     * exclusive request meets): a server, or a keymgr changing the wraps. */
+    if (!exclusive || cv_lock_in_use (fd, false, false) == -EBUSY)
       cv_err ("%s is being changed offline by another cryptvol-keymgr "
-              "(rotate-dek, restore-header or shred); %stry again when it ends "
-              "(fuser -v %s lists the processes that have it open)",
+              "(rotate-dek, restore-header or shred); %stry again when it "
+              "ends (fuser -v %s lists the processes that have it open)",
               name, waited (w, sizeof w), name);
     else
       cv_err ("%s is in use (being served, or changed by another "
               "cryptvol-keymgr); %sstop the server first (fuser -v %s lists "
               "the processes that have it open)",
               name, waited (w, sizeof w), name);
-    return EXIT_BUSY;
-  }
-  if (rc == -EBUSY) {
-    cv_err ("%s is being changed offline by another cryptvol-keymgr "
-            "(rotate-dek, restore-header or shred); %stry again when it ends "
-            "(fuser -v %s lists the processes that have it open)",
-            name, waited (w, sizeof w), name);
     return EXIT_BUSY;
   }
   if (rc < 0)

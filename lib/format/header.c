@@ -731,11 +731,14 @@ cv_hdr_decode (const uint8_t *buf, int copy, const char *name,
   return r;
 }
 
-/* Take (F_RDLCK, F_WRLCK, waiting) or drop (F_UNLCK) the commit lock, an
- * OFD lock held by a commit while it writes the copies and by a reader while
- * it reads them, so that a reader never sees a commit half done and warns of
- * an interrupted one. Advisory and best effort: where the file system has no
- * locks, each copy's checksum still protects the reader. */
+/* Take (F_RDLCK, F_WRLCK) or drop (F_UNLCK) the commit lock, an OFD lock
+ * held by a commit while it writes the copies and by a reader while it
+ * reads them, so that a reader never sees a commit half done and warns of
+ * an interrupted one. Advisory and best effort: where the file system has
+ * no locks, or the holder does not let go within COMMIT_LOCK_WAIT_MS (a
+ * process stopped mid-commit: a reader must not hang on it), the caller
+ * goes on without it; each copy's checksum still protects the reader. */
+#define COMMIT_LOCK_WAIT_MS 2000
 static void
 commit_lock (int fd, short type)
 {
@@ -743,9 +746,16 @@ commit_lock (int fd, short type)
                       .l_whence = SEEK_SET,
                       .l_start = CV_LOCK_COMMIT_BYTE,
                       .l_len = 1 };
+  long waited_us = 0, delay_us = 500;
 
-  while (fcntl (fd, F_OFD_SETLKW, &fl) < 0 && errno == EINTR)
-    ;
+  while (fcntl (fd, F_OFD_SETLK, &fl) < 0) {
+    if ((errno != EAGAIN && errno != EACCES && errno != EINTR)
+        || waited_us >= COMMIT_LOCK_WAIT_MS * 1000L)
+      return;
+    usleep ((useconds_t) delay_us);
+    waited_us += delay_us;
+    delay_us = delay_us * 2 > 20000 ? 20000 : delay_us * 2;
+  }
 }
 
 /* Do the two copies in buf (the header area) hold the same commit: the

@@ -115,7 +115,6 @@ cv_seal_write (int dfd, const char *dname, bool attached,
   cv_put_be64 (sec + S_GEN, h->generation);
   if ((r = seal_mac (h, dek, sec, sec + S_MAC)) < 0)
     return r;
-  cv_fault_point ("seal: header committed, seal not written");
   r = cv_pwrite_all (dfd, sec, CV_SEAL_SIZE, h->seal_offset, RWF_DSYNC);
   if (r < 0)
     cv_err ("cannot write the seal sector of %s (at %" PRIu64 "): %s; the "
@@ -211,6 +210,7 @@ cv_hdr_commit_sealed (int hfd, const char *name, int dfd, const char *dname,
 
   if ((r = cv_hdr_seal (h, dek)) < 0 || (r = cv_hdr_commit (hfd, name, h)) < 0)
     return r;
+  cv_fault_point ("seal: header committed, seal not written");
   return cv_seal_write (dfd, dname, hfd == dfd || strcmp (name, dname) == 0, h,
                         dek);
 }

@@ -151,10 +151,14 @@ int cv_wrap_move (struct cv_header *h, const char *name, int64_t old_id,
 /* Prove that wrap id opens the volume with c, and record it ("verified").
  * in_service (a wrap made by a re-wrap inside the key service): the key
  * service re-wraps it to its own key, which needs the volume's binding to
- * decrypt it, so the DEK still never leaves it; otherwise it is unlocked.
+ * decrypt it, so the DEK still never leaves it (and a wrap the volume key
+ * has bound is left as it is: only a commit with the key may change it);
+ * otherwise it is unlocked, and *dek (when dek is not NULL and *dek is
+ * NULL) gets the DEK for the caller's sealed commit (caller frees).
  * Returns 0 or -errno (logged). */
 int cv_wrap_verify (struct cv_header *h, const char *name, int64_t id,
-                    const struct cv_creds *c, bool in_service);
+                    const struct cv_creds *c, bool in_service,
+                    struct cv_key **dek);
 
 /* DEK rotation: replace every wrap of h by a wrap of new_dek with the same
  * id, type and key (a passphrase wrap keeps its KDF parameters). Each wrap is

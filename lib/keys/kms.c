@@ -908,11 +908,12 @@ cv_kms_answer_use (const char *op, int rc, const struct cv_kms_result *res,
   int r = 0;
 
   if (rc == -EIO)
-    return call_failed (op, "wrap 1 (kms fuzz)", arn, &t, res);
+    return call_failed (op, "wrap 1 (kms fuzz)", arn, &t, res,
+                        bad_ctx_todo (w));
   if (rc < 0)
     return rc;
-  if ((r = binding_ctx (
-           CV_BINDING_PREFIX "0b6e4d0a-6b0e-4b8e-9d0c-2f3f1c1d5e6a", &ctx))
+  if ((r = wrap_ctx (CV_BINDING_PREFIX "0b6e4d0a-6b0e-4b8e-9d0c-2f3f1c1d5e6a",
+                     w, true, &ctx))
       < 0)
     return r;
   if (strcmp (op, "Decrypt") == 0 || strcmp (op, "GenerateDataKey") == 0)
@@ -920,7 +921,7 @@ cv_kms_answer_use (const char *op, int rc, const struct cv_kms_result *res,
   if (r == 0
       && (strcmp (op, "Encrypt") == 0 || strcmp (op, "GenerateDataKey") == 0
           || strcmp (op, "ReEncrypt") == 0))
-    r = store_wrap (w, res->body, op, &t, ctx);
+    r = store_wrap (w, res->body, op, ctx);
   if (r == 0 && strcmp (op, "DescribeKey") == 0)
     r = describe_answer (res->body, &t, state);
   return r;

@@ -169,7 +169,8 @@ cv_wrap_move (struct cv_header *h, const char *name, int64_t old_id,
 
 int
 cv_wrap_verify (struct cv_header *h, const char *name, int64_t id,
-                const struct cv_creds *c, bool in_service)
+                const struct cv_creds *c, bool in_service,
+                struct cv_key **dek_out)
 {
   struct cv_wrap_info w;
   int r;
@@ -184,10 +185,14 @@ cv_wrap_verify (struct cv_header *h, const char *name, int64_t id,
     if (!scratch)
       return -ENOMEM;
     r = p->rewrap (wrap_json (h, id), w.ref, c, cv_hdr_binding (h), scratch);
+    if (r == 0 && cv_hdr_wrap_bound (h, id) == 1)
+      return 0; /* bound: changed only by a commit with the key */
   } else {
     CLEANUP_KEY struct cv_key *dek = NULL;
     struct cv_wrap_sel sel = only (id);
     r = cv_unlock (h, name, c, &sel, &dek, NULL);
+    if (r == 0 && dek_out && !*dek_out)
+      *dek_out = STEAL (dek);
   }
   return r < 0 ? r : cv_hdr_wrap_mark_verified (h, id);
 }

@@ -66,6 +66,10 @@ for kind in "rotate: journal written" "rotate: hotzone piece written" "rotate: s
   grep -q " $kind\$" kinds || fail "no fault point \"$kind\" in a served rotation"
 done
 [ "$n_points" -ge $((3 * 64)) ] || fail "$n_points fault points for 64 steps"
+# The points of the rotation's end (its commit, then "rotate: finished"): a
+# life that starts with every sector re-encrypted is killed at the last.
+fin_k=$(grep '^fault point' trace.log | awk '/rotate: step committed$/ {n = 0; next} {n++} /rotate: finished$/ {print n; exit}')
+[ -n "$fin_k" ] || fail "no \"rotate: finished\" after the last step in the trace"
 [ "$(serve vol keyfile=vol.kek -- nbdcopy '$uri' - | sha256sum)" = "$(sha256sum <data)" ] ||
   fail "the data changed in the traced rotation"
 
@@ -90,7 +94,9 @@ chain () {
     info=$("$KEYMGR" info vol --json)
     boundary=$(jq '.volume.rotation.boundary // 0' <<<"$info")
     step=$(jq '.volume.rotation.step // 0' <<<"$info")
-    if [ "$step" -gt 0 ] && [ $((boundary + step)) -ge $SIZE ]; then
+    if [ "$step" -gt 0 ] && [ "$boundary" -ge $SIZE ]; then
+      k=$fin_k
+    elif [ "$step" -gt 0 ] && [ $((boundary + step)) -ge $SIZE ]; then
       lastk=$((lastk + 1)); k=$lastk
     else
       lastk=0; k=$((1 + RANDOM % KMAX))

@@ -163,15 +163,15 @@ test_remove_verify (void)
   CHECK (cv_wrap_same_key (h, spec2, -1) == 1, "same key as wrap 1");
   CHECK (cv_wrap_same_key (h, spec2, 1) == -1, "except wrap 1");
   CHECK (cv_wrap_same_key (h, "passphrase", -1) == -1, "passphrase: never");
-  CHECK (cv_wrap_verify (h, "vol", 1, &c, false) == 0
+  CHECK (cv_wrap_verify (h, "vol", 1, &c, false, NULL) == 0
              && cv_hdr_wrap_find (h, 1, &w) == 0 && w.verified,
          "verify wrap 1");
   harness_log_clear ();
-  CHECK (
-      cv_wrap_verify (h, "vol", 1, &(struct cv_creds){ .keyfile = k1 }, false)
-          == -EKEYREJECTED,
-      "verify with the wrong key");
-  CHECK (cv_wrap_verify (h, "vol", 9, &c, false) == -ENOENT,
+  CHECK (cv_wrap_verify (h, "vol", 1, &(struct cv_creds){ .keyfile = k1 },
+                         false, NULL)
+             == -EKEYREJECTED,
+         "verify with the wrong key");
+  CHECK (cv_wrap_verify (h, "vol", 9, &c, false, NULL) == -ENOENT,
          "verify a missing wrap");
 
   char *state = (char *) "unset";
