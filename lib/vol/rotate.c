@@ -592,7 +592,8 @@ cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
   }
   /* Under the new DEK; until it is written the seal, under the old one,
    * still authenticates (cv_seal_check). */
-  cv_fault_point ("seal: header committed, seal not written");
+  if (cv_hdr_sealed (h, NULL, NULL))
+    cv_fault_point ("seal: header committed, seal not written");
   cv_seal_write (v->dfd, v->path, v->dfd == v->hfd, h, dek1);
   cv_hdr_free (v->hdr);
   v->hdr = STEAL (h);
