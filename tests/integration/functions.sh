@@ -103,6 +103,16 @@ stop_nbd () { # [SIGNAL] (TERM)
 }
 cleanup_hooks+=(stop_nbd)
 
+# ms COMMAND...: run COMMAND, its output in $tmp/out and $tmp/err; its
+# status in $rc, its wall time in milliseconds in $ms.
+ms () {
+  local start
+  start=$(date +%s%N)
+  rc=0
+  "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+  ms=$((($(date +%s%N) - start) / 1000000))
+}
+
 # expect_fail WHAT PATTERN COMMAND...: COMMAND must fail and its stderr must
 # match the extended regex PATTERN.
 expect_fail () {

@@ -13,14 +13,6 @@ printf 'correct horse battery staple' >pass
 chmod 600 pass
 "$KEYMGR" create pvol --size 8M --wrap passphrase --passphrase-file pass "${FAST_KDF[@]}" >/dev/null
 
-# ms COMMAND...: run COMMAND (its status in $rc), its wall time in ms in $ms.
-ms () {
-  local start
-  start=$(date +%s%N)
-  rc=0
-  "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
-  ms=$((($(date +%s%N) - start) / 1000000))
-}
 
 # The finding: m = 4 GiB, t = 100 in the header, checksums fixed.
 cp pvol huge

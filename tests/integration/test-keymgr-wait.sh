@@ -49,14 +49,6 @@ release () {
 }
 cleanup_hooks+=('[ -z "$holder" ] || kill "$holder"')
 
-# ms COMMAND...: run it; status in $rc, wall time in $ms.
-ms () {
-  local start
-  start=$(date +%s%N)
-  rc=0
-  "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
-  ms=$((($(date +%s%N) - start) / 1000000))
-}
 
 "$KEYMGR" genkey late.kek >/dev/null
 hold header exclusive
