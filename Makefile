@@ -102,7 +102,7 @@ sanitize:
 # builds them, makes seeds from real volumes (tests/fuzz/make-seeds.sh) and
 # runs each for FUZZ_SECONDS from its corpora (tests/fuzz/run.sh, which
 # keeps what they find in build-fuzz/corpus/ and a crash's reproducer in
-# build-fuzz/crashes/); `make fuzz-build` only builds; test-fuzz-*.sh run
+# build-fuzz/crashes/); `make fuzz-build` only builds; test-fuzz.sh runs
 # each for 30 s in make check. doc/security.md, "Fuzzing", has the record.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60

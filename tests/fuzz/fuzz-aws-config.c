@@ -3,7 +3,7 @@
  * first NUL. Every lookup must return NULL or a value with no line break
  * and no blank at either end; the parser must not crash, leak or read out
  * of bounds. make fuzz builds it (build-fuzz/fuzz-aws-config);
- * test-fuzz-aws-config.sh runs it briefly from its seed corpus. */
+ * test-fuzz.sh runs it briefly from its seed corpus. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * names. Credentials that parse must have a key id, a secret of the length
  * given, a NUL-terminated token and the source's name; nothing may crash,
  * leak or read out of bounds. make fuzz builds it (build-fuzz/
- * fuzz-aws-creds); test-fuzz-aws-creds.sh runs it briefly. */
+ * fuzz-aws-creds); test-fuzz.sh runs it briefly. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

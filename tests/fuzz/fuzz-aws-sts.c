@@ -3,7 +3,7 @@
  * (never crash, leak or read out of bounds); on 0, credentials are whole
  * (key id, secret, token) and their secret and token printable ASCII
  * without spaces, since they go into request headers. make fuzz builds it
- * (build-fuzz/fuzz-aws-sts); test-fuzz-aws-sts.sh runs it briefly. */
+ * (build-fuzz/fuzz-aws-sts); test-fuzz.sh runs it briefly. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

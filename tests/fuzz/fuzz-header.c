@@ -5,7 +5,7 @@
  * (wraps, rotation state, JSON view, key check) and must encode again into
  * a copy that decodes to the same header. The reader must return one of its
  * documented codes and never crash, leak or read out of bounds. make fuzz
- * builds and runs it (build-fuzz/fuzz-header); test-fuzz-header.sh runs it
+ * builds and runs it (build-fuzz/fuzz-header); test-fuzz.sh runs it
  * for 30 s from seeds tests/fuzz/make-seeds.sh takes from real volumes. */
 #include <errno.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  * (Plaintext, CiphertextBlob, KeyId, KeyMetadata). Everything taken from
  * the answer must be printable, bounded and NUL-terminated; nothing may
  * crash, leak or read out of bounds. make fuzz builds and runs it
- * (build-fuzz/fuzz-kms); test-fuzz-kms.sh runs it for 30 s from
+ * (build-fuzz/fuzz-kms); test-fuzz.sh runs it for 30 s from
  * tests/fuzz/corpus-kms. */
 #include <errno.h>
 #include <stdint.h>

@@ -8,7 +8,7 @@
  * few microseconds are not given the passphrase, so that the fuzzer does
  * not crawl. cv_unlock must return 0 only with a DEK that authenticates the
  * header, and never crash, leak or read out of bounds. make fuzz builds and
- * runs it (build-fuzz/fuzz-unlock); test-fuzz-unlock.sh runs it for 30 s.
+ * runs it (build-fuzz/fuzz-unlock); test-fuzz.sh runs it for 30 s.
  * FUZZ_DEBUG=1 prints what cv_unlock returned (replaying an input). */
 #include <errno.h>
 #include <fcntl.h>

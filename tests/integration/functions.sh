@@ -128,14 +128,13 @@ expect_fail () {
   pass "$what: $(grep -E -m1 "$pattern" "$tmp/err")"
 }
 
-# fuzz_briefly NAME: a short libFuzzer run of build-fuzz/fuzz-NAME (make
-# fuzz-build: clang, ASan and UBSan) from its seed corpora, for
-# FUZZ_CHECK_SECONDS (30) through tests/fuzz/run.sh: it must neither crash,
-# leak nor time out; a crash's reproducer stays in build-fuzz/crashes/ and
-# its path is in this test's log. New inputs go to this test's corpus/.
-# Skips the test when clang's libFuzzer is missing.
+# fuzz_briefly NAME...: a short libFuzzer run of each build-fuzz/fuzz-NAME
+# (make fuzz-build: clang, ASan and UBSan) from its seed corpora, for
+# FUZZ_CHECK_SECONDS (30) through tests/fuzz/run.sh, two at a time: none
+# may crash, leak or time out; a crash's reproducer stays in
+# build-fuzz/crashes/ and its path is in this test's log. New inputs go to
+# this test's corpus/. Skips the test when clang's libFuzzer is missing.
 fuzz_briefly () {
-  local name=$1
   requires clang
   # Skip only where clang cannot make a fuzzer at all; a fuzzer of ours
   # that does not build is a failure.
@@ -144,10 +143,19 @@ fuzz_briefly () {
     echo "SKIP: clang cannot build with -fsanitize=fuzzer (libFuzzer missing)"
     exit 77
   fi
-  local goals=("build-fuzz/fuzz-$name")
-  [ "$name" = header ] || [ "$name" = unlock ] && goals+=(build-fuzz/seeds/.done)
-  make -s -C "$CV_SRCDIR" "${goals[@]}" >build.log 2>&1 || { cat build.log; fail "building fuzz-$name failed"; }
-  "$CV_SRCDIR/tests/fuzz/run.sh" -c "$tmp/corpus" -l "$CV_BUILD/test-logs" \
-    "${FUZZ_CHECK_SECONDS:-30}" "$name" >run.out 2>&1 || { cat run.out; fail "fuzz-$name found a crash"; }
-  pass "$(cat run.out)"
+  local goals=() name failed=0
+  for name in "$@"; do goals+=("build-fuzz/fuzz-$name"); done
+  goals+=(build-fuzz/seeds/.done)
+  make -s -j2 -C "$CV_SRCDIR" "${goals[@]}" >build.log 2>&1 || { cat build.log; fail "building the fuzz targets failed"; }
+  # Two targets at a time, each on one core; each reports in run-NAME.out.
+  printf '%s\n' "$@" | xargs -P 2 -I{} sh -c '"$1/tests/fuzz/run.sh" -c "$2/corpus" -l "$3" "$4" {} >run-{}.out 2>&1' \
+    _ "$CV_SRCDIR" "$tmp" "$CV_BUILD/test-logs" "${FUZZ_CHECK_SECONDS:-30}" || true
+  for name in "$@"; do
+    if grep -q "^fuzz-$name: .* runs in" "run-$name.out"; then
+      pass "$(cat "run-$name.out")"
+    else
+      cat "run-$name.out"; failed=1
+    fi
+  done
+  [ $failed = 0 ] || fail "a fuzz target found a crash (reproducer above)"
 }
