@@ -19,7 +19,7 @@ head -c 4M /dev/urandom > data
 serve base keyfile=a.kek -- nbdcopy data '$uri'
 sum=$(sha256sum < data)
 
-ROTATE=(rotate-dek --keyfile a.kek --passphrase-file pass --hotzone 112K)
+ROTATE=(rotate-dek --keyfile a.kek --passphrase-file pass --hotzone 104K)
 REWRAP=(rewrap --id 0 --to file:b.kek --keyfile a.kek)
 
 # How many fault points each command passes when it runs to the end.
