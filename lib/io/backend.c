@@ -89,16 +89,30 @@ cv_io_map (struct cv_io *io, const uint8_t **base, uint64_t *len)
   return io->ops->map ? io->ops->map (io, base, len) : -ENOTSUP;
 }
 
-int
-cv_io_queue_new (struct cv_io *io, unsigned depth, struct cv_io_queue **out)
+static int
+queue_new (struct cv_io *io, unsigned depth, bool shared,
+           struct cv_io_queue **out)
 {
-  int rc = io->ops->queue_new (io, depth, out);
+  int rc = io->ops->queue_new (io, depth, shared, out);
 
   if (rc == 0) {
     (*out)->ops = io->ops;
     (*out)->error = 0;
   }
   return rc;
+}
+
+int
+cv_io_queue_new (struct cv_io *io, unsigned depth, struct cv_io_queue **out)
+{
+  return queue_new (io, depth, false, out);
+}
+
+int
+cv_io_queue_new_shared (struct cv_io *io, unsigned depth,
+                        struct cv_io_queue **out)
+{
+  return queue_new (io, depth, true, out);
 }
 
 void
