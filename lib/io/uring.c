@@ -611,7 +611,8 @@ uring_reap (struct cv_io_queue *base, uint64_t *tag, bool wait)
     *tag = q->done[q->ndone].tag;
     return q->done[q->ndone].rc;
   }
-  int rc = wait ? cv_ring_reap (q->ring, tag) : cv_ring_reap_ready (q->ring, tag);
+  int rc
+      = wait ? cv_ring_reap (q->ring, tag) : cv_ring_reap_ready (q->ring, tag);
   if (rc < 0 && *tag == CV_RING_BROKEN && q->shared)
     __atomic_store_n (&q->shared->broken, true, __ATOMIC_RELEASE);
   return rc;

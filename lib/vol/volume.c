@@ -1120,6 +1120,12 @@ cv_vol_uuid (const struct cv_vol *v)
   return v->uuid;
 }
 
+const char *
+cv_vol_path (const struct cv_vol *v)
+{
+  return v->path;
+}
+
 int
 cv_vol_after_fork (struct cv_vol *v)
 {
