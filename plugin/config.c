@@ -27,11 +27,11 @@
 #include "keys/kms-grants.h"
 #include "plugin.h"
 
-#define NAME_MAX_BYTES 255            /* an export name */
+#define NAME_MAX_BYTES 255          /* an export name */
 #define VOLUMES_FILE_MAX (16 << 20) /* bytes */
 
-struct server_params server = { .unlock_parallel = 32,
-                                .control_gid = (gid_t) -1 };
+struct server_params server
+    = { .unlock_parallel = 32, .control_gid = (gid_t) -1 };
 struct export *exports;
 size_t nexports;
 
@@ -115,7 +115,11 @@ read_secret (const char *key, const char *value, const char *dir,
   if (value[0] != '+' && value[0] != '-') {
     nbdkit_error ("%s= must not be given %s; use %s=+FILE, %s=-FD%s", key,
                   dir ? "in the volumes file itself" : "on the command line",
-                  key, key, dir ? "" : " or " "-" " (prompt)");
+                  key, key,
+                  dir ? ""
+                      : " or "
+                        "-"
+                        " (prompt)");
     return -1;
   }
   if (dir && strcmp (value, "-") == 0) {
@@ -124,8 +128,10 @@ read_secret (const char *key, const char *value, const char *dir,
                   key, key);
     return -1;
   }
-  if (cur && cur != (strcmp (key, "pin") == 0 ? defaults.creds.pin
-                                               : defaults.creds.passphrase)) {
+  if (cur
+      && cur
+             != (strcmp (key, "pin") == 0 ? defaults.creds.pin
+                                          : defaults.creds.passphrase)) {
     nbdkit_error ("%s= given twice", key);
     return -1;
   }
@@ -159,7 +165,8 @@ read_grant_token (const char *value, const char *dir, struct cv_creds *c)
   char *s = NULL;
   size_t n;
 
-  if (c->kms_grant_token && c->kms_grant_token != defaults.creds.kms_grant_token) {
+  if (c->kms_grant_token
+      && c->kms_grant_token != defaults.creds.kms_grant_token) {
     nbdkit_error ("kms-grant-token= given twice");
     return -1;
   }
@@ -397,8 +404,8 @@ static bool
 server_key (const char *key)
 {
   static const char *const keys[]
-      = { "control", "control-group", "audit-log", "volumes", "dir",
-          "unlock",  "unlock-parallel", "io",      "xts-engine" };
+      = { "control", "control-group",   "audit-log", "volumes",   "dir",
+          "unlock",  "unlock-parallel", "io",        "xts-engine" };
 
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
     if (strcmp (key, keys[i]) == 0)
@@ -594,8 +601,7 @@ volume_entry (const char *name)
   if (name[0] == '.' || (n > 4 && strcmp (name + n - 4, ".hdr") == 0)
       || (n > 5 && strcmp (name + n - 5, ".conf") == 0))
     return false;
-  if (asprintf (&path, "%s/%s", volumes_dir, name) < 0
-      || stat (path, &sb) < 0)
+  if (asprintf (&path, "%s/%s", volumes_dir, name) < 0 || stat (path, &sb) < 0)
     return false;
   return S_ISREG (sb.st_mode) || S_ISBLK (sb.st_mode);
 }

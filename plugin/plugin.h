@@ -32,7 +32,8 @@ struct vol_params {
 };
 
 /* One export: a volume served under a name. */
-struct export {
+struct export
+{
   char *name; /* "" for the single volume= */
   struct vol_params p;
   pthread_mutex_t lock; /* one unlock at a time */

@@ -23,19 +23,24 @@ uring_hint (int err)
   }
 }
 
-/* The backend for kind into *ops: CV_IO_AUTO becomes io_uring if it works,
- * else the portable backend with one warning per process. Returns 0, or the
+/* The backend for kind into *ops: CV_IO_AUTO becomes io_uring if it works
+ * (probed until it once did), else the portable backend with one warning
+ * per process. Returns 0, or the
  * -errno for which io_uring, asked for, does not work (logged). */
 static int
 choose (enum cv_io_kind kind, const struct cv_io_ops **ops)
 {
-  static bool warned;
+  static bool warned, works;
   int err;
 
   *ops = &cv_io_posix_ops;
   if (kind == CV_IO_POSIX)
     return 0;
-  if ((err = cv_io_uring_probe ()) == 0) {
+  /* Once it worked, it is not probed again: a server opening a thousand
+   * volumes would make and tear down a ring for each. */
+  if (__atomic_load_n (&works, __ATOMIC_RELAXED)
+      || (err = cv_io_uring_probe ()) == 0) {
+    __atomic_store_n (&works, true, __ATOMIC_RELAXED);
     *ops = &cv_io_uring_ops;
     return 0;
   }

@@ -47,8 +47,9 @@ entry (void *arg, unsigned line, const char *name, const char *key,
     abort ();
   check_text (name);
   if (key) {
-    if (!*key || strspn (key, "abcdefghijklmnopqrstuvwxyz0123456789-")
-                     != strlen (key))
+    if (!*key
+        || strspn (key, "abcdefghijklmnopqrstuvwxyz0123456789-")
+               != strlen (key))
       abort ();
     check_text (value);
   }
