@@ -113,7 +113,7 @@ FUZZ_FLAGS   := $(FUZZ_BASE) -fsanitize=fuzzer,address,undefined \
 # The same targets for line coverage (tests/fuzz/coverage.sh): no sanitizer.
 FUZZ_COV_FLAGS := $(FUZZ_BASE) -fsanitize=fuzzer -fprofile-instr-generate \
                   -fcoverage-mapping
-FUZZ_TARGETS := control aws-config aws-creds aws-sts header unlock kms
+FUZZ_TARGETS := control aws-config aws-creds aws-sts header unlock kms stanza
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build-fuzz/fuzz-%)
 FUZZ_SRCS_control    := lib/ctl/dispatch.c lib/ctl/audit.c lib/common/log.c \
                         lib/common/clock.c
@@ -127,8 +127,9 @@ FUZZ_SRCS_unlock     := $(FUZZ_SRCS_header) lib/keys/unlock.c lib/keys/file.c \
                         lib/keys/passphrase.c lib/keys/aead_wrap.c \
                         lib/keys/provider.c
 FUZZ_SRCS_kms        := lib/keys/kms.c lib/keys/kms-http.c
+FUZZ_SRCS_stanza     := lib/common/stanza.c lib/common/log.c
 # Targets whose sources stand alone; the others link the library.
-FUZZ_ALONE      := control aws-config aws-creds
+FUZZ_ALONE      := control aws-config aws-creds stanza
 FUZZ_ALONE_LIBS := $(shell pkg-config --libs jansson libcrypto libgcrypt 2>/dev/null)
 fuzz_srcs = $(FUZZ_SRCS_$(1))
 fuzz_alone = $(filter $(1),$(FUZZ_ALONE))

@@ -1,51 +1,35 @@
 /* nbdkit-cryptvol-plugin: nbdkit glue only. The volume, its header, keys and
- * data path live in libcryptvol (lib/); this file turns nbdkit parameters into
- * cv_vol_opts, routes log messages to nbdkit, and maps callbacks to
- * cv_vol_*. See doc/nbdkit-cryptvol-plugin.pod for every parameter. */
+ * data path live in libcryptvol (lib/); this file unlocks the exports
+ * (config.c made them from the parameters), routes log messages to nbdkit,
+ * and maps callbacks to cv_vol_*. One server serves one volume (volume=) or
+ * many, each an export chosen by name (volumes=FILE, dir=DIR). See
+ * doc/nbdkit-cryptvol-plugin.pod for every parameter. */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 #include "common/log.h"
-#include "common/secfile.h"
 #include "crypto/secmem.h"
 #include "ctl/audit.h"
 #include "ctl/ctl.h"
-#include "keys/keys.h"
-#include "keys/kms-grants.h"
-#include "vol/volume.h"
+#include "plugin.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 #define MAX_REQUEST (32 * 1024 * 1024)
+/* A client's open retries the unlock of an export that failed at most this
+ * often (a key service that was down at start-up heals by itself). */
+#define RETRY_S 10
 
-static const char *volume_path;
-static const char *header_path;
-static bool direct;
-static bool readonly;
-static enum cv_io_kind io_kind;     /* io=; CV_IO_AUTO */
-static enum cv_xts_impl xts_impl;   /* xts-engine=; CV_XTS_AUTO */
-static enum cv_read_path read_path; /* read-path=; CV_READ_AUTO */
-static struct cv_creds creds = { .pbkdf = CV_PBKDF_DEFAULT };
-static struct cv_wrap_sel wraps = CV_WRAP_SEL_ALL;
-static struct cv_vol *vol;
-static struct cv_watch_opts watch = CV_WATCH_OPTS_DEFAULT;
-static char *control_path, *audit_path; /* absolute: nbdkit may chdir / */
-static char *keyfile;                   /* creds.keyfile, absolute too */
-static char *grant_token;               /* creds.kms_grant_token */
-static gid_t control_gid = (gid_t) -1;
+static bool forked; /* after_fork ran: an export's threads may start */
 static struct cv_ctl *ctl;
 static struct cv_audit *audit;
-static bool rotate_manual; /* rotate=manual: only the control socket starts */
-static double rotate_rate; /* rotate-rate=: MiB/s, 0 unlimited */
 
 /* Library messages go to nbdkit: errors and warnings (which include the
  * key state's changes) through nbdkit_error, so that they reach syslog when
@@ -75,294 +59,48 @@ cryptvol_load (void)
   cv_log_set_debug (true); /* nbdkit_debug itself prints only with -v */
 }
 
+/* The export's volume, or NULL while it is not unlocked. */
+static struct cv_vol *
+export_vol (struct export *e)
+{
+  return __atomic_load_n (&e->vol, __ATOMIC_ACQUIRE);
+}
+
 static void
 cryptvol_unload (void)
 {
   cv_ctl_stop (ctl);
   cv_watch_stop ();
-  if (vol)
-    cv_vol_rotate_stop (vol); /* after its step; the next start continues */
-  cv_vol_close (vol);
+  for (size_t i = 0; i < nexports; i++)
+    if (exports[i].vol)
+      cv_vol_rotate_stop (exports[i].vol); /* the next start continues */
+  for (size_t i = 0; i < nexports; i++)
+    cv_vol_close (exports[i].vol);
   cv_vol_set_event_sink (NULL, NULL);
   cv_audit_close (audit);
-  free (control_path);
-  free (audit_path);
-  free (keyfile);
-  free (grant_token);
-  cv_key_free (creds.passphrase);
-  cv_key_free (creds.pin);
+  config_free ();
   cv_keys_cleanup ();
-}
-
-/* Warn about a secret file others can read before nbdkit reads it: the file
- * after +, or the file open on fd N for -N. */
-static void
-check_secret_file (const char *key, const char *value)
-{
-  char what[64];
-  char *end;
-  long fd;
-
-  snprintf (what, sizeof what, "%s= file", key);
-  if (value[0] == '+')
-    cv_secret_path_check (value + 1, what);
-  else if (value[0] == '-' && value[1]) {
-    errno = 0;
-    fd = strtol (value + 1, &end, 10);
-    if (!errno && !*end && fd >= 0 && fd <= INT_MAX)
-      cv_secret_fd_check ((int) fd, what, NULL);
-  }
-}
-
-/* Read a secret with nbdkit's password conventions (+FILE, -FD, -), refusing
- * one written on the command line, where ps(1) and shell history would show
- * it. */
-static int
-read_secret (const char *key, const char *value, struct cv_key **out)
-{
-  char *s = NULL;
-  int rc;
-
-  if (value[0] != '+' && value[0] != '-') {
-    nbdkit_error ("%s= must not be given on the command line; use %s=+FILE, "
-                  "%s=-FD or %s=- (prompt)",
-                  key, key, key, key);
-    return -1;
-  }
-  if (*out) {
-    nbdkit_error ("%s= given twice", key);
-    return -1;
-  }
-  check_secret_file (key, value);
-  if (nbdkit_read_password (value, &s) == -1)
-    return -1;
-  rc = cv_key_from (s, strlen (s), out);
-  cv_wipe (s, strlen (s));
-  free (s);
-  if (rc < 0) {
-    nbdkit_error ("%s: out of memory", key);
-    return -1;
-  }
-  return 0;
-}
-
-/* kms-grant-token=: read as nbdkit reads passwords (+FILE, -FD, - or the
- * token itself), a trailing newline dropped, and checked. 0 or -1
- * (reported). */
-static int
-read_grant_token (const char *value)
-{
-  char *s = NULL;
-  size_t n;
-
-  if (grant_token) {
-    nbdkit_error ("kms-grant-token= given twice");
-    return -1;
-  }
-  check_secret_file ("kms-grant-token", value);
-  if (nbdkit_read_password (value, &s) == -1)
-    return -1;
-  n = strlen (s);
-  while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
-    s[--n] = '\0';
-  if (cv_kms_grant_token_check ("kms-grant-token=", s) < 0) {
-    free (s);
-    return -1;
-  }
-  creds.kms_grant_token = grant_token = s;
-  return 0;
-}
-
-/* The key watch's parameters: 1 if key is not one of them, else 0 or -1
- * (reported). */
-static int
-watch_config (const char *key, const char *value)
-{
-  int r;
-
-  if (strcmp (key, "key-check") == 0)
-    return nbdkit_parse_unsigned (key, value, &watch.interval_s);
-  if (strcmp (key, "key-grace") == 0)
-    return nbdkit_parse_unsigned (key, value, &watch.grace_s);
-  if (strcmp (key, "on-unreachable") == 0) {
-    if (strcmp (value, "fail") != 0 && strcmp (value, "serve") != 0) {
-      nbdkit_error ("on-unreachable=%s: expected fail or serve", value);
-      return -1;
-    }
-    watch.serve_unreachable = strcmp (value, "serve") == 0;
-    return 0;
-  }
-  if (strcmp (key, "resume") == 0) {
-    if ((r = nbdkit_parse_bool (value)) == -1)
-      return -1;
-    watch.resume = r;
-    return 0;
-  }
-  return 1;
-}
-
-/* The control socket's and the audit log's parameters: 1 if key is not
- * one of them, else 0 or -1 (reported). */
-static int
-control_config (const char *key, const char *value)
-{
-  char **path = strcmp (key, "control") == 0     ? &control_path
-                : strcmp (key, "audit-log") == 0 ? &audit_path
-                                                 : NULL;
-
-  if (path) {
-    free (*path);
-    return (*path = nbdkit_absolute_path (value)) ? 0 : -1;
-  }
-  if (strcmp (key, "control-group") != 0)
-    return 1;
-  struct group *g = getgrnam (value);
-  char *end;
-  unsigned long id = strtoul (value, &end, 10);
-  if (g)
-    control_gid = g->gr_gid;
-  else if (*value && !*end && id < (gid_t) -1)
-    control_gid = (gid_t) id;
-  else {
-    nbdkit_error ("control-group=%s: no such group", value);
-    return -1;
-  }
-  return 0;
-}
-
-/* The online DEK rotation's parameters: 1 if key is not one of them, else
- * 0 or -1 (reported). */
-static int
-rotate_config (const char *key, const char *value)
-{
-  char *end;
-
-  if (strcmp (key, "rotate") == 0) {
-    if (strcmp (value, "auto") != 0 && strcmp (value, "manual") != 0) {
-      nbdkit_error ("rotate=%s: expected auto or manual", value);
-      return -1;
-    }
-    rotate_manual = strcmp (value, "manual") == 0;
-    return 0;
-  }
-  if (strcmp (key, "rotate-rate") != 0)
-    return 1;
-  errno = 0;
-  rotate_rate = strtod (value, &end);
-  if (errno || end == value || *end || !isfinite (rotate_rate)
-      || rotate_rate < 0) {
-    nbdkit_error ("rotate-rate=%s: expected MiB/s, a number >= 0 (0: "
-                  "unlimited)",
-                  value);
-    return -1;
-  }
-  return 0;
-}
-
-/* The index of value among the n names of parameter key (in the order of
- * the enum it sets), or -1 with an error naming them. */
-static int
-choice (const char *key, const char *value, const char *const *names, int n)
-{
-  char expected[128] = "";
-
-  for (int i = 0; i < n; i++) {
-    if (strcmp (value, names[i]) == 0)
-      return i;
-    snprintf (expected + strlen (expected), sizeof expected - strlen (expected),
-              "%s%s",
-              i == 0       ? ""
-              : i == n - 1 ? " or "
-                           : ", ",
-              names[i]);
-  }
-  nbdkit_error ("%s=%s: expected %s", key, value, expected);
-  return -1;
 }
 
 static int
 cryptvol_config (const char *key, const char *value)
 {
-  int r;
-
-  if ((r = watch_config (key, value)) != 1
-      || (r = control_config (key, value)) != 1
-      || (r = rotate_config (key, value)) != 1)
-    return r;
-  if (strcmp (key, "volume") == 0)
-    volume_path = value;
-  else if (strcmp (key, "header") == 0)
-    header_path = value;
-  else if (strcmp (key, "keyfile") == 0) {
-    /* Absolute: the key watch, unlock and an adopted rotation read it
-     * again after nbdkit has changed directory to /. */
-    free (keyfile);
-    if (!(keyfile = nbdkit_absolute_path (value)))
-      return -1;
-    creds.keyfile = keyfile;
-  } else if (strcmp (key, "wrap") == 0)
-    return cv_wrap_sel_add (&wraps, value) < 0 ? -1 : 0;
-  else if (strcmp (key, "passphrase") == 0)
-    return read_secret (key, value, &creds.passphrase);
-  else if (strcmp (key, "pin") == 0)
-    return read_secret (key, value, &creds.pin);
-  else if (strcmp (key, "pkcs11-module") == 0)
-    creds.pkcs11_module = value;
-  else if (strcmp (key, "kms-endpoint") == 0)
-    creds.kms_endpoint = value;
-  else if (strcmp (key, "kms-region") == 0)
-    creds.kms_region = value;
-  else if (strcmp (key, "ca-bundle") == 0)
-    creds.ca_bundle = value;
-  else if (strcmp (key, "kms-grant-token") == 0)
-    return read_grant_token (value);
-  else if (strcmp (key, "allow-costly-kdf") == 0) {
-    if ((r = nbdkit_parse_bool (value)) == -1)
-      return -1;
-    creds.allow_costly_kdf = r;
-  } else if (strcmp (key, "direct") == 0) {
-    if ((r = nbdkit_parse_bool (value)) == -1)
-      return -1;
-    direct = r;
-  } else if (strcmp (key, "io") == 0) {
-    static const char *const names[] = { "auto", "io_uring", "posix" };
-    if ((r = choice (key, value, names, 3)) < 0)
-      return -1;
-    io_kind = (enum cv_io_kind) r;
-  } else if (strcmp (key, "xts-engine") == 0) {
-    static const char *const names[] = { "auto", "openssl", "gcrypt" };
-    if ((r = choice (key, value, names, 3)) < 0)
-      return -1;
-    xts_impl = (enum cv_xts_impl) r;
-  } else if (strcmp (key, "read-path") == 0) {
-    static const char *const names[] = { "auto", "map", "pread" };
-    if ((r = choice (key, value, names, 3)) < 0)
-      return -1;
-    read_path = (enum cv_read_path) r;
-  } else if (strcmp (key, "readonly") == 0) {
-    if ((r = nbdkit_parse_bool (value)) == -1)
-      return -1;
-    readonly = r;
-  } else {
-    nbdkit_error ("unknown parameter '%s' (see nbdkit-cryptvol-plugin(1))",
-                  key);
-    return -1;
-  }
-  return 0;
+  return config_param (key, value);
 }
 
 static int
 cryptvol_config_complete (void)
 {
-  if (!volume_path) {
-    nbdkit_error ("no volume given: nbdkit cryptvol VOLUME keyfile=FILE ...");
-    return -1;
-  }
-  return 0;
+  return config_complete ();
 }
 
 #define cryptvol_config_help                                                   \
-  "[volume=]PATH        Volume: a file or block device (required).\n"          \
+  "[volume=]PATH        Volume: a file or block device.\n"                     \
+  "volumes=FILE         Serve many: a stanza per export (see the man page).\n" \
+  "dir=DIR              Serve every volume file in DIR, named after it.\n"     \
+  "unlock=eager|lazy    Unlock every export at start (default) or at its "     \
+  "first client.\n"                                                            \
+  "unlock-parallel=N    Unlocks at once at start-up (default 32).\n"           \
   "header=PATH          Detached header file.\n"                               \
   "keyfile=PATH         File holding a 32-byte key-encryption key.\n"          \
   "wrap=ID|TYPE         Unlock with this wrap (repeatable: tried in order).\n" \
@@ -398,11 +136,11 @@ cryptvol_config_complete (void)
   "auto).\n"                                                                   \
   "rotate-rate=MIB      Its rate limit in MiB/s (default 0: unlimited)."
 
-/* The volume's key events into the audit log. */
+/* The volumes' key events into the audit log. */
 static void
 audit_event (void *arg, struct cv_vol *v, json_t *ev)
 {
-  cv_audit_write (arg, volume_path, cv_vol_uuid (v), ev);
+  cv_audit_write (arg, cv_vol_path (v), cv_vol_uuid (v), ev);
 }
 
 /* Whether path may be opened for writing: false, with errno, when its
@@ -421,56 +159,18 @@ writable (const char *path)
  * notice, instead of failing to open (readonly=true says it on purpose, and
  * skips this). */
 static void
-readonly_if_unwritable (void)
+readonly_if_unwritable (struct vol_params *p)
 {
-  const char *path = volume_path;
+  const char *path = p->path;
 
-  if (readonly)
+  if (p->readonly)
     return;
-  if (writable (volume_path) && (!header_path || writable (path = header_path)))
+  if (writable (p->path) && (!p->header || writable (path = p->header)))
     return;
   nbdkit_error ("warning: %s cannot be written (%s): serving it read-only; "
                 "readonly=true says so and silences this",
                 path, strerror (errno));
-  readonly = true;
-}
-
-/* Unlock once, before nbdkit listens: a missing or wrong key stops the server
- * here with a message naming the volume and the reason. */
-static int
-cryptvol_get_ready (void)
-{
-  readonly_if_unwritable ();
-  struct cv_vol_opts o = {
-    .path = volume_path,
-    .header_path = header_path,
-    .readonly = readonly,
-    .direct = direct,
-    .creds = &creds,
-    .wraps = &wraps,
-    .io = io_kind,
-    .xts_impl = xts_impl,
-    .read_path = read_path,
-    .keep_creds = watch.interval_s > 0 || control_path,
-  };
-
-  if (audit_path) {
-    if (cv_audit_open (audit_path, &audit) < 0)
-      return -1;
-    cv_vol_set_event_sink (audit_event, audit);
-  }
-  if (cv_vol_open (&o, &vol) < 0)
-    return -1;
-  /* The volume holds its DEK (and, for the key watch, its own copy of the
-   * credentials): these are not needed any more. */
-  cv_key_free (creds.passphrase);
-  cv_key_free (creds.pin);
-  creds.passphrase = creds.pin = NULL;
-  nbdkit_debug ("volume %s (uuid %s) unlocked, %llu bytes, %u-byte sectors",
-                volume_path, cv_vol_uuid (vol),
-                (unsigned long long) cv_vol_size (vol),
-                cv_vol_sector_size (vol));
-  return 0;
+  p->readonly = true;
 }
 
 /* A volume opened mid-rotation continues rotating in the background
@@ -478,70 +178,297 @@ cryptvol_get_ready (void)
  * start (the library said why) is not fatal: the volume is served as it
  * is, and `rotate` on the control socket can start it later. */
 static void
-continue_rotation (void)
+continue_rotation (struct export *e)
 {
   uint64_t done;
 
-  if (!cv_vol_rotating (vol, &done))
+  if (!cv_vol_rotating (e->vol, &done))
     return;
-  if (readonly) {
+  if (e->p.readonly) {
     nbdkit_debug ("volume %s is mid-rotation (%llu bytes done); read-only: "
                   "not rotating",
-                  volume_path, (unsigned long long) done);
+                  e->p.path, (unsigned long long) done);
     return;
   }
-  if (rotate_manual) {
+  if (e->p.rotate_manual) {
     nbdkit_debug ("volume %s is mid-rotation (%llu bytes done); "
                   "rotate=manual: waiting for the control socket's rotate",
-                  volume_path, (unsigned long long) done);
+                  e->p.path, (unsigned long long) done);
     return;
   }
-  if (cv_vol_rotate_start (vol, rotate_rate) == 0)
+  if (cv_vol_rotate_start (e->vol, e->p.rotate_rate) == 0)
     nbdkit_debug ("volume %s: continuing the DEK rotation at %llu bytes",
-                  volume_path, (unsigned long long) done);
+                  e->p.path, (unsigned long long) done);
+}
+
+/* An unlocked export's threads: the key watch and a rotation to continue.
+ * They start after nbdkit forked (threads do not survive fork). */
+static int
+export_start (struct export *e)
+{
+  if (cv_watch_add (e->vol, &e->p.watch) < 0)
+    return -1;
+  continue_rotation (e);
+  return 0;
+}
+
+static time_t
+now_s (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec;
+}
+
+/* Unlock export e (its lock held): open the volume, and start its threads
+ * when nbdkit has forked. On failure the reason is kept in e->why for the
+ * clients that ask for it and the control socket. 0 or -1 (logged). */
+static int
+export_unlock (struct export *e)
+{
+  struct cv_vol *v;
+  struct cv_vol_opts o = {
+    .path = e->p.path,
+    .header_path = e->p.header,
+    .direct = e->p.direct,
+    .creds = &e->p.creds,
+    .wraps = &e->p.wraps,
+    .io = server.io_kind,
+    .xts_impl = server.xts_impl,
+    .read_path = e->p.read_path,
+    .keep_creds = e->p.watch.interval_s > 0 || server.control_path,
+  };
+
+  readonly_if_unwritable (&e->p);
+  o.readonly = e->p.readonly;
+  e->tried = now_s ();
+  cv_log_clear_last_error ();
+  if (cv_vol_open (&o, &v) < 0) {
+    free (e->why);
+    e->why = strdup (cv_log_last_error ()[0] ? cv_log_last_error ()
+                                             : "cannot open the volume");
+    return -1;
+  }
+  free (e->why);
+  e->why = NULL;
+  __atomic_store_n (&e->vol, v, __ATOMIC_RELEASE);
+  nbdkit_debug ("export \"%s\": volume %s (uuid %s) unlocked, %llu bytes, "
+                "%u-byte sectors",
+                e->name, e->p.path, cv_vol_uuid (v),
+                (unsigned long long) cv_vol_size (v), cv_vol_sector_size (v));
+  return forked ? export_start (e) : 0;
+}
+
+/* What the unlock pool shares: the next export to take. */
+struct pool {
+  size_t next; /* atomic */
+};
+
+static void *
+unlock_worker (void *arg)
+{
+  struct pool *p = arg;
+  size_t i;
+
+  while ((i = __atomic_fetch_add (&p->next, 1, __ATOMIC_RELAXED)) < nexports) {
+    pthread_mutex_lock (&exports[i].lock);
+    export_unlock (&exports[i]);
+    pthread_mutex_unlock (&exports[i].lock);
+  }
+  return NULL;
+}
+
+/* unlock=eager with many exports: unlock them all, unlock_parallel at a
+ * time (each mostly waits for its key service), before nbdkit listens. An
+ * export that fails is logged and refuses its clients until an open or the
+ * control socket's unlock retries it; the others are served. */
+static void
+unlock_all (void)
+{
+  size_t nthreads
+      = server.unlock_parallel < nexports ? server.unlock_parallel : nexports;
+  pthread_t *t = calloc (nthreads, sizeof *t);
+  struct pool p = { 0 };
+  size_t started = 0, failed = 0;
+  time_t t0 = now_s ();
+
+  for (; t && started < nthreads; started++)
+    if (pthread_create (&t[started], NULL, unlock_worker, &p) != 0)
+      break;
+  if (started == 0)
+    unlock_worker (&p); /* no thread at all: one at a time, here */
+  for (size_t i = 0; i < started; i++)
+    pthread_join (t[i], NULL);
+  free (t);
+  for (size_t i = 0; i < nexports; i++)
+    failed += !exports[i].vol;
+  if (failed)
+    nbdkit_error ("warning: %zu of %zu exports could not be unlocked (each "
+                  "said why above); they refuse clients until an unlock "
+                  "succeeds (a client's open retries every %d s)",
+                  failed, nexports, RETRY_S);
+  nbdkit_debug ("unlocked %zu of %zu exports in %lld s, %zu at a time",
+                nexports - failed, nexports, (long long) (now_s () - t0),
+                started ? started : 1);
+}
+
+/* Unlock before nbdkit listens: a single volume whose key is missing or
+ * wrong stops the server here with a message naming the volume and the
+ * reason; with many, only that export is refused. */
+static int
+cryptvol_get_ready (void)
+{
+  if (server.audit_path) {
+    if (cv_audit_open (server.audit_path, &audit) < 0)
+      return -1;
+    cv_vol_set_event_sink (audit_event, audit);
+  }
+  if (!server.multi) {
+    if (export_unlock (&exports[0]) < 0)
+      return -1;
+  } else if (!server.lazy)
+    unlock_all ();
+  /* The volumes hold their DEKs (and, for the key watch, their own copies
+   * of the credentials): the secrets given are not needed any more, unless
+   * an export is still to be unlocked. */
+  bool all = true;
+  for (size_t i = 0; i < nexports; i++)
+    all &= exports[i].vol != NULL;
+  if (all)
+    config_drop_secrets ();
+  return 0;
 }
 
 /* Threads start here, after nbdkit forked into the background. */
 static int
 cryptvol_after_fork (void)
 {
-  struct cv_ctl_opts co = { .path = control_path,
-                            .group = control_gid,
-                            .volume = volume_path,
-                            .uuid = cv_vol_uuid (vol),
-                            .ops = &cv_ctl_vol_ops,
-                            .arg = vol,
-                            .audit = audit };
+  struct export *e = &exports[0];
+  bool watch = false;
 
-  if (cv_vol_after_fork (vol) < 0 || cv_watch_add (vol, &watch) < 0
-      || (watch.interval_s > 0 && cv_watch_start () < 0)
-      || (control_path && cv_ctl_start (&co, &ctl) < 0))
+  forked = true;
+  if (cv_key_relock_all () < 0)
     return -1;
-  continue_rotation ();
+  for (size_t i = 0; i < nexports; i++) {
+    watch |= exports[i].p.watch.interval_s > 0;
+    if (exports[i].vol && export_start (&exports[i]) < 0)
+      return -1;
+  }
+  if (watch && cv_watch_start () < 0)
+    return -1;
+  if (server.control_path && e->vol) {
+    struct cv_ctl_opts co = { .path = server.control_path,
+                              .group = server.control_gid,
+                              .volume = e->p.path,
+                              .uuid = cv_vol_uuid (e->vol),
+                              .ops = &cv_ctl_vol_ops,
+                              .arg = e->vol,
+                              .audit = audit };
+    if (cv_ctl_start (&co, &ctl) < 0)
+      return -1;
+  }
   return 0;
 }
 
+/* An export name from a client, fit for a log line: printable ASCII, at
+ * most 64 bytes shown. */
+static void
+printable (const char *name, char *out, size_t n)
+{
+  size_t i = 0;
+
+  for (; name[i] && i < 64 && i + 1 < n; i++)
+    out[i] = name[i] >= 0x20 && name[i] < 0x7f ? name[i] : '?';
+  out[i] = '\0';
+}
+
+static struct export *
+find_export (const char *name)
+{
+  for (size_t i = 0; i < nexports; i++)
+    if (strcmp (exports[i].name, name) == 0)
+      return &exports[i];
+  return NULL;
+}
+
+/* A connection is to one export: the one a single-volume server serves
+ * whatever name is asked (as it always has), or the one named. An export
+ * not unlocked yet is unlocked here (unlock=lazy, or a retry of one that
+ * failed, at most every RETRY_S seconds). */
 static void *
 cryptvol_open (int conn_readonly)
 {
-  return vol; /* all connections share the volume; state is per thread */
+  const char *name = server.multi ? nbdkit_export_name () : "";
+  struct export *e;
+  char shown[72];
+
+  if (!name)
+    return NULL;
+  if (!(e = find_export (name))) {
+    printable (name, shown, sizeof shown);
+    nbdkit_error ("no export \"%s\" here: `nbdinfo --list URI` lists the "
+                  "exports",
+                  shown);
+    return NULL;
+  }
+  if (export_vol (e))
+    return e;
+  pthread_mutex_lock (&e->lock);
+  if (!e->vol && (!e->why || now_s () - e->tried >= RETRY_S))
+    export_unlock (e);
+  if (!e->vol)
+    nbdkit_error ("export \"%s\" is not unlocked: %s", e->name,
+                  e->why ? e->why : "unknown reason");
+  pthread_mutex_unlock (&e->lock);
+  return export_vol (e) ? e : NULL;
+}
+
+/* The exports a client may list: each by name (a single-volume server has
+ * the one default export, ""). */
+static int
+cryptvol_list_exports (int readonly, int is_tls, struct nbdkit_exports *list)
+{
+  if (!server.multi)
+    return nbdkit_use_default_export (list);
+  for (size_t i = 0; i < nexports; i++)
+    if (nbdkit_add_export (list, exports[i].name, NULL) == -1)
+      return -1;
+  return 0;
+}
+
+/* The empty name picks the one export there is; with several it is refused
+ * (a client that names none must not get some customer's volume). */
+static const char *
+cryptvol_default_export (int readonly, int is_tls)
+{
+  if (!server.multi)
+    return "";
+  return nexports == 1 ? exports[0].name : NULL;
+}
+
+static struct cv_vol *
+vol_of (void *handle)
+{
+  return ((struct export *) handle)->vol;
 }
 
 static int64_t
 cryptvol_get_size (void *handle)
 {
-  return (int64_t) cv_vol_size (vol);
+  return (int64_t) cv_vol_size (vol_of (handle));
 }
 
 static int
 cryptvol_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
                      uint32_t *maximum)
 {
+  unsigned ss = cv_vol_sector_size (vol_of (handle));
+
   /* Any request is served (edges are read-modify-written); whole encryption
    * sectors avoid that cost. */
   *minimum = 1;
-  *preferred
-      = cv_vol_sector_size (vol) > 4096 ? cv_vol_sector_size (vol) : 4096;
+  *preferred = ss > 4096 ? ss : 4096;
   *maximum = MAX_REQUEST;
   return 0;
 }
@@ -549,7 +476,7 @@ cryptvol_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
 static int
 cryptvol_can_write (void *handle)
 {
-  return !readonly;
+  return !((struct export *) handle)->p.readonly;
 }
 
 static int
@@ -597,7 +524,7 @@ static int
 cryptvol_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
                 uint32_t flags)
 {
-  int rc = cv_vol_pread (vol, buf, count, offset);
+  int rc = cv_vol_pread (vol_of (handle), buf, count, offset);
   return rc < 0 ? fail (rc) : 0;
 }
 
@@ -605,7 +532,8 @@ static int
 cryptvol_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
                  uint32_t flags)
 {
-  int rc = cv_vol_pwrite (vol, buf, count, offset, flags & NBDKIT_FLAG_FUA);
+  int rc = cv_vol_pwrite (vol_of (handle), buf, count, offset,
+                          flags & NBDKIT_FLAG_FUA);
   return rc < 0 ? fail (rc) : 0;
 }
 
@@ -614,14 +542,15 @@ cryptvol_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
   if (flags & NBDKIT_FLAG_FAST_ZERO)
     return fail (-ENOTSUP);
-  int rc = cv_vol_zero (vol, count, offset, flags & NBDKIT_FLAG_FUA);
+  int rc
+      = cv_vol_zero (vol_of (handle), count, offset, flags & NBDKIT_FLAG_FUA);
   return rc < 0 ? fail (rc) : 0;
 }
 
 static int
 cryptvol_flush (void *handle, uint32_t flags)
 {
-  int rc = cv_vol_flush (vol);
+  int rc = cv_vol_flush (vol_of (handle));
   return rc < 0 ? fail (rc) : 0;
 }
 
@@ -637,6 +566,8 @@ static struct nbdkit_plugin plugin = {
   .magic_config_key = "volume",
   .get_ready = cryptvol_get_ready,
   .after_fork = cryptvol_after_fork,
+  .list_exports = cryptvol_list_exports,
+  .default_export = cryptvol_default_export,
   .open = cryptvol_open,
   .get_size = cryptvol_get_size,
   .block_size = cryptvol_block_size,

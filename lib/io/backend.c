@@ -23,19 +23,24 @@ uring_hint (int err)
   }
 }
 
-/* The backend for kind into *ops: CV_IO_AUTO becomes io_uring if it works,
- * else the portable backend with one warning per process. Returns 0, or the
+/* The backend for kind into *ops: CV_IO_AUTO becomes io_uring if it works
+ * (probed until it once did), else the portable backend with one warning
+ * per process. Returns 0, or the
  * -errno for which io_uring, asked for, does not work (logged). */
 static int
 choose (enum cv_io_kind kind, const struct cv_io_ops **ops)
 {
-  static bool warned;
+  static bool warned, works;
   int err;
 
   *ops = &cv_io_posix_ops;
   if (kind == CV_IO_POSIX)
     return 0;
-  if ((err = cv_io_uring_probe ()) == 0) {
+  /* Once it worked, it is not probed again: a server opening a thousand
+   * volumes would make and tear down a ring for each. */
+  if (__atomic_load_n (&works, __ATOMIC_RELAXED)
+      || (err = cv_io_uring_probe ()) == 0) {
+    __atomic_store_n (&works, true, __ATOMIC_RELAXED);
     *ops = &cv_io_uring_ops;
     return 0;
   }
@@ -89,16 +94,30 @@ cv_io_map (struct cv_io *io, const uint8_t **base, uint64_t *len)
   return io->ops->map ? io->ops->map (io, base, len) : -ENOTSUP;
 }
 
-int
-cv_io_queue_new (struct cv_io *io, unsigned depth, struct cv_io_queue **out)
+static int
+queue_new (struct cv_io *io, unsigned depth, bool shared,
+           struct cv_io_queue **out)
 {
-  int rc = io->ops->queue_new (io, depth, out);
+  int rc = io->ops->queue_new (io, depth, shared, out);
 
   if (rc == 0) {
     (*out)->ops = io->ops;
     (*out)->error = 0;
   }
   return rc;
+}
+
+int
+cv_io_queue_new (struct cv_io *io, unsigned depth, struct cv_io_queue **out)
+{
+  return queue_new (io, depth, false, out);
+}
+
+int
+cv_io_queue_new_shared (struct cv_io *io, unsigned depth,
+                        struct cv_io_queue **out)
+{
+  return queue_new (io, depth, true, out);
 }
 
 void

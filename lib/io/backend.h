@@ -84,6 +84,14 @@ int cv_io_map (struct cv_io *io, const uint8_t **base, uint64_t *len);
  * -errno (logged). */
 int cv_io_queue_new (struct cv_io *io, unsigned depth,
                      struct cv_io_queue **out);
+/* The same, on the calling thread's I/O context, which the thread's other
+ * shared queues (on other stores) use too: io_uring makes one ring per
+ * thread, not one per store per thread. Use a shared queue only from the
+ * thread that made it, and reap everything queued on one before queueing on
+ * another (a data path that serves one request at a time does). It may be
+ * freed from any thread. */
+int cv_io_queue_new_shared (struct cv_io *io, unsigned depth,
+                            struct cv_io_queue **out);
 /* Free a queue; requests still queued are dropped. NULL is ignored. */
 void cv_io_queue_free (struct cv_io_queue *q);
 /* How many more requests can be queued before one must be reaped. */

@@ -15,7 +15,10 @@ struct cv_io_ops {
   int (*size) (struct cv_io *io, uint64_t *size);
   /* cv_io_map; NULL: the backend has no mapping (-ENOTSUP). */
   int (*map) (struct cv_io *io, const uint8_t **base, uint64_t *len);
-  int (*queue_new) (struct cv_io *io, unsigned depth, struct cv_io_queue **out);
+  /* shared: cv_io_queue_new_shared (a backend with nothing to share
+   * ignores it). */
+  int (*queue_new) (struct cv_io *io, unsigned depth, bool shared,
+                    struct cv_io_queue **out);
   void (*queue_free) (struct cv_io_queue *q);
   unsigned (*space) (const struct cv_io_queue *q);
   int (*queue_read) (struct cv_io_queue *q, void *buf, size_t len, uint64_t off,

@@ -39,7 +39,8 @@ posix_open (const struct cv_io_open_opts *o, struct cv_io **out)
 }
 
 static int
-posix_queue_new (struct cv_io *io, unsigned depth, struct cv_io_queue **out)
+posix_queue_new (struct cv_io *io, unsigned depth, bool shared,
+                 struct cv_io_queue **out)
 {
   CLEANUP_FREE struct posix_queue *q = calloc (1, sizeof *q);
 

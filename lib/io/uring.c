@@ -2,7 +2,8 @@
  * request slots over one liburing ring. The user_data of every SQE is the
  * index of its slot; a slot carries what is needed to requeue the rest of a
  * short or interrupted transfer. The backend (cv_io_uring_ops, at the end)
- * is one ring per queue over a file store.
+ * is a ring per queue over a file store, or the calling thread's one ring
+ * for the queues it shares (cv_io_queue_new_shared).
  *
  * Writes to a buffered (not O_DIRECT) store are the exception: io_uring
  * cannot copy into ext4's page cache without blocking, so it hands every such
@@ -12,6 +13,7 @@
  * does; their results wait in the queue to be reaped. */
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -385,11 +387,94 @@ cv_io_uring_probe (void)
   return err < 0 ? err : 0;
 }
 
-/* The backend: one ring per queue, on the store's fd. */
+/* A ring that several queues use: the calling thread's, shared by its
+ * shared queues (cv_io_queue_new_shared: one per volume the thread serves),
+ * so that a thread costs one ring however many volumes it serves. The thread
+ * holds one reference (dropped when it exits) and each queue one; the last
+ * frees it. A ring that failed is set aside: the thread makes a new one for
+ * its next queue. */
+struct shared_ring {
+  struct cv_ring *ring;
+  unsigned refs; /* atomic: a volume may be closed from another thread */
+  bool broken;
+};
+
+static __thread struct shared_ring *thread_ring;
+static pthread_key_t thread_ring_key;
+static pthread_once_t thread_ring_once = PTHREAD_ONCE_INIT;
+static int thread_ring_key_err;
+
+static void
+shared_ring_put (struct shared_ring *sr)
+{
+  if (sr && __atomic_sub_fetch (&sr->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    cv_ring_free (sr->ring);
+    free (sr);
+  }
+}
+
+/* pthread_key destructor: the thread exits; its queues may live on. */
+static void
+thread_ring_exit (void *p)
+{
+  shared_ring_put (p);
+}
+
+static void
+thread_ring_key_make (void)
+{
+  thread_ring_key_err = pthread_key_create (&thread_ring_key, thread_ring_exit);
+}
+
+/* The calling thread's ring, with a reference for the caller, made on first
+ * use (or when the last one broke) with depth slots. NULL with -errno
+ * (logged) in *err. */
+static struct shared_ring *
+thread_ring_get (unsigned depth, int *err)
+{
+  struct shared_ring *sr = thread_ring;
+
+  if (sr && !__atomic_load_n (&sr->broken, __ATOMIC_ACQUIRE)
+      && sr->ring->depth >= depth) {
+    __atomic_add_fetch (&sr->refs, 1, __ATOMIC_RELAXED);
+    return sr;
+  }
+  pthread_once (&thread_ring_once, thread_ring_key_make);
+  if (thread_ring_key_err) {
+    cv_err ("io ring: cannot make per-thread state: %s",
+            strerror (thread_ring_key_err));
+    *err = -thread_ring_key_err;
+    return NULL;
+  }
+  if (!(sr = calloc (1, sizeof *sr))) {
+    cv_err ("io ring: out of memory");
+    *err = -ENOMEM;
+    return NULL;
+  }
+  if ((*err = cv_ring_new (depth, &sr->ring)) < 0) {
+    free (sr);
+    return NULL;
+  }
+  sr->refs = 2; /* the thread's and the caller's */
+  if ((*err = -pthread_setspecific (thread_ring_key, sr)) < 0) {
+    cv_err ("io ring: cannot attach the ring to this thread: %s",
+            strerror (-*err));
+    cv_ring_free (sr->ring);
+    free (sr);
+    return NULL;
+  }
+  shared_ring_put (thread_ring); /* the old one: broken, or too small */
+  thread_ring = sr;
+  return sr;
+}
+
+/* The backend: a ring per queue, or the thread's ring for a shared queue;
+ * every request names the store's fd. */
 struct uring_queue {
   struct cv_io_queue base;
   struct cv_io_file *f;
   struct cv_ring *ring;
+  struct shared_ring *shared; /* ring is shared->ring; NULL: its own */
   /* Buffered writes, done when queued (see the top of the file), and their
    * results: ndone of them wait to be reaped. */
   struct uring_done {
@@ -408,16 +493,22 @@ uring_open (const struct cv_io_open_opts *o, struct cv_io **out)
 }
 
 static int
-uring_queue_new (struct cv_io *io, unsigned depth, struct cv_io_queue **out)
+uring_queue_new (struct cv_io *io, unsigned depth, bool shared,
+                 struct cv_io_queue **out)
 {
   CLEANUP_FREE struct uring_queue *q = calloc (1, sizeof *q);
-  int err;
+  int err = 0;
 
   if (!q || !(q->done = calloc (depth ? depth : 1, sizeof *q->done))) {
     cv_err ("io ring: out of memory");
     return -ENOMEM;
   }
-  if ((err = cv_ring_new (depth, &q->ring)) < 0) {
+  if (shared && depth > 0) {
+    if ((q->shared = thread_ring_get (depth, &err)))
+      q->ring = q->shared->ring;
+  } else
+    err = cv_ring_new (depth, &q->ring);
+  if (err < 0) {
     free (q->done);
     return err;
   }
@@ -432,7 +523,10 @@ uring_queue_free (struct cv_io_queue *base)
 {
   struct uring_queue *q = (struct uring_queue *) base;
 
-  cv_ring_free (q->ring);
+  if (q->shared)
+    shared_ring_put (q->shared);
+  else
+    cv_ring_free (q->ring);
   free (q->done);
   free (q);
 }
@@ -517,7 +611,11 @@ uring_reap (struct cv_io_queue *base, uint64_t *tag, bool wait)
     *tag = q->done[q->ndone].tag;
     return q->done[q->ndone].rc;
   }
-  return wait ? cv_ring_reap (q->ring, tag) : cv_ring_reap_ready (q->ring, tag);
+  int rc
+      = wait ? cv_ring_reap (q->ring, tag) : cv_ring_reap_ready (q->ring, tag);
+  if (rc < 0 && *tag == CV_RING_BROKEN && q->shared)
+    __atomic_store_n (&q->shared->broken, true, __ATOMIC_RELEASE);
+  return rc;
 }
 
 const struct cv_io_ops cv_io_uring_ops = {

@@ -3,6 +3,7 @@
  *   "kdf": {"type":"argon2id","t":T,"m":KIB,"p":P,"salt":b64}
  *   "kdf": {"type":"scrypt","n":N,"r":8,"p":1,"salt":b64} */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -121,6 +122,11 @@ kdf_check_limit (const struct kdf *k, const char *what, bool new_wrap,
   return 0;
 }
 
+/* One KDF at a time in the process: each may take up to 1 GiB and every
+ * core, and a server unlocking many volumes in parallel (unlock-parallel=)
+ * must not multiply that. */
+static pthread_mutex_t kdf_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Derive the KEK from the passphrase under k into a new cv_key. */
 static int
 kdf_derive (const struct kdf *k, const struct cv_key *pass, struct cv_key **kek)
@@ -130,12 +136,14 @@ kdf_derive (const struct kdf *k, const struct cv_key *pass, struct cv_key **kek)
 
   if (r < 0)
     return r;
+  pthread_mutex_lock (&kdf_lock);
   if (k->scrypt)
     r = cv_scrypt (pass->b, pass->len, k->salt, SALT_LEN, k->n, SCRYPT_R,
                    SCRYPT_P, out->b, out->len);
   else
     r = cv_argon2id (pass->b, pass->len, k->salt, SALT_LEN, k->t, k->m_kib,
                      k->p, out->b, out->len);
+  pthread_mutex_unlock (&kdf_lock);
   if (r < 0)
     return r;
   *kek = STEAL (out);

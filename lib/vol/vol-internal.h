@@ -123,8 +123,7 @@ struct cv_vol {
   uint64_t jstart, jlen;
   struct cv_rot_engine eng;
 
-  pthread_key_t tkey;
-  bool tkey_made;
+  uint64_t id;              /* unique in the process (volume.c) */
   pthread_mutex_t thr_lock; /* guards thrs and gone */
   struct cv_thr *thrs;
   /* The counts of threads whose state was freed (the live ones keep their

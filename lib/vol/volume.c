@@ -42,8 +42,13 @@
 
 /* What one thread needs for I/O on one volume, made on its first request. */
 struct __attribute__ ((aligned (CACHE_LINE))) cv_thr {
-  struct cv_thr *next;
+  struct cv_thr *next;  /* in v->thrs (v->thr_lock) */
+  struct cv_thr *tnext; /* in the thread's list (thread_key): its owner's */
   struct cv_vol *v;
+  uint64_t vid; /* v->id: v may be closed and its address reused */
+  /* Set (under thr_global) when v dropped this state: its resources are
+   * freed, and its owner frees the rest when it next walks its list. */
+  bool dead;
   struct cv_io_queue *q;
   struct cv_xts *xts;     /* keyed with v->dek */
   struct cv_xts *xts_old; /* keyed with v->odek, during a DEK rotation */
@@ -61,16 +66,32 @@ struct __attribute__ ((aligned (CACHE_LINE))) cv_thr {
   struct cv_vol_counts n;
 };
 
-/* Free one thread's state (the caller has unlinked it). */
+/* Per-thread state: each thread keeps a list of its states, one per volume
+ * it has served (thread_key; a process may serve a thousand volumes, more
+ * than there are pthread keys), and each volume the list of its threads'
+ * states (v->thrs). The thread's list is only walked by its thread; a volume
+ * that drops a state (close, a rotation's phases) frees what it holds and
+ * marks it dead, and its owner unlinks and frees it on its next walk or at
+ * exit. thr_global orders a thread's exit against a volume dropping its
+ * states, so neither sees the other's memory after it is freed. */
+static pthread_key_t thread_key;
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
+static int thread_key_err;
+static pthread_mutex_t thr_global = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t next_vid = 1; /* atomic */
+
+/* Free what a thread's state holds for its volume (not the state). */
 static void
-thr_free (struct cv_thr *t)
+thr_release (struct cv_thr *t)
 {
   cv_io_queue_free (t->q);
   cv_xts_free (t->xts);
   cv_xts_free (t->xts_old);
   free (t->bounce);
   free (t->edge);
-  free (t);
+  t->q = NULL;
+  t->xts = t->xts_old = NULL;
+  t->bounce = t->edge = NULL;
 }
 
 /* Unlink t from the volume's threads and keep its counts in the volume's
@@ -86,21 +107,61 @@ thr_unlink (struct cv_vol *v, struct cv_thr **pp)
   v->gone.bytes_written += t->n.bytes_written;
 }
 
-/* pthread_key destructor: a worker thread exits (its connection closed). */
+/* pthread_key destructor: a worker thread exits (its connection closed);
+ * its states leave their volumes. */
 static void
 thr_exit (void *p)
 {
-  struct cv_thr *t = p;
-  struct cv_vol *v = t->v;
+  struct cv_thr *t = p, *next;
 
-  pthread_mutex_lock (&v->thr_lock);
-  for (struct cv_thr **pp = &v->thrs; *pp; pp = &(*pp)->next)
-    if (*pp == t) {
-      thr_unlink (v, pp);
-      break;
+  pthread_mutex_lock (&thr_global);
+  for (; t; t = next) {
+    next = t->tnext;
+    if (!t->dead) {
+      struct cv_vol *v = t->v;
+      pthread_mutex_lock (&v->thr_lock);
+      for (struct cv_thr **pp = &v->thrs; *pp; pp = &(*pp)->next)
+        if (*pp == t) {
+          thr_unlink (v, pp);
+          break;
+        }
+      pthread_mutex_unlock (&v->thr_lock);
+      thr_release (t);
     }
-  pthread_mutex_unlock (&v->thr_lock);
-  thr_free (t);
+    free (t);
+  }
+  pthread_mutex_unlock (&thr_global);
+}
+
+static void
+thread_key_make (void)
+{
+  thread_key_err = pthread_key_create (&thread_key, thr_exit);
+}
+
+/* The calling thread's state for v, or NULL; states of closed volumes met
+ * on the way are freed. */
+static struct cv_thr *
+thr_find (struct cv_vol *v)
+{
+  struct cv_thr *head = pthread_getspecific (thread_key), *found = NULL;
+  bool changed = false;
+
+  for (struct cv_thr **pp = &head; *pp;) {
+    struct cv_thr *t = *pp;
+    if (__atomic_load_n (&t->dead, __ATOMIC_ACQUIRE)) {
+      *pp = t->tnext;
+      free (t);
+      changed = true;
+      continue;
+    }
+    if (t->vid == v->id)
+      found = t;
+    pp = &t->tnext;
+  }
+  if (changed)
+    pthread_setspecific (thread_key, head);
+  return found;
 }
 
 /* Make the calling thread's state. Returns 0 or -errno (logged). */
@@ -116,8 +177,9 @@ thr_new (struct cv_vol *v, struct cv_thr **out)
   }
   *t = (struct cv_thr){ 0 };
   t->v = v;
+  t->vid = v->id;
   t->gen = v->gen;
-  if ((rc = cv_io_queue_new (v->io, QUEUE_DEPTH, &t->q)) < 0
+  if ((rc = cv_io_queue_new_shared (v->io, QUEUE_DEPTH, &t->q)) < 0
       || (rc = cv_xts_new (v->xts_impl, v->dek->b, v->ss, &t->xts)) < 0
       || (v->odek
           && (rc = cv_xts_new (v->xts_impl, v->odek->b, v->ss, &t->xts_old))
@@ -129,7 +191,8 @@ thr_new (struct cv_vol *v, struct cv_thr **out)
     rc = -rc;
     goto fail;
   }
-  if ((rc = pthread_setspecific (v->tkey, t)) != 0) {
+  t->tnext = pthread_getspecific (thread_key);
+  if ((rc = pthread_setspecific (thread_key, t)) != 0) {
     cv_err ("%s: cannot attach I/O state to this thread: %s", v->path,
             strerror (rc));
     rc = -rc;
@@ -143,7 +206,8 @@ thr_new (struct cv_vol *v, struct cv_thr **out)
   return 0;
 
 fail:
-  thr_free (t);
+  thr_release (t);
+  free (t);
   return rc;
 }
 
@@ -172,7 +236,7 @@ thr_rekey (struct cv_thr *t)
 static int
 thr_get (struct cv_vol *v, struct cv_thr **out)
 {
-  struct cv_thr *t = pthread_getspecific (v->tkey);
+  struct cv_thr *t = thr_find (v);
   int rc;
 
   if (!t)
@@ -183,7 +247,7 @@ thr_get (struct cv_vol *v, struct cv_thr **out)
     cv_io_queue_free (t->q);
     t->q = NULL;
   }
-  if (!t->q && (rc = cv_io_queue_new (v->io, QUEUE_DEPTH, &t->q)) < 0)
+  if (!t->q && (rc = cv_io_queue_new_shared (v->io, QUEUE_DEPTH, &t->q)) < 0)
     return rc;
   *out = t;
   return 0;
@@ -932,12 +996,13 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   cv_rot_engine_init (v);
   for (unsigned i = 0; i < NSTRIPES; i++)
     pthread_mutex_init (&v->stripe[i], NULL);
-  if ((rc = pthread_key_create (&v->tkey, thr_exit)) != 0) {
+  v->id = __atomic_fetch_add (&next_vid, 1, __ATOMIC_RELAXED);
+  pthread_once (&thread_key_once, thread_key_make);
+  if ((rc = thread_key_err) != 0) {
     cv_err ("%s: cannot make per-thread state: %s", o->path, strerror (rc));
     cv_vol_close (v);
     return -rc;
   }
-  v->tkey_made = true;
   if ((rc = cv_rot_open (v)) < 0) {
     cv_vol_close (v);
     return rc;
@@ -953,7 +1018,6 @@ fail:
   return rc;
 }
 
-/* The per-thread key goes last: dropping the threads clears it. */
 void
 cv_vol_close (struct cv_vol *v)
 {
@@ -961,8 +1025,6 @@ cv_vol_close (struct cv_vol *v)
     return;
   cv_vol_rotate_stop (v);
   cv_vol_drop_threads (v);
-  if (v->tkey_made)
-    pthread_key_delete (v->tkey);
   cv_vol_key_fini (v);
   for (unsigned i = 0; i < NSTRIPES; i++)
     pthread_mutex_destroy (&v->stripe[i]);
@@ -995,20 +1057,24 @@ cv_vol_wipe_threads (struct cv_vol *v)
   pthread_mutex_unlock (&v->thr_lock);
 }
 
+/* Each state's owner frees the state itself (thr_find, thr_exit): it is in
+ * the owner's list. */
 void
 cv_vol_drop_threads (struct cv_vol *v)
 {
+  pthread_mutex_lock (&thr_global);
   pthread_mutex_lock (&v->thr_lock);
   while (v->thrs) {
     struct cv_thr *t = v->thrs;
     thr_unlink (v, &v->thrs);
-    thr_free (t);
+    thr_release (t);
+    __atomic_store_n (&t->dead, true, __ATOMIC_RELEASE);
   }
   pthread_mutex_unlock (&v->thr_lock);
-  /* Only the calling thread's key can be cleared; cv_vol_drop_threads is
-   * used single-threaded (close, and keymgr between rotation phases). */
-  if (v->tkey_made)
-    pthread_setspecific (v->tkey, NULL);
+  pthread_mutex_unlock (&thr_global);
+  /* The caller's own dead states go now (the rest at their next request or
+   * exit). */
+  thr_find (v);
 }
 
 void
@@ -1052,6 +1118,12 @@ const char *
 cv_vol_uuid (const struct cv_vol *v)
 {
   return v->uuid;
+}
+
+const char *
+cv_vol_path (const struct cv_vol *v)
+{
+  return v->path;
 }
 
 int

@@ -59,6 +59,8 @@ void cv_vol_close (struct cv_vol *v);
 uint64_t cv_vol_size (const struct cv_vol *v);
 unsigned cv_vol_sector_size (const struct cv_vol *v);
 const char *cv_vol_uuid (const struct cv_vol *v);
+/* The path the volume was opened with (cv_vol_opts.path). */
+const char *cv_vol_path (const struct cv_vol *v);
 
 /* Data path. Every request holds the volume's key state for its whole
  * duration: while the key is revoked, each fails with -EPERM (logged once,

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The Linux kernel's NBD client (nbd-client + nbd.ko) on cryptvol, in a small
 # VM (tests/vm/) since this host cannot load modules. The guest attaches three
-# volumes served on the host's loopback (10.0.2.2 from the guest): 4096-byte
+# volumes, exports of one server on the host's loopback (10.0.2.2 from the
+# guest), each by its name (and is refused an unknown one): 4096-byte
 # encryption sectors with `-b 4096 -C 2`, the same with nbd-client's default
 # 512-byte blocks (read-modify-write of the enclosing sector), and 512-byte
 # sectors with `-b 512`. On each: mke2fs -t ext4, mount, write files, record
@@ -46,14 +47,21 @@ exercise () {
   /sbin/nbd-client -d "$dev"
 }
 EOS
-i=0
+# The three volumes are exports of one server (volumes=FILE), each attached
+# by its name (-N); a name the server does not have is refused.
 while IFS=: read -r n ss opts; do
   new_volume vol-$n 64M --sector-size "$ss"
-  start_server srv-$n tcp --filter=log "$PLUGIN" vol-$n keyfile=vol-$n.kek logfile="$tmp/log-$n"
+  printf '[%s]\nvolume = vol-%s\nkeyfile = vol-%s.kek\n' "$n" "$n" "$n" >>volumes.conf
+done <<<"$cases"
+start_server srv tcp --filter=log "$PLUGIN" volumes=volumes.conf logfile="$tmp/log"
+i=0
+while IFS=: read -r n ss opts; do
   echo "exercise $n /dev/nbd$i $PORT $opts" >>guest1/test.sh
   i=$((i + 1))
 done <<<"$cases"
+echo "/sbin/nbd-client 10.0.2.2 $PORT /dev/nbd3 -N nope -b 4096; echo \"CV-RESULT nope-rc \$?\"" >>guest1/test.sh
 vm_boot boot1 guest1
+stop_server srv
 
 # The guest's re-read after a fresh attach matches what it wrote.
 while IFS=: read -r n ss opts; do
@@ -72,14 +80,15 @@ done <<<"$cases"
 [ "$(vm_result boot1 c-ss)" = 512 ] || fail "-b 512: kernel logical block size $(vm_result boot1 c-ss)"
 [ "$(vm_result boot1 a-size)" = 67108864 ] || fail "kernel sees size $(vm_result boot1 a-size)"
 # Two attaches each: -C 2 opens two connections per attach.
-[ "$(grep -c ' Connect ' log-a)" = 4 ] || fail "-C 2: $(grep -c ' Connect ' log-a) connections, expected 4"
-[ "$(grep -c ' Connect ' log-b)" = 2 ] || fail "one connection per attach expected, got $(grep -c ' Connect ' log-b)"
+[ "$(grep -c " Connect export=\"a\"" log)" = 4 ] || fail "-C 2: $(grep -c " Connect export=\"a\"" log) connections, expected 4"
+[ "$(grep -c " Connect export=\"b\"" log)" = 2 ] || fail "one connection per attach expected, got $(grep -c " Connect export=\"b\"" log)"
 pass "kernel nbd-client attached with -b 4096 -C 2, default (512) and -b 512"
+[ "$(vm_result boot1 nope-rc)" != 0 ] || fail "nbd-client -N nope attached an export the server does not have"
+pass "kernel nbd-client: each export attached by name (-N) from one server; an unknown name refused"
 
 # Host side: serve each volume again, copy it out, read the files with
 # debugfs (e2fsprogs, not the kernel) and compare with the guest's sums.
 while IFS=: read -r n ss opts; do
-  stop_server srv-$n
   serve vol-$n keyfile=vol-$n.kek -- nbdcopy '$uri' img-$n.raw
   e2fsck -fn img-$n.raw >fsck-$n.out 2>&1 || { cat fsck-$n.out; fail "case $n: e2fsck on the host found errors"; }
   for f in big odd dir/hello; do

@@ -9,4 +9,4 @@
 # clang's libFuzzer is not installed; a target of ours that does not build
 # fails it. Longer runs: make fuzz.
 source "$(dirname "$0")/functions.sh"
-fuzz_briefly header unlock kms control aws-config aws-creds aws-sts
+fuzz_briefly header unlock kms control aws-config aws-creds aws-sts stanza
