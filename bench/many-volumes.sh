@@ -271,27 +271,37 @@ multi () {
   clear_calls
   kc0=$(kms_cpu)
   t0=$(now_ns)
-  nbdkit -f -U "$sock" "$PLUGIN" "$@" "${KP[@]}" control="$ctl" >"nbdkit-$c-$r.log" 2>&1 &
+  nbdkit -f -v -U "$sock" "$PLUGIN" "$@" "${KP[@]}" control="$ctl" >"nbdkit-$c-$r.log" 2>&1 &
   pid=$!
   SERVERS+=("$pid")
   wait_socks 600 "$sock"
   t1=$(now_ns)
   m=$(mem "$pid")
   calls=$(kms_calls)
-  listed=$(nbdinfo --list --json "nbd+unix:///?socket=$sock" | jq '.exports | length')
-  [ "$listed" = "$N" ] || fail "$c: nbdinfo --list shows $listed exports, not $N"
-  local unlocked=-
-  if "$KEYMGR" status --control "$ctl" --json >status.json 2>/dev/null; then
-    unlocked=$(jq '[.exports[]? | select(.uuid != null)] | length' status.json)
-  fi
+  # The export list, without opening any (nbdinfo --list opens each one to
+  # show its size, which would unlock them all with unlock=lazy).
+  listed=$("$PY" -c 'import nbd, sys
+h = nbd.NBD(); h.set_opt_mode(True); h.connect_unix(sys.argv[1])
+names = []; h.opt_list(lambda name, desc: names.append(name)); h.opt_abort(); print(len(names))' "$sock")
+  [ "$listed" = "$N" ] || fail "$c: the server lists $listed exports, not $N"
+  # Unlocked exports: nbdkit -v's line per export.
+  local unlocked; unlocked=$(grep -c 'debug: export "[^"]*": volume .* unlocked' "nbdkit-$c-$r.log" || true)
   record "$c" "$r" ready_s "$(secs "$t0" "$t1")" decrypt_ok "${calls%% *}" \
     decrypt_failed "$(echo "$calls" | cut -d' ' -f2)" kms_calls "${calls##* }" \
     kms_cpu_s "$(awk -v a="$kc0" -v b="$(kms_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
     unlocked_at_ready "$unlocked"
   record_mem "$c" "$r" start "$m"
   echo "$c run $r: listening after $(secs "$t0" "$t1") s; KMS Decrypt ok/failed, all calls: $calls;" \
-    "unlocked (control status): $unlocked; hwm rss anon file pss threads cpu: $m"
+    "unlocked (nbdkit -v): $unlocked; hwm rss anon file pss threads cpu: $m"
   clients "$c" "$r" "$pid" $(for i in $(seq 1 "$N"); do echo "$sock:$(name_of "$i")"; done)
+  t0=$(now_ns)
+  listed=$(nbdinfo --list --json "nbd+unix:///?socket=$sock" | jq '.exports | length')
+  t1=$(now_ns)
+  [ "$listed" = "$N" ] || fail "$c: nbdinfo --list shows $listed exports, not $N"
+  record "$c" "$r" nbdinfo_list_s "$(secs "$t0" "$t1")"
+  echo "  nbdinfo --list (opens every export for its size): $(secs "$t0" "$t1") s"
+  record "$c" "$r" unlocked_at_end "$(grep -c 'debug: export "[^"]*": volume .* unlocked' "nbdkit-$c-$r.log" || true)"
+  grep -o 'debug: unlocked [0-9]* of [0-9]* exports in .*' "nbdkit-$c-$r.log" | sed 's/^/  nbdkit: /' || true
   if grep -v "debug: " "nbdkit-$c-$r.log" | grep -Eiq "error|warning"; then
     echo "  nbdkit-$c-$r.log: $(grep -v 'debug: ' "nbdkit-$c-$r.log" | grep -Eic 'error|warning') error/warning lines, e.g.:"
     grep -v "debug: " "nbdkit-$c-$r.log" | grep -Ei -m 3 "error|warning" | sed 's/^/    /'
