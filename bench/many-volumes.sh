@@ -129,18 +129,18 @@ rm -rf "$CACHE/dir-$N" && mkdir "$CACHE/dir-$N"
 for i in $(seq 1 "$N"); do ln -s "../vols/$(name_of "$i")" "$CACHE/dir-$N/$(name_of "$i")"; done
 
 # --- measuring ------------------------------------------------------------
-# mem PID...: "hwm rss anon file pss threads cpu_s", memory in MiB, summed
-# over the processes.
+# mem PID...: "hwm rss anon file pss threads cpu_s lck", memory in MiB
+# (lck: VmLck, mlock'ed), summed over the processes.
 mem () {
   local p
   for p in "$@"; do
     awk '/^VmHWM:/ {h=$2} /^VmRSS:/ {r=$2} /^RssAnon:/ {a=$2} /^RssFile:/ {f=$2}
-         /^Threads:/ {t=$2} END {printf "%d %d %d %d ", h, r, a, f; print t}' "/proc/$p/status"
+         /^VmLck:/ {l=$2} /^Threads:/ {t=$2} END {printf "%d %d %d %d %d ", h, r, a, f, t; print l}' "/proc/$p/status"
     awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"
     awk '{print $14 + $15}' "/proc/$p/stat"
   done | paste - - - | awk -v tick="$TICK" '
-    {h+=$1; r+=$2; a+=$3; f+=$4; t+=$5; p+=$6; c+=$7}
-    END {printf "%.1f %.1f %.1f %.1f %.1f %d %.2f\n", h/1024, r/1024, a/1024, f/1024, p/1024, t, c/tick}'
+    {h+=$1; r+=$2; a+=$3; f+=$4; t+=$5; l+=$6; p+=$7; c+=$8}
+    END {printf "%.1f %.1f %.1f %.1f %.1f %d %.2f %.1f\n", h/1024, r/1024, a/1024, f/1024, p/1024, t, c/tick, l/1024}'
 }
 kms_cpu () { awk -v tick="$TICK" '{printf "%.2f", ($14 + $15) / tick}' "/proc/$aws_pid/stat"; }
 kms_calls () {  # "Decrypt-ok Decrypt-other all" since clear_calls
@@ -155,7 +155,8 @@ record () {
 record_mem () {  # CONFIG RUN PHASE "hwm rss anon file pss threads cpu"
   local v; read -ra v <<<"$4"
   record "$1" "$2" "$3.hwm_mib" "${v[0]}" "$3.rss_mib" "${v[1]}" "$3.anon_mib" "${v[2]}" \
-    "$3.file_mib" "${v[3]}" "$3.pss_mib" "${v[4]}" "$3.threads" "${v[5]}" "$3.cpu_s" "${v[6]}"
+    "$3.file_mib" "${v[3]}" "$3.pss_mib" "${v[4]}" "$3.threads" "${v[5]}" "$3.cpu_s" "${v[6]}" \
+    "$3.locked_mib" "${v[7]}"
 }
 
 # The client: touch.py OUT SOCKET:EXPORT...: for each, connect by export
@@ -292,7 +293,7 @@ names = []; h.opt_list(lambda name, desc: names.append(name)); h.opt_abort(); pr
     unlocked_at_ready "$unlocked"
   record_mem "$c" "$r" start "$m"
   echo "$c run $r: listening after $(secs "$t0" "$t1") s; KMS Decrypt ok/failed, all calls: $calls;" \
-    "unlocked (nbdkit -v): $unlocked; hwm rss anon file pss threads cpu: $m"
+    "unlocked (nbdkit -v): $unlocked; hwm rss anon file pss threads cpu lck: $m"
   clients "$c" "$r" "$pid" $(for i in $(seq 1 "$N"); do echo "$sock:$(name_of "$i")"; done)
   t0=$(now_ns)
   listed=$(nbdinfo --list --json "nbd+unix:///?socket=$sock" | jq '.exports | length')
@@ -331,7 +332,7 @@ single () {
     kms_cpu_s "$(awk -v a="$kc0" -v b="$(kms_cpu)" 'BEGIN {printf "%.2f", b - a}')"
   record_mem "$c" "$r" start "$m"
   echo "single run $r: $SINGLE processes listening after $(secs "$t0" "$t1") s; KMS Decrypt ok/failed, all calls: $calls;" \
-    "hwm rss anon file pss threads cpu (sums): $m"
+    "hwm rss anon file pss threads cpu lck (sums): $m"
   clients "$c" "$r" "${SERVERS[*]}" $(for s in "${socks[@]}"; do echo "$s:"; done)
   if grep -v "debug: " "nbdkit-single-$r.log" | grep -Eiq "error|warning"; then
     echo "  nbdkit-single-$r.log: error/warning lines, e.g.:"
