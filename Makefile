@@ -40,7 +40,7 @@ Q = @
 quiet = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
-.PHONY: all deps check check-unit check-integration demo bench install \
+.PHONY: all deps check check-unit check-integration demo bench bench-many install \
         format format-check clean sanitize fuzz \
         fuzz-build
 all: $(LIB) $(PLUGIN) $(KEYMGR) $(UNITS) $(TOOLS) $(BENCH) $(MANS)
@@ -175,6 +175,12 @@ demo: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)bench/run-bench.sh
+
+# Many volumes in one server against one process per volume (issue 16;
+# doc/performance.md): BENCH_MANY_ARGS="-n 1000 -r 3 ..." (bench/many-volumes.sh).
+bench-many: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bench/many-volumes.sh $(BENCH_MANY_ARGS)
 
 PREFIX ?= /usr/local
 install: all

@@ -39,8 +39,9 @@ def cell(config, metric, scale=1.0, fmt="{:.0f}"):
 def describe(config):
     if config.startswith("eager-p"):
         return f"one nbdkit, volumes=FILE, unlock=eager, unlock-parallel={config[7:]}"
+    if config.startswith("dir-p"):
+        return f"one nbdkit, dir=DIR, unlock=eager, unlock-parallel={config[5:]}"
     return {
-        "dir": "one nbdkit, dir=DIR, unlock=eager",
         "lazy": "one nbdkit, volumes=FILE, unlock=lazy",
         "single": f"{single} nbdkit processes, one volume each (sums)",
     }[config]
@@ -55,15 +56,15 @@ if "single" in order and single < n:
 print(f"\nStart-up: {n} volumes; medians of {runs} runs (min-max); memory in MiB, "
       "once the server(s) listen, before any client\n")
 print("| configuration | listening after (s) | KMS Decrypt calls | server CPU (s) | "
-      "peak RSS (VmHWM) | RSS | RssAnon | PSS | locked (VmLck) | threads |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "peak RSS (VmHWM) | RSS | RssAnon | PSS | locked (VmLck) | threads | fds |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for c, text, k in rows:
     print("| " + " | ".join([
         text, cell(c, "ready_s", fmt="{:.2f}") if k == 1.0 else "-",
         cell(c, "decrypt_ok", k), cell(c, "start.cpu_s", k, "{:.1f}"),
         cell(c, "start.hwm_mib", k), cell(c, "start.rss_mib", k), cell(c, "start.anon_mib", k),
         cell(c, "start.pss_mib", k), cell(c, "start.locked_mib", k, "{:.1f}"),
-        cell(c, "start.threads", k)]) + " |")
+        cell(c, "start.threads", k), cell(c, "start.fds", k)]) + " |")
 
 print(f"\nWith clients connected (each: connect by export name, write 4 KiB, read it "
       f"back, stay connected): {sample} random exports, then every export "

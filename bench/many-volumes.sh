@@ -58,6 +58,8 @@ CACHE=$(cd "$CACHE" && pwd)
 VOLS=$CACHE/vols
 TICK=$(getconf CLK_TCK)
 RES=$CACHE/results.tsv
+LOGS=$CACHE/logs  # nbdkit's stderr of each configuration and run
+rm -rf "$LOGS" && mkdir -p "$LOGS"
 
 now_ns () { date +%s%N; }
 secs () { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
@@ -129,7 +131,7 @@ rm -rf "$CACHE/dir-$N" && mkdir "$CACHE/dir-$N"
 for i in $(seq 1 "$N"); do ln -s "../vols/$(name_of "$i")" "$CACHE/dir-$N/$(name_of "$i")"; done
 
 # --- measuring ------------------------------------------------------------
-# mem PID...: "hwm rss anon file pss threads cpu_s lck", memory in MiB
+# mem PID...: "hwm rss anon file pss threads cpu_s lck fds", memory in MiB
 # (lck: VmLck, mlock'ed), summed over the processes.
 mem () {
   local p
@@ -138,9 +140,10 @@ mem () {
          /^VmLck:/ {l=$2} /^Threads:/ {t=$2} END {printf "%d %d %d %d %d ", h, r, a, f, t; print l}' "/proc/$p/status"
     awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"
     awk '{print $14 + $15}' "/proc/$p/stat"
-  done | paste - - - | awk -v tick="$TICK" '
-    {h+=$1; r+=$2; a+=$3; f+=$4; t+=$5; l+=$6; p+=$7; c+=$8}
-    END {printf "%.1f %.1f %.1f %.1f %.1f %d %.2f %.1f\n", h/1024, r/1024, a/1024, f/1024, p/1024, t, c/tick, l/1024}'
+    ls "/proc/$p/fd" | wc -l
+  done | paste - - - - | awk -v tick="$TICK" '
+    {h+=$1; r+=$2; a+=$3; f+=$4; t+=$5; l+=$6; p+=$7; c+=$8; d+=$9}
+    END {printf "%.1f %.1f %.1f %.1f %.1f %d %.2f %.1f %d\n", h/1024, r/1024, a/1024, f/1024, p/1024, t, c/tick, l/1024, d}'
 }
 kms_cpu () { awk -v tick="$TICK" '{printf "%.2f", ($14 + $15) / tick}' "/proc/$aws_pid/stat"; }
 kms_calls () {  # "Decrypt-ok Decrypt-other all" since clear_calls
@@ -156,7 +159,7 @@ record_mem () {  # CONFIG RUN PHASE "hwm rss anon file pss threads cpu"
   local v; read -ra v <<<"$4"
   record "$1" "$2" "$3.hwm_mib" "${v[0]}" "$3.rss_mib" "${v[1]}" "$3.anon_mib" "${v[2]}" \
     "$3.file_mib" "${v[3]}" "$3.pss_mib" "${v[4]}" "$3.threads" "${v[5]}" "$3.cpu_s" "${v[6]}" \
-    "$3.locked_mib" "${v[7]}"
+    "$3.locked_mib" "${v[7]}" "$3.fds" "${v[8]}"
 }
 
 # The client: touch.py OUT SOCKET:EXPORT...: for each, connect by export
@@ -197,7 +200,12 @@ hold_clients () {
   "$PY" touch.py touched.out "$@" <clients.fifo {client_fd}>&- &
   client_pid=$!
   while [ ! -e touched.out ]; do
-    kill -0 "$client_pid" 2>/dev/null || { wait "$client_pid" || true; client_pid=; fail "the client failed"; }
+    if ! kill -0 "$client_pid" 2>/dev/null; then
+      wait "$client_pid" || true
+      client_pid=
+      grep -v "debug: " "$LOGS"/*.log | tail -n 20 >&2
+      fail "the client failed (nbdkit's errors above; logs in $LOGS)"
+    fi
     sleep 0.05
   done
   touched=$(cat touched.out)
@@ -232,10 +240,10 @@ wait_socks () {
     left=("${next[@]}")
     [ ${#left[@]} -eq 0 ] && return 0
     for s in "${SERVERS[@]}"; do
-      kill -0 "$s" 2>/dev/null || { tail -n 20 nbdkit*.log >&2; fail "nbdkit $s exited"; }
+      kill -0 "$s" 2>/dev/null || { tail -n 20 "$LOGS"/*.log >&2; fail "nbdkit $s exited"; }
     done
     [ $(( $(now_ns) - t0 )) -lt $limit ] ||
-      { tail -n 20 nbdkit*.log >&2; fail "${#left[@]} of $# servers not listening after $((limit / 1000000000)) s"; }
+      { tail -n 20 "$LOGS"/*.log >&2; fail "${#left[@]} of $# servers not listening after $((limit / 1000000000)) s"; }
     sleep 0.01
   done
 }
@@ -272,7 +280,7 @@ multi () {
   clear_calls
   kc0=$(kms_cpu)
   t0=$(now_ns)
-  nbdkit -f -v -U "$sock" "$PLUGIN" "$@" "${KP[@]}" control="$ctl" >"nbdkit-$c-$r.log" 2>&1 &
+  nbdkit -f -v -U "$sock" "$PLUGIN" "$@" "${KP[@]}" control="$ctl" >"$LOGS/nbdkit-$c-$r.log" 2>&1 &
   pid=$!
   SERVERS+=("$pid")
   wait_socks 600 "$sock"
@@ -286,14 +294,14 @@ h = nbd.NBD(); h.set_opt_mode(True); h.connect_unix(sys.argv[1])
 names = []; h.opt_list(lambda name, desc: names.append(name)); h.opt_abort(); print(len(names))' "$sock")
   [ "$listed" = "$N" ] || fail "$c: the server lists $listed exports, not $N"
   # Unlocked exports: nbdkit -v's line per export.
-  local unlocked; unlocked=$(grep -c 'debug: export "[^"]*": volume .* unlocked' "nbdkit-$c-$r.log" || true)
+  local unlocked; unlocked=$(grep -c 'debug: export "[^"]*": volume .* unlocked' "$LOGS/nbdkit-$c-$r.log" || true)
   record "$c" "$r" ready_s "$(secs "$t0" "$t1")" decrypt_ok "${calls%% *}" \
     decrypt_failed "$(echo "$calls" | cut -d' ' -f2)" kms_calls "${calls##* }" \
     kms_cpu_s "$(awk -v a="$kc0" -v b="$(kms_cpu)" 'BEGIN {printf "%.2f", b - a}')" \
     unlocked_at_ready "$unlocked"
   record_mem "$c" "$r" start "$m"
   echo "$c run $r: listening after $(secs "$t0" "$t1") s; KMS Decrypt ok/failed, all calls: $calls;" \
-    "unlocked (nbdkit -v): $unlocked; hwm rss anon file pss threads cpu lck: $m"
+    "unlocked (nbdkit -v): $unlocked; hwm rss anon file pss threads cpu lck fds: $m"
   clients "$c" "$r" "$pid" $(for i in $(seq 1 "$N"); do echo "$sock:$(name_of "$i")"; done)
   t0=$(now_ns)
   listed=$(nbdinfo --list --json "nbd+unix:///?socket=$sock" | jq '.exports | length')
@@ -301,11 +309,11 @@ names = []; h.opt_list(lambda name, desc: names.append(name)); h.opt_abort(); pr
   [ "$listed" = "$N" ] || fail "$c: nbdinfo --list shows $listed exports, not $N"
   record "$c" "$r" nbdinfo_list_s "$(secs "$t0" "$t1")"
   echo "  nbdinfo --list (opens every export for its size): $(secs "$t0" "$t1") s"
-  record "$c" "$r" unlocked_at_end "$(grep -c 'debug: export "[^"]*": volume .* unlocked' "nbdkit-$c-$r.log" || true)"
-  grep -o 'debug: unlocked [0-9]* of [0-9]* exports in .*' "nbdkit-$c-$r.log" | sed 's/^/  nbdkit: /' || true
-  if grep -v "debug: " "nbdkit-$c-$r.log" | grep -Eiq "error|warning"; then
-    echo "  nbdkit-$c-$r.log: $(grep -v 'debug: ' "nbdkit-$c-$r.log" | grep -Eic 'error|warning') error/warning lines, e.g.:"
-    grep -v "debug: " "nbdkit-$c-$r.log" | grep -Ei -m 3 "error|warning" | sed 's/^/    /'
+  record "$c" "$r" unlocked_at_end "$(grep -c 'debug: export "[^"]*": volume .* unlocked' "$LOGS/nbdkit-$c-$r.log" || true)"
+  grep -o 'debug: unlocked [0-9]* of [0-9]* exports in .*' "$LOGS/nbdkit-$c-$r.log" | sed 's/^/  nbdkit: /' || true
+  if grep -v "debug: " "$LOGS/nbdkit-$c-$r.log" | grep -Eiq "error|warning"; then
+    echo "  nbdkit-$c-$r.log: $(grep -v 'debug: ' "$LOGS/nbdkit-$c-$r.log" | grep -Eic 'error|warning') error/warning lines, e.g.:"
+    grep -v "debug: " "$LOGS/nbdkit-$c-$r.log" | grep -Ei -m 3 "error|warning" | sed 's/^/    /'
   fi
   stop_servers
 }
@@ -319,7 +327,7 @@ single () {
   t0=$(now_ns)
   for i in $(seq 1 "$SINGLE"); do
     nbdkit -f -U "$tmp/single-$i.sock" "$PLUGIN" "$VOLS/$(name_of "$i")" "${KP[@]}" \
-      >>"nbdkit-single-$r.log" 2>&1 &
+      >>"$LOGS/nbdkit-single-$r.log" 2>&1 &
     SERVERS+=($!)
     socks+=("$tmp/single-$i.sock")
   done
@@ -332,11 +340,11 @@ single () {
     kms_cpu_s "$(awk -v a="$kc0" -v b="$(kms_cpu)" 'BEGIN {printf "%.2f", b - a}')"
   record_mem "$c" "$r" start "$m"
   echo "single run $r: $SINGLE processes listening after $(secs "$t0" "$t1") s; KMS Decrypt ok/failed, all calls: $calls;" \
-    "hwm rss anon file pss threads cpu lck (sums): $m"
+    "hwm rss anon file pss threads cpu lck fds (sums): $m"
   clients "$c" "$r" "${SERVERS[*]}" $(for s in "${socks[@]}"; do echo "$s:"; done)
-  if grep -v "debug: " "nbdkit-single-$r.log" | grep -Eiq "error|warning"; then
+  if grep -v "debug: " "$LOGS/nbdkit-single-$r.log" | grep -Eiq "error|warning"; then
     echo "  nbdkit-single-$r.log: error/warning lines, e.g.:"
-    grep -v "debug: " "nbdkit-single-$r.log" | grep -Ei -m 3 "error|warning" | sed 's/^/    /'
+    grep -v "debug: " "$LOGS/nbdkit-single-$r.log" | grep -Ei -m 3 "error|warning" | sed 's/^/    /'
   fi
   stop_servers
 }
@@ -361,11 +369,10 @@ for r in $(seq 1 "$RUNS"); do
     c=${configs[$(( (j + r - 1) % k ))]}
     case $c in
       eager-p*) multi "$c" "$r" volumes="$CACHE/volumes.conf" unlock=eager unlock-parallel="${c#eager-p}" ;;
-      dir) multi dir "$r" dir="$CACHE/dir-$N" unlock=eager unlock-parallel="$P1" ;;
+      dir) multi "dir-p$P1" "$r" dir="$CACHE/dir-$N" unlock=eager unlock-parallel="$P1" ;;
       lazy) multi lazy "$r" volumes="$CACHE/volumes.conf" unlock=lazy ;;
       single) single "$r" ;;
     esac
   done
 done
-cp nbdkit-*.log "$CACHE/" 2>/dev/null || true
 "$PY" "$CV_SRCDIR/bench/many-volumes-report.py" "$RES" "$N" "$SINGLE" "$SAMPLE"
