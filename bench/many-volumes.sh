@@ -82,7 +82,7 @@ akid=$(jq -r '.credentials[0].access_key_id' "$CACHE/kms-state/config.json")
 secret=$(jq -r '.credentials[0].secret_access_key' "$CACHE/kms-state/config.json")
 local_aws_start "$CACHE/kms-state" --quiet
 local_aws_signer "$akid" "$secret"
-local_aws_env
+local_aws_env ""
 export AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret
 export AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_CONFIG_FILE=/dev/null
 unset secret
@@ -142,7 +142,7 @@ mem () {
          /^VmLck:/ {l=$2} /^Threads:/ {t=$2} END {printf "%d %d %d %d %d ", h, r, a, f, t; print l}' "/proc/$p/status"
     awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"
     awk '{print $14 + $15}' "/proc/$p/stat"
-    ls "/proc/$p/fd" | wc -l
+    find "/proc/$p/fd" -mindepth 1 -maxdepth 1 | wc -l
   done | paste - - - - | awk -v tick="$TICK" '
     {h+=$1; r+=$2; a+=$3; f+=$4; t+=$5; l+=$6; p+=$7; c+=$8; d+=$9}
     END {printf "%.1f %.1f %.1f %.1f %.1f %d %.2f %.1f %d\n", h/1024, r/1024, a/1024, f/1024, p/1024, t, c/tick, l/1024, d}'
@@ -212,14 +212,16 @@ hold_clients () {
   done
   touched=$(cat touched.out)
 }
-release_clients () {
+release_clients () {  # returns the client's exit status
+  local rc=0
   if [ -n "$client_pid" ]; then
     exec {client_fd}>&-
-    wait "$client_pid" || fail "the client failed to disconnect"
+    wait "$client_pid" || rc=$?
     client_pid=
   fi
+  return $rc
 }
-cleanup_hooks=(release_clients "${cleanup_hooks[@]}")
+cleanup_hooks=("release_clients || true" "${cleanup_hooks[@]}")
 
 SERVERS=()  # every nbdkit this script started; the trap stops them
 stop_servers () {
@@ -254,12 +256,12 @@ wait_socks () {
 # measured while its connections are open: "touched", SAMPLE random ones of
 # the exports given; "all" (unless -A 0), every one of them.
 clients () {
-  local c=$1 r=$2 pids=($3) m; shift 3
+  local c=$1 r=$2 pids m; read -ra pids <<<"$3"; shift 3
   local targets=("$@") sample=()
   mapfile -t sample < <(printf '%s\n' "${targets[@]}" | shuf -n "$SAMPLE")
   hold_clients "${sample[@]}"
   m=$(mem "${pids[@]}")
-  release_clients
+  release_clients || fail "the client failed to disconnect"
   record "$c" "$r" touch_ms_median "${touched% *}" touch_ms_max "${touched#* }"
   record_mem "$c" "$r" touched "$m"
   echo "  $SAMPLE exports touched (first I/O median/max ${touched/ //} ms), connected: $m"
@@ -268,7 +270,7 @@ clients () {
   hold_clients "${targets[@]}"
   t1=$(now_ns)
   m=$(mem "${pids[@]}")
-  release_clients
+  release_clients || fail "the client failed to disconnect"
   record "$c" "$r" all_s "$(secs "$t0" "$t1")" all_ms_median "${touched% *}" all_ms_max "${touched#* }"
   record_mem "$c" "$r" all "$m"
   echo "  all ${#targets[@]} exports connected and touched in $(secs "$t0" "$t1") s (first I/O median/max ${touched/ //} ms): $m"
@@ -304,7 +306,9 @@ names = []; h.opt_list(lambda name, desc: names.append(name)); h.opt_abort(); pr
   record_mem "$c" "$r" start "$m"
   echo "$c run $r: listening after $(secs "$t0" "$t1") s; KMS Decrypt ok/failed, all calls: $calls;" \
     "unlocked (nbdkit -v): $unlocked; hwm rss anon file pss threads cpu lck fds: $m"
-  clients "$c" "$r" "$pid" $(for i in $(seq 1 "$N"); do echo "$sock:$(name_of "$i")"; done)
+  local targets=()
+  for i in $(seq 1 "$N"); do targets+=("$sock:$(name_of "$i")"); done
+  clients "$c" "$r" "$pid" "${targets[@]}"
   t0=$(now_ns)
   listed=$(nbdinfo --list --json "nbd+unix:///?socket=$sock" | jq '.exports | length')
   t1=$(now_ns)
@@ -343,7 +347,7 @@ single () {
   record_mem "$c" "$r" start "$m"
   echo "single run $r: $SINGLE processes listening after $(secs "$t0" "$t1") s; KMS Decrypt ok/failed, all calls: $calls;" \
     "hwm rss anon file pss threads cpu lck fds (sums): $m"
-  clients "$c" "$r" "${SERVERS[*]}" $(for s in "${socks[@]}"; do echo "$s:"; done)
+  clients "$c" "$r" "${SERVERS[*]}" "${socks[@]/%/:}"
   if grep -v "debug: " "$LOGS/nbdkit-single-$r.log" | grep -Eiq "error|warning"; then
     echo "  nbdkit-single-$r.log: error/warning lines, e.g.:"
     grep -v "debug: " "$LOGS/nbdkit-single-$r.log" | grep -Ei -m 3 "error|warning" | sed 's/^/    /'
