@@ -18,7 +18,7 @@
 # and with every export connected and touched.
 #
 # Usage: bench/many-volumes.sh [-n N] [-c CACHE] [-r RUNS] [-p "P ..."]
-#          [-s SINGLE] [-S SAMPLE] [-j JOBS] [-k KEYS] [-C "CONFIGS"] [-A 0] [-t T]
+#          [-s SINGLE] [-S SAMPLE] [-j JOBS] [-k KEYS] [-C "CONFIGS"] [-A 0] [-t T] [-w PREFIX]
 #   -n N        volumes (default 1000)
 #   -c CACHE    where the volume set, the KMS state and volumes.conf are kept
 #               between runs (default build/bench/many-volumes); a new N
@@ -37,6 +37,9 @@
 #   -A 0        skip the phase with a client connected to every export
 #   -t T        nbdkit --threads T (worker threads per connection; nbdkit's
 #               default is 16) for every server
+#   -w PREFIX   run every nbdkit under this command, e.g. "setpriv
+#               --bounding-set -ipc_lock" (root without CAP_IPC_LOCK: the
+#               RLIMIT_MEMLOCK of `ulimit -l` applies as to a service user)
 # Output: per-run lines, then a Markdown table of medians (min-max) on
 # stdout; raw figures in CACHE/results.tsv. Build first (`make`).
 source "$(dirname "$0")/../tests/integration/functions.sh"
@@ -45,12 +48,13 @@ requires nbdkit nbdinfo curl jq openssl shuf
 "$PY" -c 'import nbd' 2>/dev/null || { echo "SKIP: python3-libnbd is not installed"; exit 77; }
 
 N=1000 CACHE=$CV_BUILD/bench/many-volumes RUNS=3 PARS=32 SINGLE=100 SAMPLE=20
-JOBS=8 KEYS=100 CONFIGS="eager dir lazy single" ALL=1 NBDKIT_OPTS=()
-while getopts n:c:r:p:s:S:j:k:C:A:t: opt; do
+JOBS=8 KEYS=100 CONFIGS="eager dir lazy single" ALL=1 NBDKIT_OPTS=() WRAP=()
+while getopts n:c:r:p:s:S:j:k:C:A:t:w: opt; do
   case $opt in
     n) N=$OPTARG ;; c) CACHE=$OPTARG ;; r) RUNS=$OPTARG ;; p) PARS=$OPTARG ;;
     s) SINGLE=$OPTARG ;; S) SAMPLE=$OPTARG ;; j) JOBS=$OPTARG ;; k) KEYS=$OPTARG ;;
-    C) CONFIGS=$OPTARG ;; A) ALL=$OPTARG ;; t) NBDKIT_OPTS=(--threads "$OPTARG") ;; *) sed -n '/^# Usage/,/^# Output/p' "$0" >&2; exit 2 ;;
+    C) CONFIGS=$OPTARG ;; A) ALL=$OPTARG ;; t) NBDKIT_OPTS=(--threads "$OPTARG") ;;
+    w) read -ra WRAP <<<"$OPTARG" ;; *) sed -n '/^# Usage/,/^# Output/p' "$0" >&2; exit 2 ;;
   esac
 done
 [ "$SINGLE" -le "$N" ] || SINGLE=$N
@@ -284,7 +288,7 @@ multi () {
   clear_calls
   kc0=$(kms_cpu)
   t0=$(now_ns)
-  nbdkit -f -v "${NBDKIT_OPTS[@]}" -U "$sock" "$PLUGIN" "$@" "${KP[@]}" control="$ctl" >"$LOGS/nbdkit-$c-$r.log" 2>&1 &
+  "${WRAP[@]}" nbdkit -f -v "${NBDKIT_OPTS[@]}" -U "$sock" "$PLUGIN" "$@" "${KP[@]}" control="$ctl" >"$LOGS/nbdkit-$c-$r.log" 2>&1 &
   pid=$!
   SERVERS+=("$pid")
   wait_socks 600 "$sock"
@@ -332,7 +336,7 @@ single () {
   kc0=$(kms_cpu)
   t0=$(now_ns)
   for i in $(seq 1 "$SINGLE"); do
-    nbdkit -f "${NBDKIT_OPTS[@]}" -U "$tmp/single-$i.sock" "$PLUGIN" "$VOLS/$(name_of "$i")" "${KP[@]}" \
+    "${WRAP[@]}" nbdkit -f "${NBDKIT_OPTS[@]}" -U "$tmp/single-$i.sock" "$PLUGIN" "$VOLS/$(name_of "$i")" "${KP[@]}" \
       >>"$LOGS/nbdkit-single-$r.log" 2>&1 &
     SERVERS+=($!)
     socks+=("$tmp/single-$i.sock")
@@ -368,7 +372,7 @@ P1=${PARS%% *}
 mv -f "$RES" "$RES.old" 2>/dev/null || true
 printf 'config\trun\tmetric\tvalue\n' >"$RES"
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs, nbdkit $(nbdkit --version | cut -d' ' -f2)," \
-  "N=$N SINGLE=$SINGLE SAMPLE=$SAMPLE RUNS=$RUNS ${NBDKIT_OPTS[*]}; ulimit -n $(ulimit -n), -l $(ulimit -l)"
+  "N=$N SINGLE=$SINGLE SAMPLE=$SAMPLE RUNS=$RUNS ${WRAP[*]} ${NBDKIT_OPTS[*]}; ulimit -n $(ulimit -n), -l $(ulimit -l)"
 for r in $(seq 1 "$RUNS"); do
   k=${#configs[@]}
   for j in $(seq 0 $((k - 1))); do
