@@ -71,12 +71,13 @@ print(f"\nWith clients connected (each: connect by export name, write 4 KiB, rea
       f"({n}, or {single} for the single processes); memory in MiB\n")
 print(f"| configuration | {sample}: first I/O ms (median / max) | {sample}: RSS | "
       f"{sample}: PSS | {sample}: threads | all: connect + I/O (s) | all: peak RSS (VmHWM) | "
-      "all: RSS | all: RssAnon | all: PSS | all: threads |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+      "all: RSS | all: RssAnon | all: PSS | all: VmLck | all: threads | all: fds |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for c, text, k in rows:
     if k != 1.0:
         ext = [cell(c, "all.hwm_mib", k), cell(c, "all.rss_mib", k), cell(c, "all.anon_mib", k),
-               cell(c, "all.pss_mib", k), cell(c, "all.threads", k)]
+               cell(c, "all.pss_mib", k), cell(c, "all.locked_mib", k, "{:.1f}"),
+               cell(c, "all.threads", k), cell(c, "all.fds", k)]
         print("| " + " | ".join([text, "-", "-", "-", "-", "-"] + ext) + " |")
         continue
     print("| " + " | ".join([
@@ -84,4 +85,5 @@ for c, text, k in rows:
         cell(c, "touch_ms_median", fmt="{:.0f}") + " / " + cell(c, "touch_ms_max", fmt="{:.0f}"),
         cell(c, "touched.rss_mib"), cell(c, "touched.pss_mib"), cell(c, "touched.threads"),
         cell(c, "all_s", fmt="{:.1f}"), cell(c, "all.hwm_mib"), cell(c, "all.rss_mib"),
-        cell(c, "all.anon_mib"), cell(c, "all.pss_mib"), cell(c, "all.threads")]) + " |")
+        cell(c, "all.anon_mib"), cell(c, "all.pss_mib"), cell(c, "all.locked_mib", fmt="{:.1f}"),
+        cell(c, "all.threads"), cell(c, "all.fds")]) + " |")
