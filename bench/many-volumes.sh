@@ -19,6 +19,7 @@
 #
 # Usage: bench/many-volumes.sh [-n N] [-c CACHE] [-r RUNS] [-p "P ..."]
 #          [-s SINGLE] [-S SAMPLE] [-j JOBS] [-k KEYS] [-C "CONFIGS"] [-A 0] [-t T] [-w PREFIX]
+#          [-K SECONDS]
 #   -n N        volumes (default 1000)
 #   -c CACHE    where the volume set, the KMS state and volumes.conf are kept
 #               between runs (default build/bench/many-volumes); a new N
@@ -37,6 +38,9 @@
 #   -A 0        skip the phase with a client connected to every export
 #   -t T        nbdkit --threads T (worker threads per connection; nbdkit's
 #               default is 16) for every server
+#   -K SECONDS  for one-server configurations, after start-up: the KMS
+#               Decrypt calls and server CPU seconds of SECONDS idle (the
+#               key watch: key-check = 60 in every stanza), before clients
 #   -w PREFIX   run every nbdkit under this command, e.g. "setpriv
 #               --bounding-set -ipc_lock" (root without CAP_IPC_LOCK: the
 #               RLIMIT_MEMLOCK of `ulimit -l` applies as to a service user)
@@ -48,13 +52,13 @@ requires nbdkit nbdinfo curl jq openssl shuf
 "$PY" -c 'import nbd' 2>/dev/null || { echo "SKIP: python3-libnbd is not installed"; exit 77; }
 
 N=1000 CACHE=$CV_BUILD/bench/many-volumes RUNS=3 PARS=32 SINGLE=100 SAMPLE=20
-JOBS=8 KEYS=100 CONFIGS="eager dir lazy single" ALL=1 NBDKIT_OPTS=() WRAP=()
-while getopts n:c:r:p:s:S:j:k:C:A:t:w: opt; do
+JOBS=8 KEYS=100 CONFIGS="eager dir lazy single" ALL=1 NBDKIT_OPTS=() WRAP=() WATCH=0
+while getopts n:c:r:p:s:S:j:k:C:A:t:w:K: opt; do
   case $opt in
     n) N=$OPTARG ;; c) CACHE=$OPTARG ;; r) RUNS=$OPTARG ;; p) PARS=$OPTARG ;;
     s) SINGLE=$OPTARG ;; S) SAMPLE=$OPTARG ;; j) JOBS=$OPTARG ;; k) KEYS=$OPTARG ;;
     C) CONFIGS=$OPTARG ;; A) ALL=$OPTARG ;; t) NBDKIT_OPTS=(--threads "$OPTARG") ;;
-    w) read -ra WRAP <<<"$OPTARG" ;; *) sed -n '/^# Usage/,/^# Output/p' "$0" >&2; exit 2 ;;
+    w) read -ra WRAP <<<"$OPTARG" ;; K) WATCH=$OPTARG ;; *) sed -n '/^# Usage/,/^# Output/p' "$0" >&2; exit 2 ;;
   esac
 done
 [ "$SINGLE" -le "$N" ] || SINGLE=$N
@@ -310,6 +314,18 @@ names = []; h.opt_list(lambda name, desc: names.append(name)); h.opt_abort(); pr
   record_mem "$c" "$r" start "$m"
   echo "$c run $r: listening after $(secs "$t0" "$t1") s; KMS Decrypt ok/failed, all calls: $calls;" \
     "unlocked (nbdkit -v): $unlocked; hwm rss anon file pss threads cpu lck fds: $m"
+  if [ "$WATCH" -gt 0 ]; then
+    local w0 w1 d
+    clear_calls
+    w0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    sleep "$WATCH"
+    w1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    d=$(kms_calls)
+    record "$c" "$r" watch_decrypt_ok "${d%% *}" watch_decrypt_failed "$(echo "$d" | cut -d' ' -f2)" \
+      watch_cpu_s "$(awk -v a="$w0" -v b="$w1" -v t="$TICK" 'BEGIN {printf "%.2f", (b - a) / t}')"
+    echo "$c run $r: idle ${WATCH} s (key watch): KMS Decrypt ok/failed, all calls: $d;" \
+      "server CPU $(awk -v a="$w0" -v b="$w1" -v t="$TICK" 'BEGIN {printf "%.2f", (b - a) / t}') s"
+  fi
   local targets=()
   for i in $(seq 1 "$N"); do targets+=("$sock:$(name_of "$i")"); done
   clients "$c" "$r" "$pid" "${targets[@]}"
