@@ -42,7 +42,7 @@ serve vol keyfile=a.kek -- 'uri=$uri' bash online.sh > online.out
 grep -q "wrap 0 moved to file:b.kek as wrap 2" online.out || { cat online.out; fail "rewrap output"; }
 [ "$(cat online.sum)" = "$sum" ] || fail "data changed while re-wrapping online"
 [ "$(readsum keyfile=b.kek)" = "$sum" ] || fail "new key does not open after rewrap"
-expect_fail "the old key after rewrap" "cannot unlock volume vol" \
+expect_fail "the old key after rewrap" "cannot unlock volume [^ ]*vol" \
   nbdkit -U - "$PLUGIN" vol keyfile=a.kek --run true
 pass "rewrap and add-wrap while served; after restart the new key opens, the old one not"
 expect_fail "rewrap to the same key" "already uses .*same key" \
