@@ -505,13 +505,15 @@ continue_rotation (void)
 static int
 cryptvol_after_fork (void)
 {
+  static struct cv_ctl_export ex; /* the control thread's until unload */
   struct cv_ctl_opts co = { .path = control_path,
                             .group = control_gid,
-                            .volume = volume_path,
-                            .uuid = cv_vol_uuid (vol),
+                            .exports = &ex,
+                            .nexports = 1,
                             .ops = &cv_ctl_vol_ops,
-                            .arg = vol,
                             .audit = audit };
+
+  ex = (struct cv_ctl_export){ .name = "", .volume = volume_path, .arg = vol };
 
   if (cv_vol_after_fork (vol) < 0 || cv_watch_add (vol, &watch) < 0
       || (watch.interval_s > 0 && cv_watch_start () < 0)
