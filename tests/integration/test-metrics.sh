@@ -105,3 +105,71 @@ expect_fail "metrics with no server" "no cryptvol server listens on $CTL" \
 rc=0; "$KEYMGR" metrics --control "$CTL" >/dev/null 2>&1 || rc=$?
 [ "$rc" = 4 ] || fail "exit $rc without a server, not 4"
 pass "no server: exit 4, nothing on stdout"
+
+# --- several exports -----------------------------------------------------------
+# Until the plugin serves several exports, a stand-in server on a socket
+# replies as doc/control.md says one does: keymgr must send --export, label
+# every export (a name that needs escaping too) and report one that cannot
+# be read as down.
+FAKE=$tmp/multi.sock
+python3 - "$FAKE" "$tmp/requests.log" <<'PY' &
+import json, os, socket, sys
+def one(name, vol, uuid, state, wr):
+    return {"export": name, "volume": vol, "uuid": uuid, "state": state,
+            "requests": {"served": 3, "refused": 0, "failed": 1},
+            "bytes": {"read": 0, "written": wr},
+            "checks": {"ok": 2, "revoked": 0, "unreachable": 5, "last_ok": 1700000000},
+            "rotation": {"state": "running", "done": 4096, "total": 8192}}
+exports = [one("db", "/srv/db.img", "u-db", "unlocked", 4096),
+           one('we"b\\x', "/srv/web.img", "u-web", "grace", 512),
+           {"export": "lazy", "volume": "/srv/lazy.img", "uuid": "",
+            "error": "lazy: not unlocked yet"}]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(sys.argv[1] + ".tmp"); os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+srv.listen(4)
+log = open(sys.argv[2], "a", buffering=1)
+while True:
+    c, _ = srv.accept()
+    req = json.loads(c.makefile().readline())
+    log.write(json.dumps(req, sort_keys=True) + "\n")
+    name = req.get("export")
+    if name is None:
+        rep = {"ok": True, "exports": exports}
+    else:
+        e = [x for x in exports if x["export"] == name and "error" not in x]
+        rep = dict(ok=True, **e[0]) if e else {"ok": False, "error": f'unknown export "{name}"'}
+    c.sendall(json.dumps(rep).encode() + b"\n")
+    c.close()
+PY
+fake_pid=$!
+cleanup_hooks+=("kill $fake_pid")
+for _ in $(seq 1 100); do [ -S "$FAKE" ] && break; sleep 0.05; done
+[ -S "$FAKE" ] || fail "the stand-in control server did not start"
+
+"$KEYMGR" metrics --control "$FAKE" >m4.prom || fail "keymgr metrics (several exports)"
+metrics_check m4.prom \
+  "m[('cryptvol_export_up', 'export=db')] == 1 and m[('cryptvol_export_up', 'export=lazy')] == 0" \
+  "m[('cryptvol_export_info', 'export=lazy', 'uuid=', 'volume=/srv/lazy.img')] == 1" \
+  "m[('cryptvol_key_state', 'export=we\"b\\\\x', 'state=grace')] == 1" \
+  "m[('cryptvol_key_state', 'export=db', 'state=grace')] == 0" \
+  "m[('cryptvol_written_bytes_total', 'export=db')] == 4096" \
+  "m[('cryptvol_written_bytes_total', 'export=we\"b\\\\x')] == 512" \
+  "m[('cryptvol_io_errors_total', 'export=db')] == 1" \
+  "m[('cryptvol_key_checks_total', 'export=db', 'outcome=unreachable')] == 5" \
+  "m[('cryptvol_key_last_success_timestamp_seconds', 'export=db')] == 1700000000" \
+  "m[('cryptvol_rotating', 'export=db')] == 1 and m[('cryptvol_rotation_done_bytes', 'export=db')] == 4096" \
+  "not any(k[0] == 'cryptvol_key_state' and 'export=lazy' in k for k in m)" ||
+  fail "metrics of several exports"
+pass "several exports: each labelled (a quote and a backslash escaped), one not unlocked is down"
+
+"$KEYMGR" metrics --control "$FAKE" --export db >m5.prom || fail "metrics --export db"
+metrics_check m5.prom \
+  "{k[1] for k in m} == {'export=db'}" || fail "metrics --export db: only db"
+"$KEYMGR" status --control "$FAKE" >st.txt || fail "status of several exports"
+[ "$(grep -c '^export:' st.txt)" = 3 ] && grep -q '^error: *lazy: not unlocked yet' st.txt ||
+  { cat st.txt; fail "status of several exports (text)"; }
+tail -n 3 "$tmp/requests.log" >req.txt
+[ "$(sed -n 1p req.txt)" = '{"cmd": "status"}' ] &&
+  [ "$(sed -n 2p req.txt)" = '{"cmd": "status", "export": "db"}' ] &&
+  [ "$(sed -n 3p req.txt)" = '{"cmd": "status"}' ] || { cat req.txt; fail "the requests keymgr sent"; }
+pass "--export NAME is sent; status prints every export, one block each"
