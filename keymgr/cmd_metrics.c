@@ -68,8 +68,8 @@ sample (FILE *f, const char *name, const json_t *e)
 
 /* One sample per export that reported its status: name{export} value. */
 static void
-per_export (FILE *f, const json_t *exports, const char *name,
-            const char *group, const char *member)
+per_export (FILE *f, const json_t *exports, const char *name, const char *group,
+            const char *member)
 {
   size_t i;
   json_t *e;
@@ -88,8 +88,7 @@ per_export (FILE *f, const json_t *exports, const char *name,
 static bool
 rotating (const char *state)
 {
-  return state[0] && strcmp (state, "none") != 0
-         && strcmp (state, "done") != 0;
+  return state[0] && strcmp (state, "none") != 0 && strcmp (state, "done") != 0;
 }
 
 /* The exposition of exports (status replies, or error entries) to f. */
@@ -195,8 +194,7 @@ print_metrics (FILE *f, const json_t *exports)
   per_export (f, exports, "cryptvol_rotation_done_bytes", "rotation", "done");
   family (f, "cryptvol_rotation_total_bytes", "gauge",
           "Bytes a DEK rotation re-encrypts in all: the volume's size.");
-  per_export (f, exports, "cryptvol_rotation_total_bytes", "rotation",
-              "total");
+  per_export (f, exports, "cryptvol_rotation_total_bytes", "rotation", "total");
 }
 
 /* --control PATH into *ctx. */
