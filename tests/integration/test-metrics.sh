@@ -110,9 +110,10 @@ pass "no server: exit 4, nothing on stdout"
 # Until the plugin serves several exports, a stand-in server on a socket
 # replies as doc/control.md says one does: keymgr must send --export, label
 # every export (a name that needs escaping too) and report one that cannot
-# be read as down.
+# be read as down; rotate-dek --control finds the export of its volume (db
+# has the uuid of $vol) by itself.
 FAKE=$tmp/multi.sock
-python3 - "$FAKE" "$tmp/requests.log" <<'PY' &
+DB_UUID=$uuid python3 - "$FAKE" "$tmp/requests.log" <<'PY' &
 import json, os, socket, sys
 def one(name, vol, uuid, state, wr):
     return {"export": name, "volume": vol, "uuid": uuid, "state": state,
@@ -120,7 +121,7 @@ def one(name, vol, uuid, state, wr):
             "bytes": {"read": 0, "written": wr},
             "checks": {"ok": 2, "revoked": 0, "unreachable": 5, "last_ok": 1700000000},
             "rotation": {"state": "running", "done": 4096, "total": 8192}}
-exports = [one("db", "/srv/db.img", "u-db", "unlocked", 4096),
+exports = [one("db", "/srv/db.img", os.environ["DB_UUID"], "unlocked", 4096),
            one('we"b\\x', "/srv/web.img", "u-web", "grace", 512),
            {"export": "lazy", "volume": "/srv/lazy.img", "uuid": "",
             "error": "lazy: not unlocked yet"}]
@@ -173,3 +174,12 @@ tail -n 3 "$tmp/requests.log" >req.txt
   [ "$(sed -n 2p req.txt)" = '{"cmd": "status", "export": "db"}' ] &&
   [ "$(sed -n 3p req.txt)" = '{"cmd": "status"}' ] || { cat req.txt; fail "the requests keymgr sent"; }
 pass "--export NAME is sent; status prints every export, one block each"
+
+new_volume other 1M
+expect_fail "rotate-dek of a volume the server has no export of" \
+  "serves no export of other \\(uuid .*\\) that is unlocked: .* --export NAME" \
+  "$KEYMGR" rotate-dek other --control "$FAKE" --keyfile other.kek --detach
+"$KEYMGR" rotate-dek "$vol" --control "$FAKE" --detach >rot.txt || fail "rotate-dek --control, several exports"
+[ "$(tail -n 1 "$tmp/requests.log")" = '{"cmd": "rotate", "export": "db"}' ] ||
+  { tail -n 2 "$tmp/requests.log"; fail "rotate-dek did not name db"; }
+pass "rotate-dek --control on a server of several exports names the export of its volume (db)"
