@@ -58,7 +58,8 @@ struct common_opts {
   { "unlock-wrap", required_argument, 0, 0x111 },                            \
   { "kms-grant-token", required_argument, 0, 0x112 },                        \
   { "allow-costly-kdf", no_argument, 0, 0x113 },                            \
-  { "wait", required_argument, 0, 0x114 }
+  { "wait", required_argument, 0, 0x114 },                                   \
+  { "export", required_argument, 0, 0x115 }
 /* clang-format on */
 
 /* Parse a command line: own options (may be NULL) go to handle (returning 0,
@@ -185,6 +186,9 @@ void control_reload_print (const char *path, const json_t *reply);
  * came. control_reply_error: the reply's error, or NULL if it says ok. */
 int control_request (const char *path, const json_t *req, json_t **reply);
 const char *control_reply_error (const json_t *reply);
+/* --export NAME: the export of a server with several that every request to
+ * a control socket names (control_request adds it); NULL: none named. */
+extern const char *keymgr_export;
 
 /* rotate-dek's own options (cmd_rotate.c parses them and rotates offline;
  * rotate_online.c runs the rest). */
@@ -229,6 +233,7 @@ int cmd_status (int argc, char **argv);
 int cmd_lock (int argc, char **argv);
 int cmd_unlock (int argc, char **argv);
 int cmd_reload (int argc, char **argv);
+int cmd_metrics (int argc, char **argv);
 int cmd_grant (int argc, char **argv);
 int cmd_grants (int argc, char **argv);
 int cmd_revoke_grant (int argc, char **argv);

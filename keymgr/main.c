@@ -46,6 +46,8 @@ static const struct {
   { "lock", cmd_lock, "revoke a served volume now (--control PATH)" },
   { "unlock", cmd_unlock, "make a revoked server serve again (--control)" },
   { "reload", cmd_reload, "make a server re-read the header (--control)" },
+  { "metrics", cmd_metrics,
+    "a server's exports' metrics for Prometheus (--control)" },
   { "grant", cmd_grant, "let one AWS principal unlock the volume (KMS grant)" },
   { "grants", cmd_grants, "list the volume's KMS grants" },
   { "revoke-grant", cmd_revoke_grant, "revoke one of the volume's grants" },
@@ -208,6 +210,9 @@ common_opt (struct common_opts *o, int c, const char *arg)
     keymgr_wait_s = secs;
     return 1;
   }
+  case 0x115:
+    keymgr_export = arg;
+    return 1;
   }
   return 0;
 }
