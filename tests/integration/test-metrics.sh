@@ -49,7 +49,7 @@ PY
 }
 
 "$KEYMGR" metrics --control "$CTL" >m1.prom || fail "keymgr metrics"
-VOLPATH=$vol metrics_check m1.prom \
+VOLPATH=$PWD/$vol metrics_check m1.prom \
   "m[('cryptvol_export_info', 'export=', 'uuid=$uuid', 'volume=' + os.environ['VOLPATH'])] == 1" \
   "m[('cryptvol_export_up', 'export=')] == 1" \
   "m[('cryptvol_key_state', 'export=', 'state=unlocked')] == 1" \
