@@ -153,6 +153,10 @@ pass "eager: c refused with its reason, a and tenant-b/data served"
 "$KEYMGR" status --control "$CTL" --export c --json >st.json || fail "status --export c"
 jq -e '.state == "not-unlocked" and (.cause | test("c.kek"))' st.json >/dev/null ||
   { cat st.json; fail "status of the export not unlocked"; }
+expect_fail "lock --export c, not unlocked" 'export "c" is not unlocked \(cannot unlock volume' \
+  "$KEYMGR" lock --control "$CTL" --export c
+expect_fail "unlock --export c, its key still missing" "no wrap could be unlocked" \
+  "$KEYMGR" unlock --control "$CTL" --export c
 mv keys/c.kek.away keys/c.kek
 "$KEYMGR" unlock --control "$CTL" --export c >/dev/null || fail "unlock --export c once its key is back"
 nbdsh -u "$(uri c)" -c "assert h.pread(8, 0) == b'export:c'" || fail "c after its unlock"
