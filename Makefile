@@ -118,7 +118,8 @@ FUZZ_BINS    := $(FUZZ_TARGETS:%=build-fuzz/fuzz-%)
 FUZZ_SRCS_control    := lib/ctl/dispatch.c lib/ctl/audit.c lib/common/log.c \
                         lib/common/clock.c
 FUZZ_SRCS_aws-config := lib/keys/aws-config.c lib/crypto/secmem.c \
-                        lib/crypto/secheap.c lib/common/log.c lib/common/fdio.c
+                        lib/crypto/secheap.c lib/common/log.c lib/common/fdio.c \
+                        lib/common/text.c
 FUZZ_SRCS_aws-creds  := lib/keys/aws-creds.c lib/crypto/secmem.c \
                         lib/crypto/secheap.c lib/common/log.c
 FUZZ_SRCS_aws-sts    := lib/keys/aws-sts.c
@@ -127,7 +128,7 @@ FUZZ_SRCS_unlock     := $(FUZZ_SRCS_header) lib/keys/unlock.c lib/keys/file.c \
                         lib/keys/passphrase.c lib/keys/aead_wrap.c \
                         lib/keys/provider.c
 FUZZ_SRCS_kms        := lib/keys/kms.c lib/keys/kms-http.c
-FUZZ_SRCS_stanza     := lib/common/stanza.c lib/common/log.c
+FUZZ_SRCS_stanza     := lib/common/stanza.c lib/common/text.c lib/common/log.c
 # Targets whose sources stand alone; the others link the library.
 FUZZ_ALONE      := control aws-config aws-creds stanza
 FUZZ_ALONE_LIBS := $(shell pkg-config --libs jansson libcrypto libgcrypt 2>/dev/null)

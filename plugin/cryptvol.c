@@ -359,8 +359,8 @@ ctl_vol (void *arg)
 
   if (!v) {
     pthread_mutex_lock (&e->lock);
-    cv_err ("export \"%s\" is not unlocked (%s); `unlock` tries again",
-            e->name, e->why ? e->why : "unlock=lazy: not asked for yet");
+    cv_err ("export \"%s\" is not unlocked (%s); `unlock` tries again", e->name,
+            e->why ? e->why : "unlock=lazy: not asked for yet");
     pthread_mutex_unlock (&e->lock);
   }
   return v;
