@@ -41,6 +41,7 @@ quiet = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
 .PHONY: all deps check check-unit check-integration demo bench install \
+        install-systemd \
         format format-check clean sanitize fuzz \
         fuzz-build
 all: $(LIB) $(PLUGIN) $(KEYMGR) $(UNITS) $(TOOLS) $(BENCH) $(MANS)
@@ -178,12 +179,29 @@ bench: deps
 	$(Q)bench/run-bench.sh
 
 PREFIX ?= /usr/local
-install: all
+install: all install-systemd
 	install -D -m 0755 $(KEYMGR) $(DESTDIR)$(PREFIX)/bin/cryptvol-keymgr
 	install -D -m 0755 $(PLUGIN) \
 	  $(DESTDIR)$$(nbdkit --dump-config | sed -n 's/^plugindir=//p')/nbdkit-cryptvol-plugin.so
 	install -D -m 0644 $(B)/man/nbdkit-cryptvol-plugin.1 $(DESTDIR)$(PREFIX)/share/man/man1/nbdkit-cryptvol-plugin.1
 	install -D -m 0644 $(B)/man/cryptvol-keymgr.8 $(DESTDIR)$(PREFIX)/share/man/man8/cryptvol-keymgr.8
+
+# The systemd units of contrib/systemd (doc/operations.md, "Running under
+# systemd"), the user they run as, and their example configurations. The
+# directories are systemd's own under PREFIX (/usr/local/lib/systemd/system
+# is on systemd's search path); a package gives UNITDIR=/usr/lib/systemd/system
+# SYSUSERSDIR=/usr/lib/sysusers.d. Then: systemd-sysusers; systemctl
+# daemon-reload.
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+EXAMPLEDIR  ?= $(PREFIX)/share/doc/cryptvol/examples
+SYSTEMD_UNITS    := $(wildcard contrib/systemd/*.service contrib/systemd/*.socket)
+SYSTEMD_EXAMPLES := $(wildcard contrib/systemd/*.example)
+install-systemd:
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(EXAMPLEDIR)
+	install -m 0644 $(SYSTEMD_UNITS) $(DESTDIR)$(UNITDIR)/
+	install -D -m 0644 contrib/systemd/cryptvol.sysusers $(DESTDIR)$(SYSUSERSDIR)/cryptvol.conf
+	install -m 0644 $(SYSTEMD_EXAMPLES) $(DESTDIR)$(EXAMPLEDIR)/
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:

@@ -9,7 +9,8 @@ pkgs="build-essential pkg-config
   libcurl4-openssl-dev libp11-kit-dev
   cryptsetup-bin qemu-utils openssl perl
   awscli curl softhsm2 opensc
-  qemu-system-x86 fio gnutls-bin cpio gnuplot-nox"
+  qemu-system-x86 fio gnutls-bin cpio gnuplot-nox
+  systemd"
 
 missing=""
 for p in $pkgs; do
