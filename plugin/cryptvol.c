@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "common/secfile.h"
+#include "common/version.h"
 #include "crypto/secmem.h"
 #include "ctl/audit.h"
 #include "ctl/ctl.h"
@@ -628,7 +629,7 @@ cryptvol_flush (void *handle, uint32_t flags)
 static struct nbdkit_plugin plugin = {
   .name = "cryptvol",
   .longname = "cryptvol AES-256-XTS encrypted volume",
-  .version = "0.1",
+  .version = CV_VERSION,
   .load = cryptvol_load,
   .unload = cryptvol_unload,
   .config = cryptvol_config,
