@@ -86,6 +86,11 @@ int read_token_arg (const char *opt, const char *arg, char **out);
  * none was asked for. Returns 0 or -errno (reported). */
 int read_passphrase (const char *file, int fd, bool prompt, bool confirm,
                      const char *label, struct cv_key **out);
+/* spec, or for file:PATH with a relative PATH, file: and its absolute path
+ * (a wrap stores it, and must unlock from any directory; one stored
+ * relative still resolves against the working directory). It lives until
+ * the command ends. NULL on error (reported). */
+const char *wrap_spec_absolute (const char *spec);
 /* True if h has a wrap of the given type. */
 struct cv_header;
 bool has_wrap_type (const struct cv_header *h, const char *type);

@@ -106,6 +106,9 @@ const char *keymgr_command = "";
 bool keymgr_quiet;
 static unsigned keymgr_opts; /* the running command's OPT_* */
 static bool json_printed;    /* print_json wrote the command's result */
+/* The specs wrap_spec_absolute made, freed when the command ends. */
+static char *made_specs[64];
+static size_t nmade_specs;
 
 static void
 usage (FILE *f)
@@ -180,6 +183,8 @@ main (int argc, char **argv)
       keymgr_opts = commands[i].opts;
       audit_init (commands[i].name);
       int code = audit_end (commands[i].fn (argc - 1, argv + 1));
+      while (nmade_specs)
+        free (made_specs[--nmade_specs]);
       if (code != EXIT_OK && wants_json (argc, argv))
         json_error (code);
       return code;
@@ -696,6 +701,35 @@ parse_args (int argc, char **argv, const struct option *own,
     return EXIT_USAGE;
   }
   return 0;
+}
+
+const char *
+wrap_spec_absolute (const char *spec)
+{
+  char cwd[4096];
+  const char *path = spec + 5;
+  char *abs = NULL;
+
+  if (strncmp (spec, "file:", 5) != 0 || path[0] == '/' || path[0] == '\0')
+    return spec;
+  if (nmade_specs == ARRAY_SIZE (made_specs)) {
+    cv_err ("too many file: wraps on one command line");
+    return NULL;
+  }
+  if (!getcwd (cwd, sizeof cwd)) {
+    cv_err ("cannot make the key file path %s absolute: %s", path,
+            strerror (errno));
+    return NULL;
+  }
+  while (strncmp (path, "./", 2) == 0)
+    path += 2;
+  if (asprintf (&abs, "file:%s%s%s", cwd, strcmp (cwd, "/") ? "/" : "",
+                path)
+      < 0) {
+    cv_err ("out of memory");
+    return NULL;
+  }
+  return made_specs[nmade_specs++] = abs;
 }
 
 bool
