@@ -69,8 +69,7 @@ static const struct {
   { "rotate-dek", "control", "PATH",
     "rotate online: the server (nbdkit ... control=PATH) re-encrypts while\n"
     "it serves, keymgr follows its progress" },
-  { "rotate-dek", "hotzone", "SIZE",
-    "bytes re-encrypted per crash-safe step" },
+  { "rotate-dek", "hotzone", "SIZE", "bytes re-encrypted per crash-safe step" },
   { "rotate-dek", "rate", "MIB",
     "with --control: the rotation's rate limit in MiB/s (0: unlimited)" },
   { "rotate-dek", "detach", NULL,
@@ -103,7 +102,8 @@ static const struct {
     "retire the grant whose token is in FILE (as grant wrote it)" },
   /* rotate-dek and others: progress */
   { NULL, "quiet", NULL,
-    "no progress (default: a bar on a terminal, else a line per 10%)" },
+    "no progress (default: bytes, rate and ETA on stderr, redrawn on a\n"
+    "terminal, else a line per whole percent; JSON lines with --json)" },
   /* the options many commands share */
   { NULL, "header", "FILE", "the volume's detached header" },
   { NULL, "keyfile", "FILE", "unlock with this key file" },
