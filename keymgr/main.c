@@ -723,8 +723,7 @@ wrap_spec_absolute (const char *spec)
   }
   while (strncmp (path, "./", 2) == 0)
     path += 2;
-  if (asprintf (&abs, "file:%s%s%s", cwd, strcmp (cwd, "/") ? "/" : "",
-                path)
+  if (asprintf (&abs, "file:%s%s%s", cwd, strcmp (cwd, "/") ? "/" : "", path)
       < 0) {
     cv_err ("out of memory");
     return NULL;
