@@ -114,7 +114,7 @@ mkdir -p keys elsewhere
 ( cd keys && "$KEYMGR" genkey a.kek >/dev/null && "$KEYMGR" genkey b.kek >/dev/null &&
   "$KEYMGR" create ../abs.img --size 8M --wrap file:a.kek >/dev/null &&
   "$KEYMGR" add-wrap ../abs.img --keyfile a.kek --wrap file:./b.kek >/dev/null )
-[ "$("$KEYMGR" info abs.img --json | jq -r '[.wraps[].ref] | join(" ")')" = "$tmp/keys/a.kek $tmp/keys/b.kek" ] ||
+[ "$("$KEYMGR" info abs.img --json | jq -r '[.wraps[].ref] | join(" ")')" = "$(pwd -P)/keys/a.kek $(pwd -P)/keys/b.kek" ] ||
   fail "relative key paths not stored absolute: $("$KEYMGR" info abs.img --json | jq -c '[.wraps[].ref]')"
 # rotate-dek re-makes each file wrap with the key file the wrap names: from
 # another directory, only an absolute path finds it.
