@@ -54,7 +54,7 @@ pass "rewrap changes a passphrase"
 
 # A wrap that no longer unlocks when adding another: say what each wrap did.
 expect_fail "adding a wrap with a key that no longer unlocks" \
-  "no wrap could be unlocked: .*wrap 2 \(file b.kek\): wrong key file" \
+  "no wrap could be unlocked: .*wrap 2 \(file /.*/b.kek\): wrong key file" \
   "$KEYMGR" add-wrap vol --wrap file:a.kek --keyfile a.kek
 
 # remove-wrap needs proof that another wrap still opens the volume.
@@ -141,7 +141,7 @@ import json
 j = json.load(open("shred.json"))
 assert j["crypto_erased"] == "vol" and j["wraps_destroyed"] == 2, j
 left = " ".join(j["left_to_do"])
-assert "key file b.kek still exists" in left and "header backups" in left, left
+assert "/b.kek still exists" in left and "header backups" in left, left
 EOS
 expect_fail "opening a shredded volume" "not a cryptvol volume" \
   nbdkit -U - "$PLUGIN" vol keyfile=b.kek --run true
