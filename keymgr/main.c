@@ -133,10 +133,10 @@ wants_json (int argc, char **argv)
   return false;
 }
 
-/* A failed command's error on stdout, for --json: {"ok":false, "command",
- * "error": the last error reported, "exit":code}; nothing if the command
- * already printed its JSON result (info --check with a disabled key, a
- * refused control request). */
+/* A failed command's error on stdout, for --json, on one line:
+ * {"ok":false, "command", "error": the last error reported, "exit":code};
+ * nothing if the command already printed its JSON result (info --check with a
+ * disabled key, a refused control request). */
 static void
 json_error (int code)
 {
@@ -145,8 +145,11 @@ json_error (int code)
       "{s:b, s:s, s:s, s:i}", "ok", 0, "command", keymgr_command, "error",
       e && e[0] ? e : "see the messages on stderr", "exit", code);
 
-  if (!json_printed && j)
-    print_json (j);
+  /* One line: after rotate-dek's JSON progress lines it is one more. */
+  if (!json_printed && j) {
+    json_dumpf (j, stdout, JSON_COMPACT | JSON_SORT_KEYS);
+    putchar ('\n');
+  }
 }
 
 int
