@@ -105,7 +105,9 @@ json_t *rotation_state (const struct cv_header *h, int fd, const char *name);
  */
 void rotation_state_print (const json_t *r);
 
-/* The exit code for a -errno from the library. */
+/* The exit code for a -errno from the library: the one map from errno to
+ * the exit statuses cryptvol-keymgr(8) documents (EXIT STATUS), so that a
+ * code means the same whatever the command. */
 int exit_code (int rc);
 /* Parse a size with an optional K/M/G/T (binary) suffix. */
 int parse_size (const char *s, uint64_t *out);
