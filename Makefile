@@ -32,6 +32,8 @@ UNITS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 TOOLS    := $(TOOL_SRCS:tests/tools/%.c=$(B)/tools/%)
 BENCH    := $(if $(BENCH_SRCS),$(B)/cryptvol-bench)
 MANS     := $(B)/man/nbdkit-cryptvol-plugin.1 $(B)/man/cryptvol-keymgr.8
+# The one definition of the version is lib/common/version.h.
+VERSION  := $(shell sed -n 's/^\#define CV_VERSION "\(.*\)"$$/\1/p' lib/common/version.h)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -83,9 +85,9 @@ $(B)/tools/no-uring: $(B)/obj/tests/tools/no-uring.o
 $(B)/cryptvol-bench: $(call obj,$(BENCH_SRCS)) $(LIB)
 	$(call quiet,LD,$@)$(CC) -o $@ $^ $(NBD_LIBS) $(LDLIBS)
 
-$(B)/man/%.1 $(B)/man/%.8: doc/%.pod
+$(B)/man/%.1 $(B)/man/%.8: doc/%.pod lib/common/version.h
 	$(call quiet,POD2MAN,$@)mkdir -p $(@D) && podchecker -nowarnings $< 2>/dev/null && \
-	  pod2man --center=cryptvol --release=cryptvol --section=$(subst .,,$(suffix $@)) \
+	  pod2man --center=cryptvol --release="cryptvol $(VERSION)" --section=$(subst .,,$(suffix $@)) \
 	    --name=$(basename $(@F)) $< $@
 
 # The unit tests and the plugin again under AddressSanitizer and

@@ -118,6 +118,8 @@ show (struct follow *f, const json_t *rot)
   json_int_t eta = json_integer_value (json_object_get (rot, "eta_s"));
   char eta_s[32] = "?";
 
+  if (keymgr_quiet)
+    return;
   if (f->json) {
     json_dumpf (rot, stdout, JSON_COMPACT | JSON_SORT_KEYS);
     putchar ('\n');

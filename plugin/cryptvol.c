@@ -16,6 +16,7 @@
 #include <nbdkit-plugin.h>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "crypto/secmem.h"
 #include "ctl/audit.h"
 #include "ctl/ctl.h"
@@ -661,7 +662,7 @@ cryptvol_flush (void *handle, uint32_t flags)
 static struct nbdkit_plugin plugin = {
   .name = "cryptvol",
   .longname = "cryptvol AES-256-XTS encrypted volume",
-  .version = "0.1",
+  .version = CV_VERSION,
   .load = cryptvol_load,
   .unload = cryptvol_unload,
   .config = cryptvol_config,
