@@ -32,6 +32,8 @@ UNITS    := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 TOOLS    := $(TOOL_SRCS:tests/tools/%.c=$(B)/tools/%)
 BENCH    := $(if $(BENCH_SRCS),$(B)/cryptvol-bench)
 MANS     := $(B)/man/nbdkit-cryptvol-plugin.1 $(B)/man/cryptvol-keymgr.8
+# The one definition of the version is lib/common/version.h.
+VERSION  := $(shell sed -n 's/^\#define CV_VERSION "\(.*\)"$$/\1/p' lib/common/version.h)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -41,6 +43,7 @@ quiet = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
 .PHONY: all deps check check-unit check-integration demo bench bench-many install \
+        install-systemd \
         format format-check clean sanitize fuzz \
         fuzz-build
 all: $(LIB) $(PLUGIN) $(KEYMGR) $(UNITS) $(TOOLS) $(BENCH) $(MANS)
@@ -82,9 +85,9 @@ $(B)/tools/no-uring: $(B)/obj/tests/tools/no-uring.o
 $(B)/cryptvol-bench: $(call obj,$(BENCH_SRCS)) $(LIB)
 	$(call quiet,LD,$@)$(CC) -o $@ $^ $(NBD_LIBS) $(LDLIBS)
 
-$(B)/man/%.1 $(B)/man/%.8: doc/%.pod
+$(B)/man/%.1 $(B)/man/%.8: doc/%.pod lib/common/version.h
 	$(call quiet,POD2MAN,$@)mkdir -p $(@D) && podchecker -nowarnings $< 2>/dev/null && \
-	  pod2man --center=cryptvol --release=cryptvol --section=$(subst .,,$(suffix $@)) \
+	  pod2man --center=cryptvol --release="cryptvol $(VERSION)" --section=$(subst .,,$(suffix $@)) \
 	    --name=$(basename $(@F)) $< $@
 
 # The unit tests and the plugin again under AddressSanitizer and
@@ -118,7 +121,8 @@ FUZZ_BINS    := $(FUZZ_TARGETS:%=build-fuzz/fuzz-%)
 FUZZ_SRCS_control    := lib/ctl/dispatch.c lib/ctl/audit.c lib/common/log.c \
                         lib/common/clock.c
 FUZZ_SRCS_aws-config := lib/keys/aws-config.c lib/crypto/secmem.c \
-                        lib/crypto/secheap.c lib/common/log.c lib/common/fdio.c
+                        lib/crypto/secheap.c lib/common/log.c lib/common/fdio.c \
+                        lib/common/text.c
 FUZZ_SRCS_aws-creds  := lib/keys/aws-creds.c lib/crypto/secmem.c \
                         lib/crypto/secheap.c lib/common/log.c
 FUZZ_SRCS_aws-sts    := lib/keys/aws-sts.c
@@ -127,7 +131,7 @@ FUZZ_SRCS_unlock     := $(FUZZ_SRCS_header) lib/keys/unlock.c lib/keys/file.c \
                         lib/keys/passphrase.c lib/keys/aead_wrap.c \
                         lib/keys/provider.c
 FUZZ_SRCS_kms        := lib/keys/kms.c lib/keys/kms-http.c
-FUZZ_SRCS_stanza     := lib/common/stanza.c lib/common/log.c
+FUZZ_SRCS_stanza     := lib/common/stanza.c lib/common/text.c lib/common/log.c
 # Targets whose sources stand alone; the others link the library.
 FUZZ_ALONE      := control aws-config aws-creds stanza
 FUZZ_ALONE_LIBS := $(shell pkg-config --libs jansson libcrypto libgcrypt 2>/dev/null)
@@ -183,12 +187,29 @@ bench-many: deps
 	$(Q)bench/many-volumes.sh $(BENCH_MANY_ARGS)
 
 PREFIX ?= /usr/local
-install: all
+install: all install-systemd
 	install -D -m 0755 $(KEYMGR) $(DESTDIR)$(PREFIX)/bin/cryptvol-keymgr
 	install -D -m 0755 $(PLUGIN) \
 	  $(DESTDIR)$$(nbdkit --dump-config | sed -n 's/^plugindir=//p')/nbdkit-cryptvol-plugin.so
 	install -D -m 0644 $(B)/man/nbdkit-cryptvol-plugin.1 $(DESTDIR)$(PREFIX)/share/man/man1/nbdkit-cryptvol-plugin.1
 	install -D -m 0644 $(B)/man/cryptvol-keymgr.8 $(DESTDIR)$(PREFIX)/share/man/man8/cryptvol-keymgr.8
+
+# The systemd units of contrib/systemd (doc/operations.md, "Running under
+# systemd"), the user they run as, and their example configurations. The
+# directories are systemd's own under PREFIX (/usr/local/lib/systemd/system
+# is on systemd's search path); a package gives UNITDIR=/usr/lib/systemd/system
+# SYSUSERSDIR=/usr/lib/sysusers.d. Then: systemd-sysusers; systemctl
+# daemon-reload.
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+EXAMPLEDIR  ?= $(PREFIX)/share/doc/cryptvol/examples
+SYSTEMD_UNITS    := $(wildcard contrib/systemd/*.service contrib/systemd/*.socket)
+SYSTEMD_EXAMPLES := $(wildcard contrib/systemd/*.example)
+install-systemd:
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(EXAMPLEDIR)
+	install -m 0644 $(SYSTEMD_UNITS) $(DESTDIR)$(UNITDIR)/
+	install -D -m 0644 contrib/systemd/cryptvol.sysusers $(DESTDIR)$(SYSUSERSDIR)/cryptvol.conf
+	install -m 0644 $(SYSTEMD_EXAMPLES) $(DESTDIR)$(EXAMPLEDIR)/
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:

@@ -1,6 +1,7 @@
 /* cryptvol-keymgr status, lock, unlock, reload: the control socket of a
- * running server (nbdkit ... control=PATH; doc/control.md). And the reload
- * that add-wrap, remove-wrap and rewrap send with --control. */
+ * running server (nbdkit ... control=PATH; doc/control.md), for the export
+ * --export names. And the reload that add-wrap, remove-wrap and rewrap send
+ * with --control. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -56,19 +57,34 @@ dial (const char *path)
   return -(e == EACCES ? EXIT_NOKEY : EXIT_IO);
 }
 
-/* Read one line from fd (at most CV_CTL_LINE_MAX*4 bytes) into a new
- * string; NULL, reported, on timeout, end of input or error. */
+/* A reply is at most this long: the status of every export of a server
+ * with thousands. */
+#define REPLY_MAX (64 * 1024 * 1024)
+
+/* Read one line from fd (at most REPLY_MAX bytes) into a new string; NULL,
+ * reported, on timeout, end of input or error. */
 static char *
 read_line (int fd, const char *path)
 {
   size_t cap = 4 * CV_CTL_LINE_MAX, len = 0;
   CLEANUP_FREE char *buf = malloc (cap + 1);
 
-  if (!buf) {
-    cv_err ("out of memory");
-    return NULL;
-  }
-  while (len < cap) {
+  for (;;) {
+    if (!buf) {
+      cv_err ("out of memory");
+      return NULL;
+    }
+    if (len == cap) {
+      if (cap >= REPLY_MAX)
+        break;
+      char *b = realloc (buf, 2 * cap + 1);
+      if (!b) {
+        cv_err ("out of memory");
+        return NULL;
+      }
+      buf = b;
+      cap *= 2;
+    }
     struct pollfd p = { .fd = fd, .events = POLLIN };
     int r = poll (&p, 1, REPLY_TIMEOUT_MS);
     if (r == 0) {
@@ -83,27 +99,32 @@ read_line (int fd, const char *path)
               n < 0 ? ": " : "", n < 0 ? strerror (errno) : "");
       return NULL;
     }
+    char *nl = memchr (buf + len, '\n', (size_t) n);
     len += (size_t) n;
-    char *nl = memchr (buf, '\n', len);
     if (nl) {
       *nl = '\0';
       return STEAL (buf);
     }
   }
-  cv_err ("%s: a reply longer than %zu bytes", path, cap);
+  cv_err ("%s: a reply longer than %d bytes", path, REPLY_MAX);
   return NULL;
 }
+
+const char *keymgr_export;
 
 int
 control_request (const char *path, const json_t *req, json_t **reply)
 {
   CLEANUP_CLOSE int fd = dial (path);
   CLEANUP_FREE char *line = NULL;
+  json_auto_t *sent = json_copy ((json_t *) req);
   json_error_t e;
 
   if (fd < 0)
     return -fd;
-  CLEANUP_FREE char *s = json_dumps (req, JSON_COMPACT);
+  if (sent && keymgr_export)
+    json_object_set_new (sent, "export", json_string (keymgr_export));
+  CLEANUP_FREE char *s = sent ? json_dumps (sent, JSON_COMPACT) : NULL;
   if (!s || asprintf (&line, "%s\n", s) < 0) {
     line = NULL;
     cv_err ("out of memory");
@@ -207,8 +228,14 @@ print_status (const json_t *r)
   const json_t *wrap = json_object_get (r, "wrap");
   const json_t *last = json_object_get (r, "last_check");
 
+  if (json_string_length (json_object_get (r, "export")))
+    printf ("export:      %s\n", member (r, "export"));
   printf ("volume:      %s\n", member (r, "volume"));
   printf ("uuid:        %s\n", member (r, "uuid"));
+  if (json_string_length (json_object_get (r, "error"))) {
+    printf ("error:       %s\n", member (r, "error"));
+    return;
+  }
   printf ("state:       %s\n", member (r, "state"));
   if (json_string_length (json_object_get (r, "cause")))
     printf ("cause:       %s\n", member (r, "cause"));
@@ -225,9 +252,15 @@ print_status (const json_t *r)
           json_string_length (json_object_get (r, "next_check"))
               ? member (r, "next_check")
               : "none (no key watch)");
-  printf ("requests:    %lld served, %lld refused\n",
+  if (json_is_object (json_object_get (r, "checks")))
+    printf ("key checks:  %lld ok, %lld revoked, %lld unreachable\n",
+            (long long) count (r, "checks", "ok"),
+            (long long) count (r, "checks", "revoked"),
+            (long long) count (r, "checks", "unreachable"));
+  printf ("requests:    %lld served, %lld refused, %lld failed\n",
           (long long) count (r, "requests", "served"),
-          (long long) count (r, "requests", "refused"));
+          (long long) count (r, "requests", "refused"),
+          (long long) count (r, "requests", "failed"));
   printf ("bytes:       %lld read, %lld written\n",
           (long long) count (r, "bytes", "read"),
           (long long) count (r, "bytes", "written"));
@@ -285,7 +318,16 @@ control_cmd (int argc, char **argv, const char *cmd, const char *usage)
   }
   if (co.json)
     print_json (reply);
-  else if (strcmp (cmd, "status") == 0)
+  else if (strcmp (cmd, "status") == 0 && json_object_get (reply, "exports")) {
+    size_t i;
+    json_t *e;
+    json_array_foreach (json_object_get (reply, "exports"), i, e)
+    {
+      if (i)
+        putchar ('\n');
+      print_status (e);
+    }
+  } else if (strcmp (cmd, "status") == 0)
     print_status (reply);
   else if (strcmp (cmd, "reload") == 0)
     printf ("%s: the server reloaded the header (seqid %lld)\n", path,
@@ -300,9 +342,9 @@ cmd_status (int argc, char **argv)
 {
   return control_cmd (
       argc, argv, "status",
-      "usage: cryptvol-keymgr status --control PATH [--json]\n"
+      "usage: cryptvol-keymgr status --control PATH [--export NAME] [--json]\n"
       "Shows a running server's key state, last and next key check and\n"
-      "request counters.\n");
+      "request counters: of the export NAME, or of every export.\n");
 }
 
 int
@@ -310,7 +352,7 @@ cmd_lock (int argc, char **argv)
 {
   return control_cmd (
       argc, argv, "lock",
-      "usage: cryptvol-keymgr lock --control PATH [--json]\n"
+      "usage: cryptvol-keymgr lock --control PATH [--export NAME] [--json]\n"
       "Revokes the served volume now: its key is wiped and every request\n"
       "fails with EPERM until unlock, whatever the key watch finds.\n");
 }
@@ -320,7 +362,7 @@ cmd_unlock (int argc, char **argv)
 {
   return control_cmd (
       argc, argv, "unlock",
-      "usage: cryptvol-keymgr unlock --control PATH [--json]\n"
+      "usage: cryptvol-keymgr unlock --control PATH [--export NAME] [--json]\n"
       "Asks the server to unwrap the volume's key again and serve.\n");
 }
 
@@ -329,7 +371,7 @@ cmd_reload (int argc, char **argv)
 {
   return control_cmd (
       argc, argv, "reload",
-      "usage: cryptvol-keymgr reload --control PATH [--json]\n"
+      "usage: cryptvol-keymgr reload --control PATH [--export NAME] [--json]\n"
       "Makes the server re-read the volume header (after add-wrap,\n"
       "remove-wrap or rewrap), so that its key watch uses the current "
       "wraps.\n");

@@ -79,7 +79,8 @@ create_opt (int c, const char *arg, void *ctx)
       cv_err ("at most %d --wrap options", MAX_WRAPS);
       return -1;
     }
-    o->wraps[o->nwraps++] = arg;
+    if (!(o->wraps[o->nwraps++] = wrap_spec_absolute (arg)))
+      return -1;
     if (strcmp (arg, "passphrase") == 0)
       o->want_pass = true;
     return 0;

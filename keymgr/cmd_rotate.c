@@ -198,11 +198,14 @@ check_not_served (const char *path, const char *name)
   return EXIT_BUSY;
 }
 
-/* Progress: a bar on a terminal, JSON lines with --json, else nothing. */
+/* Progress of the offline rotation: bytes done and total, percent, rate and
+ * ETA, as a JSON line on stdout (--json), a line redrawn on stderr on a
+ * terminal, else a plain line per whole percent; nothing with --quiet. */
 struct progress {
   bool json, tty;
   struct timespec start;
   uint64_t first; /* bytes already done when this run started */
+  int pct;        /* the last whole percent printed (not a terminal) */
 };
 
 static double
@@ -218,21 +221,31 @@ static void
 show (uint64_t done, uint64_t total, void *arg)
 {
   struct progress *p = arg;
-  double s = elapsed (p);
-  double mibs = s > 0 ? (double) (done - p->first) / 1048576.0 / s : 0;
+  double s = elapsed (p), mib = 1048576.0;
+  double mibs = s > 0 ? (double) (done - p->first) / mib / s : 0;
+  double pct = total ? 100.0 * (double) done / (double) total : 100;
+  long long eta
+      = mibs > 0 ? (long long) ((double) (total - done) / mib / mibs) : -1;
+  char eta_s[32] = "?";
 
-  if (p->json)
-    printf ("{\"done\":%llu,\"total\":%llu,\"mib_per_s\":%.1f}\n",
-            (unsigned long long) done, (unsigned long long) total, mibs);
-  else if (p->tty) {
-    int width = 40, fill = (int) ((double) done / (double) total * width);
-    fprintf (stderr, "\r[%-*.*s] %5.1f%%  %.0f MiB/s", width, fill,
-             "########################################",
-             100.0 * (double) done / (double) total, mibs);
-    if (done == total)
-      fputc ('\n', stderr);
+  if (keymgr_quiet)
+    return;
+  if (p->json) {
+    printf ("{\"done\":%llu,\"total\":%llu,\"mib_per_s\":%.1f,\"eta_s\":%lld}"
+            "\n",
+            (unsigned long long) done, (unsigned long long) total, mibs, eta);
+    fflush (stdout);
+    return;
   }
-  fflush (NULL);
+  if (!p->tty && (int) pct == p->pct)
+    return;
+  p->pct = (int) pct;
+  if (eta >= 0)
+    snprintf (eta_s, sizeof eta_s, "%lld:%02lld", eta / 60, eta % 60);
+  fprintf (stderr, "%s%.0f/%.0f MiB  %5.1f%%  %.1f MiB/s  ETA %s%s",
+           p->tty ? "\r" : "", (double) done / mib, (double) total / mib, pct,
+           mibs, eta_s, p->tty && done < total ? "   " : "\n");
+  fflush (stderr);
 }
 
 int
@@ -323,7 +336,7 @@ cmd_rotate_dek (int argc, char **argv)
     common_free (&co);
     return exit_code (rc);
   }
-  struct progress pr = { .json = co.json, .tty = isatty (2) };
+  struct progress pr = { .json = co.json, .tty = isatty (2), .pct = -1 };
   clock_gettime (CLOCK_MONOTONIC, &pr.start);
   if (!cv_vol_rotating (v, &pr.first))
     pr.first = 0;

@@ -33,8 +33,7 @@ new_wrap_opt (int c, const char *arg, void *ctx)
   switch (c) {
   case 'w':
   case 't':
-    n->spec = arg;
-    return 0;
+    return (n->spec = wrap_spec_absolute (arg)) ? 0 : -1;
   case 'P':
     n->pass_file = arg;
     return 0;

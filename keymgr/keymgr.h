@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -34,39 +35,40 @@ struct common_opts {
   struct cv_wrap_sel unlock_sel;
 };
 
-/* Long options for common_opts, to append to a command's own table. Values
- * 0x100 and up are reserved for them. */
-/* clang-format off */
-#define COMMON_LONGOPTS                                                        \
-  { "header", required_argument, 0, 0x100 },                                   \
-  { "keyfile", required_argument, 0, 0x101 },                                  \
-  { "passphrase-file", required_argument, 0, 0x102 },                          \
-  { "passphrase-fd", required_argument, 0, 0x103 },                            \
-  { "json", no_argument, 0, 0x104 },                                           \
-  { "pbkdf", required_argument, 0, 0x105 },                                    \
-  { "pbkdf-memory", required_argument, 0, 0x106 },                             \
-  { "pbkdf-time", required_argument, 0, 0x107 },                               \
-  { "pbkdf-parallel", required_argument, 0, 0x108 },                           \
-  { "debug", no_argument, 0, 0x109 },                                          \
-  { "pin-file", required_argument, 0, 0x10a },                                 \
-  { "pin-fd", required_argument, 0, 0x10b },                                   \
-  { "pkcs11-module", required_argument, 0, 0x10c },                            \
-  { "kms-endpoint", required_argument, 0, 0x10d },                             \
-  { "kms-region", required_argument, 0, 0x10e },                               \
-  { "ca-bundle", required_argument, 0, 0x10f },                                \
-  { "audit-log", required_argument, 0, 0x110 },                               \
-  { "unlock-wrap", required_argument, 0, 0x111 },                            \
-  { "kms-grant-token", required_argument, 0, 0x112 },                        \
-  { "allow-costly-kdf", no_argument, 0, 0x113 },                            \
-  { "wait", required_argument, 0, 0x114 }
-/* clang-format on */
+/* Which of the shared options a command takes (its entry in main.c's
+ * command table): the parser accepts these and its --help lists them, with
+ * the command's own; --json, --audit-log, --debug and --help go with every
+ * command. */
+enum {
+  OPT_HEADER = 1 << 0,  /* --header */
+  OPT_KEY = 1 << 1,     /* --keyfile, --unlock-wrap, --allow-costly-kdf */
+  OPT_PASS = 1 << 2,    /* --passphrase-file, --passphrase-fd */
+  OPT_PIN = 1 << 3,     /* --pin-file, --pin-fd */
+  OPT_SERVICE = 1 << 4, /* --pkcs11-module, --kms-*, --ca-bundle */
+  OPT_PBKDF = 1 << 5,   /* --pbkdf*, --allow-costly-kdf: new passphrases */
+  OPT_WAIT = 1 << 6,    /* --wait */
+  OPT_QUIET = 1 << 7,   /* --quiet: no progress */
+  OPT_EXPORT = 1 << 8,  /* --export: the control socket's export */
+  OPT_UNLOCK = OPT_KEY | OPT_PASS | OPT_PIN | OPT_SERVICE,
+};
+
+/* The command running (its name, for messages and --help) and whether
+ * --quiet was given. */
+extern const char *keymgr_command;
+extern bool keymgr_quiet;
+
+/* The help of option name of command cmd (help.c): true if it has one.
+ * print_options: the options opts (ended by a NULL name) with their help. */
+bool option_documented (const char *cmd, const char *name);
+struct option;
+void print_options (FILE *f, const char *cmd, const struct option *opts);
 
 /* Parse a command line: own options (may be NULL) go to handle (returning 0,
- * or -1 after reporting a bad value), common ones into o (initialised here);
- * exactly nargs operands must follow, at argv[optind] (nargs < 0: 1 to
- * -nargs). Returns 0, -1 after
- * printing --help (exit 0), or an exit code after a usage error. */
-struct option;
+ * or -1 after reporting a bad value), the shared ones the command takes into
+ * o (initialised here); exactly nargs operands must follow, at argv[optind]
+ * (nargs < 0: 1 to -nargs). --help prints usage and every option accepted,
+ * described by help.c. Returns 0, -1 after printing --help (exit 0), or an
+ * exit code after a usage error (reported). */
 int parse_args (int argc, char **argv, const struct option *own,
                 int (*handle) (int c, const char *arg, void *ctx), void *ctx,
                 struct common_opts *o, const char *usage, int nargs);
@@ -85,6 +87,11 @@ int read_token_arg (const char *opt, const char *arg, char **out);
  * none was asked for. Returns 0 or -errno (reported). */
 int read_passphrase (const char *file, int fd, bool prompt, bool confirm,
                      const char *label, struct cv_key **out);
+/* spec, or for file:PATH with a relative PATH, file: and its absolute path
+ * (a wrap stores it, and must unlock from any directory; one stored
+ * relative still resolves against the working directory). It lives until
+ * the command ends. NULL on error (reported). */
+const char *wrap_spec_absolute (const char *spec);
 /* True if h has a wrap of the given type. */
 struct cv_header;
 bool has_wrap_type (const struct cv_header *h, const char *type);
@@ -99,7 +106,9 @@ json_t *rotation_state (const struct cv_header *h, int fd, const char *name);
  */
 void rotation_state_print (const json_t *r);
 
-/* The exit code for a -errno from the library. */
+/* The exit code for a -errno from the library: the one map from errno to
+ * the exit statuses cryptvol-keymgr(8) documents (EXIT STATUS), so that a
+ * code means the same whatever the command. */
 int exit_code (int rc);
 /* Parse a size with an optional K/M/G/T (binary) suffix. */
 int parse_size (const char *s, uint64_t *out);
@@ -185,6 +194,9 @@ void control_reload_print (const char *path, const json_t *reply);
  * came. control_reply_error: the reply's error, or NULL if it says ok. */
 int control_request (const char *path, const json_t *req, json_t **reply);
 const char *control_reply_error (const json_t *reply);
+/* --export NAME: the export of a server with several that every request to
+ * a control socket names (control_request adds it); NULL: none named. */
+extern const char *keymgr_export;
 
 /* rotate-dek's own options (cmd_rotate.c parses them and rotates offline;
  * rotate_online.c runs the rest). */
@@ -229,6 +241,7 @@ int cmd_status (int argc, char **argv);
 int cmd_lock (int argc, char **argv);
 int cmd_unlock (int argc, char **argv);
 int cmd_reload (int argc, char **argv);
+int cmd_metrics (int argc, char **argv);
 int cmd_grant (int argc, char **argv);
 int cmd_grants (int argc, char **argv);
 int cmd_revoke_grant (int argc, char **argv);

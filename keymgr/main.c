@@ -1,4 +1,5 @@
 /* cryptvol-keymgr: command dispatch and the options all commands share. */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -15,70 +16,199 @@
 #include "common/fdio.h"
 #include "common/log.h"
 #include "common/secfile.h"
+#include "common/version.h"
 #include "crypto/secmem.h"
 #include "format/header.h"
 #include "keymgr.h"
 #include "keys/kms-grants.h"
 
+/* Every command: its function, the shared options it takes (OPT_*) and
+ * its line in the command list. */
 static const struct {
   const char *name;
   int (*fn) (int, char **);
+  unsigned opts;
   const char *summary;
 } commands[] = {
   { "create", cmd_create,
+    OPT_PASS | OPT_PIN | OPT_SERVICE | OPT_PBKDF | OPT_WAIT,
     "create a volume (new file, or format a file/device)" },
-  { "info", cmd_info, "show a volume's header (no key needed)" },
-  { "verify", cmd_verify, "unlock with a key and check the header MAC" },
-  { "genkey", cmd_genkey, "write a new random 32-byte key file" },
-  { "add-wrap", cmd_add_wrap, "add a way to unlock the volume" },
+  { "info", cmd_info, OPT_HEADER | OPT_PIN | OPT_SERVICE,
+    "show a volume's header (no key needed)" },
+  { "verify", cmd_verify, OPT_HEADER | OPT_UNLOCK,
+    "unlock with a key and check the header MAC" },
+  { "genkey", cmd_genkey, 0, "write a new random 32-byte key file" },
+  { "add-wrap", cmd_add_wrap,
+    OPT_HEADER | OPT_UNLOCK | OPT_PBKDF | OPT_WAIT | OPT_EXPORT,
+    "add a way to unlock the volume" },
   { "remove-wrap", cmd_remove_wrap,
+    OPT_HEADER | OPT_UNLOCK | OPT_WAIT | OPT_EXPORT,
     "remove a wrap (never the last working one)" },
-  { "list-wraps", cmd_list_wraps, "list the wraps" },
-  { "rewrap", cmd_rewrap, "KEK rotation: move a wrap to another key" },
+  { "list-wraps", cmd_list_wraps, OPT_HEADER, "list the wraps" },
+  { "rewrap", cmd_rewrap,
+    OPT_HEADER | OPT_UNLOCK | OPT_PBKDF | OPT_WAIT | OPT_EXPORT,
+    "KEK rotation: move a wrap to another key" },
   { "rotate-dek", cmd_rotate_dek,
+    OPT_HEADER | OPT_UNLOCK | OPT_WAIT | OPT_QUIET | OPT_EXPORT,
     "DEK rotation: re-encrypt the data (offline, or served: --control)" },
-  { "backup-header", cmd_backup_header, "save the header to a file" },
-  { "restore-header", cmd_restore_header, "put a saved header back (offline)" },
-  { "shred", cmd_shred, "crypto-erase: destroy the header and every wrap" },
-  { "upgrade", cmd_upgrade,
+  { "backup-header", cmd_backup_header, OPT_HEADER,
+    "save the header to a file" },
+  { "restore-header", cmd_restore_header, OPT_HEADER | OPT_UNLOCK | OPT_WAIT,
+    "put a saved header back (offline)" },
+  { "shred", cmd_shred, OPT_HEADER | OPT_WAIT,
+    "crypto-erase: destroy the header and every wrap" },
+  { "upgrade", cmd_upgrade, OPT_HEADER | OPT_UNLOCK | OPT_WAIT,
     "add the seal sector and wrap binding to an older volume" },
-  { "status", cmd_status, "a running server's key state (--control PATH)" },
-  { "lock", cmd_lock, "revoke a served volume now (--control PATH)" },
-  { "unlock", cmd_unlock, "make a revoked server serve again (--control)" },
-  { "reload", cmd_reload, "make a server re-read the header (--control)" },
-  { "grant", cmd_grant, "let one AWS principal unlock the volume (KMS grant)" },
-  { "grants", cmd_grants, "list the volume's KMS grants" },
-  { "revoke-grant", cmd_revoke_grant, "revoke one of the volume's grants" },
-  { "retire-grant", cmd_retire_grant, "retire one of the volume's grants" },
-  { "aws-identity", cmd_aws_identity,
+  { "status", cmd_status, OPT_EXPORT,
+    "a running server's key state (--control PATH)" },
+  { "lock", cmd_lock, OPT_EXPORT, "revoke a served volume now (--control PATH)" },
+  { "unlock", cmd_unlock, OPT_EXPORT,
+    "make a revoked server serve again (--control)" },
+  { "reload", cmd_reload, OPT_EXPORT,
+    "make a server re-read the header (--control)" },
+  { "metrics", cmd_metrics, OPT_EXPORT,
+    "a server's exports' metrics for Prometheus (--control)" },
+  { "grant", cmd_grant, OPT_HEADER | OPT_SERVICE,
+    "let one AWS principal unlock the volume (KMS grant)" },
+  { "grants", cmd_grants, OPT_HEADER | OPT_SERVICE,
+    "list the volume's KMS grants" },
+  { "revoke-grant", cmd_revoke_grant, OPT_HEADER | OPT_SERVICE,
+    "revoke one of the volume's grants" },
+  { "retire-grant", cmd_retire_grant, OPT_HEADER | OPT_SERVICE,
+    "retire one of the volume's grants" },
+  { "aws-identity", cmd_aws_identity, 0,
     "the AWS principal, source and expiry of the credentials found" },
 };
+
+/* The shared options (common_opt parses them) and the commands taking them:
+ * OPT_* bits (0: every command). */
+static const struct {
+  struct option o;
+  unsigned opts;
+} shared[] = {
+  { { "header", required_argument, 0, 0x100 }, OPT_HEADER },
+  { { "keyfile", required_argument, 0, 0x101 }, OPT_KEY },
+  { { "passphrase-file", required_argument, 0, 0x102 }, OPT_PASS },
+  { { "passphrase-fd", required_argument, 0, 0x103 }, OPT_PASS },
+  { { "pin-file", required_argument, 0, 0x10a }, OPT_PIN },
+  { { "pin-fd", required_argument, 0, 0x10b }, OPT_PIN },
+  { { "pkcs11-module", required_argument, 0, 0x10c }, OPT_SERVICE },
+  { { "kms-endpoint", required_argument, 0, 0x10d }, OPT_SERVICE },
+  { { "kms-region", required_argument, 0, 0x10e }, OPT_SERVICE },
+  { { "ca-bundle", required_argument, 0, 0x10f }, OPT_SERVICE },
+  { { "kms-grant-token", required_argument, 0, 0x112 }, OPT_SERVICE },
+  { { "unlock-wrap", required_argument, 0, 0x111 }, OPT_KEY },
+  { { "allow-costly-kdf", no_argument, 0, 0x113 }, OPT_KEY | OPT_PBKDF },
+  { { "pbkdf", required_argument, 0, 0x105 }, OPT_PBKDF },
+  { { "pbkdf-memory", required_argument, 0, 0x106 }, OPT_PBKDF },
+  { { "pbkdf-time", required_argument, 0, 0x107 }, OPT_PBKDF },
+  { { "pbkdf-parallel", required_argument, 0, 0x108 }, OPT_PBKDF },
+  { { "wait", required_argument, 0, 0x114 }, OPT_WAIT },
+  { { "quiet", no_argument, 0, 0x115 }, OPT_QUIET },
+  { { "export", required_argument, 0, 0x116 }, OPT_EXPORT },
+  { { "json", no_argument, 0, 0x104 }, 0 },
+  { { "audit-log", required_argument, 0, 0x110 }, 0 },
+  { { "debug", no_argument, 0, 0x109 }, 0 },
+};
+
+const char *keymgr_command = "";
+bool keymgr_quiet;
+static unsigned keymgr_opts; /* the running command's OPT_* */
+static bool json_printed;    /* print_json wrote the command's result */
+/* The specs wrap_spec_absolute made, freed when the command ends. */
+static char *made_specs[64];
+static size_t nmade_specs;
 
 static void
 usage (FILE *f)
 {
-  fprintf (f, "usage: cryptvol-keymgr COMMAND [OPTIONS] VOLUME\n\ncommands:\n");
+  fprintf (f, "usage: cryptvol-keymgr COMMAND [OPTIONS] VOLUME\n"
+              "       cryptvol-keymgr help COMMAND | COMMAND --help\n"
+              "       cryptvol-keymgr --version\n\ncommands:\n");
   for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
     fprintf (f, "  %-15s %s\n", commands[i].name, commands[i].summary);
   fprintf (f,
            "\nSee cryptvol-keymgr(8) or 'cryptvol-keymgr COMMAND --help'.\n");
 }
 
+/* Whether the command line asks for --json (before any "--"), so that even
+ * an error in parsing it is reported as JSON. */
+static bool
+wants_json (int argc, char **argv)
+{
+  for (int i = 1; i < argc && strcmp (argv[i], "--") != 0; i++)
+    if (strcmp (argv[i], "--json") == 0)
+      return true;
+  return false;
+}
+
+/* A failed command's error on stdout, for --json, on one line:
+ * {"ok":false, "command", "error": the last error reported, "exit":code};
+ * nothing if the command already printed its JSON result (info --check with a
+ * disabled key, a refused control request). */
+static void
+json_error (int code)
+{
+  const char *e = cv_log_last_error ();
+  json_auto_t *j = json_pack (
+      "{s:b, s:s, s:s, s:i}", "ok", 0, "command", keymgr_command, "error",
+      e && e[0] ? e : "see the messages on stderr", "exit", code);
+
+  /* One line: after rotate-dek's JSON progress lines it is one more. */
+  if (!json_printed && j) {
+    json_dumpf (j, stdout, JSON_COMPACT | JSON_SORT_KEYS);
+    putchar ('\n');
+  }
+}
+
 int
 main (int argc, char **argv)
 {
+  char *help_argv[] = { NULL, NULL, "--help", NULL };
+
   if (argc < 2 || strcmp (argv[1], "--help") == 0
       || strcmp (argv[1], "-h") == 0) {
     usage (argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_USAGE : EXIT_OK;
   }
+  if (strcmp (argv[1], "--version") == 0 || strcmp (argv[1], "version") == 0) {
+    if (wants_json (argc, argv))
+      printf ("{\n  \"version\": \"%s\"\n}\n", CV_VERSION);
+    else
+      printf ("cryptvol-keymgr %s\n", CV_VERSION);
+    return EXIT_OK;
+  }
+  /* help COMMAND: as COMMAND --help. */
+  if (strcmp (argv[1], "help") == 0) {
+    if (argc != 3) {
+      usage (argc == 2 ? stdout : stderr);
+      return argc == 2 ? EXIT_OK : EXIT_USAGE;
+    }
+    help_argv[0] = argv[0];
+    help_argv[1] = argv[2];
+    argv = help_argv;
+    argc = 3;
+  }
   for (size_t i = 0; i < ARRAY_SIZE (commands); i++)
     if (strcmp (argv[1], commands[i].name) == 0) {
+      keymgr_command = commands[i].name;
+      keymgr_opts = commands[i].opts;
       audit_init (commands[i].name);
-      return audit_end (commands[i].fn (argc - 1, argv + 1));
+      int code = audit_end (commands[i].fn (argc - 1, argv + 1));
+      while (nmade_specs)
+        free (made_specs[--nmade_specs]);
+      if (code != EXIT_OK && wants_json (argc, argv))
+        json_error (code);
+      return code;
     }
-  fprintf (stderr, "cryptvol-keymgr: unknown command '%s'\n\n", argv[1]);
-  usage (stderr);
+  audit_init (argv[1]);
+  cv_err ("unknown command '%s': cryptvol-keymgr --help lists them", argv[1]);
+  if (wants_json (argc, argv))
+    json_error (EXIT_USAGE);
+  else {
+    fputc ('\n', stderr);
+    usage (stderr);
+  }
   return EXIT_USAGE;
 }
 
@@ -89,6 +219,7 @@ static void
 common_init (struct common_opts *o)
 {
   keymgr_wait_s = KEYMGR_WAIT_DEFAULT;
+  keymgr_quiet = false;
   *o = (struct common_opts){ .pass_fd = -1,
                              .pin_fd = -1,
                              .unlock_sel = CV_WRAP_SEL_ALL,
@@ -197,6 +328,12 @@ common_opt (struct common_opts *o, int c, const char *arg)
   case 0x113:
     o->creds.allow_costly_kdf = true;
     return 1;
+  case 0x115:
+    keymgr_quiet = true;
+    return 1;
+  case 0x116:
+    keymgr_export = arg;
+    return 1;
   case 0x114: {
     uint32_t secs;
     if (parse_u32 ("--wait", arg, &secs) < 0)
@@ -244,7 +381,7 @@ read_secret_fd (int fd, const char *what, const char *path, struct cv_key **out)
 
 /* Prompt on the terminal with echo off. */
 static int
-prompt_secret (const char *prompt, struct cv_key **out)
+prompt_secret (const char *prompt, bool new_pass, struct cv_key **out)
 {
   CLEANUP_CLOSE int tty = open ("/dev/tty", O_RDWR | O_CLOEXEC);
   struct termios old, quiet;
@@ -252,8 +389,9 @@ prompt_secret (const char *prompt, struct cv_key **out)
 
   if (tty < 0 || tcgetattr (tty, &old) < 0) {
     cv_err ("no passphrase given and no terminal to ask on; use "
-            "--passphrase-file FILE or --passphrase-fd N");
-    return -ENOKEY;
+            "--%spassphrase-file FILE or --%spassphrase-fd N",
+            new_pass ? "new-" : "", new_pass ? "new-" : "");
+    return -ENOTTY;
   }
   quiet = old;
   quiet.c_lflag &= ~(tcflag_t) ECHO;
@@ -334,10 +472,10 @@ read_passphrase (const char *file, int fd, bool prompt, bool confirm,
     return 0;
   snprintf (p1, sizeof p1, "%s: ", label);
   snprintf (p2, sizeof p2, "%s again: ", label);
-  rc = prompt_secret (p1, out);
+  rc = prompt_secret (p1, strncmp (label, "New", 3) == 0, out);
   if (rc == 0 && confirm) {
     CLEANUP_KEY struct cv_key *again = NULL;
-    rc = prompt_secret (p2, &again);
+    rc = prompt_secret (p2, false, &again);
     if (rc == 0
         && (again->len != (*out)->len
             || memcmp (again->b, (*out)->b, again->len))) {
@@ -396,11 +534,14 @@ exit_code (int rc)
   switch (-rc) {
   case 0:
     return EXIT_OK;
-  case ENOKEY:
-  case EKEYREJECTED:
-  case EKEYREVOKED:
-  case EACCES:
-  case EKEYEXPIRED:
+  case ENOKEY:       /* no key given for any wrap */
+  case EKEYREJECTED: /* the wrong key */
+  case EKEYREVOKED:  /* a KMS key disabled or pending deletion */
+  case EACCES:       /* a key service refused the caller */
+  case EKEYEXPIRED:  /* a key service refused the credentials */
+  case ENOENT:       /* a key that does not exist: a KMS key NotFound, a key
+                      * file, a token object */
+  case EDQUOT:       /* a passphrase wrap's KDF over the unlock limit */
     return EXIT_NOKEY;
   case EBADMSG:
   case ESTALE:
@@ -409,7 +550,10 @@ exit_code (int rc)
   case EBUSY:
   case EAGAIN:
     return EXIT_BUSY;
-  case EINVAL:
+  case EINVAL:  /* a bad value on the command line or in an input file */
+  case ENOTTY:  /* a passphrase needed, with no file, fd or terminal */
+  case ELIBACC: /* the PKCS#11 module does not exist */
+  case ELIBBAD: /* it is not a PKCS#11 module */
     return EXIT_USAGE;
   default:
     return EXIT_IO;
@@ -461,6 +605,7 @@ print_json (const json_t *j)
 {
   json_dumpf (j, stdout, JSON_INDENT (2) | JSON_SORT_KEYS);
   putchar ('\n');
+  json_printed = true;
 }
 
 /* Open the header of VOLUME (or --header) read-only and read it. */
@@ -501,26 +646,42 @@ check_seal (const char *volume, const char *header, int hfd,
   return cv_seal_check (header ? dfd : hfd, volume, !header, h, dek, &behind);
 }
 
+/* The getopt option of argv[optind - 1] that getopt_long refused, for a
+ * message: up to any '='. */
+static const char *
+bad_option (char **argv, char *buf, size_t len)
+{
+  const char *a = argv[optind - 1];
+
+  snprintf (buf, len, "%.*s", (int) strcspn (a, "="), a);
+  return buf;
+}
+
 int
 parse_args (int argc, char **argv, const struct option *own,
             int (*handle) (int c, const char *arg, void *ctx), void *ctx,
             struct common_opts *o, const char *usage, int nargs)
 {
-  static const struct option common[] = { COMMON_LONGOPTS };
   struct option all[64];
   size_t n = 0;
+  char buf[64];
   int c;
 
   for (; own && own[n].name; n++)
     all[n] = own[n];
+  for (size_t i = 0; i < ARRAY_SIZE (shared); i++)
+    if (!shared[i].opts || (shared[i].opts & keymgr_opts))
+      all[n++] = shared[i].o;
   all[n++] = (struct option){ "help", no_argument, 0, 'h' };
-  for (size_t i = 0; i < ARRAY_SIZE (common); i++)
-    all[n++] = common[i];
   all[n] = (struct option){ 0, 0, 0, 0 };
+  assert (n < ARRAY_SIZE (all));
+  for (size_t i = 0; i < n; i++)
+    assert (option_documented (keymgr_command, all[i].name));
 
   common_init (o);
   optind = 1;
-  while ((c = getopt_long (argc, argv, "h", all, NULL)) != -1) {
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, ":h", all, NULL)) != -1) {
     int r = common_opt (o, c, optarg);
     if (r < 0)
       return EXIT_USAGE;
@@ -528,20 +689,61 @@ parse_args (int argc, char **argv, const struct option *own,
       continue;
     if (c == 'h') {
       fputs (usage, stdout);
+      print_options (stdout, keymgr_command, all);
       return -1;
     }
-    if (c == '?' || !handle || handle (c, optarg, ctx) < 0) {
-      if (c == '?')
-        fputs (usage, stderr);
+    if (c == ':')
+      cv_err ("%s %s: needs a value; see cryptvol-keymgr %s --help",
+              keymgr_command, bad_option (argv, buf, sizeof buf),
+              keymgr_command);
+    else if (c == '?' && optopt)
+      cv_err ("%s %s: takes no value; see cryptvol-keymgr %s --help",
+              keymgr_command, bad_option (argv, buf, sizeof buf),
+              keymgr_command);
+    else if (c == '?')
+      cv_err ("%s: unknown option %s; cryptvol-keymgr %s --help lists "
+              "its options",
+              keymgr_command, bad_option (argv, buf, sizeof buf),
+              keymgr_command);
+    if (c == '?' || c == ':' || !handle || handle (c, optarg, ctx) < 0)
       return EXIT_USAGE;
-    }
   }
   if (nargs < 0 ? argc - optind < 1 || argc - optind > -nargs
                 : argc - optind != nargs) {
+    cv_err ("%s: %s operands; usage:", keymgr_command,
+            argc - optind < (nargs < 0 ? 1 : nargs) ? "missing" : "too many");
     fputs (usage, stderr);
     return EXIT_USAGE;
   }
   return 0;
+}
+
+const char *
+wrap_spec_absolute (const char *spec)
+{
+  char cwd[4096];
+  const char *path = spec + 5;
+  char *abs = NULL;
+
+  if (strncmp (spec, "file:", 5) != 0 || path[0] == '/' || path[0] == '\0')
+    return spec;
+  if (nmade_specs == ARRAY_SIZE (made_specs)) {
+    cv_err ("too many file: wraps on one command line");
+    return NULL;
+  }
+  if (!getcwd (cwd, sizeof cwd)) {
+    cv_err ("cannot make the key file path %s absolute: %s", path,
+            strerror (errno));
+    return NULL;
+  }
+  while (strncmp (path, "./", 2) == 0)
+    path += 2;
+  if (asprintf (&abs, "file:%s%s%s", cwd, strcmp (cwd, "/") ? "/" : "", path)
+      < 0) {
+    cv_err ("out of memory");
+    return NULL;
+  }
+  return made_specs[nmade_specs++] = abs;
 }
 
 bool

@@ -118,6 +118,8 @@ show (struct follow *f, const json_t *rot)
   json_int_t eta = json_integer_value (json_object_get (rot, "eta_s"));
   char eta_s[32] = "?";
 
+  if (keymgr_quiet)
+    return;
   if (f->json) {
     json_dumpf (rot, stdout, JSON_COMPACT | JSON_SORT_KEYS);
     putchar ('\n');
@@ -240,6 +242,28 @@ rotate_online (const char *path, struct common_opts *co,
   if (err) {
     cv_err ("status: %s", err);
     return EXIT_IO;
+  }
+  if (json_is_array (json_object_get (st, "exports"))) {
+    /* A server of several exports, none named: take the one of path (its
+     * name stays valid while st lives, which is until we return). */
+    json_t *e, *found = NULL;
+    size_t i;
+    json_array_foreach (json_object_get (st, "exports"), i, e)
+    {
+      if (strcmp (str (e, "uuid"), uuid) == 0)
+        found = e;
+    }
+    if (!found) {
+      cv_err ("%s serves no export of %s (uuid %s) that is unlocked: give "
+              "the control= socket of its server, or name its export with "
+              "--export NAME",
+              ro->control, path, uuid);
+      return EXIT_USAGE;
+    }
+    json_incref (found);
+    json_decref (st);
+    st = found;
+    keymgr_export = str (st, "export");
   }
   if (strcmp (str (st, "uuid"), uuid) != 0) {
     cv_err ("%s serves %s (uuid %s), not %s (uuid %s): give the control= "

@@ -99,27 +99,41 @@ check_secret_file (const char *key, const char *value)
   }
 }
 
-/* Read a secret with nbdkit's password conventions (+FILE, -FD, -), refusing
- * one written on the command line, where ps(1) and shell history would show
- * it; in a volumes file (dir set) only +FILE (relative to dir) and -FD: no
- * prompt for each of many volumes. cur is the value so far (the defaults',
- * which a stanza may replace once). */
+/* Read a password-like value as nbdkit does (+FILE, -FD, -, or the value
+ * itself) into *s (free it), warning first when its file is readable by
+ * others; in a volumes file (dir set) +FILE is relative to dir. 0 or -1
+ * (reported). */
+static int
+read_password (const char *key, const char *value, const char *dir, char **s)
+{
+  CLEANUP_FREE char *file = NULL;
+
+  if (dir && value[0] == '+' && value[1] != '/') {
+    if (asprintf (&file, "+%s/%s", dir, value + 1) < 0) {
+      nbdkit_error ("out of memory");
+      return -1;
+    }
+    value = file;
+  }
+  check_secret_file (key, value);
+  return nbdkit_read_password (value, s);
+}
+
+/* Read a secret with nbdkit's password conventions, refusing one written on
+ * the command line, where ps(1) and shell history would show it; in a
+ * volumes file only +FILE and -FD: no prompt for each of many volumes. cur
+ * is the value so far (the defaults', which a stanza may replace once). */
 static int
 read_secret (const char *key, const char *value, const char *dir,
              struct cv_key *cur, struct cv_key **out)
 {
-  CLEANUP_FREE char *file = NULL;
   char *s = NULL;
   int rc;
 
   if (value[0] != '+' && value[0] != '-') {
     nbdkit_error ("%s= must not be given %s; use %s=+FILE, %s=-FD%s", key,
                   dir ? "in the volumes file itself" : "on the command line",
-                  key, key,
-                  dir ? ""
-                      : " or "
-                        "-"
-                        " (prompt)");
+                  key, key, dir ? "" : " or - (prompt)");
     return -1;
   }
   if (dir && strcmp (value, "-") == 0) {
@@ -135,15 +149,7 @@ read_secret (const char *key, const char *value, const char *dir,
     nbdkit_error ("%s= given twice", key);
     return -1;
   }
-  if (dir && value[0] == '+' && value[1] != '/') {
-    if (asprintf (&file, "+%s/%s", dir, value + 1) < 0) {
-      nbdkit_error ("out of memory");
-      return -1;
-    }
-    value = file;
-  }
-  check_secret_file (key, value);
-  if (nbdkit_read_password (value, &s) == -1)
+  if (read_password (key, value, dir, &s) == -1)
     return -1;
   rc = cv_key_from (s, strlen (s), out);
   cv_wipe (s, strlen (s));
@@ -161,7 +167,6 @@ read_secret (const char *key, const char *value, const char *dir,
 static int
 read_grant_token (const char *value, const char *dir, struct cv_creds *c)
 {
-  CLEANUP_FREE char *file = NULL;
   char *s = NULL;
   size_t n;
 
@@ -170,15 +175,7 @@ read_grant_token (const char *value, const char *dir, struct cv_creds *c)
     nbdkit_error ("kms-grant-token= given twice");
     return -1;
   }
-  if (dir && value[0] == '+' && value[1] != '/') {
-    if (asprintf (&file, "+%s/%s", dir, value + 1) < 0) {
-      nbdkit_error ("out of memory");
-      return -1;
-    }
-    value = file;
-  }
-  check_secret_file ("kms-grant-token", value);
-  if (nbdkit_read_password (value, &s) == -1)
+  if (read_password ("kms-grant-token", value, dir, &s) == -1)
     return -1;
   n = strlen (s);
   while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))

@@ -16,6 +16,7 @@
 #include <nbdkit-plugin.h>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "crypto/secmem.h"
 #include "ctl/audit.h"
 #include "ctl/ctl.h"
@@ -29,6 +30,7 @@
 
 static bool forked; /* after_fork ran: an export's threads may start */
 static struct cv_ctl *ctl;
+static struct cv_ctl_export *ctl_exports; /* the control socket's view */
 static struct cv_audit *audit;
 
 /* Library messages go to nbdkit: errors and warnings (which include the
@@ -70,6 +72,7 @@ static void
 cryptvol_unload (void)
 {
   cv_ctl_stop (ctl);
+  free (ctl_exports);
   cv_watch_stop ();
   for (size_t i = 0; i < nexports; i++)
     if (exports[i].vol)
@@ -136,10 +139,15 @@ cryptvol_config_complete (void)
   "auto).\n"                                                                   \
   "rotate-rate=MIB      Its rate limit in MiB/s (default 0: unlimited)."
 
-/* The volumes' key events into the audit log. */
+/* The volumes' key events into the audit log, with the export's name when
+ * there are several (an export's path is its own: two cannot hold one
+ * volume open). */
 static void
 audit_event (void *arg, struct cv_vol *v, json_t *ev)
 {
+  for (size_t i = 0; server.multi && i < nexports; i++)
+    if (strcmp (exports[i].p.path, cv_vol_path (v)) == 0)
+      json_object_set_new (ev, "export", json_string (exports[i].name));
   cv_audit_write (arg, cv_vol_path (v), cv_vol_uuid (v), ev);
 }
 
@@ -340,11 +348,119 @@ cryptvol_get_ready (void)
   return 0;
 }
 
+/* The control socket's commands on an export: the volume's
+ * (cv_ctl_vol_ops) once it is unlocked. Before, status says why it is not,
+ * unlock tries to unlock it (now, whatever the retry interval), and the
+ * other commands fail saying so. */
+static struct cv_vol *
+ctl_vol (void *arg)
+{
+  struct export *e = arg;
+  struct cv_vol *v = export_vol (e);
+
+  if (!v) {
+    pthread_mutex_lock (&e->lock);
+    cv_err ("export \"%s\" is not unlocked (%s); `unlock` tries again", e->name,
+            e->why ? e->why : "unlock=lazy: not asked for yet");
+    pthread_mutex_unlock (&e->lock);
+  }
+  return v;
+}
+
+static int
+ctl_status (void *arg, const json_t *req, json_t *reply)
+{
+  struct export *e = arg;
+  struct cv_vol *v = export_vol (e);
+
+  if (v)
+    return cv_ctl_vol_ops.status (v, req, reply);
+  pthread_mutex_lock (&e->lock);
+  json_object_set_new (reply, "state", json_string ("not-unlocked"));
+  json_object_set_new (reply, "cause",
+                       json_string (e->why ? e->why
+                                           : "unlock=lazy: unlocked on its "
+                                             "first client"));
+  pthread_mutex_unlock (&e->lock);
+  return 0;
+}
+
+static int
+ctl_unlock (void *arg, const json_t *req, json_t *reply)
+{
+  struct export *e = arg;
+  int rc = 0;
+
+  pthread_mutex_lock (&e->lock);
+  if (!e->vol && export_unlock (e) < 0)
+    rc = -ENOKEY;
+  pthread_mutex_unlock (&e->lock);
+  if (rc < 0)
+    return rc;
+  return cv_ctl_vol_ops.unlock (e->vol, req, reply);
+}
+
+static const char *
+ctl_uuid (void *arg)
+{
+  struct cv_vol *v = export_vol (arg);
+
+  return v ? cv_vol_uuid (v) : NULL;
+}
+
+#define CTL_FORWARD(op)                                                        \
+  static int ctl_##op (void *arg, const json_t *req, json_t *reply)            \
+  {                                                                            \
+    struct cv_vol *v = ctl_vol (arg);                                          \
+    return v ? cv_ctl_vol_ops.op (v, req, reply) : -ENOKEY;                    \
+  }
+CTL_FORWARD (check)
+CTL_FORWARD (lock)
+CTL_FORWARD (reload)
+CTL_FORWARD (rotate)
+CTL_FORWARD (rotate_pause)
+CTL_FORWARD (rotate_resume)
+CTL_FORWARD (rotate_rate)
+
+static const struct cv_ctl_ops ctl_ops = {
+  .status = ctl_status,
+  .check = ctl_check,
+  .lock = ctl_lock,
+  .unlock = ctl_unlock,
+  .reload = ctl_reload,
+  .rotate = ctl_rotate,
+  .rotate_pause = ctl_rotate_pause,
+  .rotate_resume = ctl_rotate_resume,
+  .rotate_rate = ctl_rotate_rate,
+  .uuid = ctl_uuid,
+};
+
+/* One control socket for every export. 0 or -1 (logged). */
+static int
+control_start (void)
+{
+  struct cv_ctl_opts co = { .path = server.control_path,
+                            .group = server.control_gid,
+                            .nexports = nexports,
+                            .ops = &ctl_ops,
+                            .audit = audit };
+
+  if (!(ctl_exports = calloc (nexports, sizeof *ctl_exports))) {
+    nbdkit_error ("out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < nexports; i++)
+    ctl_exports[i] = (struct cv_ctl_export){ .name = exports[i].name,
+                                             .volume = exports[i].p.path,
+                                             .arg = &exports[i] };
+  co.exports = ctl_exports;
+  return cv_ctl_start (&co, &ctl) < 0 ? -1 : 0;
+}
+
 /* Threads start here, after nbdkit forked into the background. */
 static int
 cryptvol_after_fork (void)
 {
-  struct export *e = &exports[0];
   bool watch = false;
 
   forked = true;
@@ -357,18 +473,7 @@ cryptvol_after_fork (void)
   }
   if (watch && cv_watch_start () < 0)
     return -1;
-  if (server.control_path && e->vol) {
-    struct cv_ctl_opts co = { .path = server.control_path,
-                              .group = server.control_gid,
-                              .volume = e->p.path,
-                              .uuid = cv_vol_uuid (e->vol),
-                              .ops = &cv_ctl_vol_ops,
-                              .arg = e->vol,
-                              .audit = audit };
-    if (cv_ctl_start (&co, &ctl) < 0)
-      return -1;
-  }
-  return 0;
+  return server.control_path ? control_start () : 0;
 }
 
 /* An export name from a client, fit for a log line: printable ASCII, at
@@ -557,7 +662,7 @@ cryptvol_flush (void *handle, uint32_t flags)
 static struct nbdkit_plugin plugin = {
   .name = "cryptvol",
   .longname = "cryptvol AES-256-XTS encrypted volume",
-  .version = "0.1",
+  .version = CV_VERSION,
   .load = cryptvol_load,
   .unload = cryptvol_unload,
   .config = cryptvol_config,

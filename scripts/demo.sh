@@ -51,7 +51,8 @@ Attach it with:
   nbdinfo $uri
   nbdcopy $uri copy.raw
   qemu-img info $uri
-  qemu-system-x86_64 -drive file=$uri,format=raw,if=virtio ...
+  qemu-system-x86_64 -drive file=$uri,format=raw,if=none,id=d0 \\
+    -device virtio-blk-pci,drive=d0,logical_block_size=4096,physical_block_size=4096 ...
   sudo modprobe nbd && sudo nbd-client 127.0.0.1 $port /dev/nbd0 -b 4096
 
 Stop the server with:

@@ -4,12 +4,13 @@
 set -eu
 
 pkgs="build-essential pkg-config
-  nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin python3-libnbd
+  nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin python3-libnbd python3-prometheus-client
   liburing-dev libjansson-dev libssl-dev libgcrypt20-dev libargon2-dev libseccomp-dev
   libcurl4-openssl-dev libp11-kit-dev
   cryptsetup-bin qemu-utils openssl perl
   awscli curl softhsm2 opensc
-  qemu-system-x86 fio gnutls-bin cpio gnuplot-nox"
+  qemu-system-x86 fio gnutls-bin cpio gnuplot-nox
+  systemd"
 
 missing=""
 for p in $pkgs; do

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/stanza.h"
+#include "common/text.h"
 
 #define LINE_MAX_BYTES 4096
 
@@ -17,31 +18,13 @@ key_char (char c)
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
 }
 
-static bool
-blank (char c)
-{
-  return c == ' ' || c == '\t' || c == '\v' || c == '\f';
-}
-
-/* The span [s, e) without blanks at either end, NUL-terminated in place. */
-static char *
-trimmed (char *s, char *e)
-{
-  while (s < e && blank (*s))
-    s++;
-  while (e > s && blank (e[-1]))
-    e--;
-  *e = '\0';
-  return s;
-}
-
 /* Parse one line (NUL-terminated, without its newline) of stanza *name
  * (NULL before the first). 0, fn's value, or -EINVAL (logged). */
 static int
 parse_line (const char *file, unsigned n, char *line, char **name,
             cv_stanza_fn fn, void *arg)
 {
-  char *s = trimmed (line, line + strlen (line)), *eq, *key, *val;
+  char *s = cv_trim_nul (line, line + strlen (line)), *eq, *key, *val;
 
   for (const char *p = s; *p; p++)
     if ((unsigned char) *p < 0x20 && *p != '\t') {
@@ -57,7 +40,7 @@ parse_line (const char *file, unsigned n, char *line, char **name,
       cv_err ("%s:%u: a stanza starts with a line \"[name]\"", file, n);
       return -EINVAL;
     }
-    char *nm = trimmed (s + 1, end);
+    char *nm = cv_trim_nul (s + 1, end);
     if (!*nm || strchr (nm, '[')) {
       cv_err ("%s:%u: \"[name]\" needs a name without brackets", file, n);
       return -EINVAL;
@@ -74,8 +57,8 @@ parse_line (const char *file, unsigned n, char *line, char **name,
             n);
     return -EINVAL;
   }
-  key = trimmed (s, eq);
-  val = trimmed (eq + 1, eq + 1 + strlen (eq + 1));
+  key = cv_trim_nul (s, eq);
+  val = cv_trim_nul (eq + 1, eq + 1 + strlen (eq + 1));
   for (const char *p = key; *p; p++)
     if (!key_char (*p)) {
       cv_err ("%s:%u: \"%.64s\" is not a parameter name (lower-case letters, "

@@ -23,6 +23,17 @@ cv_trim (const char **s, const char **e)
 }
 
 char *
+cv_trim_nul (char *s, char *e)
+{
+  while (s < e && blank (*s))
+    s++;
+  while (e > s && blank (e[-1]))
+    e--;
+  *e = '\0';
+  return s;
+}
+
+char *
 cv_strf (const char *fmt, ...)
 {
   va_list ap;

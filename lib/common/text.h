@@ -5,6 +5,9 @@
 /* Narrow the span [*s, *e) to leave out blanks at both ends: white space and
  * NUL (PKCS#11 tokens pad fixed fields with either). */
 void cv_trim (const char **s, const char **e);
+/* The same in place: the span [s, e) of a writable buffer trimmed, a NUL
+ * written at its new end; returns its new start. */
+char *cv_trim_nul (char *s, char *e);
 
 /* A new string formatted as printf does (free it), or NULL when out of
  * memory. */

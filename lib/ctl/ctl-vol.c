@@ -53,14 +53,20 @@ status (void *arg, const json_t *req, json_t *reply)
                                   "outcome", st.last_outcome, "request_id",
                                   st.last_request_id));
   json_object_set_new (reply, "next_check", json_string (st.next_check));
-  json_object_set_new (reply, "requests",
-                       json_pack ("{s:I, s:I}", "served",
-                                  (json_int_t) st.served, "refused",
-                                  (json_int_t) st.refused));
+  json_object_set_new (
+      reply, "requests",
+      json_pack ("{s:I, s:I, s:I}", "served", (json_int_t) st.served, "refused",
+                 (json_int_t) st.refused, "failed", (json_int_t) st.failed));
   json_object_set_new (reply, "bytes",
                        json_pack ("{s:I, s:I}", "read",
                                   (json_int_t) st.bytes_read, "written",
                                   (json_int_t) st.bytes_written));
+  json_object_set_new (reply, "checks",
+                       json_pack ("{s:I, s:I, s:I, s:I}", "ok",
+                                  (json_int_t) st.checks_ok, "revoked",
+                                  (json_int_t) st.checks_revoked, "unreachable",
+                                  (json_int_t) st.checks_unreachable, "last_ok",
+                                  (json_int_t) st.last_ok));
   json_object_set_new (reply, "xts_engine",
                        json_string (cv_xts_impl_name (st.xts_impl)));
   put_rotation (reply, arg);
@@ -165,6 +171,12 @@ rotate_rate (void *arg, const json_t *req, json_t *reply)
   return rc;
 }
 
+static const char *
+uuid (void *arg)
+{
+  return cv_vol_uuid (arg);
+}
+
 const struct cv_ctl_ops cv_ctl_vol_ops = {
   .status = status,
   .check = check,
@@ -175,4 +187,5 @@ const struct cv_ctl_ops cv_ctl_vol_ops = {
   .rotate_pause = rotate_pause,
   .rotate_resume = rotate_resume,
   .rotate_rate = rotate_rate,
+  .uuid = uuid,
 };

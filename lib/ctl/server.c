@@ -188,7 +188,7 @@ accept_one (struct cv_ctl *c)
         = json_pack ("{s:s, s:{s:I, s:I}, s:s, s:s}", "event", "control",
                      "peer", "uid", (json_int_t) cr.uid, "pid",
                      (json_int_t) cr.pid, "result", "error", "error", msg);
-    cv_audit_write (c->o.audit, c->o.volume, c->o.uuid, rec);
+    cv_ctl_audit (&c->o, NULL, rec);
     cv_warn ("control socket %s: refused pid %d of uid %u (not allowed)",
              c->o.path, (int) cr.pid, (unsigned) cr.uid);
     refuse (fd, msg);

@@ -802,7 +802,7 @@ cv_hdr_read (int fd, const char *name, struct cv_header **out, unsigned *valid)
     cv_err ("%s is %zu bytes, too short to hold a cryptvol header "
             "(%d bytes)",
             name, got, CV_HDR_AREA_SIZE);
-    return -EIO;
+    return -EBADMSG; /* not a volume: what keymgr's exit status 3 says */
   }
 
   for (int i = 0; i < 2; i++)

@@ -41,6 +41,7 @@
 #include "common/cleanup.h"
 #include "common/fdio.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "crypto/secmem.h"
 #include "keys/aws.h"
 
@@ -78,18 +79,6 @@ blank (char c)
 {
   return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'
          || c == '\n';
-}
-
-/* Trim [*s, *e) and write a NUL at the new end; returns the start. */
-static char *
-trim_nul (char *s, char *e)
-{
-  while (s < e && blank (*s))
-    s++;
-  while (e > s && blank (e[-1]))
-    e--;
-  *e = '\0';
-  return s;
 }
 
 /* Append a section to c's table (grown by doubling). 0 or -ENOMEM. */
@@ -243,8 +232,8 @@ parse_text (struct cv_aws_config *c, int file, char *text, size_t len)
         continue;
       }
       *eq = '\0';
-      const char *key = trim_nul (s, eq);
-      const char *value = trim_nul (eq + 1, nl);
+      const char *key = cv_trim_nul (s, eq);
+      const char *value = cv_trim_nul (eq + 1, nl);
       if (!*key) {
         malformed (c, file, lineno, "no key before '='");
         continue;
@@ -277,8 +266,8 @@ parse_text (struct cv_aws_config *c, int file, char *text, size_t len)
       continue;
     }
     *d = '\0';
-    char *key = trim_nul (s, d);
-    const char *value = trim_nul (d + 1, nl);
+    char *key = cv_trim_nul (s, d);
+    const char *value = cv_trim_nul (d + 1, nl);
     if (!*key) {
       malformed (c, file, lineno, "no key before '=' or ':'");
       continue;

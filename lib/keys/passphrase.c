@@ -83,7 +83,8 @@ kdf_check_bounds (const struct kdf *k, const char *what,
 /* Check k (within the format's bounds) against the unlock limit unless
  * allow_costly. new_wrap: k is for a wrap being made (an error: such a wrap
  * would be refused at every unlock), else read from disk (a warning: unlock
- * may go on to the next wrap). */
+ * may go on to the next wrap). 0, or -EINVAL for a new wrap, -EDQUOT for
+ * one read. */
 static int
 kdf_check_limit (const struct kdf *k, const char *what, bool new_wrap,
                  bool allow_costly)
@@ -109,7 +110,7 @@ kdf_check_limit (const struct kdf *k, const char *what, bool new_wrap,
             what, k->t, k->m_kib, k->p, ARGON2_T_LIMIT, ARGON2_M_LIMIT >> 20,
             ARGON2_P_LIMIT, (unsigned long long) ARGON2_MT_LIMIT >> 20, why,
             OVERRIDE);
-    return -EINVAL;
+    return new_wrap ? -EINVAL : -EDQUOT;
   }
   if (k->scrypt && k->n > SCRYPT_N_LIMIT) {
     cv_log (level,
@@ -117,7 +118,7 @@ kdf_check_limit (const struct kdf *k, const char *what, bool new_wrap,
             "%s %s",
             what, (unsigned long long) k->n, SCRYPT_R, SCRYPT_P, SCRYPT_N_LIMIT,
             why, OVERRIDE);
-    return -EINVAL;
+    return new_wrap ? -EINVAL : -EDQUOT;
   }
   return 0;
 }

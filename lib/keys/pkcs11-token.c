@@ -329,7 +329,7 @@ load_module (struct cv_p11 *p, const char *path)
     const char *e = dlerror ();
     if (access (path, F_OK) < 0 && strchr (path, '/')) {
       cv_log (p->level, "%s: PKCS#11 module %s does not exist", p->label, path);
-      return -ENOENT;
+      return -ELIBACC;
     }
     cv_log (p->level,
             "%s: %s is not a PKCS#11 module: it cannot be loaded (%s); "

@@ -85,6 +85,9 @@ cv_wrap_why (const struct cv_wrap_type *t, int r, char *buf, size_t len)
     return "invalid wrap or credentials (see the message above)";
   case -EPROTONOSUPPORT:
     return "not supported by this build";
+  case -EDQUOT:
+    return "its KDF parameters are over the unlock limit (see the warning "
+           "above; --allow-costly-kdf)";
   default:
     snprintf (buf, len, "failed (%s)", strerrordesc_np (-r));
     return buf;

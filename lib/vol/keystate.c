@@ -108,7 +108,7 @@ cv_vol_key_init (struct cv_vol *v, int64_t wrap_id)
   pthread_mutex_init (&v->slock, NULL);
   v->state = CV_KEY_UNLOCKED;
   v->wopts = dflt;
-  v->last_ok = cv_vol_time ();
+  __atomic_store_n (&v->last_ok, cv_vol_time (), __ATOMIC_RELAXED);
   cv_vol_note_wrap (v, wrap_id);
   if (strcmp (v->wrap_type, "kms") == 0)
     last_request_id (rid, sizeof rid);
@@ -217,7 +217,7 @@ install (struct cv_vol *v, struct cv_key *dek, struct cv_key *odek)
   pthread_mutex_lock (&v->slock);
   v->cause[0] = '\0';
   pthread_mutex_unlock (&v->slock);
-  v->last_ok = cv_vol_time ();
+  __atomic_store_n (&v->last_ok, cv_vol_time (), __ATOMIC_RELAXED);
   cv_warn ("%s: key usable again (wrap %lld): serving", v->path,
            (long long) v->wrap_id);
   cv_rot_engine_wake (v); /* a rotation waiting for the key goes on */
@@ -274,6 +274,7 @@ record (struct cv_vol *v, int rc, enum cv_check_class cls, const char *rid)
   else
     snprintf (v->last_outcome, sizeof v->last_outcome, "ok");
   snprintf (v->last_request_id, sizeof v->last_request_id, "%s", rid);
+  v->checks[cls]++;
   pthread_mutex_unlock (&v->slock);
   if (rc < 0)
     cv_warn ("%s: key check of wrap %lld failed (%s: %s; request id %s)",
@@ -352,7 +353,7 @@ cv_vol_check_key (struct cv_vol *v)
       cv_vol_event (v,
                     json_pack ("{s:s, s:b}", "event", "grace", "entered", 0));
     }
-    v->last_ok = cv_vol_time ();
+    __atomic_store_n (&v->last_ok, cv_vol_time (), __ATOMIC_RELAXED);
   } else if (v->state == CV_KEY_REVOKED)
     ; /* still revoked */
   else if (cls == CV_CHECK_REVOKED) {
@@ -538,11 +539,16 @@ cv_vol_get_status (struct cv_vol *v, struct cv_vol_status *st)
   memcpy (st->last_request_id, v->last_request_id, sizeof st->last_request_id);
   if (v->next_check)
     rfc3339 (v->next_check, st->next_check);
+  st->checks_ok = v->checks[CV_CHECK_OK];
+  st->checks_revoked = v->checks[CV_CHECK_REVOKED];
+  st->checks_unreachable = v->checks[CV_CHECK_TRANSIENT];
   pthread_mutex_unlock (&v->slock);
+  st->last_ok = __atomic_load_n (&v->last_ok, __ATOMIC_RELAXED);
   struct cv_vol_counts n;
   cv_vol_counts (v, &n);
   st->served = n.served;
   st->refused = __atomic_load_n (&v->refused, __ATOMIC_RELAXED);
+  st->failed = __atomic_load_n (&v->failed, __ATOMIC_RELAXED);
   st->bytes_read = n.bytes_read;
   st->bytes_written = n.bytes_written;
   st->xts_impl = v->xts_impl;

@@ -97,14 +97,18 @@ struct cv_vol {
   bool operator_lock;
   int64_t wrap_id; /* the wrap in use */
   struct cv_watch_opts wopts;
-  time_t last_ok; /* wall time of the last successful check (or unlock) */
+  /* Wall time of the last successful check (or unlock, or resume): written
+   * under op_lock, read by status with __atomic_load_n. */
+  time_t last_ok;
   /* For status: guarded by slock. */
   pthread_mutex_t slock;
   char wrap_type[16];
   char cause[256];
   char last_check[32], last_outcome[256], last_request_id[80];
-  time_t next_check; /* wall time, 0: none (watch.c) */
-  uint64_t refused;  /* requests refused while revoked (atomic) */
+  time_t next_check;  /* wall time, 0: none (watch.c) */
+  uint64_t refused;   /* requests refused while revoked (atomic) */
+  uint64_t failed;    /* requests failed otherwise (atomic) */
+  uint64_t checks[3]; /* by enum cv_check_class (ok, revoked, unreachable) */
 
   /* The range lock between client requests and the rotation step's hotzone
    * [rl_lo, rl_hi) while rl_held: during a rotation every request records

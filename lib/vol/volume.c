@@ -689,11 +689,14 @@ key_enter (struct cv_vol *v)
   return 0;
 }
 
-/* End a request begun by key_enter; return rc. */
+/* End a request begun by key_enter; return rc, counted in v->failed when
+ * it is an error (a refusal never gets here). */
 static int
 key_leave (struct cv_vol *v, int rc)
 {
   pthread_rwlock_unlock (&v->klock);
+  if (rc < 0)
+    __atomic_add_fetch (&v->failed, 1, __ATOMIC_RELAXED);
   return rc;
 }
 

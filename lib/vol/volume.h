@@ -222,8 +222,17 @@ struct cv_vol_status {
   char last_outcome[256];   /* "ok", or what failed (no secrets) */
   char last_request_id[80]; /* KMS request id of the last check, or "" */
   char next_check[32];      /* RFC 3339 UTC, "" when no watch */
-  uint64_t served, refused; /* requests */
+  /* Requests (NBD reads, writes, zeroes, flushes): served; refused (EPERM)
+   * while the key was revoked; failed with any other error (I/O errors,
+   * beyond the end, a volume left stale by a rotation step). */
+  uint64_t served, refused, failed;
   uint64_t bytes_read, bytes_written;
+  /* Key checks (cv_vol_check_key: the watch's and the operator's) by
+   * outcome: the key usable, found revoked, the key service unreachable. */
+  uint64_t checks_ok, checks_revoked, checks_unreachable;
+  /* Wall time (unix seconds) the key was last found usable: its unlock at
+   * open, a resume, or a successful check. */
+  int64_t last_ok;
   enum cv_xts_impl xts_impl; /* the XTS implementation serving it */
 };
 void cv_vol_get_status (struct cv_vol *v, struct cv_vol_status *st);

@@ -47,14 +47,20 @@ one (const struct cv_ctl_opts *o, const char *line, size_t len)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  /* The first byte chooses how the fake fails, and whether it holds a
-   * rotation to start. */
+  /* The first byte chooses how the fake fails, whether it holds a rotation
+   * to start, and how many exports the server has (1 to 3; the second is
+   * not unlocked). */
   struct fake_vol fake = { .state = "unlocked",
                            .unlock_fails = size && (data[0] & 1),
                            .reload_fails = size && (data[0] & 2),
-                           .rot = size && (data[0] & 4) ? "idle" : "none" };
-  struct cv_ctl_opts o
-      = { .volume = "/v", .uuid = "u", .ops = &fake_ops, .arg = &fake };
+                           .rot = size && (data[0] & 4) ? "idle" : "none",
+                           .uuid = "u" };
+  struct fake_vol lazy = { .state = "unlocked", .status_fails = true };
+  const struct cv_ctl_export ex[]
+      = { { "", "/v", &fake }, { "b", "/b", &lazy }, { "c\xff", "/c", &fake } };
+  struct cv_ctl_opts o = { .exports = ex,
+                           .nexports = size ? 1 + (data[0] >> 3) % 3 : 1,
+                           .ops = &fake_ops };
   const char *p = (const char *) data, *end = p + size;
 
   while (p < end) {

@@ -3,10 +3,12 @@
 # (relative paths, a detached header, per-export keys and key-check) and
 # dir=DIR. nbdinfo --list lists them; nbdsh and qemu-img select them by name
 # and each reads back only its own data; an unknown name and the empty name
-# are refused; one export whose key is gone at start-up is refused with the
-# reason while the others serve (eager and lazy), and one whose key goes
-# away while serving is revoked alone; unlock=lazy unlocks on the first
-# client only. Then the configuration errors, each with FILE:LINE. (The
+# are refused; the control socket's status and metrics (parsed by
+# prometheus_client) cover every export and lock/unlock --export act on one;
+# one export whose key is gone at start-up is refused with the reason while
+# the others serve, and is unlocked through the control socket once its key
+# is back; one whose key goes away while serving is revoked alone;
+# unlock=lazy unlocks on the first client only. Then the configuration errors, each with FILE:LINE. (The
 # kernel's nbd-client selects an export in test-client-kernel.sh.)
 source "$(dirname "$0")/functions.sh"
 requires nbdkit nbdinfo nbdsh qemu-img jq
@@ -57,7 +59,7 @@ start () {
 uri () { echo "nbd+unix:///$1?socket=$SOCK"; }
 
 # --- listed, selected by name, isolated ----------------------------------------
-start volumes=volumes.conf
+start volumes=volumes.conf control="$CTL"
 nbdinfo --list --json "$(uri '')" >list.json || fail "nbdinfo --list"
 [ "$(jq -r '[.exports[]."export-name"] | sort | join(",")' list.json)" = "a,c,tenant-b/data" ] ||
   { cat list.json; fail "nbdinfo --list: exports"; }
@@ -93,6 +95,35 @@ grep -q 'no export "nope" here: `nbdinfo --list URI` lists the exports' "$tmp/nb
 expect_fail "the empty name with several exports" "." nbdsh -u "$(uri '')" -c 'pass'
 pass "unknown export and empty name refused"
 
+# --- the control socket and metrics cover every export --------------------------
+"$KEYMGR" status --control "$CTL" --json >st.json || fail "status of every export"
+[ "$(jq -r '[.exports[] | "\(.export)=\(.state)"] | join(",")' st.json)" = \
+  "a=unlocked,tenant-b/data=unlocked,c=unlocked" ] || { cat st.json; fail "status: exports"; }
+"$KEYMGR" metrics --control "$CTL" >m.prom || fail "keymgr metrics"
+python3 - m.prom <<'PY' || { cat m.prom; fail "metrics of every export"; }
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+up, written = {}, {}
+for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for s in fam.samples:
+        if s.name == "cryptvol_export_up":
+            up[s.labels["export"]] = s.value
+        if s.name == "cryptvol_written_bytes_total":
+            written[s.labels["export"]] = s.value
+assert up == {"a": 1, "tenant-b/data": 1, "c": 1}, up
+assert all(written[e] >= 4096 for e in up), written
+PY
+pass "status and metrics (parsed by prometheus_client) cover every export"
+"$KEYMGR" lock --control "$CTL" --export c >/dev/null || fail "lock --export c"
+expect_fail "export c after lock --export c" "Operation not permitted" \
+  nbdsh -u "$(uri c)" -c 'h.pread(4096, 0)'
+nbdsh -u "$(uri a)" -c "assert h.pread(8, 0) == b'export:a'" || fail "a after c was locked"
+"$KEYMGR" unlock --control "$CTL" --export c >/dev/null || fail "unlock --export c"
+nbdsh -u "$(uri c)" -c "assert h.pread(8, 0) == b'export:c'" || fail "c after unlock"
+expect_fail "lock without --export on a server of three" "name one" \
+  "$KEYMGR" lock --control "$CTL"
+pass "lock --export c stops only c; unlock serves it again"
+
 # --- one export's key goes away while serving: only it is revoked ---------------
 mv keys/b.kek keys/b.kek.away
 for _ in $(seq 1 200); do
@@ -111,16 +142,26 @@ stop_nbd
 
 # --- eager: an export whose key is missing at start-up ------------------------------
 mv keys/c.kek keys/c.kek.away
-start volumes=volumes.conf unlock-parallel=2
+start volumes=volumes.conf unlock-parallel=2 control="$CTL"
 grep -q "1 of 3 exports could not be unlocked" "$tmp/nbdkit.log" ||
   { cat "$tmp/nbdkit.log"; fail "no warning about the export that could not be unlocked"; }
 expect_fail "export c, its key file missing" "." nbdsh -u "$(uri c)" -c 'pass'
-grep -q "export \"c\" is not unlocked: cannot unlock volume .*(file keys/c.kek): failed (No such file" "$tmp/nbdkit.log" ||
+grep -q "export \"c\" is not unlocked: cannot unlock volume .*(file [^)]*keys/c.kek): failed (No such file" "$tmp/nbdkit.log" ||
   { grep -v debug "$tmp/nbdkit.log"; fail "the server does not say why c is refused"; }
 nbdsh -u "$(uri a)" -c "assert h.pread(8, 0) == b'export:a'" || fail "export a with c's key missing"
 pass "eager: c refused with its reason, a and tenant-b/data served"
-stop_nbd
+"$KEYMGR" status --control "$CTL" --export c --json >st.json || fail "status --export c"
+jq -e '.state == "not-unlocked" and (.cause | test("c.kek"))' st.json >/dev/null ||
+  { cat st.json; fail "status of the export not unlocked"; }
+expect_fail "lock --export c, not unlocked" 'export "c" is not unlocked \(cannot unlock volume' \
+  "$KEYMGR" lock --control "$CTL" --export c
+expect_fail "unlock --export c, its key still missing" "no wrap could be unlocked" \
+  "$KEYMGR" unlock --control "$CTL" --export c
 mv keys/c.kek.away keys/c.kek
+"$KEYMGR" unlock --control "$CTL" --export c >/dev/null || fail "unlock --export c once its key is back"
+nbdsh -u "$(uri c)" -c "assert h.pread(8, 0) == b'export:c'" || fail "c after its unlock"
+pass "status says why c is not unlocked; unlock --export c unlocks it once its key is back"
+stop_nbd
 
 # --- lazy: nothing unlocked before a client asks ------------------------------------
 start volumes=volumes.conf unlock=lazy

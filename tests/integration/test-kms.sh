@@ -326,6 +326,17 @@ else
   echo "note: $AWS is not installed (Debian package awscli); the CLI check did not run"
 fi
 
+# --- a key that does not exist: the key-problem exit code, 2 ---------------------
+nokey=arn:aws:kms:us-east-1:$account:key/00000000-0000-4000-8000-000000000000
+set +e
+"$KEYMGR" create nf.img --size 8M --wrap "kms:$nokey" "${KM[@]}" --json >nf.json 2>nf.err; rc=$?
+set -e
+[ "$rc" = 2 ] || { cat nf.err; fail "create with a KMS key that does not exist: exit $rc, expected 2"; }
+jq -e '.ok == false and .exit == 2 and (.error | test("not found"))' nf.json >/dev/null ||
+  fail "create --json with a KMS key that does not exist printed $(cat nf.json)"
+[ ! -e nf.img ] || fail "the failed create left nf.img"
+pass "a KMS key that does not exist (NotFoundException): exit 2, the error as JSON on stdout: $(jq -r .error nf.json | head -c 160)"
+
 # --- no secret anywhere -----------------------------------------------------------
 if grep -sqF -e "$secret" all.err check.out aws.log awserr; then
   fail "the secret access key appears in an output"

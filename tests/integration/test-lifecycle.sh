@@ -39,10 +39,10 @@ set -e
 nbdcopy "\$uri" - | sha256sum > online.sum
 EOS
 serve vol keyfile=a.kek -- 'uri=$uri' bash online.sh > online.out
-grep -q "wrap 0 moved to file:b.kek as wrap 2" online.out || { cat online.out; fail "rewrap output"; }
+grep -q "wrap 0 moved to file:/.*/b.kek as wrap 2" online.out || { cat online.out; fail "rewrap output"; }
 [ "$(cat online.sum)" = "$sum" ] || fail "data changed while re-wrapping online"
 [ "$(readsum keyfile=b.kek)" = "$sum" ] || fail "new key does not open after rewrap"
-expect_fail "the old key after rewrap" "cannot unlock volume vol" \
+expect_fail "the old key after rewrap" "cannot unlock volume [^ ]*vol" \
   nbdkit -U - "$PLUGIN" vol keyfile=a.kek --run true
 pass "rewrap and add-wrap while served; after restart the new key opens, the old one not"
 expect_fail "rewrap to the same key" "already uses .*same key" \
@@ -54,7 +54,7 @@ pass "rewrap changes a passphrase"
 
 # A wrap that no longer unlocks when adding another: say what each wrap did.
 expect_fail "adding a wrap with a key that no longer unlocks" \
-  "no wrap could be unlocked: .*wrap 2 \(file b.kek\): wrong key file" \
+  "no wrap could be unlocked: .*wrap 2 \(file /.*/b.kek\): wrong key file" \
   "$KEYMGR" add-wrap vol --wrap file:a.kek --keyfile a.kek
 
 # remove-wrap needs proof that another wrap still opens the volume.
@@ -141,7 +141,7 @@ import json
 j = json.load(open("shred.json"))
 assert j["crypto_erased"] == "vol" and j["wraps_destroyed"] == 2, j
 left = " ".join(j["left_to_do"])
-assert "key file b.kek still exists" in left and "header backups" in left, left
+assert "/b.kek still exists" in left and "header backups" in left, left
 EOS
 expect_fail "opening a shredded volume" "not a cryptvol volume" \
   nbdkit -U - "$PLUGIN" vol keyfile=b.kek --run true

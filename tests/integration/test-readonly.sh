@@ -70,7 +70,7 @@ nbd_opts=()
 # A volume file that cannot be written: before, the server did not start.
 protect vol
 check_ro vol vol keyfile=vol.kek
-grep -q "warning: vol cannot be written (.*): serving it read-only" nbdkit.err ||
+grep -q "warning: [^ ]*vol cannot be written (.*): serving it read-only" nbdkit.err ||
   { cat nbdkit.err; fail "no notice for an unwritable volume"; }
 pass "notice: $(grep -m1 'cannot be written' nbdkit.err)"
 # readonly=true says it on purpose: no notice.
@@ -85,7 +85,7 @@ nbd_opts=()
 # header could not be opened for writing, so the volume is read-only.
 protect det.hdr
 check_ro det "det det.hdr" header=det.hdr keyfile=det.kek
-grep -q "warning: det.hdr cannot be written" nbdkit.err ||
+grep -q "warning: [^ ]*det.hdr cannot be written" nbdkit.err ||
   { cat nbdkit.err; fail "no notice for an unwritable header"; }
 pass "detached header: $(grep -m1 'cannot be written' nbdkit.err)"
 
@@ -98,7 +98,7 @@ if [ "$(id -u)" -eq 0 ] && unshare -m --propagation private true 2>/dev/null; th
     'mount --bind -o ro "$0" "$0" && exec "$@"' rodir)
   check_ro rodir/vol rodir/vol keyfile=rodir/vol.kek
   nbd_wrap=()
-  grep -q "warning: rodir/vol cannot be written (Read-only file system)" nbdkit.err ||
+  grep -q "warning: [^ ]*rodir/vol cannot be written (Read-only file system)" nbdkit.err ||
     { cat nbdkit.err; fail "no notice for a volume on a read-only mount"; }
   pass "read-only mount: $(grep -m1 'cannot be written' nbdkit.err)"
 else

@@ -1,7 +1,8 @@
 /* A fake volume behind the control server's operations, for the unit tests
  * and the fuzz target: a key state that lock and unlock change, an unlock or
  * reload that fails when told to, the way lib/vol reports it, and a DEK
- * rotation that the rotate commands start, pause, resume and limit. */
+ * rotation that the rotate commands start, pause, resume and limit. A
+ * server's exports are several of them. */
 #ifndef CV_CTL_FAKE_H
 #define CV_CTL_FAKE_H
 
@@ -21,6 +22,8 @@ struct fake_vol {
   unsigned check_ms; /* check: takes this long (a slow key service) */
   const char *rot;   /* rotation: "none", "idle", "running", "paused" */
   double limit;      /* its rate limit, MiB/s (0: unlimited) */
+  const char *uuid;  /* NULL: not unlocked (lazy, or its unlock failed) */
+  bool status_fails; /* status: the volume cannot say (not unlocked) */
 };
 
 /* The rotation, as ctl-vol.c puts it in a reply. */
@@ -39,6 +42,10 @@ fake_status (void *arg, const json_t *req, json_t *reply)
 {
   struct fake_vol *f = arg;
   f->calls++;
+  if (f->status_fails) {
+    cv_err ("/v: not unlocked yet (unlock=lazy)");
+    return -ENOKEY;
+  }
   json_object_set_new (reply, "state", json_string (f->state));
   json_object_set_new (reply, "wrap",
                        json_pack ("{s:i, s:s}", "id", 0, "type", "file"));
@@ -153,6 +160,12 @@ fake_rotate_rate (void *arg, const json_t *req, json_t *reply)
   return fake_rotate_change (arg, NULL, req, reply);
 }
 
+static const char *
+fake_uuid (void *arg)
+{
+  return ((struct fake_vol *) arg)->uuid;
+}
+
 static const struct cv_ctl_ops fake_ops = {
   .status = fake_status,
   .check = fake_check,
@@ -163,6 +176,7 @@ static const struct cv_ctl_ops fake_ops = {
   .rotate_pause = fake_rotate_pause,
   .rotate_resume = fake_rotate_resume,
   .rotate_rate = fake_rotate_rate,
+  .uuid = fake_uuid,
 };
 
 #endif

@@ -11,12 +11,13 @@
 #include "ctl-fake.h"
 #include "harness.h"
 
+#define UUID "0f0e0d0c-0b0a-4908-8706-050403020100"
 static struct fake_vol fake;
+static struct cv_ctl_export one = { "", "/srv/vol.img", &fake };
 static struct cv_ctl_opts opts = {
-  .volume = "/srv/vol.img",
-  .uuid = "0f0e0d0c-0b0a-4908-8706-050403020100",
+  .exports = &one,
+  .nexports = 1,
   .ops = &fake_ops,
-  .arg = &fake,
 };
 static const struct cv_ctl_peer me = { .uid = 1000, .pid = 4242 };
 
@@ -47,16 +48,27 @@ expect_error (const char *line, const char *want)
 static void
 test_commands (void)
 {
-  fake = (struct fake_vol){ .state = "unlocked" };
+  fake = (struct fake_vol){ .state = "unlocked", .uuid = UUID };
   json_auto_t *st = ask ("{\"cmd\":\"status\"}");
   CHECK (json_is_true (json_object_get (st, "ok")), "status ok");
   CHECK (strcmp (json_string_value (json_object_get (st, "volume")),
                  "/srv/vol.img")
              == 0,
          "status names the volume");
-  CHECK (strcmp (json_string_value (json_object_get (st, "uuid")), opts.uuid)
-             == 0,
+  CHECK (strcmp (json_string_value (json_object_get (st, "uuid")), UUID) == 0,
          "status names the uuid");
+  CHECK (json_is_string (json_object_get (st, "export"))
+             && !json_string_length (json_object_get (st, "export")),
+         "status names the export (\"\": a single-volume server)");
+  json_auto_t *named = ask ("{\"cmd\":\"status\",\"export\":\"\"}");
+  CHECK (json_is_true (json_object_get (named, "ok"))
+             && json_object_get (named, "state"),
+         "the single export may be named (\"\")");
+  fake.uuid = NULL;
+  json_auto_t *lazy = ask ("{\"cmd\":\"status\"}");
+  CHECK (strcmp (json_string_value (json_object_get (lazy, "uuid")), "") == 0,
+         "uuid \"\" while the volume is not unlocked");
+  fake.uuid = UUID;
   CHECK (strcmp (json_string_value (json_object_get (st, "state")), "unlocked")
              == 0,
          "status has the state");
@@ -108,7 +120,7 @@ test_bad_requests (void)
   expect_error ("{\"cmd\":\"status\",\"cmd\":\"lock\"}", "duplicate");
   expect_error ("{\"cmd\":\"status\",\"force\":true}",
                 "unknown member \"force\" for \"status\"; it takes only "
-                "\"cmd\"");
+                "\"cmd\" and (optionally) \"export\"");
   expect_error ("{\"force\":true}", "missing \"cmd\"");
   expect_error ("{\"cmd\":\"status\"} {\"cmd\":\"lock\"}", "malformed");
   expect_error ("{\"cmd\":\"st\\u0000atus\"}", "malformed");
@@ -185,14 +197,14 @@ test_rotate (void)
   expect_error ("{\"cmd\":\"rotate-rate\",\"rate\":1e999}", "malformed");
   expect_error ("{\"cmd\":\"rotate\",\"rate\":5,\"rate\":6}", "duplicate");
   expect_error ("{\"cmd\":\"rotate\",\"speed\":5}",
-                "unknown member \"speed\" for \"rotate\"; it takes \"cmd\" "
-                "and (optionally) \"rate\"");
+                "unknown member \"speed\" for \"rotate\"; it takes \"cmd\", "
+                "(optionally) \"export\" and (optionally) \"rate\"");
   expect_error ("{\"cmd\":\"rotate-rate\",\"rate\":5,\"now\":1}",
                 "unknown member \"now\" for \"rotate-rate\"; it takes "
-                "\"cmd\" and \"rate\"");
+                "\"cmd\", (optionally) \"export\" and \"rate\"");
   expect_error ("{\"cmd\":\"rotate-pause\",\"rate\":5}",
                 "unknown member \"rate\" for \"rotate-pause\"; it takes only "
-                "\"cmd\"");
+                "\"cmd\" and (optionally) \"export\"");
   expect_error ("{\"cmd\":\"status\",\"rate\":5}",
                 "unknown member \"rate\" for \"status\"");
   CHECK (fake.calls == calls, "no refused request ran an operation");
@@ -213,7 +225,9 @@ test_audit (void)
   close (fd);
   CHECK (cv_audit_open (path, &a) == 0, "audit open");
   opts.audit = a;
-  fake = (struct fake_vol){ .state = "unlocked", .unlock_fails = true };
+  fake = (struct fake_vol){ .state = "unlocked",
+                            .unlock_fails = true,
+                            .uuid = UUID };
   json_decref (ask ("{\"cmd\":\"lock\"}"));
   json_decref (ask ("{\"cmd\":\"unlock\"}"));
   json_decref (ask ("{\"cmd\":\"nope\"}"));
@@ -240,12 +254,12 @@ test_audit (void)
                           "control")
                       == 0
                && strcmp (json_string_value (json_object_get (r, "volume")),
-                          opts.volume)
+                          one.volume)
                       == 0
-               && strcmp (json_string_value (json_object_get (r, "uuid")),
-                          opts.uuid)
-                      == 0,
-           "record %zu has time, event, volume, uuid", i);
+               && strcmp (json_string_value (json_object_get (r, "uuid")), UUID)
+                      == 0
+               && json_is_string (json_object_get (r, "export")),
+           "record %zu has time, event, volume, uuid, export", i);
     json_t *peer = json_object_get (r, "peer");
     CHECK (json_integer_value (json_object_get (peer, "uid")) == 1000
                && json_integer_value (json_object_get (peer, "pid")) == 4242,
@@ -283,6 +297,161 @@ test_audit (void)
          "says so: %s", harness_logged ());
 }
 
+/* A server with several exports: status of all or of one, commands that
+ * must name one, unknown names, and audit records naming the export. */
+static void
+test_exports (void)
+{
+  struct fake_vol db = { .state = "unlocked", .uuid = "u-db" };
+  struct fake_vol web = { .state = "unlocked", .uuid = "u-web" };
+  struct fake_vol lazy = { .state = "unlocked", .status_fails = true };
+  struct cv_ctl_export ex[] = { { "db", "/srv/db.img", &db },
+                                { "web", "/srv/web.img", &web },
+                                { "lazy", "/srv/lazy.img", &lazy } };
+  struct cv_ctl_opts saved = opts;
+
+  opts.exports = ex;
+  opts.nexports = 3;
+
+  json_auto_t *all = ask ("{\"cmd\":\"status\"}");
+  json_t *arr = json_object_get (all, "exports");
+  CHECK (json_is_true (json_object_get (all, "ok"))
+             && json_array_size (arr) == 3 && !json_object_get (all, "state"),
+         "status without \"export\": every export");
+  for (size_t i = 0; i < 3 && i < json_array_size (arr); i++) {
+    json_t *e = json_array_get (arr, i);
+    CHECK (
+        strcmp (json_string_value (json_object_get (e, "export")), ex[i].name)
+                == 0
+            && strcmp (json_string_value (json_object_get (e, "volume")),
+                       ex[i].volume)
+                   == 0,
+        "exports[%zu] is %s", i, ex[i].name);
+  }
+  json_t *w = json_array_get (arr, 1), *l = json_array_get (arr, 2);
+  CHECK (strcmp (json_string_value (json_object_get (w, "uuid")), "u-web") == 0
+             && strcmp (json_string_value (json_object_get (w, "state")),
+                        "unlocked")
+                    == 0,
+         "an export's status: uuid and state");
+  const char *le = json_string_value (json_object_get (l, "error"));
+  CHECK (le && strstr (le, "not unlocked yet")
+             && strcmp (json_string_value (json_object_get (l, "uuid")), "")
+                    == 0
+             && !json_object_get (l, "state"),
+         "an export whose status failed says why: %s", le ? le : "(none)");
+
+  json_auto_t *single = ask ("{\"cmd\":\"status\",\"export\":\"web\"}");
+  CHECK (json_is_true (json_object_get (single, "ok"))
+             && strcmp (json_string_value (json_object_get (single, "export")),
+                        "web")
+                    == 0
+             && strcmp (json_string_value (json_object_get (single, "volume")),
+                        "/srv/web.img")
+                    == 0
+             && json_object_get (single, "state")
+             && !json_object_get (single, "exports"),
+         "status of one export: the single-export shape");
+  expect_error ("{\"cmd\":\"status\",\"export\":\"lazy\"}", "not unlocked yet");
+
+  unsigned calls = db.calls + web.calls + lazy.calls;
+  expect_error ("{\"cmd\":\"lock\"}",
+                "this server has 3 exports: name one with \"export\", e.g. "
+                "{\"cmd\":\"lock\",\"export\":\"NAME\"} (cryptvol-keymgr lock "
+                "--control PATH --export NAME)");
+  expect_error ("{\"cmd\":\"lock\",\"export\":\"nope\"}",
+                "unknown export \"nope\"; this server has 3: \"db\", \"web\", "
+                "\"lazy\"");
+  expect_error ("{\"cmd\":\"status\",\"export\":\"\"}", "unknown export \"\"");
+  expect_error ("{\"cmd\":\"lock\",\"export\":7}",
+                "\"export\" must be a string (an export name), not 7");
+  expect_error ("{\"cmd\":\"rotate-rate\",\"rate\":5}", "name one with");
+  CHECK (db.calls + web.calls + lazy.calls == calls,
+         "no request without a valid export ran an operation");
+
+  json_auto_t *lk = ask ("{\"cmd\":\"lock\",\"export\":\"db\"}");
+  CHECK (json_is_true (json_object_get (lk, "ok"))
+             && strcmp (db.state, "revoked") == 0
+             && strcmp (web.state, "unlocked") == 0,
+         "lock of one export locks that one only");
+
+  /* Many exports: the list in the error is cut short, still one line. */
+  struct cv_ctl_export many[40];
+  char names[40][40];
+  for (int i = 0; i < 40; i++) {
+    snprintf (names[i], sizeof names[i], "customer-volume-%02d", i);
+    many[i] = (struct cv_ctl_export){ names[i], "/v", &web };
+  }
+  opts.exports = many;
+  opts.nexports = 40;
+  expect_error ("{\"cmd\":\"check\",\"export\":\"x\"}",
+                "this server has 40: \"customer-volume-00\", "
+                "\"customer-volume-01\"");
+  expect_error ("{\"cmd\":\"check\",\"export\":\"x\"}", "...");
+  opts.nexports = 0;
+  expect_error ("{\"cmd\":\"status\"}", "this server has no export");
+
+  /* Audit records name the export they acted on. */
+  char path[] = "/tmp/test-ctl-exports.XXXXXX";
+  int fd = mkstemp (path);
+  struct cv_audit *a = NULL;
+  CHECK (fd >= 0 && cv_audit_open (path, &a) == 0, "audit open");
+  close (fd);
+  opts.exports = ex;
+  opts.nexports = 3;
+  opts.audit = a;
+  json_decref (ask ("{\"cmd\":\"unlock\",\"export\":\"db\"}"));
+  json_decref (ask ("{\"cmd\":\"unlock\",\"export\":\"nope\"}"));
+  json_decref (ask ("{\"cmd\":\"status\"}"));
+  json_decref (ask ("not json"));
+  opts.audit = NULL;
+  cv_audit_close (a);
+  FILE *f = fopen (path, "r");
+  char line[2048];
+  json_t *rec[5] = { 0 };
+  size_t n = 0;
+  while (f && fgets (line, sizeof line, f) && n < 5)
+    rec[n++] = json_loads (line, 0, NULL);
+  if (f)
+    fclose (f);
+  unlink (path);
+  CHECK (n == 4, "4 records (%zu)", n);
+  if (n == 4) {
+    CHECK (
+        strcmp (json_string_value (json_object_get (rec[0], "export")), "db")
+                == 0
+            && strcmp (json_string_value (json_object_get (rec[0], "volume")),
+                       "/srv/db.img")
+                   == 0
+            && strcmp (json_string_value (json_object_get (rec[0], "uuid")),
+                       "u-db")
+                   == 0,
+        "the record of a command names its export, volume and uuid");
+    CHECK (
+        strcmp (json_string_value (json_object_get (rec[1], "export")), "nope")
+                == 0
+            && strcmp (json_string_value (json_object_get (rec[1], "result")),
+                       "error")
+                   == 0
+            && strcmp (json_string_value (json_object_get (rec[1], "volume")),
+                       "")
+                   == 0,
+        "an unknown export is recorded with the name asked for");
+    CHECK (
+        !json_object_get (rec[2], "export")
+            && strcmp (json_string_value (json_object_get (rec[2], "command")),
+                       "status")
+                   == 0,
+        "status of every export: one record, no export");
+    CHECK (!json_object_get (rec[3], "export")
+               && json_object_get (rec[3], "error"),
+           "a malformed request on a server with several exports");
+  }
+  for (size_t i = 0; i < n; i++)
+    json_decref (rec[i]);
+  opts = saved;
+}
+
 /* A full disk: one message for a run of failed records, not one each. */
 static void
 test_audit_full (void)
@@ -313,6 +482,7 @@ main (void)
   test_bad_requests ();
   test_rotate ();
   test_audit ();
+  test_exports ();
   test_audit_full ();
   return harness_done ("test-ctl-protocol");
 }

@@ -29,12 +29,13 @@ static struct fake_vol fake;
 static struct cv_ctl_opts
 opts (void)
 {
+  static struct cv_ctl_export ex = { "", "/srv/vol.img", &fake };
+
   return (struct cv_ctl_opts){ .path = path,
                                .group = (gid_t) -1,
-                               .volume = "/srv/vol.img",
-                               .uuid = "u-1",
-                               .ops = &fake_ops,
-                               .arg = &fake };
+                               .exports = &ex,
+                               .nexports = 1,
+                               .ops = &fake_ops };
 }
 
 static struct sockaddr_un
@@ -124,7 +125,7 @@ test_serve (void)
   struct cv_ctl *c = NULL;
   struct stat st;
 
-  fake = (struct fake_vol){ .state = "unlocked" };
+  fake = (struct fake_vol){ .state = "unlocked", .uuid = "u-1" };
   CHECK (cv_ctl_start (&o, &c) == 0, "start");
   CHECK (stat (path, &st) == 0 && S_ISSOCK (st.st_mode)
              && (st.st_mode & 07777) == 0600,

@@ -668,9 +668,9 @@ static const struct row rows[] = {
     "wraps[0] and wraps[1] have id 1", NULL },
   { "copies of different volumes", m_other_volume, -EBADMSG, 0,
     "the header copies of " NAME " belong to different volumes", NULL },
-  { "file too short", m_short, -EIO, 0,
+  { "file too short", m_short, -EBADMSG, 0,
     NAME " is 131071 bytes, too short to hold a cryptvol header", NULL },
-  { "empty file", m_empty, -EIO, 0, "too short to hold a cryptvol header",
+  { "empty file", m_empty, -EBADMSG, 0, "too short to hold a cryptvol header",
     NULL },
 };
 

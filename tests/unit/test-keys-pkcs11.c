@@ -166,7 +166,7 @@ test_modules (struct cv_creds *c)
     const char *path, *msg;
     int r;
   } bad[] = {
-    { "/nonexistent/libpkcs11.so", "does not exist", -ENOENT },
+    { "/nonexistent/libpkcs11.so", "does not exist", -ELIBACC },
     { "/etc/hostname", "is not a PKCS#11 module", -ELIBBAD },
     { "libcrypto.so.3", "no C_GetFunctionList", -ELIBBAD },
   };

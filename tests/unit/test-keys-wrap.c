@@ -309,10 +309,11 @@ test_pass_kdf (const struct cv_pbkdf *pbkdf)
   clear ();
 }
 
-/* A copy of w with kdf member key set to v; unwrap must refuse it fast. */
+/* A copy of w with kdf member key set to v; unwrap must refuse it fast:
+ * -EINVAL out of the format's bounds, -EDQUOT over the unlock limit. */
 static void
 absurd (const json_t *w, const struct cv_creds *c, const char *key,
-        json_int_t v, const char *expect)
+        json_int_t v, int err, const char *expect)
 {
   const struct cv_provider *p = cv_provider_find ("passphrase");
   json_auto_t *t = json_deep_copy (w);
@@ -320,7 +321,7 @@ absurd (const json_t *w, const struct cv_creds *c, const char *key,
 
   json_object_set_new (json_object_get (t, "kdf"), key, json_integer (v));
   clear ();
-  CHECK (p->unwrap (t, c, BINDING, &out) == -EINVAL && !out,
+  CHECK (p->unwrap (t, c, BINDING, &out) == err && !out,
          "kdf %s = %lld refused", key, (long long) v);
   CHECK (logged (expect), "kdf %s = %lld: log: %s", key, (long long) v,
          harness_logged ());
@@ -342,16 +343,16 @@ test_kdf_bounds (void)
   CHECK (p->wrap (NULL, &ca, dek, BINDING, a) == 0, "argon2id wrap");
   CHECK (p->wrap (NULL, &cs, dek, BINDING, s) == 0, "scrypt wrap");
 
-  absurd (a, &ca, "m", 8LL * 1024 * 1024, "out of bounds"); /* 8 GiB */
-  absurd (a, &ca, "m", 1LL << 40, "out of range");          /* > u32 */
-  absurd (a, &ca, "t", 0, "out of bounds");
-  absurd (a, &ca, "t", 1000000, "out of bounds");
-  absurd (a, &ca, "p", 0, "out of bounds");
-  absurd (a, &ca, "m", -1, "out of range");
-  absurd (s, &cs, "n", 1LL << 30, "out of bounds");
-  absurd (s, &cs, "n", 1000, "out of bounds"); /* not a power of two */
-  absurd (s, &cs, "r", 1, "only r=8");
-  absurd (s, &cs, "p", 16, "only r=8");
+  absurd (a, &ca, "m", 8LL * 1024 * 1024, -EINVAL, "out of bounds"); /* 8 GiB */
+  absurd (a, &ca, "m", 1LL << 40, -EINVAL, "out of range");          /* > u32 */
+  absurd (a, &ca, "t", 0, -EINVAL, "out of bounds");
+  absurd (a, &ca, "t", 1000000, -EINVAL, "out of bounds");
+  absurd (a, &ca, "p", 0, -EINVAL, "out of bounds");
+  absurd (a, &ca, "m", -1, -EINVAL, "out of range");
+  absurd (s, &cs, "n", 1LL << 30, -EINVAL, "out of bounds");
+  absurd (s, &cs, "n", 1000, -EINVAL, "out of bounds"); /* not a power of two */
+  absurd (s, &cs, "r", 1, -EINVAL, "only r=8");
+  absurd (s, &cs, "p", 16, -EINVAL, "only r=8");
 
   json_auto_t *t = json_deep_copy (a);
   json_object_set_new (json_object_get (t, "kdf"), "type",
@@ -400,7 +401,7 @@ test_kdf_limit (void)
                        json_integer (4LL << 20));
   json_object_set_new (json_object_get (h, "kdf"), "t", json_integer (100));
   clear ();
-  CHECK (p->unwrap (h, &ca, BINDING, &out) == -EINVAL && !out,
+  CHECK (p->unwrap (h, &ca, BINDING, &out) == -EDQUOT && !out,
          "4 GiB x 100 refused");
   CHECK (logged ("wrap 0 (passphrase): argon2id t=100 m=4194304 KiB p=1 is "
                  "over the unlock limit")
@@ -408,15 +409,16 @@ test_kdf_limit (void)
              && logged ("allow-costly-kdf=true"),
          "log: %s", harness_logged ());
 
-  absurd (a, &ca, "t", 11, "t=11 m=8192 KiB p=1 is over the unlock limit");
-  absurd (a, &ca, "m", (1LL << 20) + 1, "m=1048577 KiB p=1 is over");
-  absurd (a, &ca, "p", 17, "p=17 is over the unlock limit");
+  absurd (a, &ca, "t", 11, -EDQUOT,
+          "t=11 m=8192 KiB p=1 is over the unlock limit");
+  absurd (a, &ca, "m", (1LL << 20) + 1, -EDQUOT, "m=1048577 KiB p=1 is over");
+  absurd (a, &ca, "p", 17, -EDQUOT, "p=17 is over the unlock limit");
   /* 512 MiB is within m, 9 passes within t, the product is not. */
   json_auto_t *mt = json_deep_copy (a);
   json_object_set_new (json_object_get (mt, "kdf"), "m",
                        json_integer (512 * 1024));
-  absurd (mt, &ca, "t", 9, "m*t <= 4 GiB-passes");
-  absurd (s, &cs, "n", 1LL << 21,
+  absurd (mt, &ca, "t", 9, -EDQUOT, "m*t <= 4 GiB-passes");
+  absurd (s, &cs, "n", 1LL << 21, -EDQUOT,
           "scrypt N=2097152 r=8 p=1 is over the unlock limit (N <= 1048576)");
 
   /* With the override the derivation runs: t = 11 in the header is not the t
@@ -447,7 +449,7 @@ test_kdf_limit (void)
   clear ();
   CHECK (p->wrap (NULL, &p17, dek, BINDING, n) == 0, "p=17 with the override");
   p17.allow_costly_kdf = false;
-  CHECK (p->unwrap (n, &p17, BINDING, &out) == -EINVAL && !out,
+  CHECK (p->unwrap (n, &p17, BINDING, &out) == -EDQUOT && !out,
          "p=17 wrap refused without the override");
   p17.allow_costly_kdf = true;
   CHECK (p->unwrap (n, &p17, BINDING, &out) == 0 && same_key (out, dek),

@@ -116,13 +116,20 @@ sweep (struct vm *m, enum op op, uint64_t off, uint32_t len)
               m->direct ? ", direct" : "", all ? "all failing from" : "failing",
               all ? 1 : i, n);
     rnd_fill (data, len);
+    struct cv_vol_status st0, st1;
+    cv_vol_get_status (m->v, &st0);
     arm (all ? 1 : i, all ? 1000 : 1, EIO);
     int rc = request (m, op, off, len);
     arm (0, 0, 0);
+    cv_vol_get_status (m->v, &st1);
     CHECK (rc == -EIO && error_lines () == 1
                && strstr (harness_logged (), m->path),
            "%s: rc %d, %d error lines: %s", what, rc, error_lines (),
            harness_logged ());
+    CHECK (st1.failed == st0.failed + 1 && st1.served == st0.served
+               && st1.refused == st0.refused,
+           "%s: counted as failed (%llu -> %llu), not served", what,
+           (unsigned long long) st0.failed, (unsigned long long) st1.failed);
     if (rc == 0 || op == READ || op == FLUSH)
       vm_check (m, what);
     else

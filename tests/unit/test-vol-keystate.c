@@ -208,6 +208,19 @@ test_keyfile (struct vm *m)
          "counters: served %llu read %llu written %llu",
          (unsigned long long) st.served, (unsigned long long) st.bytes_read,
          (unsigned long long) st.bytes_written);
+  /* A request that fails (beyond the end) is counted as failed, not
+   * served nor refused. */
+  uint64_t failed = st.failed, ok_checks = st.checks_ok;
+  CHECK (ok_checks >= 1 && st.last_ok > 0, "a good check counted (%llu)",
+         (unsigned long long) ok_checks);
+  CHECK (cv_vol_pread (m->v, b, BS, m->size) == -EIO, "read beyond the end");
+  CHECK (cv_vol_zero (m->v, BS, m->size, false) == -ENOSPC,
+         "zero beyond the end");
+  cv_vol_get_status (m->v, &st);
+  CHECK (st.failed == failed + 2 && st.served == served + 2,
+         "failed %llu (was %llu), served %llu", (unsigned long long) st.failed,
+         (unsigned long long) failed, (unsigned long long) st.served);
+  failed = st.failed;
 
   /* Removed: the check revokes; every request is refused, logged once. */
   CHECK (rename (vm_keyfile, aside) == 0, "move the key file away");
@@ -231,6 +244,11 @@ test_keyfile (struct vm *m)
   CHECK (st.refused == refused + 4 && strstr (st.cause, "key check of wrap 0"),
          "refused %llu, cause \"%s\"", (unsigned long long) st.refused,
          st.cause);
+  CHECK (st.failed == failed, "a refusal is not a failure (%llu failed)",
+         (unsigned long long) st.failed);
+  CHECK (st.checks_revoked >= 1 && st.checks_ok == ok_checks,
+         "the revoking check counted as revoked (%llu)",
+         (unsigned long long) st.checks_revoked);
   CHECK (event_seen ("\"event\":\"revoke\""), "revoke event: %s", events);
 
   /* Still gone: a check while revoked keeps it revoked; so does unlock. */
@@ -272,6 +290,11 @@ test_grace (struct vm *m)
   cv_vol_time = fake_time;
   set_opts (m, 10, false, true);
   CHECK (cv_vol_check_key (m->v) == 0, "check");
+  time_t good = fake_now;
+  struct cv_vol_status st0;
+  cv_vol_get_status (m->v, &st0);
+  CHECK (st0.last_ok == (int64_t) good, "last_ok %lld is the check's time",
+         (long long) st0.last_ok);
 
   setenv ("CV_KEY_CHECK_FAIL", "110", 1); /* ETIMEDOUT */
   harness_log_clear ();
@@ -294,6 +317,11 @@ test_grace (struct vm *m)
   CHECK (strstr (st.cause, "key service unreachable since 2023-11-14T22:13:20Z")
              && strstr (st.last_outcome, "unreachable: Connection timed out"),
          "cause \"%s\", outcome \"%s\"", st.cause, st.last_outcome);
+  CHECK (st.checks_unreachable == st0.checks_unreachable + 3
+             && st.checks_ok == st0.checks_ok && st.last_ok == (int64_t) good,
+         "3 unreachable checks (%llu), last_ok still %lld",
+         (unsigned long long) (st.checks_unreachable - st0.checks_unreachable),
+         (long long) st.last_ok);
   CHECK (cv_vol_pread (m->v, m->buf, BS, 0) == -EPERM, "refused");
   fake_now += 100;
   CHECK (cv_vol_check_key (m->v) == -ETIMEDOUT, "still unreachable");
