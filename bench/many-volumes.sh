@@ -329,6 +329,18 @@ names = []; h.opt_list(lambda name, desc: names.append(name)); h.opt_abort(); pr
   local targets=()
   for i in $(seq 1 "$N"); do targets+=("$sock:$(name_of "$i")"); done
   clients "$c" "$r" "$pid" "${targets[@]}"
+  # The control socket over every export: status and metrics, timed.
+  local what
+  for what in status metrics; do
+    t0=$(now_ns)
+    if "$KEYMGR" "$what" --control "$ctl" >"$what.out" 2>"$what.err"; then
+      t1=$(now_ns)
+      record "$c" "$r" "${what}_s" "$(secs "$t0" "$t1")" "${what}_bytes" "$(wc -c <"$what.out")"
+      echo "  cryptvol-keymgr $what --control: $(secs "$t0" "$t1") s, $(wc -c <"$what.out") bytes, $(wc -l <"$what.out") lines"
+    else
+      echo "  cryptvol-keymgr $what --control failed: $(head -c 300 "$what.err")"
+    fi
+  done
   t0=$(now_ns)
   listed=$(nbdinfo --list --json "nbd+unix:///?socket=$sock" | jq '.exports | length')
   t1=$(now_ns)
