@@ -46,6 +46,7 @@
 #               RLIMIT_MEMLOCK of `ulimit -l` applies as to a service user)
 # Output: per-run lines, then a Markdown table of medians (min-max) on
 # stdout; raw figures in CACHE/results.tsv. Build first (`make`).
+SELF=$(readlink -f "$0")
 source "$(dirname "$0")/../tests/integration/functions.sh"
 source "$CV_SRCDIR/tests/integration/aws-lib.sh"
 requires nbdkit nbdinfo curl jq openssl shuf
@@ -53,12 +54,13 @@ requires nbdkit nbdinfo curl jq openssl shuf
 
 N=1000 CACHE=$CV_BUILD/bench/many-volumes RUNS=3 PARS=32 SINGLE=100 SAMPLE=20
 JOBS=8 KEYS=100 CONFIGS="eager dir lazy single" ALL=1 NBDKIT_OPTS=() WRAP=() WATCH=0
-while getopts n:c:r:p:s:S:j:k:C:A:t:w:K: opt; do
+while getopts hn:c:r:p:s:S:j:k:C:A:t:w:K: opt; do
   case $opt in
     n) N=$OPTARG ;; c) CACHE=$OPTARG ;; r) RUNS=$OPTARG ;; p) PARS=$OPTARG ;;
     s) SINGLE=$OPTARG ;; S) SAMPLE=$OPTARG ;; j) JOBS=$OPTARG ;; k) KEYS=$OPTARG ;;
     C) CONFIGS=$OPTARG ;; A) ALL=$OPTARG ;; t) NBDKIT_OPTS=(--threads "$OPTARG") ;;
-    w) read -ra WRAP <<<"$OPTARG" ;; K) WATCH=$OPTARG ;; *) sed -n '/^# Usage/,/^# Output/p' "$0" >&2; exit 2 ;;
+    w) read -ra WRAP <<<"$OPTARG" ;; K) WATCH=$OPTARG ;; h) sed -n '/^# Usage/,/Build first/s/^# \{0,1\}//p' "$SELF"; exit 0 ;;
+    *) sed -n '/^# Usage/,/Build first/s/^# \{0,1\}//p' "$SELF" >&2; exit 2 ;;
   esac
 done
 [ "$SINGLE" -le "$N" ] || SINGLE=$N
