@@ -113,11 +113,27 @@ cv_io_queue_new (struct cv_io *io, unsigned depth, struct cv_io_queue **out)
   return queue_new (io, depth, false, out);
 }
 
+/* A thread whose ring cannot be made (RLIMIT_MEMLOCK, or io_uring taken
+ * away since it was probed) still serves: its queue is a portable one on
+ * the same file store, with one warning per process. */
 int
 cv_io_queue_new_shared (struct cv_io *io, unsigned depth,
                         struct cv_io_queue **out)
 {
-  return queue_new (io, depth, true, out);
+  static bool warned;
+  int rc = queue_new (io, depth, true, out);
+
+  if (rc == 0 || io->ops != &cv_io_uring_ops || depth == 0)
+    return rc;
+  if (!__atomic_exchange_n (&warned, true, __ATOMIC_RELAXED))
+    cv_warn ("io_uring: a worker thread's ring cannot be made (%s%s): such "
+             "threads use the portable backend",
+             strerror (-rc), uring_hint (rc));
+  if ((rc = cv_io_posix_ops.queue_new (io, depth, false, out)) == 0) {
+    (*out)->ops = &cv_io_posix_ops;
+    (*out)->error = 0;
+  }
+  return rc;
 }
 
 void

@@ -73,8 +73,8 @@ init_hint (int err)
     return "; io_uring may be disabled (sysctl kernel.io_uring_disabled, or a "
            "seccomp profile such as a container runtime's default)";
   case -ENOMEM:
-    return "; the ring may not fit under RLIMIT_MEMLOCK (ulimit -l) on older "
-           "kernels";
+    return "; the ring may not fit under RLIMIT_MEMLOCK (ulimit -l): each "
+           "thread's ring counts against it without CAP_IPC_LOCK";
   case -EINVAL:
     return "; depth must be between 1 and the kernel's limit (32768)";
   default:
@@ -82,8 +82,10 @@ init_hint (int err)
   }
 }
 
-int
-cv_ring_new (unsigned depth, struct cv_ring **out)
+/* cv_ring_new; quiet: a ring the kernel refuses is not logged (the caller
+ * falls back and says so). */
+static int
+ring_new (unsigned depth, bool quiet, struct cv_ring **out)
 {
   CLEANUP_FREE struct cv_ring *r = calloc (1, sizeof *r);
   int err;
@@ -94,8 +96,9 @@ cv_ring_new (unsigned depth, struct cv_ring **out)
   }
   err = io_uring_queue_init (depth, &r->ring, 0);
   if (err < 0) {
-    cv_err ("io_uring_queue_init: depth %u: %s%s", depth, strerror (-err),
-            init_hint (err));
+    if (!quiet)
+      cv_err ("io_uring_queue_init: depth %u: %s%s", depth, strerror (-err),
+              init_hint (err));
     return err;
   }
   r->slots = calloc (depth, sizeof *r->slots);
@@ -111,6 +114,12 @@ cv_ring_new (unsigned depth, struct cv_ring **out)
   r->free_head = 0;
   *out = STEAL (r);
   return 0;
+}
+
+int
+cv_ring_new (unsigned depth, struct cv_ring **out)
+{
+  return ring_new (depth, false, out);
 }
 
 /* Frees the ring; requests still queued are dropped. */
@@ -427,8 +436,9 @@ thread_ring_key_make (void)
 }
 
 /* The calling thread's ring, with a reference for the caller, made on first
- * use (or when the last one broke) with depth slots. NULL with -errno
- * (logged) in *err. */
+ * use (or when the last one broke) with depth slots. NULL with -errno in
+ * *err: logged, except the kernel's refusal to make the ring, for which
+ * cv_io_queue_new_shared falls back. */
 static struct shared_ring *
 thread_ring_get (unsigned depth, int *err)
 {
@@ -451,7 +461,7 @@ thread_ring_get (unsigned depth, int *err)
     *err = -ENOMEM;
     return NULL;
   }
-  if ((*err = cv_ring_new (depth, &sr->ring)) < 0) {
+  if ((*err = ring_new (depth, true, &sr->ring)) < 0) {
     free (sr);
     return NULL;
   }

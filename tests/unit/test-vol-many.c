@@ -6,7 +6,9 @@
  * closed one's thread state. */
 #include <dirent.h>
 #include <pthread.h>
+#include <linux/capability.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include "test-vol-model.h"
 
@@ -53,6 +55,26 @@ write_sparse (int fd, const uint8_t *img, size_t len)
       return false;
   }
   return ftruncate (fd, (off_t) len) == 0;
+}
+
+/* Drop CAP_IPC_LOCK from the effective set and lower RLIMIT_MEMLOCK to
+ * what is locked now, so that no new io_uring ring fits. False if the
+ * process did not have it (the limit applied already). */
+static bool
+lose_ipc_lock (void)
+{
+  struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+  struct __user_cap_data_struct d[2];
+  struct rlimit rl = { 0, RLIM_INFINITY };
+
+  if (syscall (SYS_capget, &h, d) < 0
+      || !(d[CAP_IPC_LOCK / 32].effective & (1u << (CAP_IPC_LOCK % 32))))
+    return false;
+  d[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+  if (syscall (SYS_capset, &h, d) < 0 || getrlimit (RLIMIT_MEMLOCK, &rl) < 0)
+    return false;
+  rl.rlim_cur = 0;
+  return setrlimit (RLIMIT_MEMLOCK, &rl) == 0;
 }
 
 static int
@@ -141,6 +163,19 @@ main (void)
     CHECK (in_thread <= 2 && rings () <= 1,
            "a second thread: %d rings while it ran, %d after it exited",
            in_thread, rings ());
+
+    /* A thread whose ring cannot be made (without CAP_IPC_LOCK, over
+     * RLIMIT_MEMLOCK) still serves, through the portable backend. */
+    if (lose_ipc_lock ()) {
+      harness_log_clear ();
+      in_thread = 0;
+      pthread_create (&t, NULL, second_thread, &in_thread);
+      pthread_join (t, NULL);
+      CHECK (strstr (harness_logged (), "use the portable backend"),
+             "no fallback from a ring that cannot be made: %s",
+             harness_logged ());
+    } else
+      printf ("no CAP_IPC_LOCK to drop: ring fallback not tested\n");
 
     /* A closed volume's state is not reused by the next one opened. */
     cv_vol_close (vols[0]);
