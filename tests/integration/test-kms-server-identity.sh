@@ -30,10 +30,14 @@ tmp=$(mktemp -d)
 pid=
 cleanup() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
+  aws_cli_stop
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
+# The CLI's imports once, not at each of the ~70 calls (tests/kms/aws-cli-lib.sh).
+source "$srcdir/tests/kms/aws-cli-lib.sh"
+aws_cli_start "$tmp"
 
 pass=0 fail=0
 ok()  { echo "PASS: $1"; pass=$((pass + 1)); }
