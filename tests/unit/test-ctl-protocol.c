@@ -214,6 +214,23 @@ test_rotate (void)
 
 /* Every command is in the audit log with the peer, the result and, on
  * failure, the error. */
+/* The audit log's records at path, at most max of them, parsed (NULL for a
+ * line that is not JSON); the file is removed. */
+static size_t
+read_records (const char *path, json_t **rec, size_t max)
+{
+  FILE *f = fopen (path, "r");
+  char line[2048];
+  size_t n = 0;
+
+  while (f && fgets (line, sizeof line, f) && n < max)
+    rec[n++] = json_loads (line, 0, NULL);
+  if (f)
+    fclose (f);
+  unlink (path);
+  return n;
+}
+
 static void
 test_audit (void)
 {
@@ -236,15 +253,8 @@ test_audit (void)
   opts.audit = NULL;
   cv_audit_close (a);
 
-  FILE *f = fopen (path, "r");
-  char line[2048];
   json_t *rec[5] = { 0 };
-  size_t n = 0;
-  while (f && fgets (line, sizeof line, f) && n < 5)
-    rec[n++] = json_loads (line, 0, NULL);
-  if (f)
-    fclose (f);
-  unlink (path);
+  size_t n = read_records (path, rec, 5);
   CHECK (n == 4, "4 records (%zu)", n);
   for (size_t i = 0; i < n; i++) {
     json_t *r = rec[i];
@@ -406,15 +416,8 @@ test_exports (void)
   json_decref (ask ("not json"));
   opts.audit = NULL;
   cv_audit_close (a);
-  FILE *f = fopen (path, "r");
-  char line[2048];
   json_t *rec[5] = { 0 };
-  size_t n = 0;
-  while (f && fgets (line, sizeof line, f) && n < 5)
-    rec[n++] = json_loads (line, 0, NULL);
-  if (f)
-    fclose (f);
-  unlink (path);
+  size_t n = read_records (path, rec, 5);
   CHECK (n == 4, "4 records (%zu)", n);
   if (n == 4) {
     CHECK (
