@@ -294,8 +294,11 @@ vol_param (struct vol_params *p, const char *key, const char *value,
     return (p->header = absolute (dir, value)) ? 0 : -1;
   if (strcmp (key, "keyfile") == 0)
     return (c->keyfile = absolute (dir, value)) ? 0 : -1;
-  if (strcmp (key, "pkcs11-module") == 0)
-    return (c->pkcs11_module = absolute (dir, value)) ? 0 : -1;
+  if (strcmp (key, "pkcs11-module") == 0) /* a bare name: dlopen's search */
+    return (c->pkcs11_module = strchr (value, '/') ? absolute (dir, value)
+                                                   : keep (strdup (value)))
+               ? 0
+               : -1;
   if (strcmp (key, "ca-bundle") == 0)
     return (c->ca_bundle = absolute (dir, value)) ? 0 : -1;
   if (strcmp (key, "kms-endpoint") == 0)
