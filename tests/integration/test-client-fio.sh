@@ -68,7 +68,10 @@ fio w.fio >w.log 2>&1 || { cat w.log; fail "fio write failed"; }
 stop_server bad
 # The data area is the last 64 MiB of the file; flip a byte 1 MiB into it.
 off=$(( $(stat -c %s bad) - (64 << 20) + (1 << 20) + 100 ))
-printf '\x5a' | dd of=bad bs=1 seek=$off conv=notrunc status=none
+# (inverted, so that it changes whatever it was)
+python3 -c 'import sys
+with open("bad", "r+b") as f:
+    f.seek(int(sys.argv[1])); b = f.read(1); f.seek(int(sys.argv[1])); f.write(bytes([b[0] ^ 0xff]))' "$off"
 start_server bad unix "$PLUGIN" bad keyfile=bad.kek
 fio_job "$uri" verify_only=1 size=4m >v.fio
 if fio v.fio >v.log 2>&1; then
