@@ -53,7 +53,7 @@ pass "create with alias/NAME: region from the profile, endpoint from its service
 # --- the environment: AWS_REGION and AWS_ENDPOINT_URL_KMS, no profile
 export AWS_CONFIG_FILE=/dev/null AWS_ENDPOINT_URL_KMS=$EP
 clear_calls
-serve vol -- nbdinfo --size '$uri' >/dev/null || fail "open with AWS_ENDPOINT_URL_KMS"
+serve vol key-check=0 -- nbdinfo --size '$uri' >/dev/null || fail "open with AWS_ENDPOINT_URL_KMS"
 [ "$(calls)" = "Decrypt:ok" ] || fail "open: $(calls)"
 pass "served with the endpoint from AWS_ENDPOINT_URL_KMS (region from the key ARN)"
 
@@ -92,7 +92,7 @@ pass "AWS_MAX_ATTEMPTS sets the attempts per call (5, 1)"
 # --- adaptive: after a throttle, the next attempt waits for the limiter
 clear_calls
 fault '{"throttle": 1, "ops": ["Decrypt"]}'
-AWS_RETRY_MODE=adaptive nbdkit -v -U - "$PLUGIN" vol --run 'nbdinfo --size "$uri"' >out 2>err ||
+AWS_RETRY_MODE=adaptive nbdkit -v -U - "$PLUGIN" vol key-check=0 --run 'nbdinfo --size "$uri"' >out 2>err ||
   { tail -20 err; fail "adaptive: nbdkit did not start"; }
 [ "$(calls)" = "Decrypt:ThrottlingException Decrypt:ok" ] || fail "adaptive: $(calls)"
 grep -qE "kms: Decrypt attempt 2 waits [0-9]+ ms for the adaptive retry mode's rate limit" err ||
