@@ -66,14 +66,16 @@ sample (FILE *f, const char *name, const json_t *e)
   fputc ('"', f);
 }
 
-/* One sample per export that reported its status: name{export} value. */
+/* A metric with one sample per export that reported its status:
+ * name{export} value, value the member of group of its status. */
 static void
-per_export (FILE *f, const json_t *exports, const char *name, const char *group,
-            const char *member)
+per_export (FILE *f, const json_t *exports, const char *name, const char *type,
+            const char *help, const char *group, const char *member)
 {
   size_t i;
   json_t *e;
 
+  family (f, name, type, help);
   json_array_foreach (exports, i, e)
   {
     if (json_object_get (e, "error"))
@@ -141,24 +143,21 @@ print_metrics (FILE *f, const json_t *exports)
       fputs ("\"} 1\n", f);
     }
   }
-  family (f, "cryptvol_requests_served_total", "counter",
-          "NBD reads, writes, zeroes and flushes served.");
-  per_export (f, exports, "cryptvol_requests_served_total", "requests",
+  per_export (f, exports, "cryptvol_requests_served_total", "counter",
+              "NBD reads, writes, zeroes and flushes served.", "requests",
               "served");
-  family (f, "cryptvol_requests_refused_total", "counter",
-          "Requests refused (EPERM) while the key was revoked.");
-  per_export (f, exports, "cryptvol_requests_refused_total", "requests",
+  per_export (f, exports, "cryptvol_requests_refused_total", "counter",
+              "Requests refused (EPERM) while the key was revoked.", "requests",
               "refused");
-  family (f, "cryptvol_io_errors_total", "counter",
-          "Requests failed with an error other than a refusal (I/O errors, "
-          "beyond the end).");
-  per_export (f, exports, "cryptvol_io_errors_total", "requests", "failed");
-  family (f, "cryptvol_read_bytes_total", "counter",
-          "Bytes read by clients (plaintext).");
-  per_export (f, exports, "cryptvol_read_bytes_total", "bytes", "read");
-  family (f, "cryptvol_written_bytes_total", "counter",
-          "Bytes written or zeroed by clients (plaintext).");
-  per_export (f, exports, "cryptvol_written_bytes_total", "bytes", "written");
+  per_export (f, exports, "cryptvol_io_errors_total", "counter",
+              "Requests failed with an error other than a refusal (I/O errors, "
+              "beyond the end).",
+              "requests", "failed");
+  per_export (f, exports, "cryptvol_read_bytes_total", "counter",
+              "Bytes read by clients (plaintext).", "bytes", "read");
+  per_export (f, exports, "cryptvol_written_bytes_total", "counter",
+              "Bytes written or zeroed by clients (plaintext).", "bytes",
+              "written");
   family (f, "cryptvol_key_checks_total", "counter",
           "Key checks (the key watch's and the control socket's) by outcome: "
           "ok, revoked (the key service refused the key), unreachable.");
@@ -172,10 +171,10 @@ print_metrics (FILE *f, const json_t *exports)
                (long long) num (e, "checks", outcomes[k]));
     }
   }
-  family (f, "cryptvol_key_last_success_timestamp_seconds", "gauge",
-          "When the key was last found usable (unlock, resume or a "
-          "successful check), in unix seconds.");
   per_export (f, exports, "cryptvol_key_last_success_timestamp_seconds",
+              "gauge",
+              "When the key was last found usable (unlock, resume or a "
+              "successful check), in unix seconds.",
               "checks", "last_ok");
   family (f, "cryptvol_rotating", "gauge",
           "1 while a DEK rotation is in progress (recorded and not finished), "
@@ -188,13 +187,13 @@ print_metrics (FILE *f, const json_t *exports)
     fprintf (f, "} %d\n",
              rotating (str (json_object_get (e, "rotation"), "state")));
   }
-  family (f, "cryptvol_rotation_done_bytes", "gauge",
-          "Bytes the DEK rotation has re-encrypted (all of them when none "
-          "is in progress).");
-  per_export (f, exports, "cryptvol_rotation_done_bytes", "rotation", "done");
-  family (f, "cryptvol_rotation_total_bytes", "gauge",
-          "Bytes a DEK rotation re-encrypts in all: the volume's size.");
-  per_export (f, exports, "cryptvol_rotation_total_bytes", "rotation", "total");
+  per_export (f, exports, "cryptvol_rotation_done_bytes", "gauge",
+              "Bytes the DEK rotation has re-encrypted (all of them when none "
+              "is in progress).",
+              "rotation", "done");
+  per_export (f, exports, "cryptvol_rotation_total_bytes", "gauge",
+              "Bytes a DEK rotation re-encrypts in all: the volume's size.",
+              "rotation", "total");
 }
 
 /* --control PATH into *ctx. */

@@ -589,25 +589,51 @@ read_volumes_file (void)
   return 0;
 }
 
-/* Whether DIR's entry name is a volume: not hidden, not a header or config
- * file, and a regular file or block device (symbolic links followed). */
+/* Whether DIR's entry name (at path) is a volume: not hidden, not a header
+ * or config file, and a regular file or block device (symbolic links
+ * followed). */
 static bool
-volume_entry (const char *name)
+volume_entry (const char *name, const char *path)
 {
   size_t n = strlen (name);
   struct stat sb;
-  CLEANUP_FREE char *path = NULL;
 
   if (name[0] == '.' || (n > 4 && strcmp (name + n - 4, ".hdr") == 0)
       || (n > 5 && strcmp (name + n - 5, ".conf") == 0))
     return false;
-  if (asprintf (&path, "%s/%s", volumes_dir, name) < 0 || stat (path, &sb) < 0)
-    return false;
-  return S_ISREG (sb.st_mode) || S_ISBLK (sb.st_mode);
+  return stat (path, &sb) == 0
+         && (S_ISREG (sb.st_mode) || S_ISBLK (sb.st_mode));
 }
 
-/* dir=DIR: an export per volume file, named after it, DIR/NAME.hdr its
+/* DIR's entry name as an export if it is a volume, DIR/NAME.hdr its
  * detached header if there is one. 0 or -1 (reported). */
+static int
+add_dir_entry (const char *name)
+{
+  CLEANUP_FREE char *path = NULL, *hdr = NULL;
+  struct export *e;
+
+  if (asprintf (&path, "%s/%s", volumes_dir, name) < 0
+      || asprintf (&hdr, "%s.hdr", path) < 0) {
+    nbdkit_error ("out of memory");
+    return -1;
+  }
+  if (!volume_entry (name, path))
+    return 0;
+  if (!valid_name (name)) {
+    nbdkit_error ("warning: %s: not served: an export name is 1 to %d "
+                  "letters, digits and ._-+:@=/, not starting with . or -",
+                  path, NAME_MAX_BYTES);
+    return 0;
+  }
+  if (!(e = add_export (name)) || !(e->p.path = keep (STEAL (path))))
+    return -1;
+  if (access (hdr, F_OK) == 0 && !(e->p.header = keep (STEAL (hdr))))
+    return -1;
+  return 0;
+}
+
+/* dir=DIR: an export per volume file, named after it. 0 or -1 (reported). */
 static int
 read_volumes_dir (void)
 {
@@ -619,24 +645,8 @@ read_volumes_dir (void)
     return -1;
   }
   for (int i = 0; i < n; i++) {
-    const char *name = names[i]->d_name;
-    struct export *e;
-    char *path, *hdr;
-    if (rc == 0 && volume_entry (name)) {
-      if (!valid_name (name))
-        nbdkit_error ("warning: %s/%s: not served: an export name is 1 to %d "
-                      "letters, digits and ._-+:@=/, not starting with . or -",
-                      volumes_dir, name, NAME_MAX_BYTES);
-      else if (!(e = add_export (name))
-               || asprintf (&path, "%s/%s", volumes_dir, name) < 0
-               || !(e->p.path = keep (path))
-               || asprintf (&hdr, "%s/%s.hdr", volumes_dir, name) < 0)
-        rc = -1;
-      else if (access (hdr, F_OK) == 0)
-        rc = (e->p.header = keep (hdr)) ? 0 : -1;
-      else
-        free (hdr);
-    }
+    if (rc == 0)
+      rc = add_dir_entry (names[i]->d_name);
     free (names[i]);
   }
   free (names);

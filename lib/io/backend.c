@@ -94,14 +94,16 @@ cv_io_map (struct cv_io *io, const uint8_t **base, uint64_t *len)
   return io->ops->map ? io->ops->map (io, base, len) : -ENOTSUP;
 }
 
+/* A queue of backend ops on io (ops is io's own, or the portable one on
+ * a file store). */
 static int
-queue_new (struct cv_io *io, unsigned depth, bool shared,
-           struct cv_io_queue **out)
+queue_new (const struct cv_io_ops *ops, struct cv_io *io, unsigned depth,
+           bool shared, struct cv_io_queue **out)
 {
-  int rc = io->ops->queue_new (io, depth, shared, out);
+  int rc = ops->queue_new (io, depth, shared, out);
 
   if (rc == 0) {
-    (*out)->ops = io->ops;
+    (*out)->ops = ops;
     (*out)->error = 0;
   }
   return rc;
@@ -110,7 +112,7 @@ queue_new (struct cv_io *io, unsigned depth, bool shared,
 int
 cv_io_queue_new (struct cv_io *io, unsigned depth, struct cv_io_queue **out)
 {
-  return queue_new (io, depth, false, out);
+  return queue_new (io->ops, io, depth, false, out);
 }
 
 /* A thread whose ring cannot be made (RLIMIT_MEMLOCK, or io_uring taken
@@ -121,7 +123,7 @@ cv_io_queue_new_shared (struct cv_io *io, unsigned depth,
                         struct cv_io_queue **out)
 {
   static bool warned;
-  int rc = queue_new (io, depth, true, out);
+  int rc = queue_new (io->ops, io, depth, true, out);
 
   if (rc == 0 || io->ops != &cv_io_uring_ops || depth == 0)
     return rc;
@@ -129,11 +131,7 @@ cv_io_queue_new_shared (struct cv_io *io, unsigned depth,
     cv_warn ("io_uring: a worker thread's ring cannot be made (%s%s): such "
              "threads use the portable backend",
              strerror (-rc), uring_hint (rc));
-  if ((rc = cv_io_posix_ops.queue_new (io, depth, false, out)) == 0) {
-    (*out)->ops = &cv_io_posix_ops;
-    (*out)->error = 0;
-  }
-  return rc;
+  return queue_new (&cv_io_posix_ops, io, depth, false, out);
 }
 
 void
