@@ -14,7 +14,9 @@ WERROR   ?= $(if $(filter true,$(CI)),1,0)
 ifeq ($(WERROR),1)
 override CFLAGS += -Werror
 endif
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -ldl -lm
+# librbd and librados ship no pkg-config files.
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lrbd -lrados \
+            -lpthread -ldl -lm
 NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null)
 DEPFLAGS  = -MMD -MP
 

@@ -10,7 +10,9 @@ pkgs="build-essential pkg-config
   cryptsetup-bin qemu-utils openssl perl
   awscli curl softhsm2 opensc
   qemu-system-x86 fio gnutls-bin cpio gnuplot-nox
-  systemd"
+  systemd
+  ceph-mon ceph-osd ceph-common librbd-dev librados-dev qemu-block-extra
+  python3-rbd python3-rados"
 
 missing=""
 for p in $pkgs; do

@@ -59,13 +59,26 @@ choose (enum cv_io_kind kind, const struct cv_io_ops **ops)
 int
 cv_io_open (const struct cv_io_open_opts *o, struct cv_io **out)
 {
-  const struct cv_io_ops *ops;
-  int rc = choose (o->kind, &ops);
+  const struct cv_io_ops *ops = &cv_io_rbd_ops;
+  int rc = cv_rbd_is_path (o->path) ? 0 : choose (o->kind, &ops);
 
   if (rc < 0)
     return rc;
   if ((rc = ops->open (o, out)) == 0)
     cv_debug ("%s: I/O through the %s backend", o->path, ops->name);
+  return rc;
+}
+
+int
+cv_dev_open (const char *path, const char *what, bool readonly,
+             const struct cv_rbd_opts *rbd, struct cv_dev **out)
+{
+  int rc;
+
+  if (cv_rbd_is_path (path))
+    return cv_rbd_dev_open (path, rbd, readonly, out);
+  if ((rc = cv_dev_file_open (path, readonly, out)) < 0)
+    cv_err ("cannot open %s %s: %s", what, path, strerror (-rc));
   return rc;
 }
 

@@ -10,6 +10,8 @@
  *            calls from the queueing thread (see uring.c)
  *   posix.c  portable: preadv2/pwritev2/fdatasync, performed one at a time
  *            as they are reaped; takes fault-injection settings for tests
+ *   rbd.c    a Ceph RBD image ("rbd:POOL/IMAGE", rbd.h) through librbd's
+ *            aio calls; used for every rbd: path, whatever the kind
  * Offsets are bytes in the store. Per-request failures are returned, not
  * logged (the caller knows what the bytes are); failures of a queue or a
  * store are logged where they are detected. */
@@ -19,6 +21,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "common/dev.h"
+#include "io/rbd.h"
 
 enum cv_io_kind {
   CV_IO_AUTO = 0, /* io_uring if it works here, else portable (one warning) */
@@ -53,7 +58,8 @@ struct cv_io_queue;
 
 struct cv_io_open_opts {
   enum cv_io_kind kind;
-  const char *path; /* file or block device */
+  const char *path; /* file, block device or "rbd:POOL/IMAGE" */
+  const struct cv_rbd_opts *rbd; /* for rbd: paths; NULL: Ceph's defaults */
   bool readonly;
   bool direct; /* O_DIRECT: buffers, offsets and lengths 4096-aligned */
   struct cv_io_faults *faults; /* NULL, or counted and applied (posix) */
@@ -65,6 +71,13 @@ struct cv_io_open_opts {
  * reason and the portable backend is used. CV_IO_URING where io_uring does
  * not work fails with -errno. Returns 0 or -errno (logged). */
 int cv_io_open (const struct cv_io_open_opts *o, struct cv_io **out);
+/* Open the header device (common/dev.h) at path: an RBD image for an rbd:
+ * path (sharing the image with a cv_io store of it in this process; opened
+ * for writing, it takes the exclusive lock, see rbd.h), else the file.
+ * what names it in messages ("header", "data file"). Returns 0 or -errno
+ * (logged). */
+int cv_dev_open (const char *path, const char *what, bool readonly,
+                 const struct cv_rbd_opts *rbd, struct cv_dev **out);
 /* Close the store. Every queue on it must have been freed. */
 void cv_io_close (struct cv_io *io);
 /* The backend's name ("io_uring", "posix"), for messages. */

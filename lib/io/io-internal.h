@@ -46,6 +46,12 @@ struct cv_io_queue {
 
 extern const struct cv_io_ops cv_io_uring_ops;
 extern const struct cv_io_ops cv_io_posix_ops;
+extern const struct cv_io_ops cv_io_rbd_ops;
+
+/* The header device of the RBD image at path (cv_dev_open). 0 or -errno
+ * (logged). (rbd.c) */
+int cv_rbd_dev_open (const char *path, const struct cv_rbd_opts *o,
+                     bool readonly, struct cv_dev **out);
 
 /* 0 if io_uring can be used here (a ring made and a no-op run on it), else
  * -errno. Logs nothing. (uring.c) */
