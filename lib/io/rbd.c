@@ -26,6 +26,12 @@ cv_rbd_create (const char *path, const struct cv_rbd_opts *o, uint64_t size)
 }
 
 int
+cv_rbd_remove (const char *path, const struct cv_rbd_opts *o)
+{
+  return cv_rbd_parse (path, NULL);
+}
+
+int
 cv_rbd_dev_open (const char *path, const struct cv_rbd_opts *o, bool readonly,
                  struct cv_dev **out)
 {
