@@ -352,8 +352,7 @@ cmd_create (int argc, char **argv)
     if (rc == 0 && created && cv_dev_is_file (dd)
         && (rc = cv_dev_resize (dd, data_offset + size)) < 0)
       cv_err ("cannot size %s: %s", path, strerror (-rc));
-    if (rc == 0 && detached
-        && (rc = cv_dev_resize (hd, CV_HDR_AREA_SIZE)) < 0)
+    if (rc == 0 && detached && (rc = cv_dev_resize (hd, CV_HDR_AREA_SIZE)) < 0)
       cv_err ("cannot size %s: %s", detached, strerror (-rc));
     if (rc == 0)
       rc = cv_hdr_commit_sealed (hd, dd, h, dek);

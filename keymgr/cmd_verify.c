@@ -36,8 +36,7 @@ cmd_verify (int argc, char **argv)
     rc = cv_unlock (h, path, &co.creds, &co.unlock_sel, &dek, &id);
   if (rc == 0)
     rc = check_seal (path, co.header, d, h, dek);
-  json_t *rot
-      = rc == 0 ? rotation_state (h, d) : NULL;
+  json_t *rot = rc == 0 ? rotation_state (h, d) : NULL;
   if (rc == 0) {
     uint64_t gen;
     bool sealed = cv_hdr_sealed (h, NULL, &gen);

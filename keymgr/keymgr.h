@@ -41,7 +41,7 @@ struct common_opts {
  * the command's own; --json, --audit-log, --debug and --help go with every
  * command. */
 enum {
-  OPT_HEADER = 1 << 0,  /* --header */
+  OPT_HEADER = 1 << 0,  /* --header; --ceph-*, --takeover: opens a volume */
   OPT_KEY = 1 << 1,     /* --keyfile, --unlock-wrap, --allow-costly-kdf */
   OPT_PASS = 1 << 2,    /* --passphrase-file, --passphrase-fd */
   OPT_PIN = 1 << 3,     /* --pin-file, --pin-fd */
@@ -142,10 +142,11 @@ int keymgr_dev_open (const char *path, const char *what, bool readonly,
 #define KEYMGR_WAIT_DEFAULT 5
 extern unsigned keymgr_wait_s;
 
-/* Take the locks of the volume whose header d is open (read-write): the in-use lock, exclusive for an offline change (rotate-dek,
- * restore-header, shred) or else shared, then the header write lock, waiting
- * up to --wait seconds in all. Returns 0, or an exit code after saying who
- * may hold the lock and what to do (EXIT_BUSY when it stayed busy). */
+/* Take the locks of the volume whose header d is open (read-write): the in-use
+ * lock, exclusive for an offline change (rotate-dek, restore-header, shred) or
+ * else shared, then the header write lock, waiting up to --wait seconds in all.
+ * Returns 0, or an exit code after saying who may hold the lock and what to do
+ * (EXIT_BUSY when it stayed busy). */
 int lock_volume (struct cv_dev *d, bool exclusive);
 
 /* A volume header opened for a change (session.c): the in-use lock shared,

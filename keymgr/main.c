@@ -107,6 +107,10 @@ static const struct {
   { { "wait", required_argument, 0, 0x114 }, OPT_WAIT },
   { { "quiet", no_argument, 0, 0x115 }, OPT_QUIET },
   { { "export", required_argument, 0, 0x116 }, OPT_EXPORT },
+  { { "ceph-conf", required_argument, 0, 0x117 }, OPT_HEADER },
+  { { "ceph-id", required_argument, 0, 0x118 }, OPT_HEADER },
+  { { "ceph-keyring", required_argument, 0, 0x119 }, OPT_HEADER },
+  { { "takeover", no_argument, 0, 0x11a }, OPT_HEADER },
   { { "json", no_argument, 0, 0x104 }, 0 },
   { { "audit-log", required_argument, 0, 0x110 }, 0 },
   { { "debug", no_argument, 0, 0x109 }, 0 },
@@ -334,6 +338,18 @@ common_opt (struct common_opts *o, int c, const char *arg)
     return 1;
   case 0x116:
     keymgr_export = arg;
+    return 1;
+  case 0x117:
+    keymgr_rbd.conf = arg;
+    return 1;
+  case 0x118:
+    keymgr_rbd.id = arg;
+    return 1;
+  case 0x119:
+    keymgr_rbd.keyring = arg;
+    return 1;
+  case 0x11a:
+    keymgr_rbd.takeover = true;
     return 1;
   case 0x114: {
     uint32_t secs;
@@ -646,8 +662,8 @@ check_seal (const char *volume, const char *header, struct cv_dev *hd,
   int rc;
 
   if (header
-      && (rc = keymgr_dev_open (volume, "data file (for its seal sector)",
-                                true, &dd))
+      && (rc = keymgr_dev_open (volume, "data file (for its seal sector)", true,
+                                &dd))
              < 0)
     return rc;
   return cv_seal_check (header ? dd : hd, !header, h, dek, &behind);

@@ -64,8 +64,7 @@ lock_volume (struct cv_dev *d, bool exclusive)
   if (rc < 0)
     return exit_code (rc);
   used = now_ms () - start;
-  rc = cv_lock_header_for (d,
-                           used < wait_ms ? (unsigned) (wait_ms - used) : 0);
+  rc = cv_lock_header_for (d, used < wait_ms ? (unsigned) (wait_ms - used) : 0);
   if (rc == -EBUSY) {
     cv_err ("%s: another cryptvol-keymgr, or the nbdkit serving it (online "
             "rotation, reload), is changing the header; %stry again (fuser -v "

@@ -120,8 +120,7 @@ file_holder (struct cv_dev *d, char *who, size_t who_len)
 /* A borrowed descriptor stays open. */
 static void
 file_close_borrowed (struct cv_dev *d)
-{
-}
+{}
 
 static void
 file_close (struct cv_dev *d)
@@ -137,8 +136,8 @@ file_close (struct cv_dev *d)
   .name = "file", .pread = file_pread, .pwrite = file_pwrite,                  \
   .flush = file_flush, .size = file_size, .resize = file_resize,               \
   .lock = file_lock, .holder = file_holder
-static const struct cv_dev_ops borrowed_ops = { FILE_OPS,
-                                                .close = file_close_borrowed };
+static const struct cv_dev_ops borrowed_ops
+    = { FILE_OPS, .close = file_close_borrowed };
 static const struct cv_dev_ops owned_ops = { FILE_OPS, .close = file_close };
 
 struct cv_dev

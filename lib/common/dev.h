@@ -44,8 +44,7 @@ struct cv_dev_ops {
   /* Take (type F_RDLCK or F_WRLCK) or release (F_UNLCK) a lock; wait: block
    * until it is free. Returns 0, -EBUSY when it is held elsewhere and !wait,
    * or -errno; not logged (format/lock.c names the lock). */
-  int (*lock) (struct cv_dev *d, enum cv_dev_lock which, short type,
-               bool wait);
+  int (*lock) (struct cv_dev *d, enum cv_dev_lock which, short type, bool wait);
   /* Who else holds CV_DEV_LOCK_IN_USE: 0 nobody, 1 shared (a server),
    * 2 exclusive (an offline operation); -errno (logged). With who (may be
    * NULL), a description of the holder for messages ("" when unknown). */

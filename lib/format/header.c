@@ -874,8 +874,8 @@ write_copy (struct cv_dev *d, int copy, const uint8_t *buf)
                          (uint64_t) copy * CV_HDR_COPY_SIZE, true);
 
   if (r < 0)
-    cv_err ("cannot write the %s header copy of %s: %s", copy_name[copy], d->name,
-            strerror (-r));
+    cv_err ("cannot write the %s header copy of %s: %s", copy_name[copy],
+            d->name, strerror (-r));
   return r;
 }
 

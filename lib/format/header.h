@@ -119,13 +119,12 @@ uint64_t cv_seal_offset_for (bool attached, uint64_t data_offset);
  * -EBADMSG: the seal is missing, altered or another volume's; -EIO.
  * Logged, naming the header, the data file and what to do. A header
  * without a seal: 0. */
-int cv_seal_check (struct cv_dev *dd, bool attached,
-                   const struct cv_header *h, const struct cv_key *dek,
-                   bool *behind);
+int cv_seal_check (struct cv_dev *dd, bool attached, const struct cv_header *h,
+                   const struct cv_key *dek, bool *behind);
 /* Write the seal sector for h (sealed with dek) and make it durable.
  * Returns 0 or -errno (logged); 0 without a seal. */
-int cv_seal_write (struct cv_dev *dd, bool attached,
-                   const struct cv_header *h, const struct cv_key *dek);
+int cv_seal_write (struct cv_dev *dd, bool attached, const struct cv_header *h,
+                   const struct cv_key *dek);
 /* A DEK holder's commit: cv_hdr_seal, cv_hdr_commit, then the seal sector
  * (in the data file dd; attached: dd is hd). Crash-safe in this order: a
  * seal that lags its header is accepted and written again at the next

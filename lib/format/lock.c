@@ -23,8 +23,9 @@ dev_lock (struct cv_dev *d, enum cv_dev_lock which, short type, bool wait,
     return e;
   cv_err ("cannot %s the %s lock of %s: %s%s",
           type == F_UNLCK ? "release" : "take", what, d->name, strerror (-e),
-          e == -EBADF && type == F_WRLCK ? " (the file must be open for writing)"
-                                         : "");
+          e == -EBADF && type == F_WRLCK
+              ? " (the file must be open for writing)"
+              : "");
   return e;
 }
 
@@ -103,8 +104,7 @@ dev_lock_for (struct cv_dev *d, enum cv_dev_lock which, short type,
 int
 cv_lock_header_for (struct cv_dev *d, unsigned wait_ms)
 {
-  return dev_lock_for (d, CV_DEV_LOCK_HEADER, F_WRLCK, wait_ms,
-                       "header write");
+  return dev_lock_for (d, CV_DEV_LOCK_HEADER, F_WRLCK, wait_ms, "header write");
 }
 
 int

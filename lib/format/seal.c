@@ -66,8 +66,7 @@ placed (const struct cv_header *h, const char *dname, bool attached)
  * upgrade put it (just before the data area): a header from before the
  * upgrade, which would bypass the check. */
 static int
-unsealed_check (struct cv_dev *dd, bool attached,
-                const struct cv_header *h)
+unsealed_check (struct cv_dev *dd, bool attached, const struct cv_header *h)
 {
   const char *dname = dd->name;
   CLEANUP_FREE uint8_t *sec = NULL;
@@ -80,8 +79,7 @@ unsealed_check (struct cv_dev *dd, bool attached,
     return 0;
   if (posix_memalign ((void **) &sec, 4096, CV_SEAL_SIZE) != 0)
     return -ENOMEM;
-  if (cv_dev_pread (dd, sec, CV_SEAL_SIZE, off, &got) < 0
-      || got < CV_SEAL_SIZE)
+  if (cv_dev_pread (dd, sec, CV_SEAL_SIZE, off, &got) < 0 || got < CV_SEAL_SIZE)
     return 0; /* nothing there to contradict the header */
   cv_hdr_uuid_bin (h, uuid);
   if (memcmp (sec + S_MAGIC, seal_magic, sizeof seal_magic) == 0
@@ -97,8 +95,8 @@ unsealed_check (struct cv_dev *dd, bool attached,
 }
 
 int
-cv_seal_write (struct cv_dev *dd, bool attached,
-               const struct cv_header *h, const struct cv_key *dek)
+cv_seal_write (struct cv_dev *dd, bool attached, const struct cv_header *h,
+               const struct cv_key *dek)
 {
   const char *dname = dd->name;
   CLEANUP_FREE uint8_t *sec = NULL;
@@ -126,9 +124,8 @@ cv_seal_write (struct cv_dev *dd, bool attached,
 }
 
 int
-cv_seal_check (struct cv_dev *dd, bool attached,
-               const struct cv_header *h, const struct cv_key *dek,
-               bool *behind)
+cv_seal_check (struct cv_dev *dd, bool attached, const struct cv_header *h,
+               const struct cv_key *dek, bool *behind)
 {
   const char *dname = dd->name;
   CLEANUP_FREE uint8_t *sec = NULL;
@@ -206,8 +203,8 @@ cv_seal_check (struct cv_dev *dd, bool attached,
 }
 
 int
-cv_hdr_commit_sealed (struct cv_dev *hd, struct cv_dev *dd,
-                      struct cv_header *h, const struct cv_key *dek)
+cv_hdr_commit_sealed (struct cv_dev *hd, struct cv_dev *dd, struct cv_header *h,
+                      const struct cv_key *dek)
 {
   int r;
 

@@ -683,8 +683,7 @@ journal_write (struct cv_vol *v, const struct rot_ctx *c, uint8_t *jbuf,
                 : cv_io_flush (c->q))
       < 0)
     return io_fail (v, "syncing", v->path, start, rc);
-  if ((rc = cv_dev_pwrite (v->hdev, jbuf + JHDR, nhash, JOFF + JHDR, true))
-          < 0
+  if ((rc = cv_dev_pwrite (v->hdev, jbuf + JHDR, nhash, JOFF + JHDR, true)) < 0
       || (rc = cv_dev_pwrite (v->hdev, jbuf, JHDR, JOFF, true)) < 0)
     return io_fail (v, "writing the journal of", v->hname, JOFF, rc);
   __atomic_store_n (&v->jstart, start, __ATOMIC_RELAXED);

@@ -949,8 +949,8 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
 
   if ((rc = cv_xts_pick (o->xts_impl, ss, &impl)) < 0
       || (!attached
-          && (rc = cv_dev_open (o->path, "data file", o->readonly, o->rbd,
-                                &ddev))
+          && (rc
+              = cv_dev_open (o->path, "data file", o->readonly, o->rbd, &ddev))
                  < 0)
       || (rc = check_seal (o, attached ? hdev : ddev, attached, hdr, dek)) < 0
       || (o->keep_creds && (rc = cv_creds_copy (o->creds, &kept)) < 0))

@@ -222,7 +222,8 @@ test_commit_read (int fd)
   r = cv_hdr_commit (FDEV (fd, NAME), h);
   CHECK (r == 0 && h->seqid == 1, "commit: %d seqid %llu", r,
          (unsigned long long) h->seqid);
-  CHECK (cv_hdr_commit (FDEV (fd, NAME), h) == 0 && h->seqid == 2, "second commit");
+  CHECK (cv_hdr_commit (FDEV (fd, NAME), h) == 0 && h->seqid == 2,
+         "second commit");
   CHECK (disk_seqid (fd, 0) == 2 && disk_seqid (fd, 1) == 2,
          "seqids on disk %llu %llu", (unsigned long long) disk_seqid (fd, 0),
          (unsigned long long) disk_seqid (fd, 1));
@@ -413,36 +414,48 @@ test_locks (void)
 
   harness_log_clear ();
   CHECK (cv_lock_header (FDEV (fd1, "volume"), false) == 0, "lock fd1");
-  CHECK (cv_lock_header (FDEV (fd2, "volume"), false) == -EBUSY, "second lock not busy");
-  CHECK (cv_lock_header (FDEV (fd1, "volume"), false) == 0, "relock on the same fd");
+  CHECK (cv_lock_header (FDEV (fd2, "volume"), false) == -EBUSY,
+         "second lock not busy");
+  CHECK (cv_lock_header (FDEV (fd1, "volume"), false) == 0,
+         "relock on the same fd");
   CHECK (harness_logged ()[0] == '\0', "-EBUSY logged: %s", harness_logged ());
   /* The in-use lock is a different byte. */
-  CHECK (cv_lock_in_use (FDEV (fd2, "volume"), false, false) == 0, "in-use shared fd2");
-  CHECK (cv_lock_in_use (FDEV (fd3, "volume"), false, false) == 0, "in-use shared fd3");
-  CHECK (cv_lock_in_use (FDEV (fd1, "volume"), true, false) == -EBUSY, "in-use exclusive");
+  CHECK (cv_lock_in_use (FDEV (fd2, "volume"), false, false) == 0,
+         "in-use shared fd2");
+  CHECK (cv_lock_in_use (FDEV (fd3, "volume"), false, false) == 0,
+         "in-use shared fd3");
+  CHECK (cv_lock_in_use (FDEV (fd1, "volume"), true, false) == -EBUSY,
+         "in-use exclusive");
   /* A timed wait gives up after its time, quietly. */
   struct timespec t0, t1;
   clock_gettime (CLOCK_MONOTONIC, &t0);
-  CHECK (cv_lock_header_for (FDEV (fd2, "volume"), 60) == -EBUSY, "timed header lock busy");
-  CHECK (cv_lock_in_use_for (FDEV (fd1, "volume"), true, 60) == -EBUSY, "timed in-use busy");
+  CHECK (cv_lock_header_for (FDEV (fd2, "volume"), 60) == -EBUSY,
+         "timed header lock busy");
+  CHECK (cv_lock_in_use_for (FDEV (fd1, "volume"), true, 60) == -EBUSY,
+         "timed in-use busy");
   clock_gettime (CLOCK_MONOTONIC, &t1);
   long ms
       = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
   /* Each deadline is counted in whole milliseconds: up to 1 ms short. */
   CHECK (ms >= 115 && ms < 2000, "two 60 ms waits took %ld ms", ms);
-  CHECK (cv_lock_header_for (FDEV (fd2, "volume"), 0) == -EBUSY, "wait 0: one try");
+  CHECK (cv_lock_header_for (FDEV (fd2, "volume"), 0) == -EBUSY,
+         "wait 0: one try");
   CHECK (harness_logged ()[0] == '\0', "-EBUSY logged: %s", harness_logged ());
-  CHECK (cv_lock_in_use_for (FDEV (fd3, "volume"), false, 0) == 0, "timed shared, free");
+  CHECK (cv_lock_in_use_for (FDEV (fd3, "volume"), false, 0) == 0,
+         "timed shared, free");
   CHECK (cv_unlock_header (FDEV (fd1, "volume")) == 0, "unlock");
-  CHECK (cv_lock_header_for (FDEV (fd3, "volume"), 60) == 0, "timed lock, free");
+  CHECK (cv_lock_header_for (FDEV (fd3, "volume"), 60) == 0,
+         "timed lock, free");
   CHECK (cv_unlock_header (FDEV (fd3, "volume")) == 0, "unlock fd3");
-  CHECK (cv_lock_header (FDEV (fd2, "volume"), true) == 0, "lock fd2 after unlock");
+  CHECK (cv_lock_header (FDEV (fd2, "volume"), true) == 0,
+         "lock fd2 after unlock");
   close (fd2);
   fd2 = -1; /* closing releases both of fd2's locks */
   CHECK (cv_lock_header (FDEV (fd3, "volume"), false) == 0, "lock after close");
   close (fd3);
   fd3 = -1;
-  CHECK (cv_lock_in_use (FDEV (fd1, "volume"), true, false) == 0, "in-use exclusive, alone");
+  CHECK (cv_lock_in_use (FDEV (fd1, "volume"), true, false) == 0,
+         "in-use exclusive, alone");
   harness_log_clear ();
   CHECK (cv_lock_header (FDEV (rofd, "volume"), false) == -EBADF
              && strstr (harness_logged (), "must be open for writing"),
