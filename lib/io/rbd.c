@@ -138,19 +138,19 @@ cv_rbd_parse (const char *path, struct cv_rbd_spec *s)
   }
   name[0] = path + 4;
   for (p = name[0];; p++) {
-    if (*p == '/' || *p == '\0') {
-      if (n == 3) {
-        cv_err ("%s: too many '/'; an RBD volume is rbd:POOL/IMAGE or "
-                "rbd:POOL/NAMESPACE/IMAGE",
-                shown (path, sp, sizeof sp));
-        return -EINVAL;
-      }
-      len[n] = (size_t) (p - name[n]);
-      n++;
-      if (*p == '\0')
-        break;
-      name[n] = p + 1;
+    if (*p != '/' && *p != '\0')
+      continue;
+    len[n] = (size_t) (p - name[n]);
+    n++;
+    if (*p == '\0')
+      break;
+    if (n == 3) {
+      cv_err ("%s: too many '/'; an RBD volume is rbd:POOL/IMAGE or "
+              "rbd:POOL/NAMESPACE/IMAGE",
+              shown (path, sp, sizeof sp));
+      return -EINVAL;
     }
+    name[n] = p + 1;
   }
   if (n == 1) {
     cv_err ("%s: no image name; an RBD volume is rbd:POOL/IMAGE or "
