@@ -677,13 +677,9 @@ dev_pread (struct cv_dev *d, void *buf, size_t len, uint64_t off, size_t *got)
     return rc;
   /* Clipped at the end, as a file read stops there. */
   size_t want = off >= size ? 0 : size - off < len ? size - off : len;
-  if (want < len && !got)
-    return -EIO;
-  if (want == 0)
-    return 0;
-  if ((n = rbd_read (r->im->img, off, want, buf)) < 0)
+  if ((n = want ? rbd_read (r->im->img, off, want, buf) : 0) < 0)
     return (int) n;
-  if ((size_t) n != want && !got)
+  if ((size_t) n < len && !got)
     return -EIO;
   if (got)
     *got = (size_t) n;
@@ -702,10 +698,9 @@ dev_pwrite (struct cv_dev *d, const void *buf, size_t len, uint64_t off,
     return -EROFS;
   if ((rc = within (r->im, off, len, -ENOSPC)) < 0)
     return rc;
+  /* Within the image, librbd writes all of it or fails. */
   if ((n = rbd_write (r->im->img, off, len, buf)) < 0)
     return (int) n;
-  if ((size_t) n != len)
-    return -EIO;
   return dsync ? rbd_flush (r->im->img) : 0;
 }
 

@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -386,13 +388,18 @@ test_data_path (void)
     CHECK (cv_io_pread (q, big, 100, IMG_SIZE - 100) == 0,
            "a read up to the end");
 
-    /* Freed with requests in flight: waits for them. */
+    /* Freed with requests in flight: waits for them, as librbd still
+     * writes into their buffers and calls back with them (reads: with the
+     * default writearound cache, librbd completes writes at once). */
+    uint8_t *mib = malloc (4 << 20);
     for (int i = 0; i < 4; i++)
-      cv_io_queue_write (q, w, sizeof w, (uint64_t) i * 1048576, false, i);
+      cv_io_queue_read (q, mib + ((size_t) i << 20), 1 << 20,
+                        (uint64_t) i << 20, i);
     cv_io_submit (q);
     cv_io_queue_free (q);
-    for (int i = 0; i < 4; i++)
-      memcpy (model + (size_t) i * 1048576, w, sizeof w);
+    CHECK (memcmp (mib, model, 4 << 20) == 0,
+           "the reads in flight at cv_io_queue_free completed");
+    free (mib);
   }
   if (d) {
     /* The device at the end. */
@@ -415,6 +422,19 @@ test_data_path (void)
 }
 
 /* --- read-only opens and the process-local locks ------------------------- */
+
+/* Take d's header lock, waiting: first without, to see that it is held,
+ * then say so and wait. */
+static bool waiting;
+static void *
+lock_waiter (void *d)
+{
+  int busy = cv_dev_lock (d, CV_DEV_LOCK_HEADER, F_WRLCK, false);
+  __atomic_store_n (&waiting, true, __ATOMIC_SEQ_CST);
+  if (busy != -EBUSY)
+    return d;
+  return cv_dev_lock (d, CV_DEV_LOCK_HEADER, F_WRLCK, true) == 0 ? NULL : d;
+}
 
 static void
 test_readonly_and_locks (void)
@@ -475,6 +495,20 @@ test_readonly_and_locks (void)
            "the closed device's locks are gone");
     CHECK (cv_dev_holder (ro, NULL, 0) == 0,
            "our own exclusive lock is nobody else's");
+    /* A waiter blocks until the holder releases. */
+    CHECK (cv_rbd_dev_open (name, &opts, false, &w2) == 0, "open");
+    pthread_t th;
+    pthread_create (&th, NULL, lock_waiter, w2);
+    /* Released once the waiter found it held (or gave up: a failed
+     * check). */
+    while (!__atomic_load_n (&waiting, __ATOMIC_SEQ_CST))
+      sched_yield ();
+    CHECK (cv_dev_lock (w, CV_DEV_LOCK_HEADER, F_UNLCK, false) == 0, "release");
+    void *res;
+    pthread_join (th, &res);
+    CHECK (res == NULL, "the waiter got the lock");
+    cv_dev_close (w2);
+    w2 = NULL;
   }
   /* A read-only store sharing the writable image: writes refused. */
   struct cv_io_open_opts o = { .path = name, .rbd = &opts, .readonly = true };
@@ -720,9 +754,10 @@ test_timeout (void)
    * cluster who holds the lock. */
   CHECK (cv_rbd_dev_open (name, &o, true, &ro) == 0
              && cv_io_open (&oo, &io) == 0 && cv_io_queue_new (io, 2, &q) == 0
-             && cv_io_pwrite (q, b, sizeof b, 0, false) == 0,
+             && cv_io_pwrite (q, b, sizeof b, 0, false) == 0
+             && cv_rbd_dev_open (name, &o, false, &d) == 0,
          "open: %s", harness_logged ());
-  if (!q || !ro)
+  if (!q || !ro || !d)
     return;
   snprintf (cmd, sizeof cmd, "'%s/tests/ceph/cluster.sh' stop '%s'", src, dir);
   CHECK (system (cmd) == 0, "stop the cluster");
@@ -751,6 +786,19 @@ test_timeout (void)
   printf ("  holder failed after %.1f s\n", t);
   CHECK (rc < 0 && t < T + 5 && logged ("cannot list the holders"),
          "holder: %s after %.1f s: %s", strerror (-rc), t, harness_logged ());
+  /* The header device's synchronous calls. */
+  t0 = now ();
+  rc = cv_dev_pread (ro, b, sizeof b, 0, NULL);
+  t = now () - t0;
+  CHECK (rc == -ETIMEDOUT && t < T + 5, "dev read: %s after %.1f s",
+         strerror (-rc), t);
+  t0 = now ();
+  rc = cv_dev_pwrite (d, b, sizeof b, 0, false);
+  t = now () - t0;
+  CHECK (rc == -ETIMEDOUT && t < T + 5, "dev write: %s after %.1f s",
+         strerror (-rc), t);
+  cv_dev_close (d);
+  d = NULL;
   /* A new connection (another timeout: another cluster handle). */
   o.timeout_s = T + 1;
   t0 = now ();
