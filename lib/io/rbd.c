@@ -616,11 +616,7 @@ cv_rbd_create (const char *path, const struct cv_rbd_opts *o, uint64_t size)
                                   CREATE_FEATURES);
     rc = rbd_create4 (io, spec.image, size, opts);
     rbd_image_options_destroy (opts);
-    if (rc == -EEXIST)
-      cv_err ("%s: the image exists already (cryptvol-keymgr create without "
-              "--size formats it; rbd rm removes it)",
-              path);
-    else if (rc < 0)
+    if (rc < 0 && rc != -EEXIST) /* EEXIST: the caller may format it */
       cv_err ("%s: cannot create the image (%" PRIu64 " bytes): %s%s", path,
               size, strerror (-rc),
               rc == -ENOENT && spec.ns[0]
@@ -825,7 +821,25 @@ static const struct cv_dev_ops rbd_dev_ops = {
 int
 cv_rbd_remove (const char *path, const struct cv_rbd_opts *o)
 {
-  return cv_rbd_parse (path, NULL);
+  static const struct cv_rbd_opts defaults = { 0 };
+  struct cv_rbd_spec spec;
+  struct cluster *c = NULL;
+  rados_ioctx_t io = NULL;
+  int rc;
+
+  if ((rc = cv_rbd_parse (path, &spec)) < 0)
+    return rc;
+  pthread_mutex_lock (&reg_mu);
+  rc = cluster_get (path, o ? o : &defaults, &c);
+  if (rc == 0 && (rc = ioctx_open (path, c, &spec, &io)) == 0) {
+    if ((rc = rbd_remove (io, spec.image)) < 0)
+      cv_err ("%s: cannot remove the image: %s", path, strerror (-rc));
+    rados_ioctx_destroy (io);
+  }
+  if (c)
+    cluster_put (c);
+  pthread_mutex_unlock (&reg_mu);
+  return rc;
 }
 
 int
