@@ -144,10 +144,13 @@ open_target (const char *path, uint64_t size, uint64_t data_offset,
   return 0;
 }
 
-/* Undo open_target's creation. */
+/* Undo open_target's creation: close *d (an image is removed only once
+ * this process no longer holds its lock) and remove path. */
 static void
-remove_target (const char *path)
+remove_target (const char *path, struct cv_dev **d)
 {
+  cv_dev_close (*d);
+  *d = NULL;
   if (cv_rbd_is_path (path))
     cv_rbd_remove (path, &keymgr_rbd);
   else
@@ -309,7 +312,7 @@ cmd_create (int argc, char **argv)
     cv_err ("--size %llu is not a multiple of the sector size %llu",
             (unsigned long long) size, (unsigned long long) sector_size);
     if (created)
-      remove_target (path);
+      remove_target (path, &dd);
     return EXIT_USAGE;
   }
 
@@ -323,7 +326,7 @@ cmd_create (int argc, char **argv)
       cv_err ("cannot create detached header %s: %s%s", detached, strerror (e),
               e == EEXIST ? " (it exists: refusing to overwrite it)" : "");
       if (created)
-        remove_target (path);
+        remove_target (path, &dd);
       return e == EEXIST ? EXIT_USAGE : EXIT_IO;
     }
   }
@@ -364,7 +367,7 @@ cmd_create (int argc, char **argv)
     /* Leave nothing half-made behind; a pre-existing target was not yet
      * written (the commit is the last step). */
     if (created)
-      remove_target (path);
+      remove_target (path, &dd);
     if (detached)
       unlink (detached);
     cv_hdr_free (h);

@@ -263,6 +263,11 @@ cluster_connect (const char *path, const struct cv_rbd_opts *o,
             o->id ? o->id : "admin", strerror (-rc));
     goto fail_free;
   }
+  /* Ceph's own error lines stay off stderr (every failure is reported
+   * here, once, with what to do); a ceph.conf or CEPH_ARGS that asks for
+   * them still gets them. */
+  if ((rc = conf_set (path, c->rados, "err_to_stderr", "false")) < 0)
+    goto fail;
   /* The configuration file: the one given, or Ceph's search (CEPH_CONF,
    * /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf), where finding none
    * is fine (CEPH_ARGS may say everything). */
