@@ -239,33 +239,34 @@ conf_set (const char *path, rados_t r, const char *opt, const char *val)
   return rc;
 }
 
-/* A new cluster connection for o. 0 or -errno (logged, naming path). */
+/* A new cluster connection for o, its timeouts timeout_s. 0 or -errno
+ * (logged, naming path). */
 static int
 cluster_connect (const char *path, const struct cv_rbd_opts *o,
                  unsigned timeout_s, struct cluster **out)
 {
-  CLEANUP_FREE struct cluster *c = calloc (1, sizeof *c);
+  struct cluster *c = calloc (1, sizeof *c);
+  bool made = false;
   char t[16];
   int rc;
 
   if (!c || dup_opt (o->conf, &c->conf) < 0 || dup_opt (o->id, &c->id) < 0
       || dup_opt (o->keyring, &c->keyring) < 0) {
-    if (c) {
-      free (c->conf);
-      free (c->id);
-    }
     cv_err ("%s: out of memory", path);
-    return -ENOMEM;
+    rc = -ENOMEM;
+    goto fail;
   }
   c->timeout_s = timeout_s;
   if ((rc = rados_create (&c->rados, o->id)) < 0) {
     cv_err ("%s: cannot make a Ceph client (client.%s): %s", path,
             o->id ? o->id : "admin", strerror (-rc));
-    goto fail_free;
+    goto fail;
   }
+  made = true;
   /* The configuration file: the one given, or Ceph's search (CEPH_CONF,
    * /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf), where finding none
-   * is fine (CEPH_ARGS may say everything). */
+   * is fine (CEPH_ARGS may say everything). Then CEPH_ARGS and
+   * CEPH_KEYRING; then ours, which win. */
   rc = rados_conf_read_file (c->rados, o->conf);
   if (rc < 0 && (o->conf || rc != -ENOENT)) {
     cv_err ("%s: cannot read the Ceph configuration %s: %s; check ceph-conf=",
@@ -291,14 +292,13 @@ cluster_connect (const char *path, const struct cv_rbd_opts *o,
             o->keyring ? o->keyring : "default", strerror (-rc));
     goto fail;
   }
-  *out = STEAL (c);
+  *out = c;
   return 0;
 fail:
-  rados_shutdown (c->rados);
-fail_free:
-  free (c->conf);
-  free (c->id);
-  free (c->keyring);
+  if (made)
+    rados_shutdown (c->rados);
+  if (c)
+    cluster_free (c);
   return rc;
 }
 
