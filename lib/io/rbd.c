@@ -403,7 +403,11 @@ lock_owners (struct image *im, char *who, size_t who_len)
 }
 
 /* Take im's exclusive lock (a writable open); with takeover, break another
- * client's. 0, -EBUSY (held by another client) or -errno (logged). */
+ * client's. A live holder refuses at once (-EROFS from librbd); a holder
+ * that died (kill -9, host gone) without releasing is waited for until its
+ * watch expires (osd_client_watch_timeout, 30 s by default), and librbd
+ * then breaks its lock and blocklists it itself. 0, -EBUSY (held by another
+ * client) or -errno (logged). */
 static int
 lock_take (struct image *im, bool takeover)
 {
