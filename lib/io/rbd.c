@@ -1,17 +1,20 @@
 /* Ceph RBD images as stores (rbd.h): the header device (cv_dev) and the
  * data-path backend (cv_io_rbd_ops) of rbd: paths, through librbd.
  *
- * A registry shares what librados and librbd make: one cluster handle
- * (rados_t) per (conf, id, keyring, timeout) and one image handle
- * (rbd_image_t) per image and cluster handle, each refcounted, so that the
- * header device and the data store of a served volume are one client of the
- * image and one lock owner. A writable open makes (or shares) a writable
- * image handle, which takes RBD's exclusive lock when it is made and keeps
- * it until its last user closes it; a read-only open shares any handle of
- * the image, or makes a read-only one (rbd_open_read_only, no lock). The
- * registry's mutex is held while a handle is made or closed (those talk to
- * the cluster, bounded by the timeouts): opens and closes of rbd: stores
- * are serialised in a process.
+ * A registry shares image handles (rbd_image_t), refcounted: one per image
+ * and options (conf, id, keyring, timeout), so that the header device and
+ * the data store of a served volume are one client of the image and one
+ * lock owner. Each image handle has a cluster connection (rados_t) of its
+ * own, not one per process: breaking a holder's lock blocklists its client
+ * (address and nonce), and a takeover of one volume must not fence the
+ * other volumes the same server serves from that cluster (the price: a
+ * connection's threads per image, as qemu's rbd driver). A writable open
+ * makes (or shares) a writable image handle, which takes RBD's exclusive
+ * lock when it is made and keeps it until its last user closes it; a
+ * read-only open shares any handle of the image, or makes a read-only one
+ * (rbd_open_read_only, no lock). The registry's mutex is held while a
+ * handle is made or closed (those talk to the cluster, bounded by the
+ * timeouts): opens and closes of rbd: stores are serialised in a process.
  *
  * Data path: requests wait in the queue until submitted, then go to librbd
  * (rbd_aio_read/write/flush). librbd calls back on its own thread; the
@@ -171,12 +174,11 @@ cv_rbd_parse (const char *path, struct cv_rbd_spec *s)
 
 /* --- the registry -------------------------------------------------------- */
 
+/* A connection to the cluster, one per image handle. */
 struct cluster {
-  struct cluster *next;
   char *conf, *id, *keyring; /* NULL: Ceph's default */
   unsigned timeout_s;
   rados_t rados;
-  unsigned refs;
 };
 
 /* A process-local reader/writer lock (the HEADER and COMMIT locks) that any
@@ -201,7 +203,6 @@ struct image {
 };
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct cluster *clusters;
 static struct image *images;
 static pid_t reg_pid; /* the process whose handles these are */
 
@@ -239,30 +240,30 @@ conf_set (const char *path, rados_t r, const char *opt, const char *val)
   return rc;
 }
 
-/* A new cluster connection for o. 0 or -errno (logged, naming path). */
+/* A new cluster connection for o, its timeouts timeout_s. 0 or -errno
+ * (logged, naming path). */
 static int
 cluster_connect (const char *path, const struct cv_rbd_opts *o,
                  unsigned timeout_s, struct cluster **out)
 {
-  CLEANUP_FREE struct cluster *c = calloc (1, sizeof *c);
+  struct cluster *c = calloc (1, sizeof *c);
+  bool made = false;
   char t[16];
   int rc;
 
   if (!c || dup_opt (o->conf, &c->conf) < 0 || dup_opt (o->id, &c->id) < 0
       || dup_opt (o->keyring, &c->keyring) < 0) {
-    if (c) {
-      free (c->conf);
-      free (c->id);
-    }
     cv_err ("%s: out of memory", path);
-    return -ENOMEM;
+    rc = -ENOMEM;
+    goto fail;
   }
   c->timeout_s = timeout_s;
   if ((rc = rados_create (&c->rados, o->id)) < 0) {
     cv_err ("%s: cannot make a Ceph client (client.%s): %s", path,
             o->id ? o->id : "admin", strerror (-rc));
-    goto fail_free;
+    goto fail;
   }
+  made = true;
   /* Ceph's own error lines stay off stderr (every failure is reported
    * here, once, with what to do); a ceph.conf or CEPH_ARGS that asks for
    * them still gets them. */
@@ -270,7 +271,8 @@ cluster_connect (const char *path, const struct cv_rbd_opts *o,
     goto fail;
   /* The configuration file: the one given, or Ceph's search (CEPH_CONF,
    * /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf), where finding none
-   * is fine (CEPH_ARGS may say everything). */
+   * is fine (CEPH_ARGS may say everything). Then CEPH_ARGS and
+   * CEPH_KEYRING; then ours, which win. */
   rc = rados_conf_read_file (c->rados, o->conf);
   if (rc < 0 && (o->conf || rc != -ENOENT)) {
     cv_err ("%s: cannot read the Ceph configuration %s: %s; check ceph-conf=",
@@ -296,57 +298,41 @@ cluster_connect (const char *path, const struct cv_rbd_opts *o,
             o->keyring ? o->keyring : "default", strerror (-rc));
     goto fail;
   }
-  *out = STEAL (c);
+  *out = c;
   return 0;
 fail:
-  rados_shutdown (c->rados);
-fail_free:
-  free (c->conf);
-  free (c->id);
-  free (c->keyring);
+  if (made)
+    rados_shutdown (c->rados);
+  if (c)
+    cluster_free (c);
   return rc;
 }
 
-/* The cluster connection for o, shared or new, with a reference taken.
- * reg_mu held. 0 or -errno (logged). */
+/* A new connection for o: 0 or -errno (logged). */
 static int
 cluster_get (const char *path, const struct cv_rbd_opts *o,
              struct cluster **out)
 {
-  unsigned t = o->timeout_s ? o->timeout_s : DEFAULT_TIMEOUT_S;
-  struct cluster *c;
-  int rc;
-
-  for (c = clusters; c; c = c->next)
-    if (same (c->conf, o->conf) && same (c->id, o->id)
-        && same (c->keyring, o->keyring) && c->timeout_s == t) {
-      c->refs++;
-      *out = c;
-      return 0;
-    }
-  if ((rc = cluster_connect (path, o, t, &c)) < 0)
-    return rc;
-  c->refs = 1;
-  c->next = clusters;
-  clusters = c;
-  *out = c;
-  return 0;
+  return cluster_connect (path, o,
+                          o->timeout_s ? o->timeout_s : DEFAULT_TIMEOUT_S, out);
 }
 
-/* Drop a reference to c; the last one shuts the connection down. reg_mu
- * held. */
+/* Shut c down and free it. */
 static void
 cluster_put (struct cluster *c)
 {
-  struct cluster **pp;
-
-  if (--c->refs)
-    return;
-  for (pp = &clusters; *pp != c; pp = &(*pp)->next)
-    ;
-  *pp = c->next;
   rados_shutdown (c->rados);
   cluster_free (c);
+}
+
+/* True if image handle im was opened with the options o. */
+static bool
+same_opts (const struct image *im, const struct cv_rbd_opts *o)
+{
+  return same (im->c->conf, o->conf) && same (im->c->id, o->id)
+         && same (im->c->keyring, o->keyring)
+         && im->c->timeout_s
+                == (o->timeout_s ? o->timeout_s : DEFAULT_TIMEOUT_S);
 }
 
 /* The I/O context of spec's pool and namespace into *io. 0 or -errno
@@ -370,17 +356,32 @@ ioctx_open (const char *path, struct cluster *c, const struct cv_rbd_spec *s,
   return 0;
 }
 
+/* True if client ("client.4125") is one of this process's connections.
+ * reg_mu held. */
+static bool
+ours_locked (const char *client)
+{
+  char me[32];
+
+  for (struct image *im = images; im; im = im->next) {
+    snprintf (me, sizeof me, "client.%" PRIu64,
+              (uint64_t) rados_get_instance_id (im->c->rados));
+    if (strcmp (me, client) == 0)
+      return true;
+  }
+  return false;
+}
+
 /* Who other than this process holds im's exclusive lock, as one string
  * ("client.4125 (127.0.0.1:0/2967542)") in who, or "" when nobody else does
  * (or the image has no exclusive lock). Read from the lock object itself
  * (librbd's exclusive lock is the cls lock "rbd_lock" on the image's header
  * object), which works on a read-only handle too, where librbd's own lock
- * calls are disabled. 0 or -errno (not logged). */
+ * calls are disabled. locked: reg_mu is held. 0 or -errno (not logged). */
 static int
-lock_owners (struct image *im, char *who, size_t who_len)
+lock_owners (struct image *im, bool locked, char *who, size_t who_len)
 {
-  char id[96], oid[128], tag[256], clients[1024], cookies[1024], addrs[1024],
-      me[32];
+  char id[96], oid[128], tag[256], clients[1024], cookies[1024], addrs[1024];
   size_t tl = sizeof tag, cl = sizeof clients, kl = sizeof cookies,
          al = sizeof addrs, used = 0;
   const char *c = clients, *a = addrs;
@@ -395,20 +396,26 @@ lock_owners (struct image *im, char *who, size_t who_len)
                           &cl, cookies, &kl, addrs, &al);
   if (n < 0)
     return (int) n;
-  snprintf (me, sizeof me, "client.%" PRIu64,
-            (uint64_t) rados_get_instance_id (im->c->rados));
+  if (!locked)
+    pthread_mutex_lock (&reg_mu);
   for (ssize_t i = 0; i < n; i++) {
-    if (strcmp (c, me) != 0 && used < who_len)
+    if (!ours_locked (c) && used < who_len)
       used += (size_t) snprintf (who + used, who_len - used, "%s%s (%s)",
                                  used ? ", " : "", c, a);
     c += strlen (c) + 1;
     a += strlen (a) + 1;
   }
+  if (!locked)
+    pthread_mutex_unlock (&reg_mu);
   return 0;
 }
 
 /* Take im's exclusive lock (a writable open); with takeover, break another
- * client's. 0, -EBUSY (held by another client) or -errno (logged). */
+ * client's. A live holder refuses at once (-EROFS from librbd); a holder
+ * that died (kill -9, host gone) without releasing is waited for until its
+ * watch expires (osd_client_watch_timeout, 30 s by default), and librbd
+ * then breaks its lock and blocklists it itself. 0, -EBUSY (held by another
+ * client) or -errno (logged). */
 static int
 lock_take (struct image *im, bool takeover)
 {
@@ -432,7 +439,7 @@ lock_take (struct image *im, bool takeover)
               strerror (-rc));
       return rc;
     }
-    if ((rc = lock_owners (im, who, sizeof who)) < 0) {
+    if ((rc = lock_owners (im, true, who, sizeof who)) < 0) {
       cv_err ("%s: the exclusive lock is held by another client, which "
               "cannot be named: %s",
               im->path, strerror (-rc));
@@ -507,7 +514,7 @@ image_get (const char *path, const struct cv_rbd_opts *o, bool readonly,
   if (!o)
     o = &defaults;
   pthread_mutex_lock (&reg_mu);
-  if ((clusters || images) && reg_pid != getpid ()) {
+  if (images && reg_pid != getpid ()) {
     pthread_mutex_unlock (&reg_mu);
     cv_err ("%s: RBD stores cannot be used in a child process after fork "
             "(librados' threads stay in the parent); open them in the "
@@ -516,18 +523,19 @@ image_get (const char *path, const struct cv_rbd_opts *o, bool readonly,
     return -ENOTSUP;
   }
   reg_pid = getpid ();
-  if ((rc = cluster_get (path, o, &c)) < 0)
-    goto out;
   for (im = images; im; im = im->next)
-    if (im->c == c && (im->writable || readonly)
+    if (same_opts (im, o) && (im->writable || readonly)
         && strcmp (im->spec.pool, spec.pool) == 0
         && strcmp (im->spec.ns, spec.ns) == 0
         && strcmp (im->spec.image, spec.image) == 0) {
       im->refs++;
-      cluster_put (c); /* im holds one */
       *out = im;
       goto out;
     }
+  /* A connection of its own: takeover blocklists the holder's client
+   * (address and nonce), which must fence this image and no other. */
+  if ((rc = cluster_get (path, o, &c)) < 0)
+    goto out;
   if (!(im = calloc (1, sizeof *im))) {
     cv_err ("%s: out of memory", path);
     cluster_put (c);
@@ -606,7 +614,7 @@ cv_rbd_create (const char *path, const struct cv_rbd_opts *o, uint64_t size)
   if ((rc = cv_rbd_parse (path, &spec)) < 0)
     return rc;
   pthread_mutex_lock (&reg_mu);
-  if ((clusters || images) && reg_pid != getpid ()) {
+  if (images && reg_pid != getpid ()) {
     pthread_mutex_unlock (&reg_mu);
     cv_err ("%s: RBD stores cannot be used in a child process after fork",
             path);
@@ -786,7 +794,7 @@ dev_holder (struct cv_dev *d, char *who, size_t who_len)
     who[0] = '\0';
   if (r->im->writable)
     return 0; /* we hold the exclusive lock */
-  if ((rc = lock_owners (r->im, buf, sizeof buf)) < 0) {
+  if ((rc = lock_owners (r->im, false, buf, sizeof buf)) < 0) {
     cv_err ("%s: cannot list the holders of the image's exclusive lock: %s",
             d->name, strerror (-rc));
     return rc;

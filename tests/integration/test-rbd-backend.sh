@@ -36,5 +36,5 @@ pass "rbd export reads what the queues wrote"
 
 "$prog" >unit.out 2>&1 && rc=0 || rc=$?
 cat unit.out
-[ $rc = 0 ] || fail "test-io-rbd failed ($rc)"
+[ "$rc" = 0 ] || fail "test-io-rbd failed ($rc)"
 pass "$(tail -n 1 unit.out)"

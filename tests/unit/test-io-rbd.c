@@ -567,12 +567,13 @@ test_no_lock_feature (void)
 
 /* --- the exclusive lock between processes -------------------------------- */
 
-/* The child: hold path open for writing; on "write\n", write through the
- * device and through a queue and report both results. */
+/* The child: hold path (and other, another image of the same cluster) open
+ * for writing; on "write\n", write through the device and through a queue
+ * of path, and through other's device, and report the three results. */
 static int
-holder (const char *path)
+holder (const char *path, const char *other)
 {
-  struct cv_dev *d = NULL;
+  struct cv_dev *d = NULL, *d2 = NULL;
   struct cv_io *io = NULL;
   struct cv_io_queue *q = NULL;
   struct cv_io_open_opts o = { .path = path, .rbd = &opts };
@@ -580,7 +581,8 @@ holder (const char *path)
   uint8_t b[4096];
 
   if (cv_rbd_dev_open (path, &opts, false, &d) < 0 || cv_io_open (&o, &io) < 0
-      || cv_io_queue_new (io, 2, &q) < 0) {
+      || cv_io_queue_new (io, 2, &q) < 0
+      || cv_rbd_dev_open (other, &opts, false, &d2) < 0) {
     printf ("failed\n");
     fflush (stdout);
     return 1;
@@ -592,7 +594,8 @@ holder (const char *path)
   memset (b, 0x77, sizeof b);
   int a = cv_dev_pwrite (d, b, sizeof b, 0, true);
   int c = cv_io_pwrite (q, b, sizeof b, 8192, true);
-  printf ("%d %d\n", a, c);
+  int e = cv_dev_pwrite (d2, b, sizeof b, 0, true);
+  printf ("%d %d %d\n", a, c, e);
   fflush (stdout);
   _exit (0); /* blocklisted: do not wait for a goodbye to the cluster */
 }
@@ -601,7 +604,7 @@ static void
 test_exclusive_lock (void)
 {
   const char *self = "/proc/self/exe";
-  char name[128], who[256] = "", line[64] = "";
+  char name[128], other[128], who[256] = "", line[64] = "";
   int in[2], out[2];
   struct cv_dev *ro = NULL, *d = NULL;
   uint8_t zero[4096] = { 0 }, b[4096];
@@ -609,7 +612,10 @@ test_exclusive_lock (void)
   int rc;
 
   new_name (name, sizeof name);
-  CHECK (cv_rbd_create (name, &opts, IMG_SIZE) == 0, "create");
+  new_name (other, sizeof other);
+  CHECK (cv_rbd_create (name, &opts, IMG_SIZE) == 0
+             && cv_rbd_create (other, &opts, IMG_SIZE) == 0,
+         "create");
   if (pipe (in) < 0 || pipe (out) < 0)
     abort ();
   if ((pid = fork ()) == 0) {
@@ -617,7 +623,7 @@ test_exclusive_lock (void)
     dup2 (out[1], 1);
     close (in[1]);
     close (out[0]);
-    execl (self, self, "holder", name, (char *) NULL);
+    execl (self, self, "holder", name, other, (char *) NULL);
     _exit (127);
   }
   close (in[0]);
@@ -658,12 +664,16 @@ test_exclusive_lock (void)
   cv_debug ("takeover took %.2f s", now () - t0);
   if (write (in[1], "write\n", 6) != 6)
     abort ();
-  int a = 0, c = 0;
-  CHECK (fgets (line, sizeof line, from) && sscanf (line, "%d %d", &a, &c) == 2,
+  int a = 0, c = 0, e = 0;
+  CHECK (fgets (line, sizeof line, from)
+             && sscanf (line, "%d %d %d", &a, &c, &e) == 3,
          "child's report: %s", line);
   CHECK (a == -ESHUTDOWN && c == -ESHUTDOWN,
          "the old holder's writes fail with -ESHUTDOWN (blocklisted): %s, %s",
          strerror (-a), strerror (-c));
+  /* Only the image taken over is fenced: the blocklist names a client
+   * (address and nonce), so each image has its own. */
+  CHECK (e == 0, "the old holder's other image still works: %s", strerror (-e));
   if (rc == 0) {
     CHECK (cv_dev_pread (d, b, sizeof b, 0, NULL) == 0
                && memcmp (b, zero, sizeof b) == 0
@@ -863,8 +873,8 @@ main (int argc, char **argv)
     printf ("SKIP: needs a cluster (run by test-rbd-backend)\n");
     return 77;
   }
-  if (argc == 3 && strcmp (argv[1], "holder") == 0)
-    return holder (argv[2]);
+  if (argc == 4 && strcmp (argv[1], "holder") == 0)
+    return holder (argv[2], argv[3]);
   if (argc == 3 && strcmp (argv[1], "pattern") == 0)
     return write_pattern (argv[2]);
   if (argc == 4 && strcmp (argv[1], "create") == 0)
