@@ -140,8 +140,9 @@ test_create_open (void)
   CHECK ((rc = cv_rbd_create (name, &opts, IMG_SIZE)) == 0, "create %s: %s",
          name, harness_logged ());
   harness_log_clear ();
+  /* Not logged: keymgr create formats the image that exists. */
   CHECK (cv_rbd_create (name, &opts, IMG_SIZE) == -EEXIST
-             && logged ("exists already"),
+             && !harness_logged ()[0],
          "create twice: %s", harness_logged ());
 
   /* What a user mistypes. */
