@@ -41,7 +41,7 @@ struct common_opts {
  * the command's own; --json, --audit-log, --debug and --help go with every
  * command. */
 enum {
-  OPT_HEADER = 1 << 0,  /* --header; --ceph-*, --takeover: opens a volume */
+  OPT_HEADER = 1 << 0,  /* --header */
   OPT_KEY = 1 << 1,     /* --keyfile, --unlock-wrap, --allow-costly-kdf */
   OPT_PASS = 1 << 2,    /* --passphrase-file, --passphrase-fd */
   OPT_PIN = 1 << 3,     /* --pin-file, --pin-fd */
@@ -50,6 +50,7 @@ enum {
   OPT_WAIT = 1 << 6,    /* --wait */
   OPT_QUIET = 1 << 7,   /* --quiet: no progress */
   OPT_EXPORT = 1 << 8,  /* --export: the control socket's export */
+  OPT_CEPH = 1 << 9,    /* --ceph-*, --takeover: opens a volume */
   OPT_UNLOCK = OPT_KEY | OPT_PASS | OPT_PIN | OPT_SERVICE,
 };
 

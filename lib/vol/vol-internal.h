@@ -68,6 +68,7 @@ struct cv_vol {
   uint64_t size;             /* bytes in the data area */
   uint64_t data_offset;      /* of the data area in the data file */
   unsigned ss;               /* encryption sector size */
+  size_t chunk;              /* bytes per queued I/O (cv_io_chunk) */
   enum cv_xts_impl xts_impl; /* picked at open (cv_xts_pick) */
   bool direct;
   /* The data area in the data file's read-only mapping (cv_io_map), when

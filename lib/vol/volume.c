@@ -21,10 +21,11 @@
 #include "vol-internal.h"
 #include "volume.h"
 
-#define CHUNK (128 * 1024) /* bytes per queued I/O */
-/* Bounce chunks per thread: 512 KiB, of which writes completed as soon as
- * they are queued (buffered ones, by both backends) touch one chunk. nbdkit
- * runs 16 threads per connection, each with its own. */
+/* Bytes per queued I/O: v->chunk, the store's cv_io_chunk (128 KiB for
+ * files, 1 MiB for RBD). Bounce chunks per thread: NSLOTS (512 KiB for a
+ * file), of which writes completed as soon as they are queued (buffered
+ * ones, by both file backends) touch one chunk. nbdkit runs 16 threads per
+ * connection, each with its own. */
 #define NSLOTS 4
 #define QUEUE_DEPTH 32 /* requests in flight per thread */
 #define ALIGN 4096     /* bounce alignment, enough for O_DIRECT */
@@ -53,7 +54,7 @@ struct __attribute__ ((aligned (CACHE_LINE))) cv_thr {
   struct cv_xts *xts;     /* keyed with v->dek */
   struct cv_xts *xts_old; /* keyed with v->odek, during a DEK rotation */
   uint64_t gen;           /* v->gen when the engines were keyed */
-  uint8_t *bounce;        /* NSLOTS * CHUNK, aligned; allocated on first use */
+  uint8_t *bounce;        /* NSLOTS * v->chunk, aligned; made on first use */
   uint8_t *edge;          /* one sector, aligned */
   /* During a DEK rotation: the data-area range of the request in flight
    * (v->rl_m guards them), which the rotation's step waits for. */
@@ -258,7 +259,7 @@ static uint8_t *
 thr_bounce (struct cv_thr *t)
 {
   if (!t->bounce
-      && posix_memalign ((void **) &t->bounce, ALIGN, (size_t) NSLOTS * CHUNK)
+      && posix_memalign ((void **) &t->bounce, ALIGN, NSLOTS * t->v->chunk)
              != 0) {
     t->bounce = NULL;
     cv_err ("%s: out of memory for the bounce buffer", t->v->path);
@@ -287,9 +288,10 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
               uint64_t len)
 {
   struct cv_vol *v = t->v;
+  const size_t chunk = v->chunk;
   bool bounce = v->direct && ((uintptr_t) buf % ALIGN || len % 512);
   uint8_t *slots = bounce ? thr_bounce (t) : NULL;
-  uint64_t nchunks = (len + CHUNK - 1) / CHUNK, queued = 0, done = 0;
+  uint64_t nchunks = (len + chunk - 1) / chunk, queued = 0, done = 0;
   unsigned maxq = bounce ? NSLOTS : QUEUE_DEPTH;
   unsigned free_slots = NSLOTS, slotstack[NSLOTS];
   int rc = 0;
@@ -303,13 +305,13 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
     /* Queue as many chunks as there is room for. */
     while (rc == 0 && queued < nchunks && queued - done < maxq
            && cv_io_space (t->q) > 0) {
-      uint64_t coff = queued * CHUNK;
-      size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
+      uint64_t coff = queued * chunk;
+      size_t clen = len - coff < chunk ? len - coff : chunk;
       uint8_t *dst = buf + coff;
       unsigned s = 0;
       if (bounce) {
         s = slotstack[--free_slots];
-        dst = slots + (size_t) s * CHUNK;
+        dst = slots + (size_t) s * chunk;
       }
       int r = cv_io_queue_read (t->q, dst, clen, v->data_offset + off + coff,
                                 (uint64_t) s << TAG_SLOT_SHIFT | queued);
@@ -332,12 +334,12 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
     if (tag == CV_IO_BROKEN)
       return r; /* logged; nothing is in flight */
     done++;
-    uint64_t coff = (tag & TAG_CHUNK_MASK) * CHUNK;
-    size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
+    uint64_t coff = (tag & TAG_CHUNK_MASK) * chunk;
+    size_t clen = len - coff < chunk ? len - coff : chunk;
     uint8_t *src = buf + coff;
     if (bounce) {
       unsigned s = (unsigned) (tag >> TAG_SLOT_SHIFT);
-      src = slots + (size_t) s * CHUNK;
+      src = slots + (size_t) s * chunk;
       slotstack[free_slots++] = s;
     }
     if (r < 0) {
@@ -426,8 +428,9 @@ write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
                uint64_t off, uint64_t len, bool fua)
 {
   struct cv_vol *v = t->v;
+  const size_t chunk = v->chunk;
   uint8_t *slots;
-  uint64_t nchunks = (len + CHUNK - 1) / CHUNK, queued = 0, done = 0;
+  uint64_t nchunks = (len + chunk - 1) / chunk, queued = 0, done = 0;
   unsigned free_slots = NSLOTS, slotstack[NSLOTS];
   int rc = 0;
 
@@ -440,10 +443,10 @@ write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
     bool more = rc == 0 && queued < nchunks && free_slots > 0
                 && cv_io_space (t->q) > 0;
     if (more) {
-      uint64_t coff = queued * CHUNK;
-      size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
+      uint64_t coff = queued * chunk;
+      size_t clen = len - coff < chunk ? len - coff : chunk;
       unsigned s = slotstack[--free_slots];
-      uint8_t *dst = slots + (size_t) s * CHUNK;
+      uint8_t *dst = slots + (size_t) s * chunk;
       if (!src)
         memset (dst, 0, clen);
       int r = cv_xts_encrypt (x, dst, src ? src + coff : dst,
@@ -471,7 +474,7 @@ write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
     done++;
     slotstack[free_slots++] = (unsigned) (tag >> TAG_SLOT_SHIFT);
     if (r < 0 && rc == 0)
-      rc = io_fail (t, "write", off + (tag & TAG_CHUNK_MASK) * CHUNK, r);
+      rc = io_fail (t, "write", off + (tag & TAG_CHUNK_MASK) * chunk, r);
   }
   return rc;
 }
@@ -977,6 +980,7 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   v->size = v->boundary = size;
   v->data_offset = doff;
   v->ss = ss;
+  v->chunk = cv_io_chunk (io);
   v->xts_impl = impl;
   v->direct = o->direct;
   v->map = map;
