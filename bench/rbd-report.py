@@ -3,8 +3,9 @@
 driver, the plaintext baseline): per workload and server, throughput (MiB/s
 for 1 MiB sequential, IOPS for 4 KiB random), latency p50/p99, the server's
 and the cluster's (monitor + OSD, when the run started them) CPU seconds per
-GiB moved, each as the median (min-max) of the rounds; cryptvol / qemu-nbd
-as the median (min-max) of the per-round ratios; the issue's target (>= 0.9x
+GiB moved, each as the median (min-max) of the rounds; each server's ratio
+to qemu-nbd and to librbd (rbd bench: the store's own rate for a librbd
+client, no NBD) as the median (min-max) of the per-round ratios; the issue's target (>= 0.9x
 plaintext) judged from the median ratio. Prints a Markdown table, writes
 results.json.
   bench/rbd-report.py --raw OUT/runs.jsonl --out OUT [--machine JSON --params JSON]"""
@@ -21,7 +22,7 @@ ap.add_argument("--out", required=True)
 a = ap.parse_args()
 params, machine = json.loads(a.params), json.loads(a.machine)
 runs = [json.loads(l) for l in open(a.raw) if l.strip()]
-BASE, CV, TARGET = "qemu-nbd", "cryptvol", 0.9
+BASE, CV, REF, TARGET = "qemu-nbd", "cryptvol", "librbd", 0.9
 
 configs = [c for c in params.get("configs", "").split() if any(r["config"] == c for r in runs)]
 configs += [c for c in dict.fromkeys(r["config"] for r in runs) if c not in configs]
@@ -67,13 +68,15 @@ for w in workloads:
              "errors": sum(r.get("errors") or 0 for r in rs),
              "failed": sum(1 for r in rs if r.get(m) is None),
              "order": [r.get("pos") for r in sorted(rs, key=lambda r: r["round"])]}
-        if c != BASE:
+        for key, ref in (("ratio", BASE), ("ratio_librbd", REF)):
+            if c == ref:
+                continue
             ratios = []
             for rnd in rounds:
-                x, y = run_of(w, c, rnd), run_of(w, BASE, rnd)
+                x, y = run_of(w, c, rnd), run_of(w, ref, rnd)
                 ratios.append(x[m] / y[m] if x and y and x.get(m) and y.get(m) else None)
-            s["ratio"] = spread(ratios)
-            s["ratio_rounds"] = ratios
+            s[key] = spread(ratios)
+            s[key + "_rounds"] = ratios
         summary[w][c] = s
 
 targets = []
@@ -111,18 +114,18 @@ print(f"{len(rounds)} rounds of {params.get('duration_s')} s (after a "
 print("median (min-max) of the rounds; cryptvol / qemu-nbd: median (min-max) of the "
       "per-round ratios; CPU: user + system seconds per GiB moved")
 print()
-print("| workload | server | throughput | x qemu-nbd | latency p50 / p99 (ms) "
+print("| workload | server | throughput | x qemu-nbd | x librbd | latency p50 / p99 (ms) "
       "| server CPU s/GiB | cluster CPU s/GiB |")
-print("|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|")
 for w in workloads:
     m = metric[w]
     for c in configs:
         s = summary[w][c]
         lat = (f"{fmt(s['lat_p50_us']['median'] and s['lat_p50_us']['median'] / 1000, 1)} / "
                f"{fmt(s['lat_p99_us']['median'] and s['lat_p99_us']['median'] / 1000, 1)}")
-        ratio = fsp(s.get("ratio"), 2) + ("x" if s.get("ratio", {}).get("median") else "") \
-            if c != BASE else ""
-        print(f"| {w} | {c} | {fsp(s[m])} {unit[m]} | {ratio} | {lat} "
+        ratio, ratio_ref = (fsp(s.get(k), 2) + ("x" if s.get(k, {}).get("median") else "")
+                            if k in s else "" for k in ("ratio", "ratio_librbd"))
+        print(f"| {w} | {c} | {fsp(s[m])} {unit[m]} | {ratio} | {ratio_ref} | {lat} "
               f"| {fsp(s['server_cpu_s_per_gib'], 2)} | {fsp(s['cluster_cpu_s_per_gib'], 2)} |")
 bad = [(w, c, summary[w][c]) for w in workloads for c in configs
        if summary[w][c]["errors"] or summary[w][c]["failed"]]
@@ -135,5 +138,11 @@ for t in targets:
     v = t["value"]
     verdict = "n/a" if t["met"] is None else ("MET" if t["met"] else "NOT MET")
     print(f"  {verdict:8s} {t['workload']}: {fsp(v, 2)}")
+r = [(w, summary[w][CV]["ratio_librbd"]) for w in workloads
+     if summary[w].get(CV, {}).get("ratio_librbd", {}).get("n")]
+if r:
+    print("For reference, cryptvol / librbd itself (rbd bench, no NBD):")
+    for w, v in r:
+        print(f"           {w}: {fsp(v, 2)}")
 print()
 print("wrote", os.path.join(a.out, "results.json"))

@@ -5,14 +5,18 @@
 # machine) or on a cluster of yours (BENCH_RBD_CONF), one RBD image made by
 # `cryptvol-keymgr create rbd:POOL/IMAGE` (header attached at the start, its
 # data area pre-filled with random bytes) is served two ways, a fresh server
-# per measurement:
+# per measurement, and a third line drawn for reference:
 #
 #   qemu-nbd   qemu-nbd, its rbd driver, raw over the image's data area
 #              (driver=raw,offset=DATA_OFFSET,size=SIZE,file.driver=rbd):
 #              the plaintext line to reach
 #   cryptvol   nbdkit cryptvol rbd:POOL/IMAGE (librbd's aio API)
+#   librbd     `rbd bench` on a second image of the same size, filled
+#              alike: librbd's own rate, no NBD, no server (what the store
+#              gives a librbd client on this machine; its CPU is the
+#              client's)
 #
-# so both read and write the same objects of the same image. Workloads
+# so both servers read and write the same objects of the same image. Workloads
 # (build/cryptvol-bench, libnbd, one Unix socket connection): 1 MiB
 # sequential read and write at queue depth 16, 4 KiB random read and write
 # at queue depth 32. Order: per round and workload the two servers run in a
@@ -39,17 +43,17 @@
 #
 # Environment: BENCH_ROUNDS (5), BENCH_DURATION (2 s measured per run, after
 # a 0.5 s warm-up), BENCH_SEED, BENCH_QUICK=1 (a smoke test: 64 MiB, short
-# runs, one round), BENCH_RBD_SIZE (1G: the data area), BENCH_RBD_OUT
+# runs, one round), BENCH_RBD_SIZE (512M: the data area, and the size of
+# the reference image: the throw-away OSD's memstore holds 2 GiB), BENCH_RBD_OUT
 # (build/bench/rbd), BENCH_RBD_CACHE (false|true), BENCH_RBD_WORKLOADS
-# (NAME:MODE:QD entries), BENCH_RBD_CONFIGS ("qemu-nbd cryptvol"),
+# (NAME:MODE:QD entries), BENCH_RBD_CONFIGS ("qemu-nbd cryptvol librbd"),
 # BENCH_RBD_PERF=1, BENCH_RBD_CONF=FILE (a running cluster's ceph.conf: no
 # cluster is started; BENCH_RBD_KEYRING, BENCH_RBD_ID (admin),
-# BENCH_RBD_POOL (rbd); the image cryptvol-bench-PID is made and removed),
-# BENCH_RBD_MEMSTORE (bytes for the throw-away OSD's memstore, 3 GiB +
-# the image by default).
+# BENCH_RBD_POOL (rbd); the images cryptvol-bench-PID and
+# cryptvol-bench-PID-ref are made and removed).
 # Exit 77 (skipped) when Ceph, qemu-nbd's rbd driver or nbdkit is missing.
-# Time here (2 cores): ~3 minutes with the defaults (40 runs of ~3.5 s,
-# the cluster ~2 s, the fill ~10 s).
+# Time here (2 cores): ~3 minutes with the defaults (60 runs of ~3 s,
+# the cluster ~2 s, the fills ~10 s).
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -64,7 +68,7 @@ unset CEPH_ARGS CEPH_CONF CEPH_KEYRING  # everything below names its cluster
 rounds=${BENCH_ROUNDS:-5}
 duration=${BENCH_DURATION:-2}
 seed=${BENCH_SEED:-$(( $(date +%s%N) % 1000000 ))}
-size=${BENCH_RBD_SIZE:-1G}
+size=${BENCH_RBD_SIZE:-512M}
 out=${BENCH_RBD_OUT:-$build/bench/rbd}
 cache=${BENCH_RBD_CACHE:-false}
 configs=${BENCH_RBD_CONFIGS:-qemu-nbd cryptvol librbd}
@@ -123,7 +127,6 @@ if [ -n "${BENCH_RBD_CONF:-}" ]; then
 else
   cluster_dir=$work/ceph
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  export MEMSTORE_BYTES=${BENCH_RBD_MEMSTORE:-$(( 3 * 1024 * 1024 * 1024 + bytes ))}
   t0=$SECONDS
   "$CLUSTER_SH" start "$cluster_dir" "$port" >cluster.log 2>&1 ||
     { cat cluster.log >&2; echo "rbd.sh: the Ceph cluster did not start" >&2; exit 1; }
@@ -231,7 +234,7 @@ ref_image=$image-ref
 if [[ " $configs " == *" librbd "* ]]; then
   rbd "${rbd_args[@]}" create --size "${bytes}B" "$pool/$ref_image"
   rbd "${rbd_args[@]}" bench --io-type write --io-pattern seq --io-size 4M --io-threads 16 \
-    --io-total "$bytes" "$pool/$ref_image" >/dev/null
+    --io-total "$bytes" "$pool/$ref_image" >/dev/null 2>>rbd-bench.log
   echo "image $pool/$ref_image (for rbd bench): $size filled"
 fi
 
@@ -297,7 +300,7 @@ measure_librbd () {
   esac
   [ -e "rate-$name" ] && est=$(cat "rate-$name")
   total=$(awk -v r="$est" -v d="$duration" -v w="$warmup" -v b="$bs" \
-    'BEGIN { t = int(r * (d + w) / b) * b; if (t < 64 * b) t = 64 * b; print t }')
+    'BEGIN { t = int(r * (d + w) / b) * b; if (t < 64 * b) t = 64 * b; printf "%d\n", t }')
   k0=$(cpu_secs "${cluster_pids[@]}")
   res=$(python3 -c 'import json, resource, subprocess, sys, time
 t0 = time.monotonic()
