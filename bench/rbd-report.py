@@ -86,10 +86,6 @@ for w in workloads:
         targets.append({"workload": w, "want": f">= {TARGET}", "value": r,
                         "met": None if r["median"] is None else r["median"] >= TARGET})
 
-os.makedirs(a.out, exist_ok=True)
-with open(os.path.join(a.out, "results.json"), "w") as f:
-    json.dump({"machine": machine, "params": params, "summary": summary,
-               "targets": targets, "runs": runs}, f, indent=1)
 
 
 def fmt(v, nd=0):
@@ -138,11 +134,30 @@ for t in targets:
     v = t["value"]
     verdict = "n/a" if t["met"] is None else ("MET" if t["met"] else "NOT MET")
     print(f"  {verdict:8s} {t['workload']}: {fsp(v, 2)}")
+builds = [c for c in configs if c.startswith("cv-")]
+for b in builds:
+    print(f"{b} / cryptvol (BENCH_PLUGINS, the same run), per-round ratios, median (min-max):")
+    for w in workloads:
+        m = metric[w]
+        xs = []
+        for rnd in rounds:
+            x, y = run_of(w, b, rnd), run_of(w, CV, rnd)
+            xs.append(x[m] / y[m] if x and y and x.get(m) and y.get(m) else None)
+        cx = []
+        for rnd in rounds:
+            x, y = per_gib(run_of(w, b, rnd), "server_cpu_s"), per_gib(run_of(w, CV, rnd), "server_cpu_s")
+            cx.append(x / y if x is not None and y else None)
+        summary[w][b]["vs_cryptvol"] = {"throughput": spread(xs), "server_cpu": spread(cx)}
+        print(f"           {w}: throughput {fsp(spread(xs), 2)}, server CPU s/GiB {fsp(spread(cx), 2)}")
 r = [(w, summary[w][CV]["ratio_librbd"]) for w in workloads
      if summary[w].get(CV, {}).get("ratio_librbd", {}).get("n")]
 if r:
     print("For reference, cryptvol / librbd itself (rbd bench, no NBD):")
     for w, v in r:
         print(f"           {w}: {fsp(v, 2)}")
+os.makedirs(a.out, exist_ok=True)
+with open(os.path.join(a.out, "results.json"), "w") as f:
+    json.dump({"machine": machine, "params": params, "summary": summary,
+               "targets": targets, "runs": runs}, f, indent=1)
 print()
 print("wrote", os.path.join(a.out, "results.json"))

@@ -47,6 +47,8 @@
 # the reference image: the throw-away OSD's memstore holds 2 GiB), BENCH_RBD_OUT
 # (build/bench/rbd), BENCH_RBD_CACHE (false|true), BENCH_RBD_WORKLOADS
 # (NAME:MODE:QD entries), BENCH_RBD_CONFIGS ("qemu-nbd cryptvol librbd"),
+# BENCH_PLUGINS="NAME=PATH.so ..." (other cryptvol builds served like
+# cryptvol, as configuration cv-NAME: a change measured in the same run),
 # BENCH_RBD_PERF=1, BENCH_RBD_CONF=FILE (a running cluster's ceph.conf: no
 # cluster is started; BENCH_RBD_KEYRING, BENCH_RBD_ID (admin),
 # BENCH_RBD_POOL (rbd); the images cryptvol-bench-PID and
@@ -72,6 +74,7 @@ size=${BENCH_RBD_SIZE:-512M}
 out=${BENCH_RBD_OUT:-$build/bench/rbd}
 cache=${BENCH_RBD_CACHE:-false}
 configs=${BENCH_RBD_CONFIGS:-qemu-nbd cryptvol librbd}
+for p in ${BENCH_PLUGINS:-}; do configs+=" cv-${p%%=*}"; done
 workloads=${BENCH_RBD_WORKLOADS:-seq-read:seq-read:16 seq-write:seq-write:16 \
 rand-read:rand-read:32 rand-write:rand-write:32}
 if [ -n "${BENCH_QUICK:-}" ]; then
@@ -170,11 +173,13 @@ if [ -n "${BENCH_RBD_STANDIN:-}" ]; then  # STANDIN: plumbing only
   "$KEYMGR" create standin.vol --size "$bytes" --wrap file:kek >/dev/null
   data_offset=16777216 image_made=1
 else
-"$KEYMGR" create "rbd:$pool/$image" --size "$bytes" --wrap file:kek \
-  --ceph-conf "$conf" --ceph-id "$id" ${keyring:+--ceph-keyring "$keyring"} >/dev/null
+# keymgr through Ceph's environment (create takes no --ceph-* options yet).
+keymgr () {
+  CEPH_CONF=$conf CEPH_ARGS="--id $id${keyring:+ --keyring $keyring}" "$KEYMGR" "$@"
+}
+keymgr create "rbd:$pool/$image" --size "$bytes" --wrap file:kek >/dev/null
 image_made=1
-data_offset=$("$KEYMGR" info "rbd:$pool/$image" --ceph-conf "$conf" --ceph-id "$id" \
-  ${keyring:+--ceph-keyring "$keyring"} --json |
+data_offset=$(keymgr info "rbd:$pool/$image" --json |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["volume"]["data_offset"])')
 fi
 
@@ -185,6 +190,10 @@ start_server () {
   case $1 in
     qemu-nbd) qemu-nbd -k "$PWD/sock" -t -e 16 --cache="$qemu_cache" --image-opts \
                 "driver=raw,offset=$data_offset,size=$bytes,$qemu_rbd" 2>>server.log & ;;
+    cv-*)     local so
+              so=$(tr ' ' '\n' <<<"${BENCH_PLUGINS:-}" | sed -n "s|^${1#cv-}=||p")
+              nbdkit -f -U sock "${so:?no plugin for $1 in BENCH_PLUGINS}" "rbd:$pool/$image" \
+                keyfile=kek "${ceph_params[@]}" 2>>server.log & ;;
     cryptvol) if [ -n "${BENCH_RBD_STANDIN:-}" ]; then nbdkit -f -U sock "$PLUGIN" standin.vol keyfile=kek 2>>server.log &
               else
               nbdkit -f -U sock "$PLUGIN" "rbd:$pool/$image" keyfile=kek "${ceph_params[@]}" \
