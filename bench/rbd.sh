@@ -381,6 +381,7 @@ if [ -n "${BENCH_RBD_PERF:-}" ] && command -v perf >/dev/null; then
   for w in $workloads; do
     IFS=: read -r name mode qd <<<"$w"
     for c in $configs; do
+      [ "$c" != librbd ] || continue
       start_server "$c"
       perf record -q -g -o perf.data -p "$server_pid" -- sleep "$duration" >/dev/null 2>&1 &
       perf_pid=$!
@@ -388,14 +389,15 @@ if [ -n "${BENCH_RBD_PERF:-}" ] && command -v perf >/dev/null; then
         "nbd+unix:///?socket=$PWD/sock" >/dev/null 2>&1 || true
       wait "$perf_pid" || true
       stop_server
-      { echo "# perf: $c, $name (qd $qd), rbd cache = $cache; self time by DSO, then symbol"
-        perf report -i perf.data --no-children --sort dso --stdio 2>/dev/null | grep -v '^$' | head -n 30
+      (set +o pipefail  # head closes the pipes early
+       echo "# perf: $c, $name (qd $qd), rbd cache = $cache; self time by DSO, then symbol"
+       perf report -i perf.data --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^$' | head -n 30
         perf report -i perf.data --no-children --sort dso,sym --stdio -g none 2>/dev/null |
           grep -v '^$' | head -n 60
         echo "# by thread (comm)"
         perf report -i perf.data --no-children --sort comm --stdio -g none 2>/dev/null |
           grep -v '^$' | head -n 30
-      } >"$out/perf-$c-$name.txt"
+      ) >"$out/perf-$c-$name.txt"
       echo "perf: $out/perf-$c-$name.txt"
     done
   done
