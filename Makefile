@@ -118,7 +118,8 @@ FUZZ_FLAGS   := $(FUZZ_BASE) -fsanitize=fuzzer,address,undefined \
 # The same targets for line coverage (tests/fuzz/coverage.sh): no sanitizer.
 FUZZ_COV_FLAGS := $(FUZZ_BASE) -fsanitize=fuzzer -fprofile-instr-generate \
                   -fcoverage-mapping
-FUZZ_TARGETS := control aws-config aws-creds aws-sts header unlock kms stanza
+FUZZ_TARGETS := control aws-config aws-creds aws-sts header unlock kms stanza \
+                rbd-spec
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build-fuzz/fuzz-%)
 FUZZ_SRCS_control    := lib/ctl/dispatch.c lib/ctl/audit.c lib/common/log.c \
                         lib/common/clock.c
@@ -134,6 +135,7 @@ FUZZ_SRCS_unlock     := $(FUZZ_SRCS_header) lib/keys/unlock.c lib/keys/file.c \
                         lib/keys/provider.c
 FUZZ_SRCS_kms        := lib/keys/kms.c lib/keys/kms-http.c
 FUZZ_SRCS_stanza     := lib/common/stanza.c lib/common/text.c lib/common/log.c
+FUZZ_SRCS_rbd-spec   := lib/io/rbd.c
 # Targets whose sources stand alone; the others link the library.
 FUZZ_ALONE      := control aws-config aws-creds stanza
 FUZZ_ALONE_LIBS := $(shell pkg-config --libs jansson libcrypto libgcrypt 2>/dev/null)

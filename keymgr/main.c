@@ -107,6 +107,10 @@ static const struct {
   { { "wait", required_argument, 0, 0x114 }, OPT_WAIT },
   { { "quiet", no_argument, 0, 0x115 }, OPT_QUIET },
   { { "export", required_argument, 0, 0x116 }, OPT_EXPORT },
+  { { "ceph-conf", required_argument, 0, 0x117 }, OPT_HEADER },
+  { { "ceph-id", required_argument, 0, 0x118 }, OPT_HEADER },
+  { { "ceph-keyring", required_argument, 0, 0x119 }, OPT_HEADER },
+  { { "takeover", no_argument, 0, 0x11a }, OPT_HEADER },
   { { "json", no_argument, 0, 0x104 }, 0 },
   { { "audit-log", required_argument, 0, 0x110 }, 0 },
   { { "debug", no_argument, 0, 0x109 }, 0 },
@@ -334,6 +338,18 @@ common_opt (struct common_opts *o, int c, const char *arg)
     return 1;
   case 0x116:
     keymgr_export = arg;
+    return 1;
+  case 0x117:
+    keymgr_rbd.conf = arg;
+    return 1;
+  case 0x118:
+    keymgr_rbd.id = arg;
+    return 1;
+  case 0x119:
+    keymgr_rbd.keyring = arg;
+    return 1;
+  case 0x11a:
+    keymgr_rbd.takeover = true;
     return 1;
   case 0x114: {
     uint32_t secs;
@@ -609,42 +625,48 @@ print_json (const json_t *j)
   json_printed = true;
 }
 
+struct cv_rbd_opts keymgr_rbd;
+
+int
+keymgr_dev_open (const char *path, const char *what, bool readonly,
+                 struct cv_dev **out)
+{
+  return cv_dev_open (path, what, readonly, &keymgr_rbd, out);
+}
+
 /* Open the header of VOLUME (or --header) read-only and read it. */
 int
-open_header (const char *volume, const char *header, int *fd_out,
+open_header (const char *volume, const char *header, struct cv_dev **d_out,
              struct cv_header **h, unsigned *valid)
 {
   const char *name = header ? header : volume;
-  int fd = open (name, O_RDONLY | O_CLOEXEC);
-  int rc;
+  struct cv_dev *d;
+  int rc = keymgr_dev_open (name, "header", true, &d);
 
-  if (fd < 0) {
-    int e = errno;
-    cv_err ("cannot open %s: %s", name, strerror (e));
-    return e == ENOENT ? EXIT_USAGE : EXIT_IO;
-  }
-  if ((rc = cv_hdr_read (fd, name, h, valid)) < 0) {
-    close (fd);
+  if (rc < 0)
+    return rc == -ENOENT ? EXIT_USAGE : EXIT_IO;
+  if ((rc = cv_hdr_read (d, h, valid)) < 0) {
+    cv_dev_close (d);
     return rc == -EIO ? EXIT_IO : EXIT_HEADER;
   }
-  *fd_out = fd;
+  *d_out = d;
   return 0;
 }
 
 int
-check_seal (const char *volume, const char *header, int hfd,
+check_seal (const char *volume, const char *header, struct cv_dev *hd,
             const struct cv_header *h, const struct cv_key *dek)
 {
-  CLEANUP_CLOSE int dfd = -1;
+  CLEANUP_DEV struct cv_dev *dd = NULL;
   bool behind;
+  int rc;
 
-  if (header && (dfd = open (volume, O_RDONLY | O_CLOEXEC)) < 0) {
-    int e = errno;
-    cv_err ("cannot open %s (the data file, for its seal sector): %s", volume,
-            strerror (e));
-    return -e;
-  }
-  return cv_seal_check (header ? dfd : hfd, volume, !header, h, dek, &behind);
+  if (header
+      && (rc = keymgr_dev_open (volume, "data file (for its seal sector)", true,
+                                &dd))
+             < 0)
+    return rc;
+  return cv_seal_check (header ? dd : hd, !header, h, dek, &behind);
 }
 
 /* The getopt option of argv[optind - 1] that getopt_long refused, for a

@@ -58,7 +58,7 @@ struct cv_io_queue;
 
 struct cv_io_open_opts {
   enum cv_io_kind kind;
-  const char *path; /* file, block device or "rbd:POOL/IMAGE" */
+  const char *path;              /* file, block device or "rbd:POOL/IMAGE" */
   const struct cv_rbd_opts *rbd; /* for rbd: paths; NULL: Ceph's defaults */
   bool readonly;
   bool direct; /* O_DIRECT: buffers, offsets and lengths 4096-aligned */

@@ -43,9 +43,12 @@ bool cv_rbd_is_path (const char *path);
 int cv_rbd_parse (const char *path, struct cv_rbd_spec *s);
 
 /* Create the image at path (features layering, exclusive-lock, object-map,
- * fast-diff, deep-flatten) of size bytes. Returns 0, -EEXIST (logged) or
- * -errno (logged). */
+ * fast-diff, deep-flatten) of size bytes. Returns 0, -EEXIST (not logged:
+ * the caller may format the image that exists) or -errno (logged). */
 int cv_rbd_create (const char *path, const struct cv_rbd_opts *o,
                    uint64_t size);
+/* Remove the image at path (undoing a create that failed later). Returns 0
+ * or -errno (logged). */
+int cv_rbd_remove (const char *path, const struct cv_rbd_opts *o);
 
 #endif

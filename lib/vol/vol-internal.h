@@ -52,10 +52,11 @@ struct cv_vol {
   char *path;       /* data file, for messages */
   char *hname;      /* header file (path, or the detached header) */
   struct cv_io *io; /* the data store, through its I/O backend */
-  int hfd; /* header file (the volume itself when attached); holds locks */
-  /* The data file, for its seal sector (format/header.h): hfd when
-   * attached, else a descriptor of its own. */
-  int dfd;
+  /* The header's device (the volume itself when attached); holds locks. */
+  struct cv_dev *hdev;
+  /* The data store's, for its seal sector (format/header.h): hdev when
+   * attached. */
+  struct cv_dev *ddev;
   bool readonly;
   struct cv_header *hdr;
   struct cv_key *dek;  /* the volume's DEK (the new one during a rotation) */

@@ -854,39 +854,36 @@ cv_vol_flush (struct cv_vol *v)
   return key_leave (v, rc);
 }
 
-/* The data file's own descriptor for its seal sector, when the header is
- * detached; -1 when attached (the header's descriptor serves). */
-static int
-open_data_fd (const struct cv_vol_opts *o, const char *hname, int *dfd)
-{
-  *dfd = -1;
-  if (hname == o->path)
-    return 0;
-  *dfd = open (o->path, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (*dfd < 0) {
-    int e = errno;
-    cv_err ("cannot open %s: %s", o->path, strerror (e));
-    return -e;
-  }
-  return 0;
-}
-
 /* Refuse a header older than the volume (its seal sector) before a sector
  * is served; write a seal that lags its header again (a commit interrupted
  * between the two). */
 static int
-check_seal (const struct cv_vol_opts *o, int dfd, bool attached,
+check_seal (const struct cv_vol_opts *o, struct cv_dev *dd, bool attached,
             const struct cv_header *h, const struct cv_key *dek)
 {
   bool behind;
-  int rc = cv_seal_check (dfd, o->path, attached, h, dek, &behind);
+  int rc = cv_seal_check (dd, attached, h, dek, &behind);
 
   if (rc == 0 && behind && !o->readonly
-      && cv_seal_write (dfd, o->path, attached, h, dek) == 0)
+      && cv_seal_write (dd, attached, h, dek) == 0)
     cv_info ("%s: the seal sector lagged the header (a header update was "
              "interrupted); written again",
              o->path);
   return rc;
+}
+
+/* The message for an in-use lock held elsewhere (-EBUSY). */
+static void
+in_use_busy (const struct cv_vol_opts *o, const char *hname)
+{
+  if (o->exclusive)
+    cv_err ("%s is in use (being served, or changed by another "
+            "cryptvol-keymgr); stop the server first",
+            hname);
+  else
+    cv_err ("%s: cryptvol-keymgr is changing this volume offline "
+            "(rotate-dek, restore-header or shred); try again when it ends",
+            hname);
 }
 
 int
@@ -895,11 +892,13 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   const char *hname = o->header_path ? o->header_path : o->path;
   const struct cv_io_open_opts io_opts = { .kind = o->io,
                                            .path = o->path,
+                                           .rbd = o->rbd,
                                            .readonly = o->readonly,
                                            .direct = o->direct,
                                            .faults = o->faults };
   struct cv_io *io = NULL;
-  CLEANUP_CLOSE int hfd = -1, dfd = -1;
+  struct cv_dev *hdev = NULL, *ddev = NULL;
+  bool attached = hname == o->path;
   struct cv_header *hdr = NULL;
   struct cv_key *dek = NULL;
   struct cv_creds *kept = NULL;
@@ -912,26 +911,13 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
 
   if ((rc = cv_io_open (&io_opts, &io)) < 0)
     return rc;
-  hfd = open (hname, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (hfd < 0) {
-    rc = -errno;
-    cv_err ("cannot open header %s: %s", hname, strerror (errno));
+  if ((rc = cv_dev_open (hname, "header", o->readonly, o->rbd, &hdev)) < 0)
     goto fail;
-  }
-  rc = cv_lock_in_use (hfd, o->exclusive, false);
-  if (rc == -EBUSY) {
-    if (o->exclusive)
-      cv_err ("%s is in use (being served, or changed by another "
-              "cryptvol-keymgr); stop the server first",
-              hname);
-    else
-      cv_err ("%s: cryptvol-keymgr is changing this volume offline "
-              "(rotate-dek, restore-header or shred); try again when it ends",
-              hname);
-  }
+  if ((rc = cv_lock_in_use (hdev, o->exclusive, false)) == -EBUSY)
+    in_use_busy (o, hname);
   /* Unlocked first: the geometry is read from the copy that authenticates
    * (cv_unlock may set a tampered copy aside for the other). */
-  if (rc < 0 || (rc = cv_hdr_read (hfd, hname, &hdr, &valid)) < 0
+  if (rc < 0 || (rc = cv_hdr_read (hdev, &hdr, &valid)) < 0
       || (rc = cv_unlock (hdr, hname, o->creds, o->wraps, &dek, &wrap_id)) < 0
       || (rc = cv_io_size (io, &fsize)) < 0)
     goto fail;
@@ -962,8 +948,11 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
              o->path, ss, (unsigned long long) doff);
 
   if ((rc = cv_xts_pick (o->xts_impl, ss, &impl)) < 0
-      || (rc = open_data_fd (o, hname, &dfd)) < 0
-      || (rc = check_seal (o, dfd >= 0 ? dfd : hfd, dfd < 0, hdr, dek)) < 0
+      || (!attached
+          && (rc
+              = cv_dev_open (o->path, "data file", o->readonly, o->rbd, &ddev))
+                 < 0)
+      || (rc = check_seal (o, attached ? hdev : ddev, attached, hdr, dek)) < 0
       || (o->keep_creds && (rc = cv_creds_copy (o->creds, &kept)) < 0))
     goto fail;
 
@@ -980,8 +969,8 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
     goto fail;
   }
   v->io = io;
-  v->dfd = dfd >= 0 ? STEAL_FD (dfd) : hfd;
-  v->hfd = STEAL_FD (hfd);
+  v->ddev = attached ? hdev : ddev;
+  v->hdev = hdev;
   v->readonly = o->readonly;
   v->hdr = hdr;
   v->dek = dek;
@@ -1015,6 +1004,8 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
 
 fail:
   cv_io_close (io);
+  cv_dev_close (ddev);
+  cv_dev_close (hdev);
   cv_hdr_free (hdr);
   cv_key_free (dek);
   cv_creds_free (kept);
@@ -1036,9 +1027,9 @@ cv_vol_close (struct cv_vol *v)
   pthread_cond_destroy (&v->rl_cv);
   cv_rot_engine_fini (v);
   cv_io_close (v->io);
-  if (v->dfd != v->hfd)
-    close (v->dfd);
-  close (v->hfd);
+  if (v->ddev != v->hdev)
+    cv_dev_close (v->ddev);
+  cv_dev_close (v->hdev);
   cv_hdr_free (v->hdr);
   cv_key_free (v->dek);
   cv_key_free (v->odek);

@@ -79,7 +79,6 @@ pid file = $dir/run/\$name.pid
 admin socket = $dir/run/\$name.asok
 log file = $dir/log/\$name.log
 log to stderr = false
-err to stderr = true
 crash dir = $dir/crash
 osd pool default size = 1
 osd pool default min size = 1
@@ -109,6 +108,11 @@ osd op num threads per shard = 1
 osd op num shards = 2
 [client]
 keyring = $dir/keyring
+# Many clients at once: no admin sockets (they would collide), a log each;
+# librados' errors stay on stderr.
+admin socket =
+log file = $dir/log/\$name.\$pid.log
+err to stderr = true
 rados osd op timeout = 10
 rados mon op timeout = 10
 client mount timeout = 10
