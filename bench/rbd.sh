@@ -168,11 +168,6 @@ echo "order seed: $seed (BENCH_SEED=$seed repeats this run's order); rbd cache =
 # --- The image: cryptvol's volume, its data area filled ------------------
 "$KEYMGR" genkey kek >/dev/null
 t0=$SECONDS
-if [ -n "${BENCH_RBD_STANDIN:-}" ]; then  # STANDIN: plumbing only
-  rbd "${rbd_args[@]}" create --size $(( bytes + 16777216 ))B "$pool/$image"
-  "$KEYMGR" create standin.vol --size "$bytes" --wrap file:kek >/dev/null
-  data_offset=16777216 image_made=1
-else
 # keymgr through Ceph's environment (create takes no --ceph-* options yet).
 keymgr () {
   CEPH_CONF=$conf CEPH_ARGS="--id $id${keyring:+ --keyring $keyring}" "$KEYMGR" "$@"
@@ -181,7 +176,6 @@ keymgr create "rbd:$pool/$image" --size "$bytes" --wrap file:kek >/dev/null
 image_made=1
 data_offset=$(keymgr info "rbd:$pool/$image" --json |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["volume"]["data_offset"])')
-fi
 
 # start_server CONFIG: serve the image on ./sock, return once it answers
 # (nbdinfo); sets server_pid.
@@ -194,10 +188,8 @@ start_server () {
               so=$(tr ' ' '\n' <<<"${BENCH_PLUGINS:-}" | sed -n "s|^${1#cv-}=||p")
               nbdkit -f -U sock "${so:?no plugin for $1 in BENCH_PLUGINS}" "rbd:$pool/$image" \
                 keyfile=kek "${ceph_params[@]}" 2>>server.log & ;;
-    cryptvol) if [ -n "${BENCH_RBD_STANDIN:-}" ]; then nbdkit -f -U sock "$PLUGIN" standin.vol keyfile=kek 2>>server.log &
-              else
-              nbdkit -f -U sock "$PLUGIN" "rbd:$pool/$image" keyfile=kek "${ceph_params[@]}" \
-                2>>server.log & fi ;;
+    cryptvol) nbdkit -f -U sock "$PLUGIN" "rbd:$pool/$image" keyfile=kek "${ceph_params[@]}" \
+                2>>server.log & ;;
     *) echo "rbd.sh: unknown configuration $1" >&2; exit 2 ;;
   esac
   server_pid=$!
