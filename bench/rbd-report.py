@@ -107,8 +107,9 @@ print(f"{len(rounds)} rounds of {params.get('duration_s')} s (after a "
       f"{params.get('warmup_s')} s warm-up), a shuffled order each (seed {params.get('seed')}); "
       f"rbd cache = {str(params.get('rbd_cache')).lower()}; cluster: {params.get('cluster')}; "
       f"{params.get('size')} data area at offset {params.get('data_offset')}")
-print("median (min-max) of the rounds; cryptvol / qemu-nbd: median (min-max) of the "
-      "per-round ratios; CPU: user + system seconds per GiB moved")
+print("median (min-max) of the rounds; x qemu-nbd, x librbd: median (min-max) of the "
+      "per-round ratios; CPU: user + system seconds per GiB moved (librbd's: the rbd "
+      "bench client's); cluster: monitor + OSD")
 print()
 print("| workload | server | throughput | x qemu-nbd | x librbd | latency p50 / p99 (ms) "
       "| server CPU s/GiB | cluster CPU s/GiB |")
