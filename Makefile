@@ -44,7 +44,7 @@ Q = @
 quiet = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
-.PHONY: all deps check check-unit check-integration demo bench bench-many install \
+.PHONY: all deps check check-unit check-integration demo bench bench-rbd bench-many install \
         install-systemd \
         format format-check clean sanitize fuzz \
         fuzz-build
@@ -183,6 +183,14 @@ demo: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)bench/run-bench.sh
+	$(Q)bench/rbd.sh || [ $$? = 77 ]
+
+# cryptvol on Ceph RBD against qemu-nbd's rbd driver (issue 17;
+# doc/performance.md): a throw-away cluster (tests/ceph/cluster.sh), ~3
+# minutes; part of `make bench`. Knobs: BENCH_RBD_* (bench/rbd.sh).
+bench-rbd: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bench/rbd.sh
 
 # Many volumes in one server against one process per volume (issue 16;
 # doc/performance.md): BENCH_MANY_ARGS="-n 1000 -r 3 ..." (bench/many-volumes.sh).
