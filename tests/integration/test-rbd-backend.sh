@@ -34,6 +34,15 @@ assert len(data) == 3 << 20 and data == want
 PY
 pass "rbd export reads what the queues wrote"
 
+# The ASan/UBSan build (make sanitize) first, when there is one: all but
+# the last case, which stops the cluster.
+san=$CV_SRCDIR/build-san/tests/test-io-rbd
+if [ -x "$san" ]; then
+  CV_TEST_RBD_KEEP_CLUSTER=1 "$san" >san.out 2>&1 && rc=0 || rc=$?
+  cat san.out
+  [ $rc = 0 ] || fail "test-io-rbd under ASan/UBSan failed ($rc)"
+  pass "under ASan/UBSan: $(tail -n 1 san.out)"
+fi
 "$prog" >unit.out 2>&1 && rc=0 || rc=$?
 cat unit.out
 [ "$rc" = 0 ] || fail "test-io-rbd failed ($rc)"
