@@ -329,36 +329,9 @@ if r["mib_s"]: print(int(r["mib_s"] * 2**20))' "$res" >"rate-$name" || true
     "$(awk "BEGIN {print $k1 - $k0}")"
 }
 
-# schedule: "ROUND WORKLOAD POS CONFIG" per line, round by round; each
-# workload's order in a round the permutation (of 200 drawn from the seed)
-# that least repeats earlier rounds' places and successions, never the
-# previous round's order when there is another.
-schedule () {
-  python3 -c 'import random, sys
-from collections import Counter
-seed, rounds = int(sys.argv[1]), int(sys.argv[2])
-cfg, wls = sys.argv[3].split(), sys.argv[4].split()
-plan = {}
-for wi, w in enumerate(wls):
-    rng = random.Random(seed * 1000 + wi)
-    place, after, orders = Counter(), Counter(), []
-    for r in range(rounds):
-        def cost(o):
-            return (sum(place[c, i] for i, c in enumerate(o)) +
-                    sum(after[p] for p in zip(o, o[1:])) + 100 * (orders[-1:] == [o]))
-        best = min((rng.sample(cfg, len(cfg)) for _ in range(200)), key=cost)
-        place.update((c, i) for i, c in enumerate(best))
-        after.update(zip(best, best[1:]))
-        orders.append(best)
-    plan[w] = orders
-for r in range(rounds):
-    for w in wls:
-        for pos, c in enumerate(plan[w][r]):
-            print(r + 1, w, pos, c)' "$seed" "$rounds" "$configs" "$workloads"
-}
-
+# The measurements in the order they run (bench/schedule.py says how).
 t_io=$SECONDS
-mapfile -t plan < <(schedule)
+mapfile -t plan < <(python3 "$src/bench/schedule.py" "$seed" "$rounds" "$configs" "$workloads" 200)
 cur=
 for line in "${plan[@]}"; do
   read -r r w pos c <<<"$line"

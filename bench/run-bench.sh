@@ -244,41 +244,9 @@ print("  round %d %-10s %-14s %10s IOPS %9s MiB/s %6s CPU s/GiB  cache %s%%" % (
     "$(awk "BEGIN {print $c1 - $c0}")" "$hwm" "$cached" "$anon"
 }
 
-# schedule: the I/O measurements in the order they run, "ROUND WORKLOAD POS
-# CONFIG" per line: round by round, workload by workload. Each workload's
-# order in a round is, of 2000 permutations drawn from the seed, one that
-# repeats least what earlier rounds did: a configuration at a place it held
-# before, or right after the one it followed before. So over n rounds each
-# of n configurations takes each place about once (a Latin square), none
-# follows the same one every round, and no two rounds run alike.
-schedule () {
-  python3 -c 'import random, sys
-from collections import Counter
-seed, rounds = int(sys.argv[1]), int(sys.argv[2])
-cfg, wls = sys.argv[3].split(), sys.argv[4].split()
-plan = {}
-for wi, w in enumerate(wls):
-    rng = random.Random(seed * 1000 + wi)
-    place, after, orders = Counter(), Counter(), []
-    for r in range(rounds):
-        def cost(o):
-            return (sum(place[c, i] for i, c in enumerate(o)) +
-                    sum(after[p] for p in zip(o, o[1:])) + 100 * (orders[-1:] == [o]))
-        best = min((rng.sample(cfg, len(cfg)) for _ in range(2000)), key=cost)
-        place.update((c, i) for i, c in enumerate(best))
-        after.update(zip(best, best[1:]))
-        orders.append(best)
-    plan[w] = orders
-for r in range(rounds):
-    for w in wls:
-        for pos, c in enumerate(plan[w][r]):
-            print(r + 1, w, pos, c)' "$seed" "$rounds" "$configs" "$workloads"
-}
-
-# --- I/O: every configuration per workload, each round in its own order ----
-read -r -a cfg <<<"$configs"
+# The measurements in the order they run (bench/schedule.py says how).
 t_io=$SECONDS
-mapfile -t plan < <(schedule)
+mapfile -t plan < <(python3 "$src/bench/schedule.py" "$seed" "$rounds" "$configs" "$workloads")
 cur=
 for line in "${plan[@]}"; do
   read -r r w pos c <<<"$line"
