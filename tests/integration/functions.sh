@@ -160,3 +160,19 @@ fuzz_briefly () {
   done
   [ $failed = 0 ] || fail "a fuzz target found a crash (reproducer above)"
 }
+
+# --- a throw-away Ceph cluster ----------------------------------------------
+# ceph_start: start a single-node cluster in $CEPH_DIR ($tmp/ceph) on a free
+# port (tests/ceph/cluster.sh), point librados and the ceph tools at it
+# (exports CEPH_CONF and CEPH_KEYRING, unsets CEPH_ARGS) and stop it in the
+# cleanup. Skips the test (77) when Ceph's daemons are not installed. Pool
+# "rbd" is ready when it returns (about 3 s).
+CEPH_DIR=
+ceph_start () {
+  requires ceph-mon ceph-osd ceph rbd
+  CEPH_DIR=$tmp/ceph
+  cleanup_hooks+=("\"\$CV_SRCDIR/tests/ceph/cluster.sh\" stop \"\$CEPH_DIR\"")
+  "$CV_SRCDIR/tests/ceph/cluster.sh" start "$CEPH_DIR" || fail "the Ceph test cluster did not start"
+  # shellcheck disable=SC1091
+  . "$CEPH_DIR/env"
+}
