@@ -1,0 +1,131 @@
+#!/bin/bash
+# DEK rotation of volumes on Ceph RBD (issue 17), against a throw-away
+# cluster:
+# - offline rotate-dek on rbd:rbd/... killed (SIGKILL, CV_FAULT_KILL_AT as
+#   in test-crash.sh) at its fault points: after each kill the volume reads
+#   back (read-only, beside the dead holder's lock), rotate-dek --takeover
+#   continues it to the end, the data is intact and no rotation is left;
+#   every point unless CV_RBD_KILL_POINTS=N (then N spread over the run);
+# - online: rotate-dek --control on a served rbd: volume while a client
+#   writes (shadow-writer.py, checked against its shadow): the whole volume
+#   equals the shadow, before and after a restart; no rotation left; the
+#   key file opens it;
+# - a server killed (-9) mid-rotation: the server that takes the volume over
+#   (takeover=true) continues the rotation to the end, the data intact.
+source "$(dirname "$0")/functions.sh"
+source "$CV_SRCDIR/tests/integration/keywatch-lib.sh"
+requires nbdkit nbdcopy nbdsh jq xargs
+PY=/usr/bin/python3
+MIB=1048576
+ceph_start
+
+"$KEYMGR" genkey a.kek >/dev/null
+rot_json () { status_json | jq -c '.rotation // {}'; }
+rot_state () { status_json | jq -r '.rotation.state // "none"'; }
+volume_sum () { nbdcopy "$URI" - | sha256sum | cut -d' ' -f1; }
+no_rotation () { "$KEYMGR" info "$1" --json | jq -e '.volume | has("rotation") | not' >/dev/null; }
+
+# --- offline rotation, killed at its fault points -------------------------------
+# 1 MiB of data in steps of 256 KiB: every kind of fault point, several
+# steps (26 points; test-crash.sh runs the 200 of a bigger volume on files).
+"$KEYMGR" create rbd:rbd/base --size 1M --wrap file:a.kek >/dev/null || fail "create rbd:rbd/base"
+head -c $MIB /dev/urandom >data
+serve rbd:rbd/base keyfile=a.kek -- nbdcopy data '$uri' || fail "filling rbd/base"
+sum=$(sha256sum <data | cut -d' ' -f1)
+ROTATE=(rotate-dek --keyfile "$tmp/a.kek" --hotzone 256K)
+
+rbd cp --no-progress rbd/base rbd/count >/dev/null
+n=$(CV_FAULT_TRACE=1 "$KEYMGR" "${ROTATE[0]}" rbd:rbd/count "${ROTATE[@]:1}" 2>&1 >/dev/null |
+  grep -c '^fault point') || true
+[ "$n" -ge 20 ] || fail "rotate-dek on rbd:rbd/count passed only $n fault points"
+no_rotation rbd:rbd/count || fail "the traced rotation left a rotation"
+points=$(seq 1 "$n")
+if [ -n "${CV_RBD_KILL_POINTS:-}" ] && [ "$CV_RBD_KILL_POINTS" -lt "$n" ]; then
+  points=$(awk -v n="$n" -v k="$CV_RBD_KILL_POINTS" 'BEGIN { for (i = 0; i < k; i++) print 1 + int(i * (n - 1) / (k - 1)) }' | uniq)
+fi
+echo "fault points of rotate-dek: $n; killing at: $(echo $points)"
+
+cat >one.sh <<EOS
+#!/bin/bash
+set -u
+k=\$1 img=run-\$1 vol=rbd:rbd/run-\$1
+d=$tmp/run-\$k; mkdir -p \$d; cd \$d
+rbd cp --no-progress rbd/base rbd/\$img >/dev/null 2>&1 || { echo "FAIL \$k: rbd cp"; exit 0; }
+CV_FAULT_KILL_AT=\$k "$KEYMGR" ${ROTATE[0]} \$vol ${ROTATE[*]:1} >out 2>&1
+rc=\$?
+[ \$rc = 137 ] || { echo "FAIL \$k: not killed (exit \$rc): \$(tail -n 1 out)"; exit 0; }
+# The dead keymgr still holds the image's exclusive lock: a read-only server
+# needs none.
+s=\$(nbdkit -U - "$PLUGIN" \$vol keyfile=$tmp/a.kek readonly=true --run 'nbdcopy "\$uri" - | sha256sum' 2>>err | cut -d' ' -f1)
+[ "\$s" = "$sum" ] || { echo "FAIL \$k: after the kill the volume reads \${s:-nothing}: \$(tail -n 2 err)"; exit 0; }
+"$KEYMGR" ${ROTATE[0]} \$vol ${ROTATE[*]:1} --takeover >>out 2>&1 ||
+  { echo "FAIL \$k: rotate-dek --takeover failed: \$(tail -n 1 out)"; exit 0; }
+s=\$(nbdkit -U - "$PLUGIN" \$vol keyfile=$tmp/a.kek --run 'nbdcopy "\$uri" - | sha256sum' 2>>err | cut -d' ' -f1)
+[ "\$s" = "$sum" ] || { echo "FAIL \$k: after the re-run the volume reads \${s:-nothing}: \$(tail -n 2 err)"; exit 0; }
+"$KEYMGR" info \$vol --json | jq -e '.volume | has("rotation") | not' >/dev/null ||
+  { echo "FAIL \$k: rotation state left after the re-run"; exit 0; }
+rbd rm --no-progress rbd/\$img >/dev/null 2>&1
+echo "ok \$k"
+rm -rf \$d
+EOS
+chmod +x one.sh
+echo "$points" | xargs -P 2 -L 1 ./one.sh >results 2>kill-noise.log
+kills=$(wc -l <results)
+failures=$(grep -c '^FAIL' results || true)
+grep '^FAIL' results | head -20 || true
+[ "$kills" -eq "$(echo "$points" | wc -l)" ] || fail "not every kill point ran"
+[ "$failures" -eq 0 ] || fail "$failures kill points left a bad rbd volume"
+pass "$kills kill points of rotate-dek on rbd: each read back, continued with --takeover, intact"
+
+# --- online rotation under a writer ---------------------------------------------
+"$KEYMGR" create rbd:rbd/vol --size 8M --wrap file:a.kek >/dev/null || fail "create rbd:rbd/vol"
+head -c $((8 * MIB)) /dev/urandom >shadow
+start_nbd rbd:rbd/vol keyfile=a.kek
+nbdcopy shadow "$URI"
+"$PY" "$CV_SRCDIR/tests/integration/shadow-writer.py" "$URI" shadow \
+  $((2 * MIB)) $((4 * MIB)) stop ready >writer.log 2>&1 &
+writer_pid=$!
+cleanup_hooks+=("touch $tmp/stop")
+t0=$(now_ms)
+until [ -e ready ]; do
+  kill -0 $writer_pid 2>/dev/null || { cat writer.log; fail "the shadow writer stopped"; }
+  [ $(($(now_ms) - t0)) -lt 20000 ] || fail "the shadow writer wrote nothing in 20 s"
+  sleep 0.05
+done
+"$KEYMGR" rotate-dek rbd:rbd/vol --control "$CTL" --keyfile a.kek --rate 8 >rot.out 2>&1 ||
+  { cat rot.out; fail "rotate-dek --control on the served rbd:rbd/vol"; }
+[ "$(rot_state)" = done ] || fail "rotate-dek returned, the rotation is $(rot_json)"
+kill -0 $writer_pid 2>/dev/null || { cat writer.log; fail "the writer stopped before the rotation ended"; }
+touch stop
+wait $writer_pid || { cat writer.log; fail "the shadow writer read data that differs from its shadow"; }
+want=$(sha256sum <shadow | cut -d' ' -f1)
+[ "$(volume_sum)" = "$want" ] || fail "after the online rotation the volume differs from the shadow"
+stop_nbd
+no_rotation rbd:rbd/vol || fail "rotation state left after the online rotation"
+"$KEYMGR" verify rbd:rbd/vol --keyfile a.kek >/dev/null || fail "the key file no longer opens rbd:rbd/vol"
+start_nbd rbd:rbd/vol keyfile=a.kek
+[ "$(volume_sum)" = "$want" ] || fail "after a restart the volume differs from the shadow"
+pass "online rotate-dek on rbd under a writer ($(tail -n 1 writer.log)): volume equals the shadow, after a restart too"
+
+# --- the server killed mid-rotation; the next one takes over and continues ------
+"$KEYMGR" rotate-dek rbd:rbd/vol --control "$CTL" --keyfile a.kek --rate 2 --detach >rot.out 2>&1 ||
+  { cat rot.out; fail "rotate-dek --detach"; }
+t0=$(now_ms)
+until [ "$(rot_json | jq '.done // 0')" -gt 0 ]; do
+  [ $(($(now_ms) - t0)) -lt 20000 ] || fail "the rotation made no progress in 20 s: $(rot_json)"
+  sleep 0.05
+done
+stop_nbd KILL
+"$KEYMGR" info rbd:rbd/vol --json | jq -e '.volume | has("rotation")' >/dev/null ||
+  fail "killed mid-rotation, the header shows no rotation"
+start_nbd rbd:rbd/vol keyfile=a.kek takeover=true rotate-rate=64
+t0=$(now_ms)
+until [ "$(rot_state)" = done ] || [ "$(rot_state)" = none ]; do
+  [ "$(rot_state)" != failed ] || fail "the continued rotation failed: $(rot_json)"
+  [ $(($(now_ms) - t0)) -lt 30000 ] || fail "the continued rotation did not end in 30 s: $(rot_json)"
+  sleep 0.05
+done
+[ "$(volume_sum)" = "$want" ] || fail "after the continued rotation the volume differs"
+stop_nbd
+no_rotation rbd:rbd/vol || fail "rotation state left after the continued rotation"
+pass "a server killed mid-rotation: takeover=true continued the rotation to the end, data intact"
