@@ -1,0 +1,179 @@
+#!/bin/bash
+# One host at a time on a Ceph RBD volume (issue 17), against a throw-away
+# cluster:
+# - a served rbd: volume holds the image's exclusive lock; a second server
+#   opening it is refused, quickly, with a message naming the holder (the
+#   lock owner librbd reports); the first serves on;
+# - keymgr's offline changes (add-wrap, remove-wrap, rotate-dek,
+#   restore-header) are refused while it is served and change nothing;
+#   info, list-wraps and add-wrap --control work;
+# - kill -9 of the server while a client writes with FUA: a second server
+#   with takeover=true serves (warning that it took the lock from the dead
+#   holder) and every write the first acknowledged reads back;
+# - a partitioned host: the serving process is stopped (SIGSTOP) with a
+#   client connected; a second server takes over (takeover=true) and
+#   writes; the first is continued (SIGCONT) and its client's writes fail
+#   (fenced: blocklisted) and are not in the image; the second's data and
+#   the first's acknowledged writes are intact, through a fresh server too.
+source "$(dirname "$0")/functions.sh"
+source "$CV_SRCDIR/tests/integration/keywatch-lib.sh"
+requires nbdkit nbdsh nbdinfo jq
+PY=/usr/bin/python3
+MIB=1048576
+ceph_start
+
+# lock_owners: the image rbd/vol's exclusive-lock owners, one a line, as
+# librbd reports them (rbd_lock_get_owners), read by librados' own client.
+lock_owners () {
+  "$PY" -c "
+import rados, rbd
+c = rados.Rados(conffile=''); c.conf_read_file(); c.connect()
+io = c.open_ioctx('rbd'); image = rbd.Image(io, 'vol', read_only=True)
+for o in image.lock_get_owners(): print(o['owner'])
+image.close(); io.close(); c.shutdown()"
+}
+
+# server NAME PARAMS...: nbdkit serving on $tmp/NAME.sock (control socket
+# $tmp/NAME.ctl, log $tmp/NAME.log) in the background; returns once the
+# control socket answers. Its pid in pid_NAME; killed (-9, which also ends a
+# stopped process) by the cleanup.
+server () {
+  local name=$1 pid _; shift
+  nbdkit -f -U "$tmp/$name.sock" "$PLUGIN" "$@" control="$tmp/$name.ctl" >>"$tmp/$name.log" 2>&1 &
+  pid=$!
+  eval "pid_$name=$pid"
+  cleanup_hooks+=("kill -9 $pid 2>/dev/null")
+  for _ in $(seq 1 400); do
+    "$KEYMGR" status --control "$tmp/$name.ctl" --json >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  tail -n 30 "$tmp/$name.log" >&2
+  fail "server $name did not start serving"
+}
+uri () { echo "nbd+unix:///?socket=$tmp/$1.sock"; }
+
+"$KEYMGR" genkey vol.kek >/dev/null
+"$KEYMGR" genkey b.kek >/dev/null
+"$KEYMGR" create rbd:rbd/vol --size 8M --wrap file:vol.kek >/dev/null || fail "create rbd:rbd/vol"
+[ -z "$(lock_owners)" ] || fail "after create the image is still locked by $(lock_owners)"
+
+# --- a second server is refused, naming the holder -------------------------------
+server a rbd:rbd/vol keyfile=vol.kek
+owner_a=$(lock_owners)
+[ "$(wc -l <<<"$owner_a")" = 1 ] && [ -n "$owner_a" ] ||
+  fail "the serving server does not hold the exclusive lock (owners: '$owner_a')"
+ms nbdkit -U - "$PLUGIN" rbd:rbd/vol keyfile=vol.kek --run 'nbdinfo "$uri"'
+[ "$rc" != 0 ] || fail "a second server served rbd:rbd/vol beside the first"
+grep -qF "$owner_a" "$tmp/err" || { cat "$tmp/err"; fail "the second server's refusal does not name the holder $owner_a"; }
+grep -q 'takeover' "$tmp/err" || { cat "$tmp/err"; fail "the refusal does not say what to do (takeover=true)"; }
+[ "$ms" -lt 15000 ] || fail "the second server took $ms ms to be refused"
+pass "a second server refused in $ms ms: $(grep -m1 -F "$owner_a" "$tmp/err")"
+[ "$(lock_owners)" = "$owner_a" ] || fail "the refused server changed the lock owner"
+nbdsh -u "$(uri a)" -c "h.pwrite(b'A' * 4096, 0, nbd.CMD_FLAG_FUA); assert h.pread(4096, 0) == b'A' * 4096" ||
+  fail "the first server does not serve after the refusal"
+
+# --- keymgr while served ----------------------------------------------------------
+"$KEYMGR" backup-header rbd:rbd/vol hdr.bak >/dev/null || fail "backup-header of the served volume"
+for cmd in "add-wrap --wrap file:b.kek --keyfile vol.kek" "remove-wrap --id 0 --keyfile vol.kek" \
+           "rotate-dek --keyfile vol.kek" "restore-header hdr.bak --keyfile vol.kek"; do
+  set -- $cmd
+  c=$1; shift
+  expect_fail "$c while served" 'rbd:rbd/vol' "$KEYMGR" "$c" rbd:rbd/vol "$@"
+  grep -qE "in use|served|$owner_a" "$tmp/err" || { cat "$tmp/err"; fail "$c: the refusal does not say the volume is in use"; }
+done
+"$KEYMGR" info rbd:rbd/vol >/dev/null || fail "info of the served volume"
+[ "$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq length)" = 1 ] || fail "a refused change changed the wraps"
+[ "$(lock_owners)" = "$owner_a" ] || fail "a refused keymgr command changed the lock owner"
+"$KEYMGR" add-wrap rbd:rbd/vol --wrap file:b.kek --keyfile vol.kek --control "$tmp/a.ctl" >/dev/null ||
+  fail "add-wrap --control on the served volume"
+[ "$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq length)" = 2 ] || fail "add-wrap --control added no wrap"
+pass "offline keymgr changes refused while served, nothing changed; info, list-wraps, add-wrap --control work"
+
+# --- kill -9 of the server; takeover; every acknowledged write present -------------
+"$PY" "$FUA_WRITER" write "$(uri a)" $MIB 256 stop1 w1.log --stride 37 --until-gone >w1.out 2>&1 &
+w1=$!
+cleanup_hooks+=("touch $tmp/stop1")
+t0=$(now_ms)
+until [ "$(grep -c '^ack' w1.log 2>/dev/null)" -ge 100 ]; do
+  kill -0 $w1 2>/dev/null || { cat w1.out; fail "the FUA writer stopped"; }
+  [ $(($(now_ms) - t0)) -lt 20000 ] || fail "the FUA writer got no 100 acknowledgements in 20 s"
+  sleep 0.02
+done
+kill -9 "$pid_a"
+wait $w1 || { cat w1.out; fail "the FUA writer failed"; }
+touch stop1
+server b rbd:rbd/vol keyfile=vol.kek takeover=true
+owner_b=$(lock_owners)
+[ -n "$owner_b" ] && [ "$owner_b" != "$owner_a" ] || fail "after takeover the lock is held by '$owner_b'"
+grep -qF "$owner_a" b.log ||
+  { cat b.log; fail "the taking-over server does not say whose lock it broke"; }
+"$PY" "$FUA_WRITER" verify "$(uri b)" $MIB 256 w1.log --stride 37 --gone-ok >v1.out 2>&1 ||
+  { cat v1.out; fail "after kill -9 and takeover an acknowledged write is lost"; }
+pass "kill -9, takeover=true: $(grep -m1 -F "$owner_a" b.log); $(cat v1.out)"
+nbdsh -u "$(uri b)" -c "assert h.pread(4096, 0) == b'A' * 4096" || fail "the first FUA write is lost"
+
+# --- a partitioned host: stopped, taken over, continued; its writes fail -----------
+# The client of server b writes EARLY (FUA, acknowledged) and waits; b is
+# stopped; c takes over and writes SECOND; b is continued and the client
+# writes LATE (FUA, then plain) and flushes.
+cat >late.py <<'EOF'
+import os, sys, time
+import nbd
+uri, ready, go, out = sys.argv[1:5]
+h = nbd.NBD()
+h.connect_uri(uri)
+h.pwrite(b'EARLY...' * 512, 2 * 1048576, nbd.CMD_FLAG_FUA)
+open(ready, 'w').close()
+while not os.path.exists(go):
+    time.sleep(0.01)
+with open(out, 'w') as f:
+    for what, op in (("write", lambda: h.pwrite(b'LATE....' * 512, 3 * 1048576, nbd.CMD_FLAG_FUA)),
+                     ("write", lambda: h.pwrite(b'LATE....' * 512, 4 * 1048576, 0)),
+                     ("flush", lambda: h.flush())):
+        try:
+            op()
+            f.write("%s ok\n" % what)
+        except nbd.Error as e:
+            f.write("%s failed %s\n" % (what, e.errnum))
+EOF
+"$PY" late.py "$(uri b)" ready go late.out >late.log 2>&1 &
+late=$!
+cleanup_hooks+=("kill $late 2>/dev/null")
+t0=$(now_ms)
+until [ -e ready ]; do
+  kill -0 $late 2>/dev/null || { cat late.log; fail "the client of b stopped"; }
+  [ $(($(now_ms) - t0)) -lt 20000 ] || fail "the client of b wrote nothing in 20 s"
+  sleep 0.02
+done
+kill -STOP "$pid_b"
+server c rbd:rbd/vol keyfile=vol.kek takeover=true
+owner_c=$(lock_owners)
+[ -n "$owner_c" ] && [ "$owner_c" != "$owner_b" ] || fail "after the second takeover the lock is held by '$owner_c'"
+nbdsh -u "$(uri c)" -c "
+h.pwrite(b'SECOND..' * 1024, 3 * 1048576, nbd.CMD_FLAG_FUA)
+h.pwrite(b'SECOND..' * 512, 4 * 1048576)
+h.flush()" || fail "writing through the server that took over"
+kill -CONT "$pid_b"
+touch go
+wait $late || { cat late.log; fail "the client of the fenced server failed"; }
+# The FUA write and the flush must fail; the plain write may be acknowledged
+# (librbd's default writearound cache completes it at once), and must not be
+# in the image either (checked below).
+[ "$(sed -n 1p late.out | cut -d' ' -f1,2)" = "write failed" ] && grep -q '^flush failed' late.out ||
+  { cat late.out; tail -n 20 b.log; fail "the fenced server acknowledged a late write or flush"; }
+pass "the fenced server's late writes and flush failed: $(tr '\n' ';' <late.out)"
+cat >check.py <<'EOS'
+assert h.pread(4096, 2 * 1048576) == b'EARLY...' * 512, 'the EARLY write (acknowledged before the partition) is lost'
+assert h.pread(8192, 3 * 1048576) == b'SECOND..' * 1024, "the second server's write at 3 MiB is not intact"
+assert h.pread(4096, 4 * 1048576) == b'SECOND..' * 512, "the second server's write at 4 MiB is not intact"
+assert h.pread(4096, 0) == b'A' * 4096
+EOS
+nbdsh -u "$(uri c)" -c "exec(open('check.py').read())" || fail "after the fenced writes, the data through the second server"
+kill -9 "$pid_b"
+kill -TERM "$pid_c"
+wait "$pid_c" 2>/dev/null || true
+[ -z "$(lock_owners)" ] || fail "a stopped server left the lock held by $(lock_owners)"
+serve rbd:rbd/vol keyfile=vol.kek -- nbdsh -u '$uri' -c "exec(open('check.py').read())" ||
+  fail "after the fenced writes, the data through a fresh server"
+pass "the second server's data and the acknowledged writes are intact, through a fresh server too"
