@@ -18,6 +18,30 @@ requires nbdkit nbdcopy nbdsh jq xargs
 PY=/usr/bin/python3
 MIB=1048576
 ceph_start
+# The test cluster's OSD drops a watch after 5 s (so that a killed holder's
+# lock expires fast); clients must ping it more often than librados' default
+# every 5 s, or a live server's image watch lapses and it looks dead.
+export CEPH_ARGS="--objecter_tick_interval 1"
+
+# rserve: serve (functions.sh) bounded by 120 s: an rbd: volume is opened
+# after nbdkit forks, and a failed open leaves a --run command waiting.
+rserve () {
+  local args=() cmd
+  while [ "$1" != "--" ]; do args+=("$1"); shift; done
+  shift
+  cmd=$(printf '%q ' "$@")
+  cmd=${cmd//\\\$uri/\"\$uri\"}
+  timeout -k 5 120 nbdkit -U - "$PLUGIN" "${args[@]}" --run "$cmd"
+}
+# serve_fails PARAMS...: nbdkit -f serving PARAMS must end by itself (exit
+# status nbdkit's; after 60 s it is killed and this succeeds, so that
+# expect_fail reports it).
+serve_fails () {
+  local rc=0
+  timeout -k 5 60 nbdkit -f -U "$tmp/refused.sock" "$PLUGIN" "$@" || rc=$?
+  if [ $rc = 124 ]; then echo "nbdkit did not end in 60 s" >&2; return 0; fi
+  return $rc
+}
 
 "$KEYMGR" genkey a.kek >/dev/null
 rot_json () { status_json | jq -c '.rotation // {}'; }
@@ -30,7 +54,7 @@ no_rotation () { "$KEYMGR" info "$1" --json | jq -e '.volume | has("rotation") |
 # steps (26 points; test-crash.sh runs the 200 of a bigger volume on files).
 "$KEYMGR" create rbd:rbd/base --size 1M --wrap file:a.kek >/dev/null || fail "create rbd:rbd/base"
 head -c $MIB /dev/urandom >data
-serve rbd:rbd/base keyfile=a.kek -- nbdcopy data '$uri' || fail "filling rbd/base"
+rserve rbd:rbd/base keyfile=a.kek -- nbdcopy data '$uri' || fail "filling rbd/base"
 sum=$(sha256sum <data | cut -d' ' -f1)
 ROTATE=(rotate-dek --keyfile "$tmp/a.kek" --hotzone 256K)
 
@@ -56,11 +80,11 @@ rc=\$?
 [ \$rc = 137 ] || { echo "FAIL \$k: not killed (exit \$rc): \$(tail -n 1 out)"; exit 0; }
 # The dead keymgr still holds the image's exclusive lock: a read-only server
 # needs none.
-s=\$(nbdkit -U - "$PLUGIN" \$vol keyfile=$tmp/a.kek readonly=true --run 'nbdcopy "\$uri" - | sha256sum' 2>>err | cut -d' ' -f1)
+s=\$(timeout -k 5 120 nbdkit -U - "$PLUGIN" \$vol keyfile=$tmp/a.kek readonly=true --run 'nbdcopy "\$uri" - | sha256sum' 2>>err | cut -d' ' -f1)
 [ "\$s" = "$sum" ] || { echo "FAIL \$k: after the kill the volume reads \${s:-nothing}: \$(tail -n 2 err)"; exit 0; }
 "$KEYMGR" ${ROTATE[0]} \$vol ${ROTATE[*]:1} --takeover >>out 2>&1 ||
   { echo "FAIL \$k: rotate-dek --takeover failed: \$(tail -n 1 out)"; exit 0; }
-s=\$(nbdkit -U - "$PLUGIN" \$vol keyfile=$tmp/a.kek --run 'nbdcopy "\$uri" - | sha256sum' 2>>err | cut -d' ' -f1)
+s=\$(timeout -k 5 120 nbdkit -U - "$PLUGIN" \$vol keyfile=$tmp/a.kek --run 'nbdcopy "\$uri" - | sha256sum' 2>>err | cut -d' ' -f1)
 [ "\$s" = "$sum" ] || { echo "FAIL \$k: after the re-run the volume reads \${s:-nothing}: \$(tail -n 2 err)"; exit 0; }
 "$KEYMGR" info \$vol --json | jq -e '.volume | has("rotation") | not' >/dev/null ||
   { echo "FAIL \$k: rotation state left after the re-run"; exit 0; }

@@ -26,6 +26,30 @@ IOTEST=$CV_SRCDIR/tests/integration/iotest.py
 seed=${CV_TEST_SEED:-$RANDOM}
 MIB=1048576
 ceph_start
+# The test cluster's OSD drops a watch after 5 s (so that a killed holder's
+# lock expires fast); clients must ping it more often than librados' default
+# every 5 s, or a live server's image watch lapses and it looks dead.
+export CEPH_ARGS="--objecter_tick_interval 1"
+
+# rserve: serve (functions.sh) bounded by 120 s: an rbd: volume is opened
+# after nbdkit forks, and a failed open leaves a --run command waiting.
+rserve () {
+  local args=() cmd
+  while [ "$1" != "--" ]; do args+=("$1"); shift; done
+  shift
+  cmd=$(printf '%q ' "$@")
+  cmd=${cmd//\\\$uri/\"\$uri\"}
+  timeout -k 5 120 nbdkit -U - "$PLUGIN" "${args[@]}" --run "$cmd"
+}
+# serve_fails PARAMS...: nbdkit -f serving PARAMS must end by itself (exit
+# status nbdkit's; after 60 s it is killed and this succeeds, so that
+# expect_fail reports it).
+serve_fails () {
+  local rc=0
+  timeout -k 5 60 nbdkit -f -U "$tmp/refused.sock" "$PLUGIN" "$@" || rc=$?
+  if [ $rc = 124 ]; then echo "nbdkit did not end in 60 s" >&2; return 0; fi
+  return $rc
+}
 
 # rbd_py CODE...: run Python with `image` open (read-write, no lock) on
 # rbd/$IMG; librados' own client, independent of cryptvol.
@@ -96,7 +120,7 @@ head -c 64 /dev/urandom >dek
 head -c $((4 * MIB)) /dev/urandom >data
 for v in eq.img rbd:rbd/eq; do
   "$KEYMGR" create "$v" --size 4M --import-key dek --wrap file:vol.kek >/dev/null || fail "create $v"
-  serve "$v" keyfile=vol.kek -- nbdsh -u '$uri' -c "
+  rserve "$v" keyfile=vol.kek -- nbdsh -u '$uri' -c "
 h.pwrite(open('data', 'rb').read(), 0)
 h.zero(65536 + 512, 1048576 + 7)
 h.zero(3 * 1048576, 3 * 1048576 + 4096)
@@ -115,15 +139,15 @@ rbd create --no-progress rbd/pre --size $(((off + 8 * MIB) / MIB))
 "$KEYMGR" create rbd:rbd/pre --wrap file:vol.kek >/dev/null || fail "create over the existing image rbd/pre"
 [ "$("$KEYMGR" info rbd:rbd/pre --json | jq .volume.size)" = $((8 * MIB)) ] ||
   fail "the volume made over rbd/pre does not take its size from the image"
-serve rbd:rbd/pre keyfile=vol.kek -- nbdsh -u '$uri' -c "
+rserve rbd:rbd/pre keyfile=vol.kek -- nbdsh -u '$uri' -c "
 h.pwrite(b'pre' * 1000, 5000); h.flush()" || fail "writing to rbd/pre"
-serve rbd:rbd/pre keyfile=vol.kek -- nbdsh -u '$uri' -c "
+rserve rbd:rbd/pre keyfile=vol.kek -- nbdsh -u '$uri' -c "
 assert h.get_size() == 8 * 1048576; assert h.pread(3000, 5000) == b'pre' * 1000" ||
   fail "rbd/pre does not read back"
 pass "create over an existing image: sized from the image, serves, reads back"
 expect_fail "create over an image that holds a volume, without --yes" 'rbd:rbd/pre' \
   "$KEYMGR" create rbd:rbd/pre --wrap file:vol.kek
-serve rbd:rbd/pre keyfile=vol.kek -- nbdsh -u '$uri' -c "
+rserve rbd:rbd/pre keyfile=vol.kek -- nbdsh -u '$uri' -c "
 assert h.pread(3000, 5000) == b'pre' * 1000" || fail "the refused create changed rbd/pre"
 
 "$KEYMGR" create rbd:rbd/det --size 4M --detached-header det.hdr --wrap file:vol.kek >/dev/null ||
@@ -131,14 +155,14 @@ assert h.pread(3000, 5000) == b'pre' * 1000" || fail "the refused create changed
 doff=$(data_offset rbd:rbd/det --header det.hdr)
 [ "$(rbd info rbd/det --format json | jq .size)" = $((doff + 4 * MIB)) ] ||
   fail "rbd/det is not the data offset $doff + 4 MiB"
-serve rbd:rbd/det header=det.hdr keyfile=vol.kek -- nbdsh -u '$uri' -c "
+rserve rbd:rbd/det header=det.hdr keyfile=vol.kek -- nbdsh -u '$uri' -c "
 h.pwrite(b'detached' * 512, 4096); h.flush()" || fail "writing to rbd/det"
-serve rbd:rbd/det header=det.hdr keyfile=vol.kek -- nbdsh -u '$uri' -c "
+rserve rbd:rbd/det header=det.hdr keyfile=vol.kek -- nbdsh -u '$uri' -c "
 assert h.pread(4096, 4096) == b'detached' * 512" || fail "rbd/det does not read back"
 export_image det det.raw
 ! grep -aq 'aes-xts-plain64\|detached' det.raw || fail "the detached volume's image holds its header or plaintext"
 expect_fail "rbd/det served without its detached header" 'rbd:rbd/det' \
-  nbdkit -U - "$PLUGIN" rbd:rbd/det keyfile=vol.kek --run 'nbdinfo "$uri"'
+  serve_fails rbd:rbd/det keyfile=vol.kek
 pass "detached header: image of $doff + 4 MiB with no header in it; serves with header="
 
 # --- keymgr commands on rbd: paths ----------------------------------------------
@@ -153,7 +177,7 @@ id_a=$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq -r '.[0].id')
 "$KEYMGR" remove-wrap rbd:rbd/vol --id "$id_a" --keyfile b.kek >/dev/null || fail "remove-wrap rbd:rbd/vol"
 expect_fail "verify with the removed wrap's key" 'rbd:rbd/vol|unlock|wrap' \
   "$KEYMGR" verify rbd:rbd/vol --keyfile vol.kek
-serve rbd:rbd/vol keyfile=b.kek -- python3 "$IOTEST" '$uri' parts 4 "$seed" ||
+rserve rbd:rbd/vol keyfile=b.kek -- python3 "$IOTEST" '$uri' parts 4 "$seed" ||
   fail "after add-wrap/remove-wrap the data does not read back with the new key"
 pass "info, list-wraps, add-wrap, verify, remove-wrap on rbd:rbd/vol"
 
@@ -165,7 +189,7 @@ expect_fail "rbd/vol with both header copies overwritten" 'rbd:rbd/vol' \
   "$KEYMGR" verify rbd:rbd/vol --keyfile b.kek
 "$KEYMGR" restore-header rbd:rbd/vol hdr.bak --keyfile b.kek >/dev/null || fail "restore-header rbd:rbd/vol"
 "$KEYMGR" verify rbd:rbd/vol --keyfile b.kek >/dev/null || fail "verify after restore-header"
-serve rbd:rbd/vol keyfile=b.kek -- python3 "$IOTEST" '$uri' parts 4 "$seed" ||
+rserve rbd:rbd/vol keyfile=b.kek -- python3 "$IOTEST" '$uri' parts 4 "$seed" ||
   fail "after restore-header the data does not read back"
 pass "backup-header, then restore-header over a destroyed header: the volume serves its data again"
 
@@ -174,7 +198,7 @@ pass "backup-header, then restore-header over a destroyed header: the volume ser
   unset CEPH_CONF CEPH_KEYRING CEPH_ARGS
   "$KEYMGR" info rbd:rbd/vol --ceph-conf "$CEPH_DIR/ceph.conf" --ceph-keyring "$CEPH_DIR/keyring" \
     --ceph-id admin >/dev/null || fail "info with --ceph-conf/--ceph-keyring/--ceph-id"
-  nbdkit -U - "$PLUGIN" rbd:rbd/vol keyfile=b.kek ceph-conf="$CEPH_DIR/ceph.conf" \
+  timeout -k 5 120 nbdkit -U - "$PLUGIN" rbd:rbd/vol keyfile=b.kek ceph-conf="$CEPH_DIR/ceph.conf" \
     ceph-keyring="$CEPH_DIR/keyring" ceph-id=admin --run 'nbdinfo --size "$uri"' >size.out ||
     fail "serving with ceph-conf=/ceph-keyring=/ceph-id="
   [ "$(cat size.out)" = $((16 * MIB)) ] || fail "served with ceph-conf=: wrong size"
@@ -191,20 +215,20 @@ expect_fail "rbd:POOL without an image (keymgr)" 'rbd:rbd' "$KEYMGR" info rbd:rb
 expect_fail "rbd:POOL without an image (create)" 'rbd:rbd' \
   "$KEYMGR" create rbd:rbd --size 4M --wrap file:vol.kek
 expect_fail "rbd:POOL without an image (plugin)" 'rbd:rbd' \
-  nbdkit -U - "$PLUGIN" rbd:rbd keyfile=b.kek --run true
+  serve_fails rbd:rbd keyfile=b.kek
 expect_fail "a missing pool" 'nosuchpool' "$KEYMGR" info rbd:nosuchpool/vol
 expect_fail "create in a missing pool" 'nosuchpool' \
   "$KEYMGR" create rbd:nosuchpool/vol --size 4M --wrap file:vol.kek
 expect_fail "an unknown image (keymgr)" 'rbd:rbd/nosuchimage' "$KEYMGR" info rbd:rbd/nosuchimage
 expect_fail "an unknown image (plugin)" 'rbd:rbd/nosuchimage' \
-  nbdkit -U - "$PLUGIN" rbd:rbd/nosuchimage keyfile=b.kek --run true
+  serve_fails rbd:rbd/nosuchimage keyfile=b.kek
 ! rbd info rbd/nosuchimage >/dev/null 2>&1 || fail "info or serving made rbd/nosuchimage"
 ! rbd ls rbd | grep -qx rbd || fail "create rbd:rbd made an image"
 
 # A dead cluster: an error within seconds (ceph-timeout=2), not a hang.
 "$CV_SRCDIR/tests/ceph/cluster.sh" stop "$CEPH_DIR"
-ms timeout 60 nbdkit -U - "$PLUGIN" rbd:rbd/vol keyfile=b.kek ceph-timeout=2 --run true
-[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "serving from a stopped cluster: exit $rc after $ms ms"
+ms serve_fails rbd:rbd/vol keyfile=b.kek ceph-timeout=2
+[ "$rc" != 0 ] || fail "serving from a stopped cluster: exit $rc after $ms ms"
 grep -q 'rbd:rbd/vol' "$tmp/err" || { cat "$tmp/err"; fail "the dead-cluster error does not name the volume"; }
 [ "$ms" -lt 20000 ] || fail "ceph-timeout=2: the error took $ms ms"
 pass "a stopped cluster with ceph-timeout=2: refused in $ms ms: $(grep -m1 'rbd:rbd/vol' "$tmp/err")"
