@@ -43,6 +43,7 @@ rserve () {
 # expect_fail reports it).
 serve_fails () {
   local rc=0
+  rm -f "$tmp/refused.sock"
   timeout -k 5 60 nbdkit -f -U "$tmp/refused.sock" "$PLUGIN" "$@" || rc=$?
   if [ $rc = 124 ]; then echo "nbdkit did not end in 60 s" >&2; return 0; fi
   return $rc
