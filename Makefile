@@ -44,7 +44,7 @@ Q = @
 quiet = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
-.PHONY: all deps check check-unit check-integration demo bench bench-many install \
+.PHONY: all deps check check-unit check-integration demo bench bench-rbd bench-many install \
         install-systemd \
         format format-check clean sanitize fuzz \
         fuzz-build
@@ -118,7 +118,8 @@ FUZZ_FLAGS   := $(FUZZ_BASE) -fsanitize=fuzzer,address,undefined \
 # The same targets for line coverage (tests/fuzz/coverage.sh): no sanitizer.
 FUZZ_COV_FLAGS := $(FUZZ_BASE) -fsanitize=fuzzer -fprofile-instr-generate \
                   -fcoverage-mapping
-FUZZ_TARGETS := control aws-config aws-creds aws-sts header unlock kms stanza
+FUZZ_TARGETS := control aws-config aws-creds aws-sts header unlock kms stanza \
+                rbd-spec
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build-fuzz/fuzz-%)
 FUZZ_SRCS_control    := lib/ctl/dispatch.c lib/ctl/audit.c lib/common/log.c \
                         lib/common/clock.c
@@ -134,6 +135,7 @@ FUZZ_SRCS_unlock     := $(FUZZ_SRCS_header) lib/keys/unlock.c lib/keys/file.c \
                         lib/keys/provider.c
 FUZZ_SRCS_kms        := lib/keys/kms.c lib/keys/kms-http.c
 FUZZ_SRCS_stanza     := lib/common/stanza.c lib/common/text.c lib/common/log.c
+FUZZ_SRCS_rbd-spec   := lib/io/rbd.c
 # Targets whose sources stand alone; the others link the library.
 FUZZ_ALONE      := control aws-config aws-creds stanza
 FUZZ_ALONE_LIBS := $(shell pkg-config --libs jansson libcrypto libgcrypt 2>/dev/null)
@@ -181,6 +183,14 @@ demo: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)bench/run-bench.sh
+	$(Q)bench/rbd.sh || [ $$? = 77 ]
+
+# cryptvol on Ceph RBD against qemu-nbd's rbd driver (issue 17;
+# doc/performance.md): a throw-away cluster (tests/ceph/cluster.sh), ~3
+# minutes; part of `make bench`. Knobs: BENCH_RBD_* (bench/rbd.sh).
+bench-rbd: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bench/rbd.sh
 
 # Many volumes in one server against one process per volume (issue 16;
 # doc/performance.md): BENCH_MANY_ARGS="-n 1000 -r 3 ..." (bench/many-volumes.sh).

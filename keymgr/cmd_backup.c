@@ -23,7 +23,8 @@ cmd_backup_header (int argc, char **argv)
         "FILE is created (never overwritten); keep it as safe as the keys:\n"
         "it holds the wraps.\n";
   struct common_opts co;
-  CLEANUP_CLOSE int fd = -1, out = -1;
+  CLEANUP_DEV struct cv_dev *d = NULL;
+  CLEANUP_CLOSE int out = -1;
   struct cv_header *h = NULL;
   unsigned valid;
   int rc = parse_args (argc, argv, NULL, NULL, NULL, &co, usage, 2);
@@ -31,7 +32,7 @@ cmd_backup_header (int argc, char **argv)
   if (rc)
     return rc < 0 ? EXIT_OK : rc;
   const char *path = argv[optind], *file = argv[optind + 1];
-  if ((rc = open_header (path, co.header, &fd, &h, &valid)) != 0)
+  if ((rc = open_header (path, co.header, &d, &h, &valid)) != 0)
     return rc;
   audit_volume (path, cv_hdr_uuid (h));
   if (cv_hdr_rotating (h)) {
@@ -52,8 +53,10 @@ cmd_backup_header (int argc, char **argv)
   if (ftruncate (out, CV_HDR_AREA_SIZE) < 0) {
     rc = -errno;
     cv_err ("cannot size %s: %s", file, strerror (-rc));
-  } else
-    rc = cv_hdr_commit (out, file, h);
+  } else {
+    struct cv_dev od = cv_dev_file (out, file);
+    rc = cv_hdr_commit (&od, h);
+  }
   if (rc < 0)
     unlink (file);
   else
@@ -93,7 +96,7 @@ cmd_restore_header (int argc, char **argv)
         "Offline: stop the server first. The key proves the backup belongs\n"
         "to the volume and is not older than its last rotate-dek.\n";
   struct common_opts co;
-  CLEANUP_CLOSE int bfd = -1, fd = -1;
+  CLEANUP_DEV struct cv_dev *bd = NULL, *hd = NULL;
   struct cv_header *bh = NULL, *cur = NULL;
   CLEANUP_KEY struct cv_key *dek = NULL;
   unsigned valid;
@@ -104,23 +107,19 @@ cmd_restore_header (int argc, char **argv)
     return rc < 0 ? EXIT_OK : rc;
   const char *path = argv[optind], *file = argv[optind + 1];
   const char *name = co.header ? co.header : path;
-  if ((rc = open_header (file, NULL, &bfd, &bh, &valid)) != 0)
+  if ((rc = open_header (file, NULL, &bd, &bh, &valid)) != 0)
     return rc;
   audit_volume (path, cv_hdr_uuid (bh));
-  fd = open (name, O_RDWR | O_CLOEXEC);
-  if (fd < 0) {
-    rc = -errno;
-    cv_err ("cannot open %s: %s", name, strerror (-rc));
+  if ((rc = keymgr_dev_open (name, "header", false, &hd)) < 0)
     goto out;
-  }
-  if ((ec = lock_volume (fd, name, true)) != 0)
+  if ((ec = lock_volume (hd, true)) != 0)
     goto out;
   if ((rc = common_creds (&co, has_wrap_type (bh, "passphrase") && isatty (0),
                           false))
       < 0)
     goto out;
 
-  rc = cv_hdr_read (fd, name, &cur, &valid);
+  rc = cv_hdr_read (hd, &cur, &valid);
   if (rc == 0) {
     /* The current header decides: same volume, not mid-rotation, and the
      * backup authenticates under the volume's current DEK. */
@@ -158,13 +157,12 @@ cmd_restore_header (int argc, char **argv)
     rc = cv_unlock (bh, file, &co.creds, &co.unlock_sel, &dek, NULL);
   }
   if (rc == 0) {
-    CLEANUP_CLOSE int dfd = -1;
-    if (co.header && (dfd = open (path, O_RDWR | O_CLOEXEC)) < 0) {
-      rc = -errno;
-      cv_err ("cannot open %s (the data file, for its seal sector): %s", path,
-              strerror (-rc));
-    } else
-      rc = cv_hdr_commit_sealed (fd, name, co.header ? dfd : fd, path, bh, dek);
+    CLEANUP_DEV struct cv_dev *dd = NULL;
+    if (!co.header
+        || (rc = keymgr_dev_open (path, "data file (for its seal sector)",
+                                  false, &dd))
+               == 0)
+      rc = cv_hdr_commit_sealed (hd, co.header ? dd : hd, bh, dek);
   }
   if (rc == 0)
     report (co.json,

@@ -91,30 +91,80 @@ create_opt (int c, const char *arg, void *ctx)
   return -1;
 }
 
-/* Size of a regular file or block device, -errno on failure. */
-static int
-target_size (int fd, uint64_t *size, bool *blockdev)
+/* What the target is, for the report: "file", "block-device" or "rbd". */
+static const char *
+target_kind (const struct cv_dev *d)
 {
   struct stat st;
 
-  if (fstat (fd, &st) < 0)
-    return -errno;
-  *blockdev = S_ISBLK (st.st_mode);
-  if (*blockdev)
-    return ioctl (fd, BLKGETSIZE64, size) < 0 ? -errno : 0;
-  *size = (uint64_t) st.st_size;
+  if (!cv_dev_is_file (d))
+    return d->ops->name;
+  return fstat (d->fd, &st) == 0 && S_ISBLK (st.st_mode) ? "block-device"
+                                                         : "file";
+}
+
+/* Open or create the target at path: a new file or RBD image of
+ * data_offset + size bytes (*created) when there is none and size > 0.
+ * Returns 0 or an exit code (reported). */
+static int
+open_target (const char *path, uint64_t size, uint64_t data_offset,
+             struct cv_dev **d, bool *created)
+{
+  int rc;
+
+  *created = false;
+  if (cv_rbd_is_path (path)) {
+    if (size > 0) {
+      if ((rc = cv_rbd_create (path, &keymgr_rbd, data_offset + size)) < 0
+          && rc != -EEXIST)
+        return exit_code (rc);
+      *created = rc == 0;
+    }
+    rc = keymgr_dev_open (path, "volume", false, d);
+    return rc == 0 ? 0 : exit_code (rc);
+  }
+  CLEANUP_CLOSE int fd = open (path, O_RDWR | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    if (size == 0) {
+      cv_err ("%s does not exist; give --size to create it", path);
+      return EXIT_USAGE;
+    }
+    fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    *created = fd >= 0;
+  }
+  if (fd < 0) {
+    cv_err ("cannot open %s: %s", path, strerror (errno));
+    return EXIT_IO;
+  }
+  close (STEAL_FD (fd));
+  /* Opened again as a device of its own (the one just opened proved that
+   * the path is ours to open or create). */
+  if ((rc = keymgr_dev_open (path, "volume", false, d)) < 0)
+    return EXIT_IO;
   return 0;
 }
 
-/* True if the len bytes at off of fd are all zero (or the file is
- * shorter). */
+/* Undo open_target's creation: close *d (an image is removed only once
+ * this process no longer holds its lock) and remove path. */
+static void
+remove_target (const char *path, struct cv_dev **d)
+{
+  cv_dev_close (*d);
+  *d = NULL;
+  if (cv_rbd_is_path (path))
+    cv_rbd_remove (path, &keymgr_rbd);
+  else
+    unlink (path);
+}
+
+/* True if the len bytes at off of d are all zero (or it is shorter). */
 static bool
-area_is_blank (int fd, uint64_t off, size_t len)
+area_is_blank (struct cv_dev *d, uint64_t off, size_t len)
 {
   CLEANUP_FREE uint8_t *buf = malloc (len);
   size_t n = 0;
 
-  if (!buf || cv_pread_all (fd, buf, len, off, &n) < 0)
+  if (!buf || cv_dev_pread (d, buf, len, off, &n) < 0)
     return false;
   for (size_t i = 0; i < n; i++)
     if (buf[i])
@@ -217,24 +267,14 @@ cmd_create (int argc, char **argv)
     return EXIT_USAGE;
   }
 
-  /* Open or create the data file. */
-  bool created = false, blockdev = false;
-  CLEANUP_CLOSE int fd = open (path, O_RDWR | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) {
-    if (size == 0) {
-      cv_err ("%s does not exist; give --size to create it", path);
-      return EXIT_USAGE;
-    }
-    fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    created = fd >= 0;
-  }
-  if (fd < 0) {
-    cv_err ("cannot open %s: %s", path, strerror (errno));
-    return EXIT_IO;
-  }
+  /* Open or create the data file or image. */
+  bool created;
+  CLEANUP_DEV struct cv_dev *dd = NULL;
+  if ((rc = open_target (path, size, data_offset, &dd, &created)) != 0)
+    return rc;
   uint64_t have;
-  if ((rc = target_size (fd, &have, &blockdev)) < 0) {
-    cv_err ("%s: %s", path, strerror (-rc));
+  if ((rc = cv_dev_size (dd, &have)) < 0) {
+    cv_err ("cannot find the size of %s: %s", path, strerror (-rc));
     return EXIT_IO;
   }
   if (!created) {
@@ -250,7 +290,7 @@ cmd_create (int argc, char **argv)
       return EXIT_USAGE;
     }
     /* Formatting overwrites the start of the target: only with consent. */
-    if (!detached && !yes && !area_is_blank (fd, 0, CV_HDR_AREA_SIZE)) {
+    if (!detached && !yes && !area_is_blank (dd, 0, CV_HDR_AREA_SIZE)) {
       cv_err ("%s is not blank: creating a volume overwrites its first %d "
               "bytes; add --yes to do it",
               path, CV_HDR_AREA_SIZE);
@@ -259,7 +299,7 @@ cmd_create (int argc, char **argv)
     /* The block before the data of a target with a detached header may
      * hold what it had before (an imported LUKS volume's key material). */
     if (detached && seal != UINT64_MAX && !yes
-        && !area_is_blank (fd, seal, CV_SEAL_SIZE)) {
+        && !area_is_blank (dd, seal, CV_SEAL_SIZE)) {
       cv_warn ("%s: the 4096 bytes before the data (at %llu) are not blank "
                "(an imported LUKS header's key material?): no seal sector, "
                "so a stale header could not be told from the current one; "
@@ -272,7 +312,7 @@ cmd_create (int argc, char **argv)
     cv_err ("--size %llu is not a multiple of the sector size %llu",
             (unsigned long long) size, (unsigned long long) sector_size);
     if (created)
-      unlink (path);
+      remove_target (path, &dd);
     return EXIT_USAGE;
   }
 
@@ -286,16 +326,17 @@ cmd_create (int argc, char **argv)
       cv_err ("cannot create detached header %s: %s%s", detached, strerror (e),
               e == EEXIST ? " (it exists: refusing to overwrite it)" : "");
       if (created)
-        unlink (path);
+        remove_target (path, &dd);
       return e == EEXIST ? EXIT_USAGE : EXIT_IO;
     }
   }
-  int hdr_fd = detached ? hfd : fd;
+  struct cv_dev hdev = cv_dev_file (hfd, detached);
+  struct cv_dev *hd = detached ? &hdev : dd;
 
   struct cv_header *h = NULL;
   CLEANUP_KEY struct cv_key *dek = NULL;
   int64_t made = -1; /* the wrap made with the DEK (GenerateDataKey), or -1 */
-  rc = cv_lock_header_for (hdr_fd, keymgr_wait_s * 1000);
+  rc = cv_lock_header_for (hd, keymgr_wait_s * 1000);
   if (rc == 0 && (!import || (rc = import_key (import, &dek)) == 0)
       && (rc = common_creds (&co, want_pass, true)) == 0
       && (rc = cv_hdr_new ((uint32_t) sector_size, data_offset, size, &h)) == 0
@@ -311,17 +352,13 @@ cmd_create (int argc, char **argv)
     if (rc == 0 && (rc = cv_hdr_seal (h, dek)) == 0)
       for (size_t i = made >= 0; i < nwraps && rc == 0; i++)
         rc = cv_wrap_add (h, wraps[i], &co.creds, dek, NULL);
-    if (rc == 0 && created
-        && ftruncate (fd, (off_t) (data_offset + size)) < 0) {
-      rc = -errno;
-      cv_err ("cannot size %s: %s", path, strerror (errno));
-    }
-    if (rc == 0 && detached && ftruncate (hfd, CV_HDR_AREA_SIZE) < 0) {
-      rc = -errno;
-      cv_err ("cannot size %s: %s", detached, strerror (errno));
-    }
+    if (rc == 0 && created && cv_dev_is_file (dd)
+        && (rc = cv_dev_resize (dd, data_offset + size)) < 0)
+      cv_err ("cannot size %s: %s", path, strerror (-rc));
+    if (rc == 0 && detached && (rc = cv_dev_resize (hd, CV_HDR_AREA_SIZE)) < 0)
+      cv_err ("cannot size %s: %s", detached, strerror (-rc));
     if (rc == 0)
-      rc = cv_hdr_commit_sealed (hdr_fd, hname, fd, path, h, dek);
+      rc = cv_hdr_commit_sealed (hd, dd, h, dek);
   } else if (rc == -EBUSY)
     cv_err ("%s is locked by another cryptvol-keymgr, still after waiting "
             "%u s (--wait SECONDS)",
@@ -330,7 +367,7 @@ cmd_create (int argc, char **argv)
     /* Leave nothing half-made behind; a pre-existing target was not yet
      * written (the commit is the last step). */
     if (created)
-      unlink (path);
+      remove_target (path, &dd);
     if (detached)
       unlink (detached);
     cv_hdr_free (h);
@@ -344,7 +381,7 @@ cmd_create (int argc, char **argv)
     json_decref (j);
   } else
     printf ("created %s volume %s: %llu bytes, %u-byte sectors, %zu wrap%s\n",
-            blockdev ? "block-device" : "file", path, (unsigned long long) size,
+            target_kind (dd), path, (unsigned long long) size,
             cv_hdr_sector_size (h), nwraps, nwraps == 1 ? "" : "s");
   cv_hdr_free (h);
   common_free (&co);

@@ -77,7 +77,7 @@ grant_opt (int c, const char *arg, void *ctx)
 /* A volume's header, read only, and the kms wraps a command acts on. */
 struct grant_vol {
   const char *path;
-  int fd;
+  struct cv_dev *d;
   struct cv_header *h;
   const char *uuid;
   size_t n;
@@ -89,8 +89,7 @@ static void
 grant_vol_close (struct grant_vol *v)
 {
   cv_hdr_free (v->h);
-  if (v->fd >= 0)
-    close (v->fd);
+  cv_dev_close (v->d);
 }
 
 /* Open path's header (or header) and choose its kms wraps: wrap (>= 0)
@@ -104,8 +103,8 @@ grant_vol_open (struct grant_vol *v, const char *path, const char *header,
   unsigned valid;
   int rc;
 
-  *v = (struct grant_vol){ .path = path, .fd = -1 };
-  if ((rc = open_header (path, header, &v->fd, &v->h, &valid)) != 0)
+  *v = (struct grant_vol){ .path = path };
+  if ((rc = open_header (path, header, &v->d, &v->h, &valid)) != 0)
     return rc;
   v->uuid = cv_hdr_uuid (v->h);
   audit_volume (path, v->uuid);

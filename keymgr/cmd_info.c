@@ -132,14 +132,14 @@ cmd_info (int argc, char **argv)
   if (rc)
     return rc < 0 ? EXIT_OK : rc;
   const char *path = argv[optind];
-  CLEANUP_CLOSE int fd = -1;
+  CLEANUP_DEV struct cv_dev *d = NULL;
   struct cv_header *h = NULL;
   unsigned valid;
-  if ((rc = open_header (path, co.header, &fd, &h, &valid)) != 0)
+  if ((rc = open_header (path, co.header, &d, &h, &valid)) != 0)
     return rc;
 
   json_t *j = cv_hdr_to_json (h);
-  json_t *rot = rotation_state (h, fd, co.header ? co.header : path);
+  json_t *rot = rotation_state (h, d);
   if (co.json) {
     if (rot)
       json_object_set (j, "dek_rotation", rot);

@@ -178,13 +178,13 @@ out:
 static int
 check_not_served (const char *path, const char *name)
 {
-  CLEANUP_CLOSE int fd = open (name, O_RDWR | O_CLOEXEC);
+  CLEANUP_DEV struct cv_dev *d = NULL;
 
-  if (fd < 0)
-    return 0; /* cv_vol_open says why */
-  if (cv_lock_in_use_for (fd, true, keymgr_wait_s * 1000) != -EBUSY)
+  if (cv_dev_file_open (name, false, &d) < 0)
+    return 0; /* cv_vol_open says why (an RBD image's lock does too) */
+  if (cv_lock_in_use_for (d, true, keymgr_wait_s * 1000) != -EBUSY)
     return 0;
-  if (cv_lock_in_use (fd, false, false) == -EBUSY)
+  if (cv_lock_in_use (d, false, false) == -EBUSY)
     cv_err ("%s is being changed offline by another cryptvol-keymgr "
             "(rotate-dek, restore-header or shred), still after waiting %u s "
             "(--wait SECONDS); try again when it ends",
@@ -300,10 +300,10 @@ cmd_rotate_dek (int argc, char **argv)
     return rc;
   {
     /* A passphrase is asked for only if there is a passphrase wrap. */
-    CLEANUP_CLOSE int fd = -1;
+    CLEANUP_DEV struct cv_dev *d = NULL;
     struct cv_header *h = NULL;
     unsigned valid;
-    if ((rc = open_header (path, co.header, &fd, &h, &valid)) != 0)
+    if ((rc = open_header (path, co.header, &d, &h, &valid)) != 0)
       return rc;
     audit_volume (path, cv_hdr_uuid (h));
     bool ask = rotate_needs_passphrase (h, &ro) && isatty (0)
@@ -329,6 +329,7 @@ cmd_rotate_dek (int argc, char **argv)
 
   struct cv_vol_opts o = { .path = path,
                            .header_path = co.header,
+                           .rbd = &keymgr_rbd,
                            .exclusive = true,
                            .creds = &co.creds,
                            .wraps = &co.unlock_sel };

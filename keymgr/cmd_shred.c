@@ -45,10 +45,11 @@ confirm (const char *name, const char *uuid)
   return strcmp (line, "shred\n") == 0;
 }
 
-/* Overwrite [0, len) of fd with random bytes and sync. */
+/* Overwrite [0, len) of d with random bytes and sync. */
 static int
-overwrite (int fd, const char *name, uint64_t len)
+overwrite (struct cv_dev *d, uint64_t len)
 {
+  const char *name = d->name;
   uint8_t buf[65536];
 
   for (uint64_t off = 0; off < len; off += sizeof buf) {
@@ -56,18 +57,16 @@ overwrite (int fd, const char *name, uint64_t len)
     int rc = cv_random (buf, n);
     if (rc < 0)
       return rc;
-    if ((rc = cv_pwrite_all (fd, buf, n, off, 0)) < 0) {
+    if ((rc = cv_dev_pwrite (d, buf, n, off, false)) < 0) {
       cv_err ("%s: overwriting at %llu: %s", name, (unsigned long long) off,
               strerror (-rc));
       return rc;
     }
   }
-  if (fdatasync (fd) < 0) {
-    int rc = -errno;
+  int rc = cv_dev_flush (d);
+  if (rc < 0)
     cv_err ("%s: sync: %s", name, strerror (-rc));
-    return rc;
-  }
-  return 0;
+  return rc;
 }
 
 /* What is left to do for each wrap's key, which shred cannot destroy: one
@@ -122,24 +121,20 @@ cmd_shred (int argc, char **argv)
         "for\nconfirmation on a terminal; --yes for scripts.\n";
   struct shred_opts so = { false };
   struct common_opts co;
-  CLEANUP_CLOSE int fd = -1;
+  CLEANUP_DEV struct cv_dev *d = NULL;
   struct cv_header *h = NULL;
   unsigned valid;
-  struct stat st;
+  uint64_t size;
   int rc = parse_args (argc, argv, own, shred_opt, &so, &co, usage, 1);
 
   if (rc)
     return rc < 0 ? EXIT_OK : rc;
   const char *path = argv[optind], *name = co.header ? co.header : path;
-  fd = open (name, O_RDWR | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    cv_err ("cannot open %s: %s", name, strerror (e));
-    return e == ENOENT ? EXIT_USAGE : EXIT_IO;
-  }
-  if ((rc = lock_volume (fd, name, true)) != 0)
+  if ((rc = keymgr_dev_open (name, "header", false, &d)) < 0)
+    return rc == -ENOENT ? EXIT_USAGE : EXIT_IO;
+  if ((rc = lock_volume (d, true)) != 0)
     return rc;
-  rc = cv_hdr_read (fd, name, &h, &valid);
+  rc = cv_hdr_read (d, &h, &valid);
   if (rc == -EINVAL)
     return EXIT_HEADER; /* not a cryptvol volume: nothing to shred */
   if (h)
@@ -155,11 +150,11 @@ cmd_shred (int argc, char **argv)
    * (the data offset is known only from a readable header), the whole file
    * when detached. */
   uint64_t len = CV_HDR_AREA_SIZE;
-  if (co.header && fstat (fd, &st) == 0 && (uint64_t) st.st_size > len)
-    len = (uint64_t) st.st_size;
+  if (co.header && cv_dev_size (d, &size) == 0 && size > len)
+    len = size;
   else if (!co.header && h && cv_hdr_data_offset (h) > len)
     len = cv_hdr_data_offset (h);
-  if ((rc = overwrite (fd, name, len)) == 0) {
+  if ((rc = overwrite (d, len)) == 0) {
     size_t n = h ? cv_hdr_wrap_count (h) : 0;
     struct cv_wrap_info w;
     for (size_t i = 0; h && cv_hdr_wrap_at (h, i, &w) == 0; i++)

@@ -32,14 +32,14 @@ upgrade_opt (int c, const char *arg, void *ctx)
   return 0;
 }
 
-/* Is the block at off of fd free for a seal: all zero, or a seal already? */
+/* Is the block at off of d free for a seal: all zero, or a seal already? */
 static bool
-block_free (int fd, uint64_t off)
+block_free (struct cv_dev *d, uint64_t off)
 {
   uint8_t buf[CV_SEAL_SIZE];
   size_t n = 0;
 
-  if (cv_pread_all (fd, buf, sizeof buf, off, &n) < 0)
+  if (cv_dev_pread (d, buf, sizeof buf, off, &n) < 0)
     return false;
   if (n >= 8 && memcmp (buf, "CVSEAL01", 8) == 0)
     return true;
@@ -76,7 +76,7 @@ cmd_upgrade (int argc, char **argv)
     common_free (&co);
     return rc;
   }
-  int dfd = session_data_fd (&s, &attached);
+  struct cv_dev *dd = session_data_dev (&s, &attached);
   bool had_seal = cv_hdr_sealed (s.h, NULL, NULL);
   bool had_binding = cv_hdr_binds_wraps (s.h);
   bool settled = cv_hdr_wraps_settled (s.h);
@@ -98,7 +98,7 @@ cmd_upgrade (int argc, char **argv)
     goto out;
   if (!uo.reseal) {
     bool behind;
-    if ((rc = cv_seal_check (dfd, s.volume, attached, s.h, s.dek, &behind)) < 0)
+    if ((rc = cv_seal_check (dd, attached, s.h, s.dek, &behind)) < 0)
       goto out;
     if (had_seal && had_binding && settled && !behind) {
       report (
@@ -107,7 +107,7 @@ cmd_upgrade (int argc, char **argv)
       goto out;
     }
   }
-  if (!had_seal && off != UINT64_MAX && !uo.yes && !block_free (dfd, off)) {
+  if (!had_seal && off != UINT64_MAX && !uo.yes && !block_free (dd, off)) {
     cv_err ("%s: the 4096 bytes at %llu, where the seal sector goes, are "
             "not blank (an imported LUKS header's key material?); add --yes "
             "to overwrite them",

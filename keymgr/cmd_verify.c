@@ -22,10 +22,10 @@ cmd_verify (int argc, char **argv)
   if (rc)
     return rc < 0 ? EXIT_OK : rc;
   const char *path = argv[optind];
-  CLEANUP_CLOSE int fd = -1;
+  CLEANUP_DEV struct cv_dev *d = NULL;
   struct cv_header *h = NULL;
   unsigned valid;
-  if ((rc = open_header (path, co.header, &fd, &h, &valid)) != 0)
+  if ((rc = open_header (path, co.header, &d, &h, &valid)) != 0)
     return rc;
 
   /* Ask for a passphrase only when no key file was given. */
@@ -35,9 +35,8 @@ cmd_verify (int argc, char **argv)
   if (rc == 0)
     rc = cv_unlock (h, path, &co.creds, &co.unlock_sel, &dek, &id);
   if (rc == 0)
-    rc = check_seal (path, co.header, fd, h, dek);
-  json_t *rot
-      = rc == 0 ? rotation_state (h, fd, co.header ? co.header : path) : NULL;
+    rc = check_seal (path, co.header, d, h, dek);
+  json_t *rot = rc == 0 ? rotation_state (h, d) : NULL;
   if (rc == 0) {
     uint64_t gen;
     bool sealed = cv_hdr_sealed (h, NULL, &gen);

@@ -258,14 +258,14 @@ cmd_list_wraps (int argc, char **argv)
   static const char usage[]
       = "usage: cryptvol-keymgr list-wraps VOLUME [--header FILE] [--json]\n";
   struct common_opts co;
-  CLEANUP_CLOSE int fd = -1;
+  CLEANUP_DEV struct cv_dev *d = NULL;
   struct cv_header *h = NULL;
   unsigned valid;
   int rc = parse_args (argc, argv, NULL, NULL, NULL, &co, usage, 1);
 
   if (rc)
     return rc < 0 ? EXIT_OK : rc;
-  if ((rc = open_header (argv[optind], co.header, &fd, &h, &valid)) != 0)
+  if ((rc = open_header (argv[optind], co.header, &d, &h, &valid)) != 0)
     return rc;
   if (co.json)
     print_json (cv_hdr_wraps (h));

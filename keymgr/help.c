@@ -106,6 +106,16 @@ static const struct {
     "terminal, else a line per whole percent; JSON lines with --json)" },
   /* the options many commands share */
   { NULL, "header", "FILE", "the volume's detached header" },
+  { NULL, "ceph-conf", "FILE",
+    "rbd: volumes: the cluster's ceph.conf (default: CEPH_CONF, then\n"
+    "Ceph's search: /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf)" },
+  { NULL, "ceph-id", "NAME",
+    "rbd: volumes: the client id, without \"client.\" (default admin)" },
+  { NULL, "ceph-keyring", "FILE",
+    "rbd: volumes: the keyring (default: the one ceph.conf names)" },
+  { NULL, "takeover", NULL,
+    "rbd: volumes: break the image's exclusive lock held by another client\n"
+    "(blocklisting it, so its late writes fail): only when its host is gone" },
   { NULL, "keyfile", "FILE", "unlock with this key file" },
   { NULL, "passphrase-file", "FILE",
     "read the passphrase from FILE (one trailing newline dropped); without\n"

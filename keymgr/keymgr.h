@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "io/backend.h"
 #include "keys/keys.h"
 
 /* Exit codes (documented in cryptvol-keymgr(8)). */
@@ -49,6 +50,7 @@ enum {
   OPT_WAIT = 1 << 6,    /* --wait */
   OPT_QUIET = 1 << 7,   /* --quiet: no progress */
   OPT_EXPORT = 1 << 8,  /* --export: the control socket's export */
+  OPT_CEPH = 1 << 9,    /* --ceph-*, --takeover: opens a volume */
   OPT_UNLOCK = OPT_KEY | OPT_PASS | OPT_PIN | OPT_SERVICE,
 };
 
@@ -96,12 +98,12 @@ const char *wrap_spec_absolute (const char *spec);
 struct cv_header;
 bool has_wrap_type (const struct cv_header *h, const char *type);
 
-/* An unfinished DEK rotation of h (fd: its header file, open) for info and
+/* An unfinished DEK rotation of h (d: its header, open) for info and
  * verify (rotstate.c): NULL when there is none (or its state is malformed:
  * logged), else a new object {state: "interrupted" | "running" (offline
  * rotate-dek) | "served" (a server holds the volume), percent, boundary,
  * size, id, started, next: what continues it}. Caller decrefs. */
-json_t *rotation_state (const struct cv_header *h, int fd, const char *name);
+json_t *rotation_state (const struct cv_header *h, struct cv_dev *d);
 /* That object as one line on stdout ("DEK rotation: interrupted at 37% ...").
  */
 void rotation_state_print (const json_t *r);
@@ -121,32 +123,40 @@ void report (bool json, json_t *j, const char *fmt, ...)
 /* Open the header of volume (or header, if given) read-only. Returns 0, or
  * the exit code for the failure (reported): EXIT_HEADER when it is not a
  * usable cryptvol header. */
-/* Refuse a header (read by open_header from hfd) that is older than the
+/* Refuse a header (read by open_header from hd) that is older than the
  * volume: cv_seal_check on the data file, with the unlocked DEK. Returns 0
  * or -errno (reported). */
-int check_seal (const char *volume, const char *header, int hfd,
+int check_seal (const char *volume, const char *header, struct cv_dev *hd,
                 const struct cv_header *h, const struct cv_key *dek);
-int open_header (const char *volume, const char *header, int *fd_out,
+int open_header (const char *volume, const char *header, struct cv_dev **d_out,
                  struct cv_header **h, unsigned *valid);
+
+/* --ceph-conf, --ceph-id, --ceph-keyring, --takeover: for rbd: volumes. */
+extern struct cv_rbd_opts keymgr_rbd;
+/* cv_dev_open with them: a file, or an RBD image (opened for writing, it
+ * holds the image's exclusive lock until closed). 0 or -errno (reported). */
+int keymgr_dev_open (const char *path, const char *what, bool readonly,
+                     struct cv_dev **out);
 
 /* --wait SECONDS: how long a command waits for a volume's locks held by
  * another process before it gives up with EXIT_BUSY (0: not at all). */
 #define KEYMGR_WAIT_DEFAULT 5
 extern unsigned keymgr_wait_s;
 
-/* Take the locks of the volume whose header is open (read-write) on fd, name
- * in messages: the in-use lock, exclusive for an offline change (rotate-dek,
- * restore-header, shred) or else shared, then the header write lock, waiting
- * up to --wait seconds in all. Returns 0, or an exit code after saying who
- * may hold the lock and what to do (EXIT_BUSY when it stayed busy). */
-int lock_volume (int fd, const char *name, bool exclusive);
+/* Take the locks of the volume whose header d is open (read-write): the in-use
+ * lock, exclusive for an offline change (rotate-dek, restore-header, shred) or
+ * else shared, then the header write lock, waiting up to --wait seconds in all.
+ * Returns 0, or an exit code after saying who may hold the lock and what to do
+ * (EXIT_BUSY when it stayed busy). */
+int lock_volume (struct cv_dev *d, bool exclusive);
 
 /* A volume header opened for a change (session.c): the in-use lock shared,
  * the header write lock held until session_close. */
 struct session {
   const char *volume, *name; /* volume path; header file (name) */
-  int fd;
-  int dfd; /* the data file when the header is detached (its seal), or -1 */
+  struct cv_dev *hd;
+  struct cv_dev *dd; /* the data file when the header is detached (its
+                        seal sector), else NULL */
   struct cv_header *h;
   struct cv_key *dek;  /* after session_unlock */
   int64_t unlocked_by; /* id of the wrap that unlocked */
@@ -164,9 +174,9 @@ int session_unlock (struct session *s, const struct cv_creds *c,
  * the seal sector written), else as it is (a change made without the DEK:
  * a re-wrap inside KMS). Returns 0 or -errno (reported). */
 int session_commit (struct session *s);
-/* The descriptor of the data file (for its seal sector) and whether the
- * header is attached to it. */
-int session_data_fd (const struct session *s, bool *attached);
+/* The data file's device (for its seal sector) and whether the header is
+ * attached to it. */
+struct cv_dev *session_data_dev (const struct session *s, bool *attached);
 
 /* The audit log (audit.c). audit_init installs the log sink that remembers
  * the last error; audit_end writes the record if --audit-log was given and

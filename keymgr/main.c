@@ -31,33 +31,34 @@ static const struct {
   const char *summary;
 } commands[] = {
   { "create", cmd_create,
-    OPT_PASS | OPT_PIN | OPT_SERVICE | OPT_PBKDF | OPT_WAIT,
+    OPT_CEPH | OPT_PASS | OPT_PIN | OPT_SERVICE | OPT_PBKDF | OPT_WAIT,
     "create a volume (new file, or format a file/device)" },
-  { "info", cmd_info, OPT_HEADER | OPT_PIN | OPT_SERVICE,
+  { "info", cmd_info, OPT_HEADER | OPT_CEPH | OPT_PIN | OPT_SERVICE,
     "show a volume's header (no key needed)" },
-  { "verify", cmd_verify, OPT_HEADER | OPT_UNLOCK,
+  { "verify", cmd_verify, OPT_HEADER | OPT_CEPH | OPT_UNLOCK,
     "unlock with a key and check the header MAC" },
   { "genkey", cmd_genkey, 0, "write a new random 32-byte key file" },
   { "add-wrap", cmd_add_wrap,
-    OPT_HEADER | OPT_UNLOCK | OPT_PBKDF | OPT_WAIT | OPT_EXPORT,
+    OPT_HEADER | OPT_CEPH | OPT_UNLOCK | OPT_PBKDF | OPT_WAIT | OPT_EXPORT,
     "add a way to unlock the volume" },
   { "remove-wrap", cmd_remove_wrap,
-    OPT_HEADER | OPT_UNLOCK | OPT_WAIT | OPT_EXPORT,
+    OPT_HEADER | OPT_CEPH | OPT_UNLOCK | OPT_WAIT | OPT_EXPORT,
     "remove a wrap (never the last working one)" },
-  { "list-wraps", cmd_list_wraps, OPT_HEADER, "list the wraps" },
+  { "list-wraps", cmd_list_wraps, OPT_HEADER | OPT_CEPH, "list the wraps" },
   { "rewrap", cmd_rewrap,
-    OPT_HEADER | OPT_UNLOCK | OPT_PBKDF | OPT_WAIT | OPT_EXPORT,
+    OPT_HEADER | OPT_CEPH | OPT_UNLOCK | OPT_PBKDF | OPT_WAIT | OPT_EXPORT,
     "KEK rotation: move a wrap to another key" },
   { "rotate-dek", cmd_rotate_dek,
-    OPT_HEADER | OPT_UNLOCK | OPT_WAIT | OPT_QUIET | OPT_EXPORT,
+    OPT_HEADER | OPT_CEPH | OPT_UNLOCK | OPT_WAIT | OPT_QUIET | OPT_EXPORT,
     "DEK rotation: re-encrypt the data (offline, or served: --control)" },
-  { "backup-header", cmd_backup_header, OPT_HEADER,
+  { "backup-header", cmd_backup_header, OPT_HEADER | OPT_CEPH,
     "save the header to a file" },
-  { "restore-header", cmd_restore_header, OPT_HEADER | OPT_UNLOCK | OPT_WAIT,
+  { "restore-header", cmd_restore_header,
+    OPT_HEADER | OPT_CEPH | OPT_UNLOCK | OPT_WAIT,
     "put a saved header back (offline)" },
-  { "shred", cmd_shred, OPT_HEADER | OPT_WAIT,
+  { "shred", cmd_shred, OPT_HEADER | OPT_CEPH | OPT_WAIT,
     "crypto-erase: destroy the header and every wrap" },
-  { "upgrade", cmd_upgrade, OPT_HEADER | OPT_UNLOCK | OPT_WAIT,
+  { "upgrade", cmd_upgrade, OPT_HEADER | OPT_CEPH | OPT_UNLOCK | OPT_WAIT,
     "add the seal sector and wrap binding to an older volume" },
   { "status", cmd_status, OPT_EXPORT,
     "a running server's key state (--control PATH)" },
@@ -69,13 +70,13 @@ static const struct {
     "make a server re-read the header (--control)" },
   { "metrics", cmd_metrics, OPT_EXPORT,
     "a server's exports' metrics for Prometheus (--control)" },
-  { "grant", cmd_grant, OPT_HEADER | OPT_SERVICE,
+  { "grant", cmd_grant, OPT_HEADER | OPT_CEPH | OPT_SERVICE,
     "let one AWS principal unlock the volume (KMS grant)" },
-  { "grants", cmd_grants, OPT_HEADER | OPT_SERVICE,
+  { "grants", cmd_grants, OPT_HEADER | OPT_CEPH | OPT_SERVICE,
     "list the volume's KMS grants" },
-  { "revoke-grant", cmd_revoke_grant, OPT_HEADER | OPT_SERVICE,
+  { "revoke-grant", cmd_revoke_grant, OPT_HEADER | OPT_CEPH | OPT_SERVICE,
     "revoke one of the volume's grants" },
-  { "retire-grant", cmd_retire_grant, OPT_HEADER | OPT_SERVICE,
+  { "retire-grant", cmd_retire_grant, OPT_HEADER | OPT_CEPH | OPT_SERVICE,
     "retire one of the volume's grants" },
   { "aws-identity", cmd_aws_identity, 0,
     "the AWS principal, source and expiry of the credentials found" },
@@ -107,6 +108,10 @@ static const struct {
   { { "wait", required_argument, 0, 0x114 }, OPT_WAIT },
   { { "quiet", no_argument, 0, 0x115 }, OPT_QUIET },
   { { "export", required_argument, 0, 0x116 }, OPT_EXPORT },
+  { { "ceph-conf", required_argument, 0, 0x117 }, OPT_CEPH },
+  { { "ceph-id", required_argument, 0, 0x118 }, OPT_CEPH },
+  { { "ceph-keyring", required_argument, 0, 0x119 }, OPT_CEPH },
+  { { "takeover", no_argument, 0, 0x11a }, OPT_CEPH },
   { { "json", no_argument, 0, 0x104 }, 0 },
   { { "audit-log", required_argument, 0, 0x110 }, 0 },
   { { "debug", no_argument, 0, 0x109 }, 0 },
@@ -334,6 +339,18 @@ common_opt (struct common_opts *o, int c, const char *arg)
     return 1;
   case 0x116:
     keymgr_export = arg;
+    return 1;
+  case 0x117:
+    keymgr_rbd.conf = arg;
+    return 1;
+  case 0x118:
+    keymgr_rbd.id = arg;
+    return 1;
+  case 0x119:
+    keymgr_rbd.keyring = arg;
+    return 1;
+  case 0x11a:
+    keymgr_rbd.takeover = true;
     return 1;
   case 0x114: {
     uint32_t secs;
@@ -609,42 +626,48 @@ print_json (const json_t *j)
   json_printed = true;
 }
 
+struct cv_rbd_opts keymgr_rbd;
+
+int
+keymgr_dev_open (const char *path, const char *what, bool readonly,
+                 struct cv_dev **out)
+{
+  return cv_dev_open (path, what, readonly, &keymgr_rbd, out);
+}
+
 /* Open the header of VOLUME (or --header) read-only and read it. */
 int
-open_header (const char *volume, const char *header, int *fd_out,
+open_header (const char *volume, const char *header, struct cv_dev **d_out,
              struct cv_header **h, unsigned *valid)
 {
   const char *name = header ? header : volume;
-  int fd = open (name, O_RDONLY | O_CLOEXEC);
-  int rc;
+  struct cv_dev *d;
+  int rc = keymgr_dev_open (name, "header", true, &d);
 
-  if (fd < 0) {
-    int e = errno;
-    cv_err ("cannot open %s: %s", name, strerror (e));
-    return e == ENOENT ? EXIT_USAGE : EXIT_IO;
-  }
-  if ((rc = cv_hdr_read (fd, name, h, valid)) < 0) {
-    close (fd);
+  if (rc < 0)
+    return rc == -ENOENT ? EXIT_USAGE : EXIT_IO;
+  if ((rc = cv_hdr_read (d, h, valid)) < 0) {
+    cv_dev_close (d);
     return rc == -EIO ? EXIT_IO : EXIT_HEADER;
   }
-  *fd_out = fd;
+  *d_out = d;
   return 0;
 }
 
 int
-check_seal (const char *volume, const char *header, int hfd,
+check_seal (const char *volume, const char *header, struct cv_dev *hd,
             const struct cv_header *h, const struct cv_key *dek)
 {
-  CLEANUP_CLOSE int dfd = -1;
+  CLEANUP_DEV struct cv_dev *dd = NULL;
   bool behind;
+  int rc;
 
-  if (header && (dfd = open (volume, O_RDONLY | O_CLOEXEC)) < 0) {
-    int e = errno;
-    cv_err ("cannot open %s (the data file, for its seal sector): %s", volume,
-            strerror (e));
-    return -e;
-  }
-  return cv_seal_check (header ? dfd : hfd, volume, !header, h, dek, &behind);
+  if (header
+      && (rc = keymgr_dev_open (volume, "data file (for its seal sector)", true,
+                                &dd))
+             < 0)
+    return rc;
+  return cv_seal_check (header ? dd : hd, !header, h, dek, &behind);
 }
 
 /* The getopt option of argv[optind - 1] that getopt_long refused, for a

@@ -83,10 +83,10 @@ static int
 read_volume (const char *path, const char *header, char *uuid, size_t n,
              bool *rotating, bool *passphrase, const struct rotate_opts *ro)
 {
-  CLEANUP_CLOSE int fd = -1;
+  CLEANUP_DEV struct cv_dev *d = NULL;
   struct cv_header *h = NULL;
   unsigned valid;
-  int rc = open_header (path, header, &fd, &h, &valid);
+  int rc = open_header (path, header, &d, &h, &valid);
 
   if (rc)
     return rc;

@@ -18,15 +18,16 @@ percent (uint64_t boundary, uint64_t size)
 }
 
 json_t *
-rotation_state (const struct cv_header *h, int fd, const char *name)
+rotation_state (const struct cv_header *h, struct cv_dev *d)
 {
+  const char *name = d->name;
   struct cv_hdr_rotation r;
   const char *state, *next;
   int holder;
 
   if (!cv_hdr_rotating (h) || cv_hdr_rotation_get (h, name, &r) < 0)
     return NULL;
-  holder = cv_lock_in_use_holder (fd);
+  holder = cv_lock_in_use_holder (d);
   if (holder == 2) {
     state = "running";
     next = "cryptvol-keymgr rotate-dek has the volume open and is rotating it";

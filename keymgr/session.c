@@ -39,16 +39,17 @@ waited (char *buf, size_t len)
 }
 
 int
-lock_volume (int fd, const char *name, bool exclusive)
+lock_volume (struct cv_dev *d, bool exclusive)
 {
+  const char *name = d->name;
   uint64_t start = now_ms (), wait_ms = (uint64_t) keymgr_wait_s * 1000, used;
   char w[128];
-  int rc = cv_lock_in_use_for (fd, exclusive, (unsigned) wait_ms);
+  int rc = cv_lock_in_use_for (d, exclusive, (unsigned) wait_ms);
 
   if (rc == -EBUSY) {
     /* Held exclusive: an offline change. Held shared (which only an
      * exclusive request meets): a server, or a keymgr changing the wraps. */
-    if (!exclusive || cv_lock_in_use (fd, false, false) == -EBUSY)
+    if (!exclusive || cv_lock_in_use (d, false, false) == -EBUSY)
       cv_err ("%s is being changed offline by another cryptvol-keymgr "
               "(rotate-dek, restore-header or shred); %stry again when it "
               "ends (fuser -v %s lists the processes that have it open)",
@@ -63,8 +64,7 @@ lock_volume (int fd, const char *name, bool exclusive)
   if (rc < 0)
     return exit_code (rc);
   used = now_ms () - start;
-  rc = cv_lock_header_for (fd,
-                           used < wait_ms ? (unsigned) (wait_ms - used) : 0);
+  rc = cv_lock_header_for (d, used < wait_ms ? (unsigned) (wait_ms - used) : 0);
   if (rc == -EBUSY) {
     cv_err ("%s: another cryptvol-keymgr, or the nbdkit serving it (online "
             "rotation, reload), is changing the header; %stry again (fuser -v "
@@ -84,33 +84,25 @@ open_locked (struct session *s)
   unsigned valid;
   int rc;
 
-  s->fd = open (s->name, O_RDWR | O_CLOEXEC);
-  if (s->fd < 0) {
-    int e = errno;
-    cv_err ("cannot open %s: %s", s->name, strerror (e));
-    return e == ENOENT ? EXIT_USAGE : EXIT_IO;
-  }
-  if ((rc = lock_volume (s->fd, s->name, false)) != 0)
+  if ((rc = keymgr_dev_open (s->name, "header", false, &s->hd)) < 0)
+    return rc == -ENOENT ? EXIT_USAGE : exit_code (rc);
+  if ((rc = lock_volume (s->hd, false)) != 0)
     return rc;
-  if ((rc = cv_hdr_read (s->fd, s->name, &s->h, &valid)) < 0)
+  if ((rc = cv_hdr_read (s->hd, &s->h, &valid)) < 0)
     return rc == -EIO ? EXIT_IO : EXIT_HEADER;
-  if (strcmp (s->name, s->volume) != 0) {
-    s->dfd = open (s->volume, O_RDWR | O_CLOEXEC);
-    if (s->dfd < 0) {
-      int e = errno;
-      cv_err ("cannot open %s (the data file, for its seal sector): %s",
-              s->volume, strerror (e));
-      return e == ENOENT ? EXIT_USAGE : EXIT_IO;
-    }
-  }
+  if (strcmp (s->name, s->volume) != 0
+      && (rc = keymgr_dev_open (s->volume, "data file (for its seal sector)",
+                                false, &s->dd))
+             < 0)
+    return rc == -ENOENT ? EXIT_USAGE : exit_code (rc);
   return 0;
 }
 
-int
-session_data_fd (const struct session *s, bool *attached)
+struct cv_dev *
+session_data_dev (const struct session *s, bool *attached)
 {
-  *attached = s->dfd < 0;
-  return s->dfd >= 0 ? s->dfd : s->fd;
+  *attached = !s->dd;
+  return s->dd ? s->dd : s->hd;
 }
 
 int
@@ -118,8 +110,6 @@ session_open (struct session *s, const char *volume, const char *header)
 {
   *s = (struct session){ .volume = volume,
                          .name = header ? header : volume,
-                         .fd = -1,
-                         .dfd = -1,
                          .unlocked_by = -1 };
   int rc = open_locked (s);
 
@@ -136,13 +126,11 @@ session_close (struct session *s)
 {
   cv_hdr_free (s->h);
   cv_key_free (s->dek);
-  if (s->fd >= 0)
-    close (s->fd); /* releases the locks */
-  if (s->dfd >= 0)
-    close (s->dfd);
+  cv_dev_close (s->hd); /* releases the locks */
+  cv_dev_close (s->dd);
   s->h = NULL;
   s->dek = NULL;
-  s->fd = s->dfd = -1;
+  s->hd = s->dd = NULL;
 }
 
 int
@@ -153,8 +141,8 @@ session_unlock (struct session *s, const struct cv_creds *c,
   bool attached, behind;
 
   if (rc == 0) {
-    int dfd = session_data_fd (s, &attached);
-    rc = cv_seal_check (dfd, s->volume, attached, s->h, s->dek, &behind);
+    struct cv_dev *dd = session_data_dev (s, &attached);
+    rc = cv_seal_check (dd, attached, s->h, s->dek, &behind);
   }
   if (rc == 0)
     rc = cv_hdr_wrap_mark_verified (s->h, s->unlocked_by);
@@ -165,9 +153,9 @@ int
 session_commit (struct session *s)
 {
   bool attached;
-  int dfd = session_data_fd (s, &attached);
+  struct cv_dev *dd = session_data_dev (s, &attached);
 
   if (!s->dek)
-    return cv_hdr_commit (s->fd, s->name, s->h);
-  return cv_hdr_commit_sealed (s->fd, s->name, dfd, s->volume, s->h, s->dek);
+    return cv_hdr_commit (s->hd, s->h);
+  return cv_hdr_commit_sealed (s->hd, dd, s->h, s->dek);
 }

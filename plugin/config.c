@@ -70,6 +70,8 @@ absolute (const char *dir, const char *path)
 {
   char *s;
 
+  if (cv_rbd_is_path (path)) /* an image in a cluster, not a file */
+    return keep (strdup (path));
   if (!dir || path[0] == '/')
     return keep (nbdkit_absolute_path (path));
   if (asprintf (&s, "%s/%s", dir, path) < 0) {
@@ -323,6 +325,16 @@ vol_param (struct vol_params *p, const char *key, const char *value,
     return flag (value, &p->direct);
   if (strcmp (key, "readonly") == 0)
     return flag (value, &p->readonly);
+  if (strcmp (key, "ceph-conf") == 0)
+    return (p->rbd.conf = absolute (dir, value)) ? 0 : -1;
+  if (strcmp (key, "ceph-keyring") == 0)
+    return (p->rbd.keyring = absolute (dir, value)) ? 0 : -1;
+  if (strcmp (key, "ceph-id") == 0)
+    return (p->rbd.id = keep (strdup (value))) ? 0 : -1;
+  if (strcmp (key, "ceph-timeout") == 0)
+    return nbdkit_parse_unsigned (key, value, &p->rbd.timeout_s) < 0 ? -1 : 0;
+  if (strcmp (key, "takeover") == 0)
+    return flag (value, &p->rbd.takeover);
   if (strcmp (key, "read-path") == 0) {
     static const char *const names[] = { "auto", "map", "pread" };
     if ((r = choice (key, value, names, 3)) < 0)

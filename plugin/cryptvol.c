@@ -98,7 +98,7 @@ cryptvol_config_complete (void)
 }
 
 #define cryptvol_config_help                                                   \
-  "[volume=]PATH        Volume: a file or block device.\n"                     \
+  "[volume=]PATH        Volume: a file, block device or rbd:POOL/IMAGE.\n"     \
   "volumes=FILE         Serve many: a stanza per export (see the man page).\n" \
   "dir=DIR              Serve every volume file in DIR, named after it.\n"     \
   "unlock=eager|lazy    Unlock every export at start (default) or at its "     \
@@ -118,6 +118,11 @@ cryptvol_config_complete (void)
   "allow-costly-kdf=true|false  Unlock a passphrase wrap whose KDF is over "   \
   "the limit.\n"                                                               \
   "direct=true|false    Open the data with O_DIRECT (default false).\n"        \
+  "ceph-conf=FILE       rbd: volumes: ceph.conf (default: Ceph's search).\n"   \
+  "ceph-id=NAME         rbd: volumes: the client id (default admin).\n"        \
+  "ceph-keyring=FILE    rbd: volumes: the keyring (default: the conf's).\n"    \
+  "ceph-timeout=SECONDS rbd: volumes: cluster timeouts (default 30).\n"        \
+  "takeover=true|false  rbd: volumes: break another host's lock (fence it).\n" \
   "io=auto|io_uring|posix  I/O backend (default auto: io_uring if usable).\n"  \
   "xts-engine=auto|openssl|gcrypt  XTS implementation (default auto: the "     \
   "faster).\n"                                                                 \
@@ -239,6 +244,7 @@ export_unlock (struct export *e)
   struct cv_vol_opts o = {
     .path = e->p.path,
     .header_path = e->p.header,
+    .rbd = &e->p.rbd,
     .direct = e->p.direct,
     .creds = &e->p.creds,
     .wraps = &e->p.wraps,
@@ -268,9 +274,20 @@ export_unlock (struct export *e)
   return forked ? export_start (e) : 0;
 }
 
-/* What the unlock pool shares: the next export to take. */
+/* Whether e is unlocked only once nbdkit has forked: an RBD volume
+ * (data or header), because librados's threads would not survive the
+ * fork. */
+static bool
+after_fork_only (const struct export *e)
+{
+  return cv_rbd_is_path (e->p.path)
+         || (e->p.header && cv_rbd_is_path (e->p.header));
+}
+
+/* What the unlock pool shares: the next export to take, and which ones. */
 struct pool {
   size_t next; /* atomic */
+  bool rbd;    /* the after_fork_only ones, else the others */
 };
 
 static void *
@@ -280,6 +297,8 @@ unlock_worker (void *arg)
   size_t i;
 
   while ((i = __atomic_fetch_add (&p->next, 1, __ATOMIC_RELAXED)) < nexports) {
+    if (after_fork_only (&exports[i]) != p->rbd)
+      continue;
     pthread_mutex_lock (&exports[i].lock);
     export_unlock (&exports[i]);
     pthread_mutex_unlock (&exports[i].lock);
@@ -287,17 +306,18 @@ unlock_worker (void *arg)
   return NULL;
 }
 
-/* unlock=eager with many exports: unlock them all, unlock_parallel at a
- * time (each mostly waits for its key service), before nbdkit listens. An
- * export that fails is logged and refuses its clients until an open or the
- * control socket's unlock retries it; the others are served. */
+/* unlock=eager with many exports: unlock them all (rbd: the RBD ones, in
+ * after_fork, else the others, before nbdkit listens), unlock_parallel at
+ * a time (each mostly waits for its key service). An export that fails is
+ * logged and refuses its clients until an open or the control socket's
+ * unlock retries it; the others are served. */
 static void
-unlock_all (void)
+unlock_all (bool rbd)
 {
   size_t nthreads
       = server.unlock_parallel < nexports ? server.unlock_parallel : nexports;
   pthread_t *t = calloc (nthreads, sizeof *t);
-  struct pool p = { 0 };
+  struct pool p = { .rbd = rbd };
   size_t started = 0, failed = 0;
   time_t t0 = now_s ();
 
@@ -310,7 +330,7 @@ unlock_all (void)
     pthread_join (t[i], NULL);
   free (t);
   for (size_t i = 0; i < nexports; i++)
-    failed += !exports[i].vol;
+    failed += !exports[i].vol && after_fork_only (&exports[i]) == rbd;
   if (failed)
     nbdkit_error ("warning: %zu of %zu exports could not be unlocked (each "
                   "said why above); they refuse clients until an unlock "
@@ -321,9 +341,31 @@ unlock_all (void)
                 started ? started : 1);
 }
 
-/* Unlock before nbdkit listens: a single volume whose key is missing or
- * wrong stops the server here with a message naming the volume and the
- * reason; with many, only that export is refused. */
+/* Unlock the exports, rbd: those that wait for the fork (after_fork_only)
+ * or the others. A single volume whose key is missing or wrong stops the
+ * server with a message naming the volume and the reason; with many, only
+ * that export is refused. Once every export is unlocked, the secrets given
+ * are dropped: the volumes hold their DEKs (and, for the key watch, their
+ * own copies of the credentials). 0 or -1 (logged). */
+static int
+unlock_exports (bool rbd)
+{
+  bool all = true;
+
+  if (!server.multi) {
+    if (after_fork_only (&exports[0]) == rbd && export_unlock (&exports[0]) < 0)
+      return -1;
+  } else if (!server.lazy)
+    unlock_all (rbd);
+  for (size_t i = 0; i < nexports; i++)
+    all &= exports[i].vol != NULL;
+  if (all)
+    config_drop_secrets ();
+  return 0;
+}
+
+/* Unlock before nbdkit listens (RBD volumes: in after_fork, before nbdkit
+ * takes clients). */
 static int
 cryptvol_get_ready (void)
 {
@@ -332,20 +374,7 @@ cryptvol_get_ready (void)
       return -1;
     cv_vol_set_event_sink (audit_event, audit);
   }
-  if (!server.multi) {
-    if (export_unlock (&exports[0]) < 0)
-      return -1;
-  } else if (!server.lazy)
-    unlock_all ();
-  /* The volumes hold their DEKs (and, for the key watch, their own copies
-   * of the credentials): the secrets given are not needed any more, unless
-   * an export is still to be unlocked. */
-  bool all = true;
-  for (size_t i = 0; i < nexports; i++)
-    all &= exports[i].vol != NULL;
-  if (all)
-    config_drop_secrets ();
-  return 0;
+  return unlock_exports (false);
 }
 
 /* The control socket's commands on an export: the volume's
@@ -463,7 +492,6 @@ cryptvol_after_fork (void)
 {
   bool watch = false;
 
-  forked = true;
   if (cv_key_relock_all () < 0)
     return -1;
   for (size_t i = 0; i < nexports; i++) {
@@ -471,6 +499,10 @@ cryptvol_after_fork (void)
     if (exports[i].vol && export_start (&exports[i]) < 0)
       return -1;
   }
+  /* From here an unlock starts the export's threads itself. */
+  forked = true;
+  if (unlock_exports (true) < 0)
+    return -1;
   if (watch && cv_watch_start () < 0)
     return -1;
   return server.control_path ? control_start () : 0;

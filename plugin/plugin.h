@@ -27,8 +27,10 @@ struct vol_params {
   struct cv_watch_opts watch;
   bool direct, readonly;
   enum cv_read_path read_path;
-  bool rotate_manual; /* rotate=manual: only the control socket starts */
-  double rotate_rate; /* rotate-rate=: MiB/s, 0 unlimited */
+  bool rotate_manual;     /* rotate=manual: only the control socket starts */
+  double rotate_rate;     /* rotate-rate=: MiB/s, 0 unlimited */
+  struct cv_rbd_opts rbd; /* ceph-conf=, ceph-id=, ceph-keyring=,
+                             ceph-timeout=, takeover= */
 };
 
 /* One export: a volume served under a name. */

@@ -26,11 +26,6 @@ static const off_t lock_byte[] = {
   [CV_DEV_LOCK_IN_USE] = ((off_t) 1 << 62) + 1,
   [CV_DEV_LOCK_COMMIT] = ((off_t) 1 << 62) + 2,
 };
-static const char *const lock_name[] = {
-  [CV_DEV_LOCK_HEADER] = "header write",
-  [CV_DEV_LOCK_IN_USE] = "volume in-use",
-  [CV_DEV_LOCK_COMMIT] = "header commit",
-};
 
 /* A file device that owns its descriptor (cv_dev_file_open). */
 struct file_dev {
@@ -99,13 +94,7 @@ file_lock (struct cv_dev *d, enum cv_dev_lock which, short type, bool wait)
     return 0;
   if (!wait && (errno == EAGAIN || errno == EACCES))
     return -EBUSY;
-  int e = errno;
-  cv_err ("cannot %s the %s lock of %s: %s%s",
-          type == F_UNLCK ? "release" : "take", lock_name[which], d->name,
-          strerror (e),
-          e == EBADF && type == F_WRLCK ? " (the file must be open for writing)"
-                                        : "");
-  return -e;
+  return -errno;
 }
 
 static int
@@ -131,8 +120,7 @@ file_holder (struct cv_dev *d, char *who, size_t who_len)
 /* A borrowed descriptor stays open. */
 static void
 file_close_borrowed (struct cv_dev *d)
-{
-}
+{}
 
 static void
 file_close (struct cv_dev *d)
@@ -148,8 +136,8 @@ file_close (struct cv_dev *d)
   .name = "file", .pread = file_pread, .pwrite = file_pwrite,                  \
   .flush = file_flush, .size = file_size, .resize = file_resize,               \
   .lock = file_lock, .holder = file_holder
-static const struct cv_dev_ops borrowed_ops = { FILE_OPS,
-                                                .close = file_close_borrowed };
+static const struct cv_dev_ops borrowed_ops
+    = { FILE_OPS, .close = file_close_borrowed };
 static const struct cv_dev_ops owned_ops = { FILE_OPS, .close = file_close };
 
 struct cv_dev

@@ -42,10 +42,9 @@ struct cv_dev_ops {
   int (*size) (struct cv_dev *d, uint64_t *size);
   int (*resize) (struct cv_dev *d, uint64_t size);
   /* Take (type F_RDLCK or F_WRLCK) or release (F_UNLCK) a lock; wait: block
-   * until it is free. Returns 0, -EBUSY when it is held elsewhere and !wait
-   * (not logged), or -errno (logged). */
-  int (*lock) (struct cv_dev *d, enum cv_dev_lock which, short type,
-               bool wait);
+   * until it is free. Returns 0, -EBUSY when it is held elsewhere and !wait,
+   * or -errno; not logged (format/lock.c names the lock). */
+  int (*lock) (struct cv_dev *d, enum cv_dev_lock which, short type, bool wait);
   /* Who else holds CV_DEV_LOCK_IN_USE: 0 nobody, 1 shared (a server),
    * 2 exclusive (an offline operation); -errno (logged). With who (may be
    * NULL), a description of the holder for messages ("" when unknown). */
@@ -84,5 +83,11 @@ int cv_dev_holder (struct cv_dev *d, char *who, size_t who_len);
 bool cv_dev_is_file (const struct cv_dev *d);
 /* Close d (NULL is ignored). */
 void cv_dev_close (struct cv_dev *d);
+static inline void
+cv_dev_closep (struct cv_dev **d)
+{
+  cv_dev_close (*d);
+}
+#define CLEANUP_DEV __attribute__ ((cleanup (cv_dev_closep)))
 
 #endif

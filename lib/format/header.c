@@ -740,18 +740,13 @@ cv_hdr_decode (const uint8_t *buf, int copy, const char *name,
  * goes on without it; each copy's checksum still protects the reader. */
 #define COMMIT_LOCK_WAIT_MS 2000
 static void
-commit_lock (int fd, short type)
+commit_lock (struct cv_dev *d, short type)
 {
-  struct flock fl = { .l_type = type,
-                      .l_whence = SEEK_SET,
-                      .l_start = CV_LOCK_COMMIT_BYTE,
-                      .l_len = 1 };
   long waited_us = 0, delay_us = 500;
+  int r;
 
-  while (fcntl (fd, F_OFD_SETLK, &fl) < 0) {
-    if ((errno != EAGAIN && errno != EACCES && errno != EINTR)
-        || waited_us >= COMMIT_LOCK_WAIT_MS * 1000L)
-      return;
+  while ((r = cv_dev_lock (d, CV_DEV_LOCK_COMMIT, type, false)) == -EBUSY
+         && waited_us < COMMIT_LOCK_WAIT_MS * 1000L) {
     usleep ((useconds_t) delay_us);
     waited_us += delay_us;
     delay_us = delay_us * 2 > 20000 ? 20000 : delay_us * 2;
@@ -778,8 +773,9 @@ hdr_pair_free (struct cv_header *(*p)[2])
 }
 
 int
-cv_hdr_read (int fd, const char *name, struct cv_header **out, unsigned *valid)
+cv_hdr_read (struct cv_dev *d, struct cv_header **out, unsigned *valid)
 {
+  const char *name = d->name;
   __attribute__ ((cleanup (hdr_pair_free))) struct cv_header *hc[2] = { 0 };
   char why[2][WHY_LEN];
   int r[2];
@@ -791,9 +787,9 @@ cv_hdr_read (int fd, const char *name, struct cv_header **out, unsigned *valid)
     return -ENOMEM;
   /* Both copies as one commit left them, not one from before and one from
    * after: a commit holds this lock while it writes. */
-  commit_lock (fd, F_RDLCK);
-  int e = cv_pread_all (fd, buf, CV_HDR_AREA_SIZE, 0, &got);
-  commit_lock (fd, F_UNLCK);
+  commit_lock (d, F_RDLCK);
+  int e = cv_dev_pread (d, buf, CV_HDR_AREA_SIZE, 0, &got);
+  commit_lock (d, F_UNLCK);
   if (e < 0) {
     cv_err ("cannot read the header of %s: %s", name, strerror (-e));
     return -EIO;
@@ -872,20 +868,21 @@ cv_hdr_read (int fd, const char *name, struct cv_header **out, unsigned *valid)
  * range, not the whole file (with an attached header, the data area a
  * server's clients have written may be gigabytes of cached pages). */
 static int
-write_copy (int fd, const char *name, int copy, const uint8_t *buf)
+write_copy (struct cv_dev *d, int copy, const uint8_t *buf)
 {
-  int r = cv_pwrite_all (fd, buf, CV_HDR_COPY_SIZE,
-                         (uint64_t) copy * CV_HDR_COPY_SIZE, RWF_DSYNC);
+  int r = cv_dev_pwrite (d, buf, CV_HDR_COPY_SIZE,
+                         (uint64_t) copy * CV_HDR_COPY_SIZE, true);
 
   if (r < 0)
-    cv_err ("cannot write the %s header copy of %s: %s", copy_name[copy], name,
-            strerror (-r));
+    cv_err ("cannot write the %s header copy of %s: %s", copy_name[copy],
+            d->name, strerror (-r));
   return r;
 }
 
 int
-cv_hdr_commit (int fd, const char *name, struct cv_header *h)
+cv_hdr_commit (struct cv_dev *d, struct cv_header *h)
 {
+  const char *name = d->name;
   CLEANUP_FREE uint8_t *buf = NULL;
   int r;
 
@@ -901,17 +898,17 @@ cv_hdr_commit (int fd, const char *name, struct cv_header *h)
 
   if ((r = encode_copy (h, next, 0, buf)) < 0)
     return r;
-  commit_lock (fd, F_WRLCK);
-  if ((r = write_copy (fd, name, 0, buf)) < 0)
+  commit_lock (d, F_WRLCK);
+  if ((r = write_copy (d, 0, buf)) < 0)
     goto out;
   h->seqid = next; /* copy 0 with this seqid is on disk */
 
   cv_fault_point ("header commit: copy 0 written, copy 1 not");
 
   if ((r = encode_copy (h, next, 1, buf)) == 0)
-    r = write_copy (fd, name, 1, buf);
+    r = write_copy (d, 1, buf);
 out:
-  commit_lock (fd, F_UNLCK);
+  commit_lock (d, F_UNLCK);
   /* Both copies are h now: nothing is left to fall back to. */
   if (r == 0) {
     cv_hdr_free (h->other);

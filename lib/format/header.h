@@ -16,6 +16,8 @@
 
 #include <jansson.h>
 
+#include "common/dev.h"
+
 struct cv_key;
 
 #define CV_HDR_COPY_SIZE (64 * 1024)
@@ -42,8 +44,8 @@ int cv_hdr_new (uint32_t sector_size, uint64_t data_offset, uint64_t size,
                 struct cv_header **out);
 void cv_hdr_free (struct cv_header *h);
 
-/* Read both copies from fd (the volume or the detached header file; name is
- * used in messages), validate magic, version, offset, checksum and JSON, and
+/* Read both copies from d (the volume or the detached header file; its name
+ * is used in messages), validate magic, version, offset, checksum and JSON, and
  * return the valid copy with the highest seqid in *out. *valid gets the
  * CV_HDR_COPY* mask. A corrupt copy is reported as a warning when the other
  * is good; both bad is an error.
@@ -51,8 +53,7 @@ void cv_hdr_free (struct cv_header *h);
  * header: no magic in either copy), -EBADMSG (both copies corrupt),
  * -EPROTONOSUPPORT (unknown format version, cipher or required feature),
  * -EIO (read failed or file too short), -ENOMEM. */
-int cv_hdr_read (int fd, const char *name, struct cv_header **out,
-                 unsigned *valid);
+int cv_hdr_read (struct cv_dev *d, struct cv_header **out, unsigned *valid);
 
 /* Encode h as one copy's bytes (buf of CV_HDR_COPY_SIZE, copy 0 or 1) with
  * its seqid. Exposed for tests and the corrupt-image generator. Returns 0,
@@ -69,7 +70,7 @@ int cv_hdr_decode (const uint8_t *buf, int copy, const char *name,
  * every instant at least one valid copy is on disk. The caller holds the
  * header write lock (cv_lock_header). h->seqid is bumped once copy 0 is on
  * disk. Returns 0 or -errno (logged). */
-int cv_hdr_commit (int fd, const char *name, struct cv_header *h);
+int cv_hdr_commit (struct cv_dev *d, struct cv_header *h);
 
 /* Compute and store kcv and mac from the DEK: the seal of a DEK holder's
  * commit. A volume with wrap binding gets its wraps bound as they are now
@@ -90,7 +91,6 @@ int cv_hdr_authenticate (const struct cv_header *h, const struct cv_key *dek);
  * than the seal (restored from before a wrap change or a DEK rotation), or
  * another volume's, is refused before any data is served or written. */
 #define CV_SEAL_SIZE 4096
-#define CV_LOCK_COMMIT_BYTE (((off_t) 1 << 62) + 2)
 
 /* Give h (new, or being upgraded) a seal sector at seal_offset of the data
  * file (from cv_seal_offset_for) and wrap binding; seal_offset UINT64_MAX:
@@ -108,7 +108,7 @@ bool cv_hdr_binds_wraps (const struct cv_header *h);
  * the header copies). */
 uint64_t cv_seal_offset_for (bool attached, uint64_t data_offset);
 
-/* Check the seal sector (read from dfd, the data file named dname; attached:
+/* Check the seal sector (read from dd, the data file; attached:
  * the header lives in the same file) against h, authenticated with dek (h's
  * DEK; during a DEK rotation also the old DEK, which a seal written before
  * the rotation's first commit is under). Returns 0 when h is the newest
@@ -119,18 +119,17 @@ uint64_t cv_seal_offset_for (bool attached, uint64_t data_offset);
  * -EBADMSG: the seal is missing, altered or another volume's; -EIO.
  * Logged, naming the header, the data file and what to do. A header
  * without a seal: 0. */
-int cv_seal_check (int dfd, const char *dname, bool attached,
-                   const struct cv_header *h, const struct cv_key *dek,
-                   bool *behind);
+int cv_seal_check (struct cv_dev *dd, bool attached, const struct cv_header *h,
+                   const struct cv_key *dek, bool *behind);
 /* Write the seal sector for h (sealed with dek) and make it durable.
  * Returns 0 or -errno (logged); 0 without a seal. */
-int cv_seal_write (int dfd, const char *dname, bool attached,
-                   const struct cv_header *h, const struct cv_key *dek);
+int cv_seal_write (struct cv_dev *dd, bool attached, const struct cv_header *h,
+                   const struct cv_key *dek);
 /* A DEK holder's commit: cv_hdr_seal, cv_hdr_commit, then the seal sector
- * (in the data file dfd; attached as above). Crash-safe in this order: a
+ * (in the data file dd; attached: dd is hd). Crash-safe in this order: a
  * seal that lags its header is accepted and written again at the next
  * open. Returns 0 or -errno (logged). */
-int cv_hdr_commit_sealed (int hfd, const char *name, int dfd, const char *dname,
+int cv_hdr_commit_sealed (struct cv_dev *hd, struct cv_dev *dd,
                           struct cv_header *h, const struct cv_key *dek);
 
 /* --- Wrap binding (lib/format/hdr-wraps.c) ----------------------------
@@ -280,23 +279,24 @@ int cv_hdr_rotation_old_dek (const struct cv_header *h, const char *name,
  * ciphertext). Caller decrefs; NULL when out of memory. */
 json_t *cv_hdr_to_json (const struct cv_header *h);
 
-/* Locks (OFD byte-range locks on the header file, released on close).
+/* Locks (the device's: OFD byte-range locks on a header file, released on
+ * close; an RBD image's exclusive lock, see common/dev.h).
  * The header write lock serialises header writers (keymgr vs keymgr, keymgr vs
  * plugin); the in-use lock is held shared by a serving plugin and taken
  * exclusive by offline operations (rotate-dek, shred, restore).
  * wait = false makes a busy lock fail at once with -EBUSY, which is not
  * logged (the caller names the volume and who may hold it); other errors are
- * (-EBADF: the header lock needs fd open for writing). */
-int cv_lock_header (int fd, bool wait);
-int cv_unlock_header (int fd);
-int cv_lock_in_use (int fd, bool exclusive, bool wait);
-/* Who holds the in-use lock of fd's file, without taking it (fd may be
- * read-only): 0 (nobody else), 1 (held shared: a server) or 2 (held
- * exclusive: an offline keymgr operation), or -errno (logged). */
-int cv_lock_in_use_holder (int fd);
+ * (-EBADF: the header lock needs a file open for writing). */
+int cv_lock_header (struct cv_dev *d, bool wait);
+int cv_unlock_header (struct cv_dev *d);
+int cv_lock_in_use (struct cv_dev *d, bool exclusive, bool wait);
+/* Who holds the in-use lock of d, without taking it (d may be read-only):
+ * 0 (nobody else), 1 (held shared: a server) or 2 (held exclusive: an
+ * offline keymgr operation), or -errno (logged). */
+int cv_lock_in_use_holder (struct cv_dev *d);
 /* As cv_lock_header and cv_lock_in_use, but a busy lock is retried for up to
  * wait_ms milliseconds (0: once) before -EBUSY (not logged). */
-int cv_lock_header_for (int fd, unsigned wait_ms);
-int cv_lock_in_use_for (int fd, bool exclusive, unsigned wait_ms);
+int cv_lock_header_for (struct cv_dev *d, unsigned wait_ms);
+int cv_lock_in_use_for (struct cv_dev *d, bool exclusive, unsigned wait_ms);
 
 #endif

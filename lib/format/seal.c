@@ -66,9 +66,9 @@ placed (const struct cv_header *h, const char *dname, bool attached)
  * upgrade put it (just before the data area): a header from before the
  * upgrade, which would bypass the check. */
 static int
-unsealed_check (int dfd, const char *dname, bool attached,
-                const struct cv_header *h)
+unsealed_check (struct cv_dev *dd, bool attached, const struct cv_header *h)
 {
+  const char *dname = dd->name;
   CLEANUP_FREE uint8_t *sec = NULL;
   uint8_t uuid[16];
   size_t got = 0;
@@ -79,8 +79,7 @@ unsealed_check (int dfd, const char *dname, bool attached,
     return 0;
   if (posix_memalign ((void **) &sec, 4096, CV_SEAL_SIZE) != 0)
     return -ENOMEM;
-  if (cv_pread_all (dfd, sec, CV_SEAL_SIZE, off, &got) < 0
-      || got < CV_SEAL_SIZE)
+  if (cv_dev_pread (dd, sec, CV_SEAL_SIZE, off, &got) < 0 || got < CV_SEAL_SIZE)
     return 0; /* nothing there to contradict the header */
   cv_hdr_uuid_bin (h, uuid);
   if (memcmp (sec + S_MAGIC, seal_magic, sizeof seal_magic) == 0
@@ -96,9 +95,10 @@ unsealed_check (int dfd, const char *dname, bool attached,
 }
 
 int
-cv_seal_write (int dfd, const char *dname, bool attached,
-               const struct cv_header *h, const struct cv_key *dek)
+cv_seal_write (struct cv_dev *dd, bool attached, const struct cv_header *h,
+               const struct cv_key *dek)
 {
+  const char *dname = dd->name;
   CLEANUP_FREE uint8_t *sec = NULL;
   int r;
 
@@ -115,7 +115,7 @@ cv_seal_write (int dfd, const char *dname, bool attached,
   cv_put_be64 (sec + S_GEN, h->generation);
   if ((r = seal_mac (h, dek, sec, sec + S_MAC)) < 0)
     return r;
-  r = cv_pwrite_all (dfd, sec, CV_SEAL_SIZE, h->seal_offset, RWF_DSYNC);
+  r = cv_dev_pwrite (dd, sec, CV_SEAL_SIZE, h->seal_offset, true);
   if (r < 0)
     cv_err ("cannot write the seal sector of %s (at %" PRIu64 "): %s; the "
             "header was committed and the next open writes it again",
@@ -124,10 +124,10 @@ cv_seal_write (int dfd, const char *dname, bool attached,
 }
 
 int
-cv_seal_check (int dfd, const char *dname, bool attached,
-               const struct cv_header *h, const struct cv_key *dek,
-               bool *behind)
+cv_seal_check (struct cv_dev *dd, bool attached, const struct cv_header *h,
+               const struct cv_key *dek, bool *behind)
 {
+  const char *dname = dd->name;
   CLEANUP_FREE uint8_t *sec = NULL;
   CLEANUP_KEY struct cv_key *odek = NULL;
   uint8_t uuid[16], mac[32];
@@ -136,12 +136,12 @@ cv_seal_check (int dfd, const char *dname, bool attached,
 
   *behind = false;
   if (!h->has_seal)
-    return unsealed_check (dfd, dname, attached, h);
+    return unsealed_check (dd, attached, h);
   if ((r = placed (h, dname, attached)) < 0)
     return r;
   if (posix_memalign ((void **) &sec, 4096, CV_SEAL_SIZE) != 0)
     return -ENOMEM;
-  r = cv_pread_all (dfd, sec, CV_SEAL_SIZE, h->seal_offset, &got);
+  r = cv_dev_pread (dd, sec, CV_SEAL_SIZE, h->seal_offset, &got);
   if (r < 0 || got < CV_SEAL_SIZE) {
     cv_err ("cannot read the seal sector of %s (at %" PRIu64 "): %s", dname,
             h->seal_offset, r < 0 ? strerror (-r) : "the file is too short");
@@ -203,16 +203,16 @@ cv_seal_check (int dfd, const char *dname, bool attached,
 }
 
 int
-cv_hdr_commit_sealed (int hfd, const char *name, int dfd, const char *dname,
-                      struct cv_header *h, const struct cv_key *dek)
+cv_hdr_commit_sealed (struct cv_dev *hd, struct cv_dev *dd, struct cv_header *h,
+                      const struct cv_key *dek)
 {
   int r;
 
-  if ((r = cv_hdr_seal (h, dek)) < 0 || (r = cv_hdr_commit (hfd, name, h)) < 0)
+  if ((r = cv_hdr_seal (h, dek)) < 0 || (r = cv_hdr_commit (hd, h)) < 0)
     return r;
   if (h->has_seal)
     cv_fault_point ("seal: header committed, seal not written");
-  return cv_seal_write (dfd, dname, hfd == dfd || strcmp (name, dname) == 0, h,
+  return cv_seal_write (dd, hd == dd || strcmp (hd->name, dd->name) == 0, h,
                         dek);
 }
 

@@ -89,6 +89,12 @@ cv_io_close (struct cv_io *io)
     io->ops->close (io);
 }
 
+size_t
+cv_io_chunk (const struct cv_io *io)
+{
+  return io->ops->chunk ? io->ops->chunk : 128 * 1024;
+}
+
 const char *
 cv_io_name (const struct cv_io *io)
 {

@@ -58,7 +58,7 @@ struct cv_io_queue;
 
 struct cv_io_open_opts {
   enum cv_io_kind kind;
-  const char *path; /* file, block device or "rbd:POOL/IMAGE" */
+  const char *path;              /* file, block device or "rbd:POOL/IMAGE" */
   const struct cv_rbd_opts *rbd; /* for rbd: paths; NULL: Ceph's defaults */
   bool readonly;
   bool direct; /* O_DIRECT: buffers, offsets and lengths 4096-aligned */
@@ -82,6 +82,11 @@ int cv_dev_open (const char *path, const char *what, bool readonly,
 void cv_io_close (struct cv_io *io);
 /* The backend's name ("io_uring", "posix"), for messages. */
 const char *cv_io_name (const struct cv_io *io);
+/* How many bytes one queued read or write should move at most: 128 KiB for
+ * files (bounce memory stays small, and the cipher works on one chunk while
+ * the next is in flight), more for a store whose every operation costs
+ * much (RBD: a round trip to the OSD and librbd's own work). */
+size_t cv_io_chunk (const struct cv_io *io);
 /* Size in bytes of the store. Returns 0 or -errno (logged). */
 int cv_io_size (struct cv_io *io, uint64_t *size);
 /* A read-only shared mapping (MAP_SHARED, PROT_READ) of the whole store as it

@@ -9,6 +9,8 @@
 
 struct cv_io_ops {
   const char *name;
+  /* cv_io_chunk: bytes per queued transfer the store prefers; 0: 128 KiB. */
+  size_t chunk;
   /* Open o->path as a store of this backend. 0 or -errno (logged). */
   int (*open) (const struct cv_io_open_opts *o, struct cv_io **out);
   void (*close) (struct cv_io *io);

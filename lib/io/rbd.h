@@ -2,10 +2,11 @@
  * "rbd:POOL/NAMESPACE/IMAGE", read and written through librbd inside the
  * process (no kernel module, no rbd-nbd).
  *
- * One cluster connection per process for each (conf, id, keyring); one
- * image handle per image, shared (refcounted) by the header device
+ * One image handle per image, shared (refcounted) by the header device
  * (cv_dev_open) and the data store (cv_io_open) of a volume, so that the
- * process is one client of the image. An image opened for writing takes
+ * process is one client of the image; each image handle has its own cluster
+ * connection, so that a takeover (which blocklists the holder's connection)
+ * fences that image only. An image opened for writing takes
  * RBD's exclusive lock (rbd_lock_acquire, RBD_LOCK_MODE_EXCLUSIVE) and holds
  * it until its last handle closes: another client's writes fail, and a
  * second cryptvol opening it for writing is refused with a message naming
@@ -43,9 +44,12 @@ bool cv_rbd_is_path (const char *path);
 int cv_rbd_parse (const char *path, struct cv_rbd_spec *s);
 
 /* Create the image at path (features layering, exclusive-lock, object-map,
- * fast-diff, deep-flatten) of size bytes. Returns 0, -EEXIST (logged) or
- * -errno (logged). */
+ * fast-diff, deep-flatten) of size bytes. Returns 0, -EEXIST (not logged:
+ * the caller may format the image that exists) or -errno (logged). */
 int cv_rbd_create (const char *path, const struct cv_rbd_opts *o,
                    uint64_t size);
+/* Remove the image at path (undoing a create that failed later). Returns 0
+ * or -errno (logged). */
+int cv_rbd_remove (const char *path, const struct cv_rbd_opts *o);
 
 #endif

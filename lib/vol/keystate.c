@@ -463,11 +463,11 @@ cv_vol_read_header (struct cv_vol *v, struct cv_header **h)
   unsigned valid;
   int rc;
 
-  if (!v->readonly && (rc = cv_lock_header (v->hfd, true)) < 0)
+  if (!v->readonly && (rc = cv_lock_header (v->hdev, true)) < 0)
     return rc;
-  rc = cv_hdr_read (v->hfd, v->hname, h, &valid);
+  rc = cv_hdr_read (v->hdev, h, &valid);
   if (!v->readonly)
-    cv_unlock_header (v->hfd);
+    cv_unlock_header (v->hdev);
   return rc;
 }
 

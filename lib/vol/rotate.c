@@ -100,17 +100,17 @@ lock_fresh (struct cv_vol *v, const struct cv_key *key, struct cv_header **h)
 {
   CLEANUP_HDR struct cv_header *fresh = NULL;
   unsigned valid;
-  int rc = cv_lock_header (v->hfd, true);
+  int rc = cv_lock_header (v->hdev, true);
 
   if (rc < 0)
     return rc;
-  if ((rc = cv_hdr_read (v->hfd, v->hname, &fresh, &valid)) == 0
+  if ((rc = cv_hdr_read (v->hdev, &fresh, &valid)) == 0
       && (rc = cv_hdr_authenticate (fresh, key)) < 0)
     cv_err ("%s: the header on disk changed and no longer matches the "
             "volume's key; refusing to write it",
             v->hname);
   if (rc < 0) {
-    cv_unlock_header (v->hfd);
+    cv_unlock_header (v->hdev);
     return rc;
   }
   *h = STEAL (fresh);
@@ -124,9 +124,9 @@ seal_commit_unlock (struct cv_vol *v, struct cv_header *h,
                     const struct cv_key *dek)
 {
   CLEANUP_HDR struct cv_header *nh = h;
-  int rc = cv_hdr_commit_sealed (v->hfd, v->hname, v->dfd, v->path, nh, dek);
+  int rc = cv_hdr_commit_sealed (v->hdev, v->ddev, nh, dek);
 
-  cv_unlock_header (v->hfd);
+  cv_unlock_header (v->hdev);
   if (rc < 0)
     return rc;
   cv_hdr_free (v->hdr);
@@ -165,7 +165,7 @@ commit_boundary (struct cv_vol *v, uint64_t boundary)
   }
   if (rc < 0) {
     cv_hdr_free (h);
-    cv_unlock_header (v->hfd);
+    cv_unlock_header (v->hdev);
     return rc;
   }
   if ((rc = seal_commit_unlock (v, h, v->dek)) == 0)
@@ -386,7 +386,7 @@ check_journal (struct cv_vol *v, const char *id)
 
   if (journal_room (v) < JHDR)
     return 0;
-  rc = cv_pread_all (v->hfd, rec, sizeof rec, JOFF, NULL);
+  rc = cv_dev_pread (v->hdev, rec, sizeof rec, JOFF, NULL);
   if (rc == -EIO)
     return 0; /* a detached header that never had a journal */
   if (rc < 0)
@@ -407,7 +407,7 @@ check_journal (struct cv_vol *v, const char *id)
   CLEANUP_FREE uint8_t *hashes = malloc (nhash);
   if (!hashes)
     return -ENOMEM;
-  if ((rc = cv_pread_all (v->hfd, hashes, nhash, JOFF + JHDR, NULL)) < 0)
+  if ((rc = cv_dev_pread (v->hdev, hashes, nhash, JOFF + JHDR, NULL)) < 0)
     return io_fail (v, "reading the journal of", v->hname, JOFF + JHDR, rc);
   if ((rc = journal_mac (v, rec, hashes, nhash, mac)) < 0)
     return rc;
@@ -473,7 +473,7 @@ report_begin_failure (struct cv_vol *v, const char *id)
   struct cv_hdr_rotation r;
   unsigned valid;
 
-  if (cv_hdr_read (v->hfd, v->hname, &h, &valid) < 0)
+  if (cv_hdr_read (v->hdev, &h, &valid) < 0)
     cv_err ("%s: the DEK rotation may have been recorded in the header: open "
             "the volume again; if a rotation is in progress, run rotate-dek "
             "to continue it",
@@ -578,14 +578,14 @@ cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
   if ((rc
        = rot_prepare (h, v->path, v->hname, c, v->dek, step, false, &dek1, &r))
       < 0) {
-    cv_unlock_header (v->hfd);
+    cv_unlock_header (v->hdev);
     cv_info ("%s: the DEK rotation was not started; nothing was changed",
              v->hname);
     return rc;
   }
   /* From this commit on, every wrap opens the new DEK. */
-  rc = cv_hdr_commit (v->hfd, v->hname, h);
-  cv_unlock_header (v->hfd);
+  rc = cv_hdr_commit (v->hdev, h);
+  cv_unlock_header (v->hdev);
   if (rc < 0) {
     report_begin_failure (v, r.id);
     return rc;
@@ -594,7 +594,7 @@ cv_vol_rotate_begin (struct cv_vol *v, const struct cv_creds *c, uint64_t step)
    * still authenticates (cv_seal_check). */
   if (cv_hdr_sealed (h, NULL, NULL))
     cv_fault_point ("seal: header committed, seal not written");
-  cv_seal_write (v->dfd, v->path, v->dfd == v->hfd, h, dek1);
+  cv_seal_write (v->ddev, v->ddev == v->hdev, h, dek1);
   cv_hdr_free (v->hdr);
   v->hdr = STEAL (h);
   v->odek = v->dek;
@@ -683,9 +683,8 @@ journal_write (struct cv_vol *v, const struct rot_ctx *c, uint8_t *jbuf,
                 : cv_io_flush (c->q))
       < 0)
     return io_fail (v, "syncing", v->path, start, rc);
-  if ((rc = cv_pwrite_all (v->hfd, jbuf + JHDR, nhash, JOFF + JHDR, RWF_DSYNC))
-          < 0
-      || (rc = cv_pwrite_all (v->hfd, jbuf, JHDR, JOFF, RWF_DSYNC)) < 0)
+  if ((rc = cv_dev_pwrite (v->hdev, jbuf + JHDR, nhash, JOFF + JHDR, true)) < 0
+      || (rc = cv_dev_pwrite (v->hdev, jbuf, JHDR, JOFF, true)) < 0)
     return io_fail (v, "writing the journal of", v->hname, JOFF, rc);
   __atomic_store_n (&v->jstart, start, __ATOMIC_RELAXED);
   __atomic_store_n (&v->jlen, len, __ATOMIC_RELAXED);
@@ -820,7 +819,7 @@ cv_rot_finish (struct cv_vol *v)
   cv_fault_point ("rotate: finished");
   /* The record; the tags after it are GMACs of ciphertext, nothing
    * secret. */
-  cv_pwrite_all (v->hfd, zero, sizeof zero, JOFF, RWF_DSYNC);
+  cv_dev_pwrite (v->hdev, zero, sizeof zero, JOFF, true);
   /* Requests in flight finish with the old DEK's engines; then those are
    * wiped and every thread re-keys with the new DEK alone. */
   pthread_rwlock_wrlock (&v->klock);

@@ -52,10 +52,11 @@ struct cv_vol {
   char *path;       /* data file, for messages */
   char *hname;      /* header file (path, or the detached header) */
   struct cv_io *io; /* the data store, through its I/O backend */
-  int hfd; /* header file (the volume itself when attached); holds locks */
-  /* The data file, for its seal sector (format/header.h): hfd when
-   * attached, else a descriptor of its own. */
-  int dfd;
+  /* The header's device (the volume itself when attached); holds locks. */
+  struct cv_dev *hdev;
+  /* The data store's, for its seal sector (format/header.h): hdev when
+   * attached. */
+  struct cv_dev *ddev;
   bool readonly;
   struct cv_header *hdr;
   struct cv_key *dek;  /* the volume's DEK (the new one during a rotation) */
@@ -67,6 +68,7 @@ struct cv_vol {
   uint64_t size;             /* bytes in the data area */
   uint64_t data_offset;      /* of the data area in the data file */
   unsigned ss;               /* encryption sector size */
+  size_t chunk;              /* bytes per queued I/O (cv_io_chunk) */
   enum cv_xts_impl xts_impl; /* picked at open (cv_xts_pick) */
   bool direct;
   /* The data area in the data file's read-only mapping (cv_io_map), when

@@ -21,10 +21,11 @@
 #include "vol-internal.h"
 #include "volume.h"
 
-#define CHUNK (128 * 1024) /* bytes per queued I/O */
-/* Bounce chunks per thread: 512 KiB, of which writes completed as soon as
- * they are queued (buffered ones, by both backends) touch one chunk. nbdkit
- * runs 16 threads per connection, each with its own. */
+/* Bytes per queued I/O: v->chunk, the store's cv_io_chunk (128 KiB for
+ * files, 1 MiB for RBD). Bounce chunks per thread: NSLOTS (512 KiB for a
+ * file), of which writes completed as soon as they are queued (buffered
+ * ones, by both file backends) touch one chunk. nbdkit runs 16 threads per
+ * connection, each with its own. */
 #define NSLOTS 4
 #define QUEUE_DEPTH 32 /* requests in flight per thread */
 #define ALIGN 4096     /* bounce alignment, enough for O_DIRECT */
@@ -53,7 +54,7 @@ struct __attribute__ ((aligned (CACHE_LINE))) cv_thr {
   struct cv_xts *xts;     /* keyed with v->dek */
   struct cv_xts *xts_old; /* keyed with v->odek, during a DEK rotation */
   uint64_t gen;           /* v->gen when the engines were keyed */
-  uint8_t *bounce;        /* NSLOTS * CHUNK, aligned; allocated on first use */
+  uint8_t *bounce;        /* NSLOTS * v->chunk, aligned; made on first use */
   uint8_t *edge;          /* one sector, aligned */
   /* During a DEK rotation: the data-area range of the request in flight
    * (v->rl_m guards them), which the rotation's step waits for. */
@@ -258,7 +259,7 @@ static uint8_t *
 thr_bounce (struct cv_thr *t)
 {
   if (!t->bounce
-      && posix_memalign ((void **) &t->bounce, ALIGN, (size_t) NSLOTS * CHUNK)
+      && posix_memalign ((void **) &t->bounce, ALIGN, NSLOTS * t->v->chunk)
              != 0) {
     t->bounce = NULL;
     cv_err ("%s: out of memory for the bounce buffer", t->v->path);
@@ -287,9 +288,10 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
               uint64_t len)
 {
   struct cv_vol *v = t->v;
+  const size_t chunk = v->chunk;
   bool bounce = v->direct && ((uintptr_t) buf % ALIGN || len % 512);
   uint8_t *slots = bounce ? thr_bounce (t) : NULL;
-  uint64_t nchunks = (len + CHUNK - 1) / CHUNK, queued = 0, done = 0;
+  uint64_t nchunks = (len + chunk - 1) / chunk, queued = 0, done = 0;
   unsigned maxq = bounce ? NSLOTS : QUEUE_DEPTH;
   unsigned free_slots = NSLOTS, slotstack[NSLOTS];
   int rc = 0;
@@ -303,13 +305,13 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
     /* Queue as many chunks as there is room for. */
     while (rc == 0 && queued < nchunks && queued - done < maxq
            && cv_io_space (t->q) > 0) {
-      uint64_t coff = queued * CHUNK;
-      size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
+      uint64_t coff = queued * chunk;
+      size_t clen = len - coff < chunk ? len - coff : chunk;
       uint8_t *dst = buf + coff;
       unsigned s = 0;
       if (bounce) {
         s = slotstack[--free_slots];
-        dst = slots + (size_t) s * CHUNK;
+        dst = slots + (size_t) s * chunk;
       }
       int r = cv_io_queue_read (t->q, dst, clen, v->data_offset + off + coff,
                                 (uint64_t) s << TAG_SLOT_SHIFT | queued);
@@ -332,12 +334,12 @@ read_aligned (struct cv_thr *t, struct cv_xts *x, uint8_t *buf, uint64_t off,
     if (tag == CV_IO_BROKEN)
       return r; /* logged; nothing is in flight */
     done++;
-    uint64_t coff = (tag & TAG_CHUNK_MASK) * CHUNK;
-    size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
+    uint64_t coff = (tag & TAG_CHUNK_MASK) * chunk;
+    size_t clen = len - coff < chunk ? len - coff : chunk;
     uint8_t *src = buf + coff;
     if (bounce) {
       unsigned s = (unsigned) (tag >> TAG_SLOT_SHIFT);
-      src = slots + (size_t) s * CHUNK;
+      src = slots + (size_t) s * chunk;
       slotstack[free_slots++] = s;
     }
     if (r < 0) {
@@ -426,8 +428,9 @@ write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
                uint64_t off, uint64_t len, bool fua)
 {
   struct cv_vol *v = t->v;
+  const size_t chunk = v->chunk;
   uint8_t *slots;
-  uint64_t nchunks = (len + CHUNK - 1) / CHUNK, queued = 0, done = 0;
+  uint64_t nchunks = (len + chunk - 1) / chunk, queued = 0, done = 0;
   unsigned free_slots = NSLOTS, slotstack[NSLOTS];
   int rc = 0;
 
@@ -440,10 +443,10 @@ write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
     bool more = rc == 0 && queued < nchunks && free_slots > 0
                 && cv_io_space (t->q) > 0;
     if (more) {
-      uint64_t coff = queued * CHUNK;
-      size_t clen = len - coff < CHUNK ? len - coff : CHUNK;
+      uint64_t coff = queued * chunk;
+      size_t clen = len - coff < chunk ? len - coff : chunk;
       unsigned s = slotstack[--free_slots];
-      uint8_t *dst = slots + (size_t) s * CHUNK;
+      uint8_t *dst = slots + (size_t) s * chunk;
       if (!src)
         memset (dst, 0, clen);
       int r = cv_xts_encrypt (x, dst, src ? src + coff : dst,
@@ -471,7 +474,7 @@ write_aligned (struct cv_thr *t, struct cv_xts *x, const uint8_t *src,
     done++;
     slotstack[free_slots++] = (unsigned) (tag >> TAG_SLOT_SHIFT);
     if (r < 0 && rc == 0)
-      rc = io_fail (t, "write", off + (tag & TAG_CHUNK_MASK) * CHUNK, r);
+      rc = io_fail (t, "write", off + (tag & TAG_CHUNK_MASK) * chunk, r);
   }
   return rc;
 }
@@ -854,39 +857,36 @@ cv_vol_flush (struct cv_vol *v)
   return key_leave (v, rc);
 }
 
-/* The data file's own descriptor for its seal sector, when the header is
- * detached; -1 when attached (the header's descriptor serves). */
-static int
-open_data_fd (const struct cv_vol_opts *o, const char *hname, int *dfd)
-{
-  *dfd = -1;
-  if (hname == o->path)
-    return 0;
-  *dfd = open (o->path, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (*dfd < 0) {
-    int e = errno;
-    cv_err ("cannot open %s: %s", o->path, strerror (e));
-    return -e;
-  }
-  return 0;
-}
-
 /* Refuse a header older than the volume (its seal sector) before a sector
  * is served; write a seal that lags its header again (a commit interrupted
  * between the two). */
 static int
-check_seal (const struct cv_vol_opts *o, int dfd, bool attached,
+check_seal (const struct cv_vol_opts *o, struct cv_dev *dd, bool attached,
             const struct cv_header *h, const struct cv_key *dek)
 {
   bool behind;
-  int rc = cv_seal_check (dfd, o->path, attached, h, dek, &behind);
+  int rc = cv_seal_check (dd, attached, h, dek, &behind);
 
   if (rc == 0 && behind && !o->readonly
-      && cv_seal_write (dfd, o->path, attached, h, dek) == 0)
+      && cv_seal_write (dd, attached, h, dek) == 0)
     cv_info ("%s: the seal sector lagged the header (a header update was "
              "interrupted); written again",
              o->path);
   return rc;
+}
+
+/* The message for an in-use lock held elsewhere (-EBUSY). */
+static void
+in_use_busy (const struct cv_vol_opts *o, const char *hname)
+{
+  if (o->exclusive)
+    cv_err ("%s is in use (being served, or changed by another "
+            "cryptvol-keymgr); stop the server first",
+            hname);
+  else
+    cv_err ("%s: cryptvol-keymgr is changing this volume offline "
+            "(rotate-dek, restore-header or shred); try again when it ends",
+            hname);
 }
 
 int
@@ -895,11 +895,13 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
   const char *hname = o->header_path ? o->header_path : o->path;
   const struct cv_io_open_opts io_opts = { .kind = o->io,
                                            .path = o->path,
+                                           .rbd = o->rbd,
                                            .readonly = o->readonly,
                                            .direct = o->direct,
                                            .faults = o->faults };
   struct cv_io *io = NULL;
-  CLEANUP_CLOSE int hfd = -1, dfd = -1;
+  struct cv_dev *hdev = NULL, *ddev = NULL;
+  bool attached = hname == o->path;
   struct cv_header *hdr = NULL;
   struct cv_key *dek = NULL;
   struct cv_creds *kept = NULL;
@@ -912,26 +914,13 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
 
   if ((rc = cv_io_open (&io_opts, &io)) < 0)
     return rc;
-  hfd = open (hname, (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (hfd < 0) {
-    rc = -errno;
-    cv_err ("cannot open header %s: %s", hname, strerror (errno));
+  if ((rc = cv_dev_open (hname, "header", o->readonly, o->rbd, &hdev)) < 0)
     goto fail;
-  }
-  rc = cv_lock_in_use (hfd, o->exclusive, false);
-  if (rc == -EBUSY) {
-    if (o->exclusive)
-      cv_err ("%s is in use (being served, or changed by another "
-              "cryptvol-keymgr); stop the server first",
-              hname);
-    else
-      cv_err ("%s: cryptvol-keymgr is changing this volume offline "
-              "(rotate-dek, restore-header or shred); try again when it ends",
-              hname);
-  }
+  if ((rc = cv_lock_in_use (hdev, o->exclusive, false)) == -EBUSY)
+    in_use_busy (o, hname);
   /* Unlocked first: the geometry is read from the copy that authenticates
    * (cv_unlock may set a tampered copy aside for the other). */
-  if (rc < 0 || (rc = cv_hdr_read (hfd, hname, &hdr, &valid)) < 0
+  if (rc < 0 || (rc = cv_hdr_read (hdev, &hdr, &valid)) < 0
       || (rc = cv_unlock (hdr, hname, o->creds, o->wraps, &dek, &wrap_id)) < 0
       || (rc = cv_io_size (io, &fsize)) < 0)
     goto fail;
@@ -962,8 +951,11 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
              o->path, ss, (unsigned long long) doff);
 
   if ((rc = cv_xts_pick (o->xts_impl, ss, &impl)) < 0
-      || (rc = open_data_fd (o, hname, &dfd)) < 0
-      || (rc = check_seal (o, dfd >= 0 ? dfd : hfd, dfd < 0, hdr, dek)) < 0
+      || (!attached
+          && (rc
+              = cv_dev_open (o->path, "data file", o->readonly, o->rbd, &ddev))
+                 < 0)
+      || (rc = check_seal (o, attached ? hdev : ddev, attached, hdr, dek)) < 0
       || (o->keep_creds && (rc = cv_creds_copy (o->creds, &kept)) < 0))
     goto fail;
 
@@ -980,14 +972,15 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
     goto fail;
   }
   v->io = io;
-  v->dfd = dfd >= 0 ? STEAL_FD (dfd) : hfd;
-  v->hfd = STEAL_FD (hfd);
+  v->ddev = attached ? hdev : ddev;
+  v->hdev = hdev;
   v->readonly = o->readonly;
   v->hdr = hdr;
   v->dek = dek;
   v->size = v->boundary = size;
   v->data_offset = doff;
   v->ss = ss;
+  v->chunk = cv_io_chunk (io);
   v->xts_impl = impl;
   v->direct = o->direct;
   v->map = map;
@@ -1015,6 +1008,8 @@ cv_vol_open (const struct cv_vol_opts *o, struct cv_vol **out)
 
 fail:
   cv_io_close (io);
+  cv_dev_close (ddev);
+  cv_dev_close (hdev);
   cv_hdr_free (hdr);
   cv_key_free (dek);
   cv_creds_free (kept);
@@ -1036,9 +1031,9 @@ cv_vol_close (struct cv_vol *v)
   pthread_cond_destroy (&v->rl_cv);
   cv_rot_engine_fini (v);
   cv_io_close (v->io);
-  if (v->dfd != v->hfd)
-    close (v->dfd);
-  close (v->hfd);
+  if (v->ddev != v->hdev)
+    cv_dev_close (v->ddev);
+  cv_dev_close (v->hdev);
   cv_hdr_free (v->hdr);
   cv_key_free (v->dek);
   cv_key_free (v->odek);

@@ -23,8 +23,11 @@ struct cv_vol;
 enum cv_read_path { CV_READ_AUTO = 0, CV_READ_MAP, CV_READ_PREAD };
 
 struct cv_vol_opts {
-  const char *path;        /* data file or block device */
+  const char *path;        /* data file, block device or rbd:POOL/IMAGE */
   const char *header_path; /* detached header, or NULL */
+  /* For rbd: paths (data or header): the cluster, the identity, takeover
+   * (io/rbd.h); NULL: Ceph's defaults. */
+  const struct cv_rbd_opts *rbd;
   bool readonly;
   bool direct; /* O_DIRECT on the data file */
   /* Offline maintenance: no server may have the volume open (keymgr

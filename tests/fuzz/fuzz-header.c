@@ -19,6 +19,9 @@
 #include "format/header.h"
 #include "hdr-input.h"
 
+/* A header device for descriptor fd (common/dev.h). */
+#define FDEV(fd, name) ((struct cv_dev[1]){ cv_dev_file ((fd), (name)) })
+
 #define HDR_SHORT_FILE 0x80 /* above the bits of hdr-input.h */
 
 static int memfd = -1;
@@ -155,7 +158,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
                                                     : CV_HDR_AREA_SIZE)
          == 0);
   h = NULL;
-  r = cv_hdr_read (memfd, "fuzz", &h, &valid);
+  r = cv_hdr_read (FDEV (memfd, "fuzz"), &h, &valid);
   check (r == 0 || r == -EINVAL || r == -EBADMSG || r == -EPROTONOSUPPORT
          || r == -EIO || r == -ENOMEM);
   check ((r == 0) == (h != NULL));

@@ -25,6 +25,9 @@
 #include "hdr-input.h"
 #include "keys/keys.h"
 
+/* A header device for descriptor fd (common/dev.h). */
+#define FDEV(fd, name) ((struct cv_dev[1]){ cv_dev_file ((fd), (name)) })
+
 /* The credentials of make-seeds.sh's volumes: key bytes 0, 1, ... 31 and
  * this passphrase. */
 #define FUZZ_PASSPHRASE "cryptvol fuzz passphrase"
@@ -145,7 +148,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   c.keyfile = data[0] & NO_KEYFILE ? NULL : keyfile[wrong];
   c.passphrase = data[0] & NO_PASSPHRASE ? NULL : passphrase[wrong];
   check (pwrite (memfd, area, CV_HDR_AREA_SIZE, 0) == CV_HDR_AREA_SIZE);
-  if (cv_hdr_read (memfd, "fuzz", &h, NULL) < 0)
+  if (cv_hdr_read (FDEV (memfd, "fuzz"), &h, NULL) < 0)
     return 0;
 
   json_array_foreach (cv_hdr_wraps (h), i, w)

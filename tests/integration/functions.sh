@@ -166,7 +166,7 @@ fuzz_briefly () {
 # port (tests/ceph/cluster.sh), point librados and the ceph tools at it
 # (exports CEPH_CONF and CEPH_KEYRING, unsets CEPH_ARGS) and stop it in the
 # cleanup. Skips the test (77) when Ceph's daemons are not installed. Pool
-# "rbd" is ready when it returns (about 3 s).
+# "rbd" is ready when it returns (about 1.6 s).
 CEPH_DIR=
 ceph_start () {
   requires ceph-mon ceph-osd ceph rbd

@@ -21,6 +21,9 @@
 #include "crypto/prim.h"
 #include "format/header-internal.h"
 
+/* A header device for descriptor fd (common/dev.h). */
+#define FDEV(fd, name) ((struct cv_dev[1]){ cv_dev_file ((fd), (name)) })
+
 /* The JSON value at path in root, and its parent and last key, or NULL. */
 static json_t *
 walk (json_t *root, char *path, json_t **parent, char **last)
@@ -96,7 +99,7 @@ read_or_die (const char *path, int *fd)
   unsigned valid;
 
   *fd = open (path, O_RDWR);
-  if (*fd < 0 || cv_hdr_read (*fd, path, &h, &valid) < 0) {
+  if (*fd < 0 || cv_hdr_read (FDEV (*fd, path), &h, &valid) < 0) {
     fprintf (stderr, "cv-tamper: cannot read header %s\n", path);
     exit (2);
   }
@@ -127,14 +130,14 @@ main (int argc, char **argv)
 
   if (strcmp (argv[2], "set-size") == 0) {
     h->size = strtoull (argv[3], NULL, 10);
-    rc = cv_hdr_commit (fd, argv[1], h);
+    rc = cv_hdr_commit (FDEV (fd, argv[1]), h);
   } else if (strcmp (argv[2], "set-wraps") == 0) {
     CLEANUP_CLOSE int ofd = -1;
     struct cv_header *o = read_or_die (argv[3], &ofd);
     json_decref (h->wraps);
     h->wraps = json_deep_copy (o->wraps);
     cv_hdr_free (o);
-    rc = cv_hdr_commit (fd, argv[1], h);
+    rc = cv_hdr_commit (FDEV (fd, argv[1]), h);
   } else if (strcmp (argv[2], "corrupt-copy") == 0) {
     int copy = atoi (argv[3]);
     uint8_t b;

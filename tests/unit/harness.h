@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dev.h"
 #include "common/log.h"
 
 static int harness_failures;
@@ -18,6 +19,10 @@ static int harness_checks;
 static char harness_log[16384];
 /* Library threads (the rotation engine, the key watch) log too. */
 static pthread_mutex_t harness_log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A header device for descriptor fd (common/dev.h), for the calls that
+ * take one. */
+#define FDEV(fd, name) ((struct cv_dev[1]){ cv_dev_file ((fd), (name)) })
 
 #define CHECK(cond, ...)                                                       \
   do {                                                                         \

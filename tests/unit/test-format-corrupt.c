@@ -701,7 +701,7 @@ run_row (const struct row *row, const char *path)
   if (fd < 0 || cv_write_all (fd, img, img_len) < 0)
     abort ();
   harness_log_clear ();
-  int r = cv_hdr_read (fd, NAME, &h, &valid);
+  int r = cv_hdr_read (FDEV (fd, NAME), &h, &valid);
   const char *log = harness_logged ();
 
   CHECK (r == row->rc, "%s: returned %d (%s), want %d", row->name, r,

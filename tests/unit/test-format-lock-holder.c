@@ -22,23 +22,27 @@ main (void)
   CLEANUP_CLOSE int keymgr = open (path, O_RDWR);
   CLEANUP_CLOSE int info = open (path, O_RDONLY);
 
-  CHECK (cv_lock_in_use_holder (info) == 0, "nobody");
-  CHECK (cv_lock_in_use (server, false, false) == 0, "server: shared");
-  CHECK (cv_lock_in_use_holder (info) == 1, "held shared");
+  CHECK (cv_lock_in_use_holder (FDEV (info, "volume")) == 0, "nobody");
+  CHECK (cv_lock_in_use (FDEV (server, "volume"), false, false) == 0,
+         "server: shared");
+  CHECK (cv_lock_in_use_holder (FDEV (info, "volume")) == 1, "held shared");
   /* The probe took nothing: the server's lock alone keeps keymgr out, and
    * once it is gone keymgr gets its exclusive lock. */
-  CHECK (cv_lock_in_use (keymgr, true, false) == -EBUSY, "keymgr: busy");
+  CHECK (cv_lock_in_use (FDEV (keymgr, "volume"), true, false) == -EBUSY,
+         "keymgr: busy");
   close (server);
   server = -1;
-  CHECK (cv_lock_in_use_holder (info) == 0, "released with the fd");
-  CHECK (cv_lock_in_use (keymgr, true, false) == 0, "keymgr: exclusive");
-  CHECK (cv_lock_in_use_holder (info) == 2, "held exclusive");
+  CHECK (cv_lock_in_use_holder (FDEV (info, "volume")) == 0,
+         "released with the fd");
+  CHECK (cv_lock_in_use (FDEV (keymgr, "volume"), true, false) == 0,
+         "keymgr: exclusive");
+  CHECK (cv_lock_in_use_holder (FDEV (info, "volume")) == 2, "held exclusive");
   /* The descriptor's own lock is not someone else's. */
-  CHECK (cv_lock_in_use_holder (keymgr) == 0, "own lock");
+  CHECK (cv_lock_in_use_holder (FDEV (keymgr, "volume")) == 0, "own lock");
 
   harness_log_clear ();
   CHECK (
-      cv_lock_in_use_holder (-1) == -EBADF
+      cv_lock_in_use_holder (FDEV (-1, "volume")) == -EBADF
           && strstr (harness_logged (), "cannot test the volume in-use lock"),
       "bad fd: %s", harness_logged ());
   unlink (path);

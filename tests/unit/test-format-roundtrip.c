@@ -76,7 +76,7 @@ read_ok (int fd, unsigned want_valid)
 {
   struct cv_header *h = NULL;
   unsigned valid = 0;
-  int r = cv_hdr_read (fd, NAME, &h, &valid);
+  int r = cv_hdr_read (FDEV (fd, NAME), &h, &valid);
   CHECK (r == 0, "cv_hdr_read: %d", r);
   CHECK (valid == want_valid, "valid %u, want %u", valid, want_valid);
   return h;
@@ -219,10 +219,11 @@ test_commit_read (int fd)
   if (cv_hdr_new (4096, CV_DATA_OFFSET_DEFAULT, GiB, &h) < 0)
     abort ();
   harness_log_clear ();
-  r = cv_hdr_commit (fd, NAME, h);
+  r = cv_hdr_commit (FDEV (fd, NAME), h);
   CHECK (r == 0 && h->seqid == 1, "commit: %d seqid %llu", r,
          (unsigned long long) h->seqid);
-  CHECK (cv_hdr_commit (fd, NAME, h) == 0 && h->seqid == 2, "second commit");
+  CHECK (cv_hdr_commit (FDEV (fd, NAME), h) == 0 && h->seqid == 2,
+         "second commit");
   CHECK (disk_seqid (fd, 0) == 2 && disk_seqid (fd, 1) == 2,
          "seqids on disk %llu %llu", (unsigned long long) disk_seqid (fd, 0),
          (unsigned long long) disk_seqid (fd, 1));
@@ -248,7 +249,7 @@ test_commit_read (int fd)
                  "copy; the next header update rewrites it"),
          "torn: %s", harness_logged ());
   /* The next commit repairs it. */
-  CHECK (cv_hdr_commit (fd, NAME, r1) == 0, "repair commit");
+  CHECK (cv_hdr_commit (FDEV (fd, NAME), r1) == 0, "repair commit");
   cv_hdr_free (r1);
   harness_log_clear ();
   r1 = read_ok (fd, CV_HDR_COPY0 | CV_HDR_COPY1);
@@ -263,7 +264,7 @@ test_commit_read (int fd)
     setenv ("CV_FAULT_KILL_AT", "1", 1);
     h->seqid = 3;
     h->size = 2 * GiB;
-    cv_hdr_commit (fd, NAME, h);
+    cv_hdr_commit (FDEV (fd, NAME), h);
     _exit (1);
   }
   int status = 0;
@@ -285,7 +286,7 @@ test_commit_read (int fd)
   /* seqid at its maximum. */
   h->seqid = INT64_MAX;
   harness_log_clear ();
-  CHECK (cv_hdr_commit (fd, NAME, h) == -EOVERFLOW
+  CHECK (cv_hdr_commit (FDEV (fd, NAME), h) == -EOVERFLOW
              && strstr (harness_logged (), "at the maximum"),
          "%s", harness_logged ());
 
@@ -294,11 +295,11 @@ test_commit_read (int fd)
   CLEANUP_CLOSE int wofd = open (path, O_WRONLY);
   h->seqid = 4;
   harness_log_clear ();
-  r = cv_hdr_commit (rofd, NAME, h);
+  r = cv_hdr_commit (FDEV (rofd, NAME), h);
   CHECK (r == -EBADF && strstr (harness_logged (), "cannot write the primary"),
          "commit read-only: %d %s", r, harness_logged ());
   harness_log_clear ();
-  r = cv_hdr_read (wofd, NAME, &r1, NULL);
+  r = cv_hdr_read (FDEV (wofd, NAME), &r1, NULL);
   CHECK (r == -EIO
              && strstr (harness_logged (), "cannot read the header of " NAME),
          "read write-only: %d %s", r, harness_logged ());
@@ -341,7 +342,7 @@ test_seal (int fd)
   /* The oracle: KCV and MAC recomputed with OpenSSL over the JSON on disk. */
   oracle_hkdf (dek, h->uuid, "cryptvol v1 key check value", kcv, 16);
   CHECK (memcmp (kcv, h->kcv, 16) == 0, "kcv differs from the oracle");
-  CHECK (cv_hdr_commit (fd, NAME, h) == 0, "commit");
+  CHECK (cv_hdr_commit (FDEV (fd, NAME), h) == 0, "commit");
   CLEANUP_FREE char *area = malloc (CV_HDR_COPY_SIZE);
   CHECK (cv_pread_all (fd, area, CV_HDR_COPY_SIZE, 0, NULL) == 0, "pread");
   json_auto_t *root = json_loads (area + CV_HDR_BIN_SIZE, 0, NULL);
@@ -412,39 +413,51 @@ test_locks (void)
   CLEANUP_CLOSE int rofd = open (path, O_RDONLY);
 
   harness_log_clear ();
-  CHECK (cv_lock_header (fd1, false) == 0, "lock fd1");
-  CHECK (cv_lock_header (fd2, false) == -EBUSY, "second lock not busy");
-  CHECK (cv_lock_header (fd1, false) == 0, "relock on the same fd");
+  CHECK (cv_lock_header (FDEV (fd1, "volume"), false) == 0, "lock fd1");
+  CHECK (cv_lock_header (FDEV (fd2, "volume"), false) == -EBUSY,
+         "second lock not busy");
+  CHECK (cv_lock_header (FDEV (fd1, "volume"), false) == 0,
+         "relock on the same fd");
   CHECK (harness_logged ()[0] == '\0', "-EBUSY logged: %s", harness_logged ());
   /* The in-use lock is a different byte. */
-  CHECK (cv_lock_in_use (fd2, false, false) == 0, "in-use shared fd2");
-  CHECK (cv_lock_in_use (fd3, false, false) == 0, "in-use shared fd3");
-  CHECK (cv_lock_in_use (fd1, true, false) == -EBUSY, "in-use exclusive");
+  CHECK (cv_lock_in_use (FDEV (fd2, "volume"), false, false) == 0,
+         "in-use shared fd2");
+  CHECK (cv_lock_in_use (FDEV (fd3, "volume"), false, false) == 0,
+         "in-use shared fd3");
+  CHECK (cv_lock_in_use (FDEV (fd1, "volume"), true, false) == -EBUSY,
+         "in-use exclusive");
   /* A timed wait gives up after its time, quietly. */
   struct timespec t0, t1;
   clock_gettime (CLOCK_MONOTONIC, &t0);
-  CHECK (cv_lock_header_for (fd2, 60) == -EBUSY, "timed header lock busy");
-  CHECK (cv_lock_in_use_for (fd1, true, 60) == -EBUSY, "timed in-use busy");
+  CHECK (cv_lock_header_for (FDEV (fd2, "volume"), 60) == -EBUSY,
+         "timed header lock busy");
+  CHECK (cv_lock_in_use_for (FDEV (fd1, "volume"), true, 60) == -EBUSY,
+         "timed in-use busy");
   clock_gettime (CLOCK_MONOTONIC, &t1);
   long ms
       = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
   /* Each deadline is counted in whole milliseconds: up to 1 ms short. */
   CHECK (ms >= 115 && ms < 2000, "two 60 ms waits took %ld ms", ms);
-  CHECK (cv_lock_header_for (fd2, 0) == -EBUSY, "wait 0: one try");
+  CHECK (cv_lock_header_for (FDEV (fd2, "volume"), 0) == -EBUSY,
+         "wait 0: one try");
   CHECK (harness_logged ()[0] == '\0', "-EBUSY logged: %s", harness_logged ());
-  CHECK (cv_lock_in_use_for (fd3, false, 0) == 0, "timed shared, free");
-  CHECK (cv_unlock_header (fd1) == 0, "unlock");
-  CHECK (cv_lock_header_for (fd3, 60) == 0, "timed lock, free");
-  CHECK (cv_unlock_header (fd3) == 0, "unlock fd3");
-  CHECK (cv_lock_header (fd2, true) == 0, "lock fd2 after unlock");
+  CHECK (cv_lock_in_use_for (FDEV (fd3, "volume"), false, 0) == 0,
+         "timed shared, free");
+  CHECK (cv_unlock_header (FDEV (fd1, "volume")) == 0, "unlock");
+  CHECK (cv_lock_header_for (FDEV (fd3, "volume"), 60) == 0,
+         "timed lock, free");
+  CHECK (cv_unlock_header (FDEV (fd3, "volume")) == 0, "unlock fd3");
+  CHECK (cv_lock_header (FDEV (fd2, "volume"), true) == 0,
+         "lock fd2 after unlock");
   close (fd2);
   fd2 = -1; /* closing releases both of fd2's locks */
-  CHECK (cv_lock_header (fd3, false) == 0, "lock after close");
+  CHECK (cv_lock_header (FDEV (fd3, "volume"), false) == 0, "lock after close");
   close (fd3);
   fd3 = -1;
-  CHECK (cv_lock_in_use (fd1, true, false) == 0, "in-use exclusive, alone");
+  CHECK (cv_lock_in_use (FDEV (fd1, "volume"), true, false) == 0,
+         "in-use exclusive, alone");
   harness_log_clear ();
-  CHECK (cv_lock_header (rofd, false) == -EBADF
+  CHECK (cv_lock_header (FDEV (rofd, "volume"), false) == -EBADF
              && strstr (harness_logged (), "must be open for writing"),
          "read-only fd: %s", harness_logged ());
 }

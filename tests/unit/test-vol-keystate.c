@@ -14,6 +14,9 @@
 #include "test-vol-model.h"
 #include "vol/vol-internal.h"
 
+/* A header device for descriptor fd (common/dev.h). */
+#define FDEV(fd, name) ((struct cv_dev[1]){ cv_dev_file ((fd), (name)) })
+
 #define BS 4096
 #define NBLOCKS 64
 #define VOLSIZE (NBLOCKS * BS)
@@ -372,11 +375,11 @@ static int
 commit (struct vm *m, struct cv_header *h)
 {
   CLEANUP_CLOSE int fd = open (m->path, O_RDWR | O_CLOEXEC);
-  int rc = fd < 0 ? -errno : cv_lock_header (fd, true);
+  int rc = fd < 0 ? -errno : cv_lock_header (FDEV (fd, "volume"), true);
 
   if (rc == 0) {
-    rc = cv_hdr_commit (fd, m->path, h);
-    cv_unlock_header (fd);
+    rc = cv_hdr_commit (FDEV (fd, m->path), h);
+    cv_unlock_header (FDEV (fd, "volume"));
   }
   return rc;
 }
@@ -388,7 +391,7 @@ read_hdr (struct vm *m)
   struct cv_header *h = NULL;
   unsigned valid;
 
-  if (fd < 0 || cv_hdr_read (fd, m->path, &h, &valid) < 0)
+  if (fd < 0 || cv_hdr_read (FDEV (fd, m->path), &h, &valid) < 0)
     exit (harness_done ("test-vol-keystate (cannot read the header)"));
   return h;
 }

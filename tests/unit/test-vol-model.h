@@ -170,9 +170,9 @@ vm_create (struct vm *m, unsigned ss, uint64_t size, bool direct)
     if (ftruncate (fd, m->doff + size) < 0
         || pwrite (fd, guard, GUARD, m->doff + size) != GUARD)
       rc = -errno;
-    if (rc == 0 && (rc = cv_lock_header (fd, false)) == 0) {
-      rc = cv_hdr_commit (fd, m->path, h);
-      cv_unlock_header (fd);
+    if (rc == 0 && (rc = cv_lock_header (FDEV (fd, "volume"), false)) == 0) {
+      rc = cv_hdr_commit (FDEV (fd, m->path), h);
+      cv_unlock_header (FDEV (fd, "volume"));
     }
   }
   cv_hdr_free (h);

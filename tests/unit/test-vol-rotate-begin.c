@@ -53,7 +53,7 @@ create_volume (void)
       && (rc = cv_dek_generate (&dek)) == 0 && (rc = cv_hdr_seal (h, dek)) == 0
       && (rc = cv_wrap_add (h, spec, &c, dek, NULL)) == 0
       && (rc = cv_wrap_add (h, "passphrase", &c, dek, NULL)) == 0)
-    rc = cv_hdr_commit (fd, vol, h);
+    rc = cv_hdr_commit (FDEV (fd, vol), h);
   cv_hdr_free (h);
   return rc;
 }

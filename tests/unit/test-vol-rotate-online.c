@@ -12,6 +12,9 @@
 
 #include "test-vol-model.h"
 
+/* A header device for descriptor fd (common/dev.h). */
+#define FDEV(fd, name) ((struct cv_dev[1]){ cv_dev_file ((fd), (name)) })
+
 #define VOLSIZE (8 * 1024 * 1024)
 #define NCLIENTS 2
 
@@ -181,15 +184,15 @@ begin_on_disk (struct vm *m, const struct cv_key *dek, uint64_t step)
   struct cv_header *h = NULL;
   unsigned valid;
   int fd = open (m->path, O_RDWR | O_CLOEXEC);
-  int rc = fd < 0 ? -errno : cv_lock_header (fd, true);
+  int rc = fd < 0 ? -errno : cv_lock_header (FDEV (fd, "volume"), true);
 
   if (rc == 0) {
-    if ((rc = cv_hdr_read (fd, m->path, &h, &valid)) == 0
+    if ((rc = cv_hdr_read (FDEV (fd, m->path), &h, &valid)) == 0
         && (rc
             = cv_rot_prepare (h, m->path, m->path, &c, dek, step, true, NULL))
                == 0)
-      rc = cv_hdr_commit (fd, m->path, h);
-    cv_unlock_header (fd);
+      rc = cv_hdr_commit (FDEV (fd, m->path), h);
+    cv_unlock_header (FDEV (fd, "volume"));
   }
   cv_hdr_free (h);
   if (fd >= 0)
