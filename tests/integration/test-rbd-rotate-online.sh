@@ -62,7 +62,7 @@ until [ -e ready ]; do
 done
 "$KEYMGR" rotate-dek rbd:rbd/vol --control "$CTL" --keyfile a.kek --rate 8 >rot.out 2>&1 ||
   { cat rot.out; fail "rotate-dek --control on the served rbd:rbd/vol"; }
-[ "$(rot_state)" = done ] || fail "rotate-dek returned, the rotation is $(rot_json)"
+[ "$(rot_state)" = "done" ] || fail "rotate-dek returned, the rotation is $(rot_json)"
 kill -0 $writer_pid 2>/dev/null || { cat writer.log; fail "the writer stopped before the rotation ended"; }
 touch stop
 wait $writer_pid || { cat writer.log; fail "the shadow writer read data that differs from its shadow"; }
@@ -88,7 +88,7 @@ stop_nbd KILL
   fail "killed mid-rotation, the header shows no rotation"
 start_nbd rbd:rbd/vol keyfile=a.kek takeover=true rotate-rate=64
 t0=$(now_ms)
-until [ "$(rot_state)" = done ] || [ "$(rot_state)" = none ]; do
+until [ "$(rot_state)" = "done" ] || [ "$(rot_state)" = none ]; do
   [ "$(rot_state)" != failed ] || fail "the continued rotation failed: $(rot_json)"
   [ $(($(now_ms) - t0)) -lt 30000 ] || fail "the continued rotation did not end in 30 s: $(rot_json)"
   sleep 0.05

@@ -137,7 +137,7 @@ start_nbd rbd:rbd/vol keyfile=a.kek takeover=true rotate-rate=4
 writer_pid=$!
 cleanup_hooks+=("touch $tmp/stop")
 t0=$(now_ms)
-until [ "$(rot_state)" = done ] || [ "$(rot_state)" = none ]; do
+until [ "$(rot_state)" = "done" ] || [ "$(rot_state)" = none ]; do
   [ "$(rot_state)" != failed ] || fail "the continued rotation failed: $(rot_json)"
   kill -0 $writer_pid 2>/dev/null || { cat writer.log; fail "the shadow writer stopped"; }
   [ $(($(now_ms) - t0)) -lt 30000 ] || fail "the continued rotation did not end in 30 s: $(rot_json)"
