@@ -4,12 +4,13 @@
 # - a served rbd: volume holds the image's exclusive lock; a second server
 #   opening it is refused, quickly, with a message naming the holder (the
 #   lock owner librbd reports); the first serves on;
-# - keymgr's offline changes (add-wrap, remove-wrap, rotate-dek,
-#   restore-header) are refused while it is served, naming the holder, and
-#   change nothing; info, list-wraps and backup-header work;
+# - keymgr's changes (add-wrap, remove-wrap, rotate-dek, restore-header;
+#   add-wrap and rotate-dek with --control too) are refused while it is
+#   served, naming the holder, and change nothing; info, list-wraps and
+#   backup-header work;
 # - kill -9 of the server while a client writes with FUA: a second server
-#   with takeover=true serves (warning that it took the lock from the dead
-#   holder) and every write the first acknowledged reads back;
+#   with takeover=true serves, the dead holder is blocklisted, and every
+#   write the first acknowledged reads back;
 # - a partitioned host: the serving process is stopped (SIGSTOP) with a
 #   client connected; a second server takes over (takeover=true) and
 #   writes; the first is continued (SIGCONT) and its client's writes fail
@@ -79,6 +80,7 @@ server () {
   fail "server $name did not start serving"
 }
 uri () { echo "nbd+unix:///?socket=$tmp/$1.sock"; }
+rot_state () { "$KEYMGR" status --control "$tmp/$1.ctl" --json | jq -r '.rotation.state // "none"'; }
 # blocklisted OWNER: the client OWNER (an address as lock_owners prints it)
 # is on the cluster's blocklist.
 blocklisted () { ceph osd blocklist ls 2>/dev/null | grep -qF "$1 "; }
@@ -105,15 +107,20 @@ nbdsh -u "$(uri a)" -c "h.pwrite(b'A' * 4096, 0, nbd.CMD_FLAG_FUA); assert h.pre
 
 # --- keymgr while served ----------------------------------------------------------
 "$KEYMGR" backup-header rbd:rbd/vol hdr.bak >/dev/null || fail "backup-header of the served volume"
+# (On RBD the --control forms too: the server does not change wraps or
+# rotate for keymgr; doc/rbd.md.)
 for cmd in "add-wrap --wrap file:b.kek --keyfile vol.kek" "remove-wrap --id 0 --keyfile vol.kek" \
-           "rotate-dek --keyfile vol.kek" "restore-header hdr.bak --keyfile vol.kek"; do
+           "rotate-dek --keyfile vol.kek" "restore-header hdr.bak --keyfile vol.kek" \
+           "add-wrap --wrap file:b.kek --keyfile vol.kek --control $tmp/a.ctl" \
+           "rotate-dek --keyfile vol.kek --control $tmp/a.ctl"; do
   set -- $cmd
   c=$1; shift
-  expect_fail "$c while served" 'rbd:rbd/vol' "$KEYMGR" "$c" rbd:rbd/vol "$@"
+  expect_fail "$c $* while served" 'rbd:rbd/vol' "$KEYMGR" "$c" rbd:rbd/vol "$@"
   grep -qF "$owner_a" "$tmp/err" || { cat "$tmp/err"; fail "$c: the refusal does not say the volume is in use"; }
 done
 "$KEYMGR" info rbd:rbd/vol >/dev/null || fail "info of the served volume"
 [ "$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq length)" = 1 ] || fail "a refused change changed the wraps"
+[ "$(rot_state a)" = none ] || fail "a refused rotate-dek --control started a rotation"
 [ "$(lock_owners)" = "$owner_a" ] || fail "a refused keymgr command changed the lock owner"
 pass "offline keymgr changes refused while served, naming the holder; nothing changed; info, list-wraps, backup-header work"
 
