@@ -418,12 +418,41 @@ lock_owners (struct image *im, bool locked, char *who, size_t who_len)
   return 0;
 }
 
+/* Break the exclusive lock of every other holder of im (a takeover), named
+ * who in the warning: librbd blocklists each, so its later writes fail.
+ * 0 or -errno (logged). */
+static int
+lock_break (struct image *im, const char *who)
+{
+  char *owners[8];
+  size_t n = 8;
+  rbd_lock_mode_t mode;
+  int rc;
+
+  cv_warn ("%s: taking over the exclusive lock from %s: it is blocklisted "
+           "and its later writes fail",
+           im->path, who);
+  if ((rc = rbd_lock_get_owners (im->img, &mode, owners, &n)) == 0) {
+    for (size_t i = 0; i < n && rc == 0; i++)
+      if ((rc = rbd_lock_break (im->img, mode, owners[i])) == -ENOENT)
+        rc = 0;
+    rbd_lock_get_owners_cleanup (owners, n);
+  }
+  if (rc < 0 && rc != -ENOENT) {
+    cv_err ("%s: cannot break the exclusive lock of %s: %s", im->path, who,
+            strerror (-rc));
+    return rc;
+  }
+  return 0;
+}
+
 /* Take im's exclusive lock (a writable open); with takeover, break another
- * client's. A live holder refuses at once (-EROFS from librbd); a holder
- * that died (kill -9, host gone) without releasing is waited for until its
- * watch expires (osd_client_watch_timeout, 30 s by default), and librbd
- * then breaks its lock and blocklists it itself. 0, -EBUSY (held by another
- * client) or -errno (logged). */
+ * client's first. Without takeover, a live holder refuses at once (-EROFS
+ * from librbd); a holder that died (kill -9, host gone) without releasing
+ * is waited for until its watch expires (osd_client_watch_timeout, 30 s by
+ * default), and librbd then breaks its lock and blocklists it itself. With
+ * takeover the lock is broken before it is asked for: no wait. 0, -EBUSY
+ * (held by another client) or -errno (logged). */
 static int
 lock_take (struct image *im, bool takeover)
 {
@@ -431,6 +460,9 @@ lock_take (struct image *im, bool takeover)
   int rc, attempt;
 
   for (attempt = 0; attempt < 3; attempt++) {
+    if (takeover && (rc = lock_owners (im, true, who, sizeof who)) == 0
+        && who[0] && (rc = lock_break (im, who)) < 0)
+      return rc;
     rc = rbd_lock_acquire (im->img, RBD_LOCK_MODE_EXCLUSIVE);
     if (rc == 0)
       return 0;
@@ -453,31 +485,13 @@ lock_take (struct image *im, bool takeover)
               im->path, strerror (-rc));
       return rc;
     }
-    if (!who[0])
-      continue; /* released in between: try again */
-    if (!takeover) {
+    if (who[0] && !takeover) {
       cv_err ("%s: in use by another Ceph client (%s holds the image's "
               "exclusive lock); " TAKEOVER_HINT,
               im->path, who);
       return -EBUSY;
     }
-    cv_warn ("%s: taking over the exclusive lock from %s: it is blocklisted "
-             "and its later writes fail",
-             im->path, who);
-    char *owners[8];
-    size_t n = 8;
-    rbd_lock_mode_t mode;
-    if ((rc = rbd_lock_get_owners (im->img, &mode, owners, &n)) == 0) {
-      for (size_t i = 0; i < n && rc == 0; i++)
-        if ((rc = rbd_lock_break (im->img, mode, owners[i])) == -ENOENT)
-          rc = 0;
-      rbd_lock_get_owners_cleanup (owners, n);
-    }
-    if (rc < 0 && rc != -ENOENT) {
-      cv_err ("%s: cannot break the exclusive lock of %s: %s", im->path, who,
-              strerror (-rc));
-      return rc;
-    }
+    /* Released in between, or taken again since the break: again. */
   }
   cv_err ("%s: the exclusive lock changed hands while it was being taken; "
           "try again",

@@ -120,6 +120,9 @@ err to stderr = true
 rados osd op timeout = 10
 rados mon op timeout = 10
 client mount timeout = 10
+# The OSD drops a watch after 5 s without a ping (above); clients ping
+# every tick (5 s by default), so a live client's watch would lapse.
+objecter tick interval = 1
 EOF
   # The monitor's keyring holds mon. and client.admin (imported at mkfs);
   # clients get client.admin alone.

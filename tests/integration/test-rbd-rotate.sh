@@ -17,10 +17,6 @@ requires nbdkit nbdcopy nbdsh jq xargs
 PY=/usr/bin/python3
 MIB=1048576
 ceph_start
-# The test cluster's OSD drops a watch after 5 s (so that a killed holder's
-# lock expires fast); clients must ping it more often than librados' default
-# every 5 s, or a live server's image watch lapses and it looks dead.
-export CEPH_ARGS="--objecter_tick_interval 1"
 
 # rserve: serve (functions.sh) bounded by 120 s: an rbd: volume is opened
 # after nbdkit forks, and a failed open leaves a --run command waiting.
