@@ -120,27 +120,28 @@ open_target (const char *path, uint64_t size, uint64_t data_offset,
         return exit_code (rc);
       *created = rc == 0;
     }
-    rc = keymgr_dev_open (path, "volume", false, d);
+    if ((rc = keymgr_dev_open (path, "volume", false, d)) < 0 && *created)
+      cv_rbd_remove (path, &keymgr_rbd);
     return rc == 0 ? 0 : exit_code (rc);
   }
-  CLEANUP_CLOSE int fd = open (path, O_RDWR | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) {
+  if (access (path, F_OK) < 0 && errno == ENOENT) {
     if (size == 0) {
       cv_err ("%s does not exist; give --size to create it", path);
       return EXIT_USAGE;
     }
-    fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    *created = fd >= 0;
+    int fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      cv_err ("cannot create %s: %s", path, strerror (errno));
+      return EXIT_IO;
+    }
+    close (fd);
+    *created = true;
   }
-  if (fd < 0) {
-    cv_err ("cannot open %s: %s", path, strerror (errno));
+  if ((rc = keymgr_dev_open (path, "volume", false, d)) < 0) {
+    if (*created)
+      unlink (path);
     return EXIT_IO;
   }
-  close (STEAL_FD (fd));
-  /* Opened again as a device of its own (the one just opened proved that
-   * the path is ours to open or create). */
-  if ((rc = keymgr_dev_open (path, "volume", false, d)) < 0)
-    return EXIT_IO;
   return 0;
 }
 
