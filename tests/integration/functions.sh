@@ -130,7 +130,7 @@ expect_fail () {
 
 # fuzz_briefly NAME...: a short libFuzzer run of each build-fuzz/fuzz-NAME
 # (make fuzz-build: clang, ASan and UBSan) from its seed corpora, for
-# FUZZ_CHECK_SECONDS (30) through tests/fuzz/run.sh, four at a time: none
+# FUZZ_CHECK_SECONDS (30) through tests/fuzz/run.sh, five at a time: none
 # may crash, leak or time out; a crash's reproducer stays in
 # build-fuzz/crashes/ and its path is in this test's log. New inputs go to
 # this test's corpus/. Skips the test when clang's libFuzzer is missing.
@@ -147,9 +147,10 @@ fuzz_briefly () {
   for name in "$@"; do goals+=("build-fuzz/fuzz-$name"); done
   goals+=(build-fuzz/seeds/.done)
   make -s -j2 -C "$CV_SRCDIR" "${goals[@]}" >build.log 2>&1 || { cat build.log; fail "building the fuzz targets failed"; }
-  # Four targets at a time (each gets half a core of this 2-core machine:
-  # make check's time), each reporting in run-NAME.out.
-  printf '%s\n' "$@" | xargs -P 4 -I{} sh -c '"$1/tests/fuzz/run.sh" -c "$2/corpus" -l "$3" "$4" {} >run-{}.out 2>&1' \
+  # Five targets at a time (each gets 2/5 of a core of this 2-core
+  # machine; nine targets in two rounds: make check's time), each reporting
+  # in run-NAME.out.
+  printf '%s\n' "$@" | xargs -P 5 -I{} sh -c '"$1/tests/fuzz/run.sh" -c "$2/corpus" -l "$3" "$4" {} >run-{}.out 2>&1' \
     _ "$CV_SRCDIR" "$tmp" "$CV_BUILD/test-logs" "${FUZZ_CHECK_SECONDS:-30}" || true
   for name in "$@"; do
     if grep -q "^fuzz-$name: .* runs in" "run-$name.out"; then

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Every libFuzzer target under tests/fuzz/ runs for 30 s (FUZZ_CHECK_SECONDS),
-# under ASan and UBSan, four at a time on this 2-core machine: the header
+# under ASan and UBSan, five at a time on this 2-core machine: the header
 # reader, the unlock path (file and passphrase providers), KMS answers, the
 # control protocol, the AWS config and credentials files, STS answers and
 # rbd: volume names (doc/security.md, "Fuzzing"). The header and unlock
