@@ -45,13 +45,15 @@ new_volume () {
 # serve VOLUME [plugin params...] -- COMMAND ARGS...: run the command while
 # nbdkit serves the volume on a private Unix socket; each argument keeps its
 # quoting, and the text $uri in an argument becomes the server's NBD URI.
+# SERVE_TIMEOUT=SECONDS bounds it (rserve, below).
 serve () {
   local args=() cmd
   while [ "$1" != "--" ]; do args+=("$1"); shift; done
   shift
   cmd=$(printf '%q ' "$@")
   cmd=${cmd//\\\$uri/\"\$uri\"}
-  nbdkit -U - "$PLUGIN" "${args[@]}" --run "$cmd"
+  ${SERVE_TIMEOUT:+timeout -k 5 "$SERVE_TIMEOUT"} \
+    nbdkit -U - "$PLUGIN" "${args[@]}" --run "$cmd"
 }
 
 # remac HEADER DEKFILE: the MAC of both header copies computed again with the
@@ -176,4 +178,18 @@ ceph_start () {
   "$CV_SRCDIR/tests/ceph/cluster.sh" start "$CEPH_DIR" || fail "the Ceph test cluster did not start"
   # shellcheck disable=SC1091
   . "$CEPH_DIR/env"
+}
+
+# rserve: serve bounded by 120 s: an rbd: volume is opened after nbdkit
+# forks, and a failed open leaves a --run command waiting.
+rserve () { SERVE_TIMEOUT=120 serve "$@"; }
+# serve_fails PARAMS...: nbdkit -f serving PARAMS must end by itself (exit
+# status nbdkit's; after 60 s it is killed and this succeeds, so that
+# expect_fail reports it).
+serve_fails () {
+  local rc=0
+  rm -f "$tmp/refused.sock"
+  timeout -k 5 60 nbdkit -f -U "$tmp/refused.sock" "$PLUGIN" "$@" || rc=$?
+  if [ $rc = 124 ]; then echo "nbdkit did not end in 60 s" >&2; return 0; fi
+  return $rc
 }

@@ -18,27 +18,6 @@ PY=/usr/bin/python3
 MIB=1048576
 ceph_start
 
-# rserve: serve (functions.sh) bounded by 120 s: an rbd: volume is opened
-# after nbdkit forks, and a failed open leaves a --run command waiting.
-rserve () {
-  local args=() cmd
-  while [ "$1" != "--" ]; do args+=("$1"); shift; done
-  shift
-  cmd=$(printf '%q ' "$@")
-  cmd=${cmd//\\\$uri/\"\$uri\"}
-  timeout -k 5 120 nbdkit -U - "$PLUGIN" "${args[@]}" --run "$cmd"
-}
-# serve_fails PARAMS...: nbdkit -f serving PARAMS must end by itself (exit
-# status nbdkit's; after 60 s it is killed and this succeeds, so that
-# expect_fail reports it).
-serve_fails () {
-  local rc=0
-  rm -f "$tmp/refused.sock"
-  timeout -k 5 60 nbdkit -f -U "$tmp/refused.sock" "$PLUGIN" "$@" || rc=$?
-  if [ $rc = 124 ]; then echo "nbdkit did not end in 60 s" >&2; return 0; fi
-  return $rc
-}
-
 "$KEYMGR" genkey a.kek >/dev/null
 rot_json () { status_json | jq -c '.rotation // {}'; }
 rot_state () { status_json | jq -r '.rotation.state // "none"'; }
