@@ -73,6 +73,21 @@ print(hmac.new(key, text.encode(), hashlib.sha256).hexdigest())' "$2")
 }
 
 # --- nbdkit in the background ---------------------------------------------
+# nbd_wait SOCKET PID: return once the server (PID) completes an NBD
+# handshake on the Unix SOCKET; fail if PID exits first or after 20 s. The
+# socket file alone is not enough: nbdkit (and systemd-socket-activate) bind
+# it before they listen, and a client that connects in between is refused.
+nbd_wait () {
+  local _
+  for _ in $(seq 1 400); do
+    [ -S "$1" ] && nbdsh --opt-mode -u "nbd+unix:///?socket=$1" -c 'h.opt_abort()' >/dev/null 2>&1 &&
+      return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
 # start_nbd VOLUME [PLUGIN-PARAMS...]: serve VOLUME on $SOCK with its control
 # socket at $CTL; return once the control socket answers `status`. nbdkit's
 # stderr goes to $tmp/nbdkit.log; nbd_opts (an array) holds options for
@@ -88,11 +103,13 @@ start_nbd () {
   nbdkit -f "${nbd_opts[@]}" -U "$SOCK" "$PLUGIN" "$@" control="$CTL" >>"$tmp/nbdkit.log" 2>&1 &
   nbd_pid=$!
   local _
-  for _ in $(seq 1 400); do
-    [ -S "$SOCK" ] && [ -S "$CTL" ] && "$KEYMGR" status --control "$CTL" --json >/dev/null 2>&1 && return 0
-    kill -0 "$nbd_pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  if nbd_wait "$SOCK" "$nbd_pid"; then
+    for _ in $(seq 1 400); do
+      "$KEYMGR" status --control "$CTL" --json >/dev/null 2>&1 && return 0
+      kill -0 "$nbd_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+  fi
   tail -n 30 "$tmp/nbdkit.log" >&2
   fail "nbdkit did not start serving $1 with a control socket"
 }

@@ -47,12 +47,7 @@ start () {
   rm -f "$SOCK"
   nbdkit -f -v -U "$SOCK" "$PLUGIN" "$@" >"$tmp/nbdkit.log" 2>&1 &
   nbd_pid=$!
-  local _
-  for _ in $(seq 1 400); do
-    [ -S "$SOCK" ] && return 0
-    kill -0 "$nbd_pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  nbd_wait "$SOCK" "$nbd_pid" && return 0
   tail -n 20 "$tmp/nbdkit.log" >&2
   fail "nbdkit did not start: $*"
 }

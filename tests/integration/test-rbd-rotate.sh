@@ -60,13 +60,17 @@ set -u
 k=\$1 img=run-\$1 vol=rbd:rbd/run-\$1
 d=$tmp/run-\$k; mkdir -p \$d; cd \$d
 # readsum PARAMS...: the sha256 of the volume served with PARAMS (nbdkit -f:
-# a volume that fails to open ends the server, and nbdcopy with it).
+# a volume that fails to open ends the server). It waits for a handshake, as
+# nbd_wait: nbdkit binds the socket file before it listens.
 readsum () {
   rm -f s.sock
   nbdkit -f -U s.sock "$PLUGIN" \$vol keyfile=$tmp/a.kek "\$@" 2>>err &
-  local p=\$! s=none
-  while [ ! -S s.sock ] && kill -0 \$p 2>/dev/null; do sleep 0.02; done
-  [ -S s.sock ] && s=\$(timeout 60 nbdcopy "nbd+unix:///?socket=\$d/s.sock" - | sha256sum | cut -d' ' -f1)
+  local p=\$! s=none u="nbd+unix:///?socket=\$d/s.sock"
+  until nbdsh --opt-mode -u "\$u" -c 'h.opt_abort()' >/dev/null 2>&1; do
+    kill -0 \$p 2>/dev/null || break
+    sleep 0.02
+  done
+  kill -0 \$p 2>/dev/null && s=\$(timeout 60 nbdcopy "\$u" - 2>>err | sha256sum | cut -d' ' -f1)
   kill \$p 2>/dev/null; wait \$p 2>/dev/null
   echo \$s
 }

@@ -83,12 +83,8 @@ mapfile -t cmd < <(python3 "$render" "$units/cryptvol@.service" vol1 "${subst[@]
 mkdir -p run/cryptvol-vol1 # RuntimeDirectory=
 "${cmd[@]}" >>nbdkit.log 2>&1 &
 nbd_pid=$!
-for _ in $(seq 1 200); do
-  [ -S run/cryptvol-vol1/nbd.sock ] && [ -S run/cryptvol-vol1/control.sock ] && break
-  kill -0 "$nbd_pid" 2>/dev/null || break
-  sleep 0.05
-done
-[ -S run/cryptvol-vol1/nbd.sock ] || { cat nbdkit.log; fail "cryptvol@vol1: nbdkit is not serving"; }
+nbd_wait "$tmp/run/cryptvol-vol1/nbd.sock" "$nbd_pid" && [ -S run/cryptvol-vol1/control.sock ] ||
+  { cat nbdkit.log; fail "cryptvol@vol1: nbdkit is not serving"; }
 
 # roundtrip URI NAME: write a marker through URI, read it back, and find
 # no trace of it in the volume file.
@@ -123,12 +119,8 @@ mapfile -t cmd < <(python3 "$render" "$units/cryptvol-nbd.service" "" "${subst[@
 mkdir -p run/cryptvol-nbd
 systemd-socket-activate -l "$tmp/nbd-activate.sock" "${cmd[@]}" >>nbdkit.log 2>&1 &
 nbd_pid=$!
-for _ in $(seq 1 200); do
-  [ -S nbd-activate.sock ] && break
-  kill -0 "$nbd_pid" 2>/dev/null || break
-  sleep 0.05
-done
-[ -S nbd-activate.sock ] || { cat nbdkit.log; fail "systemd-socket-activate is not listening"; }
+# (The first handshake, nbd_wait's, starts nbdkit.)
+nbd_wait "$tmp/nbd-activate.sock" "$nbd_pid" || { cat nbdkit.log; fail "systemd-socket-activate: nbdkit does not answer"; }
 roundtrip "nbd+unix:///vol1?socket=$tmp/nbd-activate.sock" cryptvol-nbd
 # nbdkit now runs in systemd-socket-activate's place and serves on.
 roundtrip "nbd+unix:///vol1?socket=$tmp/nbd-activate.sock" "cryptvol-nbd, second connection"
