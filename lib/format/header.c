@@ -917,6 +917,14 @@ out:
   return r;
 }
 
+void
+cv_hdr_committed (struct cv_header *h)
+{
+  h->seqid++;
+  cv_hdr_free (h->other);
+  h->other = NULL;
+}
+
 /* kcv (16 bytes) and MAC key (32 bytes, in *mackey) from the DEK. */
 static int
 derive (const struct cv_header *h, const struct cv_key *dek, uint8_t kcv[16],

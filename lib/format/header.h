@@ -71,6 +71,10 @@ int cv_hdr_decode (const uint8_t *buf, int copy, const char *name,
  * header write lock (cv_lock_header). h->seqid is bumped once copy 0 is on
  * disk. Returns 0 or -errno (logged). */
 int cv_hdr_commit (struct cv_dev *d, struct cv_header *h);
+/* h, encoded with cv_hdr_encode (its seqid), was committed by another
+ * writer (the server of a volume, through its control socket): leave h as
+ * cv_hdr_commit would have (seqid + 1; no other copy). */
+void cv_hdr_committed (struct cv_header *h);
 
 /* Compute and store kcv and mac from the DEK: the seal of a DEK holder's
  * commit. A volume with wrap binding gets its wraps bound as they are now

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cleanup.h"
 #include "common/log.h"
 #include "common/reqlog.h"
 #include "crypto/secmem.h"
@@ -385,32 +386,36 @@ cv_vol_differs (const struct cv_vol *v, const struct cv_header *h,
   return NULL;
 }
 
+/* How a header under test is named in messages: one read from disk for a
+ * reload, or one that cryptvol-keymgr sent to be committed. */
+#define ON_DISK "reload refused: the header on disk"
+#define OFFERED "header change refused: the header sent"
+
 /* Does h describe the same volume as v (identity, geometry, DEK rotation
- * state)? If not, say what differs. */
+ * state)? If not, say what differs (of h, named as which says). */
 static bool
-same_volume (struct cv_vol *v, const struct cv_header *h)
+same_volume (struct cv_vol *v, const struct cv_header *h, const char *which)
 {
   const char *what = cv_vol_differs (v, h, true);
 
   if (what && cv_hdr_rotating (h) && !v->odek)
-    cv_err ("%s: reload refused: the header on disk records a DEK rotation "
-            "that this server has not taken up; take it up with "
-            "cryptvol-keymgr rotate-dek %s --control SOCKET (or restart the "
-            "server, which continues it)",
-            v->hname, v->path);
+    cv_err ("%s: %s records a DEK rotation that this server has not taken "
+            "up; take it up with cryptvol-keymgr rotate-dek %s --control "
+            "SOCKET (or restart the server, which continues it)",
+            v->hname, which, v->path);
   else if (what)
-    cv_err ("%s: reload refused: the header on disk has another %s than the "
-            "one being served; restart the server to use it",
-            v->hname, what);
+    cv_err ("%s: %s has another %s than the one being served; restart the "
+            "server to use it",
+            v->hname, which, what);
   return what == NULL;
 }
 
-/* Is h, read from disk and authenticated under v's DEK, at least as new as
- * the header v serves, with its wraps as the key sealed them? A header
- * written back from before (dd of old copies) would re-admit removed wraps.
- * 0 or -ESTALE / -EBADMSG (logged). */
+/* Is h, authenticated under v's DEK, at least as new as the header v
+ * serves, with its wraps as the key sealed them? A header written back from
+ * before (dd of old copies) would re-admit removed wraps. 0 or -ESTALE /
+ * -EBADMSG (logged). */
 static int
-fresher (const struct cv_vol *v, const struct cv_header *h)
+fresher (const struct cv_vol *v, const struct cv_header *h, const char *which)
 {
   uint64_t have = 0, got = 0;
   char why[256];
@@ -418,16 +423,14 @@ fresher (const struct cv_vol *v, const struct cv_header *h)
   cv_hdr_sealed (v->hdr, NULL, &have);
   cv_hdr_sealed (h, NULL, &got);
   if (got < have || cv_hdr_binds_wraps (v->hdr) > cv_hdr_binds_wraps (h)) {
-    cv_err ("%s: reload refused: the header on disk (generation %llu) is "
-            "older than the one being served (generation %llu): a stale "
-            "header was written back; the server keeps its header",
-            v->hname, (unsigned long long) got, (unsigned long long) have);
+    cv_err ("%s: %s (generation %llu) is older than the one being served "
+            "(generation %llu): a stale header; the server keeps its header",
+            v->hname, which, (unsigned long long) got,
+            (unsigned long long) have);
     return -ESTALE;
   }
   if (cv_hdr_wraps_check (h, why, sizeof why) < 0) {
-    cv_err ("%s: reload refused: the header on disk %s; the server keeps "
-            "its header",
-            v->hname, why);
+    cv_err ("%s: %s %s; the server keeps its header", v->hname, which, why);
     return -EBADMSG;
   }
   return 0;
@@ -437,21 +440,65 @@ fresher (const struct cv_vol *v, const struct cv_header *h)
  * wrap in use is gone: its id in *id. h is authenticated under v's DEK, so
  * the DEK it opens is v's. */
 static int
-another_wrap (struct cv_vol *v, struct cv_header *h, int64_t *id)
+another_wrap (struct cv_vol *v, struct cv_header *h, int64_t *id,
+              const char *which)
 {
   struct cv_key *k = NULL;
 
   if (!v->creds || cv_unlock (h, v->hname, v->creds, NULL, &k, id) < 0) {
-    cv_err ("%s: reload refused: the wrap in use (%lld) was removed and no "
-            "other wrap opens with the server's credentials; the server "
-            "keeps the previous header and checks wrap %lld",
-            v->hname, (long long) v->wrap_id, (long long) v->wrap_id);
+    cv_err ("%s: %s removes the wrap in use (%lld) and no other wrap opens "
+            "with the server's credentials; the server keeps the previous "
+            "header and checks wrap %lld",
+            v->hname, which, (long long) v->wrap_id, (long long) v->wrap_id);
     return -ENOKEY;
   }
   cv_key_free (k);
   cv_info ("%s: wrap %lld was removed: checking wrap %lld from now on",
            v->hname, (long long) v->wrap_id, (long long) *id);
   return 0;
+}
+
+/* May v serve with h in place of its header (op_lock held)? The same volume
+ * and DEK rotation state, sealed with v's DEK, no older, and a wrap that
+ * opens with v's credentials: its id in *id. 0 or -errno (logged, h named
+ * as which says). */
+static int
+acceptable (struct cv_vol *v, struct cv_header *h, int64_t *id,
+            const char *which)
+{
+  int rc;
+
+  *id = v->wrap_id;
+  if (!same_volume (v, h, which))
+    return -EINVAL;
+  if (cv_hdr_authenticate (h, v->dek) < 0) {
+    cv_err ("%s: %s is not sealed with the DEK being served (another "
+            "volume's header, or altered); the server keeps the previous "
+            "header",
+            v->hname, which);
+    return -EINVAL;
+  }
+  if ((rc = fresher (v, h, which)) < 0)
+    return rc;
+  if (cv_hdr_wrap_find (h, *id, NULL) < 0)
+    return another_wrap (v, h, id, which);
+  return 0;
+}
+
+/* Serve with h (taken) in place of v's header, checking wrap id from now
+ * on (op_lock held); event names the change ("reload", "header"). */
+static void
+use_header (struct cv_vol *v, struct cv_header *h, int64_t id,
+            const char *event)
+{
+  pthread_rwlock_wrlock (&v->klock);
+  struct cv_header *old = v->hdr;
+  v->hdr = h;
+  pthread_rwlock_unlock (&v->klock);
+  cv_hdr_free (old);
+  cv_vol_note_wrap (v, id);
+  cv_vol_event (v, json_pack ("{s:s, s:I}", "event", event, "seqid",
+                              (json_int_t) cv_hdr_seqid (v->hdr)));
 }
 
 /* Read the header on disk: under the header lock when the server may take
@@ -479,40 +526,117 @@ cv_vol_reload (struct cv_vol *v)
   int rc;
 
   pthread_mutex_lock (&v->op_lock);
-  id = v->wrap_id;
   if (v->state == CV_KEY_REVOKED) {
     cv_err ("%s: reload refused while the key is revoked (the header is "
             "authenticated with the DEK); unlock first",
             v->hname);
     rc = -EPERM;
-  } else if ((rc = cv_vol_read_header (v, &h)) == 0) {
-    if (!same_volume (v, h))
-      rc = -EINVAL;
-    else if (cv_hdr_authenticate (h, v->dek) < 0) {
-      cv_err ("%s: reload refused: the header on disk is not sealed with "
-              "the DEK being served (another volume's header, or altered); "
-              "the server keeps the previous header",
-              v->hname);
-      rc = -EINVAL;
-    } else if ((rc = fresher (v, h)) < 0)
-      ;
-    else if (cv_hdr_wrap_find (h, id, NULL) < 0)
-      rc = another_wrap (v, h, &id);
-  }
-  if (rc == 0) {
-    pthread_rwlock_wrlock (&v->klock);
-    struct cv_header *old = v->hdr;
-    v->hdr = h;
-    pthread_rwlock_unlock (&v->klock);
-    h = old;
-    cv_vol_note_wrap (v, id);
+  } else if ((rc = cv_vol_read_header (v, &h)) == 0
+             && (rc = acceptable (v, h, &id, ON_DISK)) == 0) {
+    use_header (v, STEAL (h), id, "reload");
     cv_info ("%s: header reloaded (seqid %llu)", v->hname,
              (unsigned long long) cv_hdr_seqid (v->hdr));
-    cv_vol_event (v, json_pack ("{s:s, s:I}", "event", "reload", "seqid",
-                                (json_int_t) cv_hdr_seqid (v->hdr)));
   }
   cv_hdr_free (h);
   pthread_mutex_unlock (&v->op_lock);
+  return rc;
+}
+
+/* The checks of cv_vol_commit_header with op_lock and the header lock held:
+ * h's seqid is that of the header on disk (cur, read here), and h is a
+ * header v may serve with, or the beginning of a DEK rotation that v can
+ * take up (its new DEK in *dek1). 0 or -errno (logged). */
+static int
+commit_check (struct cv_vol *v, struct cv_header *h, struct cv_header **cur,
+              int64_t *id, struct cv_key **dek1)
+{
+  struct cv_hdr_rotation r;
+  unsigned valid;
+  const char *what;
+  int rc;
+
+  if ((rc = cv_hdr_read (v->hdev, cur, &valid)) < 0)
+    return rc;
+  if (cv_hdr_seqid (h) != cv_hdr_seqid (*cur)) {
+    cv_err ("%s: " OFFERED " was made from seqid %llu, but the header is "
+            "now at seqid %llu (changed meanwhile: by a DEK rotation step or "
+            "another change); nothing was changed: run the command again",
+            v->hname, (unsigned long long) cv_hdr_seqid (h),
+            (unsigned long long) cv_hdr_seqid (*cur));
+    return -ESTALE;
+  }
+  if (!cv_hdr_rotating (h) || v->odek)
+    return acceptable (v, h, id, OFFERED);
+  /* A DEK rotation begun by keymgr: check it as the server will when it
+   * takes it up, so that what is committed can be. */
+  if ((what = cv_vol_differs (v, h, false))) {
+    cv_err ("%s: " OFFERED " has another %s than the one being served",
+            v->hname, what);
+    return -EINVAL;
+  }
+  return cv_rot_begin_check (v, h, dek1, id, &r);
+}
+
+int
+cv_vol_commit_header (struct cv_vol *v, const uint8_t *copy, size_t len,
+                      uint64_t *seqid)
+{
+  CLEANUP_FREE uint8_t *buf = NULL;
+  CLEANUP_KEY struct cv_key *dek1 = NULL;
+  struct cv_header *h = NULL, *cur = NULL;
+  uint64_t was = 0, gen = 0;
+  int64_t id = -1;
+  int rc;
+
+  if (len > CV_HDR_COPY_SIZE) {
+    cv_err ("%s: " OFFERED " is %zu bytes, more than a header copy (%d)",
+            v->hname, len, CV_HDR_COPY_SIZE);
+    return -E2BIG;
+  }
+  if (!(buf = calloc (1, CV_HDR_COPY_SIZE)))
+    return -ENOMEM;
+  memcpy (buf, copy, len);
+  /* The decoder's message (the control reply's error) names it. */
+  char name[512];
+  snprintf (name, sizeof name, "%s: the header sent for commit", v->hname);
+  if ((rc = cv_hdr_decode (buf, 0, name, &h)) < 0)
+    return rc == -ENOMEM ? rc : -EBADMSG;
+  pthread_mutex_lock (&v->op_lock);
+  if (v->readonly) {
+    cv_err ("%s: served read-only; a header change needs it served for "
+            "writing",
+            v->hname);
+    rc = -EROFS;
+  } else if (v->state == CV_KEY_REVOKED) {
+    cv_err ("%s: header change refused while the key is revoked (the "
+            "header is authenticated with the DEK); unlock first",
+            v->hname);
+    rc = -EPERM;
+  } else if ((rc = cv_lock_header (v->hdev, true)) == 0) {
+    if ((rc = commit_check (v, h, &cur, &id, &dek1)) == 0) {
+      cv_hdr_sealed (cur, NULL, &was);
+      rc = cv_hdr_commit (v->hdev, h);
+    }
+    /* A DEK holder's change (a new generation) is recorded in the seal
+     * sector, under the DEK the header is sealed with. */
+    if (rc == 0 && cv_hdr_sealed (h, NULL, &gen) && gen != was)
+      rc = cv_seal_write (v->ddev, v->ddev == v->hdev, h,
+                          dek1 ? dek1 : v->dek);
+    cv_unlock_header (v->hdev);
+  }
+  if (rc == 0) {
+    *seqid = cv_hdr_seqid (h);
+    cv_info ("%s: header committed for cryptvol-keymgr (seqid %llu)%s",
+             v->hname, (unsigned long long) cv_hdr_seqid (h),
+             dek1 ? ": a DEK rotation, taken up by rotate" : "");
+    /* A rotation is taken up from the header on disk (cv_vol_rotate_start);
+     * until then v serves with its header, as after keymgr wrote it. */
+    if (!dek1)
+      use_header (v, STEAL (h), id, "header");
+  }
+  pthread_mutex_unlock (&v->op_lock);
+  cv_hdr_free (cur);
+  cv_hdr_free (h);
   return rc;
 }
 

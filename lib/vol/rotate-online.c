@@ -251,16 +251,13 @@ engine_main (void *arg)
   return NULL;
 }
 
-/* Adopt the rotation cryptvol-keymgr recorded in the header on disk
- * (op_lock held): see cv_vol_rotate_start. */
-static int
-adopt (struct cv_vol *v)
+int
+cv_rot_begin_check (struct cv_vol *v, struct cv_header *h,
+                    struct cv_key **dek1, int64_t *id,
+                    struct cv_hdr_rotation *r)
 {
-  CLEANUP_KEY struct cv_key *dek1 = NULL, *odek = NULL;
-  struct cv_header *h = NULL;
-  struct cv_hdr_rotation r;
+  CLEANUP_KEY struct cv_key *k = NULL, *odek = NULL;
   struct cv_wrap_sel sel = { .n = 0 }, *selp = NULL;
-  int64_t id = -1;
   const char *what;
   int rc;
 
@@ -271,36 +268,36 @@ adopt (struct cv_vol *v)
             v->path);
     return -ENOKEY;
   }
-  if ((rc = cv_vol_read_header (v, &h)) < 0)
-    return rc;
   if ((what = cv_vol_differs (v, h, false))) {
     cv_err ("%s: the header on disk has another %s than the one being "
             "served; restart the server to use it",
             v->hname, what);
-    rc = -EINVAL;
-  } else if ((rc = cv_hdr_rotation_get (h, v->hname, &r)) == -ENOENT)
+    return -EINVAL;
+  }
+  if ((rc = cv_hdr_rotation_get (h, v->hname, r)) == -ENOENT) {
     cv_err ("%s: no DEK rotation is recorded in the header: begin one with "
             "cryptvol-keymgr rotate-dek %s --control SOCKET",
             v->hname, v->path);
-  else if (rc == 0 && r.boundary != 0) {
+    return rc;
+  }
+  if (rc == 0 && r->boundary != 0) {
     cv_err ("%s: the header records a DEK rotation already %llu bytes "
             "along that this server did not run; restart the server to "
             "continue it",
-            v->hname, (unsigned long long) r.boundary);
-    rc = -EINVAL;
+            v->hname, (unsigned long long) r->boundary);
+    return -EINVAL;
   }
   if (rc < 0)
-    goto out;
+    return rc;
   /* The wrap in use, re-made for the new DEK, else any that opens. */
   if (cv_hdr_wrap_find (h, v->wrap_id, NULL) == 0) {
     sel.item[sel.n++].id = v->wrap_id;
     sel.except = -1;
     selp = &sel;
   }
-  if ((rc = cv_unlock (h, v->hname, v->creds, selp, &dek1, &id)) < 0)
-    goto out;
-  if ((rc = cv_rot_old_dek_of (v, h, dek1, &odek)) < 0)
-    goto out;
+  if ((rc = cv_unlock (h, v->hname, v->creds, selp, &k, id)) < 0
+      || (rc = cv_rot_old_dek_of (v, h, k, &odek)) < 0)
+    return rc;
   if (odek->len != v->dek->len
       || CRYPTO_memcmp (odek->b, v->dek->b, odek->len) != 0) {
     cv_err ("%s: the DEK rotation recorded in the header was begun from "
@@ -308,9 +305,27 @@ adopt (struct cv_vol *v)
             "replaced?); the server goes on with its DEK: restart it to use "
             "the header on disk",
             v->hname);
-    rc = -EINVAL;
-    goto out;
+    return -EINVAL;
   }
+  *dek1 = STEAL (k);
+  return 0;
+}
+
+/* Adopt the rotation cryptvol-keymgr recorded in the header on disk
+ * (op_lock held): see cv_vol_rotate_start. */
+static int
+adopt (struct cv_vol *v)
+{
+  CLEANUP_KEY struct cv_key *dek1 = NULL;
+  struct cv_header *h = NULL;
+  struct cv_hdr_rotation r;
+  int64_t id = -1;
+  int rc;
+
+  if ((rc = cv_vol_read_header (v, &h)) < 0)
+    return rc;
+  if ((rc = cv_rot_begin_check (v, h, &dek1, &id, &r)) < 0)
+    goto out;
   /* No request is in flight while the keys change: from here on they
    * record their ranges (volume.c). */
   pthread_rwlock_wrlock (&v->klock);

@@ -269,6 +269,21 @@ int cv_vol_check_key (struct cv_vol *v);
 int cv_vol_revoke (struct cv_vol *v, const char *cause);
 int cv_vol_resume (struct cv_vol *v);
 int cv_vol_reload (struct cv_vol *v);
+/* cv_vol_commit_header: write a header that cryptvol-keymgr made (copy: the
+ * bytes of its copy 0, cv_hdr_encode, trailing zeros may be cut; len no more
+ * than CV_HDR_COPY_SIZE) for a volume whose store keymgr cannot write while
+ * it is served (an RBD image, whose exclusive lock the server holds). Under
+ * the header lock: refused with -ESTALE unless it was made from the header
+ * on disk (the same seqid); else it must pass cv_vol_reload's checks, or be
+ * the beginning of a DEK rotation that this server can take up (its new DEK
+ * opens with the kept credentials and records the DEK served). Then it is
+ * committed, the seal sector written for a new generation, and v serves
+ * with it (a rotation is taken up by cv_vol_rotate_start); *seqid: the
+ * committed header's. -EBADMSG: not a
+ * header copy; -E2BIG; -EROFS; -EPERM while revoked; -EINVAL, -ENOKEY as
+ * cv_vol_reload. Nothing is written unless every check holds. */
+int cv_vol_commit_header (struct cv_vol *v, const uint8_t *copy, size_t len,
+                          uint64_t *seqid);
 /* The seqid of the header being served (a served volume's header is
  * replaced by reloads and by every step of an online DEK rotation: use this,
  * not cv_vol_header, while it is served). */
@@ -290,7 +305,8 @@ void cv_watch_stop (void);
  * {"event":"check","outcome":"ok"|"revoked"|"unreachable","error":"...",
  *  "request_id":"..."}, {"event":"revoke","cause":"..."},
  * {"event":"grace","entered":true|false,"cause":"..."},
- * {"event":"resume","wrap":0}, {"event":"reload","seqid":N}.
+ * {"event":"resume","wrap":0}, {"event":"reload","seqid":N},
+ * {"event":"header","seqid":N} (cv_vol_commit_header).
  * The sink adds time and volume; it is called from any thread (the watch,
  * the caller of the actions above, cv_vol_open), never with a secret; it
  * must not call back into v's actions. The event is the sink's to keep

@@ -491,6 +491,146 @@ test_reload (struct vm *m, struct vm *m2)
   cv_hdr_free (h);
 }
 
+/* Offer h to m's server as cryptvol-keymgr does (commit-header): copy 0,
+ * without its trailing zeros. */
+static int
+offer (struct vm *m, const struct cv_header *h, uint64_t *seqid)
+{
+  CLEANUP_FREE uint8_t *buf = calloc (1, CV_HDR_COPY_SIZE);
+  size_t len = CV_HDR_COPY_SIZE;
+
+  if (!buf || cv_hdr_encode (h, 0, buf) < 0)
+    return -ENOMEM;
+  while (len && !buf[len - 1])
+    len--;
+  harness_log_clear ();
+  return cv_vol_commit_header (m->v, buf, len, seqid);
+}
+
+/* commit-header: a header keymgr made is committed by the server when it
+ * was made from the header on disk and passes reload's checks, or begins a
+ * DEK rotation the server can take up; else nothing is written. */
+static void
+test_commit_header (struct vm *m)
+{
+  char spec[200];
+  struct cv_creds c = { .keyfile = vm_keyfile };
+  struct cv_creds c2 = { .keyfile = other };
+  CLEANUP_KEY struct cv_key *dek2 = NULL, *dek1 = NULL;
+  struct cv_header *h, *stale;
+  uint64_t seq = 0, was;
+  uint8_t junk[512];
+
+  reopen_keeping (m);
+  was = cv_vol_seqid (m->v);
+
+  /* A wrap added with the DEK: committed, and served from then on. */
+  h = read_hdr (m);
+  stale = read_hdr (m);
+  snprintf (spec, sizeof spec, "file:%s", other);
+  CHECK (cv_wrap_add (h, spec, &c2, m->dek, NULL) == 0
+             && cv_hdr_seal (h, m->dek) == 0,
+         "add a wrap");
+  events_clear ();
+  CHECK (offer (m, h, &seq) == 0, "commit: %s", harness_logged ());
+  CHECK (seq == was + 1 && cv_vol_seqid (m->v) == seq,
+         "seqid %llu served, %llu committed, was %llu",
+         (unsigned long long) cv_vol_seqid (m->v), (unsigned long long) seq,
+         (unsigned long long) was);
+  CHECK (event_seen ("\"event\":\"header\""), "header event: %s", events);
+  cv_hdr_free (h);
+  h = read_hdr (m);
+  CHECK (cv_hdr_seqid (h) == seq && cv_hdr_wrap_find (h, 1, NULL) == 0,
+         "on disk: seqid %llu, wrap 1",
+         (unsigned long long) cv_hdr_seqid (h));
+  cv_hdr_free (h);
+
+  /* Made from a header that has changed since: refused. */
+  CHECK (offer (m, stale, &seq) == -ESTALE, "stale");
+  CHECK (strstr (harness_logged (), "was made from seqid"), "message: %s",
+         harness_logged ());
+  cv_hdr_free (stale);
+
+  /* Not a header copy; more than one. */
+  memset (junk, 0x5a, sizeof junk);
+  harness_log_clear ();
+  CHECK (cv_vol_commit_header (m->v, junk, sizeof junk, &seq) == -EBADMSG,
+         "junk");
+  CHECK (strstr (harness_logged (), "the header sent for commit"),
+         "message: %s", harness_logged ());
+  CHECK (cv_vol_commit_header (m->v, junk, CV_HDR_COPY_SIZE + 1, &seq)
+             == -E2BIG,
+         "too long");
+
+  /* Sealed with another DEK, or dropping every wrap the server can open:
+   * refused, nothing written. */
+  h = read_hdr (m);
+  CHECK (cv_dek_generate (&dek2) == 0 && cv_hdr_seal (h, dek2) == 0,
+         "seal with another DEK");
+  CHECK (offer (m, h, &seq) == -EINVAL, "another DEK");
+  CHECK (strstr (harness_logged (), "the header sent is not sealed with the "
+                                    "DEK being served"),
+         "message: %s", harness_logged ());
+  cv_hdr_free (h);
+  h = read_hdr (m);
+  CHECK (cv_hdr_wrap_remove (h, m->path, 0) == 0
+             && cv_hdr_seal (h, m->dek) == 0,
+         "remove wrap 0");
+  CHECK (offer (m, h, &seq) == -ENOKEY, "no wrap for the server");
+  CHECK (strstr (harness_logged (), "removes the wrap in use (0)"),
+         "message: %s", harness_logged ());
+  cv_hdr_free (h);
+  h = read_hdr (m);
+  CHECK (cv_hdr_seqid (h) == was + 1, "nothing written (seqid %llu)",
+         (unsigned long long) cv_hdr_seqid (h));
+
+  /* Not while revoked. */
+  CHECK (cv_vol_revoke (m->v, "operator lock") == 0, "lock");
+  CHECK (offer (m, h, &seq) == -EPERM, "revoked");
+  CHECK (cv_vol_resume (m->v) == 0, "unlock");
+  cv_hdr_free (h);
+
+  /* A DEK rotation begun from the served DEK: committed, and taken up by
+   * rotate (test-vol-rotate-online: the checks it shares with adopting one
+   * from disk). */
+  h = read_hdr (m);
+  CHECK (cv_rot_prepare (h, m->path, m->path, &c, m->dek, 0, true, &dek1) == 0
+             && cv_hdr_seal (h, dek1) == 0,
+         "a rotation: %s", harness_logged ());
+  CHECK (offer (m, h, &seq) == 0 && seq == was + 2, "rotation committed: %s",
+         harness_logged ());
+  cv_hdr_free (h);
+  CHECK (cv_vol_rotate_start (m->v, 0) == 0, "taken up: %s",
+         harness_logged ());
+  struct cv_rot_status st;
+  for (int i = 0; i < 60000; i++) {
+    cv_vol_rotate_status (m->v, &st);
+    if (strcmp (st.state, "done") == 0 || strcmp (st.state, "failed") == 0)
+      break;
+    usleep (1000);
+  }
+  CHECK (strcmp (st.state, "done") == 0, "rotation %s: %s", st.state,
+         st.error);
+  CHECK (cv_vol_pread (m->v, m->buf, BS, 0) == 0
+             && memcmp (m->buf, m->model, BS) == 0,
+         "reads back after the rotation");
+  cv_key_free (m->dek);
+  m->dek = STEAL (dek1);
+
+  /* A volume served read-only takes no header change. */
+  struct cv_vol_opts o
+      = { .path = m->path, .creds = &c, .io = m->io, .readonly = true };
+  struct vm ro = *m;
+  CHECK (cv_vol_open (&o, &ro.v) == 0, "open read-only: %s",
+         harness_logged ());
+  h = read_hdr (m);
+  CHECK (ro.v && offer (&ro, h, &seq) == -EROFS, "read-only");
+  CHECK (strstr (harness_logged (), "served read-only"), "message: %s",
+         harness_logged ());
+  cv_hdr_free (h);
+  cv_vol_close (ro.v);
+}
+
 /* --- requests in flight during revocations ----------------------------- */
 
 #define NWRITERS 3
@@ -766,6 +906,7 @@ main (void)
   test_watch (&m);
   test_reload (&m, &m2);
   vm_create (&m3, 512, VOLSIZE, false);
+  test_commit_header (&m3);
   test_rotating (&m3);
   test_passphrase (&m3);
   vm_destroy (&m3);
