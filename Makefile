@@ -122,7 +122,7 @@ FUZZ_TARGETS := control aws-config aws-creds aws-sts header unlock kms stanza \
                 rbd-spec
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build-fuzz/fuzz-%)
 FUZZ_SRCS_control    := lib/ctl/dispatch.c lib/ctl/audit.c lib/common/log.c \
-                        lib/common/clock.c
+                        lib/common/clock.c lib/common/encode.c
 FUZZ_SRCS_aws-config := lib/keys/aws-config.c lib/crypto/secmem.c \
                         lib/crypto/secheap.c lib/common/log.c lib/common/fdio.c \
                         lib/common/text.c

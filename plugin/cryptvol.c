@@ -450,6 +450,7 @@ CTL_FORWARD (rotate)
 CTL_FORWARD (rotate_pause)
 CTL_FORWARD (rotate_resume)
 CTL_FORWARD (rotate_rate)
+CTL_FORWARD (commit_header)
 
 static const struct cv_ctl_ops ctl_ops = {
   .status = ctl_status,
@@ -461,6 +462,7 @@ static const struct cv_ctl_ops ctl_ops = {
   .rotate_pause = ctl_rotate_pause,
   .rotate_resume = ctl_rotate_resume,
   .rotate_rate = ctl_rotate_rate,
+  .commit_header = ctl_commit_header,
   .uuid = ctl_uuid,
 };
 

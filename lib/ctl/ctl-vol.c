@@ -1,9 +1,13 @@
 /* The control commands on a served volume: struct cv_ctl_ops over lib/vol.
  * Each runs on the control thread; lib/vol serialises them with the key
  * watch and logs its own failures (which become the replies' errors). */
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 
+#include "common/cleanup.h"
+#include "common/encode.h"
+#include "common/log.h"
 #include "ctl/ctl.h"
 #include "format/header.h"
 #include "vol/volume.h"
@@ -171,6 +175,25 @@ rotate_rate (void *arg, const json_t *req, json_t *reply)
   return rc;
 }
 
+static int
+commit_header (void *arg, const json_t *req, json_t *reply)
+{
+  const char *b64 = json_string_value (json_object_get (req, "header"));
+  CLEANUP_FREE uint8_t *copy = NULL;
+  size_t len;
+  uint64_t seqid = 0;
+  int rc;
+
+  if (cv_b64_decode (b64, &copy, &len) < 0) {
+    cv_err ("commit-header: \"header\" is not base64 (a header copy, as "
+            "cryptvol-keymgr sends it)");
+    return -EINVAL;
+  }
+  if ((rc = cv_vol_commit_header (arg, copy, len, &seqid)) == 0)
+    json_object_set_new (reply, "seqid", json_integer ((json_int_t) seqid));
+  return rc;
+}
+
 static const char *
 uuid (void *arg)
 {
@@ -187,5 +210,6 @@ const struct cv_ctl_ops cv_ctl_vol_ops = {
   .rotate_pause = rotate_pause,
   .rotate_resume = rotate_resume,
   .rotate_rate = rotate_rate,
+  .commit_header = commit_header,
   .uuid = uuid,
 };

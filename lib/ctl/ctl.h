@@ -15,8 +15,9 @@
 
 struct cv_audit;
 
-/* A request line is at most this many bytes, its newline included. */
-#define CV_CTL_LINE_MAX 4096
+/* A request line is at most this many bytes, its newline included: room
+ * for commit-header's header copy (64 KiB, in base64). */
+#define CV_CTL_LINE_MAX (128 * 1024)
 
 /* What the commands do to an export's volume. Each gets the export's arg,
  * the request (an object whose members dispatch.c has checked: "cmd",
@@ -39,6 +40,8 @@ struct cv_ctl_ops {
   int (*rotate_resume) (void *arg, const json_t *req, json_t *reply);
   /* "rate" required */
   int (*rotate_rate) (void *arg, const json_t *req, json_t *reply);
+  /* "header" required (a string; the op decodes it) */
+  int (*commit_header) (void *arg, const json_t *req, json_t *reply);
   const char *(*uuid) (void *arg);
 };
 
@@ -74,6 +77,8 @@ struct cv_ctl_opts {
  * "rate": the running rotation's limit, else unlimited); rotate-pause,
  * rotate-resume, rotate-rate: cv_vol_rotate_pause, _resume, _set_rate. The
  * rotate commands reply with the rotation's state ("rotation": as in status).
+ * commit-header: cv_vol_commit_header of the base64 "header", then the
+ * header's seqid.
  * uuid: cv_vol_uuid. */
 extern const struct cv_ctl_ops cv_ctl_vol_ops;
 

@@ -14,13 +14,14 @@
 
 #define KNOWN                                                                  \
   "status, check, lock, unlock, reload, rotate, rotate-pause, "                \
-  "rotate-resume, rotate-rate"
+  "rotate-resume, rotate-rate, commit-header"
 #define EXAMPLE "send one JSON object per line, e.g. {\"cmd\":\"status\"}"
 
 typedef int (*ctl_op) (void *arg, const json_t *req, json_t *reply);
 
-/* A command: its operation and the member it takes besides "cmd" (only
- * "rate" exists: MiB/s), if any, and whether that member is required. */
+/* A command: its operation and the member it takes besides "cmd" ("rate":
+ * MiB/s; "header": a header copy in base64), if any, and whether that
+ * member is required. */
 struct command {
   const char *name;
   ctl_op op;
@@ -43,6 +44,7 @@ find_command (const struct cv_ctl_ops *ops, const char *name,
     { "rotate-pause", ops->rotate_pause, NULL, false },
     { "rotate-resume", ops->rotate_resume, NULL, false },
     { "rotate-rate", ops->rotate_rate, "rate", true },
+    { "commit-header", ops->commit_header, "header", true },
   };
 
   for (size_t i = 0; i < ARRAY_SIZE (table); i++)
@@ -131,6 +133,15 @@ check_members (const struct command *c, const json_t *req, char *err, size_t n)
   if (!c->member)
     return 0;
   val = json_object_get (req, c->member);
+  if (strcmp (c->member, "header") == 0) {
+    if (json_is_string (val))
+      return 0;
+    say (err, n,
+         "\"%s\" needs \"header\": a header copy in base64 (cryptvol-keymgr "
+         "sends it; see doc/control.md)",
+         c->name);
+    return -EINVAL;
+  }
   if (!val && c->required) {
     say (err, n,
          "\"%s\" needs \"rate\": MiB/s, a number >= 0 (0: unlimited), e.g. "
@@ -300,7 +311,10 @@ cv_ctl_dispatch (const struct cv_ctl_opts *o, const struct cv_ctl_peer *peer,
   }
   if (!e && json_is_string (json_object_get (req, "export")))
     json_object_set (rec, "export", json_object_get (req, "export"));
-  if (run && c.member && json_object_get (req, c.member))
+  /* The rate goes in the record; a header (64 KiB) does not: its seqid is
+   * in the server's log and the volume's header. */
+  if (run && c.member && strcmp (c.member, "rate") == 0
+      && json_object_get (req, c.member))
     json_object_set (rec, c.member, json_object_get (req, c.member));
   if (run && e)
     run_on (o, &c, e, req, reply, err, sizeof err);

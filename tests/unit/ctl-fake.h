@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/encode.h"
 #include "common/log.h"
 #include "ctl/ctl.h"
 
@@ -102,6 +103,32 @@ fake_reload (void *arg, const json_t *req, json_t *reply)
   return 0;
 }
 
+/* commit-header: decode the header as ctl-vol.c does; "committed" (seqid
+ * 8) unless it is not base64 or reload_fails (the DEK differs). */
+static int
+fake_commit_header (void *arg, const json_t *req, json_t *reply)
+{
+  struct fake_vol *f = arg;
+  uint8_t *copy = NULL;
+  size_t len;
+
+  f->calls++;
+  if (cv_b64_decode (json_string_value (json_object_get (req, "header")),
+                     &copy, &len)
+      < 0) {
+    cv_err ("commit-header: \"header\" is not base64");
+    return -EINVAL;
+  }
+  free (copy);
+  if (f->reload_fails) {
+    cv_err ("header change refused: the header sent is not sealed with the "
+            "DEK being served");
+    return -EINVAL;
+  }
+  json_object_set_new (reply, "seqid", json_integer (8));
+  return 0;
+}
+
 /* rotate: adopt a rotation recorded ("idle") or set the running one's rate,
  * as cv_vol_rotate_start; -ENOENT without one. */
 static int
@@ -176,6 +203,7 @@ static const struct cv_ctl_ops fake_ops = {
   .rotate_pause = fake_rotate_pause,
   .rotate_resume = fake_rotate_resume,
   .rotate_rate = fake_rotate_rate,
+  .commit_header = fake_commit_header,
   .uuid = fake_uuid,
 };
 

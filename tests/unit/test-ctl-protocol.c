@@ -98,6 +98,16 @@ test_commands (void)
          "reload reports the seqid");
   fake.reload_fails = true;
   expect_error ("{\"cmd\":\"reload\"}", "Invalid argument");
+  expect_error ("{\"cmd\":\"commit-header\",\"header\":\"aGVhZGVy\"}",
+                "not sealed with the DEK being served");
+  fake.reload_fails = false;
+
+  json_auto_t *ch = ask ("{\"cmd\":\"commit-header\",\"header\":\"aGVhZGVy\"}");
+  CHECK (json_is_true (json_object_get (ch, "ok"))
+             && json_integer_value (json_object_get (ch, "seqid")) == 8,
+         "commit-header reports the committed seqid");
+  expect_error ("{\"cmd\":\"commit-header\",\"header\":\"not base64!\"}",
+                "\"header\" is not base64");
 }
 
 static void
@@ -109,7 +119,14 @@ test_bad_requests (void)
   expect_error ("{\"cmd\":\"destroy\"}",
                 "unknown command \"destroy\"; known: status, check, lock, "
                 "unlock, reload, rotate, rotate-pause, rotate-resume, "
-                "rotate-rate");
+                "rotate-rate, commit-header");
+  expect_error ("{\"cmd\":\"commit-header\"}",
+                "\"commit-header\" needs \"header\": a header copy in base64");
+  expect_error ("{\"cmd\":\"commit-header\",\"header\":7}",
+                "\"commit-header\" needs \"header\"");
+  expect_error ("{\"cmd\":\"commit-header\",\"header\":\"\",\"rate\":1}",
+                "unknown member \"rate\" for \"commit-header\"; it takes "
+                "\"cmd\", (optionally) \"export\" and \"header\"");
   expect_error ("{\"cmd\":\"status\"", "malformed request");
   expect_error ("", "malformed request");
   expect_error ("status", "e.g. {\"cmd\":\"status\"}");
@@ -250,12 +267,13 @@ test_audit (void)
   json_decref (ask ("{\"cmd\":\"nope\"}"));
   fake.rot = "running";
   json_decref (ask ("{\"cmd\":\"rotate-rate\",\"rate\":25}"));
+  json_decref (ask ("{\"cmd\":\"commit-header\",\"header\":\"aGVhZGVy\"}"));
   opts.audit = NULL;
   cv_audit_close (a);
 
-  json_t *rec[5] = { 0 };
-  size_t n = read_records (path, rec, 5);
-  CHECK (n == 4, "4 records (%zu)", n);
+  json_t *rec[6] = { 0 };
+  size_t n = read_records (path, rec, 6);
+  CHECK (n == 5, "5 records (%zu)", n);
   for (size_t i = 0; i < n; i++) {
     json_t *r = rec[i];
     CHECK (r, "record %zu is JSON", i);
@@ -275,7 +293,7 @@ test_audit (void)
                && json_integer_value (json_object_get (peer, "pid")) == 4242,
            "record %zu has the peer's uid and pid", i);
   }
-  if (n == 4) {
+  if (n == 5) {
     CHECK (
         strcmp (json_string_value (json_object_get (rec[0], "command")), "lock")
                 == 0
@@ -295,6 +313,11 @@ test_audit (void)
            "unknown command recorded as an error");
     CHECK (json_number_value (json_object_get (rec[3], "rate")) == 25,
            "a rate change recorded with its rate");
+    CHECK (strcmp (json_string_value (json_object_get (rec[4], "command")),
+                   "commit-header")
+                   == 0
+               && !json_object_get (rec[4], "header"),
+           "commit-header recorded without the header");
   }
   for (size_t i = 0; i < n; i++)
     json_decref (rec[i]);
