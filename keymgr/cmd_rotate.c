@@ -34,7 +34,7 @@ rotate_opt (int c, const char *arg, void *ctx)
     cv_err ("--hotzone: '%s' is not a size", arg);
     return -1;
   case 'C':
-    r->control = arg;
+    r->control = keymgr_control = arg;
     return 0;
   case 'r':
     errno = 0;

@@ -45,7 +45,7 @@ new_wrap_opt (int c, const char *arg, void *ctx)
     }
     return 0;
   case 'C':
-    n->control = arg;
+    n->control = keymgr_control = arg;
     return 0;
   case 'i':
     n->id = strtoll (arg, &end, 10);
@@ -69,7 +69,9 @@ new_wrap_opt (int c, const char *arg, void *ctx)
   }
 #define CONTROL_USAGE                                                          \
   "         [--control PATH]  then make the server at PATH reload the "        \
-  "header\n"
+  "header\n"                                                                   \
+  "                           (an rbd: volume: that server commits the "      \
+  "change)\n"
 
 /* Report a committed change, its header lock released: ask the server at
  * control (NULL: none) to reload, then print j (taken; with the reload's

@@ -47,7 +47,8 @@ static const struct {
     "read the new wrap's passphrase from file descriptor N" },
   { NULL, "control", "PATH",
     "the server's control socket (nbdkit ... control=PATH): after the\n"
-    "change, make the server reload the header" },
+    "change, make the server reload the header; an rbd: volume's server\n"
+    "commits the change itself (it holds the image's lock)" },
   { "status", "control", "PATH",
     "the server's control socket (nbdkit ... control=PATH); required" },
   { "lock", "control", "PATH",

@@ -160,6 +160,7 @@ struct session {
   struct cv_header *h;
   struct cv_key *dek;  /* after session_unlock */
   int64_t unlocked_by; /* id of the wrap that unlocked */
+  bool remote;         /* committed by the server at keymgr_control */
 };
 /* session_open returns 0 or an exit code (reported; nothing is left open or
  * locked). */
@@ -207,6 +208,11 @@ const char *control_reply_error (const json_t *reply);
 /* --export NAME: the export of a server with several that every request to
  * a control socket names (control_request adds it); NULL: none named. */
 extern const char *keymgr_export;
+/* --control PATH of a command that changes the header (the wrap commands,
+ * rotate-dek): the server of the volume; NULL: none. A session on a volume
+ * whose data is in an RBD image (which its server holds locked) then opens
+ * it read-only and has that server commit the change (commit-header). */
+extern const char *keymgr_control;
 
 /* rotate-dek's own options (cmd_rotate.c parses them and rotates offline;
  * rotate_online.c runs the rest). */

@@ -4,10 +4,14 @@
 # - a served rbd: volume holds the image's exclusive lock; a second server
 #   opening it is refused, quickly, with a message naming the holder (the
 #   lock owner librbd reports); the first serves on;
-# - keymgr's changes (add-wrap, remove-wrap, rotate-dek, restore-header;
-#   add-wrap and rotate-dek with --control too) are refused while it is
-#   served, naming the holder, and change nothing; info, list-wraps and
-#   backup-header work;
+# - keymgr's offline changes (add-wrap, remove-wrap, rotate-dek,
+#   restore-header) are refused while it is served, naming the holder (and,
+#   for the wrap commands, saying to give --control), and change nothing;
+#   info, list-wraps and backup-header work;
+# - with --control the server commits them: add-wrap, remove-wrap (one that
+#   would leave the server no wrap it can open is refused, nothing changed),
+#   and rotate-dek while a client writes, every write read back afterwards
+#   (and by the servers that take over below);
 # - kill -9 of the server while a client writes with FUA: a second server
 #   with takeover=true serves, the dead holder is blocklisted, and every
 #   write the first acknowledged reads back;
@@ -82,22 +86,67 @@ nbdsh -u "$(uri a)" -c "h.pwrite(b'A' * 4096, 0, nbd.CMD_FLAG_FUA); assert h.pre
 
 # --- keymgr while served ----------------------------------------------------------
 "$KEYMGR" backup-header rbd:rbd/vol hdr.bak >/dev/null || fail "backup-header of the served volume"
-# (On RBD the --control forms too: the server does not change wraps or
-# rotate for keymgr; doc/rbd.md.)
 for cmd in "add-wrap --wrap file:b.kek --keyfile vol.kek" "remove-wrap --id 0 --keyfile vol.kek" \
-           "rotate-dek --keyfile vol.kek" "restore-header hdr.bak --keyfile vol.kek" \
-           "add-wrap --wrap file:b.kek --keyfile vol.kek --control $tmp/a.ctl" \
-           "rotate-dek --keyfile vol.kek --control $tmp/a.ctl"; do
+           "rotate-dek --keyfile vol.kek" "restore-header hdr.bak --keyfile vol.kek"; do
   set -- $cmd
   c=$1; shift
   expect_fail "$c $* while served" 'rbd:rbd/vol' "$KEYMGR" "$c" rbd:rbd/vol "$@"
   grep -qF "$owner_a" "$tmp/err" || { cat "$tmp/err"; fail "$c: the refusal does not say the volume is in use"; }
+  case $c in *-wrap) grep -q 'give --control' "$tmp/err" || { cat "$tmp/err"; fail "$c: the refusal does not say to give --control"; } ;; esac
 done
 "$KEYMGR" info rbd:rbd/vol >/dev/null || fail "info of the served volume"
 [ "$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq length)" = 1 ] || fail "a refused change changed the wraps"
-[ "$(rot_state a)" = none ] || fail "a refused rotate-dek --control started a rotation"
 [ "$(lock_owners)" = "$owner_a" ] || fail "a refused keymgr command changed the lock owner"
 pass "offline keymgr changes refused while served, naming the holder; nothing changed; info, list-wraps, backup-header work"
+
+# --- keymgr's changes through the server (--control) ------------------------------
+seqid () { "$KEYMGR" info rbd:rbd/vol --json | jq .seqid; }
+{ printf 'A%.0s' $(seq 4096); head -c $((8 * MIB - 4096)) /dev/urandom; } >model.bin
+nbdcopy model.bin "$(uri a)" || fail "filling the served volume"
+s0=$(seqid)
+"$KEYMGR" add-wrap rbd:rbd/vol --wrap file:b.kek --keyfile vol.kek --control "$tmp/a.ctl" >add.out 2>&1 ||
+  { cat add.out; tail -n 5 a.log; fail "add-wrap --control of the served rbd: volume"; }
+[ "$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq length)" = 2 ] || fail "add-wrap --control: no second wrap"
+"$KEYMGR" verify rbd:rbd/vol --keyfile b.kek >/dev/null || fail "the wrap added through the server does not open the volume"
+[ "$(seqid)" -gt "$s0" ] || fail "add-wrap --control: the header's seqid did not move"
+# Removing the wrap the server uses, leaving one it cannot open: refused.
+expect_fail "remove-wrap of the server's only wrap" 'removes the wrap in use' \
+  "$KEYMGR" remove-wrap rbd:rbd/vol --id 0 --keyfile b.kek --control "$tmp/a.ctl"
+[ "$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq length)" = 2 ] || fail "a refused remove-wrap --control changed the wraps"
+"$KEYMGR" remove-wrap rbd:rbd/vol --id 1 --keyfile vol.kek --control "$tmp/a.ctl" >rm.out 2>&1 ||
+  { cat rm.out; fail "remove-wrap --control of the served rbd: volume"; }
+[ "$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq -r '.[].id')" = 0 ] || fail "remove-wrap --control: wraps are $("$KEYMGR" list-wraps rbd:rbd/vol --json | jq -c '[.[].id]')"
+pass "add-wrap and remove-wrap of a served rbd: volume committed by its server; one that leaves the server no wrap refused"
+
+# rotate-dek --control, limited to 4 MiB/s so that a client writes through it.
+cat >writer.py <<'EOS'
+import os, random, sys
+import nbd
+uri, stop, model = sys.argv[1:4]
+h = nbd.NBD(); h.connect_uri(uri)
+f = open(model, 'r+b'); n = 0
+while not os.path.exists(stop) or n < 50:
+    off = random.randrange(1, 2048) * 4096
+    data = os.urandom(4096)
+    h.pwrite(data, off)
+    f.seek(off); f.write(data); n += 1
+h.flush(); f.close()
+print(n)
+EOS
+"$PY" writer.py "$(uri a)" stopw model.bin >writer.out 2>&1 &
+wr=$!
+cleanup_hooks+=("touch $tmp/stopw")
+kcv0=$("$KEYMGR" info rbd:rbd/vol --json | jq -r .volume.kcv)
+"$KEYMGR" rotate-dek rbd:rbd/vol --keyfile vol.kek --control "$tmp/a.ctl" --rate 4 >rot.out 2>&1 ||
+  { cat rot.out; tail -n 10 a.log; fail "rotate-dek --control of the served rbd: volume"; }
+touch stopw
+wait $wr || { cat writer.out; fail "the client writing during the rotation failed"; }
+grep -q 'DEK rotated online' rot.out || { cat rot.out; fail "rotate-dek --control did not report the rotation"; }
+[ "$(rot_state a)" = done ] || fail "the server's rotation is $(rot_state a), not done"
+nbdcopy "$(uri a)" - | cmp - model.bin || fail "after rotate-dek --control the volume does not read back what was written"
+"$KEYMGR" info rbd:rbd/vol --json | jq -e --arg k "$kcv0" '.rotation == null and .volume.kcv != $k' >/dev/null ||
+  fail "after rotate-dek --control the header records a rotation, or the same DEK"
+pass "rotate-dek --control of a served rbd: volume while a client wrote $(cat writer.out) blocks: every write reads back"
 
 # --- kill -9 of the server; takeover; every acknowledged write present -------------
 "$PY" "$FUA_WRITER" write "$(uri a)" $MIB 256 stop1 w1.log --stride 37 --until-gone >w1.out 2>&1 &
