@@ -162,6 +162,26 @@ grep -q "another server already listens" other.log || { cat other.log; fail "sec
 pass "a live socket is not stolen: $(grep -o 'control=.*' other.log | head -1)"
 stop_nbd
 
+# --- commit-header (what keymgr sends for an rbd: volume) on a file volume -----------
+start_nbd vol keyfile=new.kek key-check=0 audit-log="$tmp/audit.log"
+s0=$("$KEYMGR" info vol --json | jq .seqid)
+copy0=$(head -c 65536 vol | base64 -w0)
+req="{\"cmd\":\"commit-header\",\"header\":\"$copy0\"}"
+ctl "$req" "$req" '{"cmd":"commit-header","header":"AAAA"}' '{"cmd":"commit-header","header":"!!"}' >replies
+[ "$(wc -l <replies)" -eq 4 ] || { cut -c1-300 replies; fail "four commit-header requests, not four replies"; }
+sed -n 1p replies | jq -e --argjson s "$s0" '.ok and .seqid == $s + 1' >/dev/null ||
+  { cat replies; fail "commit-header of the header on disk"; }
+sed -n 2p replies | jq -e --argjson s "$s0" '(.ok | not) and (.error | test("was made from seqid \($s), but the header is now at seqid \($s + 1)"))' >/dev/null ||
+  { cat replies; fail "commit-header of a header that has changed since"; }
+sed -n 3p replies | jq -e '(.ok | not) and (.error | test("the header sent for commit: no header magic"))' >/dev/null ||
+  { cat replies; fail "commit-header of junk"; }
+sed -n 4p replies | jq -e '(.ok | not) and (.error | test("is not base64"))' >/dev/null ||
+  { cat replies; fail "commit-header of something not base64"; }
+[ "$("$KEYMGR" info vol --json | jq .seqid)" = $((s0 + 1)) ] || fail "the refused commits changed the header"
+[ "$(io_errno | paste -sd' ')" = "read ok write ok" ] || fail "I/O after commit-header"
+pass "commit-header: committed (seqid $((s0 + 1))); then refused: $(sed -n 2p replies | jq -r .error | head -c 120)..."
+stop_nbd
+
 # --- control-group, a bad audit log -------------------------------------------------
 start_nbd vol keyfile=new.kek key-check=0 control-group=4242 audit-log="$tmp/audit.log"
 [ "$(stat -c '%a %g' "$CTL")" = "660 4242" ] || fail "control-group=4242: socket $(stat -c '%a %g' "$CTL")"
@@ -205,6 +225,8 @@ for want in 'select(.event == "unlock" and .wrap == 0 and .type == "file")' \
             "select(.event == \"control\" and .command == \"check\" and .peer.uid == $me)" \
             'select(.event == "control" and (has("command") | not) and (.error | test("unknown command")))' \
             'select(.event == "reload" and (.seqid | type == "number"))' \
+            'select(.event == "header" and (.seqid | type == "number"))' \
+            'select(.event == "control" and .command == "commit-header" and .result == "ok" and (has("header") | not))' \
             "select(.event == \"control\" and .command == \"lock\" and .result == \"ok\" and .peer.uid == $me and .peer.pid > 0)" \
             'select(.event == "control" and .command == "status" and .result == "ok")' \
             'select(.event == "control" and .command == "unlock" and .result == "ok")' \
@@ -241,7 +263,9 @@ if [ -f "$SAN_PLUGIN" ] && command -v gcc >/dev/null; then
   done
   "$KEYMGR" lock --control "$CTL" >/dev/null && "$KEYMGR" unlock --control "$CTL" >/dev/null &&
     "$KEYMGR" reload --control "$CTL" >/dev/null || { cat san.err; fail "commands on the sanitized plugin"; }
-  ctl '{"cmd":"check"}' '[' '{"cmd":1}' "$(head -c 5000 /dev/zero | tr '\0' x)" >/dev/null
+  ctl '{"cmd":"check"}' '[' '{"cmd":1}' "$(head -c 5000 /dev/zero | tr '\0' x)" \
+    '{"cmd":"commit-header","header":"AAAA"}' \
+    "{\"cmd\":\"commit-header\",\"header\":\"$(head -c 65536 vol | base64 -w0)\"}" >/dev/null
   nbdsh -u "$URI" -c "assert h.pread(1048576, 65536) == open('data', 'rb').read()"
   kill -TERM "$nbd_pid"; rc=0; wait "$nbd_pid" || rc=$?; nbd_pid=
   if grep -q "ERROR: AddressSanitizer\|runtime error" san.err ||

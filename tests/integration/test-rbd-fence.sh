@@ -109,6 +109,8 @@ s0=$(seqid)
 [ "$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq length)" = 2 ] || fail "add-wrap --control: no second wrap"
 "$KEYMGR" verify rbd:rbd/vol --keyfile b.kek >/dev/null || fail "the wrap added through the server does not open the volume"
 [ "$(seqid)" -gt "$s0" ] || fail "add-wrap --control: the header's seqid did not move"
+expect_fail "remove-wrap --control with no server there" 'no cryptvol server listens' \
+  "$KEYMGR" remove-wrap rbd:rbd/vol --id 1 --keyfile vol.kek --control "$tmp/nobody.ctl"
 # Removing the wrap the server uses, leaving one it cannot open: refused.
 expect_fail "remove-wrap of the server's only wrap" 'removes the wrap in use' \
   "$KEYMGR" remove-wrap rbd:rbd/vol --id 0 --keyfile b.kek --control "$tmp/a.ctl"
