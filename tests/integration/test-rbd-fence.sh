@@ -8,7 +8,7 @@
 #   restore-header) are refused while it is served, naming the holder (and,
 #   for the wrap commands, saying to give --control), and change nothing;
 #   info, list-wraps and backup-header work;
-# - with --control the server commits them: add-wrap, remove-wrap (one that
+# - with --control the server commits them: add-wrap, rewrap, remove-wrap (one that
 #   would leave the server no wrap it can open is refused, nothing changed),
 #   and rotate-dek while a client writes, every write read back afterwards
 #   (and by the servers that take over below);
@@ -109,16 +109,23 @@ s0=$(seqid)
 [ "$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq length)" = 2 ] || fail "add-wrap --control: no second wrap"
 "$KEYMGR" verify rbd:rbd/vol --keyfile b.kek >/dev/null || fail "the wrap added through the server does not open the volume"
 [ "$(seqid)" -gt "$s0" ] || fail "add-wrap --control: the header's seqid did not move"
+"$KEYMGR" genkey c.kek >/dev/null
+"$KEYMGR" rewrap rbd:rbd/vol --id 1 --to file:c.kek --keyfile b.kek --control "$tmp/a.ctl" >rew.out 2>&1 ||
+  { cat rew.out; fail "rewrap --control of the served rbd: volume"; }
+"$KEYMGR" verify rbd:rbd/vol --keyfile c.kek >/dev/null && ! "$KEYMGR" verify rbd:rbd/vol --keyfile b.kek >/dev/null 2>&1 ||
+  fail "after rewrap --control the added wrap is not under c.kek alone"
+idc=$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq '.[] | select(.ref | endswith("/c.kek")) | .id')
+[ -n "$idc" ] || fail "after rewrap --control no wrap is under c.kek"
 expect_fail "remove-wrap --control with no server there" 'no cryptvol server listens' \
-  "$KEYMGR" remove-wrap rbd:rbd/vol --id 1 --keyfile vol.kek --control "$tmp/nobody.ctl"
+  "$KEYMGR" remove-wrap rbd:rbd/vol --id "$idc" --keyfile vol.kek --control "$tmp/nobody.ctl"
 # Removing the wrap the server uses, leaving one it cannot open: refused.
 expect_fail "remove-wrap of the server's only wrap" 'removes the wrap in use' \
-  "$KEYMGR" remove-wrap rbd:rbd/vol --id 0 --keyfile b.kek --control "$tmp/a.ctl"
+  "$KEYMGR" remove-wrap rbd:rbd/vol --id 0 --keyfile c.kek --control "$tmp/a.ctl"
 [ "$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq length)" = 2 ] || fail "a refused remove-wrap --control changed the wraps"
-"$KEYMGR" remove-wrap rbd:rbd/vol --id 1 --keyfile vol.kek --control "$tmp/a.ctl" >rm.out 2>&1 ||
+"$KEYMGR" remove-wrap rbd:rbd/vol --id "$idc" --keyfile vol.kek --control "$tmp/a.ctl" >rm.out 2>&1 ||
   { cat rm.out; fail "remove-wrap --control of the served rbd: volume"; }
 [ "$("$KEYMGR" list-wraps rbd:rbd/vol --json | jq -r '.[].id')" = 0 ] || fail "remove-wrap --control: wraps are $("$KEYMGR" list-wraps rbd:rbd/vol --json | jq -c '[.[].id]')"
-pass "add-wrap and remove-wrap of a served rbd: volume committed by its server; one that leaves the server no wrap refused"
+pass "add-wrap, rewrap and remove-wrap of a served rbd: volume committed by its server; one that leaves the server no wrap refused"
 
 # rotate-dek --control, limited to 4 MiB/s so that a client writes through it.
 cat >writer.py <<'EOS'
