@@ -16,8 +16,8 @@
 #include "common/encode.h"
 #include "common/log.h"
 #include "crypto/secmem.h"
-#include "io/rbd.h"
 #include "format/header.h"
+#include "io/rbd.h"
 #include "keymgr.h"
 
 /* Milliseconds of CLOCK_MONOTONIC. */
