@@ -21,7 +21,7 @@
 #   a missing ceph.conf, and a dead cluster with ceph-timeout=2 (an error in
 #   seconds, not a hang).
 source "$(dirname "$0")/functions.sh"
-requires nbdkit nbdcopy nbdsh nbdinfo jq
+requires nbdkit nbdcopy nbdsh nbdinfo jq prlimit
 IOTEST=$CV_SRCDIR/tests/integration/iotest.py
 seed=${CV_TEST_SEED:-$RANDOM}
 MIB=1048576
@@ -200,6 +200,16 @@ expect_fail "an unknown image (plugin)" 'rbd:rbd/nosuchimage' \
   serve_fails rbd:rbd/nosuchimage keyfile=b.kek
 ! rbd info rbd/nosuchimage >/dev/null 2>&1 || fail "info or serving made rbd/nosuchimage"
 ! rbd ls rbd | grep -qx rbd || fail "create rbd:rbd made an image"
+
+# Descriptors: every rbd: volume has a Ceph client of its own (a dozen
+# descriptors), and librados aborts the process when it runs out: refused
+# first, with the reason. The plugin counts them for its exports (3 file
+# volumes would start with 300).
+expect_fail "a Ceph client without the descriptors it needs" 'file descriptors open' \
+  prlimit --nofile=24 "$KEYMGR" info rbd:rbd/vol
+printf '[%s]\nvolume = rbd:rbd/%s\nkeyfile = vol.kek\n\n' a a b b c c >three.conf
+expect_fail "3 rbd: exports under a limit of 300 descriptors" '3 exports need about 316 file descriptors' \
+  prlimit --nofile=300 nbdkit -f -U "$tmp/fd.sock" "$PLUGIN" volumes="$tmp/three.conf"
 
 # A dead cluster: an error within seconds (ceph-timeout=2), not a hang.
 "$CV_SRCDIR/tests/ceph/cluster.sh" stop "$CEPH_DIR"
