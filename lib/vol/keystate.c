@@ -552,7 +552,6 @@ commit_check (struct cv_vol *v, struct cv_header *h, struct cv_header **cur,
 {
   struct cv_hdr_rotation r;
   unsigned valid;
-  const char *what;
   int rc;
 
   if ((rc = cv_hdr_read (v->hdev, cur, &valid)) < 0)
@@ -569,12 +568,7 @@ commit_check (struct cv_vol *v, struct cv_header *h, struct cv_header **cur,
     return acceptable (v, h, id, OFFERED);
   /* A DEK rotation begun by keymgr: check it as the server will when it
    * takes it up, so that what is committed can be. */
-  if ((what = cv_vol_differs (v, h, false))) {
-    cv_err ("%s: " OFFERED " has another %s than the one being served",
-            v->hname, what);
-    return -EINVAL;
-  }
-  return cv_rot_begin_check (v, h, dek1, id, &r);
+  return cv_rot_begin_check (v, h, "the header sent", dek1, id, &r);
 }
 
 int

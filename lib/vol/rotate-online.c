@@ -252,7 +252,7 @@ engine_main (void *arg)
 }
 
 int
-cv_rot_begin_check (struct cv_vol *v, struct cv_header *h,
+cv_rot_begin_check (struct cv_vol *v, struct cv_header *h, const char *which,
                     struct cv_key **dek1, int64_t *id,
                     struct cv_hdr_rotation *r)
 {
@@ -269,22 +269,21 @@ cv_rot_begin_check (struct cv_vol *v, struct cv_header *h,
     return -ENOKEY;
   }
   if ((what = cv_vol_differs (v, h, false))) {
-    cv_err ("%s: the header on disk has another %s than the one being "
-            "served; restart the server to use it",
-            v->hname, what);
+    cv_err ("%s: %s has another %s than the one being served; restart the "
+            "server to use it",
+            v->hname, which, what);
     return -EINVAL;
   }
   if ((rc = cv_hdr_rotation_get (h, v->hname, r)) == -ENOENT) {
-    cv_err ("%s: no DEK rotation is recorded in the header: begin one with "
+    cv_err ("%s: no DEK rotation is recorded in %s: begin one with "
             "cryptvol-keymgr rotate-dek %s --control SOCKET",
-            v->hname, v->path);
+            v->hname, which, v->path);
     return rc;
   }
   if (rc == 0 && r->boundary != 0) {
-    cv_err ("%s: the header records a DEK rotation already %llu bytes "
-            "along that this server did not run; restart the server to "
-            "continue it",
-            v->hname, (unsigned long long) r->boundary);
+    cv_err ("%s: %s records a DEK rotation already %llu bytes along that "
+            "this server did not run; restart the server to continue it",
+            v->hname, which, (unsigned long long) r->boundary);
     return -EINVAL;
   }
   if (rc < 0)
@@ -300,11 +299,13 @@ cv_rot_begin_check (struct cv_vol *v, struct cv_header *h,
     return rc;
   if (odek->len != v->dek->len
       || CRYPTO_memcmp (odek->b, v->dek->b, odek->len) != 0) {
-    cv_err ("%s: the DEK rotation recorded in the header was begun from "
-            "another DEK than the one being served (the header was "
-            "replaced?); the server goes on with its DEK: restart it to use "
-            "the header on disk",
-            v->hname);
+    cv_err ("%s: the DEK rotation recorded in %s was begun from another DEK "
+            "than the one being served (the header was replaced?); the "
+            "server goes on with its DEK%s",
+            v->hname, which,
+            strcmp (which, "the header on disk") == 0
+                ? ": restart it to use the header on disk"
+                : "");
     return -EINVAL;
   }
   *dek1 = STEAL (k);
@@ -324,7 +325,8 @@ adopt (struct cv_vol *v)
 
   if ((rc = cv_vol_read_header (v, &h)) < 0)
     return rc;
-  if ((rc = cv_rot_begin_check (v, h, &dek1, &id, &r)) < 0)
+  if ((rc = cv_rot_begin_check (v, h, "the header on disk", &dek1, &id, &r))
+      < 0)
     goto out;
   /* No request is in flight while the keys change: from here on they
    * record their ranges (volume.c). */

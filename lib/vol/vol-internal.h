@@ -165,13 +165,14 @@ size_t cv_rot_jbuf_size (const struct cv_vol *v, uint64_t max);
 int cv_rot_old_dek_of (struct cv_vol *v, const struct cv_header *h,
                        const struct cv_key *dek, struct cv_key **odek);
 
-/* Is h (a header on disk, or one offered for commit) a DEK rotation that
- * this server can take up: v's volume, a rotation recorded at boundary 0,
- * a wrap that opens with v's credentials and the old DEK it records equal
- * to v's DEK? Then 0 with the new DEK in *dek1, the wrap that opened it in
- * *id and the rotation in *r; else -errno (logged). op_lock held. */
+/* Is h (a header on disk, or one offered for commit: which names it in
+ * messages) a DEK rotation that this server can take up: v's volume, a
+ * rotation recorded at boundary 0, a wrap that opens with v's credentials
+ * and the old DEK it records equal to v's DEK? Then 0 with the new DEK in
+ * *dek1, the wrap that opened it in *id and the rotation in *r; else -errno
+ * (logged). op_lock held. */
 int cv_rot_begin_check (struct cv_vol *v, struct cv_header *h,
-                        struct cv_key **dek1, int64_t *id,
+                        const char *which, struct cv_key **dek1, int64_t *id,
                         struct cv_hdr_rotation *r);
 
 /* keystate.c helpers shared with rotate-online.c. cv_vol_read_header: the
